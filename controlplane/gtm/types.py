@@ -60,6 +60,12 @@ class SteeringPolicy:
     # geo: client group -> ordered regions to prefer
     geo: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sticky: bool = True
+    # lowestLatency damping: leave the previous region only for a gain of at least
+    # max(latency_switch_ms, previous latency x latency_switch_pct / 100), and not before it has
+    # been answered for min_dwell_epochs epochs (health always overrides both).
+    latency_switch_pct: float = 10.0
+    latency_switch_ms: float = 0.0
+    min_dwell_epochs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,10 @@ class HealthView:
 
     healthy: frozenset[tuple[str, str, int]]
     known: frozenset[tuple[str, str, int]] = frozenset()
+    # why a target is unhealthy, for reasons and explanations ("3 failed probes: timeout")
+    detail: Mapping[tuple[str, str, int], str] = field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     def is_healthy(self, target: Target) -> bool:
         key = (target.cluster, target.address, target.port)
@@ -85,3 +95,7 @@ class Decision:
     servfail: bool = False
     depends_on_client: bool = True  # False → ECS scope 0
     reasons: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()  # regions of the answered targets, in answer order
+    all_down: bool = False  # no target was healthy: the all-down behaviour produced the answer
+    epoch: int = field(default=0, compare=False)
+    since_epoch: int = field(default=0, compare=False)  # first epoch this region was answered

@@ -1,0 +1,367 @@
+"""Steering: (policy, client group, health) -> Decision. Pure: no I/O, no clocks, no randomness.
+
+Invariants every strategy keeps:
+
+* only healthy targets are answered, unless none is healthy; then ``policy.all_down`` decides
+  (``answerAll``: every target; ``fallback``: ``policy.fallback``; ``servfail``);
+* a Decision that is not ``servfail`` always has at least one address;
+* at most ``max_answers`` IPv4 and at most ``max_answers`` IPv6 addresses (A and AAAA are
+  separate RRsets), without duplicates, best first;
+* the same inputs give the same Decision (weighted choice hashes (name, group, epoch));
+* ``depends_on_client`` is False only when every client group would get the same answer.
+
+Failover, geo and lowestLatency answer within one tier / one region: resolvers rotate RRsets, so
+an address in the answer gets traffic even when it is listed last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from controlplane.gtm.stickiness import rank
+from controlplane.gtm.types import (
+    DEFAULT_GROUP,
+    ClientGroup,
+    Decision,
+    HealthView,
+    SteeringPolicy,
+    Target,
+)
+
+__all__ = ["steer", "steer_all", "target_label"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    targets: tuple[Target, ...]  # ranked, best first; already restricted to the chosen tier/region
+    reasons: tuple[str, ...]
+    depends_on_client: bool
+
+
+def steer(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    health: HealthView,
+    *,
+    epoch: int = 0,
+    previous: Decision | None = None,
+) -> Decision:
+    """Decide the answers for ``policy.name`` as seen by clients of ``group``.
+
+    ``previous`` is the Decision this (name, group) got last time; lowestLatency uses it for
+    hysteresis and minimum dwell, every strategy uses it to carry ``since_epoch`` forward.
+    """
+    if previous is not None and (previous.name != policy.name or previous.group != group.name):
+        previous = None
+    healthy = tuple(t for t in policy.targets if health.is_healthy(t))
+    down = tuple(
+        _down_reason(policy, t, health) for t in policy.targets if not health.is_healthy(t)
+    )
+    if not healthy:
+        return _all_down(policy, group, down, epoch)
+    pick = _STRATEGIES[policy.strategy](policy, group, healthy, epoch, previous)
+    targets = _cap(pick.targets, policy.max_answers)
+    regions = tuple(dict.fromkeys(t.region for t in targets))
+    addresses = tuple(dict.fromkeys(t.address for t in targets))
+    single = len({t.address for t in healthy}) == 1
+    since = epoch
+    if previous is not None and not previous.all_down and previous.regions[:1] == regions[:1]:
+        since = previous.since_epoch
+    return Decision(
+        name=policy.name,
+        group=group.name,
+        addresses=addresses,
+        depends_on_client=pick.depends_on_client and not single,
+        reasons=pick.reasons + down,
+        regions=regions,
+        epoch=epoch,
+        since_epoch=since,
+    )
+
+
+def steer_all(
+    policies: Iterable[SteeringPolicy],
+    groups: Iterable[ClientGroup],
+    health: HealthView,
+    epoch: int = 0,
+    previous: Mapping[tuple[str, str], Decision] | None = None,
+) -> dict[tuple[str, str], Decision]:
+    """One Decision per (policy name, group name), always including the default group.
+
+    When every group of a policy gets the same answer, all its Decisions are marked
+    ``depends_on_client=False`` (ECS scope 0), whatever the strategy.
+    """
+    group_list = list(groups)
+    if all(g.name != DEFAULT_GROUP for g in group_list):
+        group_list.append(ClientGroup(DEFAULT_GROUP, ()))
+    prev = previous or {}
+    out: dict[tuple[str, str], Decision] = {}
+    for policy in policies:
+        decisions = [
+            steer(policy, g, health, epoch=epoch, previous=prev.get((policy.name, g.name)))
+            for g in group_list
+        ]
+        answers = {(d.addresses, d.servfail) for d in decisions}
+        uniform = len(answers) == 1
+        for d in decisions:
+            if uniform and d.depends_on_client:
+                d = replace(d, depends_on_client=False)
+            out[(policy.name, d.group)] = d
+    return out
+
+
+def target_label(policy: SteeringPolicy, target: Target) -> str:
+    """The region when it names the target unambiguously, else region/cluster."""
+    same_region = sum(1 for t in policy.targets if t.region == target.region)
+    return target.region if same_region == 1 else f"{target.region}/{target.cluster}"
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+
+def _failover(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> _Pick:
+    return _failover_pick(policy, healthy, "failover")
+
+
+def _failover_pick(policy: SteeringPolicy, healthy: Sequence[Target], what: str) -> _Pick:
+    tier = min(t.tier for t in healthy)
+    best_tier = min(t.tier for t in policy.targets)
+    chosen = _ordered(policy, [t for t in healthy if t.tier == tier])
+    names = ", ".join(target_label(policy, t) for t in chosen)
+    if tier == best_tier:
+        reason = f"{what}: tier {tier} is healthy ({names})"
+    else:
+        skipped = sorted({t.tier for t in policy.targets if t.tier < tier})
+        tiers = ", ".join(str(s) for s in skipped)
+        reason = f"{what}: no healthy target in tier {tiers}; failing over to tier {tier} ({names})"
+    return _Pick(tuple(chosen), (reason,), depends_on_client=False)
+
+
+def _weighted(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> _Pick:
+    addresses = {t.address for t in healthy}
+    if len(addresses) <= policy.max_answers:
+        chosen = _ordered(policy, healthy)
+        names = ", ".join(target_label(policy, t) for t in chosen)
+        return _Pick(tuple(chosen), (f"weighted: answering every healthy target ({names})",), False)
+    positive = [t for t in healthy if t.weight > 0]
+    reasons: list[str] = []
+    if not positive:
+        positive = list(healthy)
+        reasons.append("weighted: every healthy target has weight 0; weighing them equally")
+    key_group = group.name if policy.sticky else "*"
+    key = f"{policy.name}|{key_group}|{epoch}"
+    weights = [float(t.weight) if t.weight > 0 else 1.0 for t in positive]
+    ranked = rank(key, [(_target_id(t), w, t) for t, w in zip(positive, weights, strict=True)])
+    total = sum(weights)
+    first = ranked[0]
+    share = (float(first.weight) if first.weight > 0 else 1.0) / total
+    who = f"group {group.name}" if policy.sticky else "every group"
+    reasons.append(
+        f"weighted: {who}, epoch {epoch} drew {target_label(policy, first)} "
+        f"(weight {first.weight}, {share:.0%} of healthy weight)"
+    )
+    return _Pick(tuple(ranked), tuple(reasons), depends_on_client=policy.sticky)
+
+
+def _geo(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> _Pick:
+    prefs = tuple(policy.geo.get(group.name, ()))
+    source = "policy"
+    if not prefs and group.region:
+        prefs, source = (group.region,), "the group's region"
+    if not prefs:
+        return _nearest(policy, group, healthy, f"geo: no region known for group {group.name}")
+    reasons = [f"geo: group {group.name} prefers {', '.join(prefs)} ({source})"]
+    for region in prefs:
+        in_region = [t for t in healthy if t.region == region]
+        if in_region:
+            reasons.append(f"answering {region}")
+            return _Pick(tuple(_ordered(policy, in_region)), tuple(reasons), True)
+        configured = any(t.region == region for t in policy.targets)
+        reasons.append(
+            f"{region} has no healthy target" if configured else f"{region} has no target"
+        )
+    fallback = _nearest(policy, group, healthy, "geo: no preferred region can answer")
+    return _Pick(fallback.targets, tuple(reasons) + fallback.reasons, True)
+
+
+def _nearest(
+    policy: SteeringPolicy, group: ClientGroup, healthy: Sequence[Target], why: str
+) -> _Pick:
+    """Lowest latency if the policy measured this group, else failover order."""
+    row = policy.latency.get(group.name, {})
+    measured = {t.region: row[t.region] for t in healthy if t.region in row}
+    if measured:
+        best = min(measured, key=lambda r: (measured[r], r))
+        chosen = _ordered(policy, [t for t in healthy if t.region == best])
+        reason = f"{why}; nearest healthy region by latency is {best} ({_ms(measured[best])})"
+        return _Pick(tuple(chosen), (reason,), True)
+    pick = _failover_pick(policy, healthy, "failover order")
+    return _Pick(pick.targets, (f"{why}; using failover order", *pick.reasons), True)
+
+
+def _lowest_latency(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> _Pick:
+    row = policy.latency.get(group.name, {})
+    regions = list(dict.fromkeys(t.region for t in _ordered(policy, healthy)))
+    measured = {r: float(row[r]) for r in regions if r in row}
+    if not measured:
+        pick = _failover_pick(policy, healthy, "failover order")
+        why = f"lowestLatency: no latency data for group {group.name}; using failover order"
+        return _Pick(pick.targets, (why, *pick.reasons), True)
+    ordered = sorted(measured, key=lambda r: (measured[r], r))
+    best = ordered[0]
+    chain = " < ".join(f"{r} {_ms(measured[r])}" for r in ordered)
+    reasons = [f"group {group.name}: latency {chain}"]
+    missing = [r for r in regions if r not in measured]
+    if missing:
+        reasons.append(f"no latency data for {', '.join(missing)}")
+    chosen = best
+    prev = previous.regions[0] if previous and previous.regions and not previous.all_down else None
+    if prev is not None and prev != best and prev in measured:
+        dwell = epoch - previous.since_epoch if previous else 0
+        gain = measured[prev] - measured[best]
+        need = max(policy.latency_switch_ms, measured[prev] * policy.latency_switch_pct / 100.0)
+        if dwell < policy.min_dwell_epochs:
+            chosen = prev
+            reasons.append(
+                f"staying on {prev}: answered for {dwell} epoch(s), "
+                f"minimum dwell is {policy.min_dwell_epochs}"
+            )
+        elif gain < need:
+            chosen = prev
+            reasons.append(
+                f"staying on {prev}: {best} is better by {_ms(gain)}, "
+                f"less than the {_ms(need)} switch threshold"
+            )
+        else:
+            reasons.append(f"switching from {prev} to {best}: better by {_ms(gain)}")
+    targets = _ordered(policy, [t for t in healthy if t.region == chosen])
+    return _Pick(tuple(targets), tuple(reasons), True)
+
+
+def _round_robin(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> _Pick:
+    unique = list({t.address: t for t in reversed(healthy)}.values())[::-1]
+    start = epoch % len(unique)
+    rotated = unique[start:] + unique[:start]
+    reason = (
+        f"roundRobin: epoch {epoch} starts at {target_label(policy, rotated[0])} "
+        f"({start + 1} of {len(unique)} healthy)"
+    )
+    return _Pick(tuple(rotated), (reason,), depends_on_client=False)
+
+
+_STRATEGIES = {
+    "failover": _failover,
+    "weighted": _weighted,
+    "geo": _geo,
+    "lowestLatency": _lowest_latency,
+    "roundRobin": _round_robin,
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _all_down(
+    policy: SteeringPolicy, group: ClientGroup, down: tuple[str, ...], epoch: int
+) -> Decision:
+    def make(addresses: tuple[str, ...], why: str, regions: tuple[str, ...] = ()) -> Decision:
+        return Decision(
+            name=policy.name,
+            group=group.name,
+            addresses=addresses,
+            servfail=not addresses,
+            depends_on_client=False,
+            reasons=(why, *down),
+            regions=regions,
+            all_down=True,
+            epoch=epoch,
+        )
+
+    fallback = tuple(dict.fromkeys(policy.fallback))
+    if not policy.targets:
+        if policy.all_down == "fallback" and fallback:
+            return make(fallback, "no targets configured: answering the fallback addresses")
+        return make((), "no targets configured: SERVFAIL")
+    count = len(policy.targets)
+    none = f"all down: none of {count} target(s) is healthy"
+    if policy.all_down == "servfail":
+        return make((), f"{none}; SERVFAIL (allDown: servfail)")
+    if policy.all_down == "fallback" and fallback:
+        return make(fallback, f"{none}; answering the fallback addresses")
+    why = f"{none}; answering all of them"
+    if policy.all_down == "fallback":
+        why += " (allDown: fallback, but no fallback addresses are configured)"
+    targets = _ordered(policy, policy.targets)
+    addresses = tuple(dict.fromkeys(t.address for t in targets))
+    regions = tuple(dict.fromkeys(t.region for t in targets))
+    return make(addresses, why, regions)
+
+
+def _down_reason(policy: SteeringPolicy, target: Target, health: HealthView) -> str:
+    key = (target.cluster, target.address, target.port)
+    detail = health.detail.get(key)
+    label = target_label(policy, target)
+    return f"{label} unhealthy ({detail})" if detail else f"{label} unhealthy"
+
+
+def _ordered(policy: SteeringPolicy, targets: Iterable[Target]) -> list[Target]:
+    """Tier first, then heavier weight, then the policy's own order."""
+    index = {t: i for i, t in enumerate(policy.targets)}
+    return sorted(targets, key=lambda t: (t.tier, -t.weight, index.get(t, len(index))))
+
+
+def _cap(targets: Sequence[Target], n: int) -> tuple[Target, ...]:
+    """At most ``n`` distinct IPv4 and ``n`` distinct IPv6 addresses, keeping the order."""
+    n = max(1, n)
+    seen: set[str] = set()
+    per_family = {4: 0, 6: 0}
+    out: list[Target] = []
+    for t in targets:
+        if t.address in seen:
+            continue
+        family = 6 if ":" in t.address else 4
+        if per_family[family] >= n:
+            continue
+        seen.add(t.address)
+        per_family[family] += 1
+        out.append(t)
+    return tuple(out)
+
+
+def _target_id(target: Target) -> str:
+    return f"{target.cluster}|{target.address}|{target.port}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}ms" if float(value).is_integer() else f"{value:.1f}ms"

@@ -1,0 +1,317 @@
+"""Checks that span documents: references resolve, names and hosts are unique, weights add up.
+
+Each check reads typed documents and reports Problems at the exact field that is wrong, using the
+line map of the document it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from controlplane.errors import Problem
+from controlplane.policy.documents import (
+    AnyDocument,
+    Canary,
+    Cluster,
+    GlobalService,
+    Placement,
+    RoutePolicy,
+    Service,
+    TrafficPolicy,
+)
+from controlplane.policy.validate import format_path
+from controlplane.policy.yamlsource import Path, RawDocument
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    doc: AnyDocument
+    raw: RawDocument
+
+    def problem(self, path: Path, message: str) -> Problem:
+        return Problem(self.raw.file, self.raw.line_of(path), format_path(path), message)
+
+    def where(self) -> str:
+        return f"{self.raw.file}:{self.raw.line_of(('metadata', 'name'))}"
+
+
+class _World:
+    def __init__(self, located: list[Located]) -> None:
+        self.located = located
+        self.clusters: dict[str, Cluster] = {}
+        self.services: dict[str, Service] = {}
+        self.routes: dict[str, RoutePolicy] = {}
+        for item in located:
+            d = item.doc
+            if isinstance(d, Cluster):
+                self.clusters.setdefault(d.name, d)
+            elif isinstance(d, Service):
+                self.services.setdefault(d.name, d)
+            elif isinstance(d, RoutePolicy):
+                self.routes.setdefault(d.name, d)
+        self.regions = {c.spec.region for c in self.clusters.values()}
+
+
+def cross_check(located: list[Located]) -> list[Problem]:
+    world = _World(located)
+    problems = list(_unique_names(located))
+    problems += _unique_hosts(located)
+    for item in located:
+        d = item.doc
+        if isinstance(d, Service):
+            problems += _check_service(world, item, d)
+        elif isinstance(d, RoutePolicy):
+            problems += _check_route(world, item, d)
+        elif isinstance(d, TrafficPolicy):
+            problems += _check_traffic(world, item, d)
+        elif isinstance(d, Placement):
+            problems += _check_placement(world, item, d)
+        elif isinstance(d, GlobalService):
+            problems += _check_global(world, item, d)
+        elif isinstance(d, Canary):
+            problems += _check_canary(world, item, d)
+    problems += _unique_targets(located)
+    return problems
+
+
+def _unique_names(located: Iterable[Located]) -> Iterator[Problem]:
+    first: dict[tuple[str, str], Located] = {}
+    for item in located:
+        key = (item.doc.kind, item.doc.name)
+        if key in first:
+            yield item.problem(
+                ("metadata", "name"),
+                f"duplicate {key[0]} {key[1]!r} (first defined at {first[key].where()})",
+            )
+        else:
+            first[key] = item
+
+
+def _unique_hosts(located: Iterable[Located]) -> Iterator[Problem]:
+    owner: dict[str, str] = {}
+    for item in located:
+        if not isinstance(item.doc, RoutePolicy):
+            continue
+        for i, host in enumerate(item.doc.spec.hosts):
+            key = host.rstrip(".")
+            if key in owner and owner[key] != item.doc.name:
+                yield item.problem(
+                    ("spec", "hosts", i),
+                    f"host {host!r} is already claimed by RoutePolicy {owner[key]!r}",
+                )
+            elif key in owner:
+                yield item.problem(("spec", "hosts", i), f"host {host!r} is listed twice")
+            owner[key] = item.doc.name
+
+
+def _unique_targets(located: Iterable[Located]) -> Iterator[Problem]:
+    traffic: dict[tuple[str, str | None], str] = {}
+    placement: dict[str, str] = {}
+    dns: dict[str, str] = {}
+    for item in located:
+        d = item.doc
+        if isinstance(d, TrafficPolicy):
+            key = (d.spec.service, d.spec.subset)
+            if key in traffic:
+                what = f"{key[0]}/{key[1]}" if key[1] else key[0]
+                yield item.problem(
+                    ("spec", "service"), f"{what} already has TrafficPolicy {traffic[key]!r}"
+                )
+            traffic.setdefault(key, d.name)
+        elif isinstance(d, Placement):
+            if d.spec.service in placement:
+                yield item.problem(
+                    ("spec", "service"),
+                    f"service {d.spec.service!r} already has Placement {placement[d.spec.service]!r}",
+                )
+            placement.setdefault(d.spec.service, d.name)
+        elif isinstance(d, GlobalService):
+            name = d.spec.name.rstrip(".")
+            if name in dns:
+                yield item.problem(
+                    ("spec", "name"),
+                    f"DNS name {name!r} is already served by GlobalService {dns[name]!r}",
+                )
+            dns.setdefault(name, d.name)
+
+
+def _service_ref(
+    world: _World,
+    item: Located,
+    path: Path,
+    service: str,
+    subset: str | None = None,
+    port: int | None = None,
+    *,
+    subset_field: str = "subset",
+) -> Iterator[Problem]:
+    svc = world.services.get(service)
+    if svc is None:
+        yield item.problem(
+            (*path, "service"), f"unknown service {service!r}{_known(world.services)}"
+        )
+        return
+    if subset is not None and svc.spec.subset(subset) is None:
+        names = [s.name for s in svc.spec.subsets]
+        yield item.problem(
+            (*path, subset_field),
+            f"service {service!r} has no subset {subset!r}"
+            + (f" (it has {', '.join(names)})" if names else " (it defines no subsets)"),
+        )
+    if port is not None and port not in {p.port for p in svc.spec.ports}:
+        yield item.problem((*path, "port"), f"service {service!r} has no port {port}")
+
+
+def _known(names: Iterable[str]) -> str:
+    listed = sorted(names)
+    return f" (known: {', '.join(listed[:8])}{', …' if len(listed) > 8 else ''})" if listed else ""
+
+
+def _cluster_ref(world: _World, item: Located, path: Path, name: str) -> Iterator[Problem]:
+    if name not in world.clusters:
+        yield item.problem(path, f"unknown cluster {name!r}{_known(world.clusters)}")
+
+
+def _region_ref(world: _World, item: Located, path: Path, region: str) -> Iterator[Problem]:
+    if region not in world.regions:
+        yield item.problem(path, f"no cluster is in region {region!r}{_known(world.regions)}")
+
+
+def _check_service(world: _World, item: Located, d: Service) -> Iterator[Problem]:
+    for i, ep in enumerate(d.spec.endpoints):
+        yield from _cluster_ref(world, item, ("spec", "endpoints", i, "cluster"), ep.cluster)
+
+
+def _check_route(world: _World, item: Located, d: RoutePolicy) -> Iterator[Problem]:
+    for r, rule in enumerate(d.spec.http):
+        base: Path = ("spec", "http", r)
+        for i, dest in enumerate(rule.route):
+            yield from _service_ref(
+                world, item, (*base, "route", i), dest.service, dest.subset, dest.port
+            )
+        explicit = [dest.weight for dest in rule.route if dest.weight is not None]
+        if len(rule.route) > 1 and len(explicit) != len(rule.route):
+            missing = next(i for i, dest in enumerate(rule.route) if dest.weight is None)
+            yield item.problem(
+                (*base, "route", missing, "weight"),
+                "every destination needs a weight when a rule has several",
+            )
+        elif explicit and sum(explicit) != 100:
+            yield item.problem(
+                (*base, "route"), f"weights must sum to 100, got {sum(explicit)} ({explicit})"
+            )
+        if rule.mirror is not None:
+            m = rule.mirror
+            yield from _service_ref(world, item, (*base, "mirror"), m.service, m.subset, m.port)
+
+
+def _check_traffic(world: _World, item: Located, d: TrafficPolicy) -> Iterator[Problem]:
+    yield from _service_ref(world, item, ("spec",), d.spec.service, d.spec.subset)
+    loc = d.spec.locality
+    if loc is None:
+        return
+    base: Path = ("spec", "locality")
+    for i, fo in enumerate(loc.failover):
+        yield from _region_ref(world, item, (*base, "failover", i, "from"), fo.from_)
+        yield from _region_ref(world, item, (*base, "failover", i, "to"), fo.to)
+    for i, region in enumerate(loc.failover_priority):
+        yield from _region_ref(world, item, (*base, "failoverPriority", i), region)
+    for i, dist in enumerate(loc.distribute):
+        yield from _region_ref(world, item, (*base, "distribute", i, "from"), dist.from_)
+        for region in dist.to:
+            yield from _region_ref(world, item, (*base, "distribute", i, "to", region), region)
+        if sum(dist.to.values()) != 100:
+            yield item.problem(
+                (*base, "distribute", i, "to"),
+                f"weights must sum to 100, got {sum(dist.to.values())}",
+            )
+
+
+def _check_placement(world: _World, item: Located, d: Placement) -> Iterator[Problem]:
+    spec = d.spec
+    yield from _service_ref(world, item, ("spec",), spec.service)
+    for i, name in enumerate(spec.clusters):
+        yield from _cluster_ref(world, item, ("spec", "clusters", i), name)
+    for name in spec.strategy.weights:
+        yield from _cluster_ref(world, item, ("spec", "strategy", "weights", name), name)
+    for i, name in enumerate(spec.strategy.order):
+        yield from _cluster_ref(world, item, ("spec", "strategy", "order", i), name)
+    if spec.residency is not None:
+        allowed = set(spec.residency.regions)
+        for i, region in enumerate(spec.residency.regions):
+            yield from _region_ref(world, item, ("spec", "residency", "regions", i), region)
+        for i, name in enumerate(spec.clusters):
+            cluster = world.clusters.get(name)
+            if cluster is not None and cluster.spec.region not in allowed:
+                yield item.problem(
+                    ("spec", "clusters", i),
+                    f"cluster {name!r} is in region {cluster.spec.region!r}, outside the residency boundary",
+                )
+
+
+def _check_global(world: _World, item: Located, d: GlobalService) -> Iterator[Problem]:
+    spec = d.spec
+    yield from _service_ref(world, item, ("spec",), spec.service)
+    for i, target in enumerate(spec.targets):
+        path: Path = ("spec", "targets", i)
+        yield from _cluster_ref(world, item, (*path, "cluster"), target.cluster)
+        cluster = world.clusters.get(target.cluster)
+        if target.address is None and cluster is not None and cluster.spec.gateway is None:
+            yield item.problem(
+                (*path, "address"),
+                f"cluster {target.cluster!r} has no gateway address; give the target an address",
+            )
+    groups = {g.name for g in spec.client_groups}
+    for name, regions in spec.geo.items():
+        if name not in groups:
+            yield item.problem(
+                ("spec", "geo", name), f"unknown client group {name!r}{_known(groups)}"
+            )
+        for i, region in enumerate(regions):
+            yield from _region_ref(world, item, ("spec", "geo", name, i), region)
+    for name, row in spec.latency.items():
+        if name not in groups:
+            yield item.problem(
+                ("spec", "latency", name), f"unknown client group {name!r}{_known(groups)}"
+            )
+        for region in row:
+            yield from _region_ref(world, item, ("spec", "latency", name, region), region)
+    for i, group in enumerate(spec.client_groups):
+        if group.region is not None:
+            yield from _region_ref(world, item, ("spec", "clientGroups", i, "region"), group.region)
+
+
+def _check_canary(world: _World, item: Located, d: Canary) -> Iterator[Problem]:
+    spec = d.spec
+    yield from _service_ref(world, item, ("spec",), spec.service)
+    if spec.service in world.services:
+        for field, subset in (
+            ("stableSubset", spec.stable_subset),
+            ("canarySubset", spec.canary_subset),
+        ):
+            yield from _service_ref(
+                world, item, ("spec",), spec.service, subset, subset_field=field
+            )
+    route = world.routes.get(spec.route_policy)
+    if route is None:
+        yield item.problem(
+            ("spec", "routePolicy"),
+            f"unknown RoutePolicy {spec.route_policy!r}{_known(world.routes)}",
+        )
+        return
+    used = {
+        dest.subset
+        for rule in route.spec.http
+        for dest in rule.route
+        if dest.service == spec.service
+    }
+    for field, subset in (
+        ("stableSubset", spec.stable_subset),
+        ("canarySubset", spec.canary_subset),
+    ):
+        if subset not in used:
+            yield item.problem(
+                ("spec", field),
+                f"RoutePolicy {spec.route_policy!r} never routes to {spec.service}/{subset}",
+            )

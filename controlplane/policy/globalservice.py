@@ -1,0 +1,107 @@
+"""``GlobalService``: a DNS name served by the GTM and how it steers clients to regions."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from controlplane.policy.common import Hostname, Label, Millis, Name, Port, Spec
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"expected a network such as 203.0.113.0/24, got {value!r}") from None
+
+
+def _address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"expected an IPv4 or IPv6 address, got {value!r}") from None
+
+
+Network = Annotated[str, AfterValidator(_network)]
+Address = Annotated[str, AfterValidator(_address)]
+
+GtmStrategy = Literal["failover", "weighted", "geo", "lowestLatency", "roundRobin"]
+
+
+class GtmHttpCheck(Spec):
+    path: str = "/healthz"
+    host: str | None = None
+    scheme: Literal["http", "https"] = "http"
+    port: Port | None = None
+    expected_statuses: tuple[int, ...] = (200,)
+    verify_tls: bool = True
+
+
+class GtmTcpCheck(Spec):
+    port: Port | None = None
+
+
+class GtmHealthCheck(Spec):
+    http: GtmHttpCheck | None = None
+    tcp: GtmTcpCheck | None = None
+    interval: Millis = 5000
+    timeout: Millis = 1000
+    jitter: Millis = 0
+    healthy_threshold: int = Field(default=2, ge=1)
+    unhealthy_threshold: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GtmHealthCheck:
+        if (self.http is None) == (self.tcp is None):
+            raise ValueError("set exactly one of http or tcp")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        return self
+
+
+class GlobalTarget(Spec):
+    """An answer candidate; by default every cluster the service is placed in, at its gateway."""
+
+    cluster: Name
+    address: Address | None = None
+    port: Port | None = None
+    weight: int = Field(default=1, ge=0, le=1000)
+    tier: int = Field(default=0, ge=0)
+
+
+class ClientGroupSpec(Spec):
+    name: Label
+    cidrs: tuple[Network, ...] = Field(min_length=1)
+    region: Label | None = None
+
+
+class GlobalServiceSpec(Spec):
+    name: Hostname
+    zone: Hostname
+    service: Name
+    port: Port | None = None
+    strategy: GtmStrategy = "failover"
+    ttl: Millis = 30_000
+    max_answers: int = Field(default=1, ge=1, le=8)
+    targets: tuple[GlobalTarget, ...] = ()
+    client_groups: tuple[ClientGroupSpec, ...] = ()
+    geo: dict[Label, tuple[Label, ...]] = Field(default_factory=dict)
+    geo_database: str | None = None
+    latency: dict[Label, dict[Label, Millis]] = Field(default_factory=dict)
+    health_check: GtmHealthCheck | None = None
+    all_down: Literal["answerAll", "fallback", "servfail"] = "answerAll"
+    fallback: tuple[Address, ...] = ()
+    sticky: bool = True
+
+    @model_validator(mode="after")
+    def _coherent(self) -> GlobalServiceSpec:
+        name, zone = self.name.rstrip("."), self.zone.rstrip(".")
+        if name != zone and not name.endswith("." + zone):
+            raise ValueError(f"name {self.name!r} is not inside zone {self.zone!r}")
+        if self.all_down == "fallback" and not self.fallback:
+            raise ValueError("allDown fallback needs fallback addresses")
+        if self.ttl < 1000 and self.ttl != 0:
+            raise ValueError("ttl is whole seconds in DNS; use at least 1s (or 0)")
+        return self

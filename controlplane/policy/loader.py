@@ -1,0 +1,117 @@
+"""Loading a policy set: files -> raw documents -> typed documents -> cross-checked Model.
+
+``load_directory`` is all-or-nothing: it returns a Model only when every file parses and every
+check passes; otherwise it raises PolicyError listing every problem found (not just the first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from controlplane.errors import PolicyError, Problem, SourceError
+from controlplane.policy.crosscheck import Located, cross_check
+from controlplane.policy.model import Model, SourceRef
+from controlplane.policy.validate import validate_document
+from controlplane.policy.yamlsource import MAX_FILE_BYTES, decode, parse_documents
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+MAX_FILES = 10_000
+
+
+def is_policy_file(path: Path) -> bool:
+    """Policy files end in .yaml/.yml; hidden files and editor temp files are never read."""
+    name = path.name
+    return (
+        name.endswith(POLICY_SUFFIXES)
+        and not name.startswith((".", "#"))
+        and not name.endswith("~")
+    )
+
+
+def policy_files(root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every policy file below ``root``, sorted; symlinked directories are followed once (no loops)."""
+    if not root.exists():
+        raise SourceError(f"{root}: no such file or directory")
+    if root.is_file():
+        return [root], []
+    files: list[Path] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            problems.append(Problem(dirpath, None, "", "symlink loop: directory already read"))
+            dirnames.clear()
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not is_policy_file(path):
+                continue
+            if not path.exists():
+                problems.append(Problem(str(path), None, "", "broken symlink"))
+                continue
+            files.append(path)
+        if len(files) > MAX_FILES:
+            raise SourceError(f"{root}: more than {MAX_FILES} policy files")
+    return files, problems
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+
+
+def load_texts(texts: Iterable[tuple[str, bytes | str]]) -> Model:
+    """Build a Model from (file name, content) pairs; raises PolicyError with every problem."""
+    problems: list[Problem] = []
+    located: list[Located] = []
+    for name, content in texts:
+        try:
+            text = decode(content, name) if isinstance(content, bytes) else content
+            raws = parse_documents(text, name)
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+            continue
+        for raw in raws:
+            result = validate_document(raw)
+            if isinstance(result, list):
+                problems.extend(result)
+            else:
+                located.append(Located(result, raw))
+    if not problems:
+        problems = cross_check(located)
+    if problems:
+        raise PolicyError(problems)
+    sources: dict[tuple[str, str], SourceRef] = {
+        (item.doc.kind, item.doc.name): SourceRef(item.raw.file, item.raw.line) for item in located
+    }
+    return Model.build((item.doc for item in located), sources)
+
+
+def load_directory(root: Path | str) -> Model:
+    root = Path(root)
+    files, problems = policy_files(root)
+    if not files and not problems:
+        problems.append(Problem(str(root), None, "", "no policy files (*.yaml, *.yml) found"))
+
+    def contents() -> Iterator[tuple[str, bytes]]:
+        for path in files:
+            try:
+                yield str(path), read_file(path)
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+
+    try:
+        model = load_texts(contents())
+    except PolicyError as exc:
+        raise PolicyError([*problems, *exc.problems]) from None
+    if problems:
+        raise PolicyError(problems)
+    return model

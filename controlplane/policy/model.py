@@ -1,0 +1,137 @@
+"""The validated policy model: immutable, indexed by name, with a stable content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from controlplane.policy.documents import (
+    AnyDocument,
+    Canary,
+    Cluster,
+    GlobalService,
+    Placement,
+    RoutePolicy,
+    Service,
+    TrafficPolicy,
+)
+
+KIND_ORDER = (
+    "Cluster",
+    "Service",
+    "TrafficPolicy",
+    "Placement",
+    "RoutePolicy",
+    "GlobalService",
+    "Canary",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    file: str
+    line: int
+
+
+def _index(docs: Iterable[AnyDocument], kind: str) -> Mapping[str, Any]:
+    return MappingProxyType(
+        {d.name: d for d in sorted(docs, key=lambda d: d.name) if d.kind == kind}
+    )
+
+
+@dataclass(frozen=True)
+class Model:
+    """A consistent set of policy documents. Built only by the loader, after every check passed."""
+
+    clusters: Mapping[str, Cluster]
+    services: Mapping[str, Service]
+    route_policies: Mapping[str, RoutePolicy]
+    traffic_policies: Mapping[str, TrafficPolicy]
+    placements: Mapping[str, Placement]
+    global_services: Mapping[str, GlobalService]
+    canaries: Mapping[str, Canary]
+    hash: str
+    sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[AnyDocument],
+        sources: Mapping[tuple[str, str], SourceRef] | None = None,
+    ) -> Model:
+        docs = list(documents)
+        return cls(
+            clusters=_index(docs, "Cluster"),
+            services=_index(docs, "Service"),
+            route_policies=_index(docs, "RoutePolicy"),
+            traffic_policies=_index(docs, "TrafficPolicy"),
+            placements=_index(docs, "Placement"),
+            global_services=_index(docs, "GlobalService"),
+            canaries=_index(docs, "Canary"),
+            hash=content_hash(docs),
+            sources=MappingProxyType(dict(sources or {})),
+        )
+
+    @classmethod
+    def empty(cls) -> Model:
+        return cls.build([])
+
+    def documents(self) -> Iterator[AnyDocument]:
+        """Every document, in a canonical order (kind, then name)."""
+        for group in (
+            self.clusters,
+            self.services,
+            self.traffic_policies,
+            self.placements,
+            self.route_policies,
+            self.global_services,
+            self.canaries,
+        ):
+            yield from group.values()
+
+    def traffic_policy_for(self, service: str, subset: str | None = None) -> TrafficPolicy | None:
+        for policy in self.traffic_policies.values():
+            if policy.spec.service == service and policy.spec.subset == subset:
+                return policy
+        return None
+
+    def placement_for(self, service: str) -> Placement | None:
+        return next((p for p in self.placements.values() if p.spec.service == service), None)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "clusters": len(self.clusters),
+            "services": len(self.services),
+            "routePolicies": len(self.route_policies),
+            "trafficPolicies": len(self.traffic_policies),
+            "placements": len(self.placements),
+            "globalServices": len(self.global_services),
+            "canaries": len(self.canaries),
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump_all(
+            [to_plain(d, minimal=True) for d in self.documents()], sort_keys=False
+        )
+
+
+def to_plain(doc: AnyDocument, *, minimal: bool = False) -> dict[str, Any]:
+    """A document as plain JSON-able data, keyed as written in YAML (camelCase)."""
+    data: dict[str, Any] = doc.model_dump(mode="json", by_alias=True, exclude_defaults=minimal)
+    return {"apiVersion": doc.api_version, "kind": doc.kind, **data}
+
+
+def content_hash(documents: Iterable[AnyDocument]) -> str:
+    """Same documents → same hash, whatever the file layout, document order or key order."""
+    plain = sorted(
+        (to_plain(d) for d in documents),
+        key=lambda p: (KIND_ORDER.index(p["kind"]), p["metadata"]["name"]),
+    )
+    blob = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()

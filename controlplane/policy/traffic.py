@@ -1,0 +1,115 @@
+"""``TrafficPolicy``: how Envoy talks to a service (or one subset): pools, ejection, balancing, locality."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from controlplane.policy.common import Label, Millis, Name, Spec, Weight
+
+
+class ConnectionPool(Spec):
+    """Envoy circuit breakers (default priority)."""
+
+    max_connections: int | None = Field(default=None, ge=1)
+    max_pending_requests: int | None = Field(default=None, ge=1)
+    max_requests: int | None = Field(default=None, ge=1)
+    max_retries: int | None = Field(default=None, ge=0)
+    max_requests_per_connection: int | None = Field(default=None, ge=1)
+
+
+class OutlierDetection(Spec):
+    consecutive_5xx_errors: int | None = Field(default=5, ge=0, alias="consecutive5xxErrors")
+    consecutive_gateway_errors: int | None = Field(default=None, ge=0)
+    interval: Millis = 10_000
+    base_ejection_time: Millis = 30_000
+    max_ejection_percent: int = Field(default=10, ge=0, le=100)
+    min_health_percent: int = Field(default=0, ge=0, le=100)
+
+
+class CookieHash(Spec):
+    name: str
+    ttl: Millis | None = None
+    path: str | None = None
+
+
+class HashKey(Spec):
+    header: str | None = None
+    cookie: CookieHash | None = None
+    source_ip: bool = False
+    query_parameter: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HashKey:
+        set_ = [
+            k
+            for k, v in (
+                ("header", self.header),
+                ("cookie", self.cookie),
+                ("sourceIp", self.source_ip),
+                ("queryParameter", self.query_parameter),
+            )
+            if v
+        ]
+        if len(set_) != 1:
+            raise ValueError(
+                "set exactly one of header, cookie, sourceIp, queryParameter"
+                f" (got {', '.join(set_) or 'none'})"
+            )
+        return self
+
+
+Algorithm = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"]
+
+
+class LoadBalancer(Spec):
+    algorithm: Algorithm = "ROUND_ROBIN"
+    hash_key: HashKey | None = None
+    minimum_ring_size: int | None = Field(default=None, ge=1, le=8_388_608)
+
+    @model_validator(mode="after")
+    def _hash_fits_algorithm(self) -> LoadBalancer:
+        hashing = self.algorithm in ("RING_HASH", "MAGLEV")
+        if hashing and self.hash_key is None:
+            raise ValueError(f"algorithm {self.algorithm} needs hashKey")
+        if not hashing and self.hash_key is not None:
+            raise ValueError(f"hashKey needs algorithm RING_HASH or MAGLEV, not {self.algorithm}")
+        if self.minimum_ring_size is not None and self.algorithm != "RING_HASH":
+            raise ValueError("minimumRingSize applies to RING_HASH only")
+        return self
+
+
+class LocalityFailover(Spec):
+    from_: Label = Field(alias="from")
+    to: Label
+
+
+class LocalityDistribute(Spec):
+    from_: Label = Field(alias="from")
+    to: dict[Label, Weight]
+
+
+class Locality(Spec):
+    """Where traffic goes beyond the client's own region (Istio's localityLbSetting, by region)."""
+
+    enabled: bool = True
+    failover: tuple[LocalityFailover, ...] = ()
+    failover_priority: tuple[Label, ...] = ()
+    distribute: tuple[LocalityDistribute, ...] = ()
+
+    @model_validator(mode="after")
+    def _failover_or_distribute(self) -> Locality:
+        if self.distribute and (self.failover or self.failover_priority):
+            raise ValueError("set either distribute or failover/failoverPriority, not both")
+        return self
+
+
+class TrafficPolicySpec(Spec):
+    service: Name
+    subset: Label | None = None
+    connect_timeout: Millis | None = None
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    load_balancer: LoadBalancer | None = None
+    locality: Locality | None = None

@@ -1,0 +1,160 @@
+"""Safe YAML reading: text -> plain documents that remember where each field was written.
+
+Everything a policy file can do wrong at the YAML level is caught here with a file:line message:
+non-UTF-8 bytes, oversized files, syntax errors, duplicate keys, unsupported tags, and alias
+"bombs" (anchors whose expansion would explode). Aliases are expanded under a node budget and a
+depth limit, so neither exponential expansion nor a recursive anchor can hang or exhaust memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from controlplane.errors import PolicyError, Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+Path = tuple[str | int, ...]
+
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class RawDocument:
+    """One YAML document as plain Python data, with the line of every field path."""
+
+    file: str
+    index: int
+    line: int
+    data: Any
+    lines: Mapping[Path, int]
+
+    def line_of(self, path: Path) -> int:
+        """Line of the longest prefix of ``path`` that was written (missing fields → their parent)."""
+        for end in range(len(path), -1, -1):
+            found = self.lines.get(path[:end])
+            if found is not None:
+                return found
+        return self.line
+
+
+class _YamlShapeError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class _Converter:
+    def __init__(self) -> None:
+        self.budget = MAX_NODES
+        self.lines: dict[Path, int] = {}
+        self.scalars = SafeConstructor()
+
+    def convert(self, node: Node, path: Path, depth: int) -> Any:
+        self.budget -= 1
+        line = node.start_mark.line + 1
+        if self.budget < 0:
+            raise _YamlShapeError(
+                line, f"document expands to more than {MAX_NODES} nodes (alias bomb?)"
+            )
+        if depth > MAX_DEPTH:
+            raise _YamlShapeError(line, f"nested deeper than {MAX_DEPTH} levels (recursive alias?)")
+        self.lines.setdefault(path, line)
+        if isinstance(node, ScalarNode):
+            try:
+                return self.scalars.construct_object(node)
+            except ConstructorError as exc:
+                raise _YamlShapeError(line, f"unsupported value tag {node.tag!r}") from exc
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise _YamlShapeError(line, f"unsupported tag {node.tag!r}")
+            return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            if node.tag != _MAP_TAG:
+                raise _YamlShapeError(line, f"unsupported tag {node.tag!r}")
+            return self._mapping(node, path, depth)
+        raise _YamlShapeError(line, f"unexpected YAML node {type(node).__name__}")
+
+    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise _YamlShapeError(key_line, "mapping keys must be plain strings")
+            key = str(self.scalars.construct_object(key_node))
+            if key in out:
+                raise _YamlShapeError(
+                    key_line, f"duplicate key {key!r} (first at line {first_line[key]})"
+                )
+            first_line[key] = key_line
+            self.lines.setdefault((*path, key), key_line)
+            out[key] = self.convert(value_node, (*path, key), depth + 1)
+        for merge in merges:
+            sources = merge.value if isinstance(merge, SequenceNode) else [merge]
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    raise _YamlShapeError(source.start_mark.line + 1, "'<<' merges mappings only")
+                merged = self._mapping(source, path, depth + 1)
+                for key, value in merged.items():
+                    out.setdefault(key, value)
+        return out
+
+
+def decode(raw: bytes, file: str) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError(
+            [Problem(file, None, "", f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")]
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise PolicyError(
+            [Problem(file, line, "", f"not UTF-8 text: byte 0x{bad} at offset {exc.start}")]
+        ) from None
+
+
+def parse_documents(text: str, file: str) -> list[RawDocument]:
+    """All non-empty documents of a YAML stream; raises PolicyError on the first YAML-level fault."""
+    docs: list[RawDocument] = []
+    try:
+        for index, node in enumerate(yaml.compose_all(text, Loader=_LOADER)):
+            if node is None:
+                continue
+            converter = _Converter()
+            data = converter.convert(node, (), 0)
+            if data is None:
+                continue
+            docs.append(RawDocument(file, index, node.start_mark.line + 1, data, converter.lines))
+    except _YamlShapeError as exc:
+        raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise PolicyError([Problem(file, line, "", f"invalid YAML: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([Problem(file, None, "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise PolicyError([Problem(file, None, "", "YAML nested too deeply")]) from None
+    if not docs:
+        raise PolicyError([Problem(file, 1, "", "empty: expected one or more YAML documents")])
+    return docs

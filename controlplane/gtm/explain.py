@@ -1,0 +1,130 @@
+"""What would client X get for NAME, and why: a Decision and its inputs, for people and the API.
+
+Pure: the caller resolves the client address to a group and gets the Decision (from the live
+table, or by calling ``steer``); this module only lays the facts side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.gtm.steering import target_label
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+
+__all__ = ["explain", "explain_dict"]
+
+
+def explain_dict(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    health: HealthView,
+    decision: Decision,
+    *,
+    client: str | None = None,
+) -> dict[str, Any]:
+    """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts)."""
+    latency_row = policy.latency.get(group.name, {})
+    answered = set(decision.addresses)
+    targets = []
+    for t in policy.targets:
+        key = (t.cluster, t.address, t.port)
+        targets.append(
+            {
+                "label": target_label(policy, t),
+                "cluster": t.cluster,
+                "region": t.region,
+                "address": t.address,
+                "port": t.port,
+                "weight": t.weight,
+                "tier": t.tier,
+                "healthy": health.is_healthy(t),
+                "checked": key in health.known,
+                "detail": health.detail.get(key),
+                "latency_ms": latency_row.get(t.region),
+                "answered": t.address in answered,
+            }
+        )
+    return {
+        "name": policy.name,
+        "client": client,
+        "group": {
+            "name": group.name,
+            "region": group.region,
+            "networks": [str(n) for n in group.networks],
+            "geo_preference": list(policy.geo.get(group.name, ())),
+        },
+        "policy": {
+            "strategy": policy.strategy,
+            "ttl": policy.ttl,
+            "max_answers": policy.max_answers,
+            "all_down": policy.all_down,
+            "fallback": list(policy.fallback),
+            "sticky": policy.sticky,
+        },
+        "answer": {
+            "addresses": list(decision.addresses),
+            "regions": list(decision.regions),
+            "servfail": decision.servfail,
+            "all_down": decision.all_down,
+            "depends_on_client": decision.depends_on_client,
+            "epoch": decision.epoch,
+            "since_epoch": decision.since_epoch,
+        },
+        "reasons": list(decision.reasons),
+        "targets": targets,
+    }
+
+
+def explain(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    health: HealthView,
+    decision: Decision,
+    *,
+    client: str | None = None,
+) -> str:
+    """Multi-line human text: the answer first, then why, then every target's state."""
+    data = explain_dict(policy, group, health, decision, client=client)
+    who = f"client {client} " if client else ""
+    region = f", region {group.region}" if group.region else ""
+    lines = [f"{policy.name} for {who}(group {group.name}{region})"]
+    lines.append(
+        f"strategy {policy.strategy}, ttl {policy.ttl}s, up to {policy.max_answers} answer(s) "
+        f"per address family, all down -> {policy.all_down}"
+    )
+    if decision.servfail:
+        answer = "SERVFAIL"
+    else:
+        answer = ", ".join(decision.addresses)
+        if decision.regions:
+            answer += f" ({', '.join(decision.regions)})"
+    scope = "per client group" if decision.depends_on_client else "same for every client (scope 0)"
+    lines.append(f"answer: {answer}")
+    lines.append(f"ECS scope: {scope}; epoch {decision.epoch}, since epoch {decision.since_epoch}")
+    lines.append("why:")
+    lines.extend(f"  - {r}" for r in decision.reasons)
+    lines.append("targets:")
+    rows = []
+    for t in data["targets"]:
+        state = "healthy" if t["healthy"] else "UNHEALTHY"
+        if not t["checked"]:
+            state += " (not checked)"
+        elif t["detail"]:
+            state += f" ({t['detail']})"
+        latency = "" if t["latency_ms"] is None else f"{t['latency_ms']:g}ms"
+        rows.append(
+            (
+                "*" if t["answered"] else " ",
+                t["label"],
+                f"{t['address']}:{t['port']}",
+                f"tier {t['tier']}",
+                f"weight {t['weight']}",
+                latency,
+                state,
+            )
+        )
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(7)]
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)

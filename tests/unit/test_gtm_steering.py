@@ -1,0 +1,416 @@
+"""Steering strategies, all-down behaviour and reasons: inputs in, Decisions out."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from controlplane.gtm.steering import steer, steer_all
+from controlplane.gtm.types import (
+    DEFAULT_GROUP,
+    ClientGroup,
+    Decision,
+    HealthView,
+    SteeringPolicy,
+    Target,
+)
+
+EU = Target("eu-1", "eu-west", "192.0.2.1", 443)
+US = Target("us-1", "us-west", "192.0.2.2", 443)
+AP = Target("ap-1", "ap-south", "192.0.2.3", 443)
+EU6 = Target("eu-1", "eu-west", "2001:db8::1", 443)
+
+G_EU = ClientGroup("eu", (ipaddress.ip_network("203.0.113.0/25"),), region="eu-west")
+G_US = ClientGroup("us", (ipaddress.ip_network("203.0.113.128/25"),), region="us-west")
+G_NONE = ClientGroup("elsewhere", ())
+
+ALL_UP = HealthView(frozenset())
+
+
+def key(t: Target) -> tuple[str, str, int]:
+    return (t.cluster, t.address, t.port)
+
+
+def down(*targets: Target, detail: str | None = None) -> HealthView:
+    """Every target known; the given ones unhealthy."""
+    everyone = (EU, US, AP, EU6)
+    known = frozenset(key(t) for t in everyone)
+    healthy = frozenset(key(t) for t in everyone if t not in targets)
+    details = {key(t): detail for t in targets} if detail else {}
+    return HealthView(healthy, known, details)
+
+
+def policy(strategy: str = "failover", *targets: Target, **kw: object) -> SteeringPolicy:
+    return SteeringPolicy(
+        name="app.gtm.example",
+        zone="gtm.example",
+        strategy=strategy,  # type: ignore[arg-type]
+        targets=targets or (EU, US, AP),
+        ttl=10,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# --- failover ---------------------------------------------------------------------------------
+
+
+def test_failover_answers_lowest_tier() -> None:
+    p = policy("failover", replace(EU, tier=0), replace(US, tier=1), replace(AP, tier=2))
+    d = steer(p, G_US, ALL_UP)
+    assert d.addresses == (EU.address,)
+    assert d.regions == ("eu-west",)
+    assert not d.depends_on_client
+    assert "tier 0 is healthy" in d.reasons[0]
+
+
+def test_failover_skips_unhealthy_tier_and_says_why() -> None:
+    p = policy("failover", replace(EU, tier=0), replace(US, tier=1), replace(AP, tier=2))
+    health = HealthView(
+        frozenset({key(US), key(AP)}),
+        frozenset({key(EU), key(US), key(AP)}),
+        {key(EU): "3 failed probes: connection refused"},
+    )
+    d = steer(p, G_EU, health)
+    assert d.addresses == (US.address,)
+    assert "failing over to tier 1" in d.reasons[0]
+    assert "eu-west unhealthy (3 failed probes: connection refused)" in d.reasons
+
+
+def test_failover_ties_within_tier_by_weight_then_policy_order() -> None:
+    p = policy(
+        "failover",
+        replace(EU, weight=1),
+        replace(US, weight=5),
+        replace(AP, weight=5),
+        max_answers=3,
+    )
+    assert steer(p, G_EU, ALL_UP).addresses == (US.address, AP.address, EU.address)
+    p1 = replace(p, max_answers=1)
+    assert steer(p1, G_EU, ALL_UP).addresses == (US.address,)
+
+
+def test_failover_never_mixes_tiers_even_with_room() -> None:
+    p = policy("failover", EU, replace(US, tier=1), max_answers=3)
+    assert steer(p, G_EU, ALL_UP).addresses == (EU.address,)
+
+
+# --- weighted ---------------------------------------------------------------------------------
+
+
+def test_weighted_is_deterministic_per_group_and_epoch() -> None:
+    p = policy("weighted", replace(EU, weight=3), replace(US, weight=1))
+    first = steer(p, G_EU, ALL_UP, epoch=7)
+    for _ in range(5):
+        assert steer(p, G_EU, ALL_UP, epoch=7) == first
+    assert first.depends_on_client
+    assert "weighted: group eu, epoch 7 drew" in first.reasons[0]
+
+
+def test_weighted_distribution_follows_weights() -> None:
+    p = policy("weighted", replace(EU, weight=70), replace(US, weight=20), replace(AP, weight=10))
+    counts: Counter[str] = Counter()
+    n = 0
+    for g in range(60):
+        group = ClientGroup(f"g{g}", ())
+        for epoch in range(50):
+            counts[steer(p, group, ALL_UP, epoch=epoch).addresses[0]] += 1
+            n += 1
+    assert counts[EU.address] / n == pytest.approx(0.70, abs=0.04)
+    assert counts[US.address] / n == pytest.approx(0.20, abs=0.04)
+    assert counts[AP.address] / n == pytest.approx(0.10, abs=0.03)
+
+
+def test_weighted_only_moves_groups_of_the_target_that_went_down() -> None:
+    p = policy("weighted", EU, US, AP)
+    groups = [ClientGroup(f"g{i}", ()) for i in range(300)]
+    before = {g.name: steer(p, g, ALL_UP, epoch=1).addresses[0] for g in groups}
+    after = {g.name: steer(p, g, down(AP), epoch=1).addresses[0] for g in groups}
+    for name, addr in before.items():
+        if addr != AP.address:
+            assert after[name] == addr
+        else:
+            assert after[name] != AP.address
+    again = {g.name: steer(p, g, ALL_UP, epoch=1).addresses[0] for g in groups}
+    assert again == before
+
+
+def test_weighted_zero_weight_gets_no_traffic() -> None:
+    p = policy("weighted", replace(EU, weight=100), replace(US, weight=0))
+    for g in range(100):
+        assert steer(p, ClientGroup(f"g{g}", ()), ALL_UP).addresses == (EU.address,)
+
+
+def test_weighted_only_zero_weights_healthy_still_answers() -> None:
+    p = policy("weighted", replace(EU, weight=100), replace(US, weight=0), replace(AP, weight=0))
+    d = steer(p, G_EU, down(EU))
+    assert d.addresses and d.addresses[0] in {US.address, AP.address}
+    assert any("weight 0" in r for r in d.reasons)
+
+
+def test_weighted_single_healthy_target_is_client_independent() -> None:
+    p = policy("weighted", EU, US)
+    d = steer(p, G_EU, down(US))
+    assert d.addresses == (EU.address,)
+    assert not d.depends_on_client
+
+
+def test_weighted_max_answers_covers_all_healthy_identically() -> None:
+    p = policy("weighted", EU, US, AP, max_answers=3)
+    a = steer(p, G_EU, ALL_UP, epoch=3)
+    b = steer(p, G_US, ALL_UP, epoch=9)
+    assert a.addresses == b.addresses == (EU.address, US.address, AP.address)
+    assert not a.depends_on_client
+
+
+def test_weighted_not_sticky_is_the_same_for_every_group() -> None:
+    p = policy("weighted", EU, US, AP, sticky=False)
+    answers = {steer(p, ClientGroup(f"g{i}", ()), ALL_UP, epoch=4).addresses for i in range(50)}
+    assert len(answers) == 1
+    assert not steer(p, G_EU, ALL_UP, epoch=4).depends_on_client
+
+
+# --- geo --------------------------------------------------------------------------------------
+
+
+def test_geo_uses_the_groups_own_region() -> None:
+    p = policy("geo")
+    assert steer(p, G_EU, ALL_UP).addresses == (EU.address,)
+    assert steer(p, G_US, ALL_UP).addresses == (US.address,)
+    assert "the group's region" in steer(p, G_EU, ALL_UP).reasons[0]
+
+
+def test_geo_policy_preferences_win_over_group_region() -> None:
+    p = policy("geo", geo={"eu": ("ap-south", "eu-west")})
+    d = steer(p, G_EU, ALL_UP)
+    assert d.addresses == (AP.address,)
+    assert "prefers ap-south, eu-west (policy)" in d.reasons[0]
+
+
+def test_geo_next_preference_when_first_is_down() -> None:
+    p = policy("geo", geo={"eu": ("eu-west", "us-west")})
+    d = steer(p, G_EU, down(EU, detail="3 failed probes"))
+    assert d.addresses == (US.address,)
+    assert "eu-west has no healthy target" in d.reasons
+    assert "eu-west unhealthy (3 failed probes)" in d.reasons
+
+
+def test_geo_falls_back_to_nearest_by_latency() -> None:
+    p = policy("geo", latency={"eu": {"us-west": 140.0, "ap-south": 90.0}})
+    d = steer(p, G_EU, down(EU))
+    assert d.addresses == (AP.address,)
+    assert "nearest healthy region by latency is ap-south (90ms)" in d.reasons[-2]
+
+
+def test_geo_falls_back_to_failover_order_without_data() -> None:
+    p = policy("geo", replace(EU, tier=0), replace(US, tier=1), replace(AP, tier=1, weight=9))
+    d = steer(p, G_NONE, ALL_UP)
+    assert d.addresses == (EU.address,)
+    assert "no region known for group elsewhere" in d.reasons[0]
+    d = steer(p, G_EU, down(EU))
+    assert d.addresses == (AP.address,)
+    assert any("using failover order" in r for r in d.reasons)
+
+
+# --- lowestLatency ----------------------------------------------------------------------------
+
+LAT = {"eu": {"eu-west": 12.0, "us-west": 140.0, "ap-south": 210.0}, "us": {"us-west": 9.5}}
+
+
+def test_lowest_latency_picks_lowest_and_explains() -> None:
+    p = policy("lowestLatency", latency=LAT)
+    d = steer(p, G_EU, ALL_UP)
+    assert d.addresses == (EU.address,)
+    assert d.reasons[0] == "group eu: latency eu-west 12ms < us-west 140ms < ap-south 210ms"
+    assert d.depends_on_client
+
+
+def test_lowest_latency_partial_data_says_what_is_missing() -> None:
+    p = policy("lowestLatency", latency=LAT)
+    d = steer(p, G_US, ALL_UP)
+    assert d.addresses == (US.address,)
+    assert "no latency data for eu-west, ap-south" in d.reasons
+
+
+def test_lowest_latency_missing_data_falls_back_to_failover() -> None:
+    p = policy("lowestLatency", replace(EU, tier=1), US, AP, latency=LAT)
+    d = steer(p, G_NONE, ALL_UP)
+    assert d.addresses == (US.address,)
+    assert "no latency data for group elsewhere; using failover order" in d.reasons[0]
+
+
+def test_lowest_latency_ties_break_by_region_name() -> None:
+    p = policy("lowestLatency", latency={"eu": {"us-west": 50.0, "ap-south": 50.0}})
+    assert steer(p, G_EU, ALL_UP).addresses == (AP.address,)
+
+
+def test_lowest_latency_skips_unhealthy_region() -> None:
+    p = policy("lowestLatency", latency=LAT)
+    d = steer(p, G_EU, down(EU, detail="3 failed probes"))
+    assert d.addresses == (US.address,)
+    assert "eu-west unhealthy (3 failed probes)" in d.reasons
+
+
+def _prev(region_target: Target, since: int) -> Decision:
+    return Decision(
+        "app.gtm.example",
+        "eu",
+        (region_target.address,),
+        regions=(region_target.region,),
+        epoch=since,
+        since_epoch=since,
+    )
+
+
+def test_hysteresis_keeps_previous_region_for_small_gain() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 95.0}}
+    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=10.0)
+    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1))
+    assert d.addresses == (EU.address,)
+    assert d.since_epoch == 1
+    assert "staying on eu-west: us-west is better by 5ms, less than the 10ms" in d.reasons[-1]
+
+
+def test_hysteresis_switches_for_large_gain() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 80.0}}
+    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=10.0)
+    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1))
+    assert d.addresses == (US.address,)
+    assert d.since_epoch == 5
+    assert "switching from eu-west to us-west: better by 20ms" in d.reasons[-1]
+
+
+def test_hysteresis_absolute_threshold() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 80.0}}
+    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=0.0, latency_switch_ms=25)
+    assert steer(p, G_EU, ALL_UP, previous=_prev(EU, 0)).addresses == (EU.address,)
+
+
+def test_minimum_dwell_in_epochs() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 10.0}}
+    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_epochs=3)
+    assert steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0)).addresses == (EU.address,)
+    assert steer(p, G_EU, ALL_UP, epoch=3, previous=_prev(EU, 0)).addresses == (US.address,)
+
+
+def test_health_overrides_hysteresis() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 99.0}}
+    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_epochs=100)
+    d = steer(p, G_EU, down(EU), epoch=1, previous=_prev(EU, 0))
+    assert d.addresses == (US.address,)
+
+
+def test_previous_for_another_group_is_ignored() -> None:
+    lat = {"us": {"eu-west": 100.0, "us-west": 99.0}}
+    p = policy("lowestLatency", EU, US, latency=lat)
+    assert steer(p, G_US, ALL_UP, previous=_prev(EU, 0)).addresses == (US.address,)
+
+
+# --- roundRobin -------------------------------------------------------------------------------
+
+
+def test_round_robin_rotates_per_epoch() -> None:
+    p = policy("roundRobin", max_answers=2)
+    assert steer(p, G_EU, ALL_UP, epoch=0).addresses == (EU.address, US.address)
+    assert steer(p, G_EU, ALL_UP, epoch=1).addresses == (US.address, AP.address)
+    assert steer(p, G_EU, ALL_UP, epoch=2).addresses == (AP.address, EU.address)
+    assert steer(p, G_EU, ALL_UP, epoch=3).addresses == (EU.address, US.address)
+    assert not steer(p, G_EU, ALL_UP).depends_on_client
+
+
+def test_round_robin_only_healthy() -> None:
+    p = policy("roundRobin")
+    seen = {steer(p, G_EU, down(US), epoch=e).addresses[0] for e in range(6)}
+    assert seen == {EU.address, AP.address}
+
+
+# --- max_answers and address families ---------------------------------------------------------
+
+
+def test_max_answers_counts_each_address_family() -> None:
+    p = policy("failover", EU, EU6, US, max_answers=1)
+    assert steer(p, G_EU, ALL_UP).addresses == (EU.address, EU6.address)
+
+
+def test_duplicate_addresses_are_answered_once() -> None:
+    twin = Target("eu-2", "eu-west", EU.address, 8443)
+    p = policy("failover", EU, twin, max_answers=4)
+    assert steer(p, G_EU, ALL_UP).addresses == (EU.address,)
+
+
+# --- all down ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["failover", "weighted", "geo", "lowestLatency", "roundRobin"])
+def test_all_down_answer_all(strategy: str) -> None:
+    p = policy(strategy, all_down="answerAll")
+    d = steer(p, G_EU, down(EU, US, AP, detail="timeout"))
+    assert d.all_down and not d.servfail and not d.depends_on_client
+    assert set(d.addresses) == {EU.address, US.address, AP.address}
+    assert "all down" in d.reasons[0]
+    assert "us-west unhealthy (timeout)" in d.reasons
+
+
+def test_all_down_fallback() -> None:
+    p = policy("geo", all_down="fallback", fallback=("198.51.100.1", "198.51.100.1"))
+    d = steer(p, G_EU, down(EU, US, AP))
+    assert d.addresses == ("198.51.100.1",)
+    assert "fallback" in d.reasons[0]
+
+
+def test_all_down_fallback_without_addresses_answers_all() -> None:
+    p = policy("geo", all_down="fallback")
+    d = steer(p, G_EU, down(EU, US, AP))
+    assert len(d.addresses) == 3
+    assert "no fallback addresses are configured" in d.reasons[0]
+
+
+def test_all_down_servfail() -> None:
+    p = policy("lowestLatency", all_down="servfail")
+    d = steer(p, G_EU, down(EU, US, AP))
+    assert d.servfail and d.addresses == ()
+    assert "SERVFAIL" in d.reasons[0]
+
+
+def test_no_targets_is_servfail_unless_fallback() -> None:
+    p = SteeringPolicy("x.gtm.example", "gtm.example", "failover", (), 10)
+    assert steer(p, G_EU, ALL_UP).servfail
+    p = replace(p, all_down="fallback", fallback=("198.51.100.9",))
+    assert steer(p, G_EU, ALL_UP).addresses == ("198.51.100.9",)
+
+
+def test_unknown_targets_count_as_healthy() -> None:
+    health = HealthView(frozenset(), frozenset({key(EU)}))
+    p = policy("failover")
+    assert steer(p, G_EU, health).addresses == (US.address,)
+
+
+# --- steer_all --------------------------------------------------------------------------------
+
+
+def test_steer_all_covers_every_group_and_the_default() -> None:
+    ps = [policy("geo"), replace(policy("failover"), name="b.gtm.example")]
+    out = steer_all(ps, [G_EU, G_US], ALL_UP, epoch=0)
+    assert set(out) == {
+        (n, g) for n in ("app.gtm.example", "b.gtm.example") for g in ("eu", "us", DEFAULT_GROUP)
+    }
+    assert out[("app.gtm.example", "eu")].addresses == (EU.address,)
+    assert out[("app.gtm.example", "eu")].depends_on_client
+    assert not out[("b.gtm.example", "us")].depends_on_client
+
+
+def test_steer_all_marks_uniform_answers_client_independent() -> None:
+    p = policy("geo", geo={"eu": ("us-west",), "us": ("us-west",), DEFAULT_GROUP: ("us-west",)})
+    out = steer_all([p], [G_EU, G_US], ALL_UP)
+    assert {d.addresses for d in out.values()} == {(US.address,)}
+    assert not any(d.depends_on_client for d in out.values())
+
+
+def test_steer_all_carries_previous_for_hysteresis() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 95.0}}
+    p = policy("lowestLatency", EU, US, latency=lat)
+    prev = {("app.gtm.example", "eu"): _prev(EU, 0)}
+    out = steer_all([p], [G_EU], ALL_UP, epoch=1, previous=prev)
+    assert out[("app.gtm.example", "eu")].addresses == (EU.address,)

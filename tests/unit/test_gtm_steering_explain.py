@@ -1,0 +1,74 @@
+"""explain(): the Decision and its inputs, as text and as a JSON-ready dict."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from controlplane.gtm.explain import explain, explain_dict
+from controlplane.gtm.steering import steer
+from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
+
+EU = Target("eu-1", "eu-west", "192.0.2.1", 443)
+US = Target("us-1", "us-west", "192.0.2.2", 443)
+GROUP = ClientGroup("eu", (ipaddress.ip_network("203.0.113.0/24"),), region="eu-west")
+POLICY = SteeringPolicy(
+    name="app.gtm.example",
+    zone="gtm.example",
+    strategy="lowestLatency",
+    targets=(EU, US),
+    ttl=10,
+    latency={"eu": {"eu-west": 12.0, "us-west": 140.0}},
+)
+
+
+def _health_eu_down() -> HealthView:
+    keys = {(t.cluster, t.address, t.port) for t in (EU, US)}
+    eu = (EU.cluster, EU.address, EU.port)
+    return HealthView(frozenset(keys - {eu}), frozenset(keys), {eu: "3 failed probes: timeout"})
+
+
+def test_text_names_answer_reasons_and_target_states() -> None:
+    health = _health_eu_down()
+    decision = steer(POLICY, GROUP, health)
+    text = explain(POLICY, GROUP, health, decision, client="203.0.113.7")
+    lines = text.splitlines()
+    assert lines[0] == "app.gtm.example for client 203.0.113.7 (group eu, region eu-west)"
+    assert "answer: 192.0.2.2 (us-west)" in lines
+    assert "  - group eu: latency us-west 140ms" in lines
+    assert "  - eu-west unhealthy (3 failed probes: timeout)" in lines
+    eu_row = next(line for line in lines if "192.0.2.1:443" in line)
+    us_row = next(line for line in lines if "192.0.2.2:443" in line)
+    assert "UNHEALTHY (3 failed probes: timeout)" in eu_row and "12ms" in eu_row
+    assert us_row.lstrip().startswith("*") and "healthy" in us_row
+
+
+def test_text_for_servfail_and_unchecked_targets() -> None:
+    policy = SteeringPolicy(
+        "x.gtm.example", "gtm.example", "failover", (EU,), 5, all_down="servfail"
+    )
+    eu = (EU.cluster, EU.address, EU.port)
+    health = HealthView(frozenset(), frozenset({eu}))
+    text = explain(policy, GROUP, health, steer(policy, GROUP, health))
+    assert "answer: SERVFAIL" in text
+    text = explain(
+        policy, GROUP, HealthView(frozenset()), steer(policy, GROUP, HealthView(frozenset()))
+    )
+    assert "healthy (not checked)" in text
+    assert "same for every client (scope 0)" in text
+
+
+def test_dict_is_json_ready_and_complete() -> None:
+    health = _health_eu_down()
+    decision = steer(POLICY, GROUP, health, epoch=4)
+    data = explain_dict(POLICY, GROUP, health, decision, client="203.0.113.7")
+    assert json.loads(json.dumps(data)) == data
+    assert data["answer"]["addresses"] == ["192.0.2.2"]
+    assert data["answer"]["epoch"] == 4
+    assert data["group"]["networks"] == ["203.0.113.0/24"]
+    by_cluster = {t["cluster"]: t for t in data["targets"]}
+    assert by_cluster["eu-1"]["healthy"] is False
+    assert by_cluster["eu-1"]["detail"] == "3 failed probes: timeout"
+    assert by_cluster["us-1"]["answered"] is True
+    assert by_cluster["us-1"]["latency_ms"] == 140.0
+    assert data["reasons"] == list(decision.reasons)

@@ -1,0 +1,275 @@
+"""The GTM's answer function: query bytes + answer table + client -> response bytes (sans-I/O).
+
+Fast path: a plain query (QUERY opcode, QDCOUNT=1, no compression in the question, class IN,
+at most one OPT with nothing else in the other sections) is parsed by hand, looked up in the
+table and answered by splicing the query's ID, RD/CD bits and question bytes (which keeps the
+client's letter case, RFC 1034 4.3.1 / 0x20) around precomputed bytes. Everything else goes
+through dnspython, which turns odd-but-legal queries into the same lookup and malformed ones
+into FORMERR.
+
+Rules: AA on every answer from our zones; NXDOMAIN + SOA for a missing name under a zone
+(empty non-terminals are NODATA); NODATA + SOA for a missing type; REFUSED outside our zones
+and for other classes; FORMERR for malformed queries; NOTIMP for other opcodes; BADVERS for
+EDNS versions other than 0 (RFC 6891); TC when the answer exceeds 512 bytes, or the client's
+EDNS size capped at ours, over UDP (RFC 7766: full answers over TCP); ANY answered with one
+HINFO "RFC8482" (RFC 8482); AXFR/IXFR only for allowed networks and over TCP; responses (QR=1)
+and messages shorter than a header are dropped (``None``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import dns.edns
+import dns.exception
+import dns.message
+import dns.name
+
+from controlplane.errors import DnsFormatError
+from controlplane.gtm.ecs import ClientSubnet, echo_option, make_opt, parse_ecs
+from controlplane.gtm.table import AnswerTable, Entry, make_entry
+
+FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH = 1, 2, 4, 5, 9
+BADVERS_HIGH = 1  # extended rcode 16 = (1 << 4) | 0
+_AXFR, _IXFR, _ANY, _OPT = 252, 251, 255, 41
+
+# response flags indexed by (RD << 5) | CD | rcode: QR + AA, RD and CD copied from the query
+_FLAGS = tuple(bytes((0x84 | (i >> 5), i & 0x1F)) for i in range(64))
+_TC_FLAGS = tuple(bytes((0x86 | (i >> 5), i & 0x1F)) for i in range(64))
+_QDCOUNT1 = b"\x00\x01"
+_EMPTY_COUNTS = b"\x00\x00\x00\x00\x00\x00"
+_EMPTY_COUNTS_EDNS = b"\x00\x00\x00\x00\x00\x01"
+# RFC 8482: one synthesized HINFO at the question name (pointer to offset 12)
+_ANY_ENTRY = make_entry(
+    0, 1, 0, 0, b"\xc0\x0c\x00\x0d\x00\x01" + (3600).to_bytes(4) + b"\x00\x09\x07RFC8482\x00"
+)
+
+
+class Client(NamedTuple):
+    host: str  # source address as text
+    tcp: bool = False
+
+
+class _Query(NamedTuple):
+    question: bytes  # name (as sent, uncompressed) + type + class
+    key: bytes  # name in lower case
+    qtype: int
+    qclass: int
+    edns_size: int  # -1 without EDNS
+    edns_version: int
+    ecs: ClientSubnet | None
+
+
+def answer(query: bytes, table: AnswerTable, client: Client) -> bytes | None:
+    """The response to ``query``, or None when no response is owed."""
+    n = len(query)
+    if n < 12 or query[2] & 0x80:
+        return None
+    if query[2] & 0x78:
+        return _header_only(query, NOTIMP)
+    if query[4:10] == b"\x00\x01\x00\x00\x00\x00":
+        i = 12
+        while i < n:
+            length = query[i]
+            if length == 0 or length > 63:
+                break
+            i += length + 1
+        else:
+            return _slow(query, table, client)
+        end = i + 5
+        if length == 0 and i < 267 and end <= n and query[i + 3 : end] == b"\x00\x01":
+            arcount = query[10:12]
+            if arcount == b"\x00\x00" and end == n:
+                q = _Query(
+                    query[12:end],
+                    query[12 : i + 1].lower(),
+                    (query[i + 1] << 8) | query[i + 2],
+                    1,
+                    -1,
+                    0,
+                    None,
+                )
+                return _respond(query, q, table, client)
+            if arcount == b"\x00\x01" and end + 11 <= n and query[end : end + 3] == b"\x00\x00\x29":
+                rdlen = (query[end + 9] << 8) | query[end + 10]
+                if end + 11 + rdlen == n:
+                    try:
+                        ecs = _options(query, end + 11, n)
+                    except DnsFormatError:
+                        return _header_only(query, FORMERR)
+                    q = _Query(
+                        query[12:end],
+                        query[12 : i + 1].lower(),
+                        (query[i + 1] << 8) | query[i + 2],
+                        1,
+                        (query[end + 3] << 8) | query[end + 4],
+                        query[end + 6],
+                        ecs,
+                    )
+                    return _respond(query, q, table, client)
+    return _slow(query, table, client)
+
+
+def _options(query: bytes, i: int, n: int) -> ClientSubnet | None:
+    ecs = None
+    while i < n:
+        if i + 4 > n:
+            raise DnsFormatError("truncated EDNS option")
+        code = (query[i] << 8) | query[i + 1]
+        length = (query[i + 2] << 8) | query[i + 3]
+        if i + 4 + length > n:
+            raise DnsFormatError("EDNS option overruns the OPT record")
+        if code == 8:
+            if ecs is not None:
+                raise DnsFormatError("two ECS options")
+            ecs = parse_ecs(query[i + 4 : i + 4 + length])
+        i += 4 + length
+    return ecs
+
+
+def _slow(query: bytes, table: AnswerTable, client: Client) -> bytes | None:
+    try:
+        msg = dns.message.from_wire(query, one_rr_per_rrset=True)
+        if len(msg.question) != 1:
+            raise DnsFormatError(f"{len(msg.question)} questions")
+        rrset = msg.question[0]
+        ecs = None
+        for option in msg.options:
+            if option.otype == dns.edns.ECS:
+                if ecs is not None:
+                    raise DnsFormatError("two ECS options")
+                ecs = parse_ecs(option.to_wire())
+    except dns.message.ShortHeader:
+        return None
+    except Exception:  # anything dnspython cannot make sense of is a malformed query
+        return _header_only(query, FORMERR)
+    name = rrset.name.to_wire()
+    assert name is not None
+    question = name + rrset.rdtype.to_bytes(2) + rrset.rdclass.to_bytes(2)
+    edns_size = msg.payload if msg.edns >= 0 else -1
+    q = _Query(
+        question, name.lower(), rrset.rdtype, rrset.rdclass, edns_size, max(msg.edns, 0), ecs
+    )
+    return _respond(query, q, table, client)
+
+
+def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> bytes:
+    if q.edns_version:
+        opt = make_opt(table.udp_size, ext_rcode=BADVERS_HIGH)
+        return _assemble(query, 0, _EMPTY_COUNTS_EDNS, q.question, opt)
+    key = q.key
+    qtype = q.qtype
+    if q.qclass != 1 or qtype >= 249 or qtype == _OPT:
+        special = _special(query, q, table, client)
+        if special is not None:
+            return special
+    slot = table.exact.get((key, qtype))
+    if slot is None:
+        slot = table.names.get(key)
+        if slot is None:
+            entry = _nxdomain(key, table)
+            if entry is None:
+                return _refused(query, q, table)
+            return _finish(query, q, entry, table, client)
+        if qtype == _ANY:
+            return _finish(query, q, _ANY_ENTRY, table, client)
+    if isinstance(slot, Entry):
+        return _finish(query, q, slot, table, client)
+    ecs = q.ecs
+    groups = table.groups
+    if ecs is None:
+        group = groups.lookup(client.host)
+    elif ecs.family == 1:
+        group = groups.lookup_v4(ecs.address, ecs.source)
+    else:
+        group = groups.lookup_v6(ecs.address, ecs.source)
+    entry = slot.get(group) or slot[groups.default]
+    return _finish(query, q, entry, table, client)
+
+
+def _finish(query: bytes, q: _Query, entry: Entry, table: AnswerTable, client: Client) -> bytes:
+    index = ((query[2] & 1) << 5) | (query[3] & 0x10) | entry.rcode
+    if q.edns_size < 0:
+        response = b"".join(
+            (query[:2], _FLAGS[index], _QDCOUNT1, entry.counts, q.question, entry.body)
+        )
+        limit = 512
+    else:
+        ecs = q.ecs
+        if ecs is None:
+            opt = table.opt
+        else:
+            opt = make_opt(
+                table.udp_size, echo_option(ecs, ecs.source if entry.depends_on_client else 0)
+            )
+        response = b"".join(
+            (query[:2], _FLAGS[index], _QDCOUNT1, entry.counts_edns, q.question, entry.body, opt)
+        )
+        limit = min(max(q.edns_size, 512), table.udp_size)
+    if client.tcp or len(response) <= limit:
+        return response
+    if q.edns_size < 0:
+        return b"".join((query[:2], _TC_FLAGS[index], _QDCOUNT1, _EMPTY_COUNTS, q.question))
+    return b"".join(
+        (query[:2], _TC_FLAGS[index], _QDCOUNT1, _EMPTY_COUNTS_EDNS, q.question, table.opt)
+    )
+
+
+def _special(query: bytes, q: _Query, table: AnswerTable, client: Client) -> bytes | None:
+    """Other classes and meta types; None means: answer normally."""
+    qtype = q.qtype
+    if q.qclass != 1:
+        return _refused(query, q, table)
+    if qtype in (_AXFR, _IXFR):
+        if table.allow_transfer.lookup(client.host) != "allow":
+            return _refused(query, q, table)
+        entry = table.transfers.get(q.key)
+        if entry is None:
+            return _assemble(query, NOTAUTH, _counts(q), q.question, _opt(q, table))
+        if not client.tcp:  # a zone transfer needs TCP: an empty truncated answer says so
+            index = ((query[2] & 1) << 5) | (query[3] & 0x10)
+            return b"".join(
+                (query[:2], _TC_FLAGS[index], _QDCOUNT1, _counts(q), q.question, _opt(q, table))
+            )
+        return _finish(query, q, entry, table, client)
+    if qtype == _ANY:
+        return None
+    if qtype in (253, 254):  # MAILB, MAILA
+        return _assemble(query, NOTIMP, _counts(q), q.question, _opt(q, table))
+    return _header_only(query, FORMERR)  # OPT, TSIG, TKEY as a question
+
+
+def _nxdomain(key: bytes, table: AnswerTable) -> Entry | None:
+    zones = table.zones
+    i = 0
+    n = len(key)
+    while i < n:
+        entry = zones.get(key[i:])
+        if entry is not None:
+            return entry
+        i += key[i] + 1
+    return None
+
+
+def _refused(query: bytes, q: _Query, table: AnswerTable) -> bytes:
+    flags = bytes((0x80 | (query[2] & 1), REFUSED | (query[3] & 0x10)))
+    return query[:2] + flags + _QDCOUNT1 + _counts(q) + q.question + _opt(q, table)
+
+
+def _counts(q: _Query) -> bytes:
+    return _EMPTY_COUNTS if q.edns_size < 0 else _EMPTY_COUNTS_EDNS
+
+
+def _opt(q: _Query, table: AnswerTable) -> bytes:
+    return b"" if q.edns_size < 0 else table.opt
+
+
+def _assemble(query: bytes, rcode: int, counts: bytes, question: bytes, opt: bytes) -> bytes:
+    index = ((query[2] & 1) << 5) | (query[3] & 0x10) | rcode
+    return query[:2] + _FLAGS[index] + _QDCOUNT1 + counts + question + opt
+
+
+def _header_only(query: bytes, rcode: int) -> bytes:
+    """FORMERR/NOTIMP: the query's ID, opcode and RD, no sections (we could not trust them)."""
+    flags = bytes((0x80 | (query[2] & 0x79), rcode))
+    return query[:2] + flags + b"\x00" * 8

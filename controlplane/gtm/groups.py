@@ -1,0 +1,100 @@
+"""Client address -> client group, by longest-prefix match over the groups' networks.
+
+Networks are kept per family as one dict per prefix length, keyed by the masked address as an
+int; a lookup tries the lengths present, longest first (a handful of dict probes). Lookups by
+source-address string are memoised in a bounded dict because resolvers repeat themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+from controlplane.errors import GtmError
+from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup
+
+_MEMO_LIMIT = 65536
+
+
+class _PrefixTable:
+    __slots__ = ("_bits", "_by_len", "_lengths")
+
+    def __init__(self, bits: int) -> None:
+        self._bits = bits
+        self._by_len: dict[int, dict[int, str]] = {}
+        self._lengths: tuple[int, ...] = ()
+
+    def add(self, network: int, length: int, group: str) -> None:
+        table = self._by_len.setdefault(length, {})
+        other = table.get(network)
+        if other is not None and other != group:
+            raise GtmError(
+                f"client network {network:#x}/{length} is in groups {other!r} and {group!r}"
+            )
+        table[network] = group
+        self._lengths = tuple(sorted(self._by_len, reverse=True))
+
+    def lookup(self, address: int, max_length: int) -> str | None:
+        bits = self._bits
+        for length in self._lengths:
+            if length > max_length:
+                continue
+            masked = (address >> (bits - length)) << (bits - length) if length else 0
+            group = self._by_len[length].get(masked)
+            if group is not None:
+                return group
+        return None
+
+
+class ClientGroups:
+    """Longest-prefix match of client addresses (source or EDNS Client Subnet) to group names."""
+
+    __slots__ = ("_memo", "_v4", "_v6", "default", "groups")
+
+    def __init__(self, groups: Iterable[ClientGroup] = (), default: str = DEFAULT_GROUP) -> None:
+        self.groups: tuple[ClientGroup, ...] = tuple(groups)
+        self.default = default
+        self._v4 = _PrefixTable(32)
+        self._v6 = _PrefixTable(128)
+        self._memo: dict[str, str] = {}
+        for group in self.groups:
+            for net in group.networks:
+                table = self._v4 if net.version == 4 else self._v6
+                table.add(int(net.network_address), net.prefixlen, group.name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every group name that can be answered, the default group last; no duplicates."""
+        seen = dict.fromkeys(g.name for g in self.groups)
+        seen.pop(self.default, None)
+        return (*seen, self.default)
+
+    def lookup_v4(self, address: int, prefix: int = 32) -> str:
+        return self._v4.lookup(address, prefix) or self.default
+
+    def lookup_v6(self, address: int, prefix: int = 128) -> str:
+        return self._v6.lookup(address, prefix) or self.default
+
+    def lookup(self, host: str) -> str:
+        """Group of a source address given as text (as asyncio reports it)."""
+        group = self._memo.get(host)
+        if group is not None:
+            return group
+        group = self._lookup_text(host)
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[host] = group
+        return group
+
+    def _lookup_text(self, host: str) -> str:
+        try:
+            if ":" not in host:
+                return self.lookup_v4(int.from_bytes(socket.inet_pton(socket.AF_INET, host)))
+            addr = ipaddress.IPv6Address(host.split("%", 1)[0])
+        except (OSError, ValueError):
+            return self.default
+        mapped = addr.ipv4_mapped
+        if mapped is not None:
+            return self.lookup_v4(int(mapped))
+        return self.lookup_v6(int(addr))

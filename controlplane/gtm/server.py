@@ -1,0 +1,260 @@
+"""The GTM's DNS listeners: asyncio UDP and TCP on IPv4 and IPv6; they only move bytes.
+
+Every query goes to the pure ``answer()`` with the table current at that moment; the table is
+replaced by one attribute assignment (``swap_table``), so a query sees the old or the new table,
+never a mix. TCP follows RFC 7766: 2-byte length framing, several (pipelined) queries per
+connection answered in order, an idle timeout, a bound on open connections (new ones beyond it
+are closed at once), and reading paused while the peer does not read our answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.metrics import DnsMetrics
+from controlplane.gtm.table import AnswerTable
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LISTEN = (("127.0.0.1", 5353), ("::1", 5353))
+_MAX_FRAME = 65535
+
+
+class TcpFramer:
+    """DNS-over-TCP framing (RFC 1035 4.2.2): feed received bytes, get whole messages back."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        messages: list[bytes] = []
+        i, n = 0, len(buf)
+        while n - i >= 2:
+            length = (buf[i] << 8) | buf[i + 1]
+            if n - i - 2 < length:
+                break
+            messages.append(bytes(buf[i + 2 : i + 2 + length]))
+            i += 2 + length
+        if i:
+            del buf[:i]
+        return messages
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def frame(message: bytes) -> bytes:
+    return len(message).to_bytes(2) + message
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        server = self._server
+        start = time.perf_counter()
+        try:
+            response = answer(data, server.table, Client(addr[0]))
+        except Exception:
+            log.exception("dns.answer_failed", transport="udp", client=addr[0])
+            response = None
+        server.metrics.observe("udp", response, time.perf_counter() - start)
+        if response is not None and self._transport is not None:
+            self._transport.sendto(response, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("dns.udp_error", error=str(exc))
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._framer = TcpFramer()
+        self._transport: asyncio.Transport | None = None
+        self._client = Client("", True)
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        server = self._server
+        if len(server._connections) >= server.max_tcp_connections:
+            server.metrics.tcp_rejected += 1
+            transport.abort()
+            return
+        self._transport = transport
+        server._connections.add(self)
+        server.metrics.tcp_connections = len(server._connections)
+        peer = transport.get_extra_info("peername")
+        self._client = Client(peer[0] if peer else "", True)
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._timer = loop.call_later(server.tcp_idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        server = self._server
+        self._last = asyncio.get_running_loop().time()
+        out = []
+        for message in self._framer.feed(data):
+            start = time.perf_counter()
+            try:
+                response = answer(message, server.table, self._client)
+            except Exception:
+                log.exception("dns.answer_failed", transport="tcp", client=self._client.host)
+                response = None
+            server.metrics.observe("tcp", response, time.perf_counter() - start)
+            if response is not None:
+                out.append(frame(response))
+        if out:
+            transport.write(b"".join(out))
+        if self._framer.pending > _MAX_FRAME + 2:
+            transport.close()
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = self._last + self._server.tcp_idle_timeout - loop.time()
+        if remaining <= 0:
+            self._transport.close()
+        else:
+            self._timer = loop.call_later(remaining, self._check_idle)
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport = None
+        self._server._connections.discard(self)
+        self._server.metrics.tcp_connections = len(self._server._connections)
+
+
+class DnsServer:
+    """Authoritative DNS over UDP and TCP for the answer table it holds."""
+
+    def __init__(
+        self,
+        table: AnswerTable,
+        listen: Sequence[tuple[str, int]] = DEFAULT_LISTEN,
+        *,
+        metrics: DnsMetrics | None = None,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 1024,
+        udp_receive_buffer: int = 4 << 20,
+    ) -> None:
+        self.table = table
+        self.listen = tuple(listen)
+        self.metrics = metrics or DnsMetrics()
+        self.metrics.watch_table(lambda: self.table)
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.max_tcp_connections = max_tcp_connections
+        self.udp_receive_buffer = udp_receive_buffer
+        self._connections: set[_TcpProtocol] = set()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self.addresses: list[tuple[str, str, int]] = []  # (transport, host, port) actually bound
+
+    def swap_table(self, table: AnswerTable) -> None:
+        self.table = table  # one assignment: queries see the old table or the new one
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for host, port in self.listen:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.udp_receive_buffer)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((host, port))
+                sock.setblocking(False)
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), sock=sock
+                )
+                self._udp.append(transport)
+                self.addresses.append(("udp", host, sock.getsockname()[1]))
+                server = await loop.create_server(
+                    lambda: _TcpProtocol(self), host, port, reuse_address=True, backlog=1024
+                )
+                self._tcp.append(server)
+                self.addresses.append(("tcp", host, server.sockets[0].getsockname()[1]))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("dns.listening", addresses=self.addresses, generation=self.table.generation)
+
+    async def stop(self) -> None:
+        for server in self._tcp:
+            server.close()
+        for connection in list(self._connections):
+            connection.close()
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            await server.wait_closed()
+        self._tcp.clear()
+        self._udp.clear()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (about 2.5x the UDP throughput here), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(server: DnsServer) -> None:
+    """Serve until SIGINT/SIGTERM, on uvloop when available."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())

@@ -1,0 +1,398 @@
+"""The answer table: every answer the GTM can give, precomputed as DNS wire bytes.
+
+Invariants the answer path relies on:
+
+* Keys are owner names in lower-case wire form (``b"\\x03www\\x07example\\x00"``). An entry's
+  ``body`` is everything after the question; its compression pointers may point into the
+  question name at offset 12, which is valid for any query whose question name is the same name
+  in any letter case (same label lengths), so the answer path copies the question from the query.
+* NXDOMAIN entries (per zone) are position independent (no compression at all): the question
+  name varies.
+* An entry holds counts without OPT; the answer path appends OPT and bumps ARCOUNT for EDNS.
+* A slot is either one ``Entry`` (same for every client) or a dict client group -> ``Entry``.
+* A table is never modified after ``build``: the server swaps whole tables.
+
+Steered names get, besides A/AAAA: ``_http._tcp.NAME`` SRV (one record per answered target, in
+answer order: priority = position, weight and port from the target, target host
+``<cluster>.NAME`` with its own A/AAAA) and ``_ubiq.NAME`` TXT saying which group, regions and
+reasons produced the answer.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import dns.message
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from controlplane.errors import GtmError
+from controlplane.gtm.ecs import make_opt
+from controlplane.gtm.groups import ClientGroups
+from controlplane.gtm.types import ClientGroup, Decision, IPNetwork, SteeringPolicy, Target
+from controlplane.gtm.zone import Zone, parse_rdata, zone_for
+
+IN = dns.rdataclass.IN
+A, NS, CNAME, SOA = dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.SOA
+TXT, AAAA, SRV = dns.rdatatype.TXT, dns.rdatatype.AAAA, dns.rdatatype.SRV
+NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
+_OTHER = 65280  # a private-use type no name holds: resolving it gives the "any other qtype" answer
+_MAX_CHAIN = 8
+DEFAULT_UDP_SIZE = 1232  # DNS flag day 2020
+
+
+class Entry(NamedTuple):
+    rcode: int
+    counts: bytes  # ANCOUNT NSCOUNT ARCOUNT, without OPT
+    counts_edns: bytes  # the same with ARCOUNT + 1
+    body: bytes
+    depends_on_client: bool = False
+
+
+Slot = Entry | dict[str, Entry]
+
+
+def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, depends: bool = False) -> Entry:
+    counts = an.to_bytes(2) + ns.to_bytes(2)
+    return Entry(rcode, counts + ar.to_bytes(2), counts + (ar + 1).to_bytes(2), body, depends)
+
+
+def wire_name(name: str) -> bytes:
+    return _wire(dns.name.from_text(name)).lower()
+
+
+def _wire(name: dns.name.Name) -> bytes:
+    wire = name.to_wire()
+    assert wire is not None
+    return wire
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTable:
+    generation: int
+    groups: ClientGroups
+    exact: dict[tuple[bytes, int], Slot]
+    names: dict[bytes, Slot]  # any other qtype at an existing name: NODATA or CNAME
+    zones: dict[bytes, Entry]  # NXDOMAIN per zone origin
+    transfers: dict[bytes, Entry]  # AXFR per zone origin
+    allow_transfer: ClientGroups = field(default_factory=lambda: ClientGroups(default=""))
+    udp_size: int = DEFAULT_UDP_SIZE
+    opt: bytes = field(init=False)  # our OPT RR for EDNS answers without options
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "opt", make_opt(self.udp_size))
+
+    @property
+    def size(self) -> int:
+        return sum(
+            1 if isinstance(s, Entry) else len(s)
+            for s in (*self.exact.values(), *self.names.values())
+        )
+
+    @classmethod
+    def build(
+        cls,
+        zones: Sequence[Zone],
+        decisions: Iterable[Decision],
+        groups: ClientGroups,
+        policies: Iterable[SteeringPolicy] = (),
+        *,
+        generation: int = 0,
+        allow_transfer: Iterable[IPNetwork] = (),
+        udp_size: int = DEFAULT_UDP_SIZE,
+    ) -> AnswerTable:
+        """Precompute every answer; raises GtmError when the inputs are inconsistent."""
+        data = _Builder(zones, decisions, groups, {p.name: p for p in policies})
+        exact, names = data.entries()
+        return cls(
+            generation=generation,
+            groups=groups,
+            exact=exact,
+            names=names,
+            zones={wire_name(z.origin): data.nxdomain(z) for z in zones},
+            transfers={wire_name(z.origin): data.transfer(z) for z in zones},
+            allow_transfer=ClientGroups([ClientGroup("allow", tuple(allow_transfer))], default=""),
+            udp_size=max(512, udp_size),
+        )
+
+
+class _Result(NamedTuple):
+    rcode: int
+    answer: list[dns.rrset.RRset]
+    authority: list[dns.rrset.RRset]
+    additional: list[dns.rrset.RRset]
+    depends: bool  # a client-dependent answer was used and the decision says it depends
+    touched: bool = False  # a per-group RRset was consulted
+
+
+# per name, per type: one RRset for everyone, or per client group (None = SERVFAIL)
+_Variants = dns.rrset.RRset | dict[str, dns.rrset.RRset | None]
+
+
+class _Builder:
+    def __init__(
+        self,
+        zones: Sequence[Zone],
+        decisions: Iterable[Decision],
+        groups: ClientGroups,
+        policies: Mapping[str, SteeringPolicy],
+    ) -> None:
+        self.zones = tuple(zones)
+        self.groups = groups
+        self.data: dict[str, dict[int, _Variants]] = {}
+        self.depends: dict[str, bool] = {}  # steered name -> ECS scope from the client
+        self.soa: dict[str, dns.rrset.RRset] = {}
+        origins = [z.origin for z in self.zones]
+        if len(set(origins)) != len(origins):
+            raise GtmError(f"duplicate zone origins: {origins}")
+        for zone in self.zones:
+            self._add_zone(zone)
+        by_name: dict[str, dict[str, Decision]] = {}
+        for d in decisions:
+            by_name.setdefault(d.name, {})[d.group] = d
+        for name, per_group in by_name.items():
+            home = zone_for(name, self.zones)
+            if home is None:
+                raise GtmError(f"steered name {name!r} is in none of the zones {origins}")
+            self._add_steered(home, name, per_group, policies.get(name))
+        self.existing: set[str] = set()
+        for zone in self.zones:
+            self.existing |= zone.existing_names(
+                n for n in self.data if zone_for(n, self.zones) is zone
+            )
+
+    def _put(self, name: str, rdtype: int, variants: _Variants) -> None:
+        node = self.data.setdefault(name, {})
+        if rdtype in node:
+            raise GtmError(
+                f"{name!r} {dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))}: defined twice"
+            )
+        node[rdtype] = variants
+        if CNAME in node and len(node) > 1:
+            raise GtmError(f"{name!r}: a CNAME cannot coexist with other data")
+
+    def _add_zone(self, zone: Zone) -> None:
+        soa = _rrset(zone.origin, zone.soa_ttl, SOA, [zone.soa_text()])
+        self.soa[zone.origin] = soa
+        self._put(zone.origin, SOA, soa)
+        self._put(
+            zone.origin,
+            NS,
+            _rrset(zone.origin, zone.ns_ttl, NS, [f"{n}." for n in zone.nameservers]),
+        )
+        for ns_name, addresses in zone.glue.items():
+            for rdtype, family in ((A, 4), (AAAA, 6)):
+                texts = [a for a in addresses if ipaddress.ip_address(a).version == family]
+                if texts:
+                    self._put(ns_name, rdtype, _rrset(ns_name, zone.ns_ttl, rdtype, texts))
+        grouped: dict[tuple[str, int], list[dns.rdata.Rdata]] = {}
+        ttls: dict[tuple[str, int], int] = {}
+        for record in zone.records:
+            rdata = parse_rdata(record)
+            key = (record.name, rdata.rdtype)
+            grouped.setdefault(key, []).append(rdata)
+            ttls[key] = min(ttls.get(key, record.ttl), record.ttl)
+        for (name, code), rdatas in grouped.items():
+            if code == CNAME and len(rdatas) > 1:
+                raise GtmError(f"{name!r}: more than one CNAME")
+            self._put(name, code, dns.rrset.from_rdata_list(name + ".", ttls[name, code], rdatas))
+
+    def _add_steered(
+        self, zone: Zone, name: str, per_group: dict[str, Decision], policy: SteeringPolicy | None
+    ) -> None:
+        ttl = policy.ttl if policy else zone.default_ttl
+        targets: dict[str, Target] = {}
+        hosts: dict[str, str] = {}  # address -> SRV target host <cluster>.NAME
+        for target in policy.targets if policy else ():
+            targets.setdefault(target.address, target)
+            label = re.sub(r"[^a-z0-9-]", "-", target.cluster.lower()).strip("-")[:63] or "target"
+            hosts.setdefault(target.address, f"{label}.{name}")
+        for rdtype, family in ((A, 4), (AAAA, 6)):
+            per_host: dict[str, list[str]] = {}
+            for address, host in hosts.items():
+                if ipaddress.ip_address(address).version == family:
+                    per_host.setdefault(host, []).append(address)
+            for host, addresses in per_host.items():
+                self._put(host, rdtype, _rrset(host, ttl, rdtype, addresses))
+        by_type: dict[int, dict[str, dns.rrset.RRset | None]] = {A: {}, AAAA: {}, SRV: {}, TXT: {}}
+        depends = False
+        for group in self.groups.names:
+            decision = per_group.get(group) or per_group.get(self.groups.default)
+            if decision is None or decision.servfail:
+                for variants in by_type.values():
+                    variants[group] = None
+                continue
+            depends = depends or decision.depends_on_client
+            for rdtype, family in ((A, 4), (AAAA, 6)):
+                texts = [a for a in decision.addresses if ipaddress.ip_address(a).version == family]
+                by_type[rdtype][group] = _rrset(name, ttl, rdtype, texts) if texts else None
+            srv: dict[str, str] = {}
+            for i, address in enumerate(a for a in decision.addresses if a in targets):
+                target = targets[address]
+                host = hosts[address]
+                srv.setdefault(host, f"{i} {target.weight} {target.port} {host}.")
+            srv_owner = f"_http._tcp.{name}"
+            by_type[SRV][group] = _rrset(srv_owner, ttl, SRV, list(srv.values())) if srv else None
+            txt = [f"group={group}", "regions=" + ",".join(decision.regions)]
+            txt += [r[:255] for r in decision.reasons[:4]]
+            by_type[TXT][group] = _rrset(
+                f"_ubiq.{name}", ttl, TXT, [" ".join(_quote(t) for t in txt)]
+            )
+        self.depends[name] = depends
+        for rdtype, owner in (
+            (A, name),
+            (AAAA, name),
+            (SRV, f"_http._tcp.{name}"),
+            (TXT, f"_ubiq.{name}"),
+        ):
+            if rdtype == SRV and not policy:
+                continue
+            self.depends[owner] = depends
+            self._put(owner, rdtype, _servfail_or_nodata(by_type[rdtype], per_group, self.groups))
+
+    # -- resolving at build time ------------------------------------------------------------
+
+    def _resolve(self, name: str, qtype: int, group: str, depth: int = 0) -> _Result:
+        zone = zone_for(name, self.zones)
+        if zone is None:  # a CNAME pointing out of our zones: the resolver follows it
+            return _Result(NOERROR, [], [], [], False)
+        if name not in self.existing:
+            return _Result(NXDOMAIN, [], [self._negative_soa(zone)], [], False)
+        node = self.data.get(name, {})
+        cname = node.get(CNAME)
+        if isinstance(cname, dns.rrset.RRset) and qtype != CNAME:
+            if depth >= _MAX_CHAIN:
+                return _Result(NOERROR, [cname], [], [], False)
+            target = str(next(iter(cname)).target).rstrip(".").lower()
+            rest = self._resolve(target, qtype, group, depth + 1)
+            return rest._replace(answer=[cname, *rest.answer])
+        variants = node.get(qtype)
+        depends = False
+        rrset: dns.rrset.RRset | None
+        touched = isinstance(variants, dict)
+        if isinstance(variants, dict):
+            depends = self.depends.get(name, True)
+            if group not in variants:
+                return _Result(SERVFAIL, [], [], [], depends, True)
+            rrset = variants[group]
+        else:
+            rrset = variants
+        if rrset is None:
+            return _Result(NOERROR, [], [self._negative_soa(zone)], [], depends, touched)
+        additional: list[dns.rrset.RRset] = []
+        if qtype in (NS, SRV):
+            for rdata in rrset:
+                host = str(rdata.target).rstrip(".").lower()
+                for addr_type in (A, AAAA):
+                    glue = self.data.get(host, {}).get(addr_type)
+                    if isinstance(glue, dns.rrset.RRset):
+                        additional.append(glue)
+        return _Result(NOERROR, [rrset], [], additional, depends, touched)
+
+    def _negative_soa(self, zone: Zone) -> dns.rrset.RRset:
+        return _rrset(zone.origin, zone.negative_ttl, SOA, [zone.soa_text()])
+
+    def _qtypes(self, name: str, depth: int = 0) -> set[int]:
+        node = self.data.get(name, {})
+        types = set(node)
+        cname = node.get(CNAME)
+        if isinstance(cname, dns.rrset.RRset) and depth < _MAX_CHAIN:
+            target = str(next(iter(cname)).target).rstrip(".").lower()
+            types |= self._qtypes(target, depth + 1)
+        return types
+
+    def _slot(self, name: str, qname: dns.name.Name, qtype: int) -> Slot:
+        first = self._resolve(name, qtype, self.groups.default)
+        if not first.touched:
+            return _encode(qname, qtype, first)
+        per_group = {
+            g: _encode(qname, qtype, self._resolve(name, qtype, g)) for g in self.groups.names
+        }
+        if len({e[:4] for e in per_group.values()}) == 1:
+            return next(iter(per_group.values()))._replace(depends_on_client=False)
+        return per_group
+
+    def entries(self) -> tuple[dict[tuple[bytes, int], Slot], dict[bytes, Slot]]:
+        exact: dict[tuple[bytes, int], Slot] = {}
+        names: dict[bytes, Slot] = {}
+        for name in self.existing:
+            qname = dns.name.from_text(name)
+            key = _wire(qname).lower()
+            for qtype in self._qtypes(name):
+                exact[key, qtype] = self._slot(name, qname, qtype)
+            names[key] = self._slot(name, qname, _OTHER)
+        return exact, names
+
+    def nxdomain(self, zone: Zone) -> Entry:
+        out = io.BytesIO()
+        self._negative_soa(zone).to_wire(out, compress=None)
+        return make_entry(NXDOMAIN, 0, 1, 0, out.getvalue())
+
+    def transfer(self, zone: Zone) -> Entry:
+        """AXFR as one message: SOA, every RRset (default group's view), SOA."""
+        soa = self.soa[zone.origin]
+        rrsets: list[dns.rrset.RRset] = [soa]
+        for name in sorted(self.data):
+            if zone_for(name, self.zones) is not zone:
+                continue
+            for rdtype, variants in sorted(self.data[name].items()):
+                rrset = (
+                    variants.get(self.groups.default) if isinstance(variants, dict) else variants
+                )
+                if rrset is not None and rdtype != SOA:
+                    rrsets.append(rrset)
+        rrsets.append(soa)
+        result = _Result(NOERROR, rrsets, [], [], False)
+        return _encode(dns.name.from_text(zone.origin), 252, result)
+
+
+def _servfail_or_nodata(
+    variants: dict[str, dns.rrset.RRset | None],
+    per_group: dict[str, Decision],
+    groups: ClientGroups,
+) -> dict[str, dns.rrset.RRset | None]:
+    """Drop the groups whose decision says SERVFAIL: a missing group answers SERVFAIL."""
+    out: dict[str, dns.rrset.RRset | None] = {}
+    for group, rrset in variants.items():
+        decision = per_group.get(group) or per_group.get(groups.default)
+        if decision is not None and not decision.servfail:
+            out[group] = rrset
+    return out
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _rrset(name: str, ttl: int, rdtype: int, texts: Sequence[str]) -> dns.rrset.RRset:
+    rdatas = [
+        dns.rdata.from_text(
+            IN, dns.rdatatype.RdataType.make(rdtype), t, origin=dns.name.root, relativize=False
+        )
+        for t in texts
+    ]
+    return dns.rrset.from_rdata_list(name + ".", ttl, rdatas)
+
+
+def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
+    msg = dns.message.Message(id=0)
+    msg.flags = 0
+    msg.question.append(dns.rrset.RRset(qname, IN, dns.rdatatype.RdataType.make(qtype)))
+    msg.answer.extend(result.answer)
+    msg.authority.extend(result.authority)
+    msg.additional.extend(result.additional)
+    wire = msg.to_wire(max_size=65535)
+    start = 12 + len(_wire(qname)) + 4
+    counts = wire[6:12]
+    ar = int.from_bytes(counts[4:6])
+    return Entry(
+        result.rcode, counts, counts[:4] + (ar + 1).to_bytes(2), wire[start:], result.depends
+    )

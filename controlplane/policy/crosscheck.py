@@ -37,8 +37,9 @@ class Located:
 
 
 class _World:
-    def __init__(self, located: list[Located]) -> None:
+    def __init__(self, located: list[Located], failed: frozenset[tuple[str, str]]) -> None:
         self.located = located
+        self.failed = failed  # (kind, name) of documents that did not validate: not "unknown"
         self.clusters: dict[str, Cluster] = {}
         self.services: dict[str, Service] = {}
         self.routes: dict[str, RoutePolicy] = {}
@@ -53,8 +54,11 @@ class _World:
         self.regions = {c.spec.region for c in self.clusters.values()}
 
 
-def cross_check(located: list[Located]) -> list[Problem]:
-    world = _World(located)
+def cross_check(
+    located: list[Located], failed: frozenset[tuple[str, str]] = frozenset()
+) -> list[Problem]:
+    """Problems across documents; references to ``failed`` documents are not reported again."""
+    world = _World(located, failed)
     problems = list(_unique_names(located))
     problems += _unique_hosts(located)
     for item in located:
@@ -147,6 +151,8 @@ def _service_ref(
     subset_field: str = "subset",
 ) -> Iterator[Problem]:
     svc = world.services.get(service)
+    if svc is None and ("Service", service) in world.failed:
+        return
     if svc is None:
         yield item.problem(
             (*path, "service"), f"unknown service {service!r}{_known(world.services)}"
@@ -169,12 +175,12 @@ def _known(names: Iterable[str]) -> str:
 
 
 def _cluster_ref(world: _World, item: Located, path: Path, name: str) -> Iterator[Problem]:
-    if name not in world.clusters:
+    if name not in world.clusters and ("Cluster", name) not in world.failed:
         yield item.problem(path, f"unknown cluster {name!r}{_known(world.clusters)}")
 
 
 def _region_ref(world: _World, item: Located, path: Path, region: str) -> Iterator[Problem]:
-    if region not in world.regions:
+    if region not in world.regions and not any(k == "Cluster" for k, _ in world.failed):
         yield item.problem(path, f"no cluster is in region {region!r}{_known(world.regions)}")
 
 
@@ -294,6 +300,8 @@ def _check_canary(world: _World, item: Located, d: Canary) -> Iterator[Problem]:
                 world, item, ("spec",), spec.service, subset, subset_field=field
             )
     route = world.routes.get(spec.route_policy)
+    if route is None and ("RoutePolicy", spec.route_policy) in world.failed:
+        return
     if route is None:
         yield item.problem(
             ("spec", "routePolicy"),

@@ -72,27 +72,39 @@ def load_texts(texts: Iterable[tuple[str, bytes | str]]) -> Model:
     """Build a Model from (file name, content) pairs; raises PolicyError with every problem."""
     problems: list[Problem] = []
     located: list[Located] = []
+    failed: set[tuple[str, str]] = set()
+    unreadable = False  # a file we could not parse may define anything: skip cross-checks
     for name, content in texts:
         try:
             text = decode(content, name) if isinstance(content, bytes) else content
             raws = parse_documents(text, name)
         except PolicyError as exc:
             problems.extend(exc.problems)
+            unreadable = True
             continue
         for raw in raws:
             result = validate_document(raw)
             if isinstance(result, list):
                 problems.extend(result)
+                failed.add(_identity(raw.data))
             else:
                 located.append(Located(result, raw))
-    if not problems:
-        problems = cross_check(located)
+    if not unreadable:
+        problems += cross_check(located, frozenset(failed))
     if problems:
         raise PolicyError(problems)
     sources: dict[tuple[str, str], SourceRef] = {
         (item.doc.kind, item.doc.name): SourceRef(item.raw.file, item.raw.line) for item in located
     }
     return Model.build((item.doc for item in located), sources)
+
+
+def _identity(data: object) -> tuple[str, str]:
+    if isinstance(data, dict):
+        meta = data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return (str(data.get("kind")), str(name))
+    return ("", "")
 
 
 def load_directory(root: Path | str) -> Model:

@@ -1,0 +1,137 @@
+"""A directory of policy files, watched: every valid change swaps the model, an invalid one never does.
+
+The store holds the last good Model. Changes are debounced, the whole set is re-validated off the
+event loop, and only a set that passes every check replaces the model (one attribute assignment,
+so readers see the old model or the new one, never a mix). A failed load is logged, counted and
+kept in ``status`` for the API; the model that was serving keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import watchfiles
+
+from controlplane.errors import PolicyError, Problem, SourceError
+from controlplane.policy.loader import is_policy_file, load_directory
+from controlplane.policy.model import Model
+
+log = structlog.get_logger("ubiq.policy")
+
+Listener = Callable[[Model], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """What the API shows about the policy source."""
+
+    ok: bool
+    model_hash: str
+    generation: int
+    loaded_at: float
+    last_error_at: float | None = None
+    problems: tuple[Problem, ...] = ()
+    rejected: int = 0
+
+
+def _relevant(change: watchfiles.Change, path: str) -> bool:
+    return is_policy_file(Path(path)) or not Path(path).suffix
+
+
+class DirectoryStore:
+    def __init__(self, root: Path | str, *, debounce_ms: int = 100) -> None:
+        self.root = Path(root)
+        self.debounce_ms = debounce_ms
+        self._listeners: list[Listener] = []
+        self._model = Model.empty()
+        self._status = StoreStatus(False, self._model.hash, 0, time.time())
+        self._stop = asyncio.Event()
+
+    @property
+    def model(self) -> Model:
+        return self._model
+
+    @property
+    def status(self) -> StoreStatus:
+        return self._status
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(model)`` after every successful swap (and not for rejected changes)."""
+        self._listeners.append(listener)
+
+    def load(self) -> Model:
+        """First load: raises PolicyError/SourceError when the directory is not a valid set."""
+        model = load_directory(self.root)
+        self._swap(model)
+        return model
+
+    async def reload(self) -> bool:
+        """Re-read the directory; True when a new model was swapped in."""
+        try:
+            model = await asyncio.to_thread(load_directory, self.root)
+        except (PolicyError, SourceError) as exc:
+            problems = (
+                exc.problems
+                if isinstance(exc, PolicyError)
+                else (Problem(str(self.root), None, "", str(exc)),)
+            )
+            s = self._status
+            self._status = StoreStatus(
+                False,
+                s.model_hash,
+                s.generation,
+                s.loaded_at,
+                time.time(),
+                problems,
+                s.rejected + 1,
+            )
+            log.warning(
+                "policy change rejected; keeping last good model",
+                root=str(self.root),
+                problems=[str(p) for p in problems[:20]],
+                count=len(problems),
+                serving=s.model_hash[:12],
+            )
+            return False
+        if model.hash == self._model.hash and self._status.ok:
+            return False
+        self._swap(model)
+        return True
+
+    def _swap(self, model: Model) -> None:
+        self._model = model
+        s = self._status
+        self._status = StoreStatus(
+            True, model.hash, s.generation + 1, time.time(), rejected=s.rejected
+        )
+        log.info(
+            "policy model loaded", root=str(self.root), hash=model.hash[:12], **model.summary()
+        )
+        for listener in self._listeners:
+            try:
+                listener(model)
+            except Exception:
+                log.exception("policy listener failed", listener=repr(listener))
+
+    async def watch(self) -> None:
+        """Watch the directory until ``stop()``; each batch of changes triggers one reload."""
+        async for changes in watchfiles.awatch(
+            self.root,
+            watch_filter=_relevant,
+            debounce=self.debounce_ms,
+            step=20,
+            stop_event=self._stop,
+            recursive=True,
+        ):
+            log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
+            with contextlib.suppress(OSError):
+                await self.reload()
+
+    def stop(self) -> None:
+        self._stop.set()

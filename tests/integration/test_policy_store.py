@@ -1,0 +1,105 @@
+"""The directory store against a real filesystem watcher: good changes swap, bad ones never do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.policy.model import Model
+from controlplane.policy.store import DirectoryStore
+from tests.unit.policy_helpers import BASE, doc
+
+ROUTE = doc(
+    "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"
+)
+
+
+@contextlib.asynccontextmanager
+async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Queue[Model]]]:
+    store = DirectoryStore(root, debounce_ms=50)
+    store.load()
+    swaps: asyncio.Queue[Model] = asyncio.Queue()
+    store.subscribe(swaps.put_nowait)
+    task = asyncio.create_task(store.watch())
+    await asyncio.sleep(0.3)  # let the watcher start
+    try:
+        yield store, swaps
+    finally:
+        store.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    return tmp_path
+
+
+async def test_valid_change_swaps_the_model(policy_dir: Path) -> None:
+    async with watching(policy_dir) as (store, swaps):
+        first = store.model.hash
+        (policy_dir / "route.yaml").write_text(ROUTE.replace("timeout: 1s", "timeout: 3s"))
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert model.hash != first
+        assert model.route_policies["web"].spec.http[0].timeout == 3000
+        assert store.status.ok and store.status.generation == 2
+
+
+async def test_invalid_change_keeps_the_last_good_model(policy_dir: Path) -> None:
+    async with watching(policy_dir) as (store, swaps):
+        good = store.model
+        (policy_dir / "route.yaml").write_text(ROUTE.replace("service: web", "service: nope"))
+        await wait_for(lambda: store.status.rejected == 1)
+        assert store.model is good
+        assert not store.status.ok
+        assert "unknown service 'nope'" in str(store.status.problems[0])
+        assert swaps.empty()
+        # fixing it recovers
+        (policy_dir / "route.yaml").write_text(ROUTE.replace("timeout: 1s", "timeout: 2s"))
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert store.status.ok and model.route_policies["web"].spec.http[0].timeout == 2000
+
+
+async def test_half_written_file_never_produces_a_broken_model(policy_dir: Path) -> None:
+    async with watching(policy_dir) as (store, swaps):
+        good = store.model
+        path = policy_dir / "route.yaml"
+        text = ROUTE.replace("timeout: 1s", "timeout: 5s")
+        with path.open("w") as f:  # a slow writer: half the file, a pause, the rest
+            f.write(text[: len(text) // 2])
+            f.flush()
+            await asyncio.sleep(0.4)
+            f.write(text[len(text) // 2 :])
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert model.route_policies["web"].spec.http[0].timeout == 5000
+        assert store.model is not good
+        assert store.status.ok
+
+
+async def test_editor_temp_files_do_not_trigger_reloads(policy_dir: Path) -> None:
+    async with watching(policy_dir) as (store, swaps):
+        (policy_dir / ".route.yaml.swp").write_text("garbage: [")
+        (policy_dir / "route.yaml~").write_text("garbage: [")
+        await asyncio.sleep(0.5)
+        assert swaps.empty() and store.status.ok and store.status.rejected == 0
+
+
+async def test_atomic_rename_is_picked_up(policy_dir: Path) -> None:
+    async with watching(policy_dir) as (store, swaps):
+        tmp = policy_dir / ".route.yaml.tmp"
+        tmp.write_text(ROUTE.replace("timeout: 1s", "timeout: 7s"))
+        tmp.rename(policy_dir / "route.yaml")
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert model.route_policies["web"].spec.http[0].timeout == 7000
+        assert store.status.ok

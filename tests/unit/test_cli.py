@@ -1,0 +1,86 @@
+"""The `ubiq` command: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from controlplane.cli import main
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
+
+
+def test_validate_example(capsys: object) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+
+
+def test_validate_lists_every_error_one_line_each(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(EXAMPLE, broken)
+    routes = broken / "routes.yaml"
+    routes.write_text(routes.read_text().replace("weight: 10}", "weight: 140}"))
+    services = broken / "services.yaml"
+    services.write_text(
+        services.read_text().replace(
+            "cluster: us-west, address: 127.0.3.4", "cluster: mars, address: 127.0.3.4"
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "validate", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == f"{routes}:15: spec.http[1].route[1].weight: must be 0..100, got 140"
+    assert (
+        lines[1]
+        == f"{services}:35: spec.endpoints[1].cluster: unknown cluster 'mars' (known: cn-east, eu-west, us-west)"
+    )
+    assert lines[2] == f"{broken}: 2 problems"
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_directory_is_one_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "validate", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"ubiq: error: {tmp_path / 'nope'}: no such file or directory"
+
+
+def test_schema_is_json_schema(tmp_path: Path) -> None:
+    target = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(target)]) == 0
+    schema = json.loads(target.read_text())
+    kinds = {
+        v["properties"]["kind"]["const"]
+        for k, v in schema["$defs"].items()
+        if k
+        in {
+            "Cluster",
+            "Service",
+            "RoutePolicy",
+            "TrafficPolicy",
+            "Placement",
+            "GlobalService",
+            "Canary",
+        }
+    }
+    assert kinds == {
+        "Cluster",
+        "Service",
+        "RoutePolicy",
+        "TrafficPolicy",
+        "Placement",
+        "GlobalService",
+        "Canary",
+    }
+    assert schema["$defs"]["Destination"]["additionalProperties"] is False

@@ -1,0 +1,194 @@
+"""grpc.aio servicers for ADS and the per-type xDS services: messages in, messages out.
+
+All protocol decisions are made by ``XdsStream``; this module reads requests, watches the
+node's group in the cache, writes the (pre-encoded) responses and records what happened in
+the StatusRegistry. Responses are written as bytes built from each snapshot's shared
+serialization, so the response serializer is the identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.errors import XdsRequestError
+from controlplane.xds import resources as rs
+from controlplane.xds.cache import NodeGrouper, SnapshotCache, Watch, group_by_cluster
+from controlplane.xds.events import Nacked, Step
+from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.status import StatusRegistry
+from controlplane.xds.stream import XdsStream
+
+log = structlog.get_logger(__name__)
+
+# (service, SotW method, Delta method, type_url or None for ADS)
+SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
+    ("envoy.service.discovery.v3.AggregatedDiscoveryService", "StreamAggregatedResources", "DeltaAggregatedResources", None),
+    ("envoy.service.cluster.v3.ClusterDiscoveryService", "StreamClusters", "DeltaClusters", rs.CLUSTER),
+    ("envoy.service.endpoint.v3.EndpointDiscoveryService", "StreamEndpoints", "DeltaEndpoints", rs.ENDPOINT),
+    ("envoy.service.listener.v3.ListenerDiscoveryService", "StreamListeners", "DeltaListeners", rs.LISTENER),
+    ("envoy.service.route.v3.RouteDiscoveryService", "StreamRoutes", "DeltaRoutes", rs.ROUTE),
+    ("envoy.service.secret.v3.SecretDiscoveryService", "StreamSecrets", "DeltaSecrets", rs.SECRET),
+)  # fmt: skip
+
+_SNAPSHOT = object()
+_CLOSED = object()
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+Handler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, bytes]], AsyncIterator[bytes]]
+
+
+class XdsServer:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        grouper: NodeGrouper = group_by_cluster,
+        status: StatusRegistry | None = None,
+    ) -> None:
+        self.cache = cache
+        self.grouper = grouper
+        self.status = status if status is not None else StatusRegistry()
+        self._ids = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        handlers = []
+        for service, sotw, delta, type_url in SERVICES:
+            methods = {
+                sotw: grpc.stream_stream_rpc_method_handler(
+                    self._handler(delta=False, type_url=type_url),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_identity,
+                ),
+                delta: grpc.stream_stream_rpc_method_handler(
+                    self._handler(delta=True, type_url=type_url),
+                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=_identity,
+                ),
+            }
+            handlers.append(grpc.method_handlers_generic_handler(service, methods))
+        server.add_generic_rpc_handlers(handlers)
+
+    async def start(self, address: str) -> int:
+        """Listen on ``address`` (``host:port``, port 0 for any); returns the bound port."""
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        )
+        self.add_to_server(server)
+        port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        log.info("xds.listening", address=address, port=port)
+        return port
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def _handler(self, *, delta: bool, type_url: str | None) -> Handler:
+        async def handle(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+        ) -> AsyncIterator[bytes]:
+            async for data in self._serve(requests, context, delta=delta, type_url=type_url):
+                yield data
+
+        return handle
+
+    async def _serve(
+        self,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext[Any, bytes],
+        *,
+        delta: bool,
+        type_url: str | None,
+    ) -> AsyncIterator[bytes]:
+        stream_id = next(self._ids)
+        machine = XdsStream(delta=delta, type_url=type_url)
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        snapshot_pending = False
+
+        def on_snapshot(_: Snapshot) -> None:
+            nonlocal snapshot_pending
+            if not snapshot_pending:  # coalesce: the stream always takes the newest one
+                snapshot_pending = True
+                inbox.put_nowait(_SNAPSHOT)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    inbox.put_nowait(request)
+            finally:
+                inbox.put_nowait(_CLOSED)
+
+        reader = asyncio.create_task(read())
+        watch: Watch | None = None
+        group = ""
+        try:
+            while True:
+                item = await inbox.get()
+                if item is _CLOSED:
+                    break
+                if item is _SNAPSHOT:
+                    snapshot_pending = False
+                    current = self.cache.get(group)
+                    if current is None or current is machine.snapshot:
+                        continue
+                    step = machine.on_snapshot(current)
+                else:
+                    step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
+                    if watch is None:
+                        if machine.node is None:
+                            error = XdsRequestError("the first request on a stream must carry node")
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                        group = self.grouper(machine.node)
+                        self.status.connect(stream_id, machine.node, group, _mode(delta))
+                        watch = self.cache.watch(group, on_snapshot)
+                        current = self.cache.get(group)
+                        if current is not None:
+                            step = _merge(step, machine.on_snapshot(current))
+                for event in step.events:
+                    self.status.record(stream_id, event)
+                    if isinstance(event, Nacked):
+                        log.warning(
+                            "xds.nack",
+                            group=group,
+                            node=machine.node.id if machine.node else "",
+                            type=rs.short_name(event.type_url),
+                            version=event.version_info,
+                            message=event.message,
+                        )
+                for response in step.responses:
+                    self.status.sent(stream_id, response)
+                    yield response.encode()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if watch is not None:
+                watch.cancel()
+            self.status.disconnect(stream_id)
+
+
+def _mode(delta: bool) -> str:
+    return "delta" if delta else "sotw"
+
+
+def _merge(a: Step, b: Step) -> Step:
+    return Step(a.responses + b.responses, a.events + b.events)

@@ -1,0 +1,178 @@
+"""Frozen, versioned xDS snapshots: every resource serialized once, versions from content.
+
+Invariants:
+- a resource's bytes are ``SerializeToString(deterministic=True)``, wrapped in Any once; every
+  response of every stream reuses those bytes (see ``wire``);
+- a resource version is a short sha256 of its bytes; a type's version hashes the sorted
+  ``(name, version)`` pairs; two replicas fed the same inputs publish the same versions;
+- a Snapshot holds only bytes, strings and read-only mappings: nothing in it can be mutated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf.message import Message
+
+from controlplane.errors import InconsistentSnapshotError
+from controlplane.xds import wire
+from controlplane.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    HTTP_CONNECTION_MANAGER,
+    LISTENER,
+    ROUTE,
+    Resources,
+    short_name,
+)
+
+_HASH_CHARS = 16
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:_HASH_CHARS]
+
+
+def version_of(pairs: Mapping[str, str]) -> str:
+    """Version of a set of resources: a hash over its sorted (name, version) pairs."""
+    h = hashlib.sha256()
+    for name in sorted(pairs):
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(pairs[name].encode())
+        h.update(b"\n")
+    return h.hexdigest()[:_HASH_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One resource, serialized once, with its wire fragments for SotW and Delta responses."""
+
+    name: str
+    version: str
+    any_bytes: bytes
+    sotw_bytes: bytes
+    delta_bytes: bytes
+
+    @classmethod
+    def make(cls, type_url: str, name: str, message: Message) -> Entry:
+        value = message.SerializeToString(deterministic=True)
+        version = content_hash(value)
+        any_bytes = wire.any_message(type_url, value)
+        return cls(
+            name=name,
+            version=version,
+            any_bytes=any_bytes,
+            sotw_bytes=wire.sotw_resource(any_bytes),
+            delta_bytes=wire.delta_resource(name, version, any_bytes),
+        )
+
+
+_EMPTY: Mapping[str, Entry] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSnapshot:
+    type_url: str
+    version: str
+    entries: Mapping[str, Entry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    """Names one type's resources point at, taken from the messages at build time."""
+
+    eds_by_cluster: Mapping[str, str] = field(default_factory=dict)  # EDS cluster -> CLA name
+    rds_names: frozenset[str] = frozenset()  # route configuration names wanted by listeners
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: str
+    types: Mapping[str, TypeSnapshot]
+    references: References = field(default_factory=References)
+
+    @classmethod
+    def build(cls, resources: Resources) -> Snapshot:
+        types: dict[str, TypeSnapshot] = {}
+        for type_url in sorted(resources):
+            by_name = resources[type_url]
+            entries = {name: Entry.make(type_url, name, by_name[name]) for name in sorted(by_name)}
+            pairs = {name: e.version for name, e in entries.items()}
+            types[type_url] = TypeSnapshot(type_url, version_of(pairs), MappingProxyType(entries))
+        version = version_of({t: ts.version for t, ts in types.items()})
+        refs = References(
+            eds_by_cluster=MappingProxyType(dict(_eds_names(resources.get(CLUSTER, {})))),
+            rds_names=frozenset(_rds_names(resources.get(LISTENER, {}))),
+        )
+        return cls(version=version, types=MappingProxyType(types), references=refs)
+
+    def get(self, type_url: str) -> TypeSnapshot:
+        found = self.types.get(type_url)
+        return found if found is not None else TypeSnapshot(type_url, version_of({}), _EMPTY)
+
+    def type_version(self, type_url: str) -> str:
+        return self.get(type_url).version
+
+    def check_consistent(self) -> None:
+        """Raise InconsistentSnapshotError unless EDS names match CDS and RDS names exist."""
+        problems: list[str] = []
+        clas = set(self.get(ENDPOINT).entries)
+        routes = set(self.get(ROUTE).entries)
+        for name in sorted(set(self.references.eds_by_cluster.values()) - clas):
+            problems.append(f"EDS cluster wants ClusterLoadAssignment {name!r}, which is missing")
+        for name in sorted(clas - set(self.references.eds_by_cluster.values())):
+            problems.append(f"ClusterLoadAssignment {name!r} is not used by any EDS cluster")
+        for name in sorted(self.references.rds_names - routes):
+            problems.append(f"listener wants RouteConfiguration {name!r}, which is missing")
+        if problems:
+            raise InconsistentSnapshotError(f"snapshot {self.version}: " + "; ".join(problems))
+
+    def summary(self) -> dict[str, int]:
+        return {short_name(t): len(ts) for t, ts in self.types.items()}
+
+
+def _eds_names(clusters: Mapping[str, Message]) -> Iterator[tuple[str, str]]:
+    for name, message in clusters.items():
+        if not isinstance(message, cluster_pb2.Cluster):
+            continue
+        if message.WhichOneof("cluster_discovery_type") != "type":
+            continue
+        if message.type == cluster_pb2.Cluster.EDS:
+            yield name, message.eds_cluster_config.service_name or name
+
+
+def _rds_names(listeners: Mapping[str, Message]) -> Iterator[str]:
+    for message in listeners.values():
+        if not isinstance(message, listener_pb2.Listener):
+            continue
+        for hcm in _connection_managers(message):
+            if hcm.WhichOneof("route_specifier") == "rds":
+                yield hcm.rds.route_config_name
+
+
+def _connection_managers(
+    listener: listener_pb2.Listener,
+) -> Iterator[hcm_pb2.HttpConnectionManager]:
+    chains = [*listener.filter_chains]
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    anys = [f.typed_config for chain in chains for f in chain.filters]
+    if listener.HasField("api_listener"):
+        anys.append(listener.api_listener.api_listener)
+    for any_msg in anys:
+        if any_msg.type_url == HTTP_CONNECTION_MANAGER:
+            hcm = hcm_pb2.HttpConnectionManager()
+            any_msg.Unpack(hcm)
+            yield hcm

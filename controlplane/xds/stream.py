@@ -1,0 +1,310 @@
+"""The xDS protocol state machine of one stream (SotW or Delta), with no I/O in it.
+
+The grpc servicer feeds it requests (``on_request``) and snapshots (``on_snapshot``) and writes
+the responses it returns. Invariants, per type on the stream:
+
+- at most one response is in flight; a request carrying a nonce other than the one in flight is
+  stale. SotW ignores it whole (its names arrive again with the ACK); Delta still applies its
+  subscription changes, which are not tied to nonces;
+- ACK: the client now holds what we sent. NACK (``error_detail`` set): it holds what it held
+  before; the rejected ``(name, version)`` pairs are remembered and never sent again; the next
+  response goes out only when content changes;
+- ADS ordering (make-before-break): a type is sent only while no type before it in
+  ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS) has a response in flight, i.e. each step waits for
+  the ACK/NACK of the step before. Removals go last: while any type still has something to
+  send or in flight, SotW responses keep the resources the client holds and Delta withholds
+  ``removed_resources``;
+- a Cluster sent again forces its ClusterLoadAssignment to follow, even if unchanged: Envoy
+  keeps an updated EDS cluster warming until it receives its endpoints;
+- legacy wildcard (first LDS/CDS request with no names), explicit ``*``, subscribe,
+  unsubscribe; a resubscribed resource is sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored, Step
+from controlplane.xds.resources import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
+from controlplane.xds.snapshot import Entry, Snapshot, version_of
+
+WILDCARD = "*"
+
+
+@dataclass(slots=True)
+class _InFlight:
+    nonce: str
+    version_info: str
+    entries: dict[str, Entry]
+    removed: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _TypeState:
+    type_url: str
+    watched: bool = False
+    wildcard: bool = False
+    legacy_wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    acked: dict[str, Entry] = field(default_factory=dict)  # what the client holds
+    nacked: dict[str, str] = field(default_factory=dict)  # name -> rejected version
+    forced: set[str] = field(default_factory=set)
+    in_flight: _InFlight | None = None
+    last_nonce: str = ""
+    must_respond: bool = False
+    acked_version: str = ""
+    settled_at: str | None = None  # type version at which nothing was left to do
+
+
+@dataclass(slots=True)
+class _Plan:
+    upserts: list[Entry]
+    removals: list[str]
+
+    def pending(self, st: _TypeState) -> bool:
+        return bool(self.upserts) or st.must_respond or st.in_flight is not None
+
+
+def _placeholder(name: str, version: str) -> Entry:
+    return Entry(name=name, version=version, any_bytes=b"", sotw_bytes=b"", delta_bytes=b"")
+
+
+class XdsStream:
+    """Bookkeeping of one ADS or per-type stream. ``delta`` selects the incremental variant."""
+
+    def __init__(self, *, delta: bool, type_url: str | None = None) -> None:
+        self.delta = delta
+        self.fixed_type = type_url  # per-type services (CDS, EDS, ...) have one type, may omit it
+        self.node: base_pb2.Node | None = None
+        self.snapshot: Snapshot | None = None
+        self._types: dict[str, _TypeState] = {}
+        self._counter = 0
+        self._events: list[Event] = []
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def on_snapshot(self, snapshot: Snapshot) -> Step:
+        self.snapshot = snapshot
+        responses = tuple(self._pump())
+        return Step(responses, self._drain())
+
+    def on_request(
+        self, request: discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+    ) -> Step:
+        """Apply a DiscoveryRequest (SotW) or DeltaDiscoveryRequest (Delta)."""
+        if self.node is None and request.HasField("node"):
+            self.node = request.node
+        type_url = request.type_url or self.fixed_type or ""
+        st = self._types.get(type_url)
+        if st is None:
+            st = self._types[type_url] = _TypeState(type_url)
+        events: list[Event] = []
+        nonce: str = request.response_nonce
+        if nonce:
+            if st.in_flight is None or nonce != st.in_flight.nonce:
+                events.append(StaleIgnored(type_url, nonce))
+                if not self.delta:
+                    return Step((), tuple(events))
+            else:
+                events.append(self._settle(st, request))
+        if self.delta:
+            self._delta_subscriptions(st, request)
+        else:
+            self._sotw_subscriptions(st, list(request.resource_names))
+        st.watched = True
+        st.settled_at = None
+        responses = tuple(self._pump())
+        return Step(responses, tuple(events) + self._drain())
+
+    def _drain(self) -> tuple[Event, ...]:
+        events, self._events = tuple(self._events), []
+        return events
+
+    def tracked_types(self) -> list[str]:
+        return [t for t, st in self._types.items() if st.watched]
+
+    def acked_version(self, type_url: str) -> str:
+        st = self._types.get(type_url)
+        return st.acked_version if st else ""
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def _sotw_subscriptions(self, st: _TypeState, requested: list[str]) -> None:
+        names = set(requested)
+        first = not st.watched
+        if first:
+            st.must_respond = True
+            st.legacy_wildcard = not names and st.type_url in WILDCARD_TYPES
+        elif names:
+            st.legacy_wildcard = False
+        st.wildcard = st.legacy_wildcard or WILDCARD in names
+        names.discard(WILDCARD)
+        self._forget(st, st.names - names)
+        st.names = names
+
+    def _delta_subscriptions(
+        self, st: _TypeState, request: discovery_pb2.DeltaDiscoveryRequest
+    ) -> None:
+        subscribe = set(request.resource_names_subscribe)
+        unsubscribe = set(request.resource_names_unsubscribe)
+        if not st.watched:
+            initial: Mapping[str, str] = request.initial_resource_versions
+            st.acked = {name: _placeholder(name, v) for name, v in initial.items()}
+            st.must_respond = not initial
+            if not subscribe and st.type_url in WILDCARD_TYPES:
+                st.legacy_wildcard = st.wildcard = True
+        if WILDCARD in subscribe:
+            st.wildcard = True
+        if WILDCARD in unsubscribe:
+            st.wildcard = st.legacy_wildcard = False
+        subscribe.discard(WILDCARD)
+        unsubscribe.discard(WILDCARD)
+        st.names |= subscribe
+        st.names -= unsubscribe
+        if not st.wildcard:
+            self._forget(st, unsubscribe)
+
+    @staticmethod
+    def _forget(st: _TypeState, names: Iterable[str]) -> None:
+        """The client dropped these: a later resubscribe must send them again."""
+        for name in names:
+            st.acked.pop(name, None)
+            st.nacked.pop(name, None)
+
+    # -- ACK / NACK -----------------------------------------------------------------------
+
+    def _settle(
+        self,
+        st: _TypeState,
+        request: discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest,
+    ) -> Event:
+        flight = st.in_flight
+        assert flight is not None
+        st.in_flight = None
+        names = tuple(flight.entries)
+        if request.HasField("error_detail"):
+            for name, entry in flight.entries.items():
+                st.nacked[name] = entry.version
+            detail = request.error_detail
+            return Nacked(
+                st.type_url, flight.version_info, flight.nonce, names, detail.message, detail.code
+            )
+        if not self.delta and st.type_url in WILDCARD_TYPES:
+            st.acked = dict(flight.entries)  # a SotW response of these types is the whole set
+        else:
+            st.acked.update(flight.entries)
+            for name in flight.removed:
+                st.acked.pop(name, None)
+        for name in flight.entries:
+            st.nacked.pop(name, None)
+        st.acked_version = flight.version_info
+        return Acked(st.type_url, flight.version_info, flight.nonce, names)
+
+    # -- deciding what to send ------------------------------------------------------------
+
+    def _desired(self, st: _TypeState, snapshot: Snapshot) -> Mapping[str, Entry]:
+        entries = snapshot.get(st.type_url).entries
+        if st.wildcard:
+            return entries
+        return {n: entries[n] for n in st.names if n in entries}
+
+    def _plan(self, st: _TypeState, desired: Mapping[str, Entry]) -> _Plan:
+        upserts: list[Entry] = []
+        for name, e in desired.items():
+            held = st.acked.get(name)
+            changed = held is None or held.version != e.version
+            if name in st.forced or (changed and st.nacked.get(name) != e.version):
+                upserts.append(e)
+        gone = [name for name in st.acked if name not in desired]
+        if not self.delta and st.type_url not in WILDCARD_TYPES:
+            for name in gone:  # SotW cannot remove these; the client drops them itself
+                del st.acked[name]
+            gone = []
+        return _Plan(upserts, gone)
+
+    def _ordered(self) -> list[_TypeState]:
+        known = [self._types[t] for t in PUSH_ORDER if t in self._types]
+        others = [st for t, st in sorted(self._types.items()) if t not in PUSH_ORDER]
+        return [st for st in known + others if st.watched]
+
+    def _pump(self) -> list[Response]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return []
+        states = self._ordered()
+        plans: dict[str, _Plan] = {}
+        desired: dict[str, Mapping[str, Entry]] = {}
+        for st in states:
+            version = snapshot.type_version(st.type_url)
+            if st.settled_at == version and st.in_flight is None:
+                continue
+            desired[st.type_url] = self._desired(st, snapshot)
+            plans[st.type_url] = self._plan(st, desired[st.type_url])
+        hold_removals = any(p.pending(self._types[t]) for t, p in plans.items())
+        out: list[Response] = []
+        for st in states:
+            if st.in_flight is not None:
+                break  # later types wait for this ACK
+            plan = plans.get(st.type_url)
+            if plan is None:
+                continue
+            removals = [] if hold_removals else plan.removals
+            if not (plan.upserts or removals or st.must_respond):
+                if not plan.removals:
+                    self._settled(st, desired[st.type_url], snapshot.type_version(st.type_url))
+                continue
+            response = self._respond(st, desired[st.type_url], plan.upserts, removals, snapshot)
+            out.append(response)
+            break  # it is in flight now: the types after it wait for its ACK
+        return out
+
+    def _settled(self, st: _TypeState, desired: Mapping[str, Entry], version: str) -> None:
+        st.settled_at = version
+        blocked = any(st.nacked.get(name) == e.version for name, e in desired.items())
+        if not blocked and st.acked_version != version:
+            st.acked_version = version
+            self._events.append(InSync(st.type_url, version))
+
+    def _respond(
+        self,
+        st: _TypeState,
+        desired: Mapping[str, Entry],
+        upserts: list[Entry],
+        removals: list[str],
+        snapshot: Snapshot,
+    ) -> Response:
+        self._counter += 1
+        nonce = str(self._counter)
+        if self.delta:
+            sent = {e.name: e for e in upserts}
+            version_info = snapshot.type_version(st.type_url)
+            response = Response(
+                st.type_url, nonce, version_info, tuple(sent.values()), tuple(removals), True
+            )
+        else:
+            sent = dict(desired)
+            if st.type_url in WILDCARD_TYPES and not removals:
+                for name, held in st.acked.items():  # removals last: keep what the client holds
+                    sent.setdefault(name, held)
+            sent = {name: sent[name] for name in sorted(sent)}
+            version_info = version_of({name: e.version for name, e in sent.items()})
+            response = Response(st.type_url, nonce, version_info, tuple(sent.values()))
+        st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
+        st.last_nonce = nonce
+        st.must_respond = False
+        st.forced.clear()
+        if st.type_url == CLUSTER:
+            self._force_endpoints(upserts, snapshot)
+        return response
+
+    def _force_endpoints(self, clusters: list[Entry], snapshot: Snapshot) -> None:
+        eds = self._types.get(ENDPOINT)
+        if eds is None:
+            return
+        by_cluster = snapshot.references.eds_by_cluster
+        eds.forced.update(by_cluster[e.name] for e in clusters if e.name in by_cluster)
+        eds.settled_at = None

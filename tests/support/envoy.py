@@ -1,0 +1,201 @@
+"""A real Envoy started from a rendered Ubiq bootstrap, with helpers for its admin API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from controlplane.xds.bootstrap import Mode, render_bootstrap
+from tests.support.procs import free_port, require_binary, running
+
+
+@dataclass(frozen=True)
+class EnvoyProcess:
+    admin_port: int
+    log: Path
+    node_id: str
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def config_dump(self, resource: str | None = None) -> dict[str, Any]:
+        params = {"resource": resource} if resource else {}
+        reply = httpx.get(f"{self.admin}/config_dump", params=params, timeout=5)
+        reply.raise_for_status()
+        return dict(reply.json())
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        """Counters and gauges (``/stats?format=json``) whose names start with ``prefix``."""
+        reply = httpx.get(f"{self.admin}/stats", params={"format": "json"}, timeout=5)
+        reply.raise_for_status()
+        out: dict[str, int] = {}
+        for stat in reply.json().get("stats", []):
+            name, value = stat.get("name"), stat.get("value")
+            if isinstance(name, str) and isinstance(value, int) and name.startswith(prefix):
+                out[name] = value
+        return out
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge; 0 if Envoy has not created it yet."""
+        return self.stats(name).get(name, 0)
+
+    def ready(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.admin}/ready", timeout=2).status_code == 200
+        return False
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``predicate`` (bounded in time) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # admin API not up yet, connection reset, ...
+            last_error = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached after {timeout}s (last error: {last_error})")
+
+
+@contextlib.contextmanager
+def envoy(
+    tmp_path: Path,
+    *,
+    xds_port: int,
+    mode: Mode = "ads-sotw",
+    node_id: str = "envoy-1",
+    cluster: str = "eu-west-1",
+    region: str = "eu-west",
+    zone: str = "eu-west-1a",
+    listenerless: bool = False,
+) -> Iterator[EnvoyProcess]:
+    """Start Envoy (``--disable-hot-restart --concurrency 1``) until the with-block ends."""
+    binary = require_binary("envoy")
+    admin_port = free_port()
+    config = tmp_path / f"{node_id}.yaml"
+    config.write_text(
+        render_bootstrap(
+            node_id, cluster, region, zone, "127.0.0.1", xds_port, admin_port, mode, listenerless
+        )
+    )
+    log = tmp_path / f"{node_id}.log"
+    argv = [
+        binary,
+        "-c",
+        str(config),
+        "--disable-hot-restart",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "info",
+        "--component-log-level",
+        "config:debug,upstream:info",
+    ]
+    with running(argv, log=log) as proc:
+        process = EnvoyProcess(admin_port=admin_port, log=log, node_id=node_id)
+        try:
+            wait_until(lambda: process.stats("server.") != {}, 15, "envoy admin API")
+        except TimeoutError:
+            raise RuntimeError(
+                f"envoy did not start (rc={proc.poll()}):\n{log.read_text()}"
+            ) from None
+        yield process
+
+
+def dynamic_names(dump: dict[str, Any], kind: str) -> list[str]:
+    """Names of dynamic active listeners/clusters/route configs in a config_dump."""
+    names: list[str] = []
+    for config in dump.get("configs", []):
+        for key in ("dynamic_listeners", "dynamic_active_clusters", "dynamic_route_configs"):
+            for item in config.get(key, []):
+                if not key.endswith(kind):
+                    continue
+                inner = item.get("active_state", item)
+                resource = (
+                    inner.get("listener") or inner.get("cluster") or inner.get("route_config")
+                )
+                if resource and "name" in resource:
+                    names.append(resource["name"])
+    return sorted(names)
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(data, indent=1, sort_keys=True)
+
+
+@dataclass
+class XdsServerThread:
+    """An XdsServer on its own event loop in a thread, so tests can block on Envoy freely."""
+
+    server: Any
+    port: int
+    loop: Any
+
+
+@contextlib.contextmanager
+def xds_server_thread(server: Any) -> Iterator[XdsServerThread]:
+    """Run ``server`` (an XdsServer) on 127.0.0.1, any port, until the with-block ends."""
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="xds-server", daemon=True)
+    thread.start()
+    try:
+        port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1:0"), loop).result(10)
+        yield XdsServerThread(server=server, port=port, loop=loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+class _Backend:
+    def __init__(self, name: str) -> None:
+        import http.server
+        import threading
+
+        body = name.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@contextlib.contextmanager
+def http_backend(name: str) -> Iterator[int]:
+    """A tiny HTTP server on loopback answering every GET with ``name``; yields its port."""
+    backend = _Backend(name)
+    try:
+        yield backend.port
+    finally:
+        backend.close()

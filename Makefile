@@ -1,5 +1,7 @@
 # Every target works on a fresh Debian/Ubuntu machine: the venv and the packages are made on demand.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,8 +12,8 @@ APT_PACKAGES := prometheus dnsutils knot-dnsutils unbound dnsperf pdns-server pd
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	touch $(STAMP)
 
 system-deps:

@@ -144,25 +144,16 @@ def dig(
 ) -> DigResult:
     """Run dig (or kdig) against the server and parse its output."""
     path = require_binary(binary)
-    argv = [
-        path,
-        f"@{server}",
-        "-p",
-        str(port),
-        name,
-        rtype,
-        "+norec",
-        "+time=2",
-        "+tries=1",
-        *options,
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
+    limits = ["+timeout=2", "+retry=0"] if binary == "kdig" else ["+time=2", "+tries=1"]
+    argv = [path, f"@{server}", "-p", str(port), name, rtype, "+norec", *limits, *options]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    out = done.stdout or done.stderr
     return parse_dig(out)
 
 
 def parse_dig(out: str) -> DigResult:
     status = re.search(r"status: (\w+)", out)
-    flags = re.search(r"flags: ([a-z ]+);", out)
+    flags = re.search(r"[Ff]lags: ([a-z ]+);", out)
     scope = re.search(r"CLIENT-SUBNET: [0-9a-f.:]+/\d+/(\d+)", out)
     sections: dict[str, list[str]] = {"ANSWER": [], "AUTHORITY": []}
     current = None

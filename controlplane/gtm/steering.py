@@ -52,12 +52,30 @@ def steer(
     ``previous`` is the Decision this (name, group) got last time; lowestLatency uses it for
     hysteresis and minimum dwell, every strategy uses it to carry ``since_epoch`` forward.
     """
-    if previous is not None and (previous.name != policy.name or previous.group != group.name):
-        previous = None
+    healthy, down = _partition(policy, health)
+    return _decide(policy, group, healthy, down, epoch, previous)
+
+
+def _partition(
+    policy: SteeringPolicy, health: HealthView
+) -> tuple[tuple[Target, ...], tuple[str, ...]]:
     healthy = tuple(t for t in policy.targets if health.is_healthy(t))
     down = tuple(
         _down_reason(policy, t, health) for t in policy.targets if not health.is_healthy(t)
     )
+    return healthy, down
+
+
+def _decide(
+    policy: SteeringPolicy,
+    group: ClientGroup,
+    healthy: tuple[Target, ...],
+    down: tuple[str, ...],
+    epoch: int,
+    previous: Decision | None,
+) -> Decision:
+    if previous is not None and (previous.name != policy.name or previous.group != group.name):
+        previous = None
     if not healthy:
         return _all_down(policy, group, down, epoch)
     pick = _STRATEGIES[policy.strategy](policy, group, healthy, epoch, previous)
@@ -98,8 +116,9 @@ def steer_all(
     prev = previous or {}
     out: dict[tuple[str, str], Decision] = {}
     for policy in policies:
+        healthy, down = _partition(policy, health)
         decisions = [
-            steer(policy, g, health, epoch=epoch, previous=prev.get((policy.name, g.name)))
+            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)))
             for g in group_list
         ]
         answers = {(d.addresses, d.servfail) for d in decisions}
@@ -336,9 +355,12 @@ def _down_reason(policy: SteeringPolicy, target: Target, health: HealthView) -> 
 
 
 def _ordered(policy: SteeringPolicy, targets: Iterable[Target]) -> list[Target]:
-    """Tier first, then heavier weight, then the policy's own order."""
-    index = {t: i for i, t in enumerate(policy.targets)}
-    return sorted(targets, key=lambda t: (t.tier, -t.weight, index.get(t, len(index))))
+    """Tier first, then heavier weight, then the policy's own order.
+
+    Every caller passes targets in policy order (a filtered ``policy.targets``), so the stable
+    sort keeps that order for ties without looking it up.
+    """
+    return sorted(targets, key=lambda t: (t.tier, -t.weight))
 
 
 def _cap(targets: Sequence[Target], n: int) -> tuple[Target, ...]:

@@ -73,7 +73,7 @@ def cases(draw: st.DrawFn) -> tuple[SteeringPolicy, ClientGroup, HealthView, int
     return policy, group, HealthView(healthy, known), draw(st.integers(0, 1000))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(cases())
 def test_answers_are_healthy_bounded_and_never_empty(
     case: tuple[SteeringPolicy, ClientGroup, HealthView, int],
@@ -98,7 +98,7 @@ def test_answers_are_healthy_bounded_and_never_empty(
         assert d.all_down and not d.depends_on_client
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(cases())
 def test_deterministic(case: tuple[SteeringPolicy, ClientGroup, HealthView, int]) -> None:
     policy, group, health, epoch = case

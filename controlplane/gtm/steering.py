@@ -171,7 +171,8 @@ def _weighted(
     previous: Decision | None,
 ) -> _Pick:
     addresses = {t.address for t in healthy}
-    if len(addresses) <= policy.max_answers:
+    v6 = sum(1 for a in addresses if ":" in a)
+    if max(v6, len(addresses) - v6) <= max(1, policy.max_answers):
         chosen = _ordered(policy, healthy)
         names = ", ".join(target_label(policy, t) for t in chosen)
         return _Pick(tuple(chosen), (f"weighted: answering every healthy target ({names})",), False)

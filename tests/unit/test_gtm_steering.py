@@ -165,6 +165,13 @@ def test_weighted_max_answers_covers_all_healthy_identically() -> None:
     assert not a.depends_on_client
 
 
+def test_weighted_dual_stack_within_max_answers_is_client_independent() -> None:
+    p = policy("weighted", EU, EU6)
+    d = steer(p, G_EU, ALL_UP)
+    assert d.addresses == (EU.address, EU6.address)
+    assert not d.depends_on_client
+
+
 def test_weighted_not_sticky_is_the_same_for_every_group() -> None:
     p = policy("weighted", EU, US, AP, sticky=False)
     answers = {steer(p, ClientGroup(f"g{i}", ()), ALL_UP, epoch=4).addresses for i in range(50)}

@@ -12,7 +12,16 @@ import dns.resolver
 import pytest
 
 from controlplane.gtm.server import DnsServer, frame
-from tests.support.dns import EU_V4, EU_V6, ORIGIN, US_V4, dig, sample_table, serve_in_thread
+from tests.support.dns import (
+    EU_V4,
+    EU_V6,
+    ORIGIN,
+    US_V4,
+    DigResult,
+    dig,
+    sample_table,
+    serve_in_thread,
+)
 from tests.support.procs import free_udp_tcp_port
 
 pytestmark = pytest.mark.integration
@@ -29,23 +38,23 @@ def port() -> Iterator[int]:
 
 @pytest.mark.parametrize("binary", ["dig", "kdig"])
 def test_record_types_and_rcodes(port: int, binary: str) -> None:
-    def q(name: str, rtype: str = "A", *options: str) -> object:
+    def q(name: str, rtype: str = "A", *options: str) -> DigResult:
         return dig("127.0.0.1", port, name, rtype, *options, binary=binary)
 
     a = q(f"app.{ORIGIN}", "A", "-b", "127.0.0.2")
-    assert a.status == "NOERROR" and "aa" in a.flags and a.rdata("A") == [EU_V4]  # type: ignore[attr-defined]
-    assert q(f"app.{ORIGIN}", "AAAA", "-b", "127.0.0.2").rdata("AAAA") == [EU_V6]  # type: ignore[attr-defined]
-    assert q(ORIGIN, "SOA").rdata("SOA")[0].startswith(f"ns1.{ORIGIN}.")  # type: ignore[attr-defined]
-    assert sorted(q(ORIGIN, "NS").rdata("NS")) == [f"ns1.{ORIGIN}.", f"ns2.{ORIGIN}."]  # type: ignore[attr-defined]
-    srv = q(f"_http._tcp.app.{ORIGIN}", "SRV", "-b", "127.0.0.3").rdata("SRV")  # type: ignore[attr-defined]
+    assert a.status == "NOERROR" and "aa" in a.flags and a.rdata("A") == [EU_V4]
+    assert q(f"app.{ORIGIN}", "AAAA", "-b", "127.0.0.2").rdata("AAAA") == [EU_V6]
+    assert q(ORIGIN, "SOA").rdata("SOA")[0].startswith(f"ns1.{ORIGIN}.")
+    assert sorted(q(ORIGIN, "NS").rdata("NS")) == [f"ns1.{ORIGIN}.", f"ns2.{ORIGIN}."]
+    srv = q(f"_http._tcp.app.{ORIGIN}", "SRV", "-b", "127.0.0.3").rdata("SRV")
     assert srv == [f"0 2 8080 us-east-1.app.{ORIGIN}."]
     nx = q(f"nope.{ORIGIN}")
-    assert nx.status == "NXDOMAIN" and "SOA" in nx.authority[0]  # type: ignore[attr-defined]
+    assert nx.status == "NXDOMAIN" and "SOA" in nx.authority[0]
     nodata = q(f"static.{ORIGIN}", "AAAA")
-    assert nodata.status == "NOERROR" and not nodata.answer and nodata.authority  # type: ignore[attr-defined]
-    assert q("example.org").status == "REFUSED"  # type: ignore[attr-defined]
+    assert nodata.status == "NOERROR" and not nodata.answer and nodata.authority
+    assert q("example.org").status == "REFUSED"
     no_negotiation = ["+noednsneg"] if binary == "dig" else []
-    assert q(f"app.{ORIGIN}", "A", "+edns=1", *no_negotiation).status == "BADVERS"  # type: ignore[attr-defined]
+    assert q(f"app.{ORIGIN}", "A", "+edns=1", *no_negotiation).status == "BADVERS"
 
 
 @pytest.mark.parametrize("binary", ["dig", "kdig"])

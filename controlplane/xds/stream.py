@@ -53,6 +53,7 @@ class _TypeState:
     acked: dict[str, Entry] = field(default_factory=dict)  # what the client holds
     nacked: dict[str, str] = field(default_factory=dict)  # name -> rejected version
     forced: set[str] = field(default_factory=set)
+    awaiting: set[str] = field(default_factory=set)  # EDS names of new clusters, not yet asked for
     in_flight: _InFlight | None = None
     last_nonce: str = ""
     must_respond: bool = False
@@ -66,7 +67,7 @@ class _Plan:
     removals: list[str]
 
     def pending(self, st: _TypeState) -> bool:
-        return bool(self.upserts) or st.must_respond or st.in_flight is not None
+        return bool(self.upserts or st.awaiting) or st.must_respond or st.in_flight is not None
 
 
 def _placeholder(name: str, version: str) -> Entry:
@@ -104,17 +105,17 @@ class XdsStream:
             st = self._types[type_url] = _TypeState(type_url)
         events: list[Event] = []
         nonce: str = request.response_nonce
-        if nonce:
-            if st.in_flight is None or nonce != st.in_flight.nonce:
-                events.append(StaleIgnored(type_url, nonce))
-                if not self.delta:
-                    return Step((), tuple(events))
-            else:
-                events.append(self._settle(st, request))
+        if nonce and nonce != st.last_nonce:
+            events.append(StaleIgnored(type_url, nonce))
+            if not self.delta:
+                return Step((), tuple(events))
+        elif nonce and st.in_flight is not None:
+            events.append(self._settle(st, request))
         if self.delta:
             self._delta_subscriptions(st, request)
         else:
             self._sotw_subscriptions(st, list(request.resource_names))
+        st.awaiting.clear()  # the client has stated its subscription after the clusters came
         st.watched = True
         st.settled_at = None
         responses = tuple(self._pump())
@@ -165,7 +166,9 @@ class XdsStream:
         unsubscribe.discard(WILDCARD)
         st.names |= subscribe
         st.names -= unsubscribe
-        if not st.wildcard:
+        if WILDCARD in request.resource_names_unsubscribe:
+            self._forget(st, set(st.acked) - st.names)  # the client drops them itself
+        elif not st.wildcard:
             self._forget(st, unsubscribe)
 
     @staticmethod
@@ -202,6 +205,8 @@ class XdsStream:
         for name in flight.entries:
             st.nacked.pop(name, None)
         st.acked_version = flight.version_info
+        if st.type_url == CLUSTER:
+            self._await_endpoints(flight.entries)
         return Acked(st.type_url, flight.version_info, flight.nonce, names)
 
     # -- deciding what to send ------------------------------------------------------------
@@ -229,7 +234,7 @@ class XdsStream:
     def _ordered(self) -> list[_TypeState]:
         known = [self._types[t] for t in PUSH_ORDER if t in self._types]
         others = [st for t, st in sorted(self._types.items()) if t not in PUSH_ORDER]
-        return [st for st in known + others if st.watched]
+        return [st for st in known + others if st.watched or st.awaiting]
 
     def _pump(self) -> list[Response]:
         snapshot = self.snapshot
@@ -254,12 +259,15 @@ class XdsStream:
                 continue
             removals = [] if hold_removals else plan.removals
             if not (plan.upserts or removals or st.must_respond):
+                if st.awaiting:
+                    break
                 if not plan.removals:
                     self._settled(st, desired[st.type_url], snapshot.type_version(st.type_url))
                 continue
             response = self._respond(st, desired[st.type_url], plan.upserts, removals, snapshot)
             out.append(response)
             break  # it is in flight now: the types after it wait for its ACK
+        return out
         return out
 
     def _settled(self, st: _TypeState, desired: Mapping[str, Entry], version: str) -> None:
@@ -308,3 +316,17 @@ class XdsStream:
         by_cluster = snapshot.references.eds_by_cluster
         eds.forced.update(by_cluster[e.name] for e in clusters if e.name in by_cluster)
         eds.settled_at = None
+
+    def _await_endpoints(self, clusters: Mapping[str, Entry]) -> None:
+        """After a CDS ACK Envoy asks for the endpoints of its new EDS clusters; LDS and RDS,
+        which may route to them, wait for that request (make-before-break)."""
+        if self.snapshot is None or self.fixed_type is not None:
+            return
+        by_cluster = self.snapshot.references.eds_by_cluster
+        wanted = {by_cluster[name] for name in clusters if name in by_cluster}
+        eds = self._types.get(ENDPOINT)
+        if eds is None:
+            eds = self._types[ENDPOINT] = _TypeState(ENDPOINT)
+        if not eds.wildcard:
+            eds.awaiting = wanted - eds.names
+            eds.settled_at = None

@@ -1,0 +1,42 @@
+"""Envoy bootstrap rendering."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from controlplane.xds.bootstrap import render_bootstrap
+
+
+@pytest.mark.parametrize(("mode", "api_type"), [("ads-sotw", "GRPC"), ("ads-delta", "DELTA_GRPC")])
+def test_bootstrap_points_at_ads_with_node_identity(mode: str, api_type: str) -> None:
+    text = render_bootstrap("n1", "eu-1", "eu", "eu-a", "127.0.0.1", 18000, 19000, mode)  # type: ignore[arg-type]
+    doc = yaml.safe_load(text)
+    assert doc["node"]["id"] == "n1"
+    assert doc["node"]["metadata"]["ubiq.cluster"] == "eu-1"
+    assert doc["node"]["locality"] == {"region": "eu", "zone": "eu-a"}
+    assert doc["dynamic_resources"]["ads_config"]["api_type"] == api_type
+    assert "lds_config" in doc["dynamic_resources"]
+    assert doc["admin"]["address"]["socket_address"]["port_value"] == 19000
+    (xds,) = doc["static_resources"]["clusters"]
+    assert xds["type"] == "STATIC"
+    address = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"] == {"address": "127.0.0.1", "port_value": 18000}
+
+
+def test_listenerless_and_hostname() -> None:
+    doc = yaml.safe_load(
+        render_bootstrap("n", "c", "r", "z", "xds.ubiq.svc", 18000, 19000, listenerless=True)
+    )
+    assert "lds_config" not in doc["dynamic_resources"]
+    assert doc["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+
+
+def test_odd_names_are_quoted() -> None:
+    doc = yaml.safe_load(render_bootstrap('a: "b"', "c#1", "r", "z", "::1", 1, 2))
+    assert doc["node"]["id"] == 'a: "b"' and doc["node"]["cluster"] == "c#1"
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        render_bootstrap("n", "c", "r", "z", "h", 1, 2, "rest")  # type: ignore[arg-type]

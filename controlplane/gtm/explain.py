@@ -6,12 +6,45 @@ table, or by calling ``steer``); this module only lays the facts side by side.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from controlplane.gtm.steering import target_label
-from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.groups import ClientGroups
+from controlplane.gtm.steering import steer, target_label
+from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
 
-__all__ = ["explain", "explain_dict"]
+__all__ = ["Explanation", "explain", "explain_client", "explain_dict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    group: ClientGroup
+    decision: Decision
+    text: str
+    data: dict[str, Any]
+
+
+def explain_client(
+    policy: SteeringPolicy,
+    groups: Sequence[ClientGroup],
+    health: HealthView,
+    client: str,
+    *,
+    epoch: int = 0,
+    previous: Decision | None = None,
+) -> Explanation:
+    """Everything ``ubiq dns explain NAME --client ADDR`` prints: the client's group is found the
+    way the DNS server finds it (longest prefix, else the default group), then steered afresh."""
+    name = ClientGroups(groups).lookup(client)
+    group = next((g for g in groups if g.name == name), ClientGroup(DEFAULT_GROUP, ()))
+    decision = steer(policy, group, health, epoch=epoch, previous=previous)
+    return Explanation(
+        group=group,
+        decision=decision,
+        text=explain(policy, group, health, decision, client=client),
+        data=explain_dict(policy, group, health, decision, client=client),
+    )
 
 
 def explain_dict(

@@ -136,3 +136,57 @@ def test_rendezvous_removal_moves_only_the_removed(
     gone = removed % len(cands)
     after = rank(key, [c for c in cands if c[2] != gone])
     assert after == [v for v in before if v != gone]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(50, 60), st.floats(50, 60)), min_size=2, max_size=30),
+)
+def test_lowest_latency_does_not_flap_within_the_threshold(
+    series: list[tuple[float, float]],
+) -> None:
+    """Two regions within 20% of each other: after the first answer, it never changes."""
+    eu = Target("eu", "eu-west", "192.0.2.1", 443)
+    us = Target("us", "us-west", "192.0.2.2", 443)
+    group = ClientGroup("g", ())
+    health = HealthView(frozenset())
+    previous = None
+    answers = []
+    for epoch, (a, b) in enumerate(series):
+        policy = SteeringPolicy(
+            "n.gtm.example", "gtm.example", "lowestLatency", (eu, us), 10,
+            latency={"g": {"eu-west": a, "us-west": b}}, latency_switch_pct=20.0,
+        )  # fmt: skip
+        previous = steer(policy, group, health, epoch=epoch, previous=previous)
+        answers.append(previous.addresses)
+    assert len(set(answers)) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(1, 500), st.floats(1, 500)), min_size=1, max_size=40),
+    st.integers(1, 8),
+)
+def test_minimum_dwell_bounds_the_number_of_switches(
+    series: list[tuple[float, float]], dwell: int
+) -> None:
+    eu = Target("eu", "eu-west", "192.0.2.1", 443)
+    us = Target("us", "us-west", "192.0.2.2", 443)
+    group = ClientGroup("g", ())
+    health = HealthView(frozenset())
+    previous = None
+    switches = 0
+    last_switch = 0
+    for epoch, (a, b) in enumerate(series):
+        policy = SteeringPolicy(
+            "n.gtm.example", "gtm.example", "lowestLatency", (eu, us), 10,
+            latency={"g": {"eu-west": a, "us-west": b}}, latency_switch_pct=0.0,
+            min_dwell_epochs=dwell,
+        )  # fmt: skip
+        d = steer(policy, group, health, epoch=epoch, previous=previous)
+        if previous is not None and d.addresses != previous.addresses:
+            assert epoch - last_switch >= dwell
+            switches += 1
+            last_switch = epoch
+        previous = d
+    assert switches <= len(series) // dwell

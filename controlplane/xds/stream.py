@@ -215,7 +215,7 @@ class XdsStream:
         entries = snapshot.get(st.type_url).entries
         if st.wildcard:
             return entries
-        return {n: entries[n] for n in st.names if n in entries}
+        return {n: entries[n] for n in sorted(st.names) if n in entries}
 
     def _plan(self, st: _TypeState, desired: Mapping[str, Entry]) -> _Plan:
         upserts: list[Entry] = []
@@ -224,7 +224,7 @@ class XdsStream:
             changed = held is None or held.version != e.version
             if name in st.forced or (changed and st.nacked.get(name) != e.version):
                 upserts.append(e)
-        gone = [name for name in st.acked if name not in desired]
+        gone = sorted(name for name in st.acked if name not in desired)
         if not self.delta and st.type_url not in WILDCARD_TYPES:
             for name in gone:  # SotW cannot remove these; the client drops them itself
                 del st.acked[name]

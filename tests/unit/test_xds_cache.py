@@ -13,8 +13,8 @@ from controlplane.errors import InconsistentSnapshotError
 from controlplane.xds.cache import SnapshotCache, group_by_cluster, group_key
 from controlplane.xds.resources import ENDPOINT
 from controlplane.xds.snapshot import Snapshot
+from tests.support.xds_replay import snapshot
 from tests.support.xds_resources import make_resources
-from tests.unit.xds_replay import snapshot
 
 
 def test_set_get_groups_and_change_only_notification() -> None:

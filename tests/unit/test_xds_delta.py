@@ -6,7 +6,7 @@ from controlplane.xds.events import Acked, Nacked, StaleIgnored
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.stream import XdsStream
-from tests.unit.xds_replay import decode_delta, delta, only, snapshot
+from tests.support.xds_replay import decode_delta, delta, only, snapshot
 
 
 def connected(snap: Snapshot | None = None) -> tuple[XdsStream, Snapshot]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from controlplane.xds.events import Acked, InSync, Nacked, StaleIgnored
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.stream import XdsStream
-from tests.unit.xds_replay import ack, decode_sotw, nack, only, snapshot, sotw
+from tests.support.xds_replay import ack, decode_sotw, nack, only, snapshot, sotw
 
 ALL_CLAS = ["a", "b"]
 

@@ -9,12 +9,12 @@ consecutive failures, from any state; one result of the other kind resets the ot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from controlplane.errors import GtmError
-from controlplane.gtm.types import HealthView, Target
+from controlplane.gtm.types import HealthView, SteeringPolicy, Target
 
 __all__ = [
     "CheckedTarget",
@@ -23,6 +23,7 @@ __all__ = [
     "ProbeResult",
     "TargetHealth",
     "TargetKey",
+    "checked_targets",
     "health_view",
     "observe",
 ]
@@ -139,3 +140,22 @@ def health_view(states: Mapping[TargetKey, TargetHealth]) -> HealthView:
     known = frozenset(k for k, s in states.items() if s.healthy is not None)
     detail = {k: s.detail for k, s in states.items() if s.healthy is False}
     return HealthView(healthy, known, detail)
+
+
+def checked_targets(
+    policies: Iterable[SteeringPolicy], checks: Mapping[str, HealthCheck]
+) -> tuple[CheckedTarget, ...]:
+    """The targets to probe: every target of every policy with a check (``checks`` by name).
+
+    A target shared by several names (one gateway serving many) is probed once, with the check
+    of the first name that lists it, so its state is the same for all of them.
+    """
+    out: dict[TargetKey, CheckedTarget] = {}
+    for policy in policies:
+        check = checks.get(policy.name)
+        if check is None:
+            continue
+        for target in policy.targets:
+            ct = CheckedTarget(target, check)
+            out.setdefault(ct.key, ct)
+    return tuple(out.values())

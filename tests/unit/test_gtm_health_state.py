@@ -11,10 +11,11 @@ from controlplane.gtm.health_probes import _status
 from controlplane.gtm.health_state import (
     HealthCheck,
     TargetHealth,
+    checked_targets,
     health_view,
     observe,
 )
-from controlplane.gtm.types import Target
+from controlplane.gtm.types import SteeringPolicy, Target
 
 CHECK = HealthCheck(healthy_threshold=2, unhealthy_threshold=3)
 
@@ -146,3 +147,18 @@ def test_bad_check_is_rejected(kw: dict[str, object]) -> None:
 )
 def test_status_line_parsing(line: bytes, status: int | None) -> None:
     assert _status(line) == status
+
+
+def test_checked_targets_probe_shared_gateways_once() -> None:
+    gw = Target("eu-1", "eu-west", "192.0.2.1", 443)
+    us = Target("us-1", "us-west", "192.0.2.2", 443)
+    ap = Target("ap-1", "ap-south", "192.0.2.3", 443)
+    a = SteeringPolicy("a.gtm.example", "gtm.example", "failover", (gw, us), 10)
+    b = SteeringPolicy("b.gtm.example", "gtm.example", "failover", (gw,), 10)
+    c = SteeringPolicy("c.gtm.example", "gtm.example", "failover", (ap,), 10)
+    tcp = HealthCheck(kind="tcp")
+    got = checked_targets([a, b, c], {"a.gtm.example": CHECK, "b.gtm.example": tcp})
+    assert [(ct.target.cluster, ct.check.kind) for ct in got] == [
+        ("eu-1", "http"),
+        ("us-1", "http"),
+    ]

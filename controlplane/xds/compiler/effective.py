@@ -1,0 +1,92 @@
+"""What applies to a service, looked up once per model: merged TrafficPolicy, placement, names.
+
+A subset's TrafficPolicy overrides the service's field by field (as Istio's DestinationRule subset
+``trafficPolicy`` does): a field the subset leaves unset is taken from the service's policy.
+
+``Model.traffic_policy_for`` / ``placement_for`` scan every document; with 10k services that is
+quadratic, so ``ModelIndex`` indexes them once per model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from controlplane.placement.static import PlacedCluster, place
+from controlplane.policy.documents import Placement
+from controlplane.policy.model import Model
+from controlplane.policy.traffic import HashKey, TrafficPolicySpec
+from controlplane.xds.compiler.options import cluster_name
+
+_FIELDS = ("connect_timeout", "connection_pool", "outlier_detection", "load_balancer", "locality")
+
+Decisions = Mapping[str, Sequence[PlacedCluster]]
+
+
+def merge_traffic(
+    base: TrafficPolicySpec | None, own: TrafficPolicySpec | None
+) -> TrafficPolicySpec | None:
+    if own is None or base is None:
+        return own if own is not None else base
+    update = {
+        f: getattr(own, f) if getattr(own, f) is not None else getattr(base, f) for f in _FIELDS
+    }
+    return own.model_copy(update=update)
+
+
+class ModelIndex:
+    """Per-service lookups over one Model (and optional placement decisions overriding static)."""
+
+    def __init__(self, model: Model, decisions: Decisions | None = None) -> None:
+        self.model = model
+        self._decisions = decisions or {}
+        self._traffic: dict[tuple[str, str | None], TrafficPolicySpec] = {
+            (p.spec.service, p.spec.subset): p.spec for p in model.traffic_policies.values()
+        }
+        self._placements: dict[str, Placement] = {
+            p.spec.service: p for p in model.placements.values()
+        }
+
+    def traffic(self, service: str, subset: str | None = None) -> TrafficPolicySpec | None:
+        base = self._traffic.get((service, None))
+        if subset is None:
+            return base
+        return merge_traffic(base, self._traffic.get((service, subset)))
+
+    def traffic_inputs(self, service: str, subsets: Sequence[str]) -> tuple[object, ...]:
+        """Every TrafficPolicy spec that can affect a service's clusters (for memo keys)."""
+        return tuple(self._traffic.get((service, s)) for s in (None, *subsets))
+
+    def hash_key(self, service: str, subset: str | None) -> HashKey | None:
+        traffic = self.traffic(service, subset)
+        if traffic is None or traffic.load_balancer is None:
+            return None
+        return traffic.load_balancer.hash_key
+
+    def cluster_name(self, service: str, subset: str | None, port: int | None) -> str:
+        """The Envoy cluster a route destination names (the first port has no port suffix)."""
+        svc = self.model.services.get(service)
+        if port is not None and svc is not None and port == svc.spec.ports[0].port:
+            port = None
+        return cluster_name(service, subset, port)
+
+    def placement(self, service: str) -> Placement | None:
+        return self._placements.get(service)
+
+    def placed(self, service: str) -> tuple[PlacedCluster, ...]:
+        if service in self._decisions:
+            return tuple(self._decisions[service])
+        own = self._placements.get(service)
+        # place() scans model.placements; hand it a model holding only this service's placement
+        view = dataclasses.replace(
+            self.model,
+            placements=MappingProxyType({own.name: own} if own is not None else {}),
+        )
+        return place(view, service)
+
+    def residency(self, service: str) -> frozenset[str] | None:
+        own = self._placements.get(service)
+        if own is None or own.spec.residency is None:
+            return None
+        return frozenset(own.spec.residency.regions)

@@ -1,0 +1,138 @@
+"""EDS: where a node sends a service's traffic, as Envoy priorities and localities.
+
+Invariants (all per node region; see docs/xds.md "Compiler"):
+- a locality is one Ubiq cluster: ``Locality(region, zone, sub_zone=<cluster name>)``;
+- the node's own region is priority 0; other regions follow as failover priorities, ordered by the
+  TrafficPolicy's ``locality.failoverPriority``, then ``locality.failover`` targets of the node's
+  region, then Placement order. Priorities are renumbered densely (0, 1, 2, ... without gaps);
+- ``locality.distribute`` for the node's region puts the listed regions at priority 0 with
+  locality weights (the Cluster then enables locality-weighted balancing); unlisted regions get none;
+- ``locality.enabled: false`` puts every placed cluster at priority 0;
+- data residency: endpoints outside a service's boundary are never emitted, and a node outside the
+  boundary gets an empty assignment (Envoy answers 503): the proxy would otherwise carry the
+  service's payload outside the boundary;
+- placed clusters with weight 0 ("placed, no traffic") get no endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from google.protobuf import wrappers_pb2
+
+from controlplane.placement.static import PlacedCluster
+from controlplane.policy.documents import Cluster
+from controlplane.policy.service import Endpoint, ServicePort, ServiceSpec
+from controlplane.policy.traffic import Locality
+from controlplane.xds.compiler.options import NodeIdentity
+
+_WEIGHT_SCALE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LocalitySlot:
+    """One Ubiq cluster's place in a node's view of a service."""
+
+    cluster: str
+    region: str
+    zone: str
+    priority: int
+    weight: int | None = None  # locality weight in percent (distribute), else None
+
+
+def plan_localities(
+    placed: Sequence[PlacedCluster],
+    clusters: Mapping[str, Cluster],
+    node: NodeIdentity,
+    locality: Locality | None,
+    residency: frozenset[str] | None,
+) -> tuple[tuple[LocalitySlot, ...], bool]:
+    """(slots, locality_weighted) for one service as seen from ``node``."""
+    if residency is not None and node.region not in residency:
+        return (), False
+    usable = [
+        p
+        for p in placed
+        if p.weight > 0
+        and p.name in clusters
+        and (residency is None or clusters[p.name].spec.region in residency)
+    ]
+
+    def slot(p: PlacedCluster, priority: int, weight: int | None = None) -> LocalitySlot:
+        spec = clusters[p.name].spec
+        return LocalitySlot(p.name, spec.region, spec.zone or "", priority, weight)
+
+    if locality is not None and not locality.enabled:
+        return tuple(slot(p, 0) for p in usable), False
+    if locality is not None:
+        rule = next((d for d in locality.distribute if d.from_ == node.region), None)
+        if rule is not None:
+            slots = [slot(p, 0, rule.to[p.region]) for p in usable if rule.to.get(p.region, 0) > 0]
+            return tuple(slots), True
+    order = [node.region]
+    if locality is not None:
+        order += [r for r in locality.failover_priority if r not in order]
+        order += [f.to for f in locality.failover if f.from_ == node.region and f.to not in order]
+    order += [p.region for p in usable if p.region not in order]
+    present = [r for r in order if any(p.region == r for p in usable)]
+    rank = {region: i for i, region in enumerate(present)}
+    return tuple(slot(p, rank[p.region]) for p in usable), False
+
+
+def endpoint_port(endpoint: Endpoint, service: ServiceSpec, port: ServicePort) -> int:
+    """An endpoint's own port serves the service's first port; other ports keep their number."""
+    if port is service.ports[0]:
+        return endpoint.port or port.port
+    return port.port
+
+
+def build_load_assignment(
+    name: str,
+    service: ServiceSpec,
+    port: ServicePort,
+    labels: Mapping[str, str] | None,
+    slots: Sequence[LocalitySlot],
+) -> endpoint_pb2.ClusterLoadAssignment:
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    by_cluster: dict[str, list[Endpoint]] = {}
+    for ep in service.endpoints:
+        if labels and any(ep.labels.get(k) != v for k, v in labels.items()):
+            continue
+        by_cluster.setdefault(ep.cluster, []).append(ep)
+    region_totals: dict[str, int] = {}
+    for s in slots:
+        total = sum(ep.weight for ep in by_cluster.get(s.cluster, ()))
+        region_totals[s.region] = region_totals.get(s.region, 0) + total
+    for s in sorted(slots, key=lambda s: (s.priority, s.cluster)):
+        members = by_cluster.get(s.cluster)
+        if not members:
+            continue
+        total = sum(ep.weight for ep in members)
+        if s.weight is None:
+            weight = total
+        else:
+            weight = max(1, round(s.weight * _WEIGHT_SCALE * total / region_totals[s.region]))
+        group = cla.endpoints.add(
+            locality=base_pb2.Locality(region=s.region, zone=s.zone, sub_zone=s.cluster),
+            priority=s.priority,
+        )
+        group.load_balancing_weight.value = weight
+        for ep in members:
+            group.lb_endpoints.append(
+                ec_pb2.LbEndpoint(
+                    endpoint=ec_pb2.Endpoint(
+                        address=address_pb2.Address(
+                            socket_address=address_pb2.SocketAddress(
+                                address=ep.address,
+                                port_value=endpoint_port(ep, service, port),
+                            )
+                        )
+                    ),
+                    load_balancing_weight=wrappers_pb2.UInt32Value(value=ep.weight),
+                )
+            )
+    return cla

@@ -1,0 +1,61 @@
+"""LDS: one plain-HTTP listener per node; routes come over RDS on the same ADS stream.
+
+HTTP filters: fault (empty config: it only acts where a route carries a per-route HTTPFault),
+then router.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.protos import make_ads_source, make_any
+from controlplane.xds.compiler.routes import FAULT_FILTER
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+ROUTER_FILTER = "envoy.filters.http.router"
+
+
+def make_connection_manager(options: CompileOptions) -> hcm_pb2.HttpConnectionManager:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=options.stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        http_filters=[
+            hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=make_any(fault_pb2.HTTPFault())),
+            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=make_any(router_pb2.Router())),
+        ],
+    )
+    hcm.rds.config_source.CopyFrom(make_ads_source())
+    hcm.rds.route_config_name = options.route_config_name
+    return hcm
+
+
+def build_listener(node: NodeIdentity, options: CompileOptions) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=options.listener_name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(
+                address=options.listener_address, port_value=options.port_for(node)
+            )
+        ),
+        filter_chains=[
+            lc_pb2.FilterChain(
+                filters=[
+                    lc_pb2.Filter(
+                        name=HCM_FILTER, typed_config=make_any(make_connection_manager(options))
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def build_listeners(node: NodeIdentity, options: CompileOptions) -> list[listener_pb2.Listener]:
+    return [build_listener(node, options)]

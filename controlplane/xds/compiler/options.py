@@ -1,0 +1,42 @@
+"""Who the resources are for (NodeIdentity), how they are shaped (CompileOptions), and names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """An Envoy as the compiler sees it: the Ubiq cluster it runs in and where that is."""
+
+    cluster: str
+    region: str
+    zone: str = ""
+    role: str = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class CompileOptions:
+    listener_port: int = 10000
+    #: per Ubiq cluster overrides of ``listener_port`` (several Envoys on one test machine)
+    listener_ports: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    listener_address: str = "0.0.0.0"
+    listener_name: str = "ubiq-http"
+    route_config_name: str = "ubiq-http"
+    connect_timeout_ms: int = 1000
+    stat_prefix: str = "ubiq_http"
+
+    def port_for(self, node: NodeIdentity) -> int:
+        return self.listener_ports.get(node.cluster, self.listener_port)
+
+
+SEPARATOR = "|"
+
+
+def cluster_name(service: str, subset: str | None = None, port: int | None = None) -> str:
+    """``checkout``, ``checkout|v1``; a port other than the service's first: ``checkout||9090``."""
+    if port is None:
+        return f"{service}{SEPARATOR}{subset}" if subset else service
+    return f"{service}{SEPARATOR}{subset or ''}{SEPARATOR}{port}"

@@ -1,0 +1,248 @@
+"""RDS: one RouteConfiguration per listener, one VirtualHost per RoutePolicy.
+
+Order: virtual hosts by policy name (Envoy picks a virtual host by domain, never by order); routes in
+document order within a policy, a rule with several ``match`` entries giving one route per entry in
+place. Gateway API precedence (exact before prefix, longer prefix first, more header matches first)
+is the author's job, expressed by rule order: Envoy takes the first route that matches, and so does
+Ubiq, so what the YAML says is what Envoy does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.type.matcher.v3 import string_pb2
+
+from controlplane.policy.documents import RoutePolicy
+from controlplane.policy.route import Destination, Fault, HeaderOps, HttpMatch, HttpRule, Retries
+from controlplane.policy.traffic import HashKey
+from controlplane.xds.compiler.protos import (
+    make_any,
+    make_duration,
+    make_header_option,
+    make_percent,
+    make_regex,
+    make_string_matcher,
+)
+
+FAULT_FILTER = "envoy.filters.http.fault"
+PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+
+#: (service, subset, port) -> Envoy cluster name
+ClusterNamer = Callable[[str, "str | None", "int | None"], str]
+#: (service, subset) -> the hash key of its RING_HASH / MAGLEV balancer, if any
+HashKeyOf = Callable[[str, "str | None"], "HashKey | None"]
+
+_REDIRECT_CODES = {
+    301: rc_pb2.RedirectAction.MOVED_PERMANENTLY,
+    302: rc_pb2.RedirectAction.FOUND,
+    303: rc_pb2.RedirectAction.SEE_OTHER,
+    307: rc_pb2.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc_pb2.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+def make_route_match(match: HttpMatch | None) -> rc_pb2.RouteMatch:
+    out = rc_pb2.RouteMatch()
+    path = match.path if match is not None else None
+    if path is None or path.prefix is not None:
+        out.prefix = path.prefix if path is not None and path.prefix is not None else "/"
+    elif path.exact is not None:
+        out.path = path.exact
+    else:
+        assert path.regex is not None
+        out.safe_regex.CopyFrom(make_regex(path.regex))
+    if match is None:
+        return out
+    if match.method is not None:
+        out.headers.add(name=":method", string_match=string_pb2.StringMatcher(exact=match.method))
+    for name in sorted(match.headers):
+        value = match.headers[name]
+        if value.present is not None:
+            out.headers.add(name=name, present_match=value.present)
+        else:
+            out.headers.add(name=name, string_match=make_string_matcher(value))
+    for name in sorted(match.query_params):
+        value = match.query_params[name]
+        if value.present is False:
+            # Envoy's QueryParameterMatcher cannot say "absent": match :path instead, inverted.
+            pattern = f".*[?&]{re.escape(name)}(=|&|#|$).*"
+            out.headers.add(
+                name=":path",
+                string_match=string_pb2.StringMatcher(safe_regex=make_regex(pattern)),
+                invert_match=True,
+            )
+        elif value.present:
+            out.query_parameters.add(name=name, present_match=True)
+        else:
+            out.query_parameters.add(name=name, string_match=make_string_matcher(value))
+    return out
+
+
+def make_retry_policy(retries: Retries) -> rc_pb2.RetryPolicy:
+    policy = rc_pb2.RetryPolicy(
+        retry_on=",".join(retries.retry_on),
+        host_selection_retry_max_attempts=5,
+    )
+    policy.num_retries.value = retries.attempts
+    if retries.per_try_timeout is not None:
+        policy.per_try_timeout.CopyFrom(make_duration(retries.per_try_timeout))
+    policy.retry_host_predicate.add(
+        name=PREVIOUS_HOSTS, typed_config=make_any(previous_hosts_pb2.PreviousHostsPredicate())
+    )
+    return policy
+
+
+def make_fault(fault: Fault) -> fault_pb2.HTTPFault:
+    out = fault_pb2.HTTPFault()
+    if fault.delay is not None:
+        out.delay.CopyFrom(
+            common_fault_pb2.FaultDelay(
+                fixed_delay=make_duration(fault.delay.fixed_delay),
+                percentage=make_percent(fault.delay.percent),
+            )
+        )
+    if fault.abort is not None:
+        out.abort.CopyFrom(
+            fault_pb2.FaultAbort(
+                http_status=fault.abort.http_status,
+                percentage=make_percent(fault.abort.percent),
+            )
+        )
+    return out
+
+
+def make_hash_policy(key: HashKey) -> rc_pb2.RouteAction.HashPolicy:
+    policy = rc_pb2.RouteAction.HashPolicy()
+    if key.header is not None:
+        policy.header.header_name = key.header
+    elif key.cookie is not None:
+        policy.cookie.name = key.cookie.name
+        if key.cookie.ttl is not None:
+            policy.cookie.ttl.CopyFrom(make_duration(key.cookie.ttl))
+        if key.cookie.path is not None:
+            policy.cookie.path = key.cookie.path
+    elif key.source_ip:
+        policy.connection_properties.source_ip = True
+    else:
+        assert key.query_parameter is not None
+        policy.query_parameter.name = key.query_parameter
+    return policy
+
+
+def _add_headers(ops: HeaderOps, route: rc_pb2.Route, *, response: bool) -> None:
+    adds = route.response_headers_to_add if response else route.request_headers_to_add
+    removes = route.response_headers_to_remove if response else route.request_headers_to_remove
+    for key in sorted(ops.set):
+        adds.append(make_header_option(key, ops.set[key], append=False))
+    for key in sorted(ops.add):
+        adds.append(make_header_option(key, ops.add[key], append=True))
+    removes.extend(ops.remove)
+
+
+def make_route_action(
+    rule: HttpRule, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+) -> rc_pb2.RouteAction:
+    action = rc_pb2.RouteAction()
+
+    def name(d: Destination) -> str:
+        return cluster_of(d.service, d.subset, d.port)
+
+    weights = rule.weights()
+    if len(rule.route) == 1:
+        action.cluster = name(rule.route[0])
+    else:
+        for dest, weight in zip(rule.route, weights, strict=True):
+            action.weighted_clusters.clusters.add(name=name(dest)).weight.value = weight
+    if rule.timeout is not None:
+        action.timeout.CopyFrom(make_duration(rule.timeout))
+    if rule.retries is not None and rule.retries.attempts > 0:
+        action.retry_policy.CopyFrom(make_retry_policy(rule.retries))
+    if rule.mirror is not None:
+        m = rule.mirror
+        mirror = action.request_mirror_policies.add(cluster=cluster_of(m.service, m.subset, m.port))
+        mirror.runtime_fraction.default_value.CopyFrom(make_percent(m.percent))
+    if rule.rewrite is not None:
+        if rule.rewrite.uri is not None:
+            action.prefix_rewrite = rule.rewrite.uri
+        if rule.rewrite.authority is not None:
+            action.host_rewrite_literal = rule.rewrite.authority
+    first = rule.route[0]
+    key = hash_key_of(first.service, first.subset)
+    if key is not None:
+        action.hash_policy.append(make_hash_policy(key))
+    return action
+
+
+def build_routes(
+    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+) -> Iterator[rc_pb2.Route]:
+    for index, rule in enumerate(policy.spec.http):
+        label = rule.name or str(index)
+        matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
+        for m_index, match in enumerate(matches):
+            route = rc_pb2.Route(
+                name=f"{policy.name}/{label}" + (f"/{m_index}" if len(matches) > 1 else ""),
+                match=make_route_match(match),
+            )
+            if rule.redirect is not None:
+                r = rule.redirect
+                redirect = route.redirect
+                if r.uri is not None:
+                    redirect.path_redirect = r.uri
+                if r.authority is not None:
+                    redirect.host_redirect = r.authority
+                if r.scheme is not None:
+                    redirect.scheme_redirect = r.scheme
+                if r.port is not None:
+                    redirect.port_redirect = r.port
+                redirect.response_code = _REDIRECT_CODES[r.response_code]
+            elif rule.direct_response is not None:
+                route.direct_response.status = rule.direct_response.status
+                if rule.direct_response.body:
+                    route.direct_response.body.inline_string = rule.direct_response.body
+            else:
+                route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of))
+            if rule.fault is not None:
+                route.typed_per_filter_config[FAULT_FILTER].CopyFrom(
+                    make_any(make_fault(rule.fault))
+                )
+            if rule.headers is not None:
+                if rule.headers.request is not None:
+                    _add_headers(rule.headers.request, route, response=False)
+                if rule.headers.response is not None:
+                    _add_headers(rule.headers.response, route, response=True)
+            yield route
+
+
+def domains(hosts: tuple[str, ...], port: int) -> list[str]:
+    """Each host as written and as ``host:port`` (clients send the port in Host when it is not 80)."""
+    out: list[str] = []
+    for host in hosts:
+        host = host.rstrip(".")
+        out.append(host)
+        if host != "*":
+            out.append(f"{host}:{port}")
+    return out
+
+
+def build_virtual_host(
+    policy: RoutePolicy, port: int, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+) -> rc_pb2.VirtualHost:
+    return rc_pb2.VirtualHost(
+        name=policy.name,
+        domains=domains(policy.spec.hosts, port),
+        routes=list(build_routes(policy, cluster_of, hash_key_of)),
+    )
+
+
+def build_route_configuration(
+    name: str, virtual_hosts: list[rc_pb2.VirtualHost]
+) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(name=name, virtual_hosts=virtual_hosts)

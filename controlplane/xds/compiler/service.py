@@ -1,0 +1,79 @@
+"""Everything one service contributes to a node: its clusters and their load assignments.
+
+This is the unit of incremental compilation: its result depends only on ``ServiceInputs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from controlplane.placement.static import PlacedCluster
+from controlplane.policy.documents import Service
+from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
+from controlplane.xds.compiler.effective import ModelIndex
+from controlplane.xds.compiler.endpoints import build_load_assignment, plan_localities
+from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceResources:
+    clusters: tuple[cluster_pb2.Cluster, ...]
+    assignments: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInputs:
+    """What a service's resources are a function of (compared with ==, documents included)."""
+
+    service: Service
+    traffic: tuple[object, ...]
+    placed: tuple[PlacedCluster, ...]
+    residency: frozenset[str] | None
+    localities: tuple[tuple[str, str, str], ...]
+    region: str
+    options: CompileOptions
+
+    @classmethod
+    def gather(
+        cls, index: ModelIndex, name: str, node: NodeIdentity, options: CompileOptions
+    ) -> ServiceInputs:
+        service = index.model.services[name]
+        placed = index.placed(name)
+        clusters = index.model.clusters
+        return cls(
+            service=service,
+            traffic=index.traffic_inputs(name, [s.name for s in service.spec.subsets]),
+            placed=placed,
+            residency=index.residency(name),
+            localities=tuple(
+                (p.name, clusters[p.name].spec.region, clusters[p.name].spec.zone or "")
+                for p in placed
+                if p.name in clusters
+            ),
+            region=node.region,
+            options=options,
+        )
+
+
+def compile_service(
+    index: ModelIndex, name: str, node: NodeIdentity, options: CompileOptions
+) -> ServiceResources:
+    spec = index.model.services[name].spec
+    placed = index.placed(name)
+    residency = index.residency(name)
+    clusters: list[cluster_pb2.Cluster] = []
+    assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
+    for cname, port, subset in cluster_targets(name, spec):
+        traffic = index.traffic(name, subset)
+        locality = traffic.locality if traffic is not None else None
+        slots, weighted = plan_localities(placed, index.model.clusters, node, locality, residency)
+        clusters.append(
+            build_cluster(cname, port, spec, traffic, options, locality_weighted=weighted)
+        )
+        chosen = spec.subset(subset) if subset is not None else None
+        labels = chosen.labels if chosen is not None else None
+        assignments.append(build_load_assignment(cname, spec, port, labels, slots))
+    return ServiceResources(tuple(clusters), tuple(assignments))

@@ -1,0 +1,391 @@
+"""Every RoutePolicy / TrafficPolicy feature, compiled by Ubiq and proven on real Envoys.
+
+One rig per ADS mode (SotW, Delta), shared by the module: an XdsServer fed with the compiler's
+output, an Envoy in eu-west and one in us-west, and loopback backends that say who served them.
+Statistical checks use binomial bounds of about 4.5 standard deviations.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controlplane.policy.loader import load_texts
+from controlplane.xds.bootstrap import Mode
+from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.server import XdsServer
+from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.status import StatusRegistry
+from tests.support.backends import Backend, backends
+from tests.support.envoy import EnvoyProcess, envoy, wait_until, xds_server_thread
+from tests.support.procs import free_port
+
+pytestmark = pytest.mark.integration
+
+TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+NODES = {"eu-west": NodeIdentity("eu-west", "eu-west", "eu-west-1a"),
+         "us-west": NodeIdentity("us-west", "us-west", "us-west-1a")}  # fmt: skip
+BACKENDS = (
+    "web-v1", "web-v2", "flaky", "slow", "shadow", "cb", "od-good", "od-bad",
+    "geo-eu", "geo-us", "vault-eu", "vault-us", "hash-a", "hash-b",
+)  # fmt: skip
+HEALTH = "healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 250ms, unhealthyThreshold: 2, healthyThreshold: 1}"
+
+
+def policy_text(b: dict[str, Backend], default_subset: str = "v1") -> str:
+    def ep(name: str, cluster: str = "eu-west", labels: str = "{}") -> str:
+        return f"{{cluster: {cluster}, address: 127.0.0.1, port: {b[name].port}, labels: {labels}}}"
+
+    def service(name: str, *eps: str, extra: str = "") -> str:
+        return f"""---
+apiVersion: ubiq.io/v1alpha1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  ports: [{{port: 8080}}]
+  endpoints: [{", ".join(eps)}]
+  {extra}
+"""
+
+    def route(name: str, rules: str) -> str:
+        return f"""---
+apiVersion: ubiq.io/v1alpha1
+kind: RoutePolicy
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.test]
+  http: {rules}
+"""
+
+    def traffic(name: str, spec: str) -> str:
+        return f"""---
+apiVersion: ubiq.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {name}}}
+spec: {{service: {name}, {spec}}}
+"""
+
+    clusters = "".join(
+        f"""---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {{name: {n}}}
+spec: {{region: {n}, zone: {n}-1a}}
+"""
+        for n in ("eu-west", "us-west")
+    )
+    web_rules = f"""
+  - {{name: exact, match: [{{path: {{exact: /exact}}}}], route: [{{service: web, subset: v2}}]}}
+  - {{name: regex, match: [{{path: {{regex: "^/re/[0-9]+$"}}}}], route: [{{service: web, subset: v2}}]}}
+  - {{name: header, match: [{{headers: {{x-canary: {{exact: "true"}}}}}}], route: [{{service: web, subset: v2}}]}}
+  - {{name: query, match: [{{queryParams: {{version: {{exact: "2"}}}}}}], route: [{{service: web, subset: v2}}]}}
+  - {{name: method, match: [{{method: POST}}], route: [{{service: web, subset: v2}}]}}
+  - {{name: old, match: [{{path: {{exact: /old}}}}], redirect: {{uri: /new, responseCode: 301}}}}
+  - {{name: teapot, match: [{{path: {{exact: /teapot}}}}], directResponse: {{status: 418, body: "short and stout"}}}}
+  - name: api
+    match: [{{path: {{prefix: /api}}}}]
+    route: [{{service: web, subset: v1}}]
+    rewrite: {{uri: /internal, authority: backend.internal}}
+    headers:
+      request: {{set: {{x-req-set: "yes"}}, add: {{x-req-add: "a"}}, remove: [x-drop]}}
+      response: {{set: {{x-resp: ubiq}}, remove: [content-type]}}
+  - {{name: default, route: [{{service: web, subset: {default_subset}}}]}}"""
+    v1 = ep("web-v1", labels="{version: v1}")
+    v2 = ep("web-v2", labels="{version: v2}")
+    return "".join(
+        [
+            clusters,
+            service("web", v1, v2, extra="subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]"),
+            service("flaky", ep("flaky")),
+            service("slow", ep("slow")),
+            service("shadow", ep("shadow")),
+            service("cb", ep("cb")),
+            service("od", ep("od-good"), ep("od-bad")),
+            service("geo", ep("geo-eu"), ep("geo-us", "us-west"), extra=HEALTH),
+            service("vault", ep("vault-eu"), ep("vault-us", "us-west"), extra=HEALTH),
+            service("hash", ep("hash-a"), ep("hash-b")),
+            traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
+            traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
+            traffic("hash", "loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-user-id}}"),
+            """---
+apiVersion: ubiq.io/v1alpha1
+kind: Placement
+metadata: {name: vault}
+spec: {service: vault, residency: {regions: [eu-west]}}
+""",
+            route("web", web_rules),
+            route("split", "[{route: [{service: web, subset: v1, weight: 90}, {service: web, subset: v2, weight: 10}]}]"),
+            route("retry", "[{route: [{service: flaky}], retries: {attempts: 3, retryOn: [5xx]}}]"),
+            route("noretry", "[{route: [{service: flaky}]}]"),
+            route("timeout", "[{route: [{service: slow}], timeout: 300ms}]"),
+            route("abort", "[{route: [{service: web, subset: v1}], fault: {abort: {httpStatus: 503, percent: 50}}}]"),
+            route("delay", "[{route: [{service: web, subset: v1}], fault: {delay: {fixedDelay: 400ms, percent: 100}}}]"),
+            route("mirror", "[{route: [{service: web, subset: v1}], mirror: {service: shadow, percent: 100}}]"),
+            route("cb", "[{route: [{service: cb}]}]"),
+            route("od", "[{route: [{service: od}]}]"),
+            route("geo", "[{route: [{service: geo}]}]"),
+            route("vault", "[{route: [{service: vault}]}]"),
+            route("hash", "[{route: [{service: hash}]}]"),
+        ]
+    )  # fmt: skip
+
+
+class Rig:
+    def __init__(self, mode: Mode, cache: SnapshotCache, status: StatusRegistry,
+                 backends: dict[str, Backend], ports: dict[str, int]) -> None:  # fmt: skip
+        self.mode = mode
+        self.cache = cache
+        self.status = status
+        self.backends = backends
+        self.ports = ports
+        self.options = CompileOptions(listener_address="127.0.0.1", listener_ports=ports)
+        self.envoys: dict[str, EnvoyProcess] = {}
+        self.clients: dict[str, httpx.Client] = {}
+
+    def publish(self, **kwargs: str) -> dict[str, Snapshot]:
+        model = load_texts([("features.yaml", policy_text(self.backends, **kwargs))])
+        out = {}
+        for cluster, node in NODES.items():
+            snapshot = Snapshot.build(compile_node_resources(model, node, self.options))
+            snapshot.check_consistent()
+            self.cache.set_snapshot(group_key(cluster), snapshot)
+            out[cluster] = snapshot
+        return out
+
+    def wait_acked(self, snapshots: dict[str, Snapshot]) -> None:
+        for cluster, snapshot in snapshots.items():
+            node_id = self.envoys[cluster].node_id
+
+            def acked(node_id: str = node_id, snapshot: Snapshot = snapshot) -> bool:
+                for p in self.status.snapshot():
+                    if p.node_id == node_id:
+                        assert p.last_nack is None, p.last_nack
+                        return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)
+                return False
+
+            wait_until(acked, 20, f"{node_id} ACK of {snapshot.version}")
+
+    def get(
+        self, host: str, path: str = "/", cluster: str = "eu-west", **kw: object
+    ) -> httpx.Response:
+        return self.request("GET", host, path, cluster, **kw)
+
+    def request(self, method: str, host: str, path: str = "/", cluster: str = "eu-west",
+                **kw: object) -> httpx.Response:  # fmt: skip
+        headers = {"host": f"{host}.test", **kw.pop("headers", {})}  # type: ignore[dict-item]
+        return self.clients[cluster].request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def make_rig(tmp_path: Path, mode: Mode) -> Iterator[Rig]:
+    cache, status = SnapshotCache(), StatusRegistry()
+    ports = {cluster: free_port() for cluster in NODES}
+    with (
+        backends(*BACKENDS) as started,
+        xds_server_thread(XdsServer(cache, status=status)) as xds,
+        contextlib.ExitStack() as stack,
+    ):
+        rig = Rig(mode, cache, status, started, ports)
+        snapshots = rig.publish()
+        for cluster, node in NODES.items():
+            rig.envoys[cluster] = stack.enter_context(
+                envoy(
+                    tmp_path,
+                    xds_port=xds.port,
+                    mode=mode,
+                    node_id=f"{cluster}-{mode}",
+                    cluster=cluster,
+                    region=node.region,
+                    zone=node.zone,
+                )
+            )
+            rig.clients[cluster] = stack.enter_context(
+                httpx.Client(base_url=f"http://127.0.0.1:{ports[cluster]}", timeout=10)
+            )
+        rig.wait_acked(snapshots)
+        wait_until(lambda: rig.get("web").status_code == 200, 20, "listener serving")
+        yield rig
+
+
+@pytest.fixture(scope="module", params=["ads-sotw", "ads-delta"])
+def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with make_rig(tmp_path_factory.mktemp(request.param), request.param) as r:
+        yield r
+
+
+@pytest.fixture(autouse=True)
+def _reset_backends(rig: Rig) -> None:
+    for b in rig.backends.values():
+        b.reset()
+
+
+def served_by(reply: httpx.Response) -> str:
+    return str(reply.headers.get("x-backend", ""))
+
+
+def within(count: int, n: int, p: float, sigmas: float = 4.5) -> bool:
+    sd = math.sqrt(n * p * (1 - p))
+    return abs(count - n * p) <= sigmas * sd
+
+
+def test_routing_by_path_header_query_method(rig: Rig) -> None:
+    assert served_by(rig.get("web", "/")) == "web-v1"
+    assert served_by(rig.get("web", "/exact")) == "web-v2"
+    assert served_by(rig.get("web", "/exact/not")) == "web-v1"
+    assert served_by(rig.get("web", "/re/42")) == "web-v2"
+    assert served_by(rig.get("web", "/re/x")) == "web-v1"
+    assert served_by(rig.get("web", "/", headers={"x-canary": "true"})) == "web-v2"
+    assert served_by(rig.get("web", "/", headers={"x-canary": "no"})) == "web-v1"
+    assert served_by(rig.get("web", "/?version=2")) == "web-v2"
+    assert served_by(rig.get("web", "/?version=1")) == "web-v1"
+    assert served_by(rig.request("POST", "web", "/")) == "web-v2"
+    assert rig.get("nowhere").status_code == 404
+
+
+def test_redirect_direct_response_rewrite_and_headers(rig: Rig) -> None:
+    moved = rig.get("web", "/old")
+    assert moved.status_code == 301
+    assert moved.headers["location"].endswith("/new")
+    teapot = rig.get("web", "/teapot")
+    assert (teapot.status_code, teapot.text) == (418, "short and stout")
+
+    reply = rig.get("web", "/api/orders", headers={"x-drop": "1", "x-req-add": "z"})
+    seen = reply.json()
+    assert served_by(reply) == "web-v1"
+    assert seen["path"] == "/internal/orders"
+    assert seen["host"] == "backend.internal"
+    assert seen["headers"]["x-req-set"] == "yes"
+    assert seen["headers"]["x-req-add"] == "z,a"  # appended, not replaced
+    assert "x-drop" not in seen["headers"]
+    assert reply.headers["x-resp"] == "ubiq"
+    assert "content-type" not in reply.headers
+
+
+def test_weighted_split_90_10(rig: Rig) -> None:
+    n = 1000
+    counts = {"web-v1": 0, "web-v2": 0}
+    for _ in range(n):
+        counts[served_by(rig.get("split"))] += 1
+    assert counts["web-v1"] + counts["web-v2"] == n
+    assert within(counts["web-v2"], n, 0.10), counts
+
+
+def test_retries_hide_a_flaky_backend(rig: Rig) -> None:
+    rig.backends["flaky"].fail_every = 2
+    control = [rig.get("noretry").status_code for _ in range(20)]
+    assert control.count(503) == 10  # every other request fails without retries
+    replies = [rig.get("retry").status_code for _ in range(40)]
+    assert replies == [200] * 40
+    assert rig.envoys["eu-west"].stat("cluster.flaky.upstream_rq_retry") >= 20
+
+
+def test_timeout_gives_504(rig: Rig) -> None:
+    rig.backends["slow"].delay = 1.5
+    reply = rig.get("timeout")
+    assert reply.status_code == 504
+    assert "upstream request timeout" in reply.text
+
+
+def test_abort_fault_at_half(rig: Rig) -> None:
+    n = 400
+    statuses = [rig.get("abort").status_code for _ in range(n)]
+    assert set(statuses) <= {200, 503}
+    assert within(statuses.count(503), n, 0.5), statuses.count(503)
+
+
+def test_delay_fault(rig: Rig) -> None:
+    for _ in range(3):
+        started = time.monotonic()
+        assert rig.get("delay").status_code == 200
+        # Envoy's timers tick in whole milliseconds: allow 20 ms below the configured 400 ms
+        assert time.monotonic() - started >= 0.38
+    assert rig.envoys["eu-west"].stat("http.ubiq_http.fault.delays_injected") >= 3
+
+
+def test_mirroring(rig: Rig) -> None:
+    for _ in range(20):
+        assert served_by(rig.get("mirror")) == "web-v1"
+    wait_until(lambda: rig.backends["shadow"].count >= 20, 10, "20 mirrored requests")
+    assert rig.backends["web-v1"].count == 20
+
+
+def test_circuit_breaker_overflow(rig: Rig) -> None:
+    rig.backends["cb"].delay = 0.5
+    port = rig.ports["eu-west"]
+
+    def one(_: int) -> int:
+        with httpx.Client(timeout=10) as client:
+            url = f"http://127.0.0.1:{port}/"
+            return client.get(url, headers={"host": "cb.test"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(one, range(12)))
+    assert 200 in statuses and 503 in statuses, statuses
+    assert rig.envoys["eu-west"].stat("cluster.cb.upstream_rq_pending_overflow") > 0
+
+
+def test_outlier_detection_ejects_failing_endpoint(rig: Rig) -> None:
+    rig.backends["od-bad"].status = 500
+    proxy = rig.envoys["eu-west"]
+    for _ in range(40):
+        rig.get("od")
+        if proxy.stat("cluster.od.outlier_detection.ejections_enforced_total") >= 1:
+            break
+    assert proxy.stat("cluster.od.outlier_detection.ejections_enforced_total") >= 1
+    replies = [rig.get("od") for _ in range(20)]
+    assert {(r.status_code, served_by(r)) for r in replies} == {(200, "od-good")}
+
+
+def test_ring_hash_is_sticky_per_key(rig: Rig) -> None:
+    seen: dict[str, set[str]] = {}
+    for user in range(20):
+        for _ in range(5):
+            reply = rig.get("hash", headers={"x-user-id": f"user-{user}"})
+            seen.setdefault(f"user-{user}", set()).add(served_by(reply))
+    assert all(len(backends) == 1 for backends in seen.values()), seen
+    assert set().union(*seen.values()) == {"hash-a", "hash-b"}
+
+
+def test_failover_to_another_region_and_back(rig: Rig) -> None:
+    assert served_by(rig.get("geo")) == "geo-eu"
+    assert served_by(rig.get("geo", cluster="us-west")) == "geo-us"
+    rig.backends["geo-eu"].status = 503
+    wait_until(lambda: served_by(rig.get("geo")) == "geo-us", 15, "failover to us-west")
+    assert [served_by(rig.get("geo")) for _ in range(10)] == ["geo-us"] * 10
+    rig.backends["geo-eu"].status = 200
+    wait_until(lambda: served_by(rig.get("geo")) == "geo-eu", 15, "return to eu-west")
+
+
+def test_residency_never_fails_over(rig: Rig) -> None:
+    assert served_by(rig.get("vault")) == "vault-eu"
+    assert rig.get("vault", cluster="us-west").status_code == 503  # outside the boundary
+    rig.backends["vault-eu"].status = 503
+    proxy = rig.envoys["eu-west"]
+    wait_until(
+        lambda: proxy.stat("cluster.vault.membership_healthy") == 0, 15, "vault-eu unhealthy"
+    )
+    replies = [rig.get("vault") for _ in range(10)]
+    assert {r.status_code for r in replies} == {503}
+    assert rig.backends["vault-us"].count == 0
+
+
+def test_live_update_without_restart(rig: Rig) -> None:
+    proxy = rig.envoys["eu-west"]
+    uptime = proxy.stat("server.uptime")
+    try:
+        rig.wait_acked(rig.publish(default_subset="v2"))
+        wait_until(lambda: served_by(rig.get("web")) == "web-v2", 15, "default route to v2")
+        assert proxy.stat("server.uptime") >= uptime
+        assert proxy.stat("server.hot_restart_generation") == 0
+    finally:
+        rig.wait_acked(rig.publish())
+    wait_until(lambda: served_by(rig.get("web")) == "web-v1", 15, "default route back to v1")

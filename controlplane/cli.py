@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +61,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_dns_explain(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from controlplane.gtm.explain import explain
+    from controlplane.gtm.groups import ClientGroups
+    from controlplane.gtm.plan import GtmConfig, decide, plan_from_model
+    from controlplane.gtm.types import HealthView
+
+    try:
+        ipaddress.ip_address(args.client)
+    except ValueError:
+        raise UbiqError(f"--client: expected an IP address, got {args.client!r}") from None
+    model = _load_or_report(args.directory)
+    if model is None:
+        return 1
+    health = HealthView(frozenset())
+    plan = decide(plan_from_model(model, GtmConfig()), health, epoch=1)
+    name = args.name.rstrip(".").lower()
+    policy = plan.policies.get(name)
+    if policy is None:
+        known = ", ".join(sorted(plan.policies)) or "none"
+        raise UbiqError(f"no GlobalService serves {args.name!r} (served names: {known})")
+    group = plan.group(ClientGroups(plan.groups).lookup(args.client))
+    print(explain(policy, group, health, plan.decisions[(name, group.name)], client=args.client))
+    return 0
+
+
+def _load_or_report(directory: Path) -> Model | None:
+    try:
+        return load_directory(directory)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{directory}: {len(exc.problems)} problem(s); nothing done", file=sys.stderr)
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ubiq", description="Ubiq: one control plane for traffic across clusters and regions."
@@ -86,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(handler=cmd_serve)
 
+    dns = sub.add_parser("dns", help="global traffic manager tools")
+    dns_sub = dns.add_subparsers(dest="dns_command", required=True, metavar="COMMAND")
+    p = dns_sub.add_parser("explain", help="what a client would get for NAME, and why")
+    p.add_argument("name")
+    p.add_argument("--client", required=True, help="client IP address (or its ECS subnet address)")
+    p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
+    p.set_defaults(handler=cmd_dns_explain)
+
     p = sub.add_parser("demo", help="run the bundled three-region demo")
     p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
     p.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
@@ -102,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `ubiq ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UbiqError as exc:
         if args.debug:
             raise

@@ -1,0 +1,84 @@
+"""The HTTP API: status of the policy source, the proxies, the GTM; explanations; metrics.
+
+The app reads a ``RuntimeView`` (a narrow Protocol the running process implements) and never
+changes anything yet: policy CRUD arrives with the shared store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+
+class RuntimeView(Protocol):
+    registry: CollectorRegistry
+
+    def policy_status(self) -> Mapping[str, Any]: ...
+
+    def proxies(self) -> list[Mapping[str, Any]]: ...
+
+    def gtm_health(self) -> list[Mapping[str, Any]]: ...
+
+    def explain(self, name: str, client: str) -> Mapping[str, Any] | None: ...
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def create_app(runtime: RuntimeView) -> FastAPI:
+    app = FastAPI(title="Ubiq", version="v1alpha1", docs_url="/docs", redoc_url=None)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok\n"
+
+    @app.get("/v1/status")
+    def status() -> dict[str, Any]:
+        return {
+            "policy": to_jsonable(runtime.policy_status()),
+            "proxies": to_jsonable(runtime.proxies()),
+            "gtm": to_jsonable(runtime.gtm_health()),
+        }
+
+    @app.get("/v1/policy/status")
+    def policy_status() -> Any:
+        return to_jsonable(runtime.policy_status())
+
+    @app.get("/v1/proxies")
+    def proxies() -> Any:
+        return to_jsonable(runtime.proxies())
+
+    @app.get("/v1/gtm/health")
+    def gtm_health() -> Any:
+        return to_jsonable(runtime.gtm_health())
+
+    @app.get("/v1/gtm/explain")
+    def explain(name: str = Query(...), client: str = Query(...)) -> Any:
+        try:
+            ipaddress.ip_address(client)
+        except ValueError:
+            raise HTTPException(422, f"client: expected an IP address, got {client!r}") from None
+        result = runtime.explain(name, client)
+        if result is None:
+            raise HTTPException(404, f"no GlobalService serves {name!r}")
+        return to_jsonable(result)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,119 @@
+"""Policy model + health -> everything the DNS server needs (zones, decisions, the answer table).
+
+Pure. ``GtmConfig`` says how Ubiq presents itself (nameserver names and glue addresses); the
+rest comes from the model's GlobalServices and the current HealthView.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from controlplane.gtm.from_model import client_groups, steering_policies
+from controlplane.gtm.groups import ClientGroups
+from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from controlplane.gtm.steering import steer_all
+from controlplane.gtm.table import AnswerTable
+from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.zone import Zone
+from controlplane.policy.globalservice import GtmHealthCheck
+from controlplane.policy.model import Model
+
+
+@dataclass(frozen=True, slots=True)
+class GtmConfig:
+    """How the GTM names itself in its zones: NS host label and the addresses for its glue."""
+
+    ns_label: str = "ns1"
+    ns_addresses: tuple[str, ...] = ("127.0.0.1",)
+    allow_transfer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GtmPlan:
+    policies: Mapping[str, SteeringPolicy]
+    groups: tuple[ClientGroup, ...]
+    zones: tuple[Zone, ...]
+    checked: tuple[CheckedTarget, ...]
+    decisions: Mapping[tuple[str, str], Decision] = field(default_factory=dict)
+    table: AnswerTable | None = None
+
+    def group(self, name: str) -> ClientGroup:
+        found = next((g for g in self.groups if g.name == name), None)
+        return found or ClientGroup(DEFAULT_GROUP, ())
+
+
+def health_check(spec: GtmHealthCheck) -> HealthCheck:
+    interval = spec.interval / 1000
+    if spec.http is not None:
+        http = spec.http
+        return HealthCheck(
+            kind=http.scheme,
+            path=http.path,
+            host=http.host,
+            port=http.port,
+            interval=interval,
+            timeout=spec.timeout / 1000,
+            expected_status=tuple((c, c) for c in http.expected_statuses),
+            healthy_threshold=spec.healthy_threshold,
+            unhealthy_threshold=spec.unhealthy_threshold,
+            jitter=min(spec.jitter / spec.interval, 0.5) if spec.interval else 0.0,
+            verify_tls=http.verify_tls,
+        )
+    return HealthCheck(
+        kind="tcp",
+        port=spec.tcp.port if spec.tcp else None,
+        interval=interval,
+        timeout=spec.timeout / 1000,
+        healthy_threshold=spec.healthy_threshold,
+        unhealthy_threshold=spec.unhealthy_threshold,
+        jitter=min(spec.jitter / spec.interval, 0.5) if spec.interval else 0.0,
+    )
+
+
+def plan_from_model(model: Model, config: GtmConfig) -> GtmPlan:
+    """The parts that depend on the model only (not on health)."""
+    policies = {p.name: p for p in steering_policies(model)}
+    checked: list[CheckedTarget] = []
+    for gs in model.global_services.values():
+        if gs.spec.health_check is None:
+            continue
+        check = health_check(gs.spec.health_check)
+        policy = policies[gs.spec.name.rstrip(".").lower()]
+        checked.extend(CheckedTarget(t, check) for t in policy.targets)
+    origins = sorted({p.zone for p in policies.values()})
+    zones = tuple(
+        Zone(
+            origin=origin,
+            nameservers=(f"{config.ns_label}.{origin}",),
+            glue={f"{config.ns_label}.{origin}": config.ns_addresses},
+        )
+        for origin in origins
+    )
+    unique = {c.key: c for c in checked}  # one probe per (cluster, address, port)
+    return GtmPlan(policies, client_groups(model), zones, tuple(unique.values()))
+
+
+def decide(
+    plan: GtmPlan,
+    health: HealthView,
+    *,
+    epoch: int,
+    previous: Mapping[tuple[str, str], Decision] | None = None,
+    config: GtmConfig = GtmConfig(),
+) -> GtmPlan:
+    """Steer every name for every group and precompute the answer table."""
+    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous)
+    table = AnswerTable.build(
+        plan.zones,
+        decisions.values(),
+        ClientGroups(plan.groups),
+        plan.policies.values(),
+        generation=epoch,
+        allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
+    )
+    return GtmPlan(
+        plan.policies, plan.groups, plan.zones, plan.checked, MappingProxyType(decisions), table
+    )

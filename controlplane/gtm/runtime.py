@@ -1,0 +1,119 @@
+"""The running GTM: follows the policy model and health, keeps the DNS server's table current.
+
+I/O edge. Every model change or health change recomputes the plan (pure) and swaps the table
+in one assignment. A plan that cannot be built (GtmError) is logged and the old table keeps
+answering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from controlplane.errors import GtmError
+from controlplane.gtm.explain import explain, explain_dict
+from controlplane.gtm.groups import ClientGroups
+from controlplane.gtm.health import HealthChecker
+from controlplane.gtm.metrics import DnsMetrics
+from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, plan_from_model
+from controlplane.gtm.server import DnsServer
+from controlplane.gtm.types import HealthView
+from controlplane.policy.model import Model
+
+log = structlog.get_logger("ubiq.gtm")
+
+
+class GtmRuntime:
+    def __init__(
+        self,
+        listen: Sequence[tuple[str, int]],
+        *,
+        config: GtmConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config or GtmConfig(ns_addresses=tuple(dict.fromkeys(h for h, _ in listen)))
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._plan: GtmPlan | None = None
+        self._epoch = 0
+        self._health = HealthView(frozenset())
+        self.checker = HealthChecker((), self._on_health, registry=self.registry)
+        self.metrics = DnsMetrics(self.registry)
+        self.server: DnsServer | None = None
+        self._listen = list(listen)
+
+    @property
+    def plan(self) -> GtmPlan | None:
+        return self._plan
+
+    async def start(self, model: Model) -> None:
+        self.update_model(model)
+        assert self._plan is not None and self._plan.table is not None
+        self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
+        await self.server.start()
+        await self.checker.start()
+        log.info("gtm serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+
+    async def stop(self) -> None:
+        await self.checker.stop()
+        if self.server is not None:
+            await self.server.stop()
+
+    def update_model(self, model: Model) -> None:
+        try:
+            base = plan_from_model(model, self.config)
+        except GtmError as exc:
+            log.error("gtm plan rejected; keeping previous answers", error=str(exc))
+            return
+        self._rebuild(base)
+        self.checker.set_targets(base.checked)
+
+    def _on_health(self, view: HealthView) -> None:
+        self._health = view
+        if self._plan is not None:
+            self._rebuild(self._plan)
+
+    def _rebuild(self, base: GtmPlan) -> None:
+        previous = self._plan.decisions if self._plan is not None else None
+        try:
+            plan = decide(
+                base, self._health, epoch=self._epoch + 1, previous=previous, config=self.config
+            )
+        except GtmError as exc:
+            log.error("gtm table rejected; keeping previous answers", error=str(exc))
+            return
+        self._epoch += 1
+        changed = previous is None or {k: d.addresses for k, d in plan.decisions.items()} != {
+            k: d.addresses for k, d in previous.items()
+        }
+        self._plan = plan
+        if self.server is not None and plan.table is not None:
+            self.server.swap_table(plan.table)
+        if changed:
+            log.info(
+                "gtm answers changed",
+                epoch=self._epoch,
+                answers={
+                    f"{n}@{g}": list(d.addresses) for (n, g), d in sorted(plan.decisions.items())
+                },
+            )
+
+    def health(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.checker.snapshot()]
+
+    def explain(self, name: str, client: str, *, text: bool = False) -> dict[str, Any] | str | None:
+        plan = self._plan
+        if plan is None:
+            return None
+        policy = plan.policies.get(name.rstrip(".").lower())
+        if policy is None:
+            return None
+        group = plan.group(ClientGroups(plan.groups).lookup(client))
+        decision = plan.decisions.get((policy.name, group.name))
+        if decision is None:
+            return None
+        if text:
+            return explain(policy, group, self._health, decision, client=client)
+        return explain_dict(policy, group, self._health, decision, client=client)

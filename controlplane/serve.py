@@ -1,4 +1,8 @@
-"""``ubiq serve``: the long-running process. Policy store first; xDS, DNS and API join it."""
+"""``ubiq serve``: the long-running process -- policy store, xDS server, GTM, API.
+
+Wiring only: the store announces each new valid model; the xDS runtime compiles and publishes
+snapshots, the GTM runtime recomputes its answer table. A rejected change reaches neither.
+"""
 
 from __future__ import annotations
 
@@ -6,46 +10,170 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
+from controlplane.api.app import create_app
+from controlplane.api.server import ApiServer
+from controlplane.errors import UbiqError
+from controlplane.gtm.runtime import GtmRuntime
+from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
+from controlplane.xds.compiler.options import CompileOptions
+from controlplane.xds.runtime import XdsRuntime
 
 log = structlog.get_logger("ubiq.serve")
 
 
+def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = default_host, value
+    host = host.strip("[]") or default_host
+    try:
+        number = int(port)
+    except ValueError:
+        raise UbiqError(f"expected HOST:PORT, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise UbiqError(f"port must be 0..65535, got {number}")
+    return host, number
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--xds", default="127.0.0.1:18000", help="xDS (ADS) gRPC address")
+    p.add_argument(
+        "--dns",
+        action="append",
+        help="DNS listen address, repeatable (default 127.0.0.1:5353); 'off' disables the GTM",
+    )
+    p.add_argument("--api", default="127.0.0.1:8081", help="HTTP API address; 'off' disables it")
+    p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
+    p.add_argument(
+        "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
+    )
     p.add_argument("--debounce-ms", type=int, default=100, help="wait this long after a change")
 
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     directory: Path
+    xds: tuple[str, int] = ("127.0.0.1", 18000)
+    dns: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
+    api: tuple[str, int] | None = ("127.0.0.1", 8081)
+    compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
-        return cls(directory=args.directory, debounce_ms=args.debounce_ms)
+        dns_args = args.dns or ["127.0.0.1:5353"]
+        dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
+        return cls(
+            directory=args.directory,
+            xds=parse_hostport(args.xds),
+            dns=dns,
+            api=None if args.api == "off" else parse_hostport(args.api),
+            compile=CompileOptions(
+                listener_port=args.listener_port, listener_address=args.listener_address
+            ),
+            debounce_ms=args.debounce_ms,
+        )
+
+
+class Ubiq:
+    """Every running part, and the RuntimeView the API reads."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.registry = CollectorRegistry()
+        self.store = DirectoryStore(options.directory, debounce_ms=options.debounce_ms)
+        self.xds = XdsRuntime(options.compile, registry=self.registry)
+        self.gtm = GtmRuntime(options.dns, registry=self.registry) if options.dns else None
+        self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.xds_port: int | None = None
+
+    async def start(self) -> None:
+        model = self.store.load()
+        host, port = self.options.xds
+        self.xds_port = await self.xds.start(f"{host}:{port}", model)
+        if self.gtm is not None:
+            await self.gtm.start(model)
+        if self.api is not None:
+            await self.api.start()
+        self.store.subscribe(self._on_model)
+        self._watch = asyncio.create_task(self.store.watch())
+        log.info(
+            "ubiq serving",
+            directory=str(self.options.directory),
+            model=model.hash[:12],
+            xds=f"{host}:{self.xds_port}",
+            dns=[f"{h}:{p}" for h, p in self.options.dns],
+            api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
+        )
+
+    def _on_model(self, model: Model) -> None:
+        task = asyncio.create_task(self.xds.update_model(model))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self.gtm is not None:
+            self.gtm.update_model(model)
+
+    async def stop(self) -> None:
+        self.store.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self._watch, 5)
+        if self.api is not None:
+            await self.api.stop()
+        if self.gtm is not None:
+            await self.gtm.stop()
+        await self.xds.stop()
+
+    # --- RuntimeView for the API ---------------------------------------------------------------
+
+    def policy_status(self) -> Mapping[str, Any]:
+        s = self.store.status
+        return {
+            "ok": s.ok,
+            "modelHash": s.model_hash,
+            "generation": s.generation,
+            "loadedAt": s.loaded_at,
+            "lastErrorAt": s.last_error_at,
+            "rejected": s.rejected,
+            "problems": [str(p) for p in s.problems],
+        }
+
+    def proxies(self) -> list[Mapping[str, Any]]:
+        from controlplane.api.app import to_jsonable
+
+        return [to_jsonable(p) for p in self.xds.status.snapshot()]
+
+    def gtm_health(self) -> list[Mapping[str, Any]]:
+        rows: list[Mapping[str, Any]] = [*self.gtm.health()] if self.gtm is not None else []
+        return rows
+
+    def explain(self, name: str, client: str) -> Mapping[str, Any] | None:
+        if self.gtm is None:
+            return None
+        result = self.gtm.explain(name, client)
+        return result if isinstance(result, dict) else None
 
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:
-    store = DirectoryStore(options.directory, debounce_ms=options.debounce_ms)
-    store.load()
+    ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(store.watch())
-    log.info("serving", directory=str(options.directory), hash=store.model.hash[:12])
+    await ubiq.start()
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
-        store.stop()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await ubiq.stop()

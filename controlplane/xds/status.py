@@ -133,6 +133,14 @@ class StatusRegistry:
         elif isinstance(event, StaleIgnored):
             self.stale_total[event.type_url] += 1
 
+    def acked_versions(self, stream_id: int) -> Mapping[str, str]:
+        """Cheap per-stream read (no copy of the whole registry)."""
+        proxy = self._proxies.get(stream_id)
+        return MappingProxyType(proxy.acked) if proxy is not None else MappingProxyType({})
+
+    def __len__(self) -> int:
+        return len(self._proxies)
+
     def snapshot(self) -> list[ProxyStatus]:
         with self._lock:
             proxies = list(self._proxies.values())

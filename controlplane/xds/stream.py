@@ -39,7 +39,7 @@ WILDCARD = "*"
 class _InFlight:
     nonce: str
     version_info: str
-    entries: dict[str, Entry]
+    entries: Mapping[str, Entry]
     removed: tuple[str, ...]
 
 
@@ -49,8 +49,10 @@ class _TypeState:
     watched: bool = False
     wildcard: bool = False
     legacy_wildcard: bool = False
-    names: set[str] = field(default_factory=set)
-    acked: dict[str, Entry] = field(default_factory=dict)  # what the client holds
+    names: frozenset[str] = frozenset()
+    # What the client holds. Often the snapshot's own read-only mapping, shared by every stream
+    # of the group (memory per stream stays small); copied before the first change (_own).
+    acked: Mapping[str, Entry] = field(default_factory=dict)
     nacked: dict[str, str] = field(default_factory=dict)  # name -> rejected version
     forced: set[str] = field(default_factory=set)
     awaiting: set[str] = field(default_factory=set)  # EDS names of new clusters, not yet asked for
@@ -68,6 +70,26 @@ class _Plan:
 
     def pending(self, st: _TypeState) -> bool:
         return bool(self.upserts or st.awaiting) or st.must_respond or st.in_flight is not None
+
+
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _intern(names: frozenset[str]) -> frozenset[str]:
+    """Streams of one group subscribe to the same names: keep one copy of each set."""
+    found = _INTERNED.get(names)
+    if found is not None:
+        return found
+    if len(_INTERNED) >= 4096:
+        _INTERNED.clear()
+    _INTERNED[names] = names
+    return names
+
+
+def _own(st: _TypeState) -> dict[str, Entry]:
+    if not isinstance(st.acked, dict):
+        st.acked = dict(st.acked)
+    return st.acked
 
 
 def _placeholder(name: str, version: str) -> Entry:
@@ -145,7 +167,7 @@ class XdsStream:
         st.wildcard = st.legacy_wildcard or WILDCARD in names
         names.discard(WILDCARD)
         self._forget(st, st.names - names)
-        st.names = names
+        st.names = _intern(frozenset(names))
 
     def _delta_subscriptions(
         self, st: _TypeState, request: discovery_pb2.DeltaDiscoveryRequest
@@ -154,7 +176,7 @@ class XdsStream:
         unsubscribe = set(request.resource_names_unsubscribe)
         if not st.watched:
             initial: Mapping[str, str] = request.initial_resource_versions
-            st.acked = {name: _placeholder(name, v) for name, v in initial.items()}
+            st.acked = {name: _placeholder(name, v) for name, v in sorted(initial.items())}
             st.must_respond = not initial
             if not subscribe and st.type_url in WILDCARD_TYPES:
                 st.legacy_wildcard = st.wildcard = True
@@ -164,8 +186,7 @@ class XdsStream:
             st.wildcard = st.legacy_wildcard = False
         subscribe.discard(WILDCARD)
         unsubscribe.discard(WILDCARD)
-        st.names |= subscribe
-        st.names -= unsubscribe
+        st.names = _intern((st.names | subscribe) - unsubscribe)
         if WILDCARD in request.resource_names_unsubscribe:
             self._forget(st, set(st.acked) - st.names)  # the client drops them itself
         elif not st.wildcard:
@@ -175,7 +196,8 @@ class XdsStream:
     def _forget(st: _TypeState, names: Iterable[str]) -> None:
         """The client dropped these: a later resubscribe must send them again."""
         for name in names:
-            st.acked.pop(name, None)
+            if name in st.acked:
+                del _own(st)[name]
             st.nacked.pop(name, None)
 
     # -- ACK / NACK -----------------------------------------------------------------------
@@ -196,12 +218,14 @@ class XdsStream:
             return Nacked(
                 st.type_url, flight.version_info, flight.nonce, names, detail.message, detail.code
             )
-        if not self.delta and st.type_url in WILDCARD_TYPES:
-            st.acked = dict(flight.entries)  # a SotW response of these types is the whole set
+        whole = not self.delta and st.type_url in WILDCARD_TYPES  # SotW: the whole set
+        if whole or all(n in flight.entries or n in flight.removed for n in st.acked):
+            st.acked = flight.entries
         else:
-            st.acked.update(flight.entries)
+            held = _own(st)
+            held.update(flight.entries)
             for name in flight.removed:
-                st.acked.pop(name, None)
+                held.pop(name, None)
         for name in flight.entries:
             st.nacked.pop(name, None)
         st.acked_version = flight.version_info
@@ -213,7 +237,7 @@ class XdsStream:
 
     def _desired(self, st: _TypeState, snapshot: Snapshot) -> Mapping[str, Entry]:
         entries = snapshot.get(st.type_url).entries
-        if st.wildcard:
+        if st.wildcard or (len(st.names) >= len(entries) and all(n in st.names for n in entries)):
             return entries
         return {n: entries[n] for n in sorted(st.names) if n in entries}
 
@@ -227,7 +251,7 @@ class XdsStream:
         gone = sorted(name for name in st.acked if name not in desired)
         if not self.delta and st.type_url not in WILDCARD_TYPES:
             for name in gone:  # SotW cannot remove these; the client drops them itself
-                del st.acked[name]
+                del _own(st)[name]
             gone = []
         return _Plan(upserts, gone)
 
@@ -287,19 +311,27 @@ class XdsStream:
     ) -> Response:
         self._counter += 1
         nonce = str(self._counter)
+        sent: Mapping[str, Entry]
         if self.delta:
-            sent = {e.name: e for e in upserts}
+            sent = desired if len(upserts) == len(desired) else {e.name: e for e in upserts}
             version_info = snapshot.type_version(st.type_url)
             response = Response(
                 st.type_url, nonce, version_info, tuple(sent.values()), tuple(removals), True
             )
         else:
-            sent = dict(desired)
+            kept: dict[str, Entry] = {}
             if st.type_url in WILDCARD_TYPES and not removals:
-                for name, held in st.acked.items():  # removals last: keep what the client holds
-                    sent.setdefault(name, held)
-            sent = {name: sent[name] for name in sorted(sent)}
-            version_info = version_of({name: e.version for name, e in sent.items()})
+                # removals last: keep what the client holds until the rest has moved
+                kept = {name: e for name, e in st.acked.items() if name not in desired}
+            if kept:
+                merged = {**desired, **kept}
+                sent = {name: merged[name] for name in sorted(merged)}
+            else:
+                sent = desired
+            if sent is snapshot.get(st.type_url).entries:
+                version_info = snapshot.type_version(st.type_url)
+            else:
+                version_info = version_of({name: e.version for name, e in sent.items()})
             response = Response(st.type_url, nonce, version_info, tuple(sent.values()))
         st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
         st.last_nonce = nonce

@@ -1,0 +1,259 @@
+"""ADS fan-out: N simulated ADS clients (grpc.aio, in another process) on one XdsServer.
+
+Measures, for N = 1 (baseline), 100 and 1,000 clients subscribed to a snapshot of 100 EDS clusters
+(+ 100 ClusterLoadAssignments, 1 listener, 1 route):
+
+- push latency: from ``cache.set_snapshot`` until each client has ACKed the new versions (the
+  route and 10 changed ClusterLoadAssignments change every round), p50/p99 over clients x rounds,
+  and the time until the last client ACKed;
+- memory per connected client: RSS growth of the server process from "snapshot loaded, no
+  client" to "N clients connected and in sync", divided by N.
+
+Each N runs in a fresh server process (``--serve N``) so RSS figures do not leak between runs;
+the clients run in a separate process. Ratios are against N = 1 measured in the same run.
+
+    .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+CLUSTERS = 100
+CHANGED_PER_ROUND = 10
+
+
+def _raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _snapshot(round_no: int) -> Any:
+    from controlplane.xds.resources import ENDPOINT, ROUTE
+    from controlplane.xds.snapshot import Snapshot
+    from tests.support.xds_resources import make_fleet, make_route
+
+    resources = make_fleet(CLUSTERS)
+    if round_no:
+        resources[ROUTE]["main"] = make_route("main", "svc-0000", f"round-{round_no}")
+        for i in range(CHANGED_PER_ROUND):
+            cla = resources[ENDPOINT][f"svc-{i:04d}"]
+            cla.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = (  # type: ignore[attr-defined]
+                20000 + round_no
+            )
+    return Snapshot.build(resources)
+
+
+# -- clients (separate process) ---------------------------------------------------------
+
+
+def _client_process(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+    _raise_fd_limit()
+    asyncio.run(_clients(port, count, names, stop, ready))
+
+
+async def _clients(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+    import grpc
+    from envoy.config.core.v3 import base_pb2
+    from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+    from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+    wanted = {CLUSTER: [], ENDPOINT: names, LISTENER: [], ROUTE: ["main"]}
+
+    async def one(i: int) -> None:
+        node = base_pb2.Node(id=f"bench-{i}", cluster="bench")
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for type_url, subscribed in wanted.items():
+            queue.put_nowait(
+                discovery_pb2.DiscoveryRequest(
+                    node=node if type_url == CLUSTER else None,
+                    type_url=type_url,
+                    resource_names=subscribed,
+                )
+            )
+
+        async def requests() -> AsyncIterator[Any]:
+            while True:
+                yield await queue.get()
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            call = stub.StreamAggregatedResources(requests())
+            async for response in call:
+                queue.put_nowait(
+                    discovery_pb2.DiscoveryRequest(
+                        type_url=response.type_url,
+                        resource_names=wanted[response.type_url],
+                        version_info=response.version_info,
+                        response_nonce=response.nonce,
+                    )
+                )
+
+    tasks = [asyncio.create_task(one(i)) for i in range(count)]
+    ready.set()
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- server side (one process per N) -------------------------------------------------------
+
+
+async def _serve(count: int, rounds: int) -> dict[str, Any]:
+    from controlplane.xds.cache import SnapshotCache, group_key
+    from controlplane.xds.events import Event
+    from controlplane.xds.resources import ORDER
+    from controlplane.xds.server import XdsServer
+    from controlplane.xds.status import StatusRegistry
+
+    group = group_key("bench")
+    target: dict[str, str] = {}
+    done: dict[int, float] = {}
+
+    class Tracker(StatusRegistry):
+        def record(self, stream_id: int, event: Event) -> None:
+            super().record(stream_id, event)
+            if stream_id not in done:
+                acked = self.acked_versions(stream_id)
+                if all(acked.get(t) == v for t, v in target.items()):
+                    done[stream_id] = time.perf_counter()
+
+    started = time.perf_counter()
+    first = _snapshot(0)
+    build_seconds = time.perf_counter() - started
+    cache, status = SnapshotCache(), Tracker()
+    cache.set_snapshot(group, first)
+    server = XdsServer(cache, status=status)
+    port = await server.start("127.0.0.1:0")
+    target.update({t: first.type_version(t) for t in ORDER})
+    gc.collect()
+    rss_before = _rss_bytes()
+
+    ctx = mp.get_context("spawn")
+    stop, ready = ctx.Event(), ctx.Event()
+    names = sorted(first.get(ORDER[1]).entries)
+    proc = ctx.Process(target=_client_process, args=(port, count, names, stop, ready))
+    proc.start()
+
+    async def until_all(deadline_s: float) -> None:
+        deadline = time.perf_counter() + deadline_s
+        while len(done) < count or len(status) < count:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(done)}/{count} clients in sync")
+            await asyncio.sleep(0.002)
+
+    connect_started = time.perf_counter()
+    await until_all(120)
+    connect_seconds = time.perf_counter() - connect_started
+    await asyncio.sleep(0.5)
+    gc.collect()
+    rss_after = _rss_bytes()
+
+    latencies: list[float] = []
+    all_acked: list[float] = []
+    for round_no in range(1, rounds + 1):
+        snap = _snapshot(round_no)
+        done.clear()
+        target.clear()
+        target.update({t: snap.type_version(t) for t in ORDER})
+        t0 = time.perf_counter()
+        cache.set_snapshot(group, snap)
+        await until_all(60)
+        latencies.extend(t - t0 for t in done.values())
+        all_acked.append(max(done.values()) - t0)
+        await asyncio.sleep(0.2)
+
+    stop.set()
+    proc.join(30)
+    await server.stop(0)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {
+        "clients": count,
+        "rounds": rounds,
+        "snapshot_build_s": build_seconds,
+        "initial_sync_s": connect_seconds,
+        "push_p50_s": statistics.median(latencies),
+        "push_p99_s": quantiles[98],
+        "all_acked_max_s": max(all_acked),
+        "rss_before_mib": rss_before / 2**20,
+        "rss_after_mib": rss_after / 2**20,
+        "bytes_per_client": (rss_after - rss_before) / count,
+    }
+
+
+def _run_one(count: int, rounds: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count), "--rounds", str(rounds)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", default="1,100,1000")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    _raise_fd_limit()
+    if args.serve is not None:
+        print(json.dumps(asyncio.run(_serve(args.serve, args.rounds))), flush=True)
+        return 0
+
+    counts = [int(c) for c in args.clients.split(",")]
+    rows = [_run_one(count, args.rounds) for count in counts]
+    base = rows[0]
+    print(
+        f"xDS fan-out: {CLUSTERS} EDS clusters; each round changes RDS + {CHANGED_PER_ROUND} CLAs"
+    )
+    header = (
+        "clients", "initial sync s", "push p50 ms", "push p99 ms", "last ACK ms",
+        "p99 vs N=1", "RSS MiB", "KiB/client",
+    )  # fmt: skip
+    print(" | ".join(header))
+    for row in rows:
+        print(
+            " | ".join(
+                [
+                    f"{row['clients']}",
+                    f"{row['initial_sync_s']:.2f}",
+                    f"{row['push_p50_s'] * 1e3:.1f}",
+                    f"{row['push_p99_s'] * 1e3:.1f}",
+                    f"{row['all_acked_max_s'] * 1e3:.1f}",
+                    f"{row['push_p99_s'] / base['push_p99_s']:.1f}x",
+                    f"{row['rss_after_mib']:.1f}",
+                    f"{row['bytes_per_client'] / 1024:.1f}" if row["clients"] > 1 else "-",
+                ]
+            )
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "xds_fanout.json").write_text(json.dumps({"baseline": base, "runs": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,7 +4,7 @@ Invariants (all per node region; see docs/xds.md "Compiler"):
 - a locality is one Ubiq cluster: ``Locality(region, zone, sub_zone=<cluster name>)``;
 - the node's own region is priority 0; other regions follow as failover priorities, ordered by the
   TrafficPolicy's ``locality.failoverPriority``, then ``locality.failover`` targets of the node's
-  region, then Placement order. Priorities are renumbered densely (0, 1, 2, ... without gaps);
+  region, then Placement order. Priorities are renumbered densely over the localities that have endpoints;
 - ``locality.distribute`` for the node's region puts the listed regions at priority 0 with
   locality weights (the Cluster then enables locality-weighted balancing); unlisted regions get none;
 - ``locality.enabled: false`` puts every placed cluster at priority 0;
@@ -77,9 +77,10 @@ def plan_localities(
     if locality is not None:
         order += [r for r in locality.failover_priority if r not in order]
         order += [f.to for f in locality.failover if f.from_ == node.region and f.to not in order]
-    order += [p.region for p in usable if p.region not in order]
-    present = [r for r in order if any(p.region == r for p in usable)]
-    rank = {region: i for i, region in enumerate(present)}
+    order += [p.region for p in usable]
+    rank: dict[str, int] = {}
+    for region in order:
+        rank.setdefault(region, len(rank))
     return tuple(slot(p, rank[p.region]) for p in usable), False
 
 
@@ -107,10 +108,12 @@ def build_load_assignment(
     for s in slots:
         total = sum(ep.weight for ep in by_cluster.get(s.cluster, ()))
         region_totals[s.region] = region_totals.get(s.region, 0) + total
-    for s in sorted(slots, key=lambda s: (s.priority, s.cluster)):
-        members = by_cluster.get(s.cluster)
-        if not members:
-            continue
+    kept = sorted(
+        (s for s in slots if by_cluster.get(s.cluster)), key=lambda s: (s.priority, s.cluster)
+    )
+    dense = {p: i for i, p in enumerate(sorted({s.priority for s in kept}))}
+    for s in kept:
+        members = by_cluster[s.cluster]
         total = sum(ep.weight for ep in members)
         if s.weight is None:
             weight = total
@@ -118,7 +121,7 @@ def build_load_assignment(
             weight = max(1, round(s.weight * _WEIGHT_SCALE * total / region_totals[s.region]))
         group = cla.endpoints.add(
             locality=base_pb2.Locality(region=s.region, zone=s.zone, sub_zone=s.cluster),
-            priority=s.priority,
+            priority=dense[s.priority],
         )
         group.load_balancing_weight.value = weight
         for ep in members:

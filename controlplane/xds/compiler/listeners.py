@@ -42,7 +42,7 @@ def build_listener(node: NodeIdentity, options: CompileOptions) -> listener_pb2.
         name=options.listener_name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(
-                address=options.listener_address, port_value=options.port_for(node)
+                address=options.address_for(node), port_value=options.port_for(node)
             )
         ),
         filter_chains=[

@@ -23,6 +23,8 @@ class CompileOptions:
     #: per Ubiq cluster overrides of ``listener_port`` (several Envoys on one test machine)
     listener_ports: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     listener_address: str = "0.0.0.0"
+    #: per Ubiq cluster overrides of ``listener_address`` (e.g. each cluster's gateway address)
+    listener_addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     listener_name: str = "ubiq-http"
     route_config_name: str = "ubiq-http"
     connect_timeout_ms: int = 1000
@@ -30,6 +32,9 @@ class CompileOptions:
 
     def port_for(self, node: NodeIdentity) -> int:
         return self.listener_ports.get(node.cluster, self.listener_port)
+
+    def address_for(self, node: NodeIdentity) -> str:
+        return self.listener_addresses.get(node.cluster, self.listener_address)
 
 
 SEPARATOR = "|"

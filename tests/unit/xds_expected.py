@@ -85,7 +85,7 @@ def routes_of(m: Model, node: NodeIdentity = EU) -> list[rc_pb2.Route]:
 
 
 def cluster_of(m: Model, name: str, node: NodeIdentity = EU) -> cluster_pb2.Cluster:
-    return compile_all(m, node)[CLUSTER][name]  # type: ignore[return-value]
+    return compile_all(m, node)[CLUSTER][name]
 
 
 def assignment_of(m: Model, name: str, node: NodeIdentity = EU) -> Any:

@@ -1,0 +1,178 @@
+"""xDS compile time for generated models: full compile, memoised recompile, one service.
+
+    .venv/bin/python -m bench.xds_compile [--services 1000 10000]
+
+Each service: 1 port, 3 regions x 3 endpoints, one RoutePolicy (host + one route). Models are
+built two ways (``load_texts`` from YAML, and document objects directly) and timed apart from
+compiling. Baseline, same run: constructing + serializing the same number of minimal Cluster
+protos (the floor any compiler pays), reported as a ratio. The model is gc.freeze()d once built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+
+from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service
+from controlplane.policy.loader import load_texts
+from controlplane.policy.model import Model
+from controlplane.xds.compiler import CompileCache, CompileOptions, NodeIdentity
+from controlplane.xds.compiler import compile_node_resources as compile_node
+from controlplane.xds.compiler.effective import ModelIndex
+from controlplane.xds.compiler.generate import build_service_resources
+from controlplane.xds.compiler.routes import build_virtual_host
+
+REGIONS = ("eu-west", "us-west", "ap-south")
+RESULTS = Path(__file__).parent / "results"
+NODE = NodeIdentity("eu-west", "eu-west", "eu-west-1a")
+OPTIONS = CompileOptions()
+
+
+def service_yaml(i: int, last_octet: int = 1) -> str:
+    eps = ", ".join(
+        f"{{cluster: {r}, address: 10.{j}.{i // 250}.{(i % 250) + k * 0 + last_octet}, port: {8000 + k}}}"
+        for j, r in enumerate(REGIONS)
+        for k in range(3)
+    )
+    return (
+        f"apiVersion: ubiq.io/v1alpha1\nkind: Service\nmetadata: {{name: svc-{i}}}\n"
+        f"spec: {{ports: [{{port: 8080}}], endpoints: [{eps}]}}\n---\n"
+        f"apiVersion: ubiq.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: svc-{i}}}\n"
+        f"spec: {{hosts: [svc-{i}.mesh.example], http: [{{route: [{{service: svc-{i}}}]}}]}}\n"
+    )
+
+
+def texts(n: int) -> list[tuple[str, str]]:
+    clusters = "".join(
+        f"---\napiVersion: ubiq.io/v1alpha1\nkind: Cluster\nmetadata: {{name: {r}}}\nspec: {{region: {r}, zone: {r}-1a}}\n"
+        for r in REGIONS
+    )
+    return [("clusters.yaml", clusters)] + [(f"svc-{i}.yaml", service_yaml(i)) for i in range(n)]
+
+
+def documents(n: int, last_octet: int = 1) -> list[AnyDocument]:
+    docs: list[AnyDocument] = [
+        Cluster.model_validate({"metadata": {"name": r}, "spec": {"region": r, "zone": f"{r}-1a"}})
+        for r in REGIONS
+    ]
+    for i in range(n):
+        docs.append(service_doc(i, last_octet))
+        docs.append(
+            RoutePolicy.model_validate(
+                {
+                    "metadata": {"name": f"svc-{i}"},
+                    "spec": {
+                        "hosts": [f"svc-{i}.mesh.example"],
+                        "http": [{"route": [{"service": f"svc-{i}"}]}],
+                    },
+                }
+            )
+        )
+    return docs
+
+
+def service_doc(i: int, last_octet: int = 1) -> Service:
+    eps = [
+        {"cluster": r, "address": f"10.{j}.{i // 250}.{(i % 250) + last_octet}", "port": 8000 + k}
+        for j, r in enumerate(REGIONS)
+        for k in range(3)
+    ]
+    return Service.model_validate(
+        {"metadata": {"name": f"svc-{i}"}, "spec": {"ports": [{"port": 8080}], "endpoints": eps}}
+    )
+
+
+def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def baseline(n: int) -> int:
+    size = 0
+    for i in range(n):
+        c = cluster_pb2.Cluster(name=f"svc-{i}", type=cluster_pb2.Cluster.EDS)
+        size += len(c.SerializeToString(deterministic=True))
+    return size
+
+
+def serialize_all(resources: dict[str, dict[str, Any]]) -> int:
+    return sum(
+        len(m.SerializeToString(deterministic=True))
+        for by in resources.values()
+        for m in by.values()
+    )
+
+
+def run(n: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    base, _ = timed(lambda: baseline(n))
+
+    def row(case: str, seconds: float) -> None:
+        rows.append({"services": n, "case": case, "seconds": seconds, "ratio": seconds / base})
+
+    row(f"baseline: {n} minimal Cluster protos built+serialized", base)
+    load_s, _ = timed(lambda: load_texts(texts(n)), repeat=1)
+    row("load_texts (YAML -> Model)", load_s)
+    direct_s, model = timed(lambda: Model.build(documents(n)), repeat=1)
+    row("documents built directly -> Model", direct_s)
+    # a long-lived model is what gc.freeze() is for: without it every gen-2 collection walks
+    # 10k+ pydantic documents and the figures below vary by 2-3x from run to run
+    gc.collect()
+    gc.freeze()
+    full_s, resources = timed(lambda: compile_node(model, NODE, OPTIONS))
+    row("compile, no cache", full_s)
+    row("serialize every compiled resource", timed(lambda: serialize_all(resources))[0])
+
+    cache = CompileCache()
+    cold_s, _ = timed(lambda: compile_node(model, NODE, OPTIONS, cache=cache), repeat=1)
+    row("compile, cold cache", cold_s)
+    warm_s, _ = timed(lambda: compile_node(model, NODE, OPTIONS, cache=cache))
+    row("recompile, warm cache, nothing changed", warm_s)
+    changed = Model.build(
+        [
+            service_doc(0, last_octet=2) if d.kind == "Service" and d.name == "svc-0" else d
+            for d in model.documents()
+        ]
+    )
+    one_s, _ = timed(lambda: compile_node(changed, NODE, OPTIONS, cache=cache), repeat=1)
+    row("recompile, warm cache, one service changed", one_s)
+
+    index = ModelIndex(changed)
+    policy = changed.route_policies["svc-0"]
+
+    def one_service() -> None:
+        build_service_resources(index, "svc-0", NODE, OPTIONS)
+        build_virtual_host(policy, 10000, index.cluster_name, index.hash_key)
+
+    row("compile one service (clusters+CLA+vhost)", timed(one_service, repeat=20)[0])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
+    args = parser.parse_args()
+    rows = [r for n in args.services for r in run(n)]
+    print(f"{'services':>8}  {'case':<52} {'seconds':>10} {'x baseline':>10}")
+    for r in rows:
+        print(f"{r['services']:>8}  {r['case']:<52} {r['seconds']:>10.4f} {r['ratio']:>10.1f}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "xds_compile.json"
+    out.write_text(json.dumps({"python": platform.python_version(), "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""``ubiq demo``: the bundled three-region example, for real, on loopback.
+
+Starts demo backends for every endpoint in the policy, Ubiq itself (xDS, GTM, API), and one real
+Envoy per cluster listening on that cluster's gateway address; then shows routing, the canary
+split, fault injection, a redirect, GTM answers for two client subnets, and a GTM failover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import dns.asyncquery
+import dns.edns
+import dns.message
+import dns.rdatatype
+import httpx
+
+from controlplane.demo.backends import DemoBackend
+from controlplane.demo.envoys import EnvoyProcess, free_port, start_envoy, wait_ready
+from controlplane.errors import UbiqError
+from controlplane.policy.cluster import ClusterSpec
+from controlplane.policy.loader import load_directory
+from controlplane.policy.model import Model
+from controlplane.serve import ServeOptions, Ubiq
+from controlplane.xds.compiler.options import CompileOptions
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def show(command: str, result: str) -> None:
+    print(f"$ {command}\n{result.rstrip()}", flush=True)
+
+
+def backends_for(model: Model) -> list[DemoBackend]:
+    out = []
+    for name, service in model.services.items():
+        default_port = service.spec.ports[0].port
+        for ep in service.spec.endpoints:
+            version = ep.labels.get("version", "v1")
+            out.append(DemoBackend(name, ep.cluster, version, ep.address, ep.port or default_port))
+    return out
+
+
+async def dig(server: tuple[str, int], name: str, subnet: str | None) -> list[str]:
+    options = [dns.edns.ECSOption.from_text(subnet)] if subnet else []
+    query = dns.message.make_query(name, dns.rdatatype.A, use_edns=0, options=options)
+    reply = await dns.asyncquery.udp(query, server[0], port=server[1], timeout=2)
+    return sorted(str(r) for rrset in reply.answer for r in rrset)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_demo(Path(args.directory), keep_running=args.keep_running))
+
+
+async def _demo(directory: Path, *, keep_running: bool) -> int:
+    model = load_directory(directory)
+    work = Path(tempfile.mkdtemp(prefix="ubiq-demo-"))
+    policies = work / "policies"
+    shutil.copytree(directory, policies)
+    print(f"Ubiq demo: {directory} (policy hash {model.hash[:12]}); working in {work}")
+    clusters = {n: c.spec for n, c in model.clusters.items() if c.spec.gateway is not None}
+    dns_port = free_port()
+    options = ServeOptions(
+        directory=policies,
+        xds=("127.0.0.1", 0),
+        dns=(("127.0.0.1", dns_port),),
+        api=("127.0.0.1", free_port()),
+        compile=CompileOptions(
+            listener_addresses={n: c.gateway.address for n, c in clusters.items() if c.gateway},
+            listener_ports={n: c.gateway.port for n, c in clusters.items() if c.gateway},
+        ),
+        debounce_ms=50,
+    )
+    backends = backends_for(model)
+    envoys: list[EnvoyProcess] = []
+    ubiq = Ubiq(options)
+    try:
+        step(f"starting {len(backends)} demo backends")
+        for backend in backends:
+            await backend.start()
+        step("starting Ubiq: xDS, GTM (DNS), API")
+        await ubiq.start()
+        assert ubiq.xds_port is not None and options.api is not None
+        api = f"http://{options.api[0]}:{options.api[1]}"
+        print(f"xDS on 127.0.0.1:{ubiq.xds_port}, DNS on 127.0.0.1:{dns_port}, API on {api}")
+        step(f"starting {len(clusters)} real Envoys, one per cluster")
+        for name, spec in clusters.items():
+            envoys.append(
+                start_envoy(
+                    work,
+                    cluster=name,
+                    region=spec.region,
+                    zone=spec.zone or "",
+                    xds_port=ubiq.xds_port,
+                )
+            )
+        for envoy in envoys:
+            await asyncio.to_thread(wait_ready, envoy)
+            gw = clusters[envoy.cluster].gateway
+            assert gw is not None
+            print(
+                f"envoy {envoy.cluster:8} ready: gateway {gw.address}:{gw.port},"
+                f" admin 127.0.0.1:{envoy.admin_port}"
+            )
+        await _show_routing(clusters)
+        step(f"status: curl {api}/v1/status")
+        async with httpx.AsyncClient() as client:
+            status = (await client.get(f"{api}/v1/status")).json()
+        for proxy in status["proxies"]:
+            acked = ", ".join(
+                f"{t.rsplit('.', 1)[-1]}={v[:8]}" for t, v in sorted(proxy["acked"].items())
+            )
+            print(f"proxy {proxy['node_id']:14} {proxy['mode']:5} acked {acked}")
+        await _wait_gtm_healthy(ubiq)
+        await _show_gtm(ubiq, ("127.0.0.1", dns_port), envoys)
+        if keep_running:
+            step("running; Ctrl-C to stop. Try the commands above.")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        print("\ndemo finished: every request above went through a real Envoy configured by Ubiq.")
+        return 0
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        await ubiq.stop()
+        for backend in backends:
+            await backend.stop()
+
+
+async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:
+    eu = clusters.get("eu-west")
+    if eu is None or eu.gateway is None:
+        raise UbiqError("the demo expects a cluster 'eu-west' with a gateway")
+    base = f"http://{eu.gateway.address}:{eu.gateway.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        step("routing through the eu-west Envoy")
+        await _wait_route(client)
+        r = await client.get("/api/cart", headers={"host": "checkout.mesh.example"})
+        show(f"curl -H 'Host: checkout.mesh.example' {base}/api/cart", f"{r.status_code} {r.text}")
+        r = await client.get(
+            "/api/cart", headers={"host": "checkout.mesh.example", "x-canary": "true"}
+        )
+        show(
+            f"curl -H 'Host: checkout.mesh.example' -H 'x-canary: true' {base}/api/cart",
+            f"{r.status_code} {r.text}",
+        )
+        step("canary split: 400 requests to checkout /api (policy: v1 90%, v2 10%; 1% abort fault)")
+        versions: Counter[str] = Counter()
+        for _ in range(400):
+            r = await client.get("/api/pay", headers={"host": "checkout.mesh.example"})
+            versions[r.headers.get("x-ubiq-version", f"HTTP {r.status_code}")] += 1
+        print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(versions.items())))
+        step("fault injection: catalog /search?debug=1 has a 200ms delay fault")
+        started = time.perf_counter()
+        r = await client.get(
+            "/search", params={"debug": "1"}, headers={"host": "catalog.mesh.example"}
+        )
+        took = (time.perf_counter() - started) * 1000
+        show(
+            f"curl -H 'Host: catalog.mesh.example' '{base}/search?debug=1'",
+            f"{r.status_code} {r.text.strip()}  ({took:.0f} ms)",
+        )
+        step("redirect and direct response")
+        r = await client.get("/old-checkout", headers={"host": "checkout.mesh.example"})
+        show(
+            f"curl -i -H 'Host: checkout.mesh.example' {base}/old-checkout",
+            f"{r.status_code} location: {r.headers.get('location')}",
+        )
+        r = await client.get("/", headers={"host": "payments.mesh.example"})
+        show(f"curl -H 'Host: payments.mesh.example' {base}/", f"{r.status_code} {r.text}")
+
+
+async def _wait_route(client: httpx.AsyncClient) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(15):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await client.get("/healthz", headers={"host": "checkout.mesh.example"})
+                    if r.status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+    raise UbiqError("Envoy did not start routing within 15s")
+
+
+async def _wait_gtm_healthy(ubiq: Ubiq) -> None:
+    """Let the GTM's health checks see every gateway up before showing answers."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(15):
+            while True:
+                rows = ubiq.gtm_health()
+                if rows and all(row["healthy"] is True for row in rows):
+                    return
+                await asyncio.sleep(0.1)
+    raise UbiqError("GTM health checks did not see every gateway healthy within 15s")
+
+
+async def _show_gtm(ubiq: Ubiq, server: tuple[str, int], envoys: list[EnvoyProcess]) -> None:
+    step("global traffic manager: two client subnets, two regions")
+    name = "checkout.gtm.example"
+    host, port = server
+    for subnet, who in (("203.0.113.0/24", "europe"), ("192.0.2.0/24", "america")):
+        answer = await dig(server, name, subnet)
+        show(f"dig @{host} -p {port} {name} +subnet={subnet} +short   # {who}", "\n".join(answer))
+    print(f"$ ubiq dns explain {name} --client 203.0.113.7")
+    if ubiq.gtm is not None:
+        print(ubiq.gtm.explain(name, "203.0.113.7", text=True))
+    step("failover: stop the eu-west Envoy (its gateway); health checks notice, answers change")
+    eu = next(e for e in envoys if e.cluster == "eu-west")
+    before = await dig(server, name, "203.0.113.0/24")
+    eu.stop()
+    started = time.monotonic()
+    after = before
+    while after == before and time.monotonic() - started < 15:
+        await asyncio.sleep(0.1)
+        after = await dig(server, name, "203.0.113.0/24")
+    took = time.monotonic() - started
+    print(f"europe clients: {', '.join(before)} -> {', '.join(after)} after {took:.1f}s")
+    show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(after))

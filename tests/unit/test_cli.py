@@ -36,7 +36,7 @@ def test_validate_lists_every_error_one_line_each(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert lines[0] == f"{routes}:18: spec.http[1].route[1].weight: must be 0..100, got 140"
+    assert lines[0] == f"{routes}:18: spec.http[2].route[1].weight: must be 0..100, got 140"
     assert (
         lines[1]
         == f"{services}:35: spec.endpoints[1].cluster: unknown cluster 'mars' (known: cn-east, eu-west, us-west)"

@@ -9,11 +9,13 @@ the responses it returns. Invariants, per type on the stream:
 - ACK: the client now holds what we sent. NACK (``error_detail`` set): it holds what it held
   before; the rejected ``(name, version)`` pairs are remembered and never sent again; the next
   response goes out only when content changes;
-- ADS ordering (make-before-break): a type is sent only while no type before it in
-  ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS) has a response in flight, i.e. each step waits for
-  the ACK/NACK of the step before. Removals go last: while any type still has something to
-  send or in flight, SotW responses keep the resources the client holds and Delta withholds
-  ``removed_resources``;
+- ADS ordering (make-before-break): types go in ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS); a type
+  waits while an earlier type has a response in flight or still to send, except that EDS does
+  not wait for CDS nor RDS for LDS (Envoy holds a CDS ACK until the new clusters have their
+  endpoints). So LDS/RDS leave only once the clusters they may name are ACKed, i.e. warm; and
+  after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for Envoy's EDS request
+  for them. Removals go last: while any type still has something to send or in flight, SotW
+  responses keep the resources the client holds and Delta withholds ``removed_resources``;
 - a Cluster sent again forces its ClusterLoadAssignment to follow, even if unchanged: Envoy
   keeps an updated EDS cluster warming until it receives its endpoints;
 - legacy wildcard (first LDS/CDS request with no names), explicit ``*``, subscribe,
@@ -29,10 +31,21 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored, Step
-from controlplane.xds.resources import CLUSTER, ENDPOINT, PUSH_ORDER, WILDCARD_TYPES
+from controlplane.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    PUSH_ORDER,
+    ROUTE,
+    WILDCARD_TYPES,
+)
 from controlplane.xds.snapshot import Entry, Snapshot, version_of
 
 WILDCARD = "*"
+
+# Envoy warms a new cluster until its endpoints arrive, and holds the CDS ACK meanwhile (likewise
+# a listener waits for its routes): EDS must not wait for the CDS ACK, nor RDS for the LDS ACK.
+_PARENT = {ENDPOINT: CLUSTER, ROUTE: LISTENER}
 
 
 @dataclass(slots=True)
@@ -268,30 +281,28 @@ class XdsStream:
         plans: dict[str, _Plan] = {}
         desired: dict[str, Mapping[str, Entry]] = {}
         for st in states:
-            version = snapshot.type_version(st.type_url)
-            if st.settled_at == version and st.in_flight is None:
+            if st.settled_at == snapshot.type_version(st.type_url) and st.in_flight is None:
                 continue
             desired[st.type_url] = self._desired(st, snapshot)
             plans[st.type_url] = self._plan(st, desired[st.type_url])
         hold_removals = any(p.pending(self._types[t]) for t, p in plans.items())
         out: list[Response] = []
+        waiting: set[str] = set()  # types with work in flight or unsent: later types wait
         for st in states:
-            if st.in_flight is not None:
-                break  # later types wait for this ACK
             plan = plans.get(st.type_url)
-            if plan is None:
-                continue
-            removals = [] if hold_removals else plan.removals
-            if not (plan.upserts or removals or st.must_respond):
-                if st.awaiting:
-                    break
-                if not plan.removals:
+            if plan is not None and st.type_url == ENDPOINT and st.forced:
+                plan = self._plan(st, desired[st.type_url])  # CDS was just sent in this pump
+            blocked = any(t != _PARENT.get(st.type_url) for t in waiting)
+            if plan is not None and st.in_flight is None and not blocked:
+                removals = [] if hold_removals else plan.removals
+                if plan.upserts or removals or st.must_respond:
+                    out.append(
+                        self._respond(st, desired[st.type_url], plan.upserts, removals, snapshot)
+                    )
+                elif not plan.removals and not st.awaiting:
                     self._settled(st, desired[st.type_url], snapshot.type_version(st.type_url))
-                continue
-            response = self._respond(st, desired[st.type_url], plan.upserts, removals, snapshot)
-            out.append(response)
-            break  # it is in flight now: the types after it wait for its ACK
-        return out
+            if st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st)):
+                waiting.add(st.type_url)
         return out
 
     def _settled(self, st: _TypeState, desired: Mapping[str, Entry], version: str) -> None:

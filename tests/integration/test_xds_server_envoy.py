@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,16 +131,37 @@ def test_envoy_acks_serves_updates_and_survives_a_nack(tmp_path: Path, mode: Mod
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_cluster_removal_reaches_envoy(tmp_path: Path, mode: Mode) -> None:
+def test_cluster_swap_is_make_before_break(tmp_path: Path, mode: Mode) -> None:
+    """Route moves from cluster a to a cluster b Envoy has never seen, and a is removed in the
+    same snapshot: requests sent throughout never fail (b is warm before the route points at
+    it, a goes only after the route has left it)."""
     with rig(tmp_path, mode) as r:
-        both = r.publish(route_to="a", tag="v1")
-        r.wait_acked(both)
-        assert dynamic_names(r.proxy.config_dump(), "clusters") == ["a", "b"]
+        first = r.publish(route_to="a", tag="v1", clusters=["a"])
+        r.wait_acked(first)
+        r.wait_served("v1", "a")
+        codes: list[int] = []
+        stop = threading.Event()
 
-        moved = r.publish(route_to="b", tag="v2", clusters=["b"])  # route moves, "a" goes
-        r.wait_acked(moved)
-        r.wait_served("v2", "b")
-        wait_until(
-            lambda: dynamic_names(r.proxy.config_dump(), "clusters") == ["b"], 15, "removal of a"
-        )
+        def hammer() -> None:
+            with httpx.Client(timeout=2) as client:
+                for _ in range(2000):  # bounded in count and time
+                    if stop.is_set():
+                        return
+                    codes.append(client.get(f"http://127.0.0.1:{r.listener_port}/").status_code)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            time.sleep(0.1)
+            moved = r.publish(route_to="b", tag="v2", clusters=["b"])
+            r.wait_acked(moved)
+            r.wait_served("v2", "b")
+            wait_until(
+                lambda: dynamic_names(r.proxy.config_dump(), "clusters") == ["b"], 15, "a removed"
+            )
+            time.sleep(0.1)
+        finally:
+            stop.set()
+            thread.join(15)
+        assert codes and set(codes) == {200}, sorted(set(codes))
         assert r.proxy_status().last_nack is None

@@ -85,18 +85,22 @@ def test_removal_comes_after_the_route_moved() -> None:
     stream, _ = connected()
     new = snapshot({"b": [9002], "c": [9003]}, route_to="c", tag="v2")
     cds = only(stream.on_snapshot(new))
-    assert (cds.names, cds.removed) == (("c",), ())
-    assert stream.on_request(delta(CLUSTER, nonce=cds.nonce)).responses == ()
-    eds = only(stream.on_request(delta(ENDPOINT, ["c"])))
+    assert (cds.names, cds.removed) == (("c",), ())  # "a" stays while routes point at it
+    eds = only(stream.on_request(delta(ENDPOINT, ["c"])))  # c warms; the CDS ACK waits
     assert (eds.names, eds.removed) == (("c",), ())
-    rds = only(stream.on_request(delta(ENDPOINT, nonce=eds.nonce)))
+    assert stream.on_request(delta(ENDPOINT, nonce=eds.nonce)).responses == ()
+    rds = only(stream.on_request(delta(CLUSTER, nonce=cds.nonce)))
     assert rds.type_url == ROUTE
-    cds2 = only(stream.on_request(delta(ROUTE, nonce=rds.nonce)))
-    assert (cds2.type_url, cds2.names, cds2.removed) == (CLUSTER, (), ("a",))
-    eds2 = only(stream.on_request(delta(CLUSTER, nonce=cds2.nonce)))
-    assert (eds2.type_url, eds2.removed) == (ENDPOINT, ("a",))
+    step = stream.on_request(delta(ROUTE, nonce=rds.nonce))  # the route has moved: now remove
+    assert [(r.type_url, r.names, r.removed) for r in step.responses] == [
+        (CLUSTER, (), ("a",)),
+        (ENDPOINT, (), ("a",)),
+    ]
+    cds2, eds2 = step.responses
+    assert isinstance(stream.on_request(delta(CLUSTER, nonce=cds2.nonce)).events[0], Acked)
     assert isinstance(stream.on_request(delta(ENDPOINT, nonce=eds2.nonce)).events[0], Acked)
     assert stream.acked_version(CLUSTER) == new.type_version(CLUSTER)
+    assert stream.acked_version(ENDPOINT) == new.type_version(ENDPOINT)
 
 
 def test_nack_is_not_resent_and_next_change_is() -> None:

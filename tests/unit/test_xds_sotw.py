@@ -54,26 +54,37 @@ def test_unchanged_snapshot_pushes_nothing() -> None:
     assert stream.on_snapshot(snapshot()).responses == ()  # same content, new object
 
 
-def test_push_order_is_cds_eds_lds_rds_each_waiting_for_the_ack() -> None:
+def test_push_order_cds_eds_then_lds_rds_once_clusters_are_acked() -> None:
     stream, _ = connected()
     new = snapshot(
         {"a": [9101], "b": [9002], "c": [9003]}, route_to="c", tag="v2", listener_port=8081
     )
-    cds = only(stream.on_snapshot(new))
-    assert cds.type_url == CLUSTER
-    eds = only(stream.on_request(ack(cds)))  # "a" changed: its endpoints go at once
-    assert (eds.type_url, eds.names) == (ENDPOINT, ("a", "b"))
-    # Envoy asks for "c" before it has seen that response: stale, ignored; its ACK asks again
+    step = stream.on_snapshot(new)
+    # the changed cluster "a" is followed by its endpoints at once: Envoy keeps a warming, and
+    # holds the CDS ACK, until they arrive
+    assert [(r.type_url, r.names) for r in step.responses] == [
+        (CLUSTER, ("a", "b", "c")),
+        (ENDPOINT, ("a", "b")),
+    ]
+    cds, eds = step.responses
+    # Envoy asks for "c" before it has seen the EDS response: stale, ignored; its ACK asks again
     step = stream.on_request(sotw(ENDPOINT, [*ALL_CLAS, "c"], nonce="2"))
     assert step.responses == () and isinstance(step.events[0], StaleIgnored)
     eds = only(stream.on_request(ack(eds, [*ALL_CLAS, "c"])))
     assert (eds.type_url, eds.names) == (ENDPOINT, ("a", "b", "c"))
-    lds = only(stream.on_request(ack(eds, [*ALL_CLAS, "c"])))
-    assert lds.type_url == LISTENER
-    rds = only(stream.on_request(ack(lds)))
-    assert rds.type_url == ROUTE
+    assert stream.on_request(ack(eds, [*ALL_CLAS, "c"])).responses == ()  # CDS still unacked
+    step = stream.on_request(ack(cds))  # clusters warm: listeners and routes may follow
+    assert [r.type_url for r in step.responses] == [LISTENER, ROUTE]
+    lds, rds = step.responses
+    assert stream.on_request(ack(lds)).responses == ()
     assert stream.on_request(ack(rds, ["main"])).responses == ()
     assert decode_sotw(rds).version_info == new.type_version(ROUTE)
+
+
+def test_routes_do_not_wait_for_the_listener_ack() -> None:
+    stream, _ = connected()
+    step = stream.on_snapshot(snapshot(tag="v2", listener_port=8081))
+    assert [r.type_url for r in step.responses] == [LISTENER, ROUTE]
 
 
 def test_only_changed_types_are_pushed() -> None:
@@ -192,24 +203,12 @@ def test_in_sync_when_the_client_drops_what_changed() -> None:
     new = snapshot({"a": [9001], "b": [9999]})  # only b's endpoints change...
     eds = only(stream.on_snapshot(new))
     assert eds.names == ("a", "b")
-    step = stream.on_request(ack(eds, ALL_CLAS))
+    stream.on_request(ack(eds, ALL_CLAS))
     assert stream.acked_version(ENDPOINT) == new.type_version(ENDPOINT)
-    gone = snapshot({"a": [9001]})  # ...then b goes away; EDS cannot say so in SotW
+    gone = snapshot({"a": [9001]})  # ...then b goes away; SotW EDS cannot say so
     step = stream.on_snapshot(gone)
     assert [r.type_url for r in step.responses] == [CLUSTER]
-    step = stream.on_request(ack(step.responses[0]))
     assert InSync(ENDPOINT, gone.type_version(ENDPOINT)) in step.events
+    stream.on_request(ack(step.responses[0]))
     assert stream.on_request(sotw(ENDPOINT, ["a"], nonce=eds.nonce)).responses == ()
-
-
-def test_per_type_stream_accepts_requests_without_type_url() -> None:
-    stream = XdsStream(delta=False, type_url=CLUSTER)
-    stream.on_snapshot(snapshot())
-    cds = only(stream.on_request(sotw("")))
-    assert cds.type_url == CLUSTER
-
-
-def test_node_is_taken_from_the_first_request() -> None:
-    stream = XdsStream(delta=False)
-    stream.on_request(sotw(CLUSTER))
-    assert stream.node is not None and stream.node.id == "envoy-1"
+    assert stream.acked_version(ENDPOINT) == gone.type_version(ENDPOINT)

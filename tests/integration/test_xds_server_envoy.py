@@ -165,3 +165,28 @@ def test_cluster_swap_is_make_before_break(tmp_path: Path, mode: Mode) -> None:
             thread.join(15)
         assert codes and set(codes) == {200}, sorted(set(codes))
         assert r.proxy_status().last_nack is None
+
+
+def test_delta_reconnect_sends_only_what_differs(tmp_path: Path) -> None:
+    """The control plane restarts: Envoy reconnects with initial_resource_versions and is sent
+    only what changed meanwhile (here: the route), not the whole configuration again."""
+    cache, port, listener_port = SnapshotCache(), free_port(), free_port()
+    with (
+        http_backend("a") as port_a,
+        envoy(tmp_path, xds_port=port, mode="ads-delta") as proxy,
+    ):
+        backends = {"a": [port_a]}
+        first = Snapshot.build(make_resources(listener_port, backends, "a", "v1"))
+        cache.set_snapshot(GROUP, first)
+        r = Rig(cache, StatusRegistry(), proxy, listener_port, {"a": port_a})
+        with xds_server_thread(XdsServer(cache, status=r.status), port=port):
+            r.wait_acked(first)
+            r.wait_served("v1", "a")
+        second = Snapshot.build(make_resources(listener_port, backends, "a", "v2"))
+        cache.set_snapshot(GROUP, second)  # changes while Envoy is cut off
+        r.status = StatusRegistry()
+        with xds_server_thread(XdsServer(cache, status=r.status), port=port):
+            r.wait_acked(second)
+            r.wait_served("v2", "a")
+            sent = dict(r.proxy_status().responses_sent)
+            assert sent == {ROUTE: 1}, sent

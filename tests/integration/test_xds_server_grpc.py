@@ -39,7 +39,7 @@ async def served() -> AsyncIterator[tuple[XdsServer, grpc.aio.Channel]]:
     try:
         yield server, channel
     finally:
-        await channel.close()
+        await channel.close(None)
         await server.stop(0)
 
 

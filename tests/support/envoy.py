@@ -146,8 +146,8 @@ class XdsServerThread:
 
 
 @contextlib.contextmanager
-def xds_server_thread(server: Any) -> Iterator[XdsServerThread]:
-    """Run ``server`` (an XdsServer) on 127.0.0.1, any port, until the with-block ends."""
+def xds_server_thread(server: Any, port: int = 0) -> Iterator[XdsServerThread]:
+    """Run ``server`` (an XdsServer) on 127.0.0.1 (any port by default) until the block ends."""
     import asyncio
     import threading
 
@@ -155,7 +155,7 @@ def xds_server_thread(server: Any) -> Iterator[XdsServerThread]:
     thread = threading.Thread(target=loop.run_forever, name="xds-server", daemon=True)
     thread.start()
     try:
-        port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1:0"), loop).result(10)
+        port = asyncio.run_coroutine_threadsafe(server.start(f"127.0.0.1:{port}"), loop).result(10)
         yield XdsServerThread(server=server, port=port, loop=loop)
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)

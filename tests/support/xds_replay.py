@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
-from google.rpc import status_pb2
+from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from controlplane.xds.events import Response, Step
 from controlplane.xds.snapshot import Snapshot

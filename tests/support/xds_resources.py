@@ -38,7 +38,9 @@ def _address(host: str, port: int) -> address_pb2.Address:
     )
 
 
-def make_listener(name: str, port: int, route_name: str, host: str = "127.0.0.1") -> Message:
+def make_listener(
+    name: str, port: int, route_name: str, host: str = "127.0.0.1"
+) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=name,
         rds=hcm_pb2.Rds(config_source=_ads(), route_config_name=route_name),
@@ -64,7 +66,9 @@ def make_listener(name: str, port: int, route_name: str, host: str = "127.0.0.1"
     )
 
 
-def make_route(name: str, cluster: str, tag: str, regex: str | None = None) -> Message:
+def make_route(
+    name: str, cluster: str, tag: str, regex: str | None = None
+) -> route_pb2.RouteConfiguration:
     """A route config sending everything to ``cluster``, stamping ``tag`` on responses."""
     match = route_components_pb2.RouteMatch(prefix="/")
     if regex is not None:
@@ -91,7 +95,7 @@ def make_route(name: str, cluster: str, tag: str, regex: str | None = None) -> M
     )
 
 
-def make_cluster(name: str) -> Message:
+def make_cluster(name: str) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
@@ -100,7 +104,9 @@ def make_cluster(name: str) -> Message:
     )
 
 
-def make_cla(name: str, ports: list[int], host: str = "127.0.0.1") -> Message:
+def make_cla(
+    name: str, ports: list[int], host: str = "127.0.0.1"
+) -> endpoint_pb2.ClusterLoadAssignment:
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=name,
         endpoints=[

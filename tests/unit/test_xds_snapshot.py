@@ -104,7 +104,7 @@ def test_missing_route_configuration_is_inconsistent() -> None:
 def test_eds_service_name_is_the_reference() -> None:
     res = resources()
     cluster = make_cluster("a")
-    cluster.eds_cluster_config.service_name = "a-endpoints"  # type: ignore[attr-defined]
+    cluster.eds_cluster_config.service_name = "a-endpoints"
     res[CLUSTER]["a"] = cluster
     res[ENDPOINT]["a-endpoints"] = res[ENDPOINT].pop("a")
     snap = Snapshot.build(res)  # type: ignore[arg-type]

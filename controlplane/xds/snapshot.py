@@ -94,6 +94,7 @@ class References:
     """Names one type's resources point at, taken from the messages at build time."""
 
     eds_by_cluster: Mapping[str, str] = field(default_factory=dict)  # EDS cluster -> CLA name
+    eds_over_ads: frozenset[str] = frozenset()  # EDS clusters whose endpoints come over ADS
     rds_names: frozenset[str] = frozenset()  # route configuration names wanted by listeners
 
 
@@ -114,6 +115,7 @@ class Snapshot:
         version = version_of({t: ts.version for t, ts in types.items()})
         refs = References(
             eds_by_cluster=MappingProxyType(dict(_eds_names(resources.get(CLUSTER, {})))),
+            eds_over_ads=frozenset(_eds_over_ads(resources.get(CLUSTER, {}))),
             rds_names=frozenset(_rds_names(resources.get(LISTENER, {}))),
         )
         return cls(version=version, types=MappingProxyType(types), references=refs)
@@ -151,6 +153,14 @@ def _eds_names(clusters: Mapping[str, Message]) -> Iterator[tuple[str, str]]:
             continue
         if message.type == cluster_pb2.Cluster.EDS:
             yield name, message.eds_cluster_config.service_name or name
+
+
+def _eds_over_ads(clusters: Mapping[str, Message]) -> Iterator[str]:
+    for name, message in clusters.items():
+        if isinstance(message, cluster_pb2.Cluster) and message.type == cluster_pb2.Cluster.EDS:
+            source = message.eds_cluster_config.eds_config
+            if source.HasField("ads") or source.HasField("self"):
+                yield name
 
 
 def _rds_names(listeners: Mapping[str, Message]) -> Iterator[str]:

@@ -365,8 +365,8 @@ class XdsStream:
         which may route to them, wait for that request (make-before-break)."""
         if self.snapshot is None or self.fixed_type is not None:
             return
-        by_cluster = self.snapshot.references.eds_by_cluster
-        wanted = {by_cluster[name] for name in clusters if name in by_cluster}
+        refs = self.snapshot.references
+        wanted = {refs.eds_by_cluster[n] for n in clusters if n in refs.eds_over_ads}
         eds = self._types.get(ENDPOINT)
         if eds is None:
             eds = self._types[ENDPOINT] = _TypeState(ENDPOINT)

@@ -22,6 +22,7 @@ class DemoBackend:
     port: int
     requests: int = 0
     _server: asyncio.Server | None = field(default=None, repr=False)
+    _connections: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._connection, self.host, self.port)
@@ -29,6 +30,8 @@ class DemoBackend:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for task in list(self._connections):  # keep-alive connections outlive close()
+                task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -38,6 +41,10 @@ class DemoBackend:
         return self._server is not None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while True:
                 try:

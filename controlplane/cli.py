@@ -88,6 +88,48 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+    from controlplane.xds.render import render_node_json
+
+    model = _load_or_report(args.directory)
+    if model is None:
+        return 1
+    cluster = model.clusters.get(args.cluster)
+    if cluster is None:
+        known = ", ".join(model.clusters) or "none"
+        raise UbiqError(f"--cluster: unknown cluster {args.cluster!r} (known: {known})")
+    node = NodeIdentity(
+        cluster=args.cluster, region=cluster.spec.region, zone=cluster.spec.zone or ""
+    )
+    options = CompileOptions(listener_port=args.listener_port)
+    sys.stdout.write(render_node_json(model, node, options))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from controlplane.serve import parse_hostport
+    from controlplane.xds.bootstrap import render_bootstrap
+
+    host, port = parse_hostport(args.xds)
+    text = render_bootstrap(
+        node_id=args.node_id,
+        cluster=args.cluster,
+        region=args.region,
+        zone=args.zone,
+        xds_host=host,
+        xds_port=port,
+        admin_port=args.admin_port,
+        mode="ads-delta" if args.delta else "ads-sotw",
+    )
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
     import time
@@ -165,6 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(p)
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("render", help="the Envoy resources a node would get, as JSON")
+    p.add_argument(
+        "--node-id", default="envoy", help="informational; resources depend on --cluster"
+    )
+    p.add_argument("--cluster", required=True, help="the Ubiq cluster the node runs in")
+    p.add_argument("--listener-port", type=int, default=10000)
+    p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
+    p.set_defaults(handler=cmd_render)
+
+    p = sub.add_parser("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--cluster", required=True, help="the Ubiq cluster this Envoy runs in")
+    p.add_argument("--region", required=True)
+    p.add_argument("--zone", default="")
+    p.add_argument("--xds", default="127.0.0.1:18000", help="Ubiq's xDS address")
+    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--delta", action="store_true", help="incremental (Delta) xDS instead of SotW")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("status", help="what a running `ubiq serve` is doing (proxies, GTM)")
     p.add_argument("--api", default="http://127.0.0.1:8081", help="the server's API address")

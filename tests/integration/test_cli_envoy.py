@@ -1,0 +1,59 @@
+"""`ubiq bootstrap` writes what a real Envoy accepts; `ubiq render` shows what a node would get."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import require_binary
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
+
+
+def ubiq(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_bootstrap_is_accepted_by_envoy(tmp_path: Path, delta: bool) -> None:
+    target = tmp_path / "bootstrap.yaml"
+    args = ["bootstrap", "--node-id", "e1", "--cluster", "eu-west", "--region", "eu-west"]
+    out = ubiq(*args, "--zone", "eu-west-1b", "-o", str(target), *(["--delta"] if delta else []))
+    assert out.returncode == 0, out.stderr
+    assert ("DELTA_GRPC" in target.read_text()) is delta
+    check = subprocess.run(
+        [require_binary("envoy"), "--mode", "validate", "-c", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "configuration" in (check.stdout + check.stderr).lower()
+
+
+def test_render_prints_every_resource_type() -> None:
+    out = ubiq("render", "--cluster", "eu-west", str(EXAMPLE))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == {"CDS", "EDS", "LDS", "RDS"}
+    names = {c["name"] for c in data["CDS"]}
+    assert {"checkout|v1", "checkout|v2", "payments"} <= names
+
+
+def test_render_unknown_cluster_is_one_line() -> None:
+    out = ubiq("render", "--cluster", "mars", str(EXAMPLE))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "ubiq: error: --cluster: unknown cluster 'mars' (known: cn-east, eu-west, us-west)"
+    )

@@ -58,6 +58,12 @@ class Model:
     canaries: Mapping[str, Canary]
     hash: str
     sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict, compare=False)
+    _placement_by_service: Mapping[str, Placement] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _traffic_by_target: Mapping[tuple[str, str | None], TrafficPolicy] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -66,16 +72,24 @@ class Model:
         sources: Mapping[tuple[str, str], SourceRef] | None = None,
     ) -> Model:
         docs = list(documents)
+        placements: Mapping[str, Placement] = _index(docs, "Placement")
+        traffic: Mapping[str, TrafficPolicy] = _index(docs, "TrafficPolicy")
         return cls(
             clusters=_index(docs, "Cluster"),
             services=_index(docs, "Service"),
             route_policies=_index(docs, "RoutePolicy"),
-            traffic_policies=_index(docs, "TrafficPolicy"),
-            placements=_index(docs, "Placement"),
+            traffic_policies=traffic,
+            placements=placements,
             global_services=_index(docs, "GlobalService"),
             canaries=_index(docs, "Canary"),
             hash=content_hash(docs),
             sources=MappingProxyType(dict(sources or {})),
+            _placement_by_service=MappingProxyType(
+                {p.spec.service: p for p in reversed(list(placements.values()))}
+            ),
+            _traffic_by_target=MappingProxyType(
+                {(t.spec.service, t.spec.subset): t for t in reversed(list(traffic.values()))}
+            ),
         )
 
     @classmethod
@@ -96,13 +110,10 @@ class Model:
             yield from group.values()
 
     def traffic_policy_for(self, service: str, subset: str | None = None) -> TrafficPolicy | None:
-        for policy in self.traffic_policies.values():
-            if policy.spec.service == service and policy.spec.subset == subset:
-                return policy
-        return None
+        return self._traffic_by_target.get((service, subset))
 
     def placement_for(self, service: str) -> Placement | None:
-        return next((p for p in self.placements.values() if p.spec.service == service), None)
+        return self._placement_by_service.get(service)
 
     def summary(self) -> dict[str, int]:
         return {

@@ -104,7 +104,7 @@ class Client:
                 response_nonce=response.nonce,
                 version_info=response.version_info,
             )
-        self.send(ack)  # type: ignore[arg-type]
+        self.send(ack)
 
     def run(self, limit: int = 200) -> int:
         steps = 0

@@ -65,6 +65,7 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
     import ipaddress
 
     from controlplane.gtm.explain import explain
+    from controlplane.gtm.geo_load import GeoDatabases
     from controlplane.gtm.groups import ClientGroups
     from controlplane.gtm.plan import GtmConfig, decide, plan_from_model
     from controlplane.gtm.types import HealthView
@@ -77,7 +78,10 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
     if model is None:
         return 1
     health = HealthView(frozenset())
-    plan = decide(plan_from_model(model, GtmConfig()), health, epoch=1)
+    geo = GeoDatabases().load(model)
+    for error in geo.errors:
+        print(f"warning: {error}; using the CIDR client groups", file=sys.stderr)
+    plan = decide(plan_from_model(model, GtmConfig(), geo.groups), health, epoch=1)
     name = args.name.rstrip(".").lower()
     policy = plan.policies.get(name)
     if policy is None:

@@ -2,13 +2,19 @@
 
 Pure. Targets are the GlobalService's explicit ``targets`` or, by default, every cluster the
 service is placed in (static placement), answered at the cluster's gateway address.
+
+Client groups come from the policies' ``clientGroups`` and, optionally, from GeoIP databases
+(``geoDatabase``). Reading a database is I/O and happens at the edge (``geo_load``); this
+module only names the databases and merges the groups read from them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import posixpath
+from collections.abc import Iterable
 
-from controlplane.gtm.types import ClientGroup, SteeringPolicy, Target
+from controlplane.gtm.types import ClientGroup, IPNetwork, SteeringPolicy, Target
 from controlplane.placement.static import place
 from controlplane.policy.globalservice import GlobalServiceSpec
 from controlplane.policy.model import Model
@@ -70,8 +76,46 @@ def steering_policies(model: Model) -> tuple[SteeringPolicy, ...]:
     return tuple(steering_policy(model, name) for name in model.global_services)
 
 
-def client_groups(model: Model) -> tuple[ClientGroup, ...]:
-    """Every client group named by any GlobalService; one name, one definition (merged CIDRs)."""
+def geo_databases(model: Model) -> tuple[str, ...]:
+    """Every GeoIP database named by a GlobalService, in name order, without duplicates.
+
+    A relative path is relative to the directory of the policy file that names it.
+    """
+    paths: dict[str, None] = {}
+    for name, gs in model.global_services.items():
+        path = gs.spec.geo_database
+        if not path:
+            continue
+        source = model.sources.get(("GlobalService", name))
+        if source is not None and not posixpath.isabs(path):
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(source.file), path))
+        paths.setdefault(path, None)
+    return tuple(paths)
+
+
+def geo_regions(model: Model) -> frozenset[str]:
+    """The regions the GTM can act on: a database's other regions would only grow the table."""
+    regions: set[str] = set()
+    for name, gs in model.global_services.items():
+        spec = gs.spec
+        regions.update(t.region for t in steering_policy(model, name).targets)
+        regions.update(g.region for g in spec.client_groups if g.region)
+        for prefs in spec.geo.values():
+            regions.update(prefs)
+        for row in spec.latency.values():
+            regions.update(row)
+    return frozenset(regions)
+
+
+def client_groups(model: Model, geo: Iterable[ClientGroup] = ()) -> tuple[ClientGroup, ...]:
+    """Every client group named by any GlobalService; one name, one definition (merged CIDRs).
+
+    ``geo`` are groups read from GeoIP databases (one per region). A region's networks join the
+    policy group that declares that region (so its ``geo``/``latency`` rows apply), else form a
+    group named after the region (``geo-<region>`` if a policy group already has that name).
+    A network a policy group lists, or an earlier database gave, is not taken again: the policy
+    wins over a database, and the first database over later ones.
+    """
     merged: dict[str, tuple[list[str], str | None]] = {}
     for gs in model.global_services.values():
         for group in gs.spec.client_groups:
@@ -79,11 +123,28 @@ def client_groups(model: Model) -> tuple[ClientGroup, ...]:
             cidrs.extend(c for c in group.cidrs if c not in cidrs)
             if region is None and group.region is not None:
                 merged[group.name] = (cidrs, group.region)
-    return tuple(
-        ClientGroup(
-            name,
-            tuple(ipaddress.ip_network(c, strict=False) for c in cidrs),
-            region,
-        )
+    groups: dict[str, tuple[list[IPNetwork], str | None]] = {
+        name: ([ipaddress.ip_network(c, strict=False) for c in cidrs], region)
         for name, (cidrs, region) in sorted(merged.items())
+    }
+    by_region: dict[str, str] = {}
+    for name, (_, region) in groups.items():
+        if region is not None:
+            by_region.setdefault(region, name)
+    claimed = {net for nets, _ in groups.values() for net in nets}
+    for found in geo:
+        region = found.region or found.name
+        into = by_region.get(region)
+        if into is None:
+            into = found.name if found.name not in merged else f"geo-{found.name}"
+            by_region[region] = into
+        nets, _ = groups.setdefault(into, ([], region))
+        for net in found.networks:
+            if net not in claimed:
+                claimed.add(net)
+                nets.append(net)
+    return tuple(
+        ClientGroup(name, tuple(nets), region)
+        for name, (nets, region) in sorted(groups.items())
+        if nets
     )

@@ -1,13 +1,14 @@
 """Policy model + health -> everything the DNS server needs (zones, decisions, the answer table).
 
 Pure. ``GtmConfig`` says how Ubiq presents itself (nameserver names and glue addresses); the
-rest comes from the model's GlobalServices and the current HealthView.
+rest comes from the model's GlobalServices and the current HealthView. Client groups read from
+GeoIP databases (I/O, done by the caller) come in as ``geo_groups``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -73,7 +74,9 @@ def health_check(spec: GtmHealthCheck) -> HealthCheck:
     )
 
 
-def plan_from_model(model: Model, config: GtmConfig) -> GtmPlan:
+def plan_from_model(
+    model: Model, config: GtmConfig, geo_groups: Iterable[ClientGroup] = ()
+) -> GtmPlan:
     """The parts that depend on the model only (not on health)."""
     policies = {p.name: p for p in steering_policies(model)}
     checked: list[CheckedTarget] = []
@@ -93,7 +96,9 @@ def plan_from_model(model: Model, config: GtmConfig) -> GtmPlan:
         for origin in origins
     )
     unique = {c.key: c for c in checked}  # one probe per (cluster, address, port)
-    return GtmPlan(policies, client_groups(model), zones, tuple(unique.values()))
+    groups = client_groups(model, geo_groups)
+    ClientGroups(groups)  # a network in two groups raises GtmError here, not mid-swap
+    return GtmPlan(policies, groups, zones, tuple(unique.values()))
 
 
 def decide(

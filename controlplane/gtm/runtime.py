@@ -2,7 +2,8 @@
 
 I/O edge. Every model change or health change recomputes the plan (pure) and swaps the table
 in one assignment. A plan that cannot be built (GtmError) is logged and the old table keeps
-answering.
+answering. GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
+that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.errors import GtmError
 from controlplane.gtm.explain import explain, explain_dict
+from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
@@ -43,6 +45,8 @@ class GtmRuntime:
         self.metrics = DnsMetrics(self.registry)
         self.server: DnsServer | None = None
         self._listen = list(listen)
+        self.geo = GeoDatabases()
+        self.geo_errors: tuple[str, ...] = ()
 
     @property
     def plan(self) -> GtmPlan | None:
@@ -62,8 +66,14 @@ class GtmRuntime:
             await self.server.stop()
 
     def update_model(self, model: Model) -> None:
+        geo = self.geo.load(model)
+        for error in geo.errors:
+            log.error("geoip database not used; steering with CIDR client groups", error=error)
+        self.geo_errors = geo.errors
+        if geo.groups:
+            log.info("geoip client groups", networks=describe(geo.groups))
         try:
-            base = plan_from_model(model, self.config)
+            base = plan_from_model(model, self.config, geo.groups)
         except GtmError as exc:
             log.error("gtm plan rejected; keeping previous answers", error=str(exc))
             return

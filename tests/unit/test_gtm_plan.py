@@ -1,0 +1,191 @@
+"""plan.py end to end without sockets: policy YAML -> plan -> answer table -> DNS answers.
+
+Also the GeoIP path: a tiny MaxMind database written by the test becomes client groups, and a
+missing or corrupt one leaves the CIDR groups answering.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet  # type: ignore[import-untyped]
+
+from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
+from controlplane.gtm.geo_load import GeoDatabases
+from controlplane.gtm.geoip import MaxMindRegions, RegionSource
+from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, plan_from_model
+from controlplane.gtm.types import HealthView
+from controlplane.policy.model import Model
+from tests.unit.policy_helpers import doc, load
+
+EU, US = "127.0.0.12", "127.0.0.13"
+EU_KEY, US_KEY = ("eu-west", EU, 8443), ("us-west", US, 8443)
+CONFIG = GtmConfig(ns_addresses=("192.0.2.53", "2001:db8::53"))
+
+
+def global_service(*, groups: str | None = None, extra: str = "") -> str:
+    groups = groups or (
+        "- {name: europe, cidrs: [203.0.113.0/24], region: eu-west}\n"
+        "- {name: america, cidrs: [198.51.100.0/24], region: us-west}"
+    )
+    spec = "\n".join(
+        [
+            "name: web.gtm.example",
+            "zone: gtm.example",
+            "service: web",
+            "strategy: geo",
+            "ttl: 10s",
+            "port: 8443",
+            "targets: [{cluster: eu-west}, {cluster: us-west, tier: 1}]",
+            "healthCheck: {tcp: {}, interval: 1s, timeout: 500ms, unhealthyThreshold: 3}",
+            "clientGroups:",
+            groups,
+            extra,
+        ]
+    )
+    return doc("GlobalService", "web", spec)
+
+
+def model(**kwargs: str) -> Model:
+    return load(global_service(**kwargs))
+
+
+def ask(plan: GtmPlan, source: str, name: str = "web.gtm.example", rtype: str = "A") -> list[str]:
+    assert plan.table is not None
+    query = dns.message.make_query(name, rtype)
+    wire = answer(query.to_wire(), plan.table, Client(source))
+    assert wire is not None
+    response = dns.message.from_wire(wire)
+    assert response.rcode() == dns.rcode.NOERROR
+    return sorted(str(rr) for rrset in response.answer for rr in rrset)
+
+
+def decided(m: Model, health: HealthView | None = None, **kwargs: object) -> GtmPlan:
+    base = plan_from_model(m, CONFIG, **kwargs)  # type: ignore[arg-type]
+    return decide(base, health or HealthView(frozenset()), epoch=1, config=CONFIG)
+
+
+def test_model_to_answers_per_client_group() -> None:
+    plan = decided(model())
+    assert ask(plan, "203.0.113.9") == [EU]
+    assert ask(plan, "198.51.100.9") == [US]
+    assert ask(plan, "10.9.9.9") == [EU]  # default group: failover order, tier 0 first
+    assert set(plan.decisions) == {("web.gtm.example", g) for g in ("europe", "america", "default")}
+
+
+def test_zone_apex_soa_ns_and_glue_from_config() -> None:
+    plan = decided(model())
+    assert ask(plan, "10.0.0.1", "gtm.example", "NS") == ["ns1.gtm.example."]
+    assert ask(plan, "10.0.0.1", "ns1.gtm.example", "A") == ["192.0.2.53"]
+    assert ask(plan, "10.0.0.1", "ns1.gtm.example", "AAAA") == ["2001:db8::53"]
+    soa = ask(plan, "10.0.0.1", "gtm.example", "SOA")
+    assert len(soa) == 1 and soa[0].startswith("ns1.gtm.example. hostmaster.gtm.example.")
+
+
+def test_health_checks_planned_once_per_target() -> None:
+    plan = plan_from_model(model(), CONFIG)
+    assert sorted(c.key for c in plan.checked) == sorted([EU_KEY, US_KEY])
+    check = plan.checked[0].check
+    assert (check.kind, check.interval, check.unhealthy_threshold) == ("tcp", 1.0, 3)
+
+
+def test_health_change_changes_answers() -> None:
+    m = model()
+    known = frozenset({EU_KEY, US_KEY})
+    eu_down = decided(m, HealthView(frozenset({US_KEY}), known))
+    assert ask(eu_down, "203.0.113.9") == [US]
+    assert ask(eu_down, "198.51.100.9") == [US]
+    back = decided(m, HealthView(known, known))
+    assert ask(back, "203.0.113.9") == [EU]
+    all_down = decided(m, HealthView(frozenset(), known))  # allDown answerAll
+    assert ask(all_down, "203.0.113.9") == [EU, US]
+
+
+# --- GeoIP databases ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mmdb(tmp_path: Path) -> Path:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Ubiq-Test")
+    writer.insert_network(IPSet(["10.20.0.0/16"]), {"region": "eu-west"})
+    writer.insert_network(IPSet(["10.30.0.0/16"]), {"region": "us-west"})
+    writer.insert_network(IPSet(["10.40.0.0/16"]), {"region": "ap-south"})  # no target there
+    writer.insert_network(IPSet(["198.51.100.0/24"]), {"region": "eu-west"})  # policy wins
+    writer.insert_network(IPSet(["2001:db8:20::/48"]), {"region": "eu-west"})
+    path = tmp_path / "regions.mmdb"
+    writer.to_db_file(str(path))
+    return path
+
+
+def test_geo_database_regions_become_client_groups(mmdb: Path) -> None:
+    m = model(extra=f"geoDatabase: {mmdb}")
+    assert geo_databases(m) == (str(mmdb),)
+    assert geo_regions(m) == {"eu-west", "us-west"}
+    geo = GeoDatabases().load(m)
+    assert geo.errors == ()
+    assert sorted(g.region or "" for g in geo.groups) == ["eu-west", "us-west"]
+    plan = decided(m, geo_groups=geo.groups)
+    by_name = {g.name: g for g in plan.groups}
+    assert set(by_name) == {"europe", "america"}  # database networks joined the declared groups
+    assert ask(plan, "10.20.1.1") == [EU]
+    assert ask(plan, "10.30.1.1") == [US]
+    assert ask(plan, "2001:db8:20::7") == [EU]
+    assert ask(plan, "10.40.1.1") == [EU]  # ap-south is not a region here: default group
+    assert ask(plan, "198.51.100.9") == [US]  # the policy's own CIDR wins over the database
+
+
+def test_geo_region_without_declared_group_gets_its_own(mmdb: Path) -> None:
+    only_europe = "- {name: europe, cidrs: [203.0.113.0/24], region: eu-west}"
+    m = model(groups=only_europe, extra=f"geoDatabase: {mmdb}")
+    plan = decided(m, geo_groups=GeoDatabases().load(m).groups)
+    assert {g.name: g.region for g in plan.groups} == {"europe": "eu-west", "us-west": "us-west"}
+    assert ask(plan, "10.30.1.1") == [US]  # geo strategy: the group's own region
+    assert ask(plan, "198.51.100.9") == [EU]  # no policy group claims it: the database does
+
+
+def test_relative_database_path_is_relative_to_the_policy_file(tmp_path: Path) -> None:
+    from controlplane.policy.loader import load_texts
+    from tests.unit.policy_helpers import BASE
+
+    policy_file = tmp_path / "policies" / "global.yaml"
+    m = load_texts(
+        [
+            ("base.yaml", BASE),
+            (str(policy_file), global_service(extra="geoDatabase: ../geo/regions.mmdb")),
+        ]
+    )
+    assert geo_databases(m) == (str(tmp_path / "geo" / "regions.mmdb"),)
+
+
+def test_missing_or_corrupt_database_keeps_cidr_groups(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.mmdb"
+    corrupt.write_bytes(b"\x00not a maxmind database" * 100)
+    for path in (tmp_path / "missing.mmdb", corrupt):
+        m = model(extra=f"geoDatabase: {path}")
+        geo = GeoDatabases().load(m)
+        assert geo.groups == () and len(geo.errors) == 1 and str(path) in geo.errors[0]
+        plan = decided(m, geo_groups=geo.groups)
+        assert plan.groups == client_groups(m)
+        assert ask(plan, "203.0.113.9") == [EU]
+
+
+def test_database_read_once_until_the_file_changes(mmdb: Path) -> None:
+    opened: list[str] = []
+
+    def opener(path: str) -> RegionSource:
+        opened.append(path)
+        return MaxMindRegions(path)
+
+    dbs = GeoDatabases(opener)
+    m = model(extra=f"geoDatabase: {mmdb}")
+    first = dbs.load(m)
+    assert dbs.load(m) == first and len(opened) == 1
+    mmdb.write_bytes(b"garbage")  # a broken replacement is reported, not served
+    again = dbs.load(m)
+    assert again.groups == () and again.errors and len(opened) == 2

@@ -1,0 +1,207 @@
+"""The processes bench.xds_convergence starts: Ubiq (timed at each stage) and the demo backends.
+
+Both are ``multiprocessing`` targets (spawn): ``(..., ready, stop)`` -- set ``ready`` once
+serving, return soon after ``stop`` is set. The policy set is one service ``web`` with subsets
+v1/v2 and, per Ubiq cluster ``cNN`` (one per Envoy), one v1 and one v2 endpoint on
+127.0.(40+N).1 / .2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+
+def routes_yaml(version: str) -> str:
+    """The only file the benchmark rewrites: all traffic to ``version`` (100/0 or 0/100)."""
+    v1, v2 = (100, 0) if version == "v1" else (0, 100)
+    return (
+        "apiVersion: ubiq.io/v1alpha1\nkind: RoutePolicy\nmetadata: {name: web}\n"
+        'spec:\n  hosts: ["*"]\n  http:\n  - route:\n'
+        f"    - {{service: web, subset: v1, weight: {v1}}}\n"
+        f"    - {{service: web, subset: v2, weight: {v2}}}\n"
+    )
+
+
+def endpoint_address(index: int, version: str) -> str:
+    return f"127.0.{40 + index}.{1 if version == 'v1' else 2}"
+
+
+def policy_files(clusters: int, port: int) -> dict[str, str]:
+    docs = [
+        "apiVersion: ubiq.io/v1alpha1\nkind: Cluster\n"
+        f"metadata: {{name: c{i:02d}}}\nspec: {{region: r{i:02d}}}\n"
+        for i in range(clusters)
+    ]
+    endpoints = "".join(
+        f"  - {{cluster: c{i:02d}, address: {endpoint_address(i, v)}, port: {port},"
+        f" labels: {{version: {v}}}}}\n"
+        for i in range(clusters)
+        for v in ("v1", "v2")
+    )
+    service = (
+        "apiVersion: ubiq.io/v1alpha1\nkind: Service\nmetadata: {name: web}\nspec:\n"
+        f"  ports: [{{name: http, port: {port}, protocol: HTTP}}]\n"
+        "  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
+        "  endpoints:\n" + endpoints
+    )
+    return {
+        "clusters.yaml": "---\n".join(docs),
+        "services.yaml": service,
+        "routes.yaml": routes_yaml("v1"),
+    }
+
+
+# -- backends ---------------------------------------------------------------------------------
+
+
+def backend_process(clusters: int, port: int, ready: Any, stop: Any) -> None:
+    asyncio.run(_backends(clusters, port, ready, stop))
+
+
+async def _backends(clusters: int, port: int, ready: Any, stop: Any) -> None:
+    from controlplane.demo.backends import DemoBackend
+
+    backends = [
+        DemoBackend("web", f"c{i:02d}", v, endpoint_address(i, v), port)
+        for i in range(clusters)
+        for v in ("v1", "v2")
+    ]
+    for backend in backends:
+        await backend.start()
+    ready.set()
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+    finally:
+        for backend in backends:
+            await backend.stop()
+
+
+# -- Ubiq, with timestamps at each stage -------------------------------------------------------
+
+
+def ubiq_process(
+    directory: str,
+    xds_port: int,
+    listener_ports: dict[str, int],
+    debounce_ms: int,
+    watch_step_ms: int | None,
+    events: Any,
+    ready: Any,
+    stop: Any,
+) -> None:
+    asyncio.run(
+        _ubiq(directory, xds_port, listener_ports, debounce_ms, watch_step_ms, events, ready, stop)
+    )
+
+
+async def _ubiq(
+    directory: str,
+    xds_port: int,
+    listener_ports: dict[str, int],
+    debounce_ms: int,
+    watch_step_ms: int | None,
+    events: Any,
+    ready: Any,
+    stop: Any,
+) -> None:
+    """``ubiq serve DIR --dns off --api off --listener-address 127.0.0.1``, per-cluster ports.
+
+    Timing wrappers around the stages put ``(stage, monotonic time, detail)`` on ``events``:
+    watch (watchfiles yielded a batch), loaded (load + validate + swap done), compiled,
+    published (one group's snapshot swapped in), sent / acked (RDS response to / ACK from a node).
+    """
+    import watchfiles
+
+    import controlplane.policy.store as store_module
+    import controlplane.xds.runtime as runtime_module
+    from controlplane.logging import configure_logging
+    from controlplane.serve import ServeOptions, Ubiq
+    from controlplane.xds.compiler.options import CompileOptions
+    from controlplane.xds.events import Acked, Response
+    from controlplane.xds.resources import ROUTE
+
+    configure_logging("warning")
+
+    def emit(stage: str, detail: str = "") -> None:
+        events.put((stage, time.monotonic(), detail))
+
+    if watch_step_ms:
+        patched = functools.partial(_awatch_with_step, watchfiles.awatch, watch_step_ms)
+        store_module.watchfiles = _Namespace(awatch=patched)  # type: ignore[assignment]
+
+    compile_snapshots = runtime_module.compile_snapshots
+
+    def timed_compile(*args: Any, **kwargs: Any) -> Any:
+        out = compile_snapshots(*args, **kwargs)
+        emit("compiled")
+        return out
+
+    runtime_module.compile_snapshots = timed_compile  # type: ignore[assignment]
+
+    options = ServeOptions(
+        directory=Path(directory),
+        xds=("127.0.0.1", xds_port),
+        dns=(),
+        api=None,
+        compile=CompileOptions(listener_address="127.0.0.1", listener_ports=listener_ports),
+        debounce_ms=debounce_ms,
+    )
+    ubiq = Ubiq(options)
+    reload, set_snapshot = ubiq.store.reload, ubiq.xds.cache.set_snapshot
+    status = ubiq.xds.status
+    connect, record, sent = status.connect, status.record, status.sent
+    nodes: dict[int, str] = {}
+
+    async def timed_reload() -> bool:
+        emit("watch")
+        changed = await reload()
+        emit("loaded", str(changed))
+        return changed
+
+    def timed_set_snapshot(group: str, snapshot: Any) -> bool:
+        changed = set_snapshot(group, snapshot)
+        if changed:
+            emit("published", group)
+        return changed
+
+    def timed_connect(stream_id: int, node: Any, group: str, mode: str) -> None:
+        nodes[stream_id] = node.id
+        connect(stream_id, node, group, mode)
+
+    def timed_record(stream_id: int, event: Any) -> None:
+        if isinstance(event, Acked) and event.type_url == ROUTE:
+            emit("acked", nodes.get(stream_id, ""))
+        record(stream_id, event)
+
+    def timed_sent(stream_id: int, response: Response) -> None:
+        if response.type_url == ROUTE:
+            emit("sent", nodes.get(stream_id, ""))
+        sent(stream_id, response)
+
+    ubiq.store.reload = timed_reload  # type: ignore[method-assign]
+    ubiq.xds.cache.set_snapshot = timed_set_snapshot  # type: ignore[method-assign]
+    status.connect = timed_connect  # type: ignore[method-assign]
+    status.record = timed_record  # type: ignore[method-assign]
+    status.sent = timed_sent  # type: ignore[method-assign]
+
+    await ubiq.start()
+    ready.set()
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+    finally:
+        await ubiq.stop()
+
+
+class _Namespace:
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+
+def _awatch_with_step(awatch: Any, step_ms: int, *args: Any, **kwargs: Any) -> Any:
+    return awatch(*args, **{**kwargs, "step": step_ms})

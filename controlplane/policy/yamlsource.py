@@ -28,6 +28,7 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class _Converter:
             raise _YamlShapeError(line, f"nested deeper than {MAX_DEPTH} levels (recursive alias?)")
         self.lines.setdefault(path, line)
         if isinstance(node, ScalarNode):
+            if node.tag == _STR_TAG:  # the common case, without the constructor's bookkeeping
+                return node.value
             try:
                 return self.scalars.construct_object(node)
             except ConstructorError as exc:
@@ -98,7 +101,11 @@ class _Converter:
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise _YamlShapeError(key_line, "mapping keys must be plain strings")
-            key = str(self.scalars.construct_object(key_node))
+            key = (
+                key_node.value
+                if key_node.tag == _STR_TAG
+                else str(self.scalars.construct_object(key_node))
+            )
             if key in out:
                 raise _YamlShapeError(
                     key_line, f"duplicate key {key!r} (first at line {first_line[key]})"

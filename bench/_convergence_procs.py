@@ -117,7 +117,6 @@ async def _ubiq(
     """
     import watchfiles
 
-    import controlplane.policy.store as store_module
     import controlplane.xds.runtime as runtime_module
     from controlplane.logging import configure_logging
     from controlplane.serve import ServeOptions, Ubiq
@@ -131,8 +130,8 @@ async def _ubiq(
         events.put((stage, time.monotonic(), detail))
 
     if watch_step_ms:
-        patched = functools.partial(_awatch_with_step, watchfiles.awatch, watch_step_ms)
-        store_module.watchfiles = _Namespace(awatch=patched)  # type: ignore[assignment]
+        # the store calls ``watchfiles.awatch(..., step=20)``; this process only
+        watchfiles.awatch = functools.partial(_awatch_with_step, watchfiles.awatch, watch_step_ms)
 
     compile_snapshots = runtime_module.compile_snapshots
 
@@ -141,7 +140,7 @@ async def _ubiq(
         emit("compiled")
         return out
 
-    runtime_module.compile_snapshots = timed_compile  # type: ignore[assignment]
+    runtime_module.compile_snapshots = timed_compile
 
     options = ServeOptions(
         directory=Path(directory),
@@ -196,11 +195,6 @@ async def _ubiq(
             await asyncio.sleep(0.05)
     finally:
         await ubiq.stop()
-
-
-class _Namespace:
-    def __init__(self, **attrs: Any) -> None:
-        self.__dict__.update(attrs)
 
 
 def _awatch_with_step(awatch: Any, step_ms: int, *args: Any, **kwargs: Any) -> Any:

@@ -35,16 +35,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_output(text: str, output: str | None) -> int:
+    if output:
+        Path(output).write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from controlplane.policy.schema import document_schema_json
 
     text = document_schema_json()
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _write_output(text, args.output)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -126,12 +130,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         mode="ads-delta" if args.delta else "ads-sotw",
     )
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _write_output(text, args.output)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -215,6 +216,7 @@ async def run_config(
         finally:
             for envoy in started:
                 envoy.stop()
+    shutil.rmtree(work, ignore_errors=True)  # kept, with the Envoy logs, when something failed
     return {"config": config.label, "mode": config.mode, "debounce_ms": config.debounce_ms,
             "watch_step_ms": config.watch_step_ms, "rounds": results}  # fmt: skip
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
 from controlplane.errors import UbiqError
+from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
@@ -51,6 +53,17 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         help="DNS listen address, repeatable (default 127.0.0.1:5353); 'off' disables the GTM",
     )
+    p.add_argument(
+        "--ns-label",
+        default="ns1",
+        help="label of the GTM's NS name in each zone (ns1 -> ns1.ZONE)",
+    )
+    p.add_argument(
+        "--ns-address",
+        action="append",
+        help="address published as the NS glue, repeatable (default: the --dns addresses);"
+        " list every replica's public address",
+    )
     p.add_argument("--api", default="127.0.0.1:8081", help="HTTP API address; 'off' disables it")
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
@@ -65,6 +78,7 @@ class ServeOptions:
     xds: tuple[str, int] = ("127.0.0.1", 18000)
     dns: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
     api: tuple[str, int] | None = ("127.0.0.1", 8081)
+    gtm: GtmConfig | None = None  # default: NS glue from the DNS listen addresses
     compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
 
@@ -72,8 +86,20 @@ class ServeOptions:
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
         dns_args = args.dns or ["127.0.0.1:5353"]
         dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
+        gtm = None
+        if args.ns_address or args.ns_label != "ns1":
+            addresses = args.ns_address or [h for h, _ in dns] or ["127.0.0.1"]
+            for address in addresses:
+                try:
+                    ipaddress.ip_address(address)
+                except ValueError:
+                    raise UbiqError(
+                        f"--ns-address: expected an IP address, got {address!r}"
+                    ) from None
+            gtm = GtmConfig(ns_label=args.ns_label, ns_addresses=tuple(dict.fromkeys(addresses)))
         return cls(
             directory=args.directory,
+            gtm=gtm,
             xds=parse_hostport(args.xds),
             dns=dns,
             api=None if args.api == "off" else parse_hostport(args.api),
@@ -92,7 +118,11 @@ class Ubiq:
         self.registry = CollectorRegistry()
         self.store = DirectoryStore(options.directory, debounce_ms=options.debounce_ms)
         self.xds = XdsRuntime(options.compile, registry=self.registry)
-        self.gtm = GtmRuntime(options.dns, registry=self.registry) if options.dns else None
+        self.gtm = (
+            GtmRuntime(options.dns, config=options.gtm, registry=self.registry)
+            if options.dns
+            else None
+        )
         self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
         self.xds_port: int | None = None

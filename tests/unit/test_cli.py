@@ -84,3 +84,34 @@ def test_schema_is_json_schema(tmp_path: Path) -> None:
         "Canary",
     }
     assert schema["$defs"]["Destination"]["additionalProperties"] is False
+
+
+def test_serve_options_from_flags() -> None:
+    from controlplane.cli import build_parser
+    from controlplane.serve import ServeOptions
+
+    args = build_parser().parse_args(
+        ["serve", "pol", "--dns", "0.0.0.0:53", "--dns", "[::]:53", "--api", "off", "--xds", "9000"]
+    )
+    options = ServeOptions.from_args(args)
+    assert options.dns == (("0.0.0.0", 53), ("::", 53))
+    assert options.api is None and options.xds == ("127.0.0.1", 9000) and options.gtm is None
+    args = build_parser().parse_args(["serve", "pol", "--ns-address", "192.0.2.53"])
+    gtm = ServeOptions.from_args(args).gtm
+    assert gtm is not None and gtm.ns_addresses == ("192.0.2.53",)
+
+
+def test_serve_rejects_bad_flags() -> None:
+    import pytest
+
+    from controlplane.cli import build_parser
+    from controlplane.errors import UbiqError
+    from controlplane.serve import ServeOptions
+
+    for argv in (
+        ["--ns-address", "ns.example"],
+        ["--xds", "host:port"],
+        ["--dns", "1.2.3.4:70000"],
+    ):
+        with pytest.raises(UbiqError):
+            ServeOptions.from_args(build_parser().parse_args(["serve", "pol", *argv]))

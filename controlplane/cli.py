@@ -54,8 +54,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from controlplane.serve import ServeOptions, serve
 
+    from controlplane.gtm.server import new_event_loop
+
     options = ServeOptions.from_args(args)
-    asyncio.run(serve(options))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:  # uvloop when installed
+        runner.run(serve(options))
     return 0
 
 

@@ -125,7 +125,10 @@ class DirectoryStore:
             self.root,
             watch_filter=_relevant,
             debounce=self.debounce_ms,
-            step=20,
+            # watchfiles yields a batch once a whole step passes with no new change, so the
+            # step, not `debounce`, sets the latency of a single write (measured: 20 ms step ->
+            # 27-34 ms to notice a write; 5 ms -> about 9 ms)
+            step=5,
             stop_event=self._stop,
             recursive=True,
         ):

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="sotw,delta")
     parser.add_argument("--debounce-ms", default="100,20")
     parser.add_argument(
-        "--watch-step-ms", type=int, default=5, help="extra config with this step; 0: skip it"
+        "--watch-step-ms", type=int, default=20, help="extra config with this step; 0: skip it"
     )
     args = parser.parse_args(argv)
     configs = [

@@ -18,7 +18,7 @@ from controlplane.gtm.health_state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
 from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
-from controlplane.gtm.zone import Zone
+from controlplane.gtm.zone import StaticRecord, Zone
 from controlplane.policy.globalservice import GtmHealthCheck
 from controlplane.policy.model import Model
 
@@ -87,11 +87,19 @@ def plan_from_model(
         policy = policies[gs.spec.name.rstrip(".").lower()]
         checked.extend(CheckedTarget(t, check) for t in policy.targets)
     origins = sorted({p.zone for p in policies.values()})
+    aliases: dict[str, list[StaticRecord]] = {origin: [] for origin in origins}
+    for gs in model.global_services.values():
+        policy = policies[gs.spec.name.rstrip(".").lower()]
+        aliases[policy.zone].extend(
+            StaticRecord(a.rstrip(".").lower(), "CNAME", f"{policy.name}.", policy.ttl)
+            for a in gs.spec.aliases
+        )
     zones = tuple(
         Zone(
             origin=origin,
             nameservers=(f"{config.ns_label}.{origin}",),
             glue={f"{config.ns_label}.{origin}": config.ns_addresses},
+            records=tuple(sorted(aliases[origin], key=lambda r: r.name)),
         )
         for origin in origins
     )

@@ -8,11 +8,13 @@ that cannot be read is logged and the plan is built with the policies' CIDR grou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from controlplane.errors import GtmError
 from controlplane.gtm.explain import explain, explain_dict
@@ -34,6 +36,37 @@ def _glue_addresses(listen: Sequence[tuple[str, int]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(usable)) or ("127.0.0.1",)
 
 
+class _AnswerCollector(Collector):
+    """The answers being served right now, read from the live plan at scrape time."""
+
+    def __init__(self, runtime: GtmRuntime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        answers = GaugeMetricFamily(
+            "ubiq_gtm_answer",
+            "1 for each address answered for a name to a client group",
+            labels=["name", "group", "region", "address"],
+        )
+        all_down = GaugeMetricFamily(
+            "ubiq_gtm_all_down",
+            "1 when no target of the name is healthy for the group (the all-down answer is served)",
+            labels=["name", "group"],
+        )
+        epoch = GaugeMetricFamily("ubiq_gtm_epoch", "Answer table recomputations since start")
+        plan = self._runtime.plan
+        if plan is not None:
+            for (name, group), d in sorted(plan.decisions.items()):
+                regions = d.regions or ("",) * len(d.addresses)
+                for address, region in zip(d.addresses, regions, strict=False):
+                    answers.add_metric([name, group, region, address], 1)
+                all_down.add_metric([name, group], 1 if (d.all_down or d.servfail) else 0)
+        epoch.add_metric([], self._runtime.epoch)
+        yield answers
+        yield all_down
+        yield epoch
+
+
 class GtmRuntime:
     def __init__(
         self,
@@ -53,10 +86,15 @@ class GtmRuntime:
         self._listen = list(listen)
         self.geo = GeoDatabases()
         self.geo_errors: tuple[str, ...] = ()
+        self.registry.register(_AnswerCollector(self))
 
     @property
     def plan(self) -> GtmPlan | None:
         return self._plan
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
 
     async def start(self, model: Model) -> None:
         self.update_model(model)

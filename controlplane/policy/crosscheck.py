@@ -131,13 +131,16 @@ def _unique_targets(located: Iterable[Located]) -> Iterator[Problem]:
                 )
             placement.setdefault(d.spec.service, d.name)
         elif isinstance(d, GlobalService):
-            name = d.spec.name.rstrip(".")
-            if name in dns:
-                yield item.problem(
-                    ("spec", "name"),
-                    f"DNS name {name!r} is already served by GlobalService {dns[name]!r}",
-                )
-            dns.setdefault(name, d.name)
+            names = [(("spec", "name"), d.spec.name)] + [
+                (("spec", "aliases", i), a) for i, a in enumerate(d.spec.aliases)
+            ]
+            for path, raw in names:
+                name = raw.rstrip(".")
+                if name in dns:
+                    yield item.problem(
+                        path, f"DNS name {name!r} is already served by GlobalService {dns[name]!r}"
+                    )
+                dns.setdefault(name, d.name)
 
 
 def _service_ref(

@@ -80,6 +80,7 @@ class ClientGroupSpec(Spec):
 class GlobalServiceSpec(Spec):
     name: Hostname
     zone: Hostname
+    aliases: tuple[Hostname, ...] = ()  # other names in the zone, answered as CNAMEs to ``name``
     service: Name
     port: Port | None = None
     strategy: GtmStrategy = "failover"
@@ -100,6 +101,10 @@ class GlobalServiceSpec(Spec):
         name, zone = self.name.rstrip("."), self.zone.rstrip(".")
         if name != zone and not name.endswith("." + zone):
             raise ValueError(f"name {self.name!r} is not inside zone {self.zone!r}")
+        for alias in self.aliases:
+            bare = alias.rstrip(".")
+            if bare == name or not bare.endswith("." + zone):
+                raise ValueError(f"alias {alias!r} must be another name inside zone {self.zone!r}")
         if self.all_down == "fallback" and not self.fallback:
             raise ValueError("allDown fallback needs fallback addresses")
         if self.ttl < 1000 and self.ttl != 0:

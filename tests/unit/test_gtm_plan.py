@@ -189,3 +189,26 @@ def test_database_read_once_until_the_file_changes(mmdb: Path) -> None:
     mmdb.write_bytes(b"garbage")  # a broken replacement is reported, not served
     again = dbs.load(m)
     assert again.groups == () and again.errors and len(opened) == 2
+
+
+def test_aliases_are_cnames_to_the_global_name() -> None:
+    plan = decided(model(extra="aliases: [shop.gtm.example, www.gtm.example]"))
+    assert ask(plan, "203.0.113.9", "shop.gtm.example") == sorted([EU, "web.gtm.example."])
+    assert ask(plan, "198.51.100.9", "www.gtm.example") == sorted([US, "web.gtm.example."])
+
+
+def test_served_answers_are_metrics() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from controlplane.gtm.runtime import GtmRuntime
+
+    registry = CollectorRegistry()
+    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, registry=registry)
+    runtime.update_model(model())
+    text = generate_latest(registry).decode()
+    assert (
+        'ubiq_gtm_answer{address="127.0.0.12",group="europe",name="web.gtm.example",region="eu-west"} 1.0'
+        in text
+    )
+    assert 'ubiq_gtm_all_down{group="america",name="web.gtm.example"} 0.0' in text
+    assert "ubiq_gtm_epoch 1.0" in text

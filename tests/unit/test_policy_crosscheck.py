@@ -198,3 +198,21 @@ def test_invalid_document_does_not_cause_unknown_reference_noise() -> None:
     assert problems(bad_service, r) == [
         "extra0.yaml:5: spec.ports[0].port: must be 1..65535, got 0"
     ]
+
+
+def test_aliases_are_dns_names_too() -> None:
+    a = doc("GlobalService", "a", "name: web.gtm.example\nzone: gtm.example\nservice: web")
+    b = doc(
+        "GlobalService",
+        "b",
+        "name: api.gtm.example\nzone: gtm.example\naliases: [web.gtm.example]\nservice: web",
+    )
+    assert problems(a, b) == [
+        "extra1.yaml:7: spec.aliases[0]: DNS name 'web.gtm.example' is already served by GlobalService 'a'"
+    ]
+    outside = doc(
+        "GlobalService",
+        "c",
+        "name: c.gtm.example\nzone: gtm.example\naliases: [c.other.example]\nservice: web",
+    )
+    assert "alias 'c.other.example' must be another name inside zone" in problems(outside)[0]

@@ -52,9 +52,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from controlplane.serve import ServeOptions, serve
-
     from controlplane.gtm.server import new_event_loop
+    from controlplane.serve import ServeOptions, serve
 
     options = ServeOptions.from_args(args)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:  # uvloop when installed

@@ -64,6 +64,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help="address published as the NS glue, repeatable (default: the --dns addresses);"
         " list every replica's public address",
     )
+    p.add_argument(
+        "--allow-transfer",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="networks allowed to AXFR the GTM's zones, repeatable (default: refused to all)",
+    )
     p.add_argument("--api", default="127.0.0.1:8081", help="HTTP API address; 'off' disables it")
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
@@ -87,8 +94,8 @@ class ServeOptions:
         dns_args = args.dns or ["127.0.0.1:5353"]
         dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
         gtm = None
-        if args.ns_address or args.ns_label != "ns1":
-            addresses = args.ns_address or [h for h, _ in dns] or ["127.0.0.1"]
+        if args.ns_address or args.ns_label != "ns1" or args.allow_transfer:
+            addresses = args.ns_address or [h for h, _ in dns if h not in ("0.0.0.0", "::")]
             for address in addresses:
                 try:
                     ipaddress.ip_address(address)
@@ -96,7 +103,18 @@ class ServeOptions:
                     raise UbiqError(
                         f"--ns-address: expected an IP address, got {address!r}"
                     ) from None
-            gtm = GtmConfig(ns_label=args.ns_label, ns_addresses=tuple(dict.fromkeys(addresses)))
+            for network in args.allow_transfer:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    raise UbiqError(
+                        f"--allow-transfer: expected a network, got {network!r}"
+                    ) from None
+            gtm = GtmConfig(
+                ns_label=args.ns_label,
+                ns_addresses=tuple(dict.fromkeys(addresses)) or ("127.0.0.1",),
+                allow_transfer=tuple(args.allow_transfer),
+            )
         return cls(
             directory=args.directory,
             gtm=gtm,

@@ -99,6 +99,10 @@ def test_serve_options_from_flags() -> None:
     args = build_parser().parse_args(["serve", "pol", "--ns-address", "192.0.2.53"])
     gtm = ServeOptions.from_args(args).gtm
     assert gtm is not None and gtm.ns_addresses == ("192.0.2.53",)
+    args = build_parser().parse_args(["serve", "pol", "--allow-transfer", "10.0.0.0/8"])
+    gtm = ServeOptions.from_args(args).gtm
+    assert gtm is not None and gtm.allow_transfer == ("10.0.0.0/8",)
+    assert gtm.ns_addresses == ("127.0.0.1",)
 
 
 def test_serve_rejects_bad_flags() -> None:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from controlplane.gtm.health_state import CheckedTarget, HealthCheck, checked_targets
 from controlplane.gtm.steering import steer_all
 from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
@@ -79,13 +79,11 @@ def plan_from_model(
 ) -> GtmPlan:
     """The parts that depend on the model only (not on health)."""
     policies = {p.name: p for p in steering_policies(model)}
-    checked: list[CheckedTarget] = []
-    for gs in model.global_services.values():
-        if gs.spec.health_check is None:
-            continue
-        check = health_check(gs.spec.health_check)
-        policy = policies[gs.spec.name.rstrip(".").lower()]
-        checked.extend(CheckedTarget(t, check) for t in policy.targets)
+    checks = {
+        gs.spec.name.rstrip(".").lower(): health_check(gs.spec.health_check)
+        for gs in model.global_services.values()
+        if gs.spec.health_check is not None
+    }
     origins = sorted({p.zone for p in policies.values()})
     aliases: dict[str, list[StaticRecord]] = {origin: [] for origin in origins}
     for gs in model.global_services.values():
@@ -103,10 +101,9 @@ def plan_from_model(
         )
         for origin in origins
     )
-    unique = {c.key: c for c in checked}  # one probe per (cluster, address, port)
     groups = client_groups(model, geo_groups)
     ClientGroups(groups)  # a network in two groups raises GtmError here, not mid-swap
-    return GtmPlan(policies, groups, zones, tuple(unique.values()))
+    return GtmPlan(policies, groups, zones, checked_targets(policies.values(), checks))
 
 
 def decide(

@@ -2,6 +2,12 @@
 
     .venv/bin/python -m bench.xds_compile [--services 1000 10000]
 
+Incremental rows: the changed model is rebuilt from new (equal, not identical) document objects, as
+a reload from disk gives; "diff + compile" is ``diff`` + ``recompile_node`` for one node; "snapshot
+build (with reuse)" is ``Snapshot.build(previous=...)`` on that result; the runtime row is
+``build_groups`` (diff, recompile and snapshot for each of the 3 node groups), the whole compile
+step of ``XdsRuntime.update_model``.
+
 Each service: 1 port, 3 regions x 3 endpoints, one RoutePolicy (host + one route). Models are
 built two ways (``load_texts`` from YAML, and document objects directly) and timed apart from
 compiling. Baseline, same run: constructing + serializing the same number of minimal Cluster
@@ -21,6 +27,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 
+from controlplane.policy.diff import diff
 from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
@@ -28,7 +35,11 @@ from controlplane.xds.compiler import CompileCache, CompileOptions, NodeIdentity
 from controlplane.xds.compiler import compile_node_resources as compile_node
 from controlplane.xds.compiler.effective import ModelIndex
 from controlplane.xds.compiler.generate import build_service_resources
+from controlplane.xds.compiler.incremental import compile_node as compile_full
+from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.routes import build_virtual_host
+from controlplane.xds.runtime import build_groups
+from controlplane.xds.snapshot import Snapshot
 
 REGIONS = ("eu-west", "us-west", "ap-south")
 RESULTS = Path(__file__).parent / "results"
@@ -77,6 +88,20 @@ def documents(n: int, last_octet: int = 1) -> list[AnyDocument]:
             )
         )
     return docs
+
+
+def route_doc(i: int, prefix: str = "/") -> RoutePolicy:
+    return RoutePolicy.model_validate(
+        {
+            "metadata": {"name": f"svc-{i}"},
+            "spec": {
+                "hosts": [f"svc-{i}.mesh.example"],
+                "http": [
+                    {"match": [{"path": {"prefix": prefix}}], "route": [{"service": f"svc-{i}"}]}
+                ],
+            },
+        }
+    )
 
 
 def service_doc(i: int, last_octet: int = 1) -> Service:
@@ -157,6 +182,50 @@ def run(n: int) -> list[dict[str, Any]]:
         build_virtual_host(policy, 10000, index.cluster_name, index.hash_key)
 
     row("compile one service (clusters+CLA+vhost)", timed(one_service, repeat=20)[0])
+
+    # incremental: a reload gives new, equal documents; only svc-0's Service really changed
+    reloaded = Model.build(documents(n))
+    edited = Model.build(
+        [
+            service_doc(0, last_octet=2) if d.kind == "Service" and d.name == "svc-0" else d
+            for d in documents(n)
+        ]
+    )
+    gc.collect()
+    gc.freeze()
+    start = compile_full(model, NODE, OPTIONS)
+    full_snap_s, start_snap = timed(lambda: Snapshot.build(start.resources), repeat=1)
+    row("snapshot build, full (every resource serialized)", full_snap_s)
+    row("diff (reload, one Service changed)", timed(lambda: diff(reloaded, edited))[0])
+    row(
+        "incremental recompile, nothing changed (diff + compile)",
+        timed(lambda: recompile_node(start, reloaded, diff(model, reloaded)))[0],
+    )
+    inc_s, inc = timed(lambda: recompile_node(start, edited, diff(model, edited)), repeat=5)
+    row("incremental recompile, one service changed (diff + compile)", inc_s)
+    reuse_s, _ = timed(
+        lambda: Snapshot.build(
+            inc.resources, previous=start_snap, previous_resources=start.resources
+        ),
+        repeat=5,
+    )
+    row("snapshot build, one service changed (with reuse)", reuse_s)
+    groups = build_groups(model, OPTIONS)
+    row(
+        "runtime: 3 groups, one service changed (diff+compile+snapshot)",
+        timed(lambda: build_groups(edited, OPTIONS, groups), repeat=5)[0],
+    )
+    policy_changed = Model.build(
+        [
+            route_doc(0, "/v2") if d.kind == "RoutePolicy" and d.name == "svc-0" else d
+            for d in documents(n)
+        ]
+    )
+    row(
+        "runtime: 3 groups, one RoutePolicy changed",
+        timed(lambda: build_groups(policy_changed, OPTIONS, groups), repeat=3)[0],
+    )
+    gc.unfreeze()
     return rows
 
 
@@ -165,9 +234,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
     args = parser.parse_args()
     rows = [r for n in args.services for r in run(n)]
-    print(f"{'services':>8}  {'case':<52} {'seconds':>10} {'x baseline':>10}")
+    print(f"{'services':>8}  {'case':<64} {'seconds':>10} {'x baseline':>10}")
     for r in rows:
-        print(f"{r['services']:>8}  {r['case']:<52} {r['seconds']:>10.4f} {r['ratio']:>10.1f}")
+        print(f"{r['services']:>8}  {r['case']:<64} {r['seconds']:>10.4f} {r['ratio']:>10.2f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "xds_compile.json"
     out.write_text(json.dumps({"python": platform.python_version(), "rows": rows}, indent=1))

@@ -1,4 +1,9 @@
-"""The validated policy model: immutable, indexed by name, with a stable content hash."""
+"""The validated policy model: immutable, indexed by name, with a stable content hash.
+
+Every document also has its own content hash (``document_hashes``, keyed by ``(kind, name)``); the
+model hash is derived from them, so ``controlplane.policy.diff`` can tell what changed between two
+loads without comparing documents.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +62,10 @@ class Model:
     global_services: Mapping[str, GlobalService]
     canaries: Mapping[str, Canary]
     hash: str
+    #: (kind, name) -> sha256 of the document's canonical JSON, in canonical order
+    document_hashes: Mapping[tuple[str, str], str] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict, compare=False)
     _placement_by_service: Mapping[str, Placement] = field(
         default_factory=dict, compare=False, repr=False
@@ -74,6 +83,7 @@ class Model:
         docs = list(documents)
         placements: Mapping[str, Placement] = _index(docs, "Placement")
         traffic: Mapping[str, TrafficPolicy] = _index(docs, "TrafficPolicy")
+        hashes = document_hashes(docs)
         return cls(
             clusters=_index(docs, "Cluster"),
             services=_index(docs, "Service"),
@@ -82,7 +92,8 @@ class Model:
             placements=placements,
             global_services=_index(docs, "GlobalService"),
             canaries=_index(docs, "Canary"),
-            hash=content_hash(docs),
+            hash=combine_hashes(hashes),
+            document_hashes=MappingProxyType(hashes),
             sources=MappingProxyType(dict(sources or {})),
             _placement_by_service=MappingProxyType(
                 {p.spec.service: p for p in reversed(list(placements.values()))}
@@ -138,11 +149,29 @@ def to_plain(doc: AnyDocument, *, minimal: bool = False) -> dict[str, Any]:
     return {"apiVersion": doc.api_version, "kind": doc.kind, **data}
 
 
+def _canonical_key(kind: str, name: str) -> tuple[int, str]:
+    return (KIND_ORDER.index(kind), name)
+
+
+def document_hash(doc: AnyDocument) -> str:
+    """sha256 of one document's canonical JSON (sorted keys, defaults included)."""
+    blob = json.dumps(to_plain(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def document_hashes(documents: Iterable[AnyDocument]) -> dict[tuple[str, str], str]:
+    """(kind, name) -> document_hash, in canonical order (kind, then name)."""
+    docs = sorted(documents, key=lambda d: _canonical_key(d.kind, d.name))
+    return {(d.kind, d.name): document_hash(d) for d in docs}
+
+
+def combine_hashes(hashes: Mapping[tuple[str, str], str]) -> str:
+    """The model hash: sha256 over the canonical ``kind/name=hash`` lines."""
+    keys = sorted(hashes, key=lambda k: _canonical_key(*k))
+    blob = "".join(f"{kind}/{name}={hashes[(kind, name)]}\n" for kind, name in keys)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def content_hash(documents: Iterable[AnyDocument]) -> str:
     """Same documents → same hash, whatever the file layout, document order or key order."""
-    plain = sorted(
-        (to_plain(d) for d in documents),
-        key=lambda p: (KIND_ORDER.index(p["kind"]), p["metadata"]["name"]),
-    )
-    blob = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return combine_hashes(document_hashes(documents))

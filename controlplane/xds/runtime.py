@@ -1,7 +1,9 @@
 """The running xDS side: follows the policy model, compiles per cluster, publishes snapshots.
 
 I/O edge. Compilation (pure) runs off the event loop; the cache then swaps each group's
-snapshot atomically and only groups whose content changed are pushed. A compile or consistency
+snapshot atomically and only groups whose content changed are pushed. Each group keeps its last
+good compilation and snapshot, so the next model is compiled incrementally from the documents
+that changed (``diff``) and only changed resources are serialized again. A compile or consistency
 failure is logged and counted; every group keeps the snapshot it had.
 """
 
@@ -9,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from controlplane.errors import InconsistentSnapshotError
+from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
 from controlplane.xds.cache import SnapshotCache, group_key
-from controlplane.xds.compiler.generate import CompileCache, compile_node_resources
+from controlplane.xds.compiler.generate import CompileCache
+from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
@@ -25,16 +31,53 @@ from controlplane.xds.status import StatusRegistry, register_metrics
 log = structlog.get_logger("ubiq.xds")
 
 
+@dataclass(frozen=True, slots=True)
+class GroupBuild:
+    """A node group's compilation and the snapshot built from it."""
+
+    compilation: NodeCompilation
+    snapshot: Snapshot
+
+
+def build_groups(
+    model: Model,
+    options: CompileOptions,
+    previous: Mapping[str, GroupBuild] | None = None,
+    cache: CompileCache | None = None,
+) -> dict[str, GroupBuild]:
+    """One compilation + snapshot per Ubiq cluster, incremental from ``previous`` where it has
+    the same node and options; pure."""
+    diffs: dict[int, ModelDiff] = {}
+    out: dict[str, GroupBuild] = {}
+    for name, cluster in model.clusters.items():
+        node = NodeIdentity(cluster=name, region=cluster.spec.region, zone=cluster.spec.zone or "")
+        key = group_key(name)
+        before = (previous or {}).get(key)
+        if (
+            before is None
+            or before.compilation.node != node
+            or before.compilation.options != options
+        ):
+            compilation = compile_node(model, node, options, cache=cache)
+            out[key] = GroupBuild(compilation, Snapshot.build(compilation.resources))
+            continue
+        old = before.compilation
+        changes = diffs.get(id(old.model))
+        if changes is None:
+            changes = diffs[id(old.model)] = diff(old.model, model)
+        compilation = recompile_node(old, model, changes, cache=cache)
+        snapshot = Snapshot.build(
+            compilation.resources, previous=before.snapshot, previous_resources=old.resources
+        )
+        out[key] = GroupBuild(compilation, snapshot)
+    return out
+
+
 def compile_snapshots(
     model: Model, options: CompileOptions, cache: CompileCache | None = None
 ) -> dict[str, Snapshot]:
     """One snapshot per Ubiq cluster (node group), pure."""
-    out: dict[str, Snapshot] = {}
-    for name, cluster in model.clusters.items():
-        node = NodeIdentity(cluster=name, region=cluster.spec.region, zone=cluster.spec.zone or "")
-        resources = compile_node_resources(model, node, options, cache=cache)
-        out[group_key(name)] = Snapshot.build(resources)
-    return out
+    return {key: built.snapshot for key, built in build_groups(model, options, cache=cache).items()}
 
 
 class XdsRuntime:
@@ -47,6 +90,7 @@ class XdsRuntime:
         self.status = StatusRegistry()
         self.server = XdsServer(self.cache, status=self.status)
         self._compile_cache = CompileCache()
+        self._groups: dict[str, GroupBuild] = {}  # last good build per group
         self._lock = asyncio.Lock()
         self.port: int | None = None
         register_metrics(self.status, self.registry)
@@ -71,15 +115,17 @@ class XdsRuntime:
         async with self._lock:  # one compile at a time; the newest model wins the next turn
             started = time.perf_counter()
             try:
-                snapshots = await asyncio.to_thread(
-                    compile_snapshots, model, self.options, self._compile_cache
+                groups = await asyncio.to_thread(
+                    build_groups, model, self.options, self._groups, self._compile_cache
                 )
+                snapshots = {key: built.snapshot for key, built in groups.items()}
                 for snapshot in snapshots.values():
                     snapshot.check_consistent()
             except (InconsistentSnapshotError, Exception) as exc:  # never lose the last good config
                 self._compiles.labels("rejected").inc()
                 log.error("xds compile rejected; proxies keep their config", error=str(exc))
                 return
+            self._groups = groups
             pushed = [g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s)]
             elapsed = time.perf_counter() - started
             self._compiles.labels("ok").inc()

@@ -3,8 +3,9 @@
 A subset's TrafficPolicy overrides the service's field by field (as Istio's DestinationRule subset
 ``trafficPolicy`` does): a field the subset leaves unset is taken from the service's policy.
 
-``Model.traffic_policy_for`` / ``placement_for`` scan every document; with 10k services that is
-quadratic, so ``ModelIndex`` indexes them once per model.
+Lookups go through the model's own indexes (``Model.traffic_policy_for`` / ``placement_for``, built
+once with the model), so a ``ModelIndex`` costs nothing to create: an incremental recompile that
+touches one service does not pay for indexing ten thousand.
 """
 
 from __future__ import annotations
@@ -41,22 +42,20 @@ class ModelIndex:
     def __init__(self, model: Model, decisions: Decisions | None = None) -> None:
         self.model = model
         self._decisions = decisions or {}
-        self._traffic: dict[tuple[str, str | None], TrafficPolicySpec] = {
-            (p.spec.service, p.spec.subset): p.spec for p in model.traffic_policies.values()
-        }
-        self._placements: dict[str, Placement] = {
-            p.spec.service: p for p in model.placements.values()
-        }
+
+    def _traffic(self, service: str, subset: str | None) -> TrafficPolicySpec | None:
+        found = self.model.traffic_policy_for(service, subset)
+        return found.spec if found is not None else None
 
     def traffic(self, service: str, subset: str | None = None) -> TrafficPolicySpec | None:
-        base = self._traffic.get((service, None))
+        base = self._traffic(service, None)
         if subset is None:
             return base
-        return merge_traffic(base, self._traffic.get((service, subset)))
+        return merge_traffic(base, self._traffic(service, subset))
 
     def traffic_inputs(self, service: str, subsets: Sequence[str]) -> tuple[object, ...]:
         """Every TrafficPolicy spec that can affect a service's clusters (for memo keys)."""
-        return tuple(self._traffic.get((service, s)) for s in (None, *subsets))
+        return tuple(self._traffic(service, s) for s in (None, *subsets))
 
     def hash_key(self, service: str, subset: str | None) -> HashKey | None:
         traffic = self.traffic(service, subset)
@@ -72,12 +71,12 @@ class ModelIndex:
         return cluster_name(service, subset, port)
 
     def placement(self, service: str) -> Placement | None:
-        return self._placements.get(service)
+        return self.model.placement_for(service)
 
     def placed(self, service: str) -> tuple[PlacedCluster, ...]:
         if service in self._decisions:
             return tuple(self._decisions[service])
-        own = self._placements.get(service)
+        own = self.model.placement_for(service)
         # place() scans model.placements; hand it a model holding only this service's placement
         view = dataclasses.replace(
             self.model,
@@ -86,7 +85,7 @@ class ModelIndex:
         return place(view, service)
 
     def residency(self, service: str) -> frozenset[str] | None:
-        own = self._placements.get(service)
+        own = self.model.placement_for(service)
         if own is None or own.spec.residency is None:
             return None
         return frozenset(own.spec.residency.regions)

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.integration
 GROUP = group_key("eu-west-1")
 
 
-async def until(predicate: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+async def until(predicate: object, limit: float = 10.0) -> None:
+    """Wait (bounded) until ``predicate()`` holds; a TimeoutError fails the test."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ that cannot be read is logged and the plan is built with the policies' CIDR grou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -87,6 +89,9 @@ class GtmRuntime:
         self.geo = GeoDatabases()
         self.geo_errors: tuple[str, ...] = ()
         self.registry.register(_AnswerCollector(self))
+        self._base: GtmPlan | None = None
+        self._dirty = False
+        self._worker: asyncio.Task[None] | None = None
 
     @property
     def plan(self) -> GtmPlan | None:
@@ -98,7 +103,10 @@ class GtmRuntime:
 
     async def start(self, model: Model) -> None:
         self.update_model(model)
-        assert self._plan is not None and self._plan.table is not None
+        if self._plan is None and self._base is not None:  # the first table, before serving
+            self._apply(self._decide(self._base, self._health))
+        if self._plan is None or self._plan.table is None:
+            raise GtmError("no answer table could be built from the policy")
         self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
         await self.server.start()
         await self.checker.start()
@@ -106,6 +114,10 @@ class GtmRuntime:
 
     async def stop(self) -> None:
         await self.checker.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
         if self.server is not None:
             await self.server.stop()
 
@@ -121,23 +133,49 @@ class GtmRuntime:
         except GtmError as exc:
             log.error("gtm plan rejected; keeping previous answers", error=str(exc))
             return
-        self._rebuild(base)
+        self._base = base
+        self._rebuild()
         self.checker.set_targets(base.checked)
 
     def _on_health(self, view: HealthView) -> None:
         self._health = view
-        if self._plan is not None:
-            self._rebuild(self._plan)
+        self._rebuild()
 
-    def _rebuild(self, base: GtmPlan) -> None:
+    def _rebuild(self) -> None:
+        """Recompute the answers. Inside the event loop the work runs in a thread (a large table
+        takes a noticeable fraction of a second and DNS must keep answering meanwhile); requests
+        that arrive during a rebuild are coalesced into one more rebuild with the newest inputs."""
+        if self._base is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._apply(self._decide(self._base, self._health))
+            return
+        self._dirty = True
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._rebuild_in_thread())
+
+    async def _rebuild_in_thread(self) -> None:
+        while self._dirty and self._base is not None:
+            self._dirty = False
+            plan = await asyncio.to_thread(self._decide, self._base, self._health)
+            self._apply(plan)
+
+    def _decide(self, base: GtmPlan, health: HealthView) -> GtmPlan | None:
         previous = self._plan.decisions if self._plan is not None else None
         try:
-            plan = decide(
-                base, self._health, epoch=self._epoch + 1, previous=previous, config=self.config
+            return decide(
+                base, health, epoch=self._epoch + 1, previous=previous, config=self.config
             )
         except GtmError as exc:
             log.error("gtm table rejected; keeping previous answers", error=str(exc))
+            return None
+
+    def _apply(self, plan: GtmPlan | None) -> None:
+        if plan is None:
             return
+        previous = self._plan.decisions if self._plan is not None else None
         self._epoch += 1
         changed = previous is None or {k: d.addresses for k, d in plan.decisions.items()} != {
             k: d.addresses for k, d in previous.items()

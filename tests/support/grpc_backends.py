@@ -1,0 +1,98 @@
+"""Real gRPC backends on loopback (grpc.aio, one event loop in a thread) that say who served a call.
+
+Each serves ``/demo.Echo/Echo`` (unary, raw bytes, no protobuf): the reply payload is
+``<name>|<request bytes>`` and the initial metadata carries ``x-backend: <name>``. Knobs,
+changeable while running: ``fail_every`` (every Nth call ends with UNAVAILABLE, before any
+message or metadata is sent, i.e. as a trailers-only response). ``count`` counts calls and
+``seen_metadata`` keeps the invocation metadata of the last call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+SERVICE = "demo.Echo"
+METHOD = "Echo"
+PATH = f"/{SERVICE}/{METHOD}"
+
+
+class GrpcBackend:
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop, host: str = "127.0.0.1") -> None:
+        self.name = name
+        self.host = host
+        self.fail_every = 0
+        self.count = 0
+        self.seen_metadata: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._loop = loop
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.fail_every, self.count, self.seen_metadata = 0, 0, {}
+
+    async def _echo(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        with self._lock:
+            self.count += 1
+            fail = bool(self.fail_every) and self.count % self.fail_every == 0
+            self.seen_metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
+        if fail:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} says try again")
+        await context.send_initial_metadata((("x-backend", self.name),))
+        return self.name.encode() + b"|" + request
+
+    async def start(self) -> int:
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(self._echo)}
+        )
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((handler,))
+        self.port = server.add_insecure_port(f"{self.host}:0")
+        await server.start()
+        self._server = server
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+
+
+@contextlib.contextmanager
+def grpc_backends(*names: str) -> Iterator[dict[str, GrpcBackend]]:
+    """Start one GrpcBackend per name on a shared event loop in a thread; stop them all after."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-backends", daemon=True)
+    thread.start()
+    started: dict[str, GrpcBackend] = {}
+
+    def run(coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(10)  # type: ignore[arg-type]
+
+    try:
+        for name in names:
+            backend = GrpcBackend(name, loop)
+            run(backend.start())
+            started[name] = backend
+        yield started
+    finally:
+        for backend in started.values():
+            run(backend.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def echo(
+    channel: grpc.Channel, payload: bytes = b"hi", *, metadata: tuple[tuple[str, str], ...] = ()
+) -> tuple[bytes, dict[str, str]]:
+    """One unary call; returns (reply payload, initial metadata). Raises grpc.RpcError."""
+    call = channel.unary_unary(PATH, request_serializer=None, response_deserializer=None)
+    reply, rpc = call.with_call(payload, metadata=metadata, timeout=10)
+    initial = {k: str(v) for k, v in rpc.initial_metadata() or ()}
+    return bytes(reply), initial

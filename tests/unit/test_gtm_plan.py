@@ -6,6 +6,7 @@ missing or corrupt one leaves the CIDR groups answering.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import dns.message
@@ -212,3 +213,20 @@ def test_served_answers_are_metrics() -> None:
     )
     assert 'ubiq_gtm_all_down{group="america",name="web.gtm.example"} 0.0' in text
     assert "ubiq_gtm_epoch 1.0" in text
+
+
+async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
+    from controlplane.gtm.runtime import GtmRuntime
+
+    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime.update_model(model())  # inside the loop: scheduled, not yet applied
+    assert runtime.plan is None
+    known = frozenset({EU_KEY, US_KEY})
+    for i in range(20):  # a burst of health flaps, ending with eu-west down
+        runtime._on_health(HealthView(known if i % 2 else frozenset({US_KEY}), known))
+    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    assert runtime._worker is not None
+    await asyncio.wait_for(runtime._worker, 10)
+    assert runtime.plan is not None
+    assert ask(runtime.plan, "203.0.113.9") == [US]  # the newest health won
+    assert runtime.epoch <= 3  # 21 requests became at most a few rebuilds

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from controlplane.gtm.from_model import client_groups, steering_policies
@@ -113,11 +113,18 @@ def decide(
     epoch: int,
     previous: Mapping[tuple[str, str], Decision] | None = None,
     config: GtmConfig = GtmConfig(),
+    serial: int | None = None,
 ) -> GtmPlan:
-    """Steer every name for every group and precompute the answer table."""
+    """Steer every name for every group and precompute the answer table.
+
+    ``serial`` is the zones' SOA serial (the caller keeps it increasing, RFC 1982); the answers
+    change with health, so secondaries that transfer the zone need it to move too."""
     decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous)
+    zones = plan.zones
+    if serial is not None:
+        zones = tuple(replace(z, serial=serial % 2**32 or 1) for z in zones)
     table = AnswerTable.build(
-        plan.zones,
+        zones,
         decisions.values(),
         ClientGroups(plan.groups),
         plan.policies.values(),
@@ -125,5 +132,5 @@ def decide(
         allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
     )
     return GtmPlan(
-        plan.policies, plan.groups, plan.zones, plan.checked, MappingProxyType(decisions), table
+        plan.policies, plan.groups, zones, plan.checked, MappingProxyType(decisions), table
     )

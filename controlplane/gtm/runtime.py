@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -90,6 +91,7 @@ class GtmRuntime:
         self.geo_errors: tuple[str, ...] = ()
         self.registry.register(_AnswerCollector(self))
         self._base: GtmPlan | None = None
+        self._serial = 0
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
 
@@ -171,6 +173,11 @@ class GtmRuntime:
         except GtmError as exc:
             log.error("gtm table rejected; keeping previous answers", error=str(exc))
             return None
+
+    def _next_serial(self) -> int:
+        """SOA serial: the time in seconds, and always more than the last one."""
+        self._serial = max(int(time.time()), self._serial + 1)
+        return self._serial
 
     def _apply(self, plan: GtmPlan | None) -> None:
         if plan is None:

@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default: info (warning for `demo`, whose own output tells the story)",
     )
     parser.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -256,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
+    level = args.log_level or ("warning" if args.command == "demo" else "info")
+    configure_logging(level, args.log_format)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -123,6 +123,18 @@ def test_live_edits_bad_edits_dns_and_status(
     assert europe.status == america.status == "NOERROR"
     assert europe.answer != america.answer
 
+    # the API: explanations, with clear errors for bad input, and Ubiq's own metrics
+    explain = f"{serve.api}/v1/gtm/explain"
+    got = httpx.get(explain, params={"name": "checkout.gtm.example", "client": "203.0.113.7"})
+    assert got.status_code == 200 and got.json()["group"]["name"] == "europe"
+    bad = httpx.get(explain, params={"name": "checkout.gtm.example", "client": "not-an-ip"})
+    assert bad.status_code == 422 and "expected an IP address" in bad.text
+    unknown = httpx.get(explain, params={"name": "nope.example", "client": "203.0.113.7"})
+    assert unknown.status_code == 404
+    metrics = httpx.get(f"{serve.api}/metrics").text
+    assert 'ubiq_xds_connected_proxies{group="eu-west/proxy"} 1.0' in metrics
+    assert "ubiq_gtm_answer{" in metrics and "ubiq_dns_responses_total{" in metrics
+
     # `ubiq status` shows the proxy with its ACKed versions
     out = subprocess.run(
         [sys.executable, "-m", "controlplane.cli", "status", "--api", serve.api],

@@ -89,10 +89,40 @@ def grpc_backends(*names: str) -> Iterator[dict[str, GrpcBackend]]:
 
 
 def echo(
-    channel: grpc.Channel, payload: bytes = b"hi", *, metadata: tuple[tuple[str, str], ...] = ()
+    channel: grpc.Channel,
+    payload: bytes = b"hi",
+    *,
+    metadata: tuple[tuple[str, str], ...] = (),
+    timeout: float = 10.0,
 ) -> tuple[bytes, dict[str, str]]:
     """One unary call; returns (reply payload, initial metadata). Raises grpc.RpcError."""
     call = channel.unary_unary(PATH, request_serializer=None, response_deserializer=None)
-    reply, rpc = call.with_call(payload, metadata=metadata, timeout=10)
+    reply, rpc = call.with_call(payload, metadata=metadata, timeout=timeout)
     initial = {k: str(v) for k, v in rpc.initial_metadata() or ()}
     return bytes(reply), initial
+
+
+def call_loop(target: str, seconds: float, pause: float = 0.05) -> None:
+    """Call ``target`` until ``seconds`` pass, one line per call: ``ok <backend>`` or ``err <code>``.
+
+    Run as ``python -m tests.support.grpc_backends TARGET SECONDS`` in a subprocess, so that
+    GRPC_XDS_BOOTSTRAP(_CONFIG) is in the environment before grpc initialises its xDS client.
+    """
+    import time
+
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(target) as channel:
+        while time.monotonic() < deadline:
+            try:
+                _, metadata = echo(channel, timeout=2.0)
+                line = f"ok {metadata.get('x-backend', '?')}"
+            except grpc.RpcError as exc:
+                line = f"err {exc.code().name} {exc.details()}"
+            print(line, flush=True)
+            time.sleep(pause)
+
+
+if __name__ == "__main__":
+    import sys
+
+    call_loop(sys.argv[1], float(sys.argv[2]))

@@ -1,0 +1,63 @@
+"""LDS for proxyless gRPC clients: one API listener per host that routes to a gRPC service.
+
+A gRPC client with target ``xds:///NAME`` asks LDS for the Listener named exactly ``NAME`` and
+expects an ``api_listener`` holding an HttpConnectionManager, not a socket. Ours reads the
+same RouteConfiguration as the gateway listener over RDS (the client picks the virtual host
+whose domains match ``NAME``), and has only the router filter, which gRPC requires last.
+
+Envoy rejects API listeners sent over LDS: give these only to proxyless groups (e.g. node
+metadata ``ubiq.role: grpc``), never to Envoys.
+"""
+
+from __future__ import annotations
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from controlplane.policy.model import Model
+from controlplane.xds.compiler.listeners import ROUTER_FILTER
+from controlplane.xds.compiler.options import CompileOptions
+from controlplane.xds.compiler.protos import make_ads_source, make_any
+
+GRPC_PROTOCOLS = frozenset({"GRPC"})
+
+
+def grpc_hosts(model: Model) -> list[str]:
+    """Hosts of RoutePolicies with a rule routing to a GRPC port, sorted; ``*`` is no name."""
+    hosts: set[str] = set()
+    for policy in model.route_policies.values():
+        for rule in policy.spec.http:
+            for dest in rule.route:
+                service = model.services.get(dest.service)
+                if service is None:
+                    continue
+                ports = service.spec.ports
+                port = next((p for p in ports if p.port == dest.port), ports[0])
+                if port.protocol in GRPC_PROTOCOLS:
+                    hosts.update(h.rstrip(".") for h in policy.spec.hosts if h != "*")
+    return sorted(hosts)
+
+
+def make_api_connection_manager(options: CompileOptions) -> hcm_pb2.HttpConnectionManager:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=options.stat_prefix,
+        http_filters=[
+            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=make_any(router_pb2.Router()))
+        ],
+    )
+    hcm.rds.config_source.CopyFrom(make_ads_source())
+    hcm.rds.route_config_name = options.route_config_name
+    return hcm
+
+
+def build_api_listener(host: str, options: CompileOptions) -> listener_pb2.Listener:
+    listener = listener_pb2.Listener(name=host)
+    listener.api_listener.api_listener.CopyFrom(make_any(make_api_connection_manager(options)))
+    return listener
+
+
+def build_api_listeners(model: Model, options: CompileOptions) -> list[listener_pb2.Listener]:
+    return [build_api_listener(host, options) for host in grpc_hosts(model)]

@@ -119,9 +119,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.serve import parse_hostport
-    from controlplane.xds.bootstrap import render_bootstrap
+    from controlplane.xds.bootstrap import render_bootstrap, render_grpc_bootstrap
 
     host, port = parse_hostport(args.xds)
+    if args.grpc:
+        text = render_grpc_bootstrap(args.node_id, args.cluster, args.region, args.zone, host, port)
+        return _write_output(text, args.output)
     text = render_bootstrap(
         node_id=args.node_id,
         cluster=args.cluster,
@@ -232,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xds", default="127.0.0.1:18000", help="Ubiq's xDS address")
     p.add_argument("--admin-port", type=int, default=9901)
     p.add_argument("--delta", action="store_true", help="incremental (Delta) xDS instead of SotW")
+    p.add_argument(
+        "--grpc",
+        action="store_true",
+        help="a JSON bootstrap for a proxyless gRPC client (GRPC_XDS_BOOTSTRAP) instead of Envoy's",
+    )
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_bootstrap)
 

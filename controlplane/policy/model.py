@@ -73,6 +73,8 @@ class Model:
     _traffic_by_target: Mapping[tuple[str, str | None], TrafficPolicy] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: services with a GRPC port (proxyless gRPC clients need their own xDS group only then)
+    grpc_services: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def build(
@@ -84,9 +86,10 @@ class Model:
         placements: Mapping[str, Placement] = _index(docs, "Placement")
         traffic: Mapping[str, TrafficPolicy] = _index(docs, "TrafficPolicy")
         hashes = document_hashes(docs)
+        services: Mapping[str, Service] = _index(docs, "Service")
         return cls(
             clusters=_index(docs, "Cluster"),
-            services=_index(docs, "Service"),
+            services=services,
             route_policies=_index(docs, "RoutePolicy"),
             traffic_policies=traffic,
             placements=placements,
@@ -100,6 +103,9 @@ class Model:
             ),
             _traffic_by_target=MappingProxyType(
                 {(t.spec.service, t.spec.subset): t for t in reversed(list(traffic.values()))}
+            ),
+            grpc_services=frozenset(
+                n for n, s in services.items() if any(p.protocol == "GRPC" for p in s.spec.ports)
             ),
         )
 

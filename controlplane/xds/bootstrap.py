@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -75,4 +76,35 @@ def render_bootstrap(
             api_type=_API_TYPES[mode],
             listenerless=listenerless,
         )
+    )
+
+
+def render_grpc_bootstrap(
+    node_id: str, cluster: str, region: str, zone: str, xds_host: str, xds_port: int
+) -> str:
+    """JSON bootstrap for a proxyless gRPC client (``GRPC_XDS_BOOTSTRAP``; targets ``xds:///HOST``).
+
+    The node's role is ``grpc``, so Ubiq gives it API listeners (one per gRPC host) instead of
+    Envoy's socket listener; gRPC's xDS client speaks State-of-the-World only.
+    """
+    return (
+        json.dumps(
+            {
+                "xds_servers": [
+                    {
+                        "server_uri": f"{xds_host}:{xds_port}",
+                        "channel_creds": [{"type": "insecure"}],
+                        "server_features": ["xds_v3"],
+                    }
+                ],
+                "node": {
+                    "id": node_id,
+                    "cluster": cluster,
+                    "locality": {"region": region, "zone": zone},
+                    "metadata": {"ubiq.cluster": cluster, "ubiq.role": "grpc"},
+                },
+            },
+            indent=2,
+        )
+        + "\n"
     )

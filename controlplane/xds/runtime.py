@@ -10,6 +10,7 @@ failure is logged and counted; every group keeps the snapshot it had.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import DEFAULT_ROLE, SnapshotCache, group_key
+from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
 from controlplane.xds.compiler.generate import CompileCache
 from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
@@ -49,9 +51,12 @@ def build_groups(
     the same node and options; pure."""
     diffs: dict[int, ModelDiff] = {}
     out: dict[str, GroupBuild] = {}
-    for name, cluster in model.clusters.items():
-        node = NodeIdentity(cluster=name, region=cluster.spec.region, zone=cluster.spec.zone or "")
-        key = group_key(name)
+    roles = (DEFAULT_ROLE, PROXYLESS_ROLE) if model.grpc_services else (DEFAULT_ROLE,)
+    for (name, cluster), role in itertools.product(model.clusters.items(), roles):
+        node = NodeIdentity(
+            cluster=name, region=cluster.spec.region, zone=cluster.spec.zone or "", role=role
+        )
+        key = group_key(name, role)
         before = (previous or {}).get(key)
         if (
             before is None

@@ -1,15 +1,20 @@
 """grpcio's own xDS client as a second, proxyless consumer of Ubiq's ADS server (SotW).
 
-The client runs in a subprocess (its bootstrap must be in the environment before grpc starts
-xDS), with target ``xds:///echo.test``: LDS gives it the API listener that
-``build_api_listeners`` emits for the gRPC host, RDS Ubiq's route configuration, then CDS and
-EDS the compiled cluster and its endpoints. It prints one line per call naming the backend.
+The product path: ``XdsRuntime`` (what ``ubiq serve`` runs) compiles the policy and, because a
+service speaks gRPC, also publishes a ``<cluster>/grpc`` group whose LDS holds API listeners.
+The client runs in a subprocess with the bootstrap ``ubiq bootstrap --grpc`` prints (it must be
+in the environment before grpc starts xDS), target ``xds:///echo.test``: LDS gives it the API
+listener, RDS Ubiq's route configuration, then CDS and EDS the compiled cluster and its
+endpoints. It prints one line per call naming the backend.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +22,14 @@ from pathlib import Path
 import pytest
 
 from controlplane.policy.loader import load_texts
-from controlplane.xds.cache import SnapshotCache, group_key
-from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
-from controlplane.xds.compiler.api_listeners import build_api_listeners
+from controlplane.policy.model import Model
+from controlplane.xds.cache import group_key
+from controlplane.xds.compiler import CompileOptions, NodeIdentity
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from controlplane.xds.server import XdsServer
+from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
-from tests.support.envoy import wait_until, xds_server_thread
+from tests.support.envoy import wait_until
 from tests.support.grpc_backends import grpc_backends
 from tests.support.procs import running
 
@@ -60,35 +65,37 @@ spec:
 """
 
 
-def build_snapshot(port: int) -> Snapshot:
-    """Ubiq's compiled resources for a proxyless group: API listeners instead of sockets."""
-    options = CompileOptions()
-    model = load_texts([("proxyless.yaml", policy_text(port))])
-    resources = dict(compile_node_resources(model, NODE, options))
-    resources[LISTENER] = {lst.name: lst for lst in build_api_listeners(model, options)}
-    snapshot = Snapshot.build(resources)
-    snapshot.check_consistent()
-    return snapshot
+def model_for(port: int) -> Model:
+    return load_texts([("proxyless.yaml", policy_text(port))])
 
 
 def bootstrap(xds_port: int) -> str:
-    return json.dumps(
-        {
-            "xds_servers": [
-                {
-                    "server_uri": f"127.0.0.1:{xds_port}",
-                    "channel_creds": [{"type": "insecure"}],
-                    "server_features": ["xds_v3"],
-                }
-            ],
-            "node": {
-                "id": CLIENT_ID,
-                "cluster": NODE.cluster,
-                "locality": {"region": NODE.region, "zone": NODE.zone},
-                "metadata": {"ubiq.cluster": NODE.cluster, "ubiq.role": NODE.role},
-            },
-        }
-    )
+    out = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "bootstrap", "--grpc", "--node-id", CLIENT_ID,
+         "--cluster", NODE.cluster, "--region", NODE.region, "--zone", NODE.zone,
+         "--xds", f"127.0.0.1:{xds_port}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return out.stdout
+
+
+@contextlib.contextmanager
+def runtime_thread(model: Model) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
+    """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="xds-runtime", daemon=True)
+    thread.start()
+    runtime = XdsRuntime(CompileOptions())
+    try:
+        port = asyncio.run_coroutine_threadsafe(runtime.start("127.0.0.1:0", model), loop).result(
+            20
+        )
+        yield runtime, port, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 @dataclass
@@ -125,34 +132,40 @@ def wait_acked(status: StatusRegistry, snapshot: Snapshot) -> None:
 
 
 def test_proxyless_client_follows_ubiq_endpoints(tmp_path: Path, client_log: ClientLog) -> None:
-    cache, status = SnapshotCache(), StatusRegistry()
-    with (
-        grpc_backends("echo-a", "echo-b") as backends,
-        xds_server_thread(XdsServer(cache, status=status)) as xds,
-    ):
-        first = build_snapshot(backends["echo-a"].port)
-        cache.set_snapshot(GROUP, first)
-        argv = [sys.executable, "-m", "tests.support.grpc_backends"]
-        argv += ["xds:///echo.test", str(CLIENT_SECONDS)]
-        env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap(xds.port), "PYTHONPATH": str(ROOT)}
-        with running(argv, log=client_log.path, env=env, cwd=ROOT) as proc:
-            wait_until(lambda: client_log.served().count("echo-a") >= 5, 20, "calls via xDS")
-            wait_acked(status, first)
-            assert backends["echo-a"].count >= 5 and backends["echo-b"].count == 0
+    with grpc_backends("echo-a", "echo-b") as backends:
+        with runtime_thread(model_for(backends["echo-a"].port)) as (runtime, xds_port, loop):
+            assert GROUP in runtime.cache.groups()  # a gRPC service: a proxyless group too
+            first = runtime.cache.get(GROUP)
+            assert first is not None
+            argv = [sys.executable, "-m", "tests.support.grpc_backends"]
+            argv += ["xds:///echo.test", str(CLIENT_SECONDS)]
+            env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap(xds_port), "PYTHONPATH": str(ROOT)}
+            with running(argv, log=client_log.path, env=env, cwd=ROOT) as proc:
+                wait_until(lambda: client_log.served().count("echo-a") >= 5, 20, "calls via xDS")
+                wait_acked(runtime.status, first)
+                assert backends["echo-a"].count >= 5 and backends["echo-b"].count == 0
 
-            second = build_snapshot(backends["echo-b"].port)
-            changed = [t for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)
-                       if first.type_version(t) != second.type_version(t)]  # fmt: skip
-            assert changed == [ENDPOINT]
-            cache.set_snapshot(GROUP, second)
-            moved_at = len(client_log.served())
-            wait_until(
-                lambda: "echo-b" in client_log.served()[moved_at:], 20, "traffic moved to echo-b"
-            )
-            switched = len(client_log.served())
-            wait_until(lambda: len(client_log.served()) >= switched + 10, 10, "10 more calls")
-            assert set(client_log.served()[switched:]) == {"echo-b"}
-            wait_acked(status, second)
-            assert proc.poll() is None, "client exited early"
+                # the policy now names echo-b's port: Ubiq pushes only new endpoints
+                update = runtime.update_model(model_for(backends["echo-b"].port))
+                asyncio.run_coroutine_threadsafe(update, loop).result(20)
+                second = runtime.cache.get(GROUP)
+                assert second is not None and second is not first
+                changed = [t for t in (LISTENER, ROUTE, CLUSTER, ENDPOINT)
+                           if first.type_version(t) != second.type_version(t)]  # fmt: skip
+                assert changed == [ENDPOINT]
+                moved_at = len(client_log.served())
+                wait_until(
+                    lambda: "echo-b" in client_log.served()[moved_at:],
+                    20,
+                    "traffic moved to echo-b",
+                )
+                switched = len(client_log.served())
+                wait_until(lambda: len(client_log.served()) >= switched + 10, 10, "10 more calls")
+                assert set(client_log.served()[switched:]) == {"echo-b"}
+                wait_acked(runtime.status, second)
+                assert proc.poll() is None, "client exited early"
+            envoy_group = runtime.cache.get(group_key(NODE.cluster))
+            assert envoy_group is not None  # Envoys of the cluster keep their socket listener
+            assert set(envoy_group.get(LISTENER).entries) == {"ubiq-http"}
         errors = [line for line in client_log.lines() if line.startswith("err ")]
         assert errors == [], errors[:5]

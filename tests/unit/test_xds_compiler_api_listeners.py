@@ -83,3 +83,27 @@ def test_a_proxyless_snapshot_is_consistent() -> None:
 def test_no_grpc_services_no_api_listeners() -> None:
     m = load(route("web", "[web.example]", "[{route: [{service: web}]}]"))
     assert build_api_listeners(m, CompileOptions()) == []
+
+
+def test_proxyless_nodes_get_api_listeners_and_follow_edits_incrementally() -> None:
+    from controlplane.policy.diff import diff
+    from controlplane.xds.compiler.incremental import compile_node, recompile_node
+
+    node = NodeIdentity("eu-west", "eu-west", role="grpc")
+    envoy = NodeIdentity("eu-west", "eu-west", role="proxy")
+    one = route("echo", "[echo.test]", "[{route: [{service: echo}]}]")
+    two = route("echo2", "[echo2.test]", "[{route: [{service: echo}]}]")
+    before = load(GRPC_SERVICES, one)
+    after = load(GRPC_SERVICES, one, two)
+    assert before.grpc_services == frozenset({"echo"})
+
+    first = compile_node(before, node)
+    assert set(first.resources[LISTENER]) == {"echo.test"}
+    assert set(compile_node(before, envoy).resources[LISTENER]) == {"ubiq-http"}
+    again = recompile_node(first, after, diff(before, after))
+    assert set(again.resources[LISTENER]) == {"echo.test", "echo2.test"}
+    full = compile_node(after, node)
+    for type_url, by_name in full.resources.items():
+        assert {n: m.SerializeToString(deterministic=True) for n, m in by_name.items()} == {
+            n: m.SerializeToString(deterministic=True) for n, m in again.resources[type_url].items()
+        }

@@ -18,11 +18,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.listeners import ROUTER_FILTER
-from controlplane.xds.compiler.options import CompileOptions
+from controlplane.xds.compiler.listeners import ROUTER_FILTER, build_listeners
+from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.protos import make_ads_source, make_any
 
 GRPC_PROTOCOLS = frozenset({"GRPC"})
+PROXYLESS_ROLE = "grpc"  # node metadata ubiq.role of proxyless gRPC clients
 
 
 def grpc_hosts(model: Model) -> list[str]:
@@ -61,3 +62,12 @@ def build_api_listener(host: str, options: CompileOptions) -> listener_pb2.Liste
 
 def build_api_listeners(model: Model, options: CompileOptions) -> list[listener_pb2.Listener]:
     return [build_api_listener(host, options) for host in grpc_hosts(model)]
+
+
+def build_node_listeners(
+    model: Model, node: NodeIdentity, options: CompileOptions
+) -> list[listener_pb2.Listener]:
+    """What LDS gives a node: API listeners for proxyless gRPC clients, a socket for Envoys."""
+    if node.role == PROXYLESS_ROLE:
+        return build_api_listeners(model, options)
+    return build_listeners(node, options)

@@ -17,8 +17,8 @@ from google.protobuf.message import Message
 
 from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
+from controlplane.xds.compiler.api_listeners import build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
-from controlplane.xds.compiler.listeners import build_listeners
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.routes import build_route_configuration, build_virtual_host
 from controlplane.xds.compiler.service import ServiceInputs, ServiceResources, compile_service
@@ -134,7 +134,7 @@ def compile_node_resources(
     route = build_route_configuration(
         options.route_config_name, build_virtual_hosts(index, options.port_for(node), cache)
     )
-    listeners = {listener.name: listener for listener in build_listeners(node, options)}
+    listeners = {listener.name: listener for listener in build_node_listeners(model, node, options)}
     return {
         LISTENER: listeners,
         ROUTE: {route.name: route},

@@ -28,13 +28,13 @@ from google.protobuf.message import Message
 from controlplane.policy.diff import ModelDiff
 from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
+from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE, build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.generate import (
     CompileCache,
     build_service_resources,
     build_virtual_hosts,
 )
-from controlplane.xds.compiler.listeners import build_listeners
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.routes import build_route_configuration, build_virtual_host
 from controlplane.xds.compiler.service import ServiceResources
@@ -94,7 +94,7 @@ def compile_node(
         clusters.update((c.name, c) for c in result.clusters)
         assignments.update((a.cluster_name, a) for a in result.assignments)
     resources: dict[str, Mapping[str, Message]] = {
-        LISTENER: {x.name: x for x in build_listeners(node, options)},
+        LISTENER: {x.name: x for x in build_node_listeners(model, node, options)},
         ROUTE: _route(options, virtual_hosts),
         CLUSTER: dict(sorted(clusters.items())),
         ENDPOINT: dict(sorted(assignments.items())),
@@ -162,6 +162,12 @@ def recompile_node(
     virtual_hosts = hosts.result()
     if virtual_hosts is not previous.virtual_hosts:
         resources[ROUTE] = _route(options, virtual_hosts)
+    if node.role == PROXYLESS_ROLE and (affected or policies):
+        # which hosts get an API listener depends on services' protocols and routes
+        listeners = {x.name: x for x in build_node_listeners(model, node, options)}
+        before = previous.resources.get(LISTENER, {})
+        if listeners.keys() != before.keys():
+            resources[LISTENER] = listeners
     return NodeCompilation(
         model=model,
         node=node,

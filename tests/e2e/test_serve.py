@@ -156,8 +156,11 @@ def test_ubiq_demo_runs_end_to_end() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    assert "200 checkout v1 in eu-west" in text
+    assert "in eu-west: GET /api/cart" in text  # the 90/10 rule (its 1% abort may also show)
     assert "200 checkout v2 in eu-west" in text  # header canary
+    split = next(line for line in text.splitlines() if "v1: " in line and "v2: " in line)
+    counts = dict(part.strip().split(": ") for part in split.split(","))
+    assert int(counts["v1"]) > int(counts["v2"]) > 0  # 400 requests, 90/10
     assert "301 location: http://checkout.mesh.example/api/checkout" in text
     assert "405 payments accepts POST only" in text
     assert "europe clients: 127.0.0.12 -> " in text  # failover happened

@@ -34,7 +34,7 @@ def test_virtual_host_per_policy_with_host_and_host_port_domains() -> None:
     }
 
 
-def test_rules_keep_document_order_and_each_match_is_a_route() -> None:
+def test_each_match_is_a_route_ordered_by_gateway_api_precedence() -> None:
     routes = routes_of(
         model(
             route_policy("""
@@ -45,13 +45,36 @@ def test_rules_keep_document_order_and_each_match_is_a_route() -> None:
             """)
         )
     )
-    assert [r.name for r in routes] == ["web/a/0", "web/a/1", "web/1"]
+    assert [r.name for r in routes] == ["web/a/1", "web/a/0", "web/1"]
     assert [r.match for r in routes] == [
-        rc_pb2.RouteMatch(prefix="/a"),
         rc_pb2.RouteMatch(path="/b"),
+        rc_pb2.RouteMatch(prefix="/a"),
         rc_pb2.RouteMatch(prefix="/"),
     ]
     assert [r.route.cluster for r in routes] == ["web|v2", "web|v2", "web"]
+
+
+def test_precedence_exact_regex_longest_prefix_method_headers_query_then_document_order() -> None:
+    routes = routes_of(
+        model(
+            route_policy("""
+            - {name: catch-all, route: [{service: web}]}
+            - {name: short, match: [{path: {prefix: /a}}], route: [{service: web}]}
+            - {name: long, match: [{path: {prefix: /a/b}}], route: [{service: web}]}
+            - {name: header, match: [{path: {prefix: /a}, headers: {x: {exact: "1"}}}], route: [{service: web}]}
+            - {name: two-headers, match: [{path: {prefix: /a}, headers: {x: {exact: "1"}, y: {present: true}}}], route: [{service: web}]}
+            - {name: method, match: [{path: {prefix: /a}, method: GET}], route: [{service: web}]}
+            - {name: query, match: [{path: {prefix: /a}, queryParams: {q: {exact: "1"}}}], route: [{service: web}]}
+            - {name: regex, match: [{path: {regex: "^/r.*"}}], route: [{service: web}]}
+            - {name: exact, match: [{path: {exact: /z}}], route: [{service: web}]}
+            - {name: short-again, match: [{path: {prefix: /a}}], route: [{service: web}]}
+            """)
+        )
+    )
+    assert [r.name.split("/")[1] for r in routes] == [
+        "exact", "regex", "long", "method", "two-headers", "header", "query", "short",
+        "short-again", "catch-all",
+    ]  # fmt: skip
 
 
 def test_path_regex_headers_query_and_method() -> None:

@@ -1,10 +1,11 @@
 """RDS: one RouteConfiguration per listener, one VirtualHost per RoutePolicy.
 
-Order: virtual hosts by policy name (Envoy picks a virtual host by domain, never by order); routes in
-document order within a policy, a rule with several ``match`` entries giving one route per entry in
-place. Gateway API precedence (exact before prefix, longer prefix first, more header matches first)
-is the author's job, expressed by rule order: Envoy takes the first route that matches, and so does
-Ubiq, so what the YAML says is what Envoy does.
+Order: virtual hosts by policy name (Envoy picks a virtual host by domain, never by order). Envoy
+takes the first route that matches, so routes are ordered by Gateway API HTTPRoute precedence
+(``match_precedence``): exact path, then regex, then prefix by length (longest first; no path
+counts as prefix ``/``), then a method match, then more header matches, then more query-parameter
+matches; ties keep document order. A rule with several ``match`` entries gives one route per
+entry, each placed by its own precedence.
 """
 
 from __future__ import annotations
@@ -180,9 +181,36 @@ def make_route_action(
     return action
 
 
+def match_precedence(match: HttpMatch | None) -> tuple[int, int, int, int, int]:
+    """Gateway API HTTPRoute precedence of one match; smaller sorts (and so matches) first."""
+    if match is None or match.path is None:
+        kind, length = 2, 1  # no path match is PathPrefix "/"
+    elif match.path.exact is not None:
+        kind, length = 0, 0  # two exact paths never match the same request
+    elif match.path.regex is not None:
+        kind, length = 1, 0  # implementation-specific in Gateway API: after exact, before prefix
+    else:
+        kind, length = 2, len(match.path.prefix or "")
+    if match is None:
+        return (kind, -length, 1, 0, 0)
+    method = 0 if match.method is not None else 1
+    return (kind, -length, method, -len(match.headers), -len(match.query_params))
+
+
 def build_routes(
     policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
-) -> Iterator[rc_pb2.Route]:
+) -> list[rc_pb2.Route]:
+    """Every route of a policy, in precedence order (stable: ties keep document order)."""
+    ranked = sorted(
+        enumerate(_document_routes(policy, cluster_of, hash_key_of)),
+        key=lambda item: (item[1][0], item[0]),
+    )
+    return [route for _, (_, route) in ranked]
+
+
+def _document_routes(
+    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+) -> Iterator[tuple[tuple[int, int, int, int, int], rc_pb2.Route]]:
     for index, rule in enumerate(policy.spec.http):
         label = rule.name or str(index)
         matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
@@ -218,7 +246,7 @@ def build_routes(
                     _add_headers(rule.headers.request, route, response=False)
                 if rule.headers.response is not None:
                     _add_headers(rule.headers.response, route, response=True)
-            yield route
+            yield match_precedence(match), route
 
 
 def domains(hosts: tuple[str, ...], port: int) -> list[str]:
@@ -238,7 +266,7 @@ def build_virtual_host(
     return rc_pb2.VirtualHost(
         name=policy.name,
         domains=domains(policy.spec.hosts, port),
-        routes=list(build_routes(policy, cluster_of, hash_key_of)),
+        routes=build_routes(policy, cluster_of, hash_key_of),
     )
 
 

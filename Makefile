@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server
+APT_PACKAGES := prometheus dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl
 
 .PHONY: demo test test-unit lint fmt bench system-deps clean
 

@@ -25,7 +25,7 @@ from controlplane.errors import UbiqError
 from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime
 from controlplane.policy.model import Model
-from controlplane.policy.store import DirectoryStore
+from controlplane.policy.store import DirectoryStore, PolicySource
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
 
@@ -134,7 +134,9 @@ class Ubiq:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.registry = CollectorRegistry()
-        self.store = DirectoryStore(options.directory, debounce_ms=options.debounce_ms)
+        self.store: PolicySource = DirectoryStore(
+            options.directory, debounce_ms=options.debounce_ms
+        )
         self.xds = XdsRuntime(options.compile, registry=self.registry)
         self.gtm = (
             GtmRuntime(options.dns, config=options.gtm, registry=self.registry)

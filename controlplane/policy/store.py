@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 import watchfiles
@@ -38,6 +39,26 @@ class StoreStatus:
     last_error_at: float | None = None
     problems: tuple[Problem, ...] = ()
     rejected: int = 0
+
+
+class PolicySource(Protocol):
+    """Where the model comes from. ``DirectoryStore`` today; a shared store (etcd) for several
+    replicas implements the same contract: ``load`` once, then ``watch`` until ``stop``, calling
+    subscribers with each new valid model and never with an invalid one."""
+
+    @property
+    def model(self) -> Model: ...
+
+    @property
+    def status(self) -> StoreStatus: ...
+
+    def subscribe(self, listener: Listener) -> None: ...
+
+    def load(self) -> Model: ...
+
+    async def watch(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def _relevant(change: watchfiles.Change, path: str) -> bool:

@@ -137,6 +137,10 @@ class XdsStream:
         type_url = request.type_url or self.fixed_type or ""
         st = self._types.get(type_url)
         if st is None:
+            if type_url not in PUSH_ORDER:
+                # a type Ubiq does not serve (RTDS, ECDS, ...): no state, no answer, so a client
+                # cannot grow a stream's memory with made-up type URLs
+                return Step((), ())
             st = self._types[type_url] = _TypeState(type_url)
         events: list[Event] = []
         nonce: str = request.response_nonce

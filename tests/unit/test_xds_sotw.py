@@ -212,3 +212,11 @@ def test_in_sync_when_the_client_drops_what_changed() -> None:
     stream.on_request(ack(step.responses[0]))
     assert stream.on_request(sotw(ENDPOINT, ["a"], nonce=eds.nonce)).responses == ()
     assert stream.acked_version(ENDPOINT) == gone.type_version(ENDPOINT)
+
+
+def test_types_ubiq_does_not_serve_get_no_answer_and_no_state() -> None:
+    stream, _ = connected()
+    for i in range(100):
+        step = stream.on_request(sotw(f"type.googleapis.com/made.up.Type{i}"))
+        assert step.responses == () and step.events == ()
+    assert stream.tracked_types() == [CLUSTER, LISTENER, ENDPOINT, ROUTE]

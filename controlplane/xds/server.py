@@ -163,6 +163,15 @@ class XdsServer:
                         current = self.cache.get(group)
                         if current is not None:
                             step = _merge(step, machine.on_snapshot(current))
+                        else:
+                            log.warning(
+                                "xds.unknown_group",
+                                node=machine.node.id,
+                                group=group,
+                                known=self.cache.groups()[:20],
+                                hint="no configuration for this group yet: is the node's"
+                                " ubiq.cluster (or node.cluster) a Cluster in the policy?",
+                            )
                 for event in step.events:
                     self.status.record(stream_id, event)
                     if isinstance(event, Nacked):

@@ -9,14 +9,15 @@ serialization, so the response serializer is the identity.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
 
 from controlplane.errors import XdsRequestError
 from controlplane.xds import resources as rs
@@ -40,6 +41,14 @@ SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
 
 _SNAPSHOT = object()
 _CLOSED = object()
+INBOX_LIMIT = 64  # requests read ahead of the stream; a client that never reads stalls here
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """The request stream carried bytes that are not a (Delta)DiscoveryRequest."""
+
+    error: str
 
 
 def _identity(data: bytes) -> bytes:
@@ -122,6 +131,8 @@ class XdsServer:
         stream_id = next(self._ids)
         machine = XdsStream(delta=delta, type_url=type_url)
         inbox: asyncio.Queue[object] = asyncio.Queue()
+        # bounds the requests waiting in the inbox; snapshot wake-ups are coalesced instead
+        room = asyncio.Semaphore(INBOX_LIMIT)
         snapshot_pending = False
 
         def on_snapshot(_: Snapshot) -> None:
@@ -133,7 +144,10 @@ class XdsServer:
         async def read() -> None:
             try:
                 async for request in requests:
+                    await room.acquire()
                     inbox.put_nowait(request)
+            except DecodeError as exc:  # grpc hands the request_deserializer's error on
+                inbox.put_nowait(_Undecodable(str(exc) or type(exc).__name__))
             finally:
                 inbox.put_nowait(_CLOSED)
 
@@ -151,7 +165,15 @@ class XdsServer:
                     if current is None or current is machine.snapshot:
                         continue
                     step = machine.on_snapshot(current)
+                elif isinstance(item, _Undecodable):
+                    error = XdsRequestError(
+                        f"request is not a valid {_request_name(delta)}: {item.error}"
+                    )
+                    log.warning("xds.bad_request", stream=stream_id, group=group, error=str(error))
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                    return  # abort raises; never reached
                 else:
+                    room.release()
                     step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
                     if watch is None:
                         if machine.node is None:
@@ -187,12 +209,16 @@ class XdsServer:
                     self.status.sent(stream_id, response)
                     yield response.encode()
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            # per-stream state first: nothing below may skip it
             if watch is not None:
                 watch.cancel()
             self.status.disconnect(stream_id)
+            reader.cancel()
+            await asyncio.wait({reader})  # never raises the reader's error nor eats our cancel
+
+
+def _request_name(delta: bool) -> str:
+    return "DeltaDiscoveryRequest" if delta else "DiscoveryRequest"
 
 
 def _mode(delta: bool) -> str:

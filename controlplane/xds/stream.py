@@ -3,8 +3,9 @@
 The grpc servicer feeds it requests (``on_request``) and snapshots (``on_snapshot``) and writes
 the responses it returns. Invariants, per type on the stream:
 
-- at most one response is in flight; a request carrying a nonce other than the one in flight is
-  stale. SotW ignores it whole (its names arrive again with the ACK); Delta still applies its
+- at most one response is in flight; a request carrying a nonce other than the last one sent is
+  stale. A nonce on a type the stream never answered is from a previous connection: the request
+  is a (re)subscription. SotW ignores it whole (its names arrive again with the ACK); Delta still applies its
   subscription changes, which are not tied to nonces;
 - ACK: the client now holds what we sent. NACK (``error_detail`` set): it holds what it held
   before; the rejected ``(name, version)`` pairs are remembered and never sent again; the next
@@ -134,6 +135,8 @@ class XdsStream:
         """Apply a DiscoveryRequest (SotW) or DeltaDiscoveryRequest (Delta)."""
         if self.node is None and request.HasField("node"):
             self.node = request.node
+        if self.fixed_type is not None and request.type_url not in ("", self.fixed_type):
+            return Step((), ())  # a per-type service serves its own type only
         type_url = request.type_url or self.fixed_type or ""
         st = self._types.get(type_url)
         if st is None:
@@ -144,7 +147,9 @@ class XdsStream:
             st = self._types[type_url] = _TypeState(type_url)
         events: list[Event] = []
         nonce: str = request.response_nonce
-        if nonce and nonce != st.last_nonce:
+        # A nonce on a type this stream never answered comes from an earlier connection (the
+        # client reconnected): not stale, just a (re)subscription that gets a full response.
+        if nonce and st.last_nonce and nonce != st.last_nonce:
             events.append(StaleIgnored(type_url, nonce))
             if not self.delta:
                 return Step((), tuple(events))

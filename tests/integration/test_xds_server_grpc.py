@@ -97,3 +97,33 @@ async def test_first_request_without_node_is_refused(
         await asyncio.wait_for(call.read(), 10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "node" in (info.value.details() or "")
+
+
+@pytest.mark.parametrize("method", ["StreamAggregatedResources", "DeltaAggregatedResources"])
+async def test_undecodable_request_is_refused_and_frees_the_stream(
+    served: tuple[XdsServer, grpc.aio.Channel], method: str
+) -> None:
+    server, channel = served
+    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+    await call.write(sotw(CLUSTER))  # a first good request: watch and status entry exist
+    await asyncio.wait_for(call.read(), 10)
+    assert server.cache.watcher_count(GROUP) == 1
+    raw = channel.stream_stream(
+        f"/envoy.service.discovery.v3.AggregatedDiscoveryService/{method}",
+        request_serializer=lambda data: data,
+        response_deserializer=lambda data: data,
+    )()
+    first = discovery_pb2.DeltaDiscoveryRequest(node=NODE, type_url=CLUSTER)
+    await raw.write((first if "Delta" in method else sotw(CLUSTER)).SerializeToString())
+    await asyncio.wait_for(raw.read(), 10)
+    await until(lambda: server.cache.watcher_count(GROUP) == 2)
+    await raw.write(b"\xff\xff\xff\xff garbage")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async with asyncio.timeout(10):
+            while True:
+                await raw.read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid" in (info.value.details() or "")
+    await until(lambda: len(server.status.snapshot()) == 1 and server.cache.watcher_count() == 1)
+    call.cancel()
+    await until(lambda: server.status.snapshot() == [] and server.cache.watcher_count() == 0)

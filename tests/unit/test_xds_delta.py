@@ -142,3 +142,23 @@ def test_delta_per_type_stream() -> None:
     stream = XdsStream(delta=True, type_url=ROUTE)
     stream.on_snapshot(snapshot())
     assert only(stream.on_request(delta("", ["main"]))).type_url == ROUTE
+
+
+def test_reconnect_with_a_nonce_from_the_previous_connection_gets_config() -> None:
+    snap = snapshot()
+    stream = XdsStream(delta=True)
+    stream.on_snapshot(snap)
+    step = stream.on_request(delta(CLUSTER, nonce="41"))
+    assert not any(isinstance(e, StaleIgnored) for e in step.events)
+    cds = only(step)
+    assert [r.name for r in decode_delta(cds).resources] == list(snap.get(CLUSTER).entries)
+    assert isinstance(stream.on_request(delta(CLUSTER, nonce=cds.nonce)).events[0], Acked)
+
+
+def test_per_type_delta_stream_ignores_other_type_urls() -> None:
+    stream = XdsStream(delta=True, type_url=ENDPOINT)
+    stream.on_snapshot(snapshot())
+    assert stream.on_request(delta(ROUTE, ["main"])).responses == ()
+    assert stream.tracked_types() == []
+    eds = only(stream.on_request(delta(ENDPOINT, ["a"])))
+    assert [r.name for r in decode_delta(eds).resources] == ["a"]

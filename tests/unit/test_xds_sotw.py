@@ -220,3 +220,27 @@ def test_types_ubiq_does_not_serve_get_no_answer_and_no_state() -> None:
         step = stream.on_request(sotw(f"type.googleapis.com/made.up.Type{i}"))
         assert step.responses == () and step.events == ()
     assert stream.tracked_types() == [CLUSTER, LISTENER, ENDPOINT, ROUTE]
+
+
+def test_reconnect_with_a_nonce_from_the_previous_connection_gets_config() -> None:
+    snap = snapshot()
+    stream = XdsStream(delta=False)
+    stream.on_snapshot(snap)
+    step = stream.on_request(sotw(CLUSTER, nonce="41", version="old"))  # Istio-style reconnect
+    assert not any(isinstance(e, StaleIgnored) for e in step.events)
+    cds = only(step)
+    assert [r.type_url for r in decode_sotw(cds).resources] == [CLUSTER, CLUSTER]
+    assert isinstance(stream.on_request(ack(cds)).events[0], Acked)
+    eds = only(stream.on_request(sotw(ENDPOINT, ALL_CLAS, nonce="7")))  # also a type never answered
+    assert len(decode_sotw(eds).resources) == 2
+
+
+def test_per_type_stream_ignores_other_type_urls() -> None:
+    stream = XdsStream(delta=False, type_url=CLUSTER)
+    stream.on_snapshot(snapshot())
+    assert stream.on_request(sotw(LISTENER)) == stream.on_request(sotw(ROUTE, ["main"]))
+    assert stream.on_request(sotw(LISTENER)).responses == ()
+    assert stream.tracked_types() == []
+    cds = only(stream.on_request(sotw("")))
+    assert cds.type_url == CLUSTER
+    assert stream.tracked_types() == [CLUSTER]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from controlplane.policy.common import Label, LabelKey, Labels, Port, Spec
+from controlplane.policy.common import Address, Label, LabelKey, Labels, Port, Spec
 
 
 class Taint(Spec):
@@ -24,7 +24,7 @@ class Location(Spec):
 class Gateway(Spec):
     """The cluster's east-west gateway: where other clusters (and the GTM's answers) reach it."""
 
-    address: str
+    address: Address
     port: Port = 443
 
 

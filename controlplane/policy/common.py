@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -35,19 +37,33 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 
 
+MAX_DURATION_MS = 10 * 365 * 24 * 3_600_000  # ten years: far beyond any timeout, inside every limit
+
+
 def _parse_duration(value: Any) -> int:
     """Durations are written like Kubernetes and Istio do ("250ms", "2s", "1m"); bare numbers are seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 2s or 1m")
+    ms: float | None = None
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"must not be negative, got {value}")
-        return round(value * 1000)
-    if isinstance(value, str):
+        ms = value * 1000
+    elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
-            return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
-    raise ValueError(f"expected a duration such as 500ms, 2s or 1m, got {value!r}")
+            ms = float(m.group(1)) * _UNIT_MS[m.group(2)]
+    if ms is None or not math.isfinite(ms):
+        raise ValueError(f"expected a duration such as 500ms, 2s or 1m, got {value!r}")
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f"must be at most 10 years, got {value!r}")
+    return round(ms)
+
+
+def _positive(ms: int) -> int:
+    if ms <= 0:
+        raise ValueError("must be more than 0")
+    return ms
 
 
 def _format_ms(ms: int) -> str:
@@ -61,6 +77,9 @@ Millis = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$", "examples": ["2s"]}),
 ]
 """A duration, held as whole milliseconds."""
+
+PositiveMillis = Annotated[Millis, AfterValidator(_positive)]
+"""A duration that must be more than zero (intervals, timeouts Envoy requires to be set)."""
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -116,6 +135,31 @@ Weight = Annotated[
     AfterValidator(_in_range(0, 100)),
     WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 100}),
 ]
+
+
+StatusCode = Annotated[
+    int,
+    AfterValidator(_in_range(100, 599)),
+    WithJsonSchema({"type": "integer", "minimum": 100, "maximum": 599}),
+]
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"expected a network such as 203.0.113.0/24, got {value!r}") from None
+
+
+def _address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"expected an IPv4 or IPv6 address, got {value!r}") from None
+
+
+Network = Annotated[str, AfterValidator(_network)]
+Address = Annotated[str, AfterValidator(_address)]
 
 
 class Metadata(Spec):

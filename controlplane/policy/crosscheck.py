@@ -52,6 +52,11 @@ class _World:
             elif isinstance(d, RoutePolicy):
                 self.routes.setdefault(d.name, d)
         self.regions = {c.spec.region for c in self.clusters.values()}
+        self.residency: dict[str, frozenset[str]] = {
+            item.doc.spec.service: frozenset(item.doc.spec.residency.regions)
+            for item in located
+            if isinstance(item.doc, Placement) and item.doc.spec.residency is not None
+        }
 
 
 def cross_check(
@@ -76,6 +81,7 @@ def cross_check(
         elif isinstance(d, Canary):
             problems += _check_canary(world, item, d)
     problems += _unique_targets(located)
+    problems += _client_group_networks(located)
     return problems
 
 
@@ -107,6 +113,24 @@ def _unique_hosts(located: Iterable[Located]) -> Iterator[Problem]:
             elif key in owner:
                 yield item.problem(("spec", "hosts", i), f"host {host!r} is listed twice")
             owner[key] = item.doc.name
+
+
+def _client_group_networks(located: Iterable[Located]) -> Iterator[Problem]:
+    """One network, one client group, across every GlobalService (the DNS server looks a client
+    up once, before it knows the name asked for)."""
+    owner: dict[str, tuple[str, str]] = {}  # network -> (group, GlobalService)
+    for item in located:
+        if not isinstance(item.doc, GlobalService):
+            continue
+        for i, group in enumerate(item.doc.spec.client_groups):
+            for j, network in enumerate(group.cidrs):
+                first = owner.setdefault(network, (group.name, item.doc.name))
+                if first[0] != group.name:
+                    yield item.problem(
+                        ("spec", "clientGroups", i, "cidrs", j),
+                        f"network {network} is already in client group {first[0]!r}"
+                        f" (GlobalService {first[1]!r}); a network belongs to one group",
+                    )
 
 
 def _unique_targets(located: Iterable[Located]) -> Iterator[Problem]:
@@ -242,10 +266,25 @@ def _check_placement(world: _World, item: Located, d: Placement) -> Iterator[Pro
     yield from _service_ref(world, item, ("spec",), spec.service)
     for i, name in enumerate(spec.clusters):
         yield from _cluster_ref(world, item, ("spec", "clusters", i), name)
+    explicit = set(spec.clusters) if spec.clusters and spec.cluster_selector is None else None
     for name in spec.strategy.weights:
         yield from _cluster_ref(world, item, ("spec", "strategy", "weights", name), name)
+        if explicit is not None and name not in explicit and name in world.clusters:
+            yield item.problem(
+                ("spec", "strategy", "weights", name),
+                f"cluster {name!r} is not one of spec.clusters, so it never gets traffic",
+            )
+    if spec.strategy.weights and sum(spec.strategy.weights.values()) == 0:
+        yield item.problem(
+            ("spec", "strategy", "weights"), "weights sum to 0: no cluster would serve"
+        )
     for i, name in enumerate(spec.strategy.order):
         yield from _cluster_ref(world, item, ("spec", "strategy", "order", i), name)
+        if explicit is not None and name not in explicit and name in world.clusters:
+            yield item.problem(
+                ("spec", "strategy", "order", i),
+                f"cluster {name!r} is not one of spec.clusters",
+            )
     if spec.residency is not None:
         allowed = set(spec.residency.regions)
         for i, region in enumerate(spec.residency.regions):
@@ -270,6 +309,13 @@ def _check_global(world: _World, item: Located, d: GlobalService) -> Iterator[Pr
             yield item.problem(
                 (*path, "address"),
                 f"cluster {target.cluster!r} has no gateway address; give the target an address",
+            )
+        allowed = world.residency.get(spec.service)
+        if cluster is not None and allowed is not None and cluster.spec.region not in allowed:
+            yield item.problem(
+                (*path, "cluster"),
+                f"cluster {target.cluster!r} is in region {cluster.spec.region!r}, outside the"
+                f" residency boundary of service {spec.service!r} ({', '.join(sorted(allowed))})",
             )
     groups = {g.name for g in spec.client_groups}
     for name, regions in spec.geo.items():

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from controlplane.policy.common import Hostname, Label, Millis, Name, Port, Spec
-
-
-def _network(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError:
-        raise ValueError(f"expected a network such as 203.0.113.0/24, got {value!r}") from None
-
-
-def _address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"expected an IPv4 or IPv6 address, got {value!r}") from None
-
-
-Network = Annotated[str, AfterValidator(_network)]
-Address = Annotated[str, AfterValidator(_address)]
+from controlplane.policy.common import (
+    Address,
+    Hostname,
+    Label,
+    Millis,
+    Name,
+    Network,
+    Port,
+    PositiveMillis,
+    Spec,
+    StatusCode,
+)
 
 GtmStrategy = Literal["failover", "weighted", "geo", "lowestLatency", "roundRobin"]
 
@@ -35,7 +27,7 @@ class GtmHttpCheck(Spec):
     host: str | None = None
     scheme: Literal["http", "https"] = "http"
     port: Port | None = None
-    expected_statuses: tuple[int, ...] = (200,)
+    expected_statuses: tuple[StatusCode, ...] = Field(default=(200,), min_length=1)
     verify_tls: bool = True
 
 
@@ -46,8 +38,8 @@ class GtmTcpCheck(Spec):
 class GtmHealthCheck(Spec):
     http: GtmHttpCheck | None = None
     tcp: GtmTcpCheck | None = None
-    interval: Millis = 5000
-    timeout: Millis = 1000
+    interval: PositiveMillis = 5000
+    timeout: PositiveMillis = 1000
     jitter: Millis = 0
     healthy_threshold: int = Field(default=2, ge=1)
     unhealthy_threshold: int = Field(default=3, ge=1)
@@ -107,6 +99,6 @@ class GlobalServiceSpec(Spec):
                 raise ValueError(f"alias {alias!r} must be another name inside zone {self.zone!r}")
         if self.all_down == "fallback" and not self.fallback:
             raise ValueError("allDown fallback needs fallback addresses")
-        if self.ttl < 1000 and self.ttl != 0:
-            raise ValueError("ttl is whole seconds in DNS; use at least 1s (or 0)")
+        if self.ttl % 1000:
+            raise ValueError(f"ttl is whole seconds in DNS, got {self.ttl}ms")
         return self

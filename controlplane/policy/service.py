@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from controlplane.policy.common import Label, Labels, Millis, Name, Port, Spec
+from controlplane.policy.common import (
+    Address,
+    Label,
+    Labels,
+    Name,
+    Port,
+    PositiveMillis,
+    Spec,
+    StatusCode,
+)
 
 Protocol = Literal["HTTP", "HTTP2", "GRPC"]
 
@@ -19,7 +28,7 @@ class ServicePort(Spec):
 
 class Endpoint(Spec):
     cluster: Name
-    address: str
+    address: Address
     port: Port | None = None  # defaults to the service's first port
     labels: Labels = Field(default_factory=dict)
     weight: int = Field(default=1, ge=1, le=128)
@@ -33,14 +42,14 @@ class Subset(Spec):
 class HttpHealthCheck(Spec):
     path: str = "/healthz"
     host: str | None = None
-    expected_statuses: tuple[int, ...] = (200,)
+    expected_statuses: tuple[StatusCode, ...] = Field(default=(200,), min_length=1)
 
 
 class HealthCheck(Spec):
     http: HttpHealthCheck | None = None
     tcp: bool = False
-    interval: Millis = 5000
-    timeout: Millis = 1000
+    interval: PositiveMillis = 5000
+    timeout: PositiveMillis = 1000
     healthy_threshold: int = Field(default=2, ge=1)
     unhealthy_threshold: int = Field(default=3, ge=1)
 

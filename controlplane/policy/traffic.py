@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from controlplane.policy.common import Label, Millis, Name, Spec, Weight
+from controlplane.policy.common import Label, Millis, Name, PositiveMillis, Spec, Weight
 
 
 class ConnectionPool(Spec):
@@ -22,8 +22,8 @@ class ConnectionPool(Spec):
 class OutlierDetection(Spec):
     consecutive_5xx_errors: int | None = Field(default=5, ge=0, alias="consecutive5xxErrors")
     consecutive_gateway_errors: int | None = Field(default=None, ge=0)
-    interval: Millis = 10_000
-    base_ejection_time: Millis = 30_000
+    interval: PositiveMillis = 10_000
+    base_ejection_time: PositiveMillis = 30_000
     max_ejection_percent: int = Field(default=10, ge=0, le=100)
     min_health_percent: int = Field(default=0, ge=0, le=100)
 

@@ -216,3 +216,49 @@ def test_aliases_are_dns_names_too() -> None:
         "name: c.gtm.example\nzone: gtm.example\naliases: [c.other.example]\nservice: web",
     )
     assert "alias 'c.other.example' must be another name inside zone" in problems(outside)[0]
+
+
+def test_a_network_belongs_to_one_client_group() -> None:
+    a = doc(
+        "GlobalService",
+        "a",
+        "name: a.gtm.example\nzone: gtm.example\nservice: web\nclientGroups: [{name: eu, cidrs: [203.0.113.0/24]}]",
+    )
+    b = doc(
+        "GlobalService",
+        "b",
+        "name: b.gtm.example\nzone: gtm.example\nservice: web\nclientGroups: [{name: europe, cidrs: [203.0.113.0/24]}]",
+    )
+    assert problems(a, b) == [
+        "extra1.yaml:8: spec.clientGroups[0].cidrs[0]: network 203.0.113.0/24 is already in client"
+        " group 'eu' (GlobalService 'a'); a network belongs to one group"
+    ]
+
+
+def test_explicit_gtm_targets_respect_residency() -> None:
+    p = doc(
+        "Placement", "web", "service: web\nclusters: [eu-west]\nresidency: {regions: [eu-west]}"
+    )
+    gs = doc(
+        "GlobalService",
+        "g",
+        "name: web.gtm.example\nzone: gtm.example\nservice: web\ntargets: [{cluster: eu-west}, {cluster: us-west}]",
+    )
+    assert problems(p, gs) == [
+        "extra1.yaml:8: spec.targets[1].cluster: cluster 'us-west' is in region 'us-west', outside"
+        " the residency boundary of service 'web' (eu-west)"
+    ]
+
+
+def test_placement_weights_name_placed_clusters() -> None:
+    p = doc(
+        "Placement", "web", "service: web\nclusters: [eu-west]\nstrategy: {weights: {us-west: 100}}"
+    )
+    assert problems(p) == [
+        "extra0.yaml:7: spec.strategy.weights.us-west: cluster 'us-west' is not one of spec.clusters,"
+        " so it never gets traffic"
+    ]
+    zero = doc("Placement", "web", "service: web\nstrategy: {weights: {eu-west: 0}}")
+    assert problems(zero) == [
+        "extra0.yaml:7: spec.strategy.weights: weights sum to 0: no cluster would serve"
+    ]

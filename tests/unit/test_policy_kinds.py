@@ -284,3 +284,49 @@ def test_model_is_immutable() -> None:
     with pytest.raises(TypeError):
         model.services["other"] = model.services["web"]  # type: ignore[index]
     assert BASE
+
+
+def test_durations_that_no_consumer_can_use_are_refused() -> None:
+    base = "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: "
+    for value, message in (
+        (".inf", "expected a duration such as 500ms, 2s or 1m, got inf"),
+        ("99999999999999999h", "must be at most 10 years"),
+    ):
+        (problem,) = problems(doc("RoutePolicy", "web", base + value))
+        assert message in problem, problem
+
+
+def test_health_checks_need_positive_intervals_and_real_status_codes() -> None:
+    svc = doc(
+        "Service",
+        "api",
+        "ports: [{port: 80}]\nhealthCheck: {http: {expectedStatuses: [0]}, interval: 0s}",
+    )
+    assert problems(svc) == [
+        "extra0.yaml:6: spec.healthCheck.http.expectedStatuses[0]: must be 100..599, got 0",
+        "extra0.yaml:6: spec.healthCheck.interval: must be more than 0",
+    ]
+
+
+def test_addresses_must_be_ip_addresses() -> None:
+    bad = "apiVersion: ubiq.io/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec: {region: x, gateway: {address: gw.example.com}}\n"
+    assert problems(bad) == [
+        "extra0.yaml:4: spec.gateway.address: expected an IPv4 or IPv6 address, got 'gw.example.com'"
+    ]
+    svc = doc(
+        "Service", "api", "ports: [{port: 80}]\nendpoints: [{cluster: eu-west, address: db.local}]"
+    )
+    assert "expected an IPv4 or IPv6 address, got 'db.local'" in problems(svc)[0]
+
+
+def test_gtm_ttl_is_whole_seconds_and_bounded() -> None:
+    for ttl, message in (
+        ("1500ms", "ttl is whole seconds in DNS, got 1500ms"),
+        ("2147483648s", "must be at most 10 years"),
+    ):
+        gs = doc(
+            "GlobalService",
+            "g",
+            f"name: web.gtm.example\nzone: gtm.example\nservice: web\nttl: {ttl}",
+        )
+        assert message in problems(gs)[0]

@@ -260,5 +260,5 @@ def test_placement_weights_name_placed_clusters() -> None:
     ]
     zero = doc("Placement", "web", "service: web\nstrategy: {weights: {eu-west: 0}}")
     assert problems(zero) == [
-        "extra0.yaml:7: spec.strategy.weights: weights sum to 0: no cluster would serve"
+        "extra0.yaml:6: spec.strategy.weights: weights sum to 0: no cluster would serve"
     ]

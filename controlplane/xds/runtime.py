@@ -4,7 +4,9 @@ I/O edge. Compilation (pure) runs off the event loop; the cache then swaps each 
 snapshot atomically and only groups whose content changed are pushed. Each group keeps its last
 good compilation and snapshot, so the next model is compiled incrementally from the documents
 that changed (``diff``) and only changed resources are serialized again. A compile or consistency
-failure is logged and counted; every group keeps the snapshot it had.
+failure is logged and counted; every group keeps the snapshot it had. Models arriving during a
+compile are coalesced: the next compile takes the newest. A group that drops out of the model
+is served an empty snapshot.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry, register_metrics
 
 log = structlog.get_logger("ubiq.xds")
+
+_EMPTY = Snapshot.build({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,8 @@ class XdsRuntime:
         self.server = XdsServer(self.cache, status=self.status)
         self._compile_cache = CompileCache()
         self._groups: dict[str, GroupBuild] = {}  # last good build per group
-        self._lock = asyncio.Lock()
+        self._pending: Model | None = None  # newest model not yet taken by a compile
+        self._compiling: asyncio.Task[None] | None = None
         self.port: int | None = None
         register_metrics(self.status, self.registry)
         self._compiles = Counter(
@@ -117,28 +122,62 @@ class XdsRuntime:
         await self.server.stop()
 
     async def update_model(self, model: Model) -> None:
-        async with self._lock:  # one compile at a time; the newest model wins the next turn
-            started = time.perf_counter()
-            try:
-                groups = await asyncio.to_thread(
-                    build_groups, model, self.options, self._groups, self._compile_cache
-                )
-                snapshots = {key: built.snapshot for key, built in groups.items()}
-                for snapshot in snapshots.values():
-                    snapshot.check_consistent()
-            except (InconsistentSnapshotError, Exception) as exc:  # never lose the last good config
-                self._compiles.labels("rejected").inc()
-                log.error("xds compile rejected; proxies keep their config", error=str(exc))
-                return
-            self._groups = groups
-            pushed = [g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s)]
-            elapsed = time.perf_counter() - started
-            self._compiles.labels("ok").inc()
-            self._compile_seconds.observe(elapsed)
-            log.info(
-                "xds snapshots published",
-                model=model.hash[:12],
-                groups=len(snapshots),
-                changed=pushed,
-                compile_ms=round(elapsed * 1000, 1),
+        """Compile and publish ``model``; returns once it, or a newer model given meanwhile, is
+        published (or rejected). Models queued behind a running compile are not compiled in
+        turn: the newest wins."""
+        self._pending = model
+        if self._compiling is None or self._compiling.done():
+            self._compiling = asyncio.create_task(self._compile_pending())
+        # shield: a caller that gives up does not cancel the compile others wait for
+        await asyncio.shield(self._compiling)
+
+    async def _compile_pending(self) -> None:
+        while self._pending is not None:
+            model, self._pending = self._pending, None
+            await self._compile(model)
+        # no await after the loop: update_model sees this task done or sees its model taken
+
+    async def _compile(self, model: Model) -> None:
+        started = time.perf_counter()
+        try:
+            groups = await asyncio.to_thread(
+                build_groups, model, self.options, self._groups, self._compile_cache
             )
+            snapshots = {key: built.snapshot for key, built in groups.items()}
+            for snapshot in snapshots.values():
+                snapshot.check_consistent()
+        except Exception as exc:  # never lose the last good config
+            self._compiles.labels("rejected").inc()
+            log.error(
+                "xds compile rejected; proxies keep their config",
+                model=model.hash[:12],
+                error=str(exc),
+                exc_info=not isinstance(exc, InconsistentSnapshotError),
+            )
+            return
+        self._groups = groups
+        pushed = [g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s)]
+        emptied = self._empty_dropped_groups(snapshots)
+        elapsed = time.perf_counter() - started
+        self._compiles.labels("ok").inc()
+        self._compile_seconds.observe(elapsed)
+        log.info(
+            "xds snapshots published",
+            model=model.hash[:12],
+            groups=len(snapshots),
+            changed=pushed,
+            emptied=emptied,
+            compile_ms=round(elapsed * 1000, 1),
+        )
+
+    def _empty_dropped_groups(self, built: Mapping[str, Snapshot]) -> list[str]:
+        """Groups no longer in the model (a deleted Cluster, ``<cluster>/grpc`` once the last
+        GRPC port is gone) get an empty snapshot, so connected proxies drop what they hold."""
+        emptied = [
+            group
+            for group in self.cache.groups()
+            if group not in built and self.cache.set_snapshot(group, _EMPTY)
+        ]
+        for group in emptied:
+            log.warning("xds group dropped from the model; serving it nothing", group=group)
+        return emptied

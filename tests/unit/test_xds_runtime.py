@@ -1,0 +1,121 @@
+"""XdsRuntime without a server: models coalesce (newest wins), groups that leave the model are
+emptied, and a rejected model keeps every group's snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controlplane.policy.loader import load_texts
+from controlplane.policy.model import Model
+from controlplane.xds import runtime as runtime_module
+from controlplane.xds.cache import group_key
+from controlplane.xds.compiler import CompileOptions
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.runtime import XdsRuntime, compile_snapshots
+
+CLUSTER_TEXT = """
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {{name: {name}}}
+spec: {{region: {name}, zone: {name}-a}}
+"""
+
+SERVICE_TEXT = """
+apiVersion: ubiq.io/v1alpha1
+kind: Service
+metadata: {{name: echo}}
+spec:
+  ports: [{{name: web, port: 9000, protocol: {protocol}}}]
+  endpoints: [{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]
+---
+apiVersion: ubiq.io/v1alpha1
+kind: RoutePolicy
+metadata: {{name: echo}}
+spec:
+  hosts: [echo.test]
+  http: [{{match: [{{path: {{prefix: /}}}}], route: [{{service: echo}}]}}]
+"""
+
+
+def model(
+    clusters: tuple[str, ...] = ("eu-west",), port: int = 8080, protocol: str = "HTTP"
+) -> Model:
+    docs = [CLUSTER_TEXT.format(name=name) for name in clusters]
+    docs.append(SERVICE_TEXT.format(protocol=protocol, port=port))
+    return load_texts([("policy.yaml", "---".join(docs))])
+
+
+def samples(registry: CollectorRegistry, result: str) -> float:
+    return registry.get_sample_value("ubiq_xds_compiles_total", {"result": result}) or 0.0
+
+
+def is_empty(runtime: XdsRuntime, group: str) -> bool:
+    snap = runtime.cache.get(group)
+    assert snap is not None
+    return all(not snap.get(t).entries for t in (CLUSTER, ENDPOINT, LISTENER, ROUTE))
+
+
+async def test_models_queued_during_a_compile_coalesce_to_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = XdsRuntime(CompileOptions())
+    real = runtime_module.build_groups
+    compiled: list[Model] = []
+    release = threading.Event()
+
+    def build(m: Model, *args: Any) -> Any:
+        compiled.append(m)
+        assert release.wait(10)
+        return real(m, *args)
+
+    first, second, newest = model(port=1), model(port=2), model(port=3)
+    expected = compile_snapshots(newest, CompileOptions())[group_key("eu-west")]
+    monkeypatch.setattr(runtime_module, "build_groups", build)
+    running = asyncio.create_task(runtime.update_model(first))
+    async with asyncio.timeout(10):
+        while not compiled:
+            await asyncio.sleep(0.01)
+    waiting = [asyncio.create_task(runtime.update_model(m)) for m in (second, newest)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.wait_for(waiting[0], 10)  # returns once a model at least as new is published
+    assert compiled == [first, newest]
+    published = runtime.cache.get(group_key("eu-west"))
+    assert published is not None
+    assert published.version == expected.version
+    await asyncio.wait_for(asyncio.gather(running, waiting[1]), 10)
+    assert compiled == [first, newest]
+
+
+async def test_groups_that_leave_the_model_are_emptied() -> None:
+    runtime = XdsRuntime(CompileOptions())
+    await runtime.update_model(model(("eu-west", "us-east"), protocol="GRPC"))
+    groups = [group_key(c, r) for c in ("eu-west", "us-east") for r in ("grpc", "proxy")]
+    assert runtime.cache.groups() == groups
+    assert not any(is_empty(runtime, g) for g in groups)
+    await runtime.update_model(model(("eu-west",), protocol="HTTP"))
+    assert runtime.cache.groups() == groups  # still known: connected proxies get the empty one
+    assert [g for g in groups if is_empty(runtime, g)] == groups[:1] + groups[2:]
+    emptied = runtime.cache.get(group_key("us-east"))
+    await runtime.update_model(model(("eu-west",), port=9))
+    assert runtime.cache.get(group_key("us-east")) is emptied  # not published again
+
+
+async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = CollectorRegistry()
+    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    await runtime.update_model(model(("eu-west", "us-east")))
+    before = {g: runtime.cache.get(g) for g in runtime.cache.groups()}
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("compiler bug")
+
+    monkeypatch.setattr(runtime_module, "build_groups", broken)
+    await runtime.update_model(model(("eu-west",), port=9))
+    assert {g: runtime.cache.get(g) for g in runtime.cache.groups()} == before
+    assert samples(registry, "rejected") == 1 and samples(registry, "ok") == 1

@@ -28,20 +28,35 @@ RCODES = {
     5: "REFUSED",
     9: "NOTAUTH",
 }
+# The qtype label's values: any other number a client sends is counted as OTHER (a label per
+# number would let clients create 65536 series).
 QTYPES = {
+    0: "NONE",  # no question (FORMERR and the like)
     1: "A",
     2: "NS",
     5: "CNAME",
     6: "SOA",
+    12: "PTR",
+    13: "HINFO",
     15: "MX",
     16: "TXT",
     28: "AAAA",
     33: "SRV",
+    35: "NAPTR",
+    43: "DS",
+    46: "RRSIG",
+    48: "DNSKEY",
+    50: "NSEC3",
+    52: "TLSA",
+    64: "SVCB",
     65: "HTTPS",
+    99: "SPF",
     251: "IXFR",
     252: "AXFR",
     255: "ANY",
+    257: "CAA",
 }
+OTHER_QTYPE = -1
 LATENCY_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005)
 
 
@@ -56,7 +71,8 @@ class TableInfo(Protocol):
 
 class DnsMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.responses: dict[tuple[str, int, int], int] = {}  # (transport, qtype, rcode) -> n
+        # (transport, qtype or OTHER_QTYPE, rcode) -> n; rcode is 4 bits, so at most 16 of them
+        self.responses: dict[tuple[str, int, int], int] = {}
         self.dropped: dict[str, int] = {}
         self.truncated = 0
         self.tcp_connections = 0
@@ -74,7 +90,8 @@ class DnsMetrics(Collector):
         if response is None:
             self.dropped[transport] = self.dropped.get(transport, 0) + 1
             return
-        key = (transport, _qtype(response), response[3] & 0x0F)
+        qtype = _qtype(response)
+        key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, response[3] & 0x0F)
         self.responses[key] = self.responses.get(key, 0) + 1
         if response[2] & 0x02:
             self.truncated += 1
@@ -87,7 +104,7 @@ class DnsMetrics(Collector):
         )
         for (transport, qtype, rcode), n in sorted(self.responses.items()):
             queries.add_metric(
-                [transport, QTYPES.get(qtype, str(qtype)), RCODES.get(rcode, str(rcode))], n
+                [transport, QTYPES.get(qtype, "OTHER"), RCODES.get(rcode, str(rcode))], n
             )
         yield queries
         dropped = CounterMetricFamily(

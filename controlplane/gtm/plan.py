@@ -15,7 +15,7 @@ from types import MappingProxyType
 from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health_state import CheckedTarget, HealthCheck, checked_targets
-from controlplane.gtm.steering import steer_all
+from controlplane.gtm.steering import rotates, rotation_period, steer_all
 from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
 from controlplane.gtm.zone import StaticRecord, Zone
@@ -40,6 +40,7 @@ class GtmPlan:
     checked: tuple[CheckedTarget, ...]
     decisions: Mapping[tuple[str, str], Decision] = field(default_factory=dict)
     table: AnswerTable | None = None
+    health: HealthView = field(default_factory=lambda: HealthView(frozenset()))  # decided with
 
     def group(self, name: str) -> ClientGroup:
         found = next((g for g in self.groups if g.name == name), None)
@@ -114,12 +115,14 @@ def decide(
     previous: Mapping[tuple[str, str], Decision] | None = None,
     config: GtmConfig = GtmConfig(),
     serial: int | None = None,
+    now: float = 0.0,
 ) -> GtmPlan:
     """Steer every name for every group and precompute the answer table.
 
     ``serial`` is the zones' SOA serial (the caller keeps it increasing, RFC 1982); the answers
-    change with health, so secondaries that transfer the zone need it to move too."""
-    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous)
+    change with health, so secondaries that transfer the zone need it to move too. ``now``
+    (seconds) picks the rotation slot of roundRobin and non-sticky weighted policies."""
+    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous, now)
     zones = plan.zones
     if serial is not None:
         zones = tuple(replace(z, serial=serial % 2**32 or 1) for z in zones)
@@ -132,5 +135,14 @@ def decide(
         allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
     )
     return GtmPlan(
-        plan.policies, plan.groups, zones, plan.checked, MappingProxyType(decisions), table
+        plan.policies, plan.groups, zones, plan.checked, MappingProxyType(decisions), table, health
     )
+
+
+def next_rotation(plan: GtmPlan, now: float) -> float | None:
+    """Seconds from ``now`` until some policy's rotation slot changes; None when no policy
+    rotates (then only model and health changes move the answers)."""
+    periods = {rotation_period(p) for p in plan.policies.values() if rotates(p)}
+    if not periods:
+        return None
+    return min(p - now % p for p in periods)

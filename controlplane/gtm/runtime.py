@@ -1,8 +1,9 @@
 """The running GTM: follows the policy model and health, keeps the DNS server's table current.
 
 I/O edge. Every model change or health change recomputes the plan (pure) and swaps the table
-in one assignment. A plan that cannot be built (GtmError) is logged and the old table keeps
-answering. GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
+in one assignment. A plan that cannot be built (GtmError, or any other error) is logged and the
+old table keeps answering. When a policy rotates (roundRobin, non-sticky weighted), a timer
+rebuilds the table at each of its rotation boundaries (every ``ttl`` seconds). GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
 that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, plan_from_model
+from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
 from controlplane.gtm.server import DnsServer
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
@@ -60,9 +61,13 @@ class _AnswerCollector(Collector):
         plan = self._runtime.plan
         if plan is not None:
             for (name, group), d in sorted(plan.decisions.items()):
-                regions = d.regions or ("",) * len(d.addresses)
-                for address, region in zip(d.addresses, regions, strict=False):
-                    answers.add_metric([name, group, region, address], 1)
+                policy = plan.policies.get(name)
+                regions: dict[str, str] = {}
+                for t in policy.targets if policy is not None else ():
+                    if t.address not in regions or t.region in d.regions[:1]:
+                        regions[t.address] = t.region
+                for address in d.addresses:  # fallback addresses are no target: region ""
+                    answers.add_metric([name, group, regions.get(address, ""), address], 1)
                 all_down.add_metric([name, group], 1 if (d.all_down or d.servfail) else 0)
         epoch.add_metric([], self._runtime.epoch)
         yield answers
@@ -77,7 +82,9 @@ class GtmRuntime:
         *,
         config: GtmConfig | None = None,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self.config = config or GtmConfig(ns_addresses=_glue_addresses(listen))
         self.registry = registry if registry is not None else CollectorRegistry()
         self._plan: GtmPlan | None = None
@@ -94,6 +101,7 @@ class GtmRuntime:
         self._serial = 0
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
+        self._rotator: asyncio.Task[None] | None = None
 
     @property
     def plan(self) -> GtmPlan | None:
@@ -104,26 +112,32 @@ class GtmRuntime:
         return self._epoch
 
     async def start(self, model: Model) -> None:
-        self.update_model(model)
-        if self._plan is None and self._base is not None:  # the first table, before serving
+        if self._load_model(model) and self._base is not None:  # the first table, built once
             self._apply(self._decide(self._base, self._health))
         if self._plan is None or self._plan.table is None:
             raise GtmError("no answer table could be built from the policy")
         self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
         await self.server.start()
         await self.checker.start()
+        self._rotator = asyncio.get_running_loop().create_task(self._rotate())
         log.info("gtm serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
 
     async def stop(self) -> None:
         await self.checker.stop()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        for task in (self._rotator, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.server is not None:
             await self.server.stop()
 
     def update_model(self, model: Model) -> None:
+        if self._load_model(model):
+            self._rebuild()
+
+    def _load_model(self, model: Model) -> bool:
+        """Take a new model's health-independent plan; False when it was rejected."""
         geo = self.geo.load(model)
         for error in geo.errors:
             log.error("geoip database not used; steering with CIDR client groups", error=error)
@@ -134,10 +148,13 @@ class GtmRuntime:
             base = plan_from_model(model, self.config, geo.groups)
         except GtmError as exc:
             log.error("gtm plan rejected; keeping previous answers", error=str(exc))
-            return
+            return False
+        except Exception:
+            log.exception("gtm plan failed; keeping previous answers")
+            return False
         self._base = base
-        self._rebuild()
         self.checker.set_targets(base.checked)
+        return True
 
     def _on_health(self, view: HealthView) -> None:
         self._health = view
@@ -161,22 +178,45 @@ class GtmRuntime:
     async def _rebuild_in_thread(self) -> None:
         while self._dirty and self._base is not None:
             self._dirty = False
-            plan = await asyncio.to_thread(self._decide, self._base, self._health)
-            self._apply(plan)
+            try:
+                plan = await asyncio.to_thread(self._decide, self._base, self._health)
+                self._apply(plan)
+            except Exception:  # the worker must not die silently; the old table keeps answering
+                log.exception("gtm rebuild failed; keeping previous answers")
+
+    async def _rotate(self) -> None:
+        """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky
+        weighted); sleeps a second at a time while no policy rotates."""
+        while True:
+            base = self._base
+            wait = next_rotation(base, self._clock()) if base is not None else None
+            # a hair past the boundary, so the rebuild sees the new slot
+            await asyncio.sleep(1.0 if wait is None else wait + 0.001)
+            if wait is not None:
+                self._rebuild()
 
     def _decide(self, base: GtmPlan, health: HealthView) -> GtmPlan | None:
         previous = self._plan.decisions if self._plan is not None else None
         try:
             return decide(
-                base, health, epoch=self._epoch + 1, previous=previous, config=self.config
+                base,
+                health,
+                epoch=self._epoch + 1,
+                previous=previous,
+                config=self.config,
+                serial=self._next_serial(),
+                now=self._clock(),
             )
         except GtmError as exc:
             log.error("gtm table rejected; keeping previous answers", error=str(exc))
             return None
+        except Exception:
+            log.exception("gtm table failed; keeping previous answers")
+            return None
 
     def _next_serial(self) -> int:
         """SOA serial: the time in seconds, and always more than the last one."""
-        self._serial = max(int(time.time()), self._serial + 1)
+        self._serial = max(int(self._clock()), self._serial + 1)
         return self._serial
 
     def _apply(self, plan: GtmPlan | None) -> None:
@@ -213,6 +253,7 @@ class GtmRuntime:
         decision = plan.decisions.get((policy.name, group.name))
         if decision is None:
             return None
+        # the health the plan was decided with, not the newest (a rebuild may be in flight)
         if text:
-            return explain(policy, group, self._health, decision, client=client)
-        return explain_dict(policy, group, self._health, decision, client=client)
+            return explain(policy, group, plan.health, decision, client=client)
+        return explain_dict(policy, group, plan.health, decision, client=client)

@@ -7,7 +7,11 @@ Invariants every strategy keeps:
 * a Decision that is not ``servfail`` always has at least one address;
 * at most ``max_answers`` IPv4 and at most ``max_answers`` IPv6 addresses (A and AAAA are
   separate RRsets), without duplicates, best first;
-* the same inputs give the same Decision (weighted choice hashes (name, group, epoch));
+* the same inputs give the same Decision (weighted choice hashes (name, group); non-sticky
+  weighted and roundRobin also take ``rotation``, a time slot the caller computes with
+  ``rotation_at(policy, now)``);
+* ``epoch`` counts table rebuilds; it only dates decisions (``since_epoch``, minimum dwell) and
+  never changes which target is picked;
 * ``depends_on_client`` is False only when every client group would get the same answer.
 
 Failover, geo and lowestLatency answer within one tier / one region: resolvers rotate RRsets, so
@@ -29,7 +33,7 @@ from controlplane.gtm.types import (
     Target,
 )
 
-__all__ = ["steer", "steer_all", "target_label"]
+__all__ = ["rotates", "rotation_at", "rotation_period", "steer", "steer_all", "target_label"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +50,34 @@ def steer(
     *,
     epoch: int = 0,
     previous: Decision | None = None,
+    rotation: int = 0,
 ) -> Decision:
     """Decide the answers for ``policy.name`` as seen by clients of ``group``.
+
+    ``rotation`` is the policy's current time slot (``rotation_at(policy, now)``): roundRobin
+    starts at a different target in every slot, non-sticky weighted draws again in every slot.
 
     ``previous`` is the Decision this (name, group) got last time; lowestLatency uses it for
     hysteresis and minimum dwell, every strategy uses it to carry ``since_epoch`` forward.
     """
     healthy, down = _partition(policy, health)
-    return _decide(policy, group, healthy, down, epoch, previous)
+    return _decide(policy, group, healthy, down, epoch, previous, rotation)
+
+
+def rotation_period(policy: SteeringPolicy) -> int:
+    """Seconds between rotations: the policy's TTL (a resolver keeps an answer that long anyway)."""
+    return max(1, policy.ttl)
+
+
+def rotates(policy: SteeringPolicy) -> bool:
+    """Whether the policy's answers change with ``rotation`` (with unchanged health)."""
+    return policy.strategy == "roundRobin" or (policy.strategy == "weighted" and not policy.sticky)
+
+
+def rotation_at(policy: SteeringPolicy, now: float) -> int:
+    """The policy's time slot at ``now`` (seconds since the epoch); 0 for policies that do not
+    rotate, so their decisions do not depend on the time at all."""
+    return int(now // rotation_period(policy)) if rotates(policy) else 0
 
 
 def _partition(
@@ -73,12 +97,13 @@ def _decide(
     down: tuple[str, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> Decision:
     if previous is not None and (previous.name != policy.name or previous.group != group.name):
         previous = None
     if not healthy:
         return _all_down(policy, group, down, epoch)
-    pick = _STRATEGIES[policy.strategy](policy, group, healthy, epoch, previous)
+    pick = _STRATEGIES[policy.strategy](policy, group, healthy, epoch, previous, rotation)
     targets = _cap(pick.targets, policy.max_answers)
     regions = tuple(dict.fromkeys(t.region for t in targets))
     addresses = tuple(dict.fromkeys(t.address for t in targets))
@@ -104,8 +129,11 @@ def steer_all(
     health: HealthView,
     epoch: int = 0,
     previous: Mapping[tuple[str, str], Decision] | None = None,
+    now: float = 0.0,
 ) -> dict[tuple[str, str], Decision]:
     """One Decision per (policy name, group name), always including the default group.
+
+    ``now`` (seconds) picks each rotating policy's slot (``rotation_at``).
 
     When every group of a policy gets the same answer, all its Decisions are marked
     ``depends_on_client=False`` (ECS scope 0), whatever the strategy.
@@ -117,8 +145,9 @@ def steer_all(
     out: dict[tuple[str, str], Decision] = {}
     for policy in policies:
         healthy, down = _partition(policy, health)
+        rotation = rotation_at(policy, now)
         decisions = [
-            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)))
+            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)), rotation)
             for g in group_list
         ]
         answers = {(d.addresses, d.servfail) for d in decisions}
@@ -145,6 +174,7 @@ def _failover(
     healthy: tuple[Target, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> _Pick:
     return _failover_pick(policy, healthy, "failover")
 
@@ -169,6 +199,7 @@ def _weighted(
     healthy: tuple[Target, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> _Pick:
     addresses = {t.address for t in healthy}
     v6 = sum(1 for a in addresses if ":" in a)
@@ -181,16 +212,17 @@ def _weighted(
     if not positive:
         positive = list(healthy)
         reasons.append("weighted: every healthy target has weight 0; weighing them equally")
-    key_group = group.name if policy.sticky else "*"
-    key = f"{policy.name}|{key_group}|{epoch}"
+    # sticky: a group keeps its draw until its target goes down or the weights change;
+    # not sticky: one draw for every group, drawn again each rotation period.
+    key = f"{policy.name}|{group.name}" if policy.sticky else f"{policy.name}|*|{rotation}"
     weights = [float(t.weight) if t.weight > 0 else 1.0 for t in positive]
     ranked = rank(key, [(_target_id(t), w, t) for t, w in zip(positive, weights, strict=True)])
     total = sum(weights)
     first = ranked[0]
     share = (float(first.weight) if first.weight > 0 else 1.0) / total
-    who = f"group {group.name}" if policy.sticky else "every group"
+    who = f"group {group.name}" if policy.sticky else f"every group, rotation {rotation},"
     reasons.append(
-        f"weighted: {who}, epoch {epoch} drew {target_label(policy, first)} "
+        f"weighted: {who} drew {target_label(policy, first)} "
         f"(weight {first.weight}, {share:.0%} of healthy weight)"
     )
     return _Pick(tuple(ranked), tuple(reasons), depends_on_client=policy.sticky)
@@ -202,6 +234,7 @@ def _geo(
     healthy: tuple[Target, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> _Pick:
     prefs = tuple(policy.geo.get(group.name, ()))
     source = "policy"
@@ -244,6 +277,7 @@ def _lowest_latency(
     healthy: tuple[Target, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> _Pick:
     row = policy.latency.get(group.name, {})
     regions = list(dict.fromkeys(t.region for t in _ordered(policy, healthy)))
@@ -289,12 +323,13 @@ def _round_robin(
     healthy: tuple[Target, ...],
     epoch: int,
     previous: Decision | None,
+    rotation: int,
 ) -> _Pick:
     unique = list({t.address: t for t in reversed(healthy)}.values())[::-1]
-    start = epoch % len(unique)
+    start = rotation % len(unique)
     rotated = unique[start:] + unique[:start]
     reason = (
-        f"roundRobin: epoch {epoch} starts at {target_label(policy, rotated[0])} "
+        f"roundRobin: rotation {rotation} (every {rotation_period(policy)}s) starts at {target_label(policy, rotated[0])} "
         f"({start + 1} of {len(unique)} healthy)"
     )
     return _Pick(tuple(rotated), (reason,), depends_on_client=False)

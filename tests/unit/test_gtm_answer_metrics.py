@@ -1,4 +1,5 @@
-"""DNS metrics: counted in plain dicts on the hot path, exposed on an explicit registry."""
+"""DNS metrics: counted in plain dicts on the hot path, exposed on an explicit registry; the
+answers being served (ubiq_gtm_answer), read from the live plan."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from controlplane.gtm.answer import Client, answer
 from controlplane.gtm.metrics import DnsMetrics
+from controlplane.gtm.plan import GtmPlan
+from controlplane.gtm.runtime import GtmRuntime
+from controlplane.gtm.steering import steer_all
+from controlplane.gtm.types import HealthView, SteeringPolicy, Target
 from tests.support.dns import ORIGIN, sample_table
 
 
@@ -31,3 +36,49 @@ def test_metrics_by_transport_qtype_rcode_and_table_gauges() -> None:
     assert "ubiq_dns_table_generation 7.0" in text
     assert f"ubiq_dns_table_entries {float(table.size)}" in text
     assert 'ubiq_dns_answer_seconds_bucket{le="2.5e-05"} 3.0' in text
+
+
+def test_unknown_qtypes_share_one_label() -> None:
+    registry = CollectorRegistry()
+    metrics = DnsMetrics(registry)
+    for rtype in (4000, 4001, 65280, "CAA", "PTR"):
+        query = dns.message.make_query(f"app.{ORIGIN}", rtype)
+        metrics.observe("udp", dns.message.make_response(query).to_wire(), 0.00002)
+    text = generate_latest(registry).decode()
+    assert 'ubiq_dns_responses_total{qtype="OTHER",rcode="NOERROR",transport="udp"} 3.0' in text
+    assert 'qtype="CAA"' in text and 'qtype="PTR"' in text
+    assert 'qtype="4000"' not in text
+    assert len(metrics.responses) == 3
+
+
+def test_answer_metric_gives_every_address_its_own_region() -> None:
+    """Two addresses in one region, and fallback addresses (no target: region "")."""
+    eu_a = Target("eu-a", "eu-west", "127.0.0.11", 443)
+    eu_b = Target("eu-b", "eu-west", "127.0.0.12", 443)
+    us = Target("us", "us-west", "127.0.0.13", 443)
+    both = SteeringPolicy("app.gtm.example", "gtm.example", "failover", (eu_a, eu_b, us), 10, 3)
+    fallback = SteeringPolicy(
+        "fb.gtm.example",
+        "gtm.example",
+        "failover",
+        (us,),
+        10,
+        all_down="fallback",
+        fallback=("192.0.2.1",),
+    )
+    health = HealthView(frozenset(), frozenset({("us", us.address, 443)}))
+    policies = {p.name: p for p in (both, fallback)}
+    registry = CollectorRegistry()
+    runtime = GtmRuntime([("127.0.0.1", 0)], registry=registry)
+    decisions = steer_all(policies.values(), (), health)
+    runtime._plan = GtmPlan(policies, (), (), (), decisions)
+    text = generate_latest(registry).decode()
+    expected = [
+        ("app.gtm.example", "eu-west", "127.0.0.11"),
+        ("app.gtm.example", "eu-west", "127.0.0.12"),
+        ("fb.gtm.example", "", "192.0.2.1"),
+    ]
+    for name, region, address in expected:
+        labels = f'address="{address}",group="default",name="{name}",region="{region}"'
+        assert f"ubiq_gtm_answer{{{labels}}} 1.0" in text
+    assert text.count("ubiq_gtm_answer{") == 3

@@ -20,7 +20,7 @@ from controlplane.gtm.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
 from controlplane.gtm.geoip import MaxMindRegions, RegionSource
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, plan_from_model
+from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
 from tests.unit.policy_helpers import doc, load
@@ -230,3 +230,72 @@ async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
     assert runtime.plan is not None
     assert ask(runtime.plan, "203.0.113.9") == [US]  # the newest health won
     assert runtime.epoch <= 3  # 21 requests became at most a few rebuilds
+
+
+def soa_serial(plan: GtmPlan | None) -> int:
+    assert plan is not None and plan.table is not None
+    query = dns.message.make_query("gtm.example", "SOA")
+    wire = answer(query.to_wire(), plan.table, Client("10.0.0.1"))
+    assert wire is not None
+    rrset = dns.message.from_wire(wire).answer[0]
+    return int(rrset[0].serial)
+
+
+def test_soa_serial_moves_with_every_rebuild() -> None:
+    from controlplane.gtm.runtime import GtmRuntime
+
+    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, clock=lambda: 1_700_000_000.0)
+    runtime.update_model(model())  # outside an event loop: built at once
+    first = soa_serial(runtime.plan)
+    runtime._on_health(HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY})))
+    second = soa_serial(runtime.plan)
+    assert first == 1_700_000_000  # the time of the computation
+    assert second > first  # same second: still one more
+
+
+async def test_a_failing_rebuild_keeps_the_table_and_the_worker_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controlplane.gtm import runtime as runtime_module
+
+    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime.update_model(model())
+    assert runtime._worker is not None
+    await asyncio.wait_for(runtime._worker, 10)
+    good = runtime.plan
+    assert good is not None
+
+    def broken(*args: object, **kwargs: object) -> GtmPlan:
+        raise RuntimeError("bug in steering")
+
+    monkeypatch.setattr(runtime_module, "decide", broken)
+    known = frozenset({EU_KEY, US_KEY})
+    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    await asyncio.wait_for(runtime._worker, 10)
+    assert runtime.plan is good  # the old table keeps answering
+    monkeypatch.undo()
+    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    await asyncio.wait_for(runtime._worker, 10)
+    assert runtime.plan is not good
+    assert ask(runtime.plan, "203.0.113.9") == [US]
+
+
+def test_explain_uses_the_health_the_plan_was_decided_with() -> None:
+    from controlplane.gtm.runtime import GtmRuntime
+
+    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime.update_model(model())
+    runtime._health = HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY}))  # not applied
+    data = runtime.explain("web.gtm.example", "203.0.113.9")
+    assert isinstance(data, dict)
+    assert data["answer"]["addresses"] == [EU]
+    assert all(t["healthy"] for t in data["targets"])  # agrees with the answer shown
+    assert runtime.plan is not None and runtime.plan.health == HealthView(frozenset())
+
+
+def test_next_rotation_only_for_rotating_policies() -> None:
+    base = plan_from_model(model(), CONFIG)
+    assert next_rotation(base, 1234.5) is None  # geo: answers move with health only
+    round_robin = load(global_service().replace("strategy: geo", "strategy: roundRobin"))
+    rr = plan_from_model(round_robin, CONFIG)
+    assert next_rotation(rr, 1234.5) == pytest.approx(5.5)  # ttl 10s: next slot at 1240

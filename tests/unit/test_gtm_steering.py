@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from controlplane.gtm.steering import steer, steer_all
+from controlplane.gtm.steering import rotation_at, steer, steer_all
 from controlplane.gtm.types import (
     DEFAULT_GROUP,
     ClientGroup,
@@ -100,24 +100,35 @@ def test_failover_never_mixes_tiers_even_with_room() -> None:
 # --- weighted ---------------------------------------------------------------------------------
 
 
-def test_weighted_is_deterministic_per_group_and_epoch() -> None:
+def test_weighted_is_deterministic_per_group() -> None:
     p = policy("weighted", replace(EU, weight=3), replace(US, weight=1))
     first = steer(p, G_EU, ALL_UP, epoch=7)
     for _ in range(5):
         assert steer(p, G_EU, ALL_UP, epoch=7) == first
     assert first.depends_on_client
-    assert "weighted: group eu, epoch 7 drew" in first.reasons[0]
+    assert "weighted: group eu drew" in first.reasons[0]
+
+
+def test_weighted_sticky_keeps_the_answer_across_rebuilds_and_rotations() -> None:
+    """Epoch counts rebuilds (any health or model change anywhere): it must not re-draw."""
+    p = policy("weighted", EU, US, AP)
+    groups = [ClientGroup(f"g{i}", ()) for i in range(100)]
+    first = {g.name: steer(p, g, ALL_UP, epoch=1).addresses for g in groups}
+    for epoch, rotation in ((2, 0), (50, 7), (1000, 123456)):
+        later = {
+            g.name: steer(p, g, ALL_UP, epoch=epoch, rotation=rotation).addresses for g in groups
+        }
+        assert later == first
+    assert len(set(first.values())) == 3  # the groups still spread over the targets
 
 
 def test_weighted_distribution_follows_weights() -> None:
     p = policy("weighted", replace(EU, weight=70), replace(US, weight=20), replace(AP, weight=10))
     counts: Counter[str] = Counter()
     n = 0
-    for g in range(60):
-        group = ClientGroup(f"g{g}", ())
-        for epoch in range(50):
-            counts[steer(p, group, ALL_UP, epoch=epoch).addresses[0]] += 1
-            n += 1
+    for g in range(3000):
+        counts[steer(p, ClientGroup(f"g{g}", ()), ALL_UP).addresses[0]] += 1
+        n += 1
     assert counts[EU.address] / n == pytest.approx(0.70, abs=0.04)
     assert counts[US.address] / n == pytest.approx(0.20, abs=0.04)
     assert counts[AP.address] / n == pytest.approx(0.10, abs=0.03)
@@ -174,9 +185,24 @@ def test_weighted_dual_stack_within_max_answers_is_client_independent() -> None:
 
 def test_weighted_not_sticky_is_the_same_for_every_group() -> None:
     p = policy("weighted", EU, US, AP, sticky=False)
-    answers = {steer(p, ClientGroup(f"g{i}", ()), ALL_UP, epoch=4).addresses for i in range(50)}
+    answers = {steer(p, ClientGroup(f"g{i}", ()), ALL_UP, rotation=4).addresses for i in range(50)}
     assert len(answers) == 1
-    assert not steer(p, G_EU, ALL_UP, epoch=4).depends_on_client
+    assert not steer(p, G_EU, ALL_UP, rotation=4).depends_on_client
+
+
+def test_weighted_not_sticky_draws_again_per_rotation_not_per_epoch() -> None:
+    p = policy(
+        "weighted",
+        replace(EU, weight=70),
+        replace(US, weight=20),
+        replace(AP, weight=10),
+        sticky=False,
+    )
+    same = {steer(p, G_EU, ALL_UP, epoch=e, rotation=5).addresses for e in range(20)}
+    assert len(same) == 1
+    counts = Counter(steer(p, G_EU, ALL_UP, rotation=r).addresses[0] for r in range(3000))
+    assert counts[EU.address] / 3000 == pytest.approx(0.70, abs=0.04)
+    assert counts[AP.address] / 3000 == pytest.approx(0.10, abs=0.03)
 
 
 # --- geo --------------------------------------------------------------------------------------
@@ -318,18 +344,28 @@ def test_previous_for_another_group_is_ignored() -> None:
 # --- roundRobin -------------------------------------------------------------------------------
 
 
-def test_round_robin_rotates_per_epoch() -> None:
+def test_round_robin_rotates_per_rotation() -> None:
     p = policy("roundRobin", max_answers=2)
-    assert steer(p, G_EU, ALL_UP, epoch=0).addresses == (EU.address, US.address)
-    assert steer(p, G_EU, ALL_UP, epoch=1).addresses == (US.address, AP.address)
-    assert steer(p, G_EU, ALL_UP, epoch=2).addresses == (AP.address, EU.address)
-    assert steer(p, G_EU, ALL_UP, epoch=3).addresses == (EU.address, US.address)
+    assert steer(p, G_EU, ALL_UP, rotation=0).addresses == (EU.address, US.address)
+    assert steer(p, G_EU, ALL_UP, rotation=1).addresses == (US.address, AP.address)
+    assert steer(p, G_EU, ALL_UP, rotation=2).addresses == (AP.address, EU.address)
+    assert steer(p, G_EU, ALL_UP, rotation=3).addresses == (EU.address, US.address)
     assert not steer(p, G_EU, ALL_UP).depends_on_client
+
+
+def test_round_robin_ignores_rebuilds_and_moves_with_time() -> None:
+    p = policy("roundRobin")  # ttl 10 s: one rotation every 10 s
+    assert {steer(p, G_EU, ALL_UP, epoch=e).addresses for e in range(5)} == {(EU.address,)}
+    at = {t: steer_all([p], [G_EU], ALL_UP, now=t)[(p.name, "eu")].addresses for t in (0, 9.9, 10)}
+    assert at == {0: (EU.address,), 9.9: (EU.address,), 10: (US.address,)}
+    assert rotation_at(p, 25.0) == 2
+    assert rotation_at(policy("failover", EU, US), 25.0) == 0  # only rotating policies see time
+    assert rotation_at(replace(p, ttl=0), 2.5) == 2  # at least one second
 
 
 def test_round_robin_only_healthy() -> None:
     p = policy("roundRobin")
-    seen = {steer(p, G_EU, down(US), epoch=e).addresses[0] for e in range(6)}
+    seen = {steer(p, G_EU, down(US), rotation=r).addresses[0] for r in range(6)}
     assert seen == {EU.address, AP.address}
 
 

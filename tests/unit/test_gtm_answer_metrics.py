@@ -4,6 +4,7 @@ answers being served (ubiq_gtm_answer), read from the live plan."""
 from __future__ import annotations
 
 import dns.message
+import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest
 
 from controlplane.gtm.answer import Client, answer
@@ -41,7 +42,8 @@ def test_metrics_by_transport_qtype_rcode_and_table_gauges() -> None:
 def test_unknown_qtypes_share_one_label() -> None:
     registry = CollectorRegistry()
     metrics = DnsMetrics(registry)
-    for rtype in (4000, 4001, 65280, "CAA", "PTR"):
+    make = dns.rdatatype.RdataType.make
+    for rtype in (make(4000), make(4001), make(65280), make("CAA"), make("PTR")):
         query = dns.message.make_query(f"app.{ORIGIN}", rtype)
         metrics.observe("udp", dns.message.make_response(query).to_wire(), 0.00002)
     text = generate_latest(registry).decode()

@@ -6,11 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl
+APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl
 
 .PHONY: demo test test-unit lint fmt bench system-deps clean
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || bash scripts/system-deps.sh python3-venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)

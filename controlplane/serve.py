@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -30,6 +30,8 @@ from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
 
 log = structlog.get_logger("ubiq.serve")
+
+T = TypeVar("T")
 
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -128,6 +130,16 @@ class ServeOptions:
         )
 
 
+async def _bind(what: str, starting: Awaitable[T]) -> T:
+    """A server that cannot listen is a one-line error naming the flag, not a traceback."""
+    try:
+        return await starting
+    except OSError as exc:
+        raise UbiqError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+    except SystemExit:  # uvicorn exits when it cannot bind
+        raise UbiqError(f"{what}: cannot listen (address in use?)") from None
+
+
 class Ubiq:
     """Every running part, and the RuntimeView the API reads."""
 
@@ -145,18 +157,28 @@ class Ubiq:
         )
         self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self.failed = asyncio.Event()  # set when a part dies on its own: serve() then exits
         self.xds_port: int | None = None
 
     async def start(self) -> None:
+        """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
         model = self.store.load()
         host, port = self.options.xds
-        self.xds_port = await self.xds.start(f"{host}:{port}", model)
-        if self.gtm is not None:
-            await self.gtm.start(model)
-        if self.api is not None:
-            await self.api.start()
+        try:
+            self.xds_port = await _bind(
+                f"--xds {host}:{port}", self.xds.start(f"{host}:{port}", model)
+            )
+            if self.gtm is not None:
+                await _bind("--dns", self.gtm.start(model))
+            if self.api is not None:
+                await _bind("--api", self.api.start())
+        except BaseException:
+            await self.stop()
+            raise
         self.store.subscribe(self._on_model)
         self._watch = asyncio.create_task(self.store.watch())
+        self._watch.add_done_callback(self._watch_ended)
         log.info(
             "ubiq serving",
             directory=str(self.options.directory),
@@ -166,6 +188,14 @@ class Ubiq:
             api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
         )
 
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "policy watcher stopped; changes are no longer picked up",
+                error=repr(task.exception()),
+            )
+            self.failed.set()
+
     def _on_model(self, model: Model) -> None:
         task = asyncio.create_task(self.xds.update_model(model))
         self._tasks.add(task)
@@ -174,14 +204,21 @@ class Ubiq:
             self.gtm.update_model(model)
 
     async def stop(self) -> None:
+        """Stop every part that runs, each on its own: one failing does not keep the others up."""
         self.store.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self._watch, 5)
-        if self.api is not None:
-            await self.api.stop()
-        if self.gtm is not None:
-            await self.gtm.stop()
-        await self.xds.stop()
+        pending = [t for t in (self._watch, *self._tasks) if t is not None]
+        for task in pending:
+            if task is not self._watch:
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for part in (self.api, self.gtm, self.xds):
+            if part is None:
+                continue
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("stopping failed", part=type(part).__name__)
 
     # --- RuntimeView for the API ---------------------------------------------------------------
 
@@ -217,13 +254,23 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await ubiq.start()
-    if ready is not None:
-        ready.set()
     try:
-        await stop.wait()
-    finally:
+        await ubiq.start()
+        if ready is not None:
+            ready.set()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(ubiq.failed.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
         await ubiq.stop()
+        if ubiq.failed.is_set():
+            raise UbiqError("a part of Ubiq stopped unexpectedly; see the log")
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

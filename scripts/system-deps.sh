@@ -4,7 +4,8 @@
 set -euo pipefail
 missing=()
 for pkg in "$@"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  # installed means "ii", not merely known to dpkg (removed packages keep their config)
+  dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
 done
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) -ne 0 ]]; then

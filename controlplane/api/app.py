@@ -1,7 +1,8 @@
 """The HTTP API: status of the policy source, the proxies, the GTM; explanations; metrics.
 
 The app reads a ``RuntimeView`` (a narrow Protocol the running process implements) and never
-changes anything yet: policy CRUD arrives with the shared store.
+changes anything yet: policy CRUD arrives with the shared store. Handlers are ``async``: they run
+on Ubiq's own event loop, where the state they read is written, never in a worker thread.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ def create_app(runtime: RuntimeView) -> FastAPI:
     app = FastAPI(title="Ubiq", version="v1alpha1", docs_url="/docs", redoc_url=None)
 
     @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
+    async def healthz() -> str:
         return "ok\n"
 
     @app.get("/v1/status")
-    def status() -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
         return {
             "policy": to_jsonable(runtime.policy_status()),
             "proxies": to_jsonable(runtime.proxies()),
@@ -55,19 +56,19 @@ def create_app(runtime: RuntimeView) -> FastAPI:
         }
 
     @app.get("/v1/policy/status")
-    def policy_status() -> Any:
+    async def policy_status() -> Any:
         return to_jsonable(runtime.policy_status())
 
     @app.get("/v1/proxies")
-    def proxies() -> Any:
+    async def proxies() -> Any:
         return to_jsonable(runtime.proxies())
 
     @app.get("/v1/gtm/health")
-    def gtm_health() -> Any:
+    async def gtm_health() -> Any:
         return to_jsonable(runtime.gtm_health())
 
     @app.get("/v1/gtm/explain")
-    def explain(name: str = Query(...), client: str = Query(...)) -> Any:
+    async def explain(name: str = Query(...), client: str = Query(...)) -> Any:
         try:
             ipaddress.ip_address(client)
         except ValueError:
@@ -78,7 +79,7 @@ def create_app(runtime: RuntimeView) -> FastAPI:
         return to_jsonable(result)
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
+    async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -21,9 +22,14 @@ class ApiServer:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
+        self._address = (host, port)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        """Bind first (an address in use is an OSError here, not uvicorn's sys.exit), then serve."""
+        host, port = self._address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, reuse_port=False)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises the startup error (port in use, …)

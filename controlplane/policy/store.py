@@ -9,7 +9,6 @@ kept in ``status`` for the API; the model that was serving keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,7 +61,12 @@ class PolicySource(Protocol):
 
 
 def _relevant(change: watchfiles.Change, path: str) -> bool:
-    return is_policy_file(Path(path)) or not Path(path).suffix
+    """Policy files, and directories (a moved or removed directory, dotted names included);
+    hidden and editor temp files never count."""
+    p = Path(path)
+    if p.name.startswith((".", "#")) or p.name.endswith("~"):
+        return False
+    return is_policy_file(p) or p.is_dir() or not p.exists()
 
 
 class DirectoryStore:
@@ -93,37 +97,37 @@ class DirectoryStore:
         return model
 
     async def reload(self) -> bool:
-        """Re-read the directory; True when a new model was swapped in."""
+        """Re-read the directory; True when a new model was swapped in. Never raises for bad
+        input: whatever goes wrong while loading is a rejected change, and the model stays."""
         try:
             model = await asyncio.to_thread(load_directory, self.root)
-        except (PolicyError, SourceError) as exc:
-            problems = (
-                exc.problems
-                if isinstance(exc, PolicyError)
-                else (Problem(str(self.root), None, "", str(exc)),)
-            )
-            s = self._status
-            self._status = StoreStatus(
-                False,
-                s.model_hash,
-                s.generation,
-                s.loaded_at,
-                time.time(),
-                problems,
-                s.rejected + 1,
-            )
-            log.warning(
-                "policy change rejected; keeping last good model",
-                root=str(self.root),
-                problems=[str(p) for p in problems[:20]],
-                count=len(problems),
-                serving=s.model_hash[:12],
-            )
+        except PolicyError as exc:
+            self._reject(exc.problems)
+            return False
+        except SourceError as exc:
+            self._reject((Problem(str(self.root), None, "", str(exc)),))
+            return False
+        except Exception as exc:  # a loader bug must not end the watch
+            log.exception("policy load failed unexpectedly", root=str(self.root))
+            self._reject((Problem(str(self.root), None, "", f"internal error: {exc!r}"),))
             return False
         if model.hash == self._model.hash and self._status.ok:
             return False
         self._swap(model)
         return True
+
+    def _reject(self, problems: tuple[Problem, ...]) -> None:
+        s = self._status
+        self._status = StoreStatus(
+            False, s.model_hash, s.generation, s.loaded_at, time.time(), problems, s.rejected + 1
+        )
+        log.warning(
+            "policy change rejected; keeping last good model",
+            root=str(self.root),
+            problems=[str(p) for p in problems[:20]],
+            count=len(problems),
+            serving=s.model_hash[:12],
+        )
 
     def _swap(self, model: Model) -> None:
         self._model = model
@@ -154,8 +158,7 @@ class DirectoryStore:
             recursive=True,
         ):
             log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
-            with contextlib.suppress(OSError):
-                await self.reload()
+            await self.reload()
 
     def stop(self) -> None:
         self._stop.set()

@@ -101,11 +101,13 @@ class _Converter:
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise _YamlShapeError(key_line, "mapping keys must be plain strings")
-            key = (
-                key_node.value
-                if key_node.tag == _STR_TAG
-                else str(self.scalars.construct_object(key_node))
-            )
+            if key_node.tag != _STR_TAG:
+                raw_key = self.scalars.construct_object(key_node)
+                if not isinstance(raw_key, int | float | bool) or raw_key is None:
+                    raise _YamlShapeError(
+                        key_line, f"mapping key {key_node.value!r} is not a string"
+                    )
+            key = str(key_node.value)
             if key in out:
                 raise _YamlShapeError(
                     key_line, f"duplicate key {key!r} (first at line {first_line[key]})"

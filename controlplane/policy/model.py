@@ -177,7 +177,3 @@ def combine_hashes(hashes: Mapping[tuple[str, str], str]) -> str:
     blob = "".join(f"{kind}/{name}={hashes[(kind, name)]}\n" for kind, name in keys)
     return hashlib.sha256(blob.encode()).hexdigest()
 
-
-def content_hash(documents: Iterable[AnyDocument]) -> str:
-    """Same documents → same hash, whatever the file layout, document order or key order."""
-    return combine_hashes(document_hashes(documents))

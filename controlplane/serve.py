@@ -23,7 +23,7 @@ from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
 from controlplane.errors import UbiqError
 from controlplane.gtm.plan import GtmConfig
-from controlplane.gtm.runtime import GtmRuntime
+from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore, PolicySource
 from controlplane.xds.compiler.options import CompileOptions
@@ -97,7 +97,7 @@ class ServeOptions:
         dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
         gtm = None
         if args.ns_address or args.ns_label != "ns1" or args.allow_transfer:
-            addresses = args.ns_address or [h for h, _ in dns if h not in ("0.0.0.0", "::")]
+            addresses = args.ns_address or list(glue_addresses(dns))
             for address in addresses:
                 try:
                     ipaddress.ip_address(address)
@@ -114,7 +114,7 @@ class ServeOptions:
                     ) from None
             gtm = GtmConfig(
                 ns_label=args.ns_label,
-                ns_addresses=tuple(dict.fromkeys(addresses)) or ("127.0.0.1",),
+                ns_addresses=tuple(dict.fromkeys(addresses)),
                 allow_transfer=tuple(args.allow_transfer),
             )
         return cls(

@@ -34,7 +34,7 @@ from controlplane.policy.model import Model
 log = structlog.get_logger("ubiq.gtm")
 
 
-def _glue_addresses(listen: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+def glue_addresses(listen: Sequence[tuple[str, int]]) -> tuple[str, ...]:
     """Listen addresses usable as glue: a wildcard (0.0.0.0, ::) is not an address to publish."""
     usable = [h for h, _ in listen if h not in ("0.0.0.0", "::", "")]
     return tuple(dict.fromkeys(usable)) or ("127.0.0.1",)
@@ -85,7 +85,7 @@ class GtmRuntime:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
-        self.config = config or GtmConfig(ns_addresses=_glue_addresses(listen))
+        self.config = config or GtmConfig(ns_addresses=glue_addresses(listen))
         self.registry = registry if registry is not None else CollectorRegistry()
         self._plan: GtmPlan | None = None
         self._epoch = 0

@@ -13,7 +13,10 @@ and for other classes; FORMERR for malformed queries; NOTIMP for other opcodes; 
 EDNS versions other than 0 (RFC 6891); TC when the answer exceeds 512 bytes, or the client's
 EDNS size capped at ours, over UDP (RFC 7766: full answers over TCP); ANY answered with one
 HINFO "RFC8482" (RFC 8482); AXFR/IXFR only for allowed networks and over TCP; responses (QR=1)
-and messages shorter than a header are dropped (``None``).
+and messages shorter than a header are dropped (``None``). Only meta types (OPT, 249..255) take
+the special path: CAA, URI, TA and every other data type are NODATA or NXDOMAIN by the name.
+ECS scope for a client-dependent answer is the source prefix, or longer when a group network
+inside the source network is longer (RFC 7871 7.2.1); 0 for a /0 source or a uniform answer.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
         return _assemble(query, 0, _EMPTY_COUNTS_EDNS, q.question, opt)
     key = q.key
     qtype = q.qtype
-    if q.qclass != 1 or qtype >= 249 or qtype == _OPT:
+    if q.qclass != 1 or 249 <= qtype <= 255 or qtype == _OPT:
         special = _special(query, q, table, client)
         if special is not None:
             return special
@@ -199,9 +202,14 @@ def _finish(query: bytes, q: _Query, entry: Entry, table: AnswerTable, client: C
         if ecs is None:
             opt = table.opt
         else:
-            opt = make_opt(
-                table.udp_size, echo_option(ecs, ecs.source if entry.depends_on_client else 0)
-            )
+            scope = 0
+            if entry.depends_on_client and ecs.source:
+                groups = table.groups
+                if ecs.family == 1:
+                    scope = groups.scope_v4(ecs.address, ecs.source)
+                else:
+                    scope = groups.scope_v6(ecs.address, ecs.source)
+            opt = make_opt(table.udp_size, echo_option(ecs, scope))
         response = b"".join(
             (query[:2], _FLAGS[index], _QDCOUNT1, entry.counts_edns, q.question, entry.body, opt)
         )

@@ -3,8 +3,8 @@
 A query's ECS option is validated here (FORMERR on anything RFC 7871 section 7.1.1 forbids:
 unknown family, prefix longer than the family, address longer than the prefix needs, bits set
 beyond the prefix, a non-zero scope). The echo in the response repeats the query's family,
-source prefix and address and sets the scope: the source prefix when the answer depends on the
-client, 0 when it does not.
+source prefix and address and sets the scope the caller gives (answer.py: the source prefix, or
+a longer group prefix inside it, when the answer depends on the client; 0 when it does not).
 """
 
 from __future__ import annotations

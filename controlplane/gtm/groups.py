@@ -3,10 +3,13 @@
 Networks are kept per family as one dict per prefix length, keyed by the masked address as an
 int; a lookup tries the lengths present, longest first (a handful of dict probes). Lookups by
 source-address string are memoised in a bounded dict because resolvers repeat themselves.
+``longest_within`` gives the ECS scope an answer needs (RFC 7871 7.2.1): the longest group
+prefix inside the client's source network, found by bisecting sorted network lists per length.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -18,12 +21,13 @@ _MEMO_LIMIT = 65536
 
 
 class _PrefixTable:
-    __slots__ = ("_bits", "_by_len", "_lengths")
+    __slots__ = ("_bits", "_by_len", "_lengths", "_sorted")
 
     def __init__(self, bits: int) -> None:
         self._bits = bits
         self._by_len: dict[int, dict[int, str]] = {}
         self._lengths: tuple[int, ...] = ()
+        self._sorted: dict[int, list[int]] = {}  # length -> network addresses, ascending
 
     def add(self, network: int, length: int, group: str) -> None:
         table = self._by_len.setdefault(length, {})
@@ -32,6 +36,8 @@ class _PrefixTable:
             raise GtmError(
                 f"client network {network:#x}/{length} is in groups {other!r} and {group!r}"
             )
+        if network not in table:
+            bisect.insort(self._sorted.setdefault(length, []), network)
         table[network] = group
         self._lengths = tuple(sorted(self._by_len, reverse=True))
 
@@ -45,6 +51,20 @@ class _PrefixTable:
             if group is not None:
                 return group
         return None
+
+    def longest_within(self, address: int, source: int) -> int:
+        """The longest group prefix inside ``address/source``, or ``source`` if none is longer."""
+        bits = self._bits
+        low = (address >> (bits - source)) << (bits - source) if source else 0
+        high = low + (1 << (bits - source))
+        for length in self._lengths:
+            if length <= source:
+                break
+            networks = self._sorted[length]
+            i = bisect.bisect_left(networks, low)
+            if i < len(networks) and networks[i] < high:
+                return length
+        return source
 
 
 class ClientGroups:
@@ -75,6 +95,13 @@ class ClientGroups:
 
     def lookup_v6(self, address: int, prefix: int = 128) -> str:
         return self._v6.lookup(address, prefix) or self.default
+
+    def scope_v4(self, address: int, source: int) -> int:
+        """ECS scope for an answer that depends on the group of ``address/source``."""
+        return self._v4.longest_within(address, source)
+
+    def scope_v6(self, address: int, source: int) -> int:
+        return self._v6.longest_within(address, source)
 
     def lookup(self, host: str) -> str:
         """Group of a source address given as text (as asyncio reports it)."""

@@ -16,10 +16,16 @@ Steered names get, besides A/AAAA: ``_http._tcp.NAME`` SRV (one record per answe
 answer order: priority = position, weight and port from the target, target host
 ``<cluster>.NAME`` with its own A/AAAA) and ``_ubiq.NAME`` TXT saying which group, regions and
 reasons produced the answer.
+
+Zone transfers are built only when some network may transfer; a zone whose AXFR does not fit
+one 64 KiB message answers AXFR with SERVFAIL (logged) instead of failing the whole build.
+Building is cached: RRsets by content, encoded entries by (name, type, sections), so client
+groups that share an answer share its bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import re
@@ -27,12 +33,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import structlog
 
 from controlplane.errors import GtmError
 from controlplane.gtm.ecs import make_opt
@@ -47,6 +55,8 @@ NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 _OTHER = 65280  # a private-use type no name holds: resolving it gives the "any other qtype" answer
 _MAX_CHAIN = 8
 DEFAULT_UDP_SIZE = 1232  # DNS flag day 2020
+
+log = structlog.get_logger("ubiq.gtm")
 
 
 class Entry(NamedTuple):
@@ -112,14 +122,15 @@ class AnswerTable:
         """Precompute every answer; raises GtmError when the inputs are inconsistent."""
         data = _Builder(zones, decisions, groups, {p.name: p for p in policies})
         exact, names = data.entries()
+        allowed = tuple(allow_transfer)
         return cls(
             generation=generation,
             groups=groups,
             exact=exact,
             names=names,
             zones={wire_name(z.origin): data.nxdomain(z) for z in zones},
-            transfers={wire_name(z.origin): data.transfer(z) for z in zones},
-            allow_transfer=ClientGroups([ClientGroup("allow", tuple(allow_transfer))], default=""),
+            transfers={wire_name(z.origin): data.transfer(z) for z in zones} if allowed else {},
+            allow_transfer=ClientGroups([ClientGroup("allow", allowed)], default=""),
             udp_size=max(512, udp_size),
         )
 
@@ -150,6 +161,11 @@ class _Builder:
         self.data: dict[str, dict[int, _Variants]] = {}
         self.depends: dict[str, bool] = {}  # steered name -> ECS scope from the client
         self.soa: dict[str, dns.rrset.RRset] = {}
+        self.negative: dict[str, dns.rrset.RRset] = {}  # zone origin -> SOA with negative TTL
+        self.zone_of: dict[str, Zone | None] = {}
+        # (name, qtype, rcode, depends, ids of the RRsets per section) -> Entry; the RRsets are
+        # kept alive by self.data and the caches for the whole build, so their ids are stable
+        self.encoded: dict[tuple[object, ...], Entry] = {}
         origins = [z.origin for z in self.zones]
         if len(set(origins)) != len(origins):
             raise GtmError(f"duplicate zone origins: {origins}")
@@ -242,11 +258,15 @@ class _Builder:
             srv_owner = f"_http._tcp.{name}"
             by_type[SRV][group] = _rrset(srv_owner, ttl, SRV, list(srv.values())) if srv else None
             txt = [f"group={group}", "regions=" + ",".join(decision.regions)]
-            txt += [r[:255] for r in decision.reasons[:4]]
-            by_type[TXT][group] = _rrset(
-                f"_ubiq.{name}", ttl, TXT, [" ".join(_quote(t) for t in txt)]
+            txt += decision.reasons[:4]
+            wire = b"".join(len(b).to_bytes(1) + b for b in (t.encode()[:255] for t in txt))
+            # built as wire bytes: one per group, and dnspython's TXT rendering is slow
+            by_type[TXT][group] = dns.rrset.from_rdata(
+                f"_ubiq.{name}.", ttl, dns.rdata.GenericRdata(IN, TXT, wire)
             )
         self.depends[name] = depends
+        # the TXT names the group: it differs per group even when the addresses do not
+        multi = len(self.groups.names) > 1
         for rdtype, owner in (
             (A, name),
             (AAAA, name),
@@ -255,13 +275,20 @@ class _Builder:
         ):
             if rdtype == SRV and not policy:
                 continue
-            self.depends[owner] = depends
+            self.depends[owner] = depends or (rdtype == TXT and multi)
             self._put(owner, rdtype, _servfail_or_nodata(by_type[rdtype], per_group, self.groups))
 
     # -- resolving at build time ------------------------------------------------------------
 
+    def _zone_for(self, name: str) -> Zone | None:
+        try:
+            return self.zone_of[name]
+        except KeyError:
+            zone = self.zone_of[name] = zone_for(name, self.zones)
+            return zone
+
     def _resolve(self, name: str, qtype: int, group: str, depth: int = 0) -> _Result:
-        zone = zone_for(name, self.zones)
+        zone = self._zone_for(name)
         if zone is None:  # a CNAME pointing out of our zones: the resolver follows it
             return _Result(NOERROR, [], [], [], False)
         if name not in self.existing:
@@ -298,7 +325,26 @@ class _Builder:
         return _Result(NOERROR, [rrset], [], additional, depends, touched)
 
     def _negative_soa(self, zone: Zone) -> dns.rrset.RRset:
-        return _rrset(zone.origin, zone.negative_ttl, SOA, [zone.soa_text()])
+        soa = self.negative.get(zone.origin)
+        if soa is None:
+            soa = _rrset(zone.origin, zone.negative_ttl, SOA, (zone.soa_text(),))
+            self.negative[zone.origin] = soa
+        return soa
+
+    def _encode(self, qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
+        key = (
+            qname,
+            qtype,
+            result.rcode,
+            result.depends,
+            tuple(map(id, result.answer)),
+            tuple(map(id, result.authority)),
+            tuple(map(id, result.additional)),
+        )
+        entry = self.encoded.get(key)
+        if entry is None:
+            entry = self.encoded[key] = _encode(qname, qtype, result)
+        return entry
 
     def _qtypes(self, name: str, depth: int = 0) -> set[int]:
         node = self.data.get(name, {})
@@ -312,9 +358,9 @@ class _Builder:
     def _slot(self, name: str, qname: dns.name.Name, qtype: int) -> Slot:
         first = self._resolve(name, qtype, self.groups.default)
         if not first.touched:
-            return _encode(qname, qtype, first)
+            return self._encode(qname, qtype, first)
         per_group = {
-            g: _encode(qname, qtype, self._resolve(name, qtype, g)) for g in self.groups.names
+            g: self._encode(qname, qtype, self._resolve(name, qtype, g)) for g in self.groups.names
         }
         if len({e[:4] for e in per_group.values()}) == 1:
             return next(iter(per_group.values()))._replace(depends_on_client=False)
@@ -337,11 +383,11 @@ class _Builder:
         return make_entry(NXDOMAIN, 0, 1, 0, out.getvalue())
 
     def transfer(self, zone: Zone) -> Entry:
-        """AXFR as one message: SOA, every RRset (default group's view), SOA."""
+        """AXFR as one message: SOA, every RRset (default group's view), SOA; SERVFAIL if too big."""
         soa = self.soa[zone.origin]
         rrsets: list[dns.rrset.RRset] = [soa]
         for name in sorted(self.data):
-            if zone_for(name, self.zones) is not zone:
+            if self._zone_for(name) is not zone:
                 continue
             for rdtype, variants in sorted(self.data[name].items()):
                 rrset = (
@@ -351,7 +397,11 @@ class _Builder:
                     rrsets.append(rrset)
         rrsets.append(soa)
         result = _Result(NOERROR, rrsets, [], [], False)
-        return _encode(dns.name.from_text(zone.origin), 252, result)
+        try:
+            return _encode(dns.name.from_text(zone.origin), 252, result)
+        except GtmError as exc:
+            log.warning("gtm.transfer_too_big", zone=zone.origin, error=str(exc))
+            return make_entry(SERVFAIL, 0, 0, 0, b"")
 
 
 def _servfail_or_nodata(
@@ -368,11 +418,13 @@ def _servfail_or_nodata(
     return out
 
 
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _rrset(name: str, ttl: int, rdtype: int, texts: Sequence[str]) -> dns.rrset.RRset:
+    """Parsed once per content; callers never modify the RRset they get."""
+    return _cached_rrset(name, ttl, rdtype, tuple(texts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _cached_rrset(name: str, ttl: int, rdtype: int, texts: tuple[str, ...]) -> dns.rrset.RRset:
     rdatas = [
         dns.rdata.from_text(
             IN, dns.rdatatype.RdataType.make(rdtype), t, origin=dns.name.root, relativize=False
@@ -383,13 +435,34 @@ def _rrset(name: str, ttl: int, rdtype: int, texts: Sequence[str]) -> dns.rrset.
 
 
 def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
+    if (
+        len(result.answer) == 1
+        and not result.authority
+        and not result.additional
+        and result.answer[0].rdtype in (A, AAAA, TXT)
+        and result.answer[0].name == qname
+    ):  # the common steered answer, encoded by hand: owner = pointer to the question name
+        rrset = result.answer[0]
+        head = b"\xc0\x0c" + rrset.rdtype.to_bytes(2) + b"\x00\x01" + rrset.ttl.to_bytes(4)
+        parts = []
+        for rdata in rrset:
+            data = rdata.to_wire()
+            assert data is not None
+            parts.append(head + len(data).to_bytes(2) + data)
+        body = b"".join(parts)
+        if 16 + len(_wire(qname)) + len(body) > 65535:
+            raise GtmError(f"{qname} {qtype}: answer larger than 64 KiB")
+        return make_entry(result.rcode, len(parts), 0, 0, body, result.depends)
     msg = dns.message.Message(id=0)
     msg.flags = 0
     msg.question.append(dns.rrset.RRset(qname, IN, dns.rdatatype.RdataType.make(qtype)))
     msg.answer.extend(result.answer)
     msg.authority.extend(result.authority)
     msg.additional.extend(result.additional)
-    wire = msg.to_wire(max_size=65535)
+    try:
+        wire = msg.to_wire(max_size=65535)
+    except dns.exception.TooBig as exc:
+        raise GtmError(f"{qname} {qtype}: answer larger than 64 KiB") from exc
     start = 12 + len(_wire(qname)) + 4
     counts = wire[6:12]
     ar = int.from_bytes(counts[4:6])

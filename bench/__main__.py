@@ -7,7 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("xds_compile", "xds_fanout", "xds_convergence", "dns_qps", "steering", "gtm_failover")
+BENCHMARKS = (
+    "xds_compile",
+    "xds_fanout",
+    "xds_convergence",
+    "dns_qps",
+    "gtm_table",
+    "steering",
+    "gtm_failover",
+)
 
 
 def main(argv: list[str]) -> int:

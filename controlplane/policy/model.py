@@ -176,4 +176,3 @@ def combine_hashes(hashes: Mapping[tuple[str, str], str]) -> str:
     keys = sorted(hashes, key=lambda k: _canonical_key(*k))
     blob = "".join(f"{kind}/{name}={hashes[(kind, name)]}\n" for kind, name in keys)
     return hashlib.sha256(blob.encode()).hexdigest()
-

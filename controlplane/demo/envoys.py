@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,26 @@ class EnvoyProcess:
 
 
 def start_envoy(
-    workdir: Path, *, cluster: str, region: str, zone: str, xds_port: int, delta: bool = False
+    workdir: Path,
+    *,
+    cluster: str,
+    region: str,
+    zone: str,
+    xds_port: int,
+    delta: bool = False,
+    node_id: str | None = None,
+    listenerless: bool = False,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
 ) -> EnvoyProcess:
+    """A real Envoy (``--concurrency 1 --disable-hot-restart``, its own admin port) following
+    Ubiq's xDS server on loopback; its bootstrap and log are written into ``workdir``."""
+    node_id = node_id or f"envoy-{cluster}"
     admin_port = free_port()
-    config = workdir / f"envoy-{cluster}.yaml"
+    config = workdir / f"{node_id}.yaml"
     config.write_text(
         render_bootstrap(
-            node_id=f"envoy-{cluster}",
+            node_id=node_id,
             cluster=cluster,
             region=region,
             zone=zone,
@@ -66,24 +80,15 @@ def start_envoy(
             xds_port=xds_port,
             admin_port=admin_port,
             mode="ads-delta" if delta else "ads-sotw",
+            listenerless=listenerless,
         )
     )
-    log = workdir / f"envoy-{cluster}.log"
+    log = workdir / f"{node_id}.log"
+    argv = [envoy_binary(), "-c", str(config), "--concurrency", "1", "--disable-hot-restart"]
+    argv += ["--log-level", log_level, *extra_args]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                envoy_binary(),
-                "-c",
-                str(config),
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     return EnvoyProcess(cluster, admin_port, process, log)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
-from controlplane.xds.bootstrap import Mode, render_bootstrap
-from tests.support.procs import free_port, require_binary, running
+from controlplane.demo.envoys import start_envoy
+from controlplane.xds.bootstrap import Mode
+from tests.support.procs import require_binary
 
 
 @dataclass(frozen=True)
@@ -82,37 +83,32 @@ def envoy(
     zone: str = "eu-west-1a",
     listenerless: bool = False,
 ) -> Iterator[EnvoyProcess]:
-    """Start Envoy (``--disable-hot-restart --concurrency 1``) until the with-block ends."""
-    binary = require_binary("envoy")
-    admin_port = free_port()
-    config = tmp_path / f"{node_id}.yaml"
-    config.write_text(
-        render_bootstrap(
-            node_id, cluster, region, zone, "127.0.0.1", xds_port, admin_port, mode, listenerless
-        )
+    """Start Envoy (the product's ``start_envoy``) until the with-block ends; fails, never skips,
+    when the binary is missing."""
+    require_binary("envoy")
+    started = start_envoy(
+        tmp_path,
+        cluster=cluster,
+        region=region,
+        zone=zone,
+        xds_port=xds_port,
+        delta=mode == "ads-delta",
+        node_id=node_id,
+        listenerless=listenerless,
+        log_level="info",
+        extra_args=("--component-log-level", "config:debug,upstream:info"),
     )
-    log = tmp_path / f"{node_id}.log"
-    argv = [
-        binary,
-        "-c",
-        str(config),
-        "--disable-hot-restart",
-        "--concurrency",
-        "1",
-        "--log-level",
-        "info",
-        "--component-log-level",
-        "config:debug,upstream:info",
-    ]
-    with running(argv, log=log) as proc:
-        process = EnvoyProcess(admin_port=admin_port, log=log, node_id=node_id)
+    try:
+        process = EnvoyProcess(admin_port=started.admin_port, log=started.log, node_id=node_id)
         try:
             wait_until(lambda: process.stats("server.") != {}, 15, "envoy admin API")
         except TimeoutError:
             raise RuntimeError(
-                f"envoy did not start (rc={proc.poll()}):\n{log.read_text()}"
+                f"envoy did not start (rc={started.process.poll()}):\n{started.log.read_text()}"
             ) from None
         yield process
+    finally:
+        started.stop()
 
 
 def dynamic_names(dump: dict[str, Any], kind: str) -> list[str]:

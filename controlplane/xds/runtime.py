@@ -156,6 +156,7 @@ class XdsRuntime:
             )
             return
         self._groups = groups
+        self._compile_cache.prune(model)
         pushed = [g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s)]
         emptied = self._empty_dropped_groups(snapshots)
         elapsed = time.perf_counter() - started

@@ -103,6 +103,32 @@ def test_cache_distinguishes_node_regions() -> None:
     assert serialized(compile_all(model(), EU, cache=cache)) == serialized(eu)
 
 
+def test_cache_prune_forgets_deleted_services_policies_and_regions() -> None:
+    api = doc(
+        "Service", "api", "ports: [{port: 80}]\nendpoints: [{cluster: us-west, address: 10.9.0.1}]"
+    )
+    routes = route_policy("- route: [{service: web}]")
+    other_routes = route_policy("- route: [{service: api}]", "[api.example]", name="api")
+    cache = CompileCache()
+    full = model(api, routes, other_routes)
+    for node in (EU, US):
+        compile_all(full, node, cache=cache)
+    assert set(cache.services._entries) == {
+        (s, r) for s in ("api", "web") for r in ("eu-west", "us-west")
+    }
+    assert set(cache.virtual_hosts._entries) == {("api", 10000), ("web", 10000)}
+    assert cache.prune(full) == 0
+    clusters = "---".join(c for c in CLUSTERS.split("---") if "us-west" not in c)
+    web = "\n".join(line for line in WEB.splitlines() if "us-west" not in line)
+    smaller = model(routes, base=(clusters, web))
+    assert cache.prune(smaller) == 4
+    assert set(cache.services._entries) == {("web", "eu-west")}
+    assert set(cache.virtual_hosts._entries) == {("web", 10000)}
+    hits = cache.virtual_hosts.hits
+    compile_all(smaller, EU, cache=cache)
+    assert cache.virtual_hosts.hits == hits + 1  # what is left still serves
+
+
 def test_render_node_json() -> None:
     data = json.loads(render_node_json(load_directory(EXAMPLE), EU))
     assert list(data) == ["CDS", "EDS", "LDS", "RDS"]

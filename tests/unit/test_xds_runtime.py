@@ -119,3 +119,13 @@ async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyP
     await runtime.update_model(model(("eu-west",), port=9))
     assert {g: runtime.cache.get(g) for g in runtime.cache.groups()} == before
     assert samples(registry, "rejected") == 1 and samples(registry, "ok") == 1
+
+
+async def test_compile_cache_forgets_what_left_the_model() -> None:
+    runtime = XdsRuntime(CompileOptions())
+    await runtime.update_model(model(("eu-west", "us-east")))
+    cache = runtime._compile_cache
+    assert {key[1] for key in cache.services._entries} == {"eu-west", "us-east"}
+    await runtime.update_model(model(("eu-west",)))
+    assert set(cache.services._entries) == {("echo", "eu-west")}
+    assert set(cache.virtual_hosts._entries) == {("echo", 10000)}

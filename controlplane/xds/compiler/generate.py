@@ -9,6 +9,7 @@ cache and with earlier results: callers must not mutate them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -48,6 +49,13 @@ class _Memo(Generic[K, V]):
         self._entries[key] = (inputs, value)
         return value
 
+    def retain(self, keep: Callable[[K], bool]) -> int:
+        """Drop the entries whose key fails ``keep``; returns how many were dropped."""
+        gone = [key for key in self._entries if not keep(key)]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -56,6 +64,15 @@ class _Memo(Generic[K, V]):
 class CompileCache:
     services: _Memo[tuple[str, str], ServiceResources] = field(default_factory=_Memo)
     virtual_hosts: _Memo[tuple[str, int], rc_pb2.VirtualHost] = field(default_factory=_Memo)
+
+    def prune(self, model: Model) -> int:
+        """Forget services, regions and RoutePolicies ``model`` no longer has (a memo is keyed
+        by name and would otherwise keep them forever); returns how many entries went."""
+        regions = {cluster.spec.region for cluster in model.clusters.values()}
+        services, policies = model.services, model.route_policies
+        return self.services.retain(
+            lambda key: key[0] in services and key[1] in regions
+        ) + self.virtual_hosts.retain(lambda key: key[0] in policies)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,8 @@ def _summary(model: Model) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        model = load_directory(args.directory)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        noun = "problem" if len(exc.problems) == 1 else "problems"
-        print(f"{args.directory}: {len(exc.problems)} {noun}", file=sys.stderr)
+    model = _load_or_report(args.directory)
+    if model is None:
         return 1
     print(f"{args.directory}: valid ({_summary(model)})")
     return 0
@@ -37,7 +32,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _write_output(text: str, output: str | None) -> int:
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise UbiqError(f"{output}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -181,12 +179,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _load_or_report(directory: Path) -> Model | None:
+    """The model, or None after printing every problem, one line each, and a count."""
     try:
         return load_directory(directory)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(f"{directory}: {len(exc.problems)} problem(s); nothing done", file=sys.stderr)
+        noun = "problem" if len(exc.problems) == 1 else "problems"
+        print(f"{directory}: {len(exc.problems)} {noun}", file=sys.stderr)
         return None
 
 

@@ -81,13 +81,15 @@ class SnapshotCache:
         self._watches: dict[str, set[Watch]] = {}
         self._lock = threading.Lock()
 
-    def set_snapshot(self, group: str, snapshot: Snapshot) -> bool:
+    def set_snapshot(self, group: str, snapshot: Snapshot, *, checked: bool = False) -> bool:
         """Publish ``snapshot`` for ``group``; False if it was already the current version.
 
         Raises InconsistentSnapshotError (and keeps the previous snapshot) if its
-        cross-references do not hold.
+        cross-references do not hold. ``checked=True``: the caller has already run
+        ``snapshot.check_consistent()`` (off the event loop), so it is not run again.
         """
-        snapshot.check_consistent()
+        if not checked:
+            snapshot.check_consistent()
         with self._lock:
             current = self._snapshots.get(group)
             if current is not None and current.version == snapshot.version:

@@ -1,6 +1,6 @@
 """The running xDS side: follows the policy model, compiles per cluster, publishes snapshots.
 
-I/O edge. Compilation (pure) runs off the event loop; the cache then swaps each group's
+I/O edge. Compilation (pure) and the consistency check run off the event loop; the cache then swaps each group's
 snapshot atomically and only groups whose content changed are pushed. Each group keeps its last
 good compilation and snapshot, so the next model is compiled incrementally from the documents
 that changed (``diff``) and only changed resources are serialized again. A compile or consistency
@@ -52,7 +52,8 @@ def build_groups(
     cache: CompileCache | None = None,
 ) -> dict[str, GroupBuild]:
     """One compilation + snapshot per Ubiq cluster, incremental from ``previous`` where it has
-    the same node and options; pure."""
+    the same node and options; pure. Every snapshot is checked (InconsistentSnapshotError), so
+    the caller publishes with ``set_snapshot(..., checked=True)``."""
     diffs: dict[int, ModelDiff] = {}
     out: dict[str, GroupBuild] = {}
     roles = (DEFAULT_ROLE, PROXYLESS_ROLE) if model.grpc_services else (DEFAULT_ROLE,)
@@ -68,16 +69,17 @@ def build_groups(
             or before.compilation.options != options
         ):
             compilation = compile_node(model, node, options, cache=cache)
-            out[key] = GroupBuild(compilation, Snapshot.build(compilation.resources))
-            continue
-        old = before.compilation
-        changes = diffs.get(id(old.model))
-        if changes is None:
-            changes = diffs[id(old.model)] = diff(old.model, model)
-        compilation = recompile_node(old, model, changes, cache=cache)
-        snapshot = Snapshot.build(
-            compilation.resources, previous=before.snapshot, previous_resources=old.resources
-        )
+            snapshot = Snapshot.build(compilation.resources)
+        else:
+            old = before.compilation
+            changes = diffs.get(id(old.model))
+            if changes is None:
+                changes = diffs[id(old.model)] = diff(old.model, model)
+            compilation = recompile_node(old, model, changes, cache=cache)
+            snapshot = Snapshot.build(
+                compilation.resources, previous=before.snapshot, previous_resources=old.resources
+            )
+        snapshot.check_consistent()
         out[key] = GroupBuild(compilation, snapshot)
     return out
 
@@ -143,9 +145,6 @@ class XdsRuntime:
             groups = await asyncio.to_thread(
                 build_groups, model, self.options, self._groups, self._compile_cache
             )
-            snapshots = {key: built.snapshot for key, built in groups.items()}
-            for snapshot in snapshots.values():
-                snapshot.check_consistent()
         except Exception as exc:  # never lose the last good config
             self._compiles.labels("rejected").inc()
             log.error(
@@ -157,7 +156,10 @@ class XdsRuntime:
             return
         self._groups = groups
         self._compile_cache.prune(model)
-        pushed = [g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s)]
+        snapshots = {key: built.snapshot for key, built in groups.items()}
+        pushed = [
+            g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s, checked=True)
+        ]
         emptied = self._empty_dropped_groups(snapshots)
         elapsed = time.perf_counter() - started
         self._compiles.labels("ok").inc()

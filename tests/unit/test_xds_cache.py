@@ -43,6 +43,15 @@ def test_inconsistent_snapshot_is_rejected_and_the_previous_stays() -> None:
     assert cache.get("g") is good
 
 
+def test_a_snapshot_already_checked_is_not_checked_again() -> None:
+    cache = SnapshotCache()
+    broken = make_resources(8080, {"a": [1], "b": [2]}, "a")
+    del broken[ENDPOINT]["a"]
+    unchecked = Snapshot.build(broken)  # the caller vouches: its check is skipped
+    assert cache.set_snapshot("g", unchecked, checked=True) is True
+    assert cache.get("g") is unchecked
+
+
 async def test_watch_from_another_thread_runs_on_the_loop() -> None:
     cache = SnapshotCache()
     loop_thread = threading.get_ident()

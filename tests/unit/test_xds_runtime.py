@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
@@ -17,6 +18,7 @@ from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, compile_snapshots
+from controlplane.xds.snapshot import Snapshot
 
 CLUSTER_TEXT = """
 apiVersion: ubiq.io/v1alpha1
@@ -129,3 +131,37 @@ async def test_compile_cache_forgets_what_left_the_model() -> None:
     await runtime.update_model(model(("eu-west",)))
     assert set(cache.services._entries) == {("echo", "eu-west")}
     assert set(cache.virtual_hosts._entries) == {("echo", 10000)}
+
+
+async def test_each_snapshot_is_checked_once_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = Snapshot.check_consistent
+    threads: list[int] = []
+
+    def check(snapshot: Snapshot) -> None:
+        threads.append(threading.get_ident())
+        real(snapshot)
+
+    monkeypatch.setattr(Snapshot, "check_consistent", check)
+    runtime = XdsRuntime(CompileOptions())
+    await runtime.update_model(model(("eu-west", "us-east")))
+    assert len(threads) == len(runtime.cache.groups()) == 2
+    assert threading.get_ident() not in threads
+
+
+async def test_an_inconsistent_build_is_rejected_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = CollectorRegistry()
+    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    await runtime.update_model(model())
+    before = runtime.cache.get(group_key("eu-west"))
+
+    def inconsistent(snapshot: Snapshot) -> None:
+        raise InconsistentSnapshotError("made up")
+
+    monkeypatch.setattr(Snapshot, "check_consistent", inconsistent)
+    await runtime.update_model(model(port=9))
+    assert runtime.cache.get(group_key("eu-west")) is before
+    assert samples(registry, "rejected") == 1

@@ -12,7 +12,8 @@ Rules: AA on every answer from our zones; NXDOMAIN + SOA for a missing name unde
 and for other classes; FORMERR for malformed queries; NOTIMP for other opcodes; BADVERS for
 EDNS versions other than 0 (RFC 6891); TC when the answer exceeds 512 bytes, or the client's
 EDNS size capped at ours, over UDP (RFC 7766: full answers over TCP); ANY answered with one
-HINFO "RFC8482" (RFC 8482); AXFR/IXFR only for allowed networks and over TCP; responses (QR=1)
+HINFO "RFC8482" (RFC 8482); AXFR/IXFR only for allowed networks and over TCP, where a zone that
+does not fit one message comes back as a ``Transfer`` (RFC 5936 2.2); responses (QR=1)
 and messages shorter than a header are dropped (``None``). Only meta types (OPT, 249..255) take
 the special path: CAA, URI, TA and every other data type are NODATA or NXDOMAIN by the name.
 ECS scope for a client-dependent answer is the source prefix, or longer when a group network
@@ -46,6 +47,22 @@ _EMPTY_COUNTS_EDNS = b"\x00\x00\x00\x00\x00\x01"
 _ANY_ENTRY = make_entry(
     0, 1, 0, 0, b"\xc0\x0c\x00\x0d\x00\x01" + (3600).to_bytes(4) + b"\x00\x09\x07RFC8482\x00"
 )
+
+
+class Transfer(bytes):
+    """A zone transfer of several messages: the bytes are the first, ``messages`` all of them.
+
+    Only TCP clients get one, so only the TCP layer checks for it (``type(r) is Transfer``);
+    everyone else can treat it as the first message (metrics do).
+    """
+
+    messages: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, messages: tuple[bytes, ...]) -> Transfer:
+        transfer = cls(messages[0])
+        transfer.messages = messages
+        return transfer
 
 
 class Client(NamedTuple):
@@ -231,15 +248,17 @@ def _special(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     if qtype in (_AXFR, _IXFR):
         if table.allow_transfer.lookup(client.host) != "allow":
             return _refused(query, q, table)
-        entry = table.transfers.get(q.key)
-        if entry is None:
+        entries = table.transfers.get(q.key)
+        if entries is None:
             return _assemble(query, NOTAUTH, _counts(q), q.question, _opt(q, table))
         if not client.tcp:  # a zone transfer needs TCP: an empty truncated answer says so
             index = ((query[2] & 1) << 5) | (query[3] & 0x10)
             return b"".join(
                 (query[:2], _TC_FLAGS[index], _QDCOUNT1, _counts(q), q.question, _opt(q, table))
             )
-        return _finish(query, q, entry, table, client)
+        if len(entries) == 1:
+            return _finish(query, q, entries[0], table, client)
+        return Transfer.of(tuple(_finish(query, q, e, table, client) for e in entries))
     if qtype == _ANY:
         return None
     if qtype in (253, 254):  # MAILB, MAILA

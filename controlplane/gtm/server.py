@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import structlog
 
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.answer import Client, Transfer, answer
 from controlplane.gtm.metrics import DnsMetrics
 from controlplane.gtm.table import AnswerTable
 
@@ -117,7 +117,7 @@ class _TcpProtocol(asyncio.Protocol):
             return
         server = self._server
         self._last = asyncio.get_running_loop().time()
-        out = []
+        out: list[bytes] = []
         for message in self._framer.feed(data):
             start = time.perf_counter()
             try:
@@ -126,7 +126,11 @@ class _TcpProtocol(asyncio.Protocol):
                 log.exception("dns.answer_failed", transport="tcp", client=self._client.host)
                 response = None
             server.metrics.observe("tcp", response, time.perf_counter() - start)
-            if response is not None:
+            if response is None:
+                continue
+            if type(response) is Transfer:
+                out.extend(map(frame, response.messages))
+            else:
                 out.append(frame(response))
         if out:
             transport.write(b"".join(out))

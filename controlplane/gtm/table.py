@@ -17,8 +17,9 @@ answer order: priority = position, weight and port from the target, target host
 ``<cluster>.NAME`` with its own A/AAAA) and ``_ubiq.NAME`` TXT saying which group, regions and
 reasons produced the answer.
 
-Zone transfers are built only when some network may transfer; a zone whose AXFR does not fit
-one 64 KiB message answers AXFR with SERVFAIL (logged) instead of failing the whole build.
+Zone transfers are built only when some network may transfer. A transfer is a tuple of entries,
+one per DNS message (RFC 5936 2.2): the first starts with the zone's SOA, the last ends with it,
+and each fits one 64 KiB TCP message with room for an OPT record.
 Building is cached: RRsets by content, encoded entries by (name, type, sections), so client
 groups that share an answer share its bytes.
 """
@@ -40,7 +41,6 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-import structlog
 
 from controlplane.errors import GtmError
 from controlplane.gtm.ecs import make_opt
@@ -55,8 +55,6 @@ NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 _OTHER = 65280  # a private-use type no name holds: resolving it gives the "any other qtype" answer
 _MAX_CHAIN = 8
 DEFAULT_UDP_SIZE = 1232  # DNS flag day 2020
-
-log = structlog.get_logger("ubiq.gtm")
 
 
 class Entry(NamedTuple):
@@ -92,7 +90,7 @@ class AnswerTable:
     exact: dict[tuple[bytes, int], Slot]
     names: dict[bytes, Slot]  # any other qtype at an existing name: NODATA or CNAME
     zones: dict[bytes, Entry]  # NXDOMAIN per zone origin
-    transfers: dict[bytes, Entry]  # AXFR per zone origin
+    transfers: dict[bytes, tuple[Entry, ...]]  # AXFR messages per zone origin
     allow_transfer: ClientGroups = field(default_factory=lambda: ClientGroups(default=""))
     udp_size: int = DEFAULT_UDP_SIZE
     opt: bytes = field(init=False)  # our OPT RR for EDNS answers without options
@@ -382,8 +380,8 @@ class _Builder:
         self._negative_soa(zone).to_wire(out, compress=None)
         return make_entry(NXDOMAIN, 0, 1, 0, out.getvalue())
 
-    def transfer(self, zone: Zone) -> Entry:
-        """AXFR as one message: SOA, every RRset (default group's view), SOA; SERVFAIL if too big."""
+    def transfer(self, zone: Zone) -> tuple[Entry, ...]:
+        """AXFR as messages: SOA, every RRset (default group's view), SOA."""
         soa = self.soa[zone.origin]
         rrsets: list[dns.rrset.RRset] = [soa]
         for name in sorted(self.data):
@@ -396,12 +394,43 @@ class _Builder:
                 if rrset is not None and rdtype != SOA:
                     rrsets.append(rrset)
         rrsets.append(soa)
-        result = _Result(NOERROR, rrsets, [], [], False)
-        try:
-            return _encode(dns.name.from_text(zone.origin), 252, result)
-        except GtmError as exc:
-            log.warning("gtm.transfer_too_big", zone=zone.origin, error=str(exc))
-            return make_entry(SERVFAIL, 0, 0, 0, b"")
+        qname = dns.name.from_text(zone.origin)
+        return tuple(
+            _encode(qname, 252, _Result(NOERROR, chunk, [], [], False))
+            for chunk in _chunks(rrsets, _TRANSFER_BUDGET - len(_wire(qname)))
+        )
+
+
+# room per transfer message for the records: 64 KiB less header, question type/class and OPT+ECS
+_TRANSFER_BUDGET = 65535 - 12 - 4 - 64
+
+
+def _chunks(rrsets: Sequence[dns.rrset.RRset], budget: int) -> list[list[dns.rrset.RRset]]:
+    """Split RRsets into runs whose uncompressed wire size (an upper bound) fits ``budget``.
+
+    An RRset larger than the budget on its own is split into one RRset per record.
+    """
+    chunks: list[list[dns.rrset.RRset]] = [[]]
+    used = 0
+    for rrset in rrsets:
+        size = _size(rrset)
+        parts = [rrset]
+        if size > budget:
+            parts = [dns.rrset.from_rdata(rrset.name, rrset.ttl, rdata) for rdata in rrset]
+        for part in parts:
+            size = _size(part) if len(parts) > 1 else size
+            if used + size > budget and chunks[-1]:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(part)
+            used += size
+    return chunks
+
+
+def _size(rrset: dns.rrset.RRset) -> int:
+    out = io.BytesIO()
+    rrset.to_wire(out, compress=None)
+    return len(out.getvalue())
 
 
 def _servfail_or_nodata(

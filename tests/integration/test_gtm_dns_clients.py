@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import dns.message
@@ -11,7 +14,10 @@ import dns.rcode
 import dns.resolver
 import pytest
 
+from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.server import DnsServer, frame
+from controlplane.gtm.table import AnswerTable
+from controlplane.gtm.zone import StaticRecord, Zone
 from tests.support.dns import (
     EU_V4,
     EU_V6,
@@ -22,7 +28,7 @@ from tests.support.dns import (
     sample_table,
     serve_in_thread,
 )
-from tests.support.procs import free_udp_tcp_port
+from tests.support.procs import free_udp_tcp_port, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +141,25 @@ def test_connection_limit_and_table_swap() -> None:
         assert dig("127.0.0.1", port, f"ns1.{ORIGIN}").rdata("A") == ["127.0.0.53"]
         assert server.table.generation == 2
         del asyncio
+
+
+def test_dig_axfr_of_a_zone_over_64k_gets_every_record_between_two_soas() -> None:
+    reason = "x" * 250
+    records = tuple(StaticRecord(f"n{i}.{ORIGIN}", "TXT", f'"{reason}" "{i}"') for i in range(600))
+    zone = Zone(ORIGIN, (f"ns1.{ORIGIN}",), records=records)  # ~ 160 KB: three messages
+    table = AnswerTable.build(
+        [zone], [], ClientGroups(), allow_transfer=[ipaddress.ip_network("127.0.0.1/32")]
+    )
+    port = free_udp_tcp_port()
+    with serve_in_thread(table, [("127.0.0.1", port)]):
+        argv = [require_binary("dig"), "@127.0.0.1", "-p", str(port), ORIGIN, "AXFR"]
+        argv += ["+time=5", "+tries=1", "+nocmd"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    lines = [line.split(None, 4) for line in done.stdout.splitlines() if line.strip()]
+    lines = [f for f in lines if not f[0].startswith(";")]
+    assert lines, done.stdout + done.stderr
+    types = [f[3] for f in lines]
+    assert types[0] == types[-1] == "SOA" and types.count("SOA") == 2, done.stdout[-2000:]
+    assert {f[0] for f in lines if f[3] == "TXT"} == {f"n{i}.{ORIGIN}." for i in range(600)}
+    messages = re.search(r"XFR size: \d+ records \(messages (\d+)", done.stdout)
+    assert messages is not None and int(messages.group(1)) >= 3, done.stdout[-500:]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import ipaddress
 
 import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.answer import Client, Transfer, answer
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.table import AnswerTable
+from controlplane.gtm.table import AnswerTable, _chunks
 from controlplane.gtm.types import ClientGroup, Decision
-from controlplane.gtm.zone import StaticRecord, Zone
+from controlplane.gtm.zone import StaticRecord, Zone, parse_rdata
 from tests.support.dns import ORIGIN, sample_table
 
 TABLE = sample_table(allow_transfer=["127.0.0.9/32"])
@@ -100,14 +102,40 @@ def big_zone(names: int) -> Zone:
     return Zone(ORIGIN, (f"ns1.{ORIGIN}",), records=records)
 
 
-def test_zone_transfer_over_64k_is_servfail_not_a_failed_build() -> None:
-    zone = big_zone(300)  # ~ 80 KB of TXT
+def test_zone_transfer_over_64k_is_several_messages_bracketed_by_the_soa() -> None:
+    zone = big_zone(600)  # ~ 160 KB of TXT
     allowed = [ipaddress.ip_network("127.0.0.9/32")]
     table = AnswerTable.build([zone], [], ClientGroups(), allow_transfer=allowed)
-    assert ask(ORIGIN, "AXFR", table, TRANSFER).rcode() == dns.rcode.SERVFAIL
+    query = dns.message.make_query(ORIGIN, "AXFR", use_edns=0)
+    response = answer(query.to_wire(), table, TRANSFER)
+    assert isinstance(response, Transfer) and len(response.messages) >= 3
+    assert bytes(response) == response.messages[0]
+    messages = [dns.message.from_wire(m) for m in response.messages]
+    assert all(m.id == query.id and m.rcode() == dns.rcode.NOERROR for m in messages)
+    assert all(len(m) <= 65535 for m in response.messages)
+    records = [(r.name, r.rdtype, rd) for m in messages for r in m.answer for rd in r]
+    assert records[0][1] == records[-1][1] == dns.rdatatype.SOA
+    assert sum(rtype == dns.rdatatype.SOA for _, rtype, _ in records) == 2
+    txt = {name.to_text() for name, rtype, _ in records if rtype == dns.rdatatype.TXT}
+    assert txt == {f"n{i}.{ORIGIN}." for i in range(600)}
+    over_udp = ask(ORIGIN, "AXFR", table, Client("127.0.0.9"))
+    assert over_udp.flags & dns.flags.TC and not over_udp.answer
     assert ask(f"n7.{ORIGIN}", "TXT", table).rcode() == dns.rcode.NOERROR
     small = AnswerTable.build([big_zone(3)], [], ClientGroups(), allow_transfer=allowed)
-    assert ask(ORIGIN, "AXFR", small, TRANSFER).rcode() == dns.rcode.NOERROR
+    single = answer(query.to_wire(), small, TRANSFER)
+    assert type(single) is bytes and dns.message.from_wire(single).rcode() == dns.rcode.NOERROR
+
+
+def test_one_rrset_over_64k_is_split_across_transfer_messages() -> None:
+    records = tuple(StaticRecord(f"huge.{ORIGIN}", "TXT", f'"{"y" * 250}-{i}"') for i in range(300))
+    zone = Zone(ORIGIN, (f"ns1.{ORIGIN}",), records=records)
+    chunks = _chunks(_huge_rrsets(zone), 65000)
+    assert len(chunks) == 2 and sum(len(r) for c in chunks for r in c) == 300
+
+
+def _huge_rrsets(zone: Zone) -> list[dns.rrset.RRset]:
+    rdatas = [parse_rdata(r) for r in zone.records]
+    return [dns.rrset.from_rdata_list(f"huge.{ORIGIN}.", 60, rdatas)]
 
 
 def test_no_transfers_built_without_allowed_networks() -> None:

@@ -25,8 +25,8 @@ from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
 from controlplane.xds.cache import DEFAULT_ROLE, SnapshotCache, group_key
 from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
-from controlplane.xds.compiler.generate import CompileCache
 from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
+from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot

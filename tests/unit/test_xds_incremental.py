@@ -12,7 +12,12 @@ from controlplane.errors import PolicyError
 from controlplane.policy.diff import diff
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
-from controlplane.xds.compiler import CompileOptions, compile_node_resources
+from controlplane.xds.compiler import (
+    CompileCache,
+    CompileOptions,
+    NodeIdentity,
+    compile_node_resources,
+)
 from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import build_groups
@@ -228,6 +233,26 @@ def test_route_policy_change_rebuilds_only_the_route_configuration() -> None:
     assert after.resources[ROUTE] is not base.resources[ROUTE]
     assert after.virtual_hosts["api"] is base.virtual_hosts["api"]
     assert after.routes_by_service["api"] == {"api", "web"}  # the mirror counts
+
+
+def test_recompiled_virtual_hosts_go_through_the_compile_cache() -> None:
+    cache = CompileCache()
+    eu2 = NodeIdentity("eu-west-2", "eu-west", "eu-west-1b")  # same port: shares virtual hosts
+    before = model_with(RoutePolicy_web=1, Service_api=1, RoutePolicy_api=1)
+    bases = [compile_node(before, node, OPTIONS, cache=cache) for node in (EU, eu2)]
+    after = model_with(RoutePolicy_web=2, Service_api=1, RoutePolicy_api=1)
+    hits, misses = cache.virtual_hosts.hits, cache.virtual_hosts.misses
+    first, second = (
+        recompile_node(base, after, diff(before, after), cache=cache) for base in bases
+    )
+    assert (cache.virtual_hosts.hits, cache.virtual_hosts.misses) == (hits + 1, misses + 1)
+    assert second.virtual_hosts["web"] is first.virtual_hosts["web"]
+    assert wire(first.resources) == wire(compile_node_resources(after, EU, OPTIONS))
+
+
+def test_compile_node_resources_is_compile_node() -> None:
+    m = model_with(RoutePolicy_web=2, Service_api=1, RoutePolicy_api=1)
+    assert compile_node_resources(m, US, OPTIONS) == compile_node(m, US, OPTIONS).resources
 
 
 def test_first_port_change_renames_route_clusters() -> None:

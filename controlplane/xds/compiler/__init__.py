@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from controlplane.xds.compiler.generate import CompileCache, compile_node_resources
+from controlplane.xds.compiler.generate import compile_node_resources
+from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity, cluster_name
 
 __all__ = [

@@ -1,132 +1,20 @@
 """The compiler's entry point: (model, placement decisions, node) -> Envoy v3 resources.
 
 Pure and deterministic: no I/O, no clocks; resources come out sorted by name and equal inputs give
-byte-identical serializations. A ``CompileCache`` (optional, owned by the caller) memoises each
-service's clusters/assignments and each RoutePolicy's virtual host on their inputs, so recompiling
-after one change rebuilds only what that change touches. Returned messages may be shared with the
-cache and with earlier results: callers must not mutate them.
+byte-identical serializations. An optional ``CompileCache`` (see ``memo``) makes recompiles
+rebuild only what changed. Returned messages may be shared with the cache and with earlier
+results: callers must not mutate them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from google.protobuf.message import Message
 
-from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.api_listeners import build_node_listeners
-from controlplane.xds.compiler.effective import Decisions, ModelIndex
+from controlplane.xds.compiler.effective import Decisions
+from controlplane.xds.compiler.incremental import compile_node
+from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
-from controlplane.xds.compiler.routes import build_route_configuration, build_virtual_host
-from controlplane.xds.compiler.service import ServiceInputs, ServiceResources, compile_service
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Memo(Generic[K, V]):
-    """key -> (inputs, value); a hit needs equal inputs (identity is checked first, it is cheap)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[K, tuple[object, V]] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: K, inputs: object) -> V | None:
-        entry = self._entries.get(key)
-        if entry is not None and (entry[0] is inputs or entry[0] == inputs):
-            self.hits += 1
-            return entry[1]
-        self.misses += 1
-        return None
-
-    def put(self, key: K, inputs: object, value: V) -> V:
-        self._entries[key] = (inputs, value)
-        return value
-
-    def retain(self, keep: Callable[[K], bool]) -> int:
-        """Drop the entries whose key fails ``keep``; returns how many were dropped."""
-        gone = [key for key in self._entries if not keep(key)]
-        for key in gone:
-            del self._entries[key]
-        return len(gone)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-@dataclass
-class CompileCache:
-    services: _Memo[tuple[str, str], ServiceResources] = field(default_factory=_Memo)
-    virtual_hosts: _Memo[tuple[str, int], rc_pb2.VirtualHost] = field(default_factory=_Memo)
-
-    def prune(self, model: Model) -> int:
-        """Forget services, regions and RoutePolicies ``model`` no longer has (a memo is keyed
-        by name and would otherwise keep them forever); returns how many entries went."""
-        regions = {cluster.spec.region for cluster in model.clusters.values()}
-        services, policies = model.services, model.route_policies
-        return self.services.retain(
-            lambda key: key[0] in services and key[1] in regions
-        ) + self.virtual_hosts.retain(lambda key: key[0] in policies)
-
-
-@dataclass(frozen=True, slots=True)
-class _VhostInputs:
-    policy: RoutePolicy
-    port: int
-    names: tuple[str, ...]
-    hash_keys: tuple[object, ...]
-
-
-def _vhost_inputs(index: ModelIndex, policy: RoutePolicy, port: int) -> _VhostInputs:
-    dests = [(d.service, d.subset, d.port) for rule in policy.spec.http for d in rule.route] + [
-        (r.mirror.service, r.mirror.subset, r.mirror.port)
-        for r in policy.spec.http
-        if r.mirror is not None
-    ]
-    return _VhostInputs(
-        policy=policy,
-        port=port,
-        names=tuple(index.cluster_name(*d) for d in dests),
-        hash_keys=tuple(index.hash_key(s, sub) for s, sub, _ in dests),
-    )
-
-
-def build_service_resources(
-    index: ModelIndex,
-    name: str,
-    node: NodeIdentity,
-    options: CompileOptions,
-    cache: CompileCache | None = None,
-) -> ServiceResources:
-    if cache is None:
-        return compile_service(index, name, node, options)
-    inputs = ServiceInputs.gather(index, name, node, options)
-    key = (name, node.region)
-    found = cache.services.get(key, inputs)
-    if found is not None:
-        return found
-    return cache.services.put(key, inputs, compile_service(index, name, node, options))
-
-
-def build_virtual_hosts(
-    index: ModelIndex, port: int, cache: CompileCache | None = None
-) -> list[rc_pb2.VirtualHost]:
-    hosts: list[rc_pb2.VirtualHost] = []
-    for policy in index.model.route_policies.values():
-        inputs = _vhost_inputs(index, policy, port) if cache is not None else None
-        found = cache.virtual_hosts.get((policy.name, port), inputs) if cache else None
-        if found is None:
-            found = build_virtual_host(policy, port, index.cluster_name, index.hash_key)
-            if cache is not None:
-                cache.virtual_hosts.put((policy.name, port), inputs, found)
-        hosts.append(found)
-    return hosts
 
 
 def compile_node_resources(
@@ -138,23 +26,5 @@ def compile_node_resources(
     cache: CompileCache | None = None,
 ) -> dict[str, dict[str, Message]]:
     """Every resource ``node`` should have: type_url -> name -> message, names sorted."""
-    options = options or CompileOptions()
-    index = ModelIndex(model, decisions)
-    clusters: dict[str, Message] = {}
-    assignments: dict[str, Message] = {}
-    for name in sorted(model.services):
-        result = build_service_resources(index, name, node, options, cache)
-        for c in result.clusters:
-            clusters[c.name] = c
-        for a in result.assignments:
-            assignments[a.cluster_name] = a
-    route = build_route_configuration(
-        options.route_config_name, build_virtual_hosts(index, options.port_for(node), cache)
-    )
-    listeners = {listener.name: listener for listener in build_node_listeners(model, node, options)}
-    return {
-        LISTENER: listeners,
-        ROUTE: {route.name: route},
-        CLUSTER: dict(sorted(clusters.items())),
-        ENDPOINT: dict(sorted(assignments.items())),
-    }
+    compiled = compile_node(model, node, options, decisions=decisions, cache=cache)
+    return {type_url: dict(by_name) for type_url, by_name in compiled.resources.items()}

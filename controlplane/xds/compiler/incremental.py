@@ -12,8 +12,9 @@ What a changed document can touch (everything else is taken from the previous re
 
 Rebuilt messages equal to the previous ones are swapped for the previous objects, and a resource
 map with no change *is* the previous map, so ``Snapshot.build(..., previous=...)`` serializes only
-what really changed. Pure and deterministic; the result equals ``compile_node_resources`` on the
-new model byte for byte (tests/unit/test_xds_incremental.py). Nothing returned may be mutated.
+what really changed. Pure and deterministic; the result equals a full ``compile_node`` (which
+``compile_node_resources`` wraps) on the new model byte for byte
+(tests/unit/test_xds_incremental.py). Nothing returned may be mutated.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
 from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE, build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
-from controlplane.xds.compiler.generate import (
+from controlplane.xds.compiler.memo import (
     CompileCache,
     build_service_resources,
     build_virtual_hosts,
+    cached_virtual_host,
 )
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
-from controlplane.xds.compiler.routes import build_route_configuration, build_virtual_host
+from controlplane.xds.compiler.routes import build_route_configuration
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -157,7 +159,7 @@ def recompile_node(
         if policy is None:
             hosts.remove(name)
             continue
-        host = build_virtual_host(policy, port, index.cluster_name, index.hash_key)
+        host = cached_virtual_host(index, policy, port, cache)
         hosts.put(name, _pick(previous.virtual_hosts.get(name), host))
     virtual_hosts = hosts.result()
     if virtual_hosts is not previous.virtual_hosts:

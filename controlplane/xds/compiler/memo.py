@@ -1,0 +1,134 @@
+"""Memoised compile units: each service's clusters/assignments and each RoutePolicy's virtual host.
+
+A ``CompileCache`` (optional, owned by the caller) keeps every unit with the inputs it was built
+from; a hit needs equal inputs, so recompiling after one change rebuilds only what that change
+touches. ``prune(model)`` forgets names the model no longer has. Returned messages are shared
+with the cache and with earlier results: callers must not mutate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2
+
+from controlplane.policy.documents import RoutePolicy
+from controlplane.policy.model import Model
+from controlplane.xds.compiler.effective import ModelIndex
+from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.routes import build_virtual_host
+from controlplane.xds.compiler.service import ServiceInputs, ServiceResources, compile_service
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Memo(Generic[K, V]):
+    """key -> (inputs, value); a hit needs equal inputs (identity is checked first, it is cheap)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[K, tuple[object, V]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K, inputs: object) -> V | None:
+        entry = self._entries.get(key)
+        if entry is not None and (entry[0] is inputs or entry[0] == inputs):
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return None
+
+    def put(self, key: K, inputs: object, value: V) -> V:
+        self._entries[key] = (inputs, value)
+        return value
+
+    def retain(self, keep: Callable[[K], bool]) -> int:
+        """Drop the entries whose key fails ``keep``; returns how many were dropped."""
+        gone = [key for key in self._entries if not keep(key)]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass
+class CompileCache:
+    services: _Memo[tuple[str, str], ServiceResources] = field(default_factory=_Memo)
+    virtual_hosts: _Memo[tuple[str, int], rc_pb2.VirtualHost] = field(default_factory=_Memo)
+
+    def prune(self, model: Model) -> int:
+        """Forget services, regions and RoutePolicies ``model`` no longer has (a memo is keyed
+        by name and would otherwise keep them forever); returns how many entries went."""
+        regions = {cluster.spec.region for cluster in model.clusters.values()}
+        services, policies = model.services, model.route_policies
+        return self.services.retain(
+            lambda key: key[0] in services and key[1] in regions
+        ) + self.virtual_hosts.retain(lambda key: key[0] in policies)
+
+
+@dataclass(frozen=True, slots=True)
+class _VhostInputs:
+    policy: RoutePolicy
+    port: int
+    names: tuple[str, ...]
+    hash_keys: tuple[object, ...]
+
+
+def _vhost_inputs(index: ModelIndex, policy: RoutePolicy, port: int) -> _VhostInputs:
+    dests = [(d.service, d.subset, d.port) for rule in policy.spec.http for d in rule.route] + [
+        (r.mirror.service, r.mirror.subset, r.mirror.port)
+        for r in policy.spec.http
+        if r.mirror is not None
+    ]
+    return _VhostInputs(
+        policy=policy,
+        port=port,
+        names=tuple(index.cluster_name(*d) for d in dests),
+        hash_keys=tuple(index.hash_key(s, sub) for s, sub, _ in dests),
+    )
+
+
+def build_service_resources(
+    index: ModelIndex,
+    name: str,
+    node: NodeIdentity,
+    options: CompileOptions,
+    cache: CompileCache | None = None,
+) -> ServiceResources:
+    if cache is None:
+        return compile_service(index, name, node, options)
+    inputs = ServiceInputs.gather(index, name, node, options)
+    key = (name, node.region)
+    found = cache.services.get(key, inputs)
+    if found is not None:
+        return found
+    return cache.services.put(key, inputs, compile_service(index, name, node, options))
+
+
+def cached_virtual_host(
+    index: ModelIndex, policy: RoutePolicy, port: int, cache: CompileCache | None = None
+) -> rc_pb2.VirtualHost:
+    if cache is None:
+        return build_virtual_host(policy, port, index.cluster_name, index.hash_key)
+    inputs = _vhost_inputs(index, policy, port)
+    key = (policy.name, port)
+    found = cache.virtual_hosts.get(key, inputs)
+    if found is not None:
+        return found
+    host = build_virtual_host(policy, port, index.cluster_name, index.hash_key)
+    return cache.virtual_hosts.put(key, inputs, host)
+
+
+def build_virtual_hosts(
+    index: ModelIndex, port: int, cache: CompileCache | None = None
+) -> list[rc_pb2.VirtualHost]:
+    """One virtual host per RoutePolicy, in the model's order."""
+    return [
+        cached_virtual_host(index, policy, port, cache)
+        for policy in index.model.route_policies.values()
+    ]

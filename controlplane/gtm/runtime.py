@@ -1,9 +1,11 @@
 """The running GTM: follows the policy model and health, keeps the DNS server's table current.
 
 I/O edge. Every model change or health change recomputes the plan (pure) and swaps the table
-in one assignment. A plan that cannot be built (GtmError, or any other error) is logged and the
-old table keeps answering. When a policy rotates (roundRobin, non-sticky weighted), a timer
-rebuilds the table at each of its rotation boundaries (every ``ttl`` seconds). GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
+in one assignment; inside the event loop that work (GeoIP reads included) runs in a worker
+thread so DNS keeps answering. A plan that cannot be built (GtmError, or any other error) is
+logged and the old table keeps answering. When a policy rotates (roundRobin, non-sticky
+weighted), a timer rebuilds the table at each of its rotation boundaries (every ``ttl``
+seconds). GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
 that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
 """
 
@@ -94,10 +96,10 @@ class GtmRuntime:
         self.metrics = DnsMetrics(self.registry)
         self.server: DnsServer | None = None
         self._listen = list(listen)
-        self.geo = GeoDatabases()
-        self.geo_errors: tuple[str, ...] = ()
+        self.geo = GeoDatabases()  # used by one thread at a time: start() or the worker
         self.registry.register(_AnswerCollector(self))
         self._base: GtmPlan | None = None
+        self._model: Model | None = None  # the newest model not yet planned
         self._serial = 0
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
@@ -112,8 +114,10 @@ class GtmRuntime:
         return self._epoch
 
     async def start(self, model: Model) -> None:
-        if self._load_model(model) and self._base is not None:  # the first table, built once
-            self._apply(self._decide(self._base, self._health))
+        base = self._plan_model(model)  # the first table, built at once
+        if base is not None:
+            self._accept(base)
+            self._apply(self._decide(base, self._health))
         if self._plan is None or self._plan.table is None:
             raise GtmError("no answer table could be built from the policy")
         self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
@@ -133,28 +137,36 @@ class GtmRuntime:
             await self.server.stop()
 
     def update_model(self, model: Model) -> None:
-        if self._load_model(model):
-            self._rebuild()
+        """Plan a new model: at once outside an event loop, else in the worker thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            base = self._plan_model(model)
+            if base is not None:
+                self._accept(base)
+                self._rebuild()
+            return
+        self._model = model
+        self._rebuild()
 
-    def _load_model(self, model: Model) -> bool:
-        """Take a new model's health-independent plan; False when it was rejected."""
+    def _plan_model(self, model: Model) -> GtmPlan | None:
+        """A model's health-independent plan (reads GeoIP databases); None when rejected."""
         geo = self.geo.load(model)
         for error in geo.errors:
             log.error("geoip database not used; steering with CIDR client groups", error=error)
-        self.geo_errors = geo.errors
         if geo.groups:
             log.info("geoip client groups", networks=describe(geo.groups))
         try:
-            base = plan_from_model(model, self.config, geo.groups)
+            return plan_from_model(model, self.config, geo.groups)
         except GtmError as exc:
             log.error("gtm plan rejected; keeping previous answers", error=str(exc))
-            return False
         except Exception:
             log.exception("gtm plan failed; keeping previous answers")
-            return False
+        return None
+
+    def _accept(self, base: GtmPlan) -> None:
         self._base = base
         self.checker.set_targets(base.checked)
-        return True
 
     def _on_health(self, view: HealthView) -> None:
         self._health = view
@@ -164,25 +176,43 @@ class GtmRuntime:
         """Recompute the answers. Inside the event loop the work runs in a thread (a large table
         takes a noticeable fraction of a second and DNS must keep answering meanwhile); requests
         that arrive during a rebuild are coalesced into one more rebuild with the newest inputs."""
-        if self._base is None:
+        if self._base is None and self._model is None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._apply(self._decide(self._base, self._health))
+            if self._base is not None:
+                self._apply(self._decide(self._base, self._health))
             return
         self._dirty = True
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._rebuild_in_thread())
 
     async def _rebuild_in_thread(self) -> None:
-        while self._dirty and self._base is not None:
+        while self._dirty:
             self._dirty = False
+            model, self._model = self._model, None
             try:
-                plan = await asyncio.to_thread(self._decide, self._base, self._health)
+                base, plan = await asyncio.to_thread(self._work, model, self._base, self._health)
+                if base is not None and base is not self._base:
+                    self._accept(base)
                 self._apply(plan)
             except Exception:  # the worker must not die silently; the old table keeps answering
                 log.exception("gtm rebuild failed; keeping previous answers")
+
+    def _work(
+        self, model: Model | None, base: GtmPlan | None, health: HealthView
+    ) -> tuple[GtmPlan | None, GtmPlan | None]:
+        """In the worker thread: plan ``model`` (if any), then decide; (base, decided plan)."""
+        if model is not None:
+            new = self._plan_model(model)
+            if new is None and base is None:
+                return None, None
+            if new is not None:
+                base = new
+        if base is None:
+            return None, None
+        return base, self._decide(base, health)
 
     async def _rotate(self) -> None:
         """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky

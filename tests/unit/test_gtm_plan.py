@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rcode
@@ -16,6 +17,7 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet  # type: ignore[import-untyped]
 
+from controlplane.errors import GtmError
 from controlplane.gtm.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
@@ -299,3 +301,35 @@ def test_next_rotation_only_for_rotating_policies() -> None:
     round_robin = load(global_service().replace("strategy: geo", "strategy: roundRobin"))
     rr = plan_from_model(round_robin, CONFIG)
     assert next_rotation(rr, 1234.5) == pytest.approx(5.5)  # ttl 10s: next slot at 1240
+
+
+async def test_model_updates_are_planned_in_the_worker_and_a_bad_one_keeps_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from controlplane.gtm import runtime as runtime_module
+
+    threads: list[int] = []
+    real = runtime_module.plan_from_model
+
+    def recording(*args: Any, **kwargs: Any) -> GtmPlan:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "plan_from_model", recording)
+    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime.update_model(model())
+    assert runtime.plan is None and not threads  # nothing done on the loop yet
+    assert runtime._worker is not None
+    await asyncio.wait_for(runtime._worker, 10)
+    good = runtime.plan
+    assert good is not None and threads and threading.get_ident() not in threads
+
+    def broken(*args: object, **kwargs: object) -> GtmPlan:
+        raise GtmError("overlapping client groups")
+
+    monkeypatch.setattr(runtime_module, "plan_from_model", broken)
+    runtime.update_model(model())
+    await asyncio.wait_for(runtime._worker, 10)
+    assert runtime.plan is not None and runtime.plan.decisions == good.decisions

@@ -8,8 +8,9 @@ the responses it returns. Invariants, per type on the stream:
   is a (re)subscription. SotW ignores it whole (its names arrive again with the ACK); Delta still applies its
   subscription changes, which are not tied to nonces;
 - ACK: the client now holds what we sent. NACK (``error_detail`` set): it holds what it held
-  before; the rejected ``(name, version)`` pairs are remembered and never sent again; the next
-  response goes out only when content changes;
+  before; the rejected ``(name, version)`` pairs (those it did not already hold at that
+  version) are remembered, while still wanted, and never sent again; the next response goes out
+  only when content changes;
 - ADS ordering (make-before-break): types go in ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS); a type
   waits while an earlier type has a response in flight or still to send, except that EDS does
   not wait for CDS nor RDS for LDS (Envoy holds a CDS ACK until the new clusters have their
@@ -235,7 +236,10 @@ class XdsStream:
         names = tuple(flight.entries)
         if request.HasField("error_detail"):
             for name, entry in flight.entries.items():
-                st.nacked[name] = entry.version
+                had = st.acked.get(name)
+                if had is None or had.version != entry.version:
+                    # a name it holds at this version was not what it rejected
+                    st.nacked[name] = entry.version
             detail = request.error_detail
             return Nacked(
                 st.type_url, flight.version_info, flight.nonce, names, detail.message, detail.code
@@ -264,6 +268,11 @@ class XdsStream:
         return {n: entries[n] for n in sorted(st.names) if n in entries}
 
     def _plan(self, st: _TypeState, desired: Mapping[str, Entry]) -> _Plan:
+        if st.nacked:  # only what is still wanted can be blocked: the map cannot grow
+            for name in [n for n in st.nacked if n not in desired]:
+                del st.nacked[name]
+        if st.forced:
+            st.forced.intersection_update(desired)
         upserts: list[Entry] = []
         for name, e in desired.items():
             held = st.acked.get(name)

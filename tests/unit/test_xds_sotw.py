@@ -214,6 +214,36 @@ def test_in_sync_when_the_client_drops_what_changed() -> None:
     assert stream.acked_version(ENDPOINT) == gone.type_version(ENDPOINT)
 
 
+def test_nack_blames_only_what_changed_so_in_sync_still_follows() -> None:
+    stream, _ = connected()
+    new = snapshot({"a": [9001], "b": [9999]})  # only b's endpoints change; SotW EDS sends a too
+    eds = only(stream.on_snapshot(new))
+    assert eds.names == ("a", "b")
+    step = stream.on_request(nack(eds, "bad b", ALL_CLAS))
+    assert [e.names for e in step.events if isinstance(e, Nacked)] == [("a", "b")]
+    state = stream._types[ENDPOINT]
+    assert set(state.nacked) == {"b"}  # "a" was held at that very version: not rejected
+    gone = snapshot({"a": [9001]})  # b goes away: what the client holds is all that is wanted
+    step = stream.on_snapshot(gone)
+    assert InSync(ENDPOINT, gone.type_version(ENDPOINT)) in step.events
+    assert state.nacked == {}  # pruned to the wanted names
+
+
+def test_forced_endpoints_are_pruned_to_the_subscribed_names() -> None:
+    stream, _ = connected()
+    stream.on_request(sotw(ENDPOINT, ["a"], nonce=stream._types[ENDPOINT].last_nonce))
+    from tests.support.xds_resources import make_resources
+
+    resources = make_resources(8080, {"a": [9001], "b": [9002]}, "a", "v1")
+    resources[CLUSTER]["b"].connect_timeout.seconds = 5  # type: ignore[attr-defined]
+    from controlplane.xds.snapshot import Snapshot
+
+    cds = only(stream.on_snapshot(Snapshot.build(resources)))
+    assert cds.type_url == CLUSTER
+    assert stream.on_request(ack(cds)).responses == ()  # "b" is not subscribed: nothing to force
+    assert stream._types[ENDPOINT].forced == set()
+
+
 def test_types_ubiq_does_not_serve_get_no_answer_and_no_state() -> None:
     stream, _ = connected()
     for i in range(100):

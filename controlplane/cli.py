@@ -70,7 +70,6 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
 
     from controlplane.gtm.explain import explain
     from controlplane.gtm.geo_load import GeoDatabases
-    from controlplane.gtm.groups import ClientGroups
     from controlplane.gtm.plan import GtmConfig, decide, plan_from_model
     from controlplane.gtm.types import HealthView
 
@@ -91,7 +90,7 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
     if policy is None:
         known = ", ".join(sorted(plan.policies)) or "none"
         raise UbiqError(f"no GlobalService serves {args.name!r} (served names: {known})")
-    group = plan.group(ClientGroups(plan.groups).lookup(args.client))
+    group = plan.group_for(args.client)
     print(explain(policy, group, health, plan.decisions[(name, group.name)], client=args.client))
     return 0
 

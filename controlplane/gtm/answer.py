@@ -30,7 +30,7 @@ import dns.message
 import dns.name
 
 from controlplane.errors import DnsFormatError
-from controlplane.gtm.ecs import ClientSubnet, echo_option, make_opt, parse_ecs
+from controlplane.gtm.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
 from controlplane.gtm.table import AnswerTable, Entry, make_entry
 
 FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH = 1, 2, 4, 5, 9
@@ -139,7 +139,7 @@ def _options(query: bytes, i: int, n: int) -> ClientSubnet | None:
         length = (query[i + 2] << 8) | query[i + 3]
         if i + 4 + length > n:
             raise DnsFormatError("EDNS option overruns the OPT record")
-        if code == 8:
+        if code == ECS_CODE:
             if ecs is not None:
                 raise DnsFormatError("two ECS options")
             ecs = parse_ecs(query[i + 4 : i + 4 + length])

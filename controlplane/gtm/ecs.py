@@ -46,7 +46,7 @@ def parse_ecs(data: bytes) -> ClientSubnet:
 def echo_option(ecs: ClientSubnet, scope: int) -> bytes:
     """The ECS option (code, length, data) for the response, with SCOPE PREFIX-LENGTH set."""
     data = ecs.data
-    return b"\x00\x08" + len(data).to_bytes(2) + data[:3] + bytes((scope,)) + data[4:]
+    return ECS_CODE.to_bytes(2) + len(data).to_bytes(2) + data[:3] + bytes((scope,)) + data[4:]
 
 
 def make_opt(udp_size: int, options: bytes = b"", ext_rcode: int = 0) -> bytes:

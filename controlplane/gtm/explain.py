@@ -6,13 +6,12 @@ table, or by calling ``steer``); this module only lays the facts side by side.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import steer, target_label
-from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 
 __all__ = ["Explanation", "explain", "explain_client", "explain_dict"]
 
@@ -27,7 +26,7 @@ class Explanation:
 
 def explain_client(
     policy: SteeringPolicy,
-    groups: Sequence[ClientGroup],
+    groups: ClientGroups,
     health: HealthView,
     client: str,
     *,
@@ -36,8 +35,7 @@ def explain_client(
 ) -> Explanation:
     """Everything ``ubiq dns explain NAME --client ADDR`` prints: the client's group is found the
     way the DNS server finds it (longest prefix, else the default group), then steered afresh."""
-    name = ClientGroups(groups).lookup(client)
-    group = next((g for g in groups if g.name == name), ClientGroup(DEFAULT_GROUP, ()))
+    group = groups.group_for(client)
     decision = steer(policy, group, health, epoch=epoch, previous=previous)
     return Explanation(
         group=group,

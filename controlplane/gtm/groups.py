@@ -3,6 +3,8 @@
 Networks are kept per family as one dict per prefix length, keyed by the masked address as an
 int; a lookup tries the lengths present, longest first (a handful of dict probes). Lookups by
 source-address string are memoised in a bounded dict because resolvers repeat themselves.
+Tables are filled once (``add`` per network, then ``finish`` sorts); a ClientGroups is built once
+per model (``plan_from_model``) and shared by every table and explanation of that model.
 ``longest_within`` gives the ECS scope an answer needs (RFC 7871 7.2.1): the longest group
 prefix inside the client's source network, found by bisecting sorted network lists per length.
 """
@@ -37,9 +39,14 @@ class _PrefixTable:
                 f"client network {network:#x}/{length} is in groups {other!r} and {group!r}"
             )
         if network not in table:
-            bisect.insort(self._sorted.setdefault(length, []), network)
+            self._sorted.setdefault(length, []).append(network)
         table[network] = group
+
+    def finish(self) -> None:
+        """Sort once, after the last ``add``."""
         self._lengths = tuple(sorted(self._by_len, reverse=True))
+        for networks in self._sorted.values():
+            networks.sort()
 
     def lookup(self, address: int, max_length: int) -> str | None:
         bits = self._bits
@@ -70,7 +77,7 @@ class _PrefixTable:
 class ClientGroups:
     """Longest-prefix match of client addresses (source or EDNS Client Subnet) to group names."""
 
-    __slots__ = ("_memo", "_v4", "_v6", "default", "groups")
+    __slots__ = ("_by_name", "_memo", "_v4", "_v6", "default", "groups")
 
     def __init__(self, groups: Iterable[ClientGroup] = (), default: str = DEFAULT_GROUP) -> None:
         self.groups: tuple[ClientGroup, ...] = tuple(groups)
@@ -82,6 +89,11 @@ class ClientGroups:
             for net in group.networks:
                 table = self._v4 if net.version == 4 else self._v6
                 table.add(int(net.network_address), net.prefixlen, group.name)
+        self._v4.finish()
+        self._v6.finish()
+        self._by_name: dict[str, ClientGroup] = {}
+        for group in self.groups:
+            self._by_name.setdefault(group.name, group)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -102,6 +114,11 @@ class ClientGroups:
 
     def scope_v6(self, address: int, source: int) -> int:
         return self._v6.longest_within(address, source)
+
+    def group_for(self, host: str) -> ClientGroup:
+        """The group of a source address given as text, the default group (no networks) if none."""
+        name = self.lookup(host)
+        return self._by_name.get(name) or ClientGroup(name, ())
 
     def lookup(self, host: str) -> str:
         """Group of a source address given as text (as asyncio reports it)."""

@@ -17,7 +17,7 @@ from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health_state import CheckedTarget, HealthCheck, checked_targets
 from controlplane.gtm.steering import rotates, rotation_period, steer_all
 from controlplane.gtm.table import AnswerTable
-from controlplane.gtm.types import DEFAULT_GROUP, ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 from controlplane.gtm.zone import StaticRecord, Zone
 from controlplane.policy.globalservice import GtmHealthCheck
 from controlplane.policy.model import Model
@@ -32,6 +32,9 @@ class GtmConfig:
     allow_transfer: tuple[str, ...] = ()
 
 
+_NO_GROUPS = ClientGroups()
+
+
 @dataclass(frozen=True)
 class GtmPlan:
     policies: Mapping[str, SteeringPolicy]
@@ -41,10 +44,16 @@ class GtmPlan:
     decisions: Mapping[tuple[str, str], Decision] = field(default_factory=dict)
     table: AnswerTable | None = None
     health: HealthView = field(default_factory=lambda: HealthView(frozenset()))  # decided with
+    # the lookup structure for ``groups``, built once per model (plan_from_model) and passed on
+    client_groups: ClientGroups = field(default=_NO_GROUPS, compare=False, repr=False)
 
-    def group(self, name: str) -> ClientGroup:
-        found = next((g for g in self.groups if g.name == name), None)
-        return found or ClientGroup(DEFAULT_GROUP, ())
+    def __post_init__(self) -> None:
+        if self.client_groups is _NO_GROUPS and self.groups:
+            object.__setattr__(self, "client_groups", ClientGroups(self.groups))
+
+    def group_for(self, client: str) -> ClientGroup:
+        """The client group a source address falls in, the way the DNS server finds it."""
+        return self.client_groups.group_for(client)
 
 
 def health_check(spec: GtmHealthCheck) -> HealthCheck:
@@ -103,8 +112,9 @@ def plan_from_model(
         for origin in origins
     )
     groups = client_groups(model, geo_groups)
-    ClientGroups(groups)  # a network in two groups raises GtmError here, not mid-swap
-    return GtmPlan(policies, groups, zones, checked_targets(policies.values(), checks))
+    lookup = ClientGroups(groups)  # a network in two groups raises GtmError here, not mid-swap
+    checked = checked_targets(policies.values(), checks)
+    return GtmPlan(policies, groups, zones, checked, client_groups=lookup)
 
 
 def decide(
@@ -129,13 +139,13 @@ def decide(
     table = AnswerTable.build(
         zones,
         decisions.values(),
-        ClientGroups(plan.groups),
+        plan.client_groups,
         plan.policies.values(),
         generation=epoch,
         allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
     )
-    return GtmPlan(
-        plan.policies, plan.groups, zones, plan.checked, MappingProxyType(decisions), table, health
+    return replace(
+        plan, zones=zones, decisions=MappingProxyType(decisions), table=table, health=health
     )
 
 

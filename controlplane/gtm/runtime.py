@@ -25,7 +25,6 @@ from prometheus_client.registry import Collector
 from controlplane.errors import GtmError
 from controlplane.gtm.explain import explain, explain_dict
 from controlplane.gtm.geo_load import GeoDatabases, describe
-from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
 from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
@@ -279,7 +278,7 @@ class GtmRuntime:
         policy = plan.policies.get(name.rstrip(".").lower())
         if policy is None:
             return None
-        group = plan.group(ClientGroups(plan.groups).lookup(client))
+        group = plan.group_for(client)
         decision = plan.decisions.get((policy.name, group.name))
         if decision is None:
             return None

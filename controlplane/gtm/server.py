@@ -26,7 +26,6 @@ from controlplane.gtm.table import AnswerTable
 log = structlog.get_logger(__name__)
 
 DEFAULT_LISTEN = (("127.0.0.1", 5353), ("::1", 5353))
-_MAX_FRAME = 65535
 
 
 class TcpFramer:
@@ -134,8 +133,6 @@ class _TcpProtocol(asyncio.Protocol):
                 out.append(frame(response))
         if out:
             transport.write(b"".join(out))
-        if self._framer.pending > _MAX_FRAME + 2:
-            transport.close()
 
     def _check_idle(self) -> None:
         if self._transport is None:

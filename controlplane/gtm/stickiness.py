@@ -28,16 +28,14 @@ def stable_unit(*parts: object) -> float:
 
 
 def rendezvous_score(key: str, candidate_id: str, weight: float) -> float:
-    """Larger wins; a zero or negative weight never wins against a positive one."""
-    if weight <= 0:
-        return -math.inf
+    """Larger wins. ``weight`` must be positive (steering weighs zero-weight targets as 1)."""
     return -weight / math.log(stable_unit(key, candidate_id))
 
 
 def rank(key: str, candidates: Sequence[tuple[str, float, T]]) -> list[T]:
     """Order ``(candidate_id, weight, value)`` triples for ``key``, best first.
 
-    Ties (only possible between zero weights) keep the input order.
+    Equal scores (practically impossible) keep the input order.
     """
     scored = [
         (rendezvous_score(key, cid, weight), -index, value)

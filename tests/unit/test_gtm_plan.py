@@ -333,3 +333,13 @@ async def test_model_updates_are_planned_in_the_worker_and_a_bad_one_keeps_the_t
     runtime.update_model(model())
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is not None and runtime.plan.decisions == good.decisions
+
+
+def test_client_groups_are_built_once_per_model_and_shared() -> None:
+    base = plan_from_model(model(), CONFIG)
+    plan = decide(base, HealthView(frozenset()), epoch=1)
+    assert plan.client_groups is base.client_groups
+    assert plan.table is not None and plan.table.groups is base.client_groups
+    assert plan.group_for("203.0.113.9").name == "europe"
+    assert plan.group_for("192.0.2.1").name == "default"
+    assert plan.group_for("not an address").networks == ()

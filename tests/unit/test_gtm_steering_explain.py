@@ -6,6 +6,7 @@ import ipaddress
 import json
 
 from controlplane.gtm.explain import explain, explain_client, explain_dict
+from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import steer
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
 
@@ -77,11 +78,11 @@ def test_dict_is_json_ready_and_complete() -> None:
 def test_explain_client_finds_the_group_like_the_dns_server() -> None:
     health = _health_eu_down()
     us = ClientGroup("us", (ipaddress.ip_network("198.51.100.0/24"),), region="us-west")
-    got = explain_client(POLICY, [GROUP, us], health, "203.0.113.7", epoch=2)
+    got = explain_client(POLICY, ClientGroups([GROUP, us]), health, "203.0.113.7", epoch=2)
     assert got.group == GROUP
     assert got.decision == steer(POLICY, GROUP, health, epoch=2)
     assert got.text.startswith("app.gtm.example for client 203.0.113.7 (group eu")
     assert got.data["client"] == "203.0.113.7"
-    other = explain_client(POLICY, [GROUP, us], health, "192.0.2.99")
+    other = explain_client(POLICY, ClientGroups([GROUP, us]), health, "192.0.2.99")
     assert other.group.name == "default"
     assert "no latency data for group default" in other.text

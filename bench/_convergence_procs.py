@@ -133,14 +133,14 @@ async def _ubiq(
         # the store calls ``watchfiles.awatch(..., step=20)``; this process only
         watchfiles.awatch = functools.partial(_awatch_with_step, watchfiles.awatch, watch_step_ms)
 
-    compile_snapshots = runtime_module.compile_snapshots
+    build_groups = runtime_module.build_groups
 
     def timed_compile(*args: Any, **kwargs: Any) -> Any:
-        out = compile_snapshots(*args, **kwargs)
+        out = build_groups(*args, **kwargs)  # the runtime's compile (worker thread)
         emit("compiled")
         return out
 
-    runtime_module.compile_snapshots = timed_compile
+    runtime_module.build_groups = timed_compile
 
     options = ServeOptions(
         directory=Path(directory),

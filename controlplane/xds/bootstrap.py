@@ -10,6 +10,9 @@ from typing import Literal
 
 import jinja2
 
+from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY
+from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
+
 TEMPLATE = "envoy-bootstrap.yaml.j2"
 Mode = Literal["ads-sotw", "ads-delta"]
 _API_TYPES: dict[str, str] = {"ads-sotw": "GRPC", "ads-delta": "DELTA_GRPC"}
@@ -53,7 +56,7 @@ def render_bootstrap(
     mode: Mode = "ads-sotw",
     listenerless: bool = False,
     *,
-    role: str = "proxy",
+    role: str = DEFAULT_ROLE,
     admin_host: str = "127.0.0.1",
 ) -> str:
     """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer)."""
@@ -101,7 +104,7 @@ def render_grpc_bootstrap(
                     "id": node_id,
                     "cluster": cluster,
                     "locality": {"region": region, "zone": zone},
-                    "metadata": {"ubiq.cluster": cluster, "ubiq.role": "grpc"},
+                    "metadata": {CLUSTER_KEY: cluster, ROLE_KEY: PROXYLESS_ROLE},
                 },
             },
             indent=2,

@@ -27,8 +27,6 @@ PUSH_ORDER: tuple[str, ...] = (SECRET, *ORDER)
 #: The other types only ever carry the names the client asked for.
 WILDCARD_TYPES: frozenset[str] = frozenset({LISTENER, CLUSTER})
 
-ALL_TYPES: frozenset[str] = frozenset(PUSH_ORDER)
-
 SHORT_NAMES: Mapping[str, str] = {
     LISTENER: "LDS",
     ROUTE: "RDS",

@@ -84,13 +84,6 @@ def build_groups(
     return out
 
 
-def compile_snapshots(
-    model: Model, options: CompileOptions, cache: CompileCache | None = None
-) -> dict[str, Snapshot]:
-    """One snapshot per Ubiq cluster (node group), pure."""
-    return {key: built.snapshot for key, built in build_groups(model, options, cache=cache).items()}
-
-
 class XdsRuntime:
     def __init__(
         self, options: CompileOptions | None = None, *, registry: CollectorRegistry | None = None

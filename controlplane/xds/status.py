@@ -148,9 +148,6 @@ class StatusRegistry:
             (p.freeze() for p in proxies), key=lambda s: (s.group, s.node_id, s.stream_id)
         )
 
-    def get(self, node_id: str) -> list[ProxyStatus]:
-        return [p for p in self.snapshot() if p.node_id == node_id]
-
 
 class XdsCollector(Collector):
     """Prometheus view of a StatusRegistry, read at scrape time."""

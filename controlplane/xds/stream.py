@@ -287,9 +287,9 @@ class XdsStream:
         return _Plan(upserts, gone)
 
     def _ordered(self) -> list[_TypeState]:
-        known = [self._types[t] for t in PUSH_ORDER if t in self._types]
-        others = [st for t, st in sorted(self._types.items()) if t not in PUSH_ORDER]
-        return [st for st in known + others if st.watched or st.awaiting]
+        """Watched types in push order (``on_request`` keeps no state for other types)."""
+        states = (self._types.get(t) for t in PUSH_ORDER)
+        return [st for st in states if st is not None and (st.watched or st.awaiting)]
 
     def _pump(self) -> list[Response]:
         snapshot = self.snapshot

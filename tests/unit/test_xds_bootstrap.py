@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
-from controlplane.xds.bootstrap import render_bootstrap
+from controlplane.xds.bootstrap import render_bootstrap, render_grpc_bootstrap
+from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY, group_by_cluster, group_key
+from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
+from controlplane.xds.compiler.options import NodeIdentity
 
 
 @pytest.mark.parametrize(("mode", "api_type"), [("ads-sotw", "GRPC"), ("ads-delta", "DELTA_GRPC")])
@@ -40,3 +45,17 @@ def test_odd_names_are_quoted() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="mode"):
         render_bootstrap("n", "c", "r", "z", "h", 1, 2, "rest")  # type: ignore[arg-type]
+
+
+def test_bootstrap_nodes_land_in_the_groups_the_runtime_compiles() -> None:
+    from envoy.config.core.v3 import base_pb2
+    from google.protobuf import json_format
+
+    node = base_pb2.Node()
+    json_format.ParseDict(
+        json.loads(render_grpc_bootstrap("n", "eu", "r", "z", "::1", 1))["node"], node
+    )
+    assert group_by_cluster(node) == group_key("eu", PROXYLESS_ROLE)
+    envoy = yaml.safe_load(render_bootstrap("n", "eu", "r", "z", "127.0.0.1", 1, 2))["node"]
+    assert envoy["metadata"] == {CLUSTER_KEY: "eu", ROLE_KEY: DEFAULT_ROLE}
+    assert NodeIdentity("eu", "r").role == DEFAULT_ROLE

@@ -17,7 +17,7 @@ from controlplane.xds import runtime as runtime_module
 from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from controlplane.xds.runtime import XdsRuntime, compile_snapshots
+from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
 
 CLUSTER_TEXT = """
@@ -76,7 +76,7 @@ async def test_models_queued_during_a_compile_coalesce_to_the_newest(
         return real(m, *args)
 
     first, second, newest = model(port=1), model(port=2), model(port=3)
-    expected = compile_snapshots(newest, CompileOptions())[group_key("eu-west")]
+    expected = build_groups(newest, CompileOptions())[group_key("eu-west")].snapshot
     monkeypatch.setattr(runtime_module, "build_groups", build)
     running = asyncio.create_task(runtime.update_model(first))
     async with asyncio.timeout(10):

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from controlplane.placement.static import PlacedCluster, place
-from controlplane.policy.documents import Placement
 from controlplane.policy.model import Model
 from controlplane.policy.traffic import HashKey, TrafficPolicySpec
 from controlplane.xds.compiler.options import cluster_name
@@ -69,9 +68,6 @@ class ModelIndex:
         if port is not None and svc is not None and port == svc.spec.ports[0].port:
             port = None
         return cluster_name(service, subset, port)
-
-    def placement(self, service: str) -> Placement | None:
-        return self.model.placement_for(service)
 
     def placed(self, service: str) -> tuple[PlacedCluster, ...]:
         if service in self._decisions:

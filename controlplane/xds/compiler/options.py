@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from controlplane.xds.cache import DEFAULT_ROLE
+
 
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
@@ -14,7 +16,7 @@ class NodeIdentity:
     cluster: str
     region: str
     zone: str = ""
-    role: str = "gateway"
+    role: str = DEFAULT_ROLE
 
 
 @dataclass(frozen=True, slots=True)

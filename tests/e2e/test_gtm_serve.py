@@ -11,17 +11,15 @@ from __future__ import annotations
 import http.server
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from mmdb_writer import MMDBWriter
-from netaddr import IPSet  # type: ignore[import-untyped]
 
 from tests.support.dns import dig, unbound
+from tests.support.gtm_helpers import wait_for, write_mmdb
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 NAME = "app.gtm.example"
@@ -115,18 +113,7 @@ def write_policies(root: Path, eu: Backend, us: Backend) -> None:
     root.mkdir()
     text = POLICY.format(name=NAME, eu=EU, us=US, eu_port=eu.port, us_port=us.port)
     (root / "global.yaml").write_text(text)
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Ubiq-Test")
-    writer.insert_network(IPSet(["127.0.40.0/24"]), {"region": "us-west"})
-    writer.to_db_file(str(root / "regions.mmdb"))
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    write_mmdb(root / "regions.mmdb", [("127.0.40.0/24", {"region": "us-west"})])
 
 
 def test_gtm_serve_behind_unbound(tmp_path: Path, backends: tuple[Backend, Backend]) -> None:

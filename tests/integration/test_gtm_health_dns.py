@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import dns.asyncquery
 import dns.message
@@ -26,6 +25,7 @@ from controlplane.gtm.steering import steer_all
 from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
 from controlplane.gtm.zone import Zone
+from tests.support.gtm_helpers import until
 from tests.support.procs import free_port, free_udp_tcp_port
 
 pytestmark = pytest.mark.integration
@@ -48,15 +48,8 @@ async def _ask(port: int) -> list[str]:
     return sorted(rr.address for rrset in response.answer for rr in rrset)
 
 
-async def _until_answer(port: int, expected: list[str], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    got: list[str] = []
-    while time.monotonic() < deadline:
-        got = await _ask(port)
-        if got == expected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"DNS answered {got}, expected {expected} within {timeout}s")
+async def _answers(port: int, expected: list[str]) -> bool:
+    return await _ask(port) == expected
 
 
 async def test_dns_answer_follows_backend_health() -> None:
@@ -91,10 +84,14 @@ async def test_dns_answer_follows_backend_health() -> None:
     await server.start()
     try:
         async with checker:
-            await _until_answer(dns_port, ["127.0.0.2"])
+            await until(
+                lambda: _answers(dns_port, ["127.0.0.2"]), what="answer 127.0.0.2", interval=0.05
+            )
             eu_server.close()
             await eu_server.wait_closed()
-            await _until_answer(dns_port, ["127.0.0.3"])
+            await until(
+                lambda: _answers(dns_port, ["127.0.0.3"]), what="answer 127.0.0.3", interval=0.05
+            )
 
             view = checker.view()
             decision = steer_all([policy], group_list, view)[(NAME, "default")]
@@ -103,7 +100,9 @@ async def test_dns_answer_follows_backend_health() -> None:
             assert "eu-west unhealthy (2 failed probes: connection refused)" in text
 
             eu_server = await asyncio.start_server(_ok, "127.0.0.2", eu_port)
-            await _until_answer(dns_port, ["127.0.0.2"])
+            await until(
+                lambda: _answers(dns_port, ["127.0.0.2"]), what="answer 127.0.0.2", interval=0.05
+            )
     finally:
         eu_server.close()
         us_server.close()

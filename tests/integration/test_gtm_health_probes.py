@@ -7,8 +7,7 @@ import contextlib
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.health_probes import probe
 from controlplane.gtm.health_state import CheckedTarget, HealthCheck
 from controlplane.gtm.types import HealthView, Target
+from tests.support.gtm_helpers import until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -86,14 +86,6 @@ def target(
     port: int, cluster: str = "c1", address: str = "127.0.0.1", **check: object
 ) -> CheckedTarget:
     return CheckedTarget(Target(cluster, "eu-west", address, port), HealthCheck(**check))  # type: ignore[arg-type]
-
-
-async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.contextmanager

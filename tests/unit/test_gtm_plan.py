@@ -14,8 +14,6 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from mmdb_writer import MMDBWriter
-from netaddr import IPSet  # type: ignore[import-untyped]
 
 from controlplane.errors import GtmError
 from controlplane.gtm.answer import Client, answer
@@ -25,6 +23,7 @@ from controlplane.gtm.geoip import MaxMindRegions, RegionSource
 from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
+from tests.support.gtm_helpers import write_mmdb
 from tests.unit.policy_helpers import doc, load
 
 EU, US = "127.0.0.12", "127.0.0.13"
@@ -115,15 +114,14 @@ def test_health_change_changes_answers() -> None:
 
 @pytest.fixture
 def mmdb(tmp_path: Path) -> Path:
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Ubiq-Test")
-    writer.insert_network(IPSet(["10.20.0.0/16"]), {"region": "eu-west"})
-    writer.insert_network(IPSet(["10.30.0.0/16"]), {"region": "us-west"})
-    writer.insert_network(IPSet(["10.40.0.0/16"]), {"region": "ap-south"})  # no target there
-    writer.insert_network(IPSet(["198.51.100.0/24"]), {"region": "eu-west"})  # policy wins
-    writer.insert_network(IPSet(["2001:db8:20::/48"]), {"region": "eu-west"})
-    path = tmp_path / "regions.mmdb"
-    writer.to_db_file(str(path))
-    return path
+    networks = [
+        ("10.20.0.0/16", {"region": "eu-west"}),
+        ("10.30.0.0/16", {"region": "us-west"}),
+        ("10.40.0.0/16", {"region": "ap-south"}),  # no target there
+        ("198.51.100.0/24", {"region": "eu-west"}),  # policy wins
+        ("2001:db8:20::/48", {"region": "eu-west"}),
+    ]
+    return write_mmdb(tmp_path / "regions.mmdb", networks)
 
 
 def test_geo_database_regions_become_client_groups(mmdb: Path) -> None:
@@ -311,7 +309,7 @@ async def test_model_updates_are_planned_in_the_worker_and_a_bad_one_keeps_the_t
     from controlplane.gtm import runtime as runtime_module
 
     threads: list[int] = []
-    real = runtime_module.plan_from_model
+    real = plan_from_model
 
     def recording(*args: Any, **kwargs: Any) -> GtmPlan:
         threads.append(threading.get_ident())

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mmdb_writer import MMDBWriter
-from netaddr import IPSet  # type: ignore[import-untyped]
 
 from controlplane.errors import GtmError
 from controlplane.gtm.geoip import CidrRegions, MaxMindRegions, groups_from_regions
+from tests.support.gtm_helpers import write_mmdb
 
 
 @pytest.fixture
 def mmdb(tmp_path: Path) -> Path:
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Ubiq-Test")
-    writer.insert_network(
-        IPSet(["203.0.113.0/25"]), {"region": "eu-west", "continent": {"code": "EU"}}
-    )
-    writer.insert_network(
-        IPSet(["203.0.113.128/25"]), {"region": "eu-west", "continent": {"code": "EU"}}
-    )
-    writer.insert_network(
-        IPSet(["198.51.100.0/24"]), {"region": "us-west", "continent": {"code": "NA"}}
-    )
-    writer.insert_network(
-        IPSet(["2001:db8:1::/48"]), {"region": "ap-south", "continent": {"code": "AS"}}
-    )
-    writer.insert_network(IPSet(["192.0.2.0/24"]), {"other": 1})
-    path = tmp_path / "regions.mmdb"
-    writer.to_db_file(str(path))
-    return path
+    eu: dict[str, Any] = {"region": "eu-west", "continent": {"code": "EU"}}
+    networks = [
+        ("203.0.113.0/25", eu),
+        ("203.0.113.128/25", eu),
+        ("198.51.100.0/24", {"region": "us-west", "continent": {"code": "NA"}}),
+        ("2001:db8:1::/48", {"region": "ap-south", "continent": {"code": "AS"}}),
+        ("192.0.2.0/24", {"other": 1}),
+    ]
+    return write_mmdb(tmp_path / "regions.mmdb", networks)
 
 
 def test_maxmind_lookup_gives_region_and_prefix(mmdb: Path) -> None:

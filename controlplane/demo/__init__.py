@@ -24,7 +24,8 @@ import dns.rdatatype
 import httpx
 
 from controlplane.demo.backends import DemoBackend
-from controlplane.demo.envoys import EnvoyProcess, free_port, start_envoy, wait_ready
+from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
+from controlplane.demo.ports import free_port
 from controlplane.errors import UbiqError
 from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
@@ -69,7 +70,7 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
     shutil.copytree(directory, policies)
     print(f"Ubiq demo: {directory} (policy hash {model.hash[:12]}); working in {work}")
     clusters = {n: c.spec for n, c in model.clusters.items() if c.spec.gateway is not None}
-    dns_port = free_port()
+    dns_port = free_port(udp_too=True)
     options = ServeOptions(
         directory=policies,
         xds=("127.0.0.1", 0),

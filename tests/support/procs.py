@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from controlplane.demo import ports
+
 VENV_BIN = Path(sys.executable).parent
 
 INSTALL_HINTS = {
@@ -36,25 +38,14 @@ def require_binary(name: str) -> str:
     raise RuntimeError(f"{name} not found: {hint}")
 
 
-def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port outside the kernel's ephemeral range (see controlplane.demo.ports)."""
+    return ports.free_port(host)
 
 
 def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP (DNS servers listen on both)."""
-    for _ in range(50):
-        port = free_port(host)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    return ports.free_port(host, udp_too=True)
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:

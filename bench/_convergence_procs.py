@@ -162,8 +162,8 @@ async def _ubiq(
         emit("loaded", str(changed))
         return changed
 
-    def timed_set_snapshot(group: str, snapshot: Any) -> bool:
-        changed = set_snapshot(group, snapshot)
+    def timed_set_snapshot(group: str, snapshot: Any, *, checked: bool = False) -> bool:
+        changed = set_snapshot(group, snapshot, checked=checked)
         if changed:
             emit("published", group)
         return changed

@@ -32,7 +32,7 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check controlplane tests bench
 	$(BIN)/ruff format --check controlplane tests bench
-	$(BIN)/mypy controlplane
+	$(BIN)/mypy controlplane bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix controlplane tests bench

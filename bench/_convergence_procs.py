@@ -119,6 +119,7 @@ async def _ubiq(
 
     import controlplane.xds.runtime as runtime_module
     from controlplane.logging import configure_logging
+    from controlplane.policy.store import DirectoryStore
     from controlplane.serve import ServeOptions, Ubiq
     from controlplane.xds.compiler.options import CompileOptions
     from controlplane.xds.events import Acked, Response
@@ -151,14 +152,16 @@ async def _ubiq(
         debounce_ms=debounce_ms,
     )
     ubiq = Ubiq(options)
-    reload, set_snapshot = ubiq.store.reload, ubiq.xds.cache.set_snapshot
+    store = ubiq.store
+    assert isinstance(store, DirectoryStore)
+    reload, set_snapshot = store.reload, ubiq.xds.cache.set_snapshot
     status = ubiq.xds.status
     connect, record, sent = status.connect, status.record, status.sent
     nodes: dict[int, str] = {}
 
     async def timed_reload() -> bool:
         emit("watch")
-        changed = await reload()
+        changed: bool = await reload()
         emit("loaded", str(changed))
         return changed
 
@@ -182,7 +185,7 @@ async def _ubiq(
             emit("sent", nodes.get(stream_id, ""))
         sent(stream_id, response)
 
-    ubiq.store.reload = timed_reload  # type: ignore[method-assign]
+    store.reload = timed_reload  # type: ignore[method-assign]
     ubiq.xds.cache.set_snapshot = timed_set_snapshot  # type: ignore[method-assign]
     status.connect = timed_connect  # type: ignore[method-assign]
     status.record = timed_record  # type: ignore[method-assign]

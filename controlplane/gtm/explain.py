@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.steering import steer, target_label
+from controlplane.gtm.steering import rotation_at, steer, target_label
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 
 __all__ = ["Explanation", "explain", "explain_client", "explain_dict"]
@@ -32,11 +32,21 @@ def explain_client(
     *,
     epoch: int = 0,
     previous: Decision | None = None,
+    now: float = 0.0,
 ) -> Explanation:
     """Everything ``ubiq dns explain NAME --client ADDR`` prints: the client's group is found the
-    way the DNS server finds it (longest prefix, else the default group), then steered afresh."""
+    way the DNS server finds it (longest prefix, else the default group), then steered afresh
+    (``now``, seconds, as in ``steer_all``: rotation slot and minimum dwell)."""
     group = groups.group_for(client)
-    decision = steer(policy, group, health, epoch=epoch, previous=previous)
+    decision = steer(
+        policy,
+        group,
+        health,
+        epoch=epoch,
+        previous=previous,
+        rotation=rotation_at(policy, now),
+        now=now,
+    )
     return Explanation(
         group=group,
         decision=decision,
@@ -91,6 +101,9 @@ def explain_dict(
             "all_down": policy.all_down,
             "fallback": list(policy.fallback),
             "sticky": policy.sticky,
+            "latency_switch_pct": policy.latency_switch_pct,
+            "latency_switch_ms": policy.latency_switch_ms,
+            "min_dwell_s": policy.min_dwell_s,
         },
         "answer": {
             "addresses": list(decision.addresses),
@@ -100,6 +113,7 @@ def explain_dict(
             "depends_on_client": decision.depends_on_client,
             "epoch": decision.epoch,
             "since_epoch": decision.since_epoch,
+            "since": decision.since,
         },
         "reasons": list(decision.reasons),
         "targets": targets,

@@ -69,6 +69,7 @@ def steering_policy(model: Model, name: str) -> SteeringPolicy:
         geo=dict(spec.geo),
         sticky=spec.sticky,
         latency_switch_pct=hysteresis.threshold_percent if hysteresis else 10.0,
+        min_dwell_s=hysteresis.min_dwell / 1000 if hysteresis else 0.0,
     )
 
 

@@ -10,8 +10,9 @@ Invariants every strategy keeps:
 * the same inputs give the same Decision (weighted choice hashes (name, group); non-sticky
   weighted and roundRobin also take ``rotation``, a time slot the caller computes with
   ``rotation_at(policy, now)``);
-* ``epoch`` counts table rebuilds; it only dates decisions (``since_epoch``, minimum dwell) and
-  never changes which target is picked;
+* ``epoch`` counts table rebuilds; it only dates decisions (``since_epoch``) and never changes
+  which target is picked; ``now`` (seconds, from the caller) dates them too (``since``) and
+  times lowestLatency's minimum dwell, so rebuilds for unrelated reasons do not shorten it;
 * ``depends_on_client`` is False only when every client group would get the same answer.
 
 Failover, geo and lowestLatency answer within one tier / one region: resolvers rotate RRsets, so
@@ -51,6 +52,7 @@ def steer(
     epoch: int = 0,
     previous: Decision | None = None,
     rotation: int = 0,
+    now: float = 0.0,
 ) -> Decision:
     """Decide the answers for ``policy.name`` as seen by clients of ``group``.
 
@@ -58,10 +60,11 @@ def steer(
     starts at a different target in every slot, non-sticky weighted draws again in every slot.
 
     ``previous`` is the Decision this (name, group) got last time; lowestLatency uses it for
-    hysteresis and minimum dwell, every strategy uses it to carry ``since_epoch`` forward.
+    hysteresis and minimum dwell (timed with ``now``, seconds), every strategy uses it to carry
+    ``since_epoch`` and ``since`` forward.
     """
     healthy, down = _partition(policy, health)
-    return _decide(policy, group, healthy, down, epoch, previous, rotation)
+    return _decide(policy, group, healthy, down, epoch, previous, rotation, now)
 
 
 def rotation_period(policy: SteeringPolicy) -> int:
@@ -98,19 +101,20 @@ def _decide(
     epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> Decision:
     if previous is not None and (previous.name != policy.name or previous.group != group.name):
         previous = None
     if not healthy:
-        return _all_down(policy, group, down, epoch)
-    pick = _STRATEGIES[policy.strategy](policy, group, healthy, epoch, previous, rotation)
+        return _all_down(policy, group, down, epoch, now)
+    pick = _STRATEGIES[policy.strategy](policy, group, healthy, previous, rotation, now)
     targets = _cap(pick.targets, policy.max_answers)
     regions = tuple(dict.fromkeys(t.region for t in targets))
     addresses = tuple(dict.fromkeys(t.address for t in targets))
     single = len({t.address for t in healthy}) == 1
-    since = epoch
+    since_epoch, since = epoch, now
     if previous is not None and not previous.all_down and previous.regions[:1] == regions[:1]:
-        since = previous.since_epoch
+        since_epoch, since = previous.since_epoch, previous.since
     return Decision(
         name=policy.name,
         group=group.name,
@@ -119,7 +123,8 @@ def _decide(
         reasons=pick.reasons + down,
         regions=regions,
         epoch=epoch,
-        since_epoch=since,
+        since_epoch=since_epoch,
+        since=since,
     )
 
 
@@ -133,7 +138,8 @@ def steer_all(
 ) -> dict[tuple[str, str], Decision]:
     """One Decision per (policy name, group name), always including the default group.
 
-    ``now`` (seconds) picks each rotating policy's slot (``rotation_at``).
+    ``now`` (seconds) picks each rotating policy's slot (``rotation_at``) and times
+    lowestLatency's minimum dwell.
 
     When every group of a policy gets the same answer, all its Decisions are marked
     ``depends_on_client=False`` (ECS scope 0), whatever the strategy.
@@ -147,7 +153,7 @@ def steer_all(
         healthy, down = _partition(policy, health)
         rotation = rotation_at(policy, now)
         decisions = [
-            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)), rotation)
+            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)), rotation, now)
             for g in group_list
         ]
         answers = {(d.addresses, d.servfail) for d in decisions}
@@ -172,9 +178,9 @@ def _failover(
     policy: SteeringPolicy,
     group: ClientGroup,
     healthy: tuple[Target, ...],
-    epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> _Pick:
     return _failover_pick(policy, healthy, "failover")
 
@@ -197,9 +203,9 @@ def _weighted(
     policy: SteeringPolicy,
     group: ClientGroup,
     healthy: tuple[Target, ...],
-    epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> _Pick:
     addresses = {t.address for t in healthy}
     v6 = sum(1 for a in addresses if ":" in a)
@@ -232,9 +238,9 @@ def _geo(
     policy: SteeringPolicy,
     group: ClientGroup,
     healthy: tuple[Target, ...],
-    epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> _Pick:
     prefs = tuple(policy.geo.get(group.name, ()))
     source = "policy"
@@ -275,9 +281,9 @@ def _lowest_latency(
     policy: SteeringPolicy,
     group: ClientGroup,
     healthy: tuple[Target, ...],
-    epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> _Pick:
     row = policy.latency.get(group.name, {})
     regions = list(dict.fromkeys(t.region for t in _ordered(policy, healthy)))
@@ -296,14 +302,16 @@ def _lowest_latency(
     chosen = best
     prev = previous.regions[0] if previous and previous.regions and not previous.all_down else None
     if prev is not None and prev != best and prev in measured:
-        dwell = epoch - previous.since_epoch if previous else 0
+        # prev is healthy here (measured holds healthy regions only): health overrides the dwell.
+        # A clock that stepped back (negative dwell) does not hold the region.
+        dwell = now - previous.since if previous else 0.0
         gain = measured[prev] - measured[best]
         need = max(policy.latency_switch_ms, measured[prev] * policy.latency_switch_pct / 100.0)
-        if dwell < policy.min_dwell_epochs:
+        if 0.0 <= dwell < policy.min_dwell_s:
             chosen = prev
             reasons.append(
-                f"staying on {prev}: answered for {dwell} epoch(s), "
-                f"minimum dwell is {policy.min_dwell_epochs}"
+                f"staying on {prev}: answered for {_secs(dwell)}, "
+                f"minimum dwell is {_secs(policy.min_dwell_s)}"
             )
         elif gain < need:
             chosen = prev
@@ -321,9 +329,9 @@ def _round_robin(
     policy: SteeringPolicy,
     group: ClientGroup,
     healthy: tuple[Target, ...],
-    epoch: int,
     previous: Decision | None,
     rotation: int,
+    now: float,
 ) -> _Pick:
     unique = list({t.address: t for t in reversed(healthy)}.values())[::-1]
     start = rotation % len(unique)
@@ -348,7 +356,7 @@ _STRATEGIES = {
 
 
 def _all_down(
-    policy: SteeringPolicy, group: ClientGroup, down: tuple[str, ...], epoch: int
+    policy: SteeringPolicy, group: ClientGroup, down: tuple[str, ...], epoch: int, now: float
 ) -> Decision:
     def make(addresses: tuple[str, ...], why: str, regions: tuple[str, ...] = ()) -> Decision:
         return Decision(
@@ -361,6 +369,7 @@ def _all_down(
             regions=regions,
             all_down=True,
             epoch=epoch,
+            since=now,
         )
 
     fallback = tuple(dict.fromkeys(policy.fallback))
@@ -423,3 +432,7 @@ def _target_id(target: Target) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.0f}ms" if float(value).is_integer() else f"{value:.1f}ms"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.0f}s" if float(value).is_integer() else f"{value:.1f}s"

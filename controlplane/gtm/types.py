@@ -62,10 +62,10 @@ class SteeringPolicy:
     sticky: bool = True
     # lowestLatency damping: leave the previous region only for a gain of at least
     # max(latency_switch_ms, previous latency x latency_switch_pct / 100), and not before it has
-    # been answered for min_dwell_epochs epochs (health always overrides both).
+    # been answered for min_dwell_s seconds (health always overrides both).
     latency_switch_pct: float = 10.0
     latency_switch_ms: float = 0.0
-    min_dwell_epochs: int = 0
+    min_dwell_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +99,4 @@ class Decision:
     all_down: bool = False  # no target was healthy: the all-down behaviour produced the answer
     epoch: int = field(default=0, compare=False)
     since_epoch: int = field(default=0, compare=False)  # first epoch this region was answered
+    since: float = field(default=0.0, compare=False)  # ``now`` (seconds) when it was first answered

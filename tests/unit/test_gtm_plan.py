@@ -341,3 +341,54 @@ def test_client_groups_are_built_once_per_model_and_shared() -> None:
     assert plan.group_for("203.0.113.9").name == "europe"
     assert plan.group_for("192.0.2.1").name == "default"
     assert plan.group_for("not an address").networks == ()
+
+
+# --- lowestLatency minimum dwell from the Placement's hysteresis --------------------------------
+
+
+def latency_model(eu_ms: int, us_ms: int, *, placement: bool = True) -> Model:
+    spec = "\n".join(
+        [
+            "name: web.gtm.example",
+            "zone: gtm.example",
+            "service: web",
+            "strategy: lowestLatency",
+            "ttl: 10s",
+            "port: 8443",
+            "targets: [{cluster: eu-west}, {cluster: us-west}]",
+            "clientGroups: [{name: europe, cidrs: [203.0.113.0/24], region: eu-west}]",
+            f"latency: {{europe: {{eu-west: {eu_ms}ms, us-west: {us_ms}ms}}}}",
+        ]
+    )
+    docs = [doc("GlobalService", "web", spec)]
+    if placement:
+        docs.append(
+            doc(
+                "Placement",
+                "web",
+                "service: web\nclusters: [eu-west, us-west]\n"
+                "tolerations: [{key: maintenance, operator: Exists}]\n"
+                "strategy: {type: lowestLatency, hysteresis: {minDwell: 45s, thresholdPercent: 5}}",
+            )
+        )
+    return load(*docs)
+
+
+def test_placement_hysteresis_sets_the_gtm_dwell_and_threshold() -> None:
+    policy = plan_from_model(latency_model(10, 100), CONFIG).policies["web.gtm.example"]
+    assert (policy.min_dwell_s, policy.latency_switch_pct) == (45.0, 5.0)
+    bare = plan_from_model(latency_model(10, 100, placement=False), CONFIG)
+    assert bare.policies["web.gtm.example"].min_dwell_s == 0.0
+
+
+def test_min_dwell_holds_the_answer_across_model_changes_until_it_passes() -> None:
+    health = HealthView(frozenset())
+    first = decide(plan_from_model(latency_model(10, 100), CONFIG), health, epoch=1, now=1000.0)
+    assert ask(first, "203.0.113.9") == [EU]
+    flipped = plan_from_model(latency_model(100, 10), CONFIG)
+    plan = first
+    for epoch, now in enumerate([1000.0, 1000.0, 1020.0, 1044.0], start=2):
+        plan = decide(flipped, health, epoch=epoch, previous=plan.decisions, now=now)
+        assert ask(plan, "203.0.113.9") == [EU]
+    plan = decide(flipped, health, epoch=9, previous=plan.decisions, now=1045.0)
+    assert ask(plan, "203.0.113.9") == [US]

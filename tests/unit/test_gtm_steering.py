@@ -286,7 +286,7 @@ def test_lowest_latency_skips_unhealthy_region() -> None:
     assert "eu-west unhealthy (3 failed probes)" in d.reasons
 
 
-def _prev(region_target: Target, since: int) -> Decision:
+def _prev(region_target: Target, since: int, at: float = 0.0) -> Decision:
     return Decision(
         "app.gtm.example",
         "eu",
@@ -294,6 +294,7 @@ def _prev(region_target: Target, since: int) -> Decision:
         regions=(region_target.region,),
         epoch=since,
         since_epoch=since,
+        since=at,
     )
 
 
@@ -321,18 +322,57 @@ def test_hysteresis_absolute_threshold() -> None:
     assert steer(p, G_EU, ALL_UP, previous=_prev(EU, 0)).addresses == (EU.address,)
 
 
-def test_minimum_dwell_in_epochs() -> None:
-    lat = {"eu": {"eu-west": 100.0, "us-west": 10.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_epochs=3)
-    assert steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0)).addresses == (EU.address,)
-    assert steer(p, G_EU, ALL_UP, epoch=3, previous=_prev(EU, 0)).addresses == (US.address,)
+DWELL_LAT = {"eu": {"eu-west": 100.0, "us-west": 10.0}}
+
+
+def test_minimum_dwell_holds_a_better_region_until_it_passes() -> None:
+    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
+    held = steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0, at=1000.0), now=1029.5)
+    assert held.addresses == (EU.address,)
+    assert held.since == 1000.0
+    assert "staying on eu-west: answered for 29.5s, minimum dwell is 30s" in held.reasons[-1]
+    moved = steer(p, G_EU, ALL_UP, epoch=3, previous=held, now=1030.0)
+    assert moved.addresses == (US.address,)
+    assert (moved.since, moved.since_epoch) == (1030.0, 3)
+    assert "switching from eu-west to us-west" in moved.reasons[-1]
+
+
+def test_minimum_dwell_is_not_shortened_by_unrelated_rebuilds() -> None:
+    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
+    d = steer(p, G_EU, ALL_UP, epoch=1, previous=None, now=1000.0)
+    assert d.addresses == (US.address,)
+    worse = policy("lowestLatency", EU, US, latency={"eu": {"eu-west": 10.0, "us-west": 100.0}})
+    worse = replace(worse, min_dwell_s=30.0)
+    # many rebuilds (other names' health, model reloads) at the same time and a bit later
+    for epoch, now in enumerate([1000.0] * 5 + [1010.0, 1020.0, 1029.9], start=2):
+        d = steer(worse, G_EU, ALL_UP, epoch=epoch, previous=d, now=now)
+        assert d.addresses == (US.address,), (epoch, now)
+        assert (d.since, d.since_epoch) == (1000.0, 1)
+    d = steer(worse, G_EU, ALL_UP, epoch=100, previous=d, now=1030.0)
+    assert d.addresses == (EU.address,)
+
+
+def test_minimum_dwell_through_steer_all() -> None:
+    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
+    prev = {("app.gtm.example", "eu"): _prev(EU, 0, at=1000.0)}
+    out = steer_all([p], [G_EU], ALL_UP, epoch=50, previous=prev, now=1010.0)
+    assert out[("app.gtm.example", "eu")].addresses == (EU.address,)
+    out = steer_all([p], [G_EU], ALL_UP, epoch=51, previous=out, now=1031.0)
+    assert out[("app.gtm.example", "eu")].addresses == (US.address,)
+
+
+def test_clock_stepping_back_does_not_hold_the_region() -> None:
+    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
+    d = steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0, at=1000.0), now=900.0)
+    assert d.addresses == (US.address,)
 
 
 def test_health_overrides_hysteresis() -> None:
     lat = {"eu": {"eu-west": 100.0, "us-west": 99.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_epochs=100)
-    d = steer(p, G_EU, down(EU), epoch=1, previous=_prev(EU, 0))
+    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_s=3600.0)
+    d = steer(p, G_EU, down(EU), epoch=1, previous=_prev(EU, 0, at=1000.0), now=1001.0)
     assert d.addresses == (US.address,)
+    assert d.since == 1001.0
 
 
 def test_previous_for_another_group_is_ignored() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import replace
 
 from controlplane.gtm.explain import explain, explain_client, explain_dict
 from controlplane.gtm.groups import ClientGroups
@@ -86,3 +87,18 @@ def test_explain_client_finds_the_group_like_the_dns_server() -> None:
     other = explain_client(POLICY, ClientGroups([GROUP, us]), health, "192.0.2.99")
     assert other.group.name == "default"
     assert "no latency data for group default" in other.text
+
+
+def test_explain_client_shows_the_minimum_dwell_holding_the_answer() -> None:
+    health = HealthView(frozenset())
+    policy = replace(POLICY, min_dwell_s=30.0)
+    groups = ClientGroups([GROUP])
+    us_first = replace(policy, latency={"eu": {"eu-west": 140.0, "us-west": 12.0}})
+    previous = steer(us_first, GROUP, health, epoch=1, now=1000.0)
+    held = explain_client(policy, groups, health, "203.0.113.7", previous=previous, now=1010.0)
+    assert held.decision.addresses == (US.address,)
+    assert "staying on us-west: answered for 10s, minimum dwell is 30s" in held.text
+    assert held.data["policy"]["min_dwell_s"] == 30.0
+    assert held.data["answer"]["since"] == 1000.0
+    moved = explain_client(policy, groups, health, "203.0.113.7", previous=previous, now=1030.0)
+    assert moved.decision.addresses == (EU.address,)

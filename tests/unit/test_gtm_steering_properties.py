@@ -164,29 +164,40 @@ def test_lowest_latency_does_not_flap_within_the_threshold(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.tuples(st.floats(1, 500), st.floats(1, 500)), min_size=1, max_size=40),
-    st.integers(1, 8),
+    st.lists(
+        st.tuples(st.floats(1, 500), st.floats(1, 500), st.floats(0, 20), st.booleans()),
+        min_size=1,
+        max_size=40,
+    ),
+    st.floats(1, 60),
 )
 def test_minimum_dwell_bounds_the_number_of_switches(
-    series: list[tuple[float, float]], dwell: int
+    series: list[tuple[float, float, float, bool]], dwell: float
 ) -> None:
+    """Between two switches at least ``min_dwell_s`` passes, however many rebuilds happen (some
+    at the same ``now``), unless the answered region went down (health overrides the dwell)."""
     eu = Target("eu", "eu-west", "192.0.2.1", 443)
     us = Target("us", "us-west", "192.0.2.2", 443)
     group = ClientGroup("g", ())
-    health = HealthView(frozenset())
+    known = frozenset({("eu", "192.0.2.1", 443), ("us", "192.0.2.2", 443)})
     previous = None
     switches = 0
-    last_switch = 0
-    for epoch, (a, b) in enumerate(series):
+    now = start = 1000.0
+    for epoch, (a, b, step, eu_down) in enumerate(series):
+        now += step
+        healthy = known - {("eu", "192.0.2.1", 443)} if eu_down else known
         policy = SteeringPolicy(
             "n.gtm.example", "gtm.example", "lowestLatency", (eu, us), 10,
             latency={"g": {"eu-west": a, "us-west": b}}, latency_switch_pct=0.0,
-            min_dwell_epochs=dwell,
+            min_dwell_s=dwell,
         )  # fmt: skip
-        d = steer(policy, group, health, epoch=epoch, previous=previous)
+        d = steer(
+            policy, group, HealthView(healthy, known), epoch=epoch, previous=previous, now=now
+        )
         if previous is not None and d.addresses != previous.addresses:
-            assert epoch - last_switch >= dwell
-            switches += 1
-            last_switch = epoch
+            assert d.since == now
+            if not (eu_down and previous.regions == ("eu-west",)):
+                assert now - previous.since >= dwell
+                switches += 1
         previous = d
-    assert switches <= len(series) // dwell
+    assert switches <= (now - start) // dwell

@@ -29,7 +29,7 @@ from controlplane.xds.compiler.incremental import NodeCompilation, compile_node,
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.server import XdsServer
-from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.snapshot import EntryMemo, Snapshot
 from controlplane.xds.status import StatusRegistry, register_metrics
 
 log = structlog.get_logger("ubiq.xds")
@@ -55,6 +55,7 @@ def build_groups(
     the same node and options; pure. Every snapshot is checked (InconsistentSnapshotError), so
     the caller publishes with ``set_snapshot(..., checked=True)``."""
     diffs: dict[int, ModelDiff] = {}
+    memo = EntryMemo()  # groups sharing compiled messages serialize them once
     out: dict[str, GroupBuild] = {}
     roles = (DEFAULT_ROLE, PROXYLESS_ROLE) if model.grpc_services else (DEFAULT_ROLE,)
     for (name, cluster), role in itertools.product(model.clusters.items(), roles):
@@ -69,7 +70,7 @@ def build_groups(
             or before.compilation.options != options
         ):
             compilation = compile_node(model, node, options, cache=cache)
-            snapshot = Snapshot.build(compilation.resources)
+            snapshot = Snapshot.build(compilation.resources, memo=memo)
         else:
             old = before.compilation
             changes = diffs.get(id(old.model))
@@ -77,7 +78,10 @@ def build_groups(
                 changes = diffs[id(old.model)] = diff(old.model, model)
             compilation = recompile_node(old, model, changes, cache=cache)
             snapshot = Snapshot.build(
-                compilation.resources, previous=before.snapshot, previous_resources=old.resources
+                compilation.resources,
+                previous=before.snapshot,
+                previous_resources=old.resources,
+                memo=memo,
             )
         snapshot.check_consistent()
         out[key] = GroupBuild(compilation, snapshot)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
 from types import MappingProxyType
@@ -84,6 +84,30 @@ class Entry:
         )
 
 
+class EntryMemo:
+    """Entries made during one build round, by message identity.
+
+    Groups often hold the very same compiled message objects (a cluster's Envoy and proxyless
+    groups share every cluster, endpoint and route; clusters of one region share services), so
+    one memo passed to every ``Snapshot.build`` of a round serializes each message once. The memo
+    keeps the messages alive, so an ``id`` cannot be reused while it is held: keep one per round.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, str, int], tuple[Message, Entry]] = {}
+
+    def make(self, type_url: str, name: str, message: Message) -> Entry:
+        key = (type_url, name, id(message))
+        found = self._made.get(key)
+        if found is not None and found[0] is message:
+            return found[1]
+        entry = Entry.make(type_url, name, message)
+        self._made[key] = (message, entry)
+        return entry
+
+
+MakeEntry = Callable[[str, str, Message], Entry]
+
 _EMPTY: Mapping[str, Entry] = MappingProxyType({})
 _EMPTY_MESSAGES: Mapping[str, Message] = MappingProxyType({})
 _NAME_VERSION = operator.attrgetter("name", "version")
@@ -121,8 +145,11 @@ class Snapshot:
         *,
         previous: Snapshot | None = None,
         previous_resources: Resources | None = None,
+        memo: EntryMemo | None = None,
     ) -> Snapshot:
-        """Serialize ``resources``, reusing what ``previous`` holds for identical messages."""
+        """Serialize ``resources``, reusing what ``previous`` holds for identical messages and,
+        with a ``memo``, what other snapshots of the same round already serialized."""
+        make: MakeEntry = memo.make if memo is not None else Entry.make
         before: Resources = previous_resources if previous_resources is not None else {}
         if previous_resources is None:
             previous = None
@@ -134,7 +161,7 @@ class Snapshot:
             if old is not None and by_name is old_by_name:
                 types[type_url] = old
                 continue
-            entries = _entries(type_url, by_name, old, old_by_name)
+            entries = _entries(type_url, by_name, old, old_by_name, make)
             pairs = map(_NAME_VERSION, entries.values())
             types[type_url] = TypeSnapshot(
                 type_url, _version_of_sorted(pairs), MappingProxyType(entries)
@@ -173,6 +200,7 @@ def _entries(
     by_name: Mapping[str, Message],
     old: TypeSnapshot | None,
     old_by_name: Mapping[str, Message] | None,
+    make: MakeEntry = Entry.make,
 ) -> dict[str, Entry]:
     """Entries in name order; an identical message keeps its old Entry."""
     if old is not None and old_by_name is not None:
@@ -182,7 +210,7 @@ def _entries(
             entries = dict(old.entries)
             fresh = map(operator.is_not, by_name.values(), old_by_name.values())
             for name in compress(names, fresh):
-                entries[name] = Entry.make(type_url, name, by_name[name])
+                entries[name] = make(type_url, name, by_name[name])
             return entries
     reuse = old.entries if old is not None and old_by_name is not None else _EMPTY
     was = old_by_name if old_by_name is not None else _EMPTY_MESSAGES
@@ -190,7 +218,7 @@ def _entries(
     for name in sorted(by_name):
         message = by_name[name]
         entry = reuse.get(name) if was.get(name) is message else None
-        out[name] = entry or Entry.make(type_url, name, message)
+        out[name] = entry or make(type_url, name, message)
     return out
 
 

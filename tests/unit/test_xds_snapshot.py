@@ -110,3 +110,25 @@ def test_eds_service_name_is_the_reference() -> None:
     snap = Snapshot.build(res)  # type: ignore[arg-type]
     snap.check_consistent()
     assert snap.references.eds_by_cluster["a"] == "a-endpoints"
+
+
+def test_a_round_memo_serializes_shared_messages_once() -> None:
+    from controlplane.xds.snapshot import EntryMemo
+
+    shared = resources()
+    other = {t: dict(by_name) for t, by_name in shared.items()}  # same message objects
+    memo = EntryMemo()
+    first = Snapshot.build(shared, memo=memo)
+    second = Snapshot.build(other, memo=memo)
+    alone = Snapshot.build(other)
+    assert second == alone  # same versions and bytes as without the memo
+    for type_url in first.types:
+        for name, entry in first.get(type_url).entries.items():
+            assert second.get(type_url).entries[name] is entry  # made once, shared
+    changed = {**other, CLUSTER: {**other[CLUSTER]}}
+    name = next(iter(changed[CLUSTER]))
+    edited = make_cluster(name)
+    edited.connect_timeout.seconds = 7
+    changed[CLUSTER][name] = edited
+    third = Snapshot.build(changed, memo=memo)
+    assert third.get(CLUSTER).entries[name] is not first.get(CLUSTER).entries[name]

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.gtm.runtime import GtmRuntime
 from controlplane.policy.loader import load_directory
+from tests.support.gtm_helpers import TWO_REGIONS
 
 RESULTS = Path(__file__).parent / "results"
 NAME = "app.gtm.example"
@@ -43,26 +44,9 @@ EU_HOST, US_HOST = "127.0.0.21", "127.0.0.22"
 POLL = 0.05
 ROUND_LIMIT = 30.0  # seconds; a round that takes longer is reported as failed
 
-POLICY = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: us-west}}
-spec: {{region: us-west}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: app}}
-spec:
-  ports: [{{port: 8080}}]
-  endpoints:
-  - {{cluster: eu-west, address: {eu}, port: {eu_port}}}
-  - {{cluster: us-west, address: {us}, port: {us_port}}}
----
+POLICY = (
+    TWO_REGIONS
+    + """\
 apiVersion: ubiq.io/v1alpha1
 kind: GlobalService
 metadata: {{name: app}}
@@ -82,6 +66,7 @@ spec:
     unhealthyThreshold: {threshold}
     healthyThreshold: {healthy}
 """
+)
 
 
 async def _ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

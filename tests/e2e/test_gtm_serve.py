@@ -19,33 +19,16 @@ import httpx
 import pytest
 
 from tests.support.dns import dig, unbound
-from tests.support.gtm_helpers import wait_for, write_mmdb
+from tests.support.gtm_helpers import TWO_REGIONS, wait_for, write_mmdb
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 NAME = "app.gtm.example"
 EU, US = "127.0.0.21", "127.0.0.22"
 EUROPE_CLIENT, AMERICA_CLIENT, GEOIP_CLIENT = "127.0.20.5", "127.0.30.5", "127.0.40.5"
 
-POLICY = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: us-west}}
-spec: {{region: us-west}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: app}}
-spec:
-  ports: [{{port: 8080}}]
-  endpoints:
-  - {{cluster: eu-west, address: {eu}, port: {eu_port}}}
-  - {{cluster: us-west, address: {us}, port: {us_port}}}
----
+POLICY = (
+    TWO_REGIONS
+    + """\
 apiVersion: ubiq.io/v1alpha1
 kind: GlobalService
 metadata: {{name: app}}
@@ -64,6 +47,7 @@ spec:
   geoDatabase: regions.mmdb
   healthCheck: {{http: {{path: /healthz}}, interval: 300ms, timeout: 200ms, unhealthyThreshold: 2, healthyThreshold: 1}}
 """
+)
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):

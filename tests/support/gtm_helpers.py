@@ -49,3 +49,28 @@ def write_mmdb(path: Path, networks: Iterable[tuple[str, dict[str, Any]]]) -> Pa
         writer.insert_network(IPSet([cidr]), record)
     writer.to_db_file(str(path))
     return path
+
+
+TWO_REGIONS = """\
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {{name: eu-west}}
+spec: {{region: eu-west}}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {{name: us-west}}
+spec: {{region: us-west}}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Service
+metadata: {{name: app}}
+spec:
+  ports: [{{port: 8080}}]
+  endpoints:
+  - {{cluster: eu-west, address: {eu}, port: {eu_port}}}
+  - {{cluster: us-west, address: {us}, port: {us_port}}}
+---
+"""
+"""Clusters eu-west and us-west and a Service ``app`` with one endpoint in each: prepend it to a
+GlobalService document (a ``str.format`` template with ``eu``, ``us``, ``eu_port``, ``us_port``)."""

@@ -10,11 +10,9 @@ touches one service does not pay for indexing ten thousand.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 
-from controlplane.placement.static import PlacedCluster, place
+from controlplane.placement.static import PlacedCluster, place, residency_regions
 from controlplane.policy.model import Model
 from controlplane.policy.traffic import HashKey, TrafficPolicySpec
 from controlplane.xds.compiler.options import cluster_name
@@ -72,16 +70,7 @@ class ModelIndex:
     def placed(self, service: str) -> tuple[PlacedCluster, ...]:
         if service in self._decisions:
             return tuple(self._decisions[service])
-        own = self.model.placement_for(service)
-        # place() scans model.placements; hand it a model holding only this service's placement
-        view = dataclasses.replace(
-            self.model,
-            placements=MappingProxyType({own.name: own} if own is not None else {}),
-        )
-        return place(view, service)
+        return place(self.model, service)
 
     def residency(self, service: str) -> frozenset[str] | None:
-        own = self.model.placement_for(service)
-        if own is None or own.spec.residency is None:
-            return None
-        return frozenset(own.spec.residency.regions)
+        return residency_regions(self.model, service)

@@ -36,10 +36,6 @@ class DemoBackend:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:

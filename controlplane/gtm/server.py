@@ -92,7 +92,6 @@ class _TcpProtocol(asyncio.Protocol):
         self._client = Client("", True)
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)

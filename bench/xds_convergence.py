@@ -41,7 +41,7 @@ from typing import Any
 
 from bench._convergence_procs import backend_process, policy_files, routes_yaml, ubiq_process
 from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
-from controlplane.demo.ports import free_port
+from controlplane.ports import free_port
 
 RESULTS = Path(__file__).parent / "results"
 ROUND_TIMEOUT_S = 5.0

@@ -25,11 +25,11 @@ import httpx
 
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
-from controlplane.demo.ports import free_port
 from controlplane.errors import UbiqError
 from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
+from controlplane.ports import free_port
 from controlplane.serve import ServeOptions, Ubiq
 from controlplane.xds.compiler.options import CompileOptions
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.demo.ports import free_port
 from controlplane.errors import UbiqError
+from controlplane.ports import free_port
 from controlplane.xds.bootstrap import render_bootstrap
 
 

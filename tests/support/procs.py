@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from controlplane.demo import ports
+from controlplane import ports
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -39,7 +39,7 @@ def require_binary(name: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port outside the kernel's ephemeral range (see controlplane.demo.ports)."""
+    """A TCP port outside the kernel's ephemeral range (see controlplane.ports)."""
     return ports.free_port(host)
 
 

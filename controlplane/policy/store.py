@@ -69,14 +69,16 @@ def _relevant(change: watchfiles.Change, path: str) -> bool:
     return is_policy_file(p) or p.is_dir() or not p.exists()
 
 
-class DirectoryStore:
-    def __init__(self, root: Path | str, *, debounce_ms: int = 100) -> None:
-        self.root = Path(root)
-        self.debounce_ms = debounce_ms
+class ModelKeeper:
+    """The last good model, its status and its subscribers: what every PolicySource shares.
+
+    ``source`` names where models come from in logs (a directory, an etcd URL)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
         self._listeners: list[Listener] = []
         self._model = Model.empty()
         self._status = StoreStatus(False, self._model.hash, 0, time.time())
-        self._stop = asyncio.Event()
 
     @property
     def model(self) -> Model:
@@ -90,26 +92,21 @@ class DirectoryStore:
         """Call ``listener(model)`` after every successful swap (and not for rejected changes)."""
         self._listeners.append(listener)
 
-    def load(self) -> Model:
-        """First load: raises PolicyError/SourceError when the directory is not a valid set."""
-        model = load_directory(self.root)
-        self._swap(model)
-        return model
-
-    async def reload(self) -> bool:
-        """Re-read the directory; True when a new model was swapped in. Never raises for bad
-        input: whatever goes wrong while loading is a rejected change, and the model stays."""
+    async def _offer(self, load: Callable[[], Model]) -> bool:
+        """Run ``load`` off the event loop and swap its model in; True when a new model was
+        swapped in. Never raises for bad input: whatever goes wrong while loading is a rejected
+        change, and the model stays."""
         try:
-            model = await asyncio.to_thread(load_directory, self.root)
+            model = await asyncio.to_thread(load)
         except PolicyError as exc:
             self._reject(exc.problems)
             return False
         except SourceError as exc:
-            self._reject((Problem(str(self.root), None, "", str(exc)),))
+            self._reject((Problem(self.source, None, "", str(exc)),))
             return False
         except Exception as exc:  # a loader bug must not end the watch
-            log.exception("policy load failed unexpectedly", root=str(self.root))
-            self._reject((Problem(str(self.root), None, "", f"internal error: {exc!r}"),))
+            log.exception("policy load failed unexpectedly", source=self.source)
+            self._reject((Problem(self.source, None, "", f"internal error: {exc!r}"),))
             return False
         if model.hash == self._model.hash and self._status.ok:
             return False
@@ -123,7 +120,7 @@ class DirectoryStore:
         )
         log.warning(
             "policy change rejected; keeping last good model",
-            root=str(self.root),
+            source=self.source,
             problems=[str(p) for p in problems[:20]],
             count=len(problems),
             serving=s.model_hash[:12],
@@ -135,14 +132,31 @@ class DirectoryStore:
         self._status = StoreStatus(
             True, model.hash, s.generation + 1, time.time(), rejected=s.rejected
         )
-        log.info(
-            "policy model loaded", root=str(self.root), hash=model.hash[:12], **model.summary()
-        )
+        log.info("policy model loaded", source=self.source, hash=model.hash[:12], **model.summary())
         for listener in self._listeners:
             try:
                 listener(model)
             except Exception:
                 log.exception("policy listener failed", listener=repr(listener))
+
+
+class DirectoryStore(ModelKeeper):
+    def __init__(self, root: Path | str, *, debounce_ms: int = 100) -> None:
+        super().__init__(str(root))
+        self.root = Path(root)
+        self.debounce_ms = debounce_ms
+        self._stop = asyncio.Event()
+
+    def load(self) -> Model:
+        """First load: raises PolicyError/SourceError when the directory is not a valid set."""
+        model = load_directory(self.root)
+        self._swap(model)
+        return model
+
+    async def reload(self) -> bool:
+        """Re-read the directory; True when a new model was swapped in. Never raises for bad
+        input: whatever goes wrong while loading is a rejected change, and the model stays."""
+        return await self._offer(lambda: load_directory(self.root))
 
     async def watch(self) -> None:
         """Watch the directory until ``stop()``; each batch of changes triggers one reload."""

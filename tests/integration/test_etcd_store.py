@@ -92,7 +92,9 @@ def test_split_keeps_each_documents_text() -> None:
     assert docs[3].text == ROUTE
 
 
-async def test_import_load_and_export_round_trip(url: str, policy_dir: Path, tmp_path: Path) -> None:
+async def test_import_load_and_export_round_trip(
+    url: str, policy_dir: Path, tmp_path: Path
+) -> None:
     store = await imported(url, policy_dir)
     assert store.model.hash == load_directory(policy_dir).hash
     assert store.status.ok and store.status.generation == 1
@@ -115,7 +117,7 @@ async def test_import_load_and_export_round_trip(url: str, policy_dir: Path, tmp
 
 
 async def test_empty_prefix_is_a_clear_error(url: str) -> None:
-    with pytest.raises(SourceError, match="no policy documents under .*ubiq store import"):
+    with pytest.raises(SourceError, match=r"no policy documents under .*ubiq store import"):
         EtcdStore.from_url(url).load()
 
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from controlplane.cli_store import add_store_commands
 from controlplane.errors import PolicyError, UbiqError
 from controlplane.logging import configure_logging
 from controlplane.policy.loader import load_directory
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schema)
 
     p = sub.add_parser("serve", help="serve a policy directory (watching it for changes)")
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, nargs="?", help="omit with --store etcd://...")
     from controlplane.serve import add_serve_arguments
 
     add_serve_arguments(p)
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", required=True, help="client IP address (or its ECS subnet address)")
     p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
     p.set_defaults(handler=cmd_dns_explain)
+
+    add_store_commands(sub)
 
     p = sub.add_parser("demo", help="run the bundled three-region demo")
     p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))

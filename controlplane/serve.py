@@ -25,7 +25,8 @@ from controlplane.errors import UbiqError
 from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
-from controlplane.policy.store import DirectoryStore, PolicySource
+from controlplane.policy.sources import open_source
+from controlplane.policy.store import PolicySource
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
 
@@ -79,17 +80,23 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
     )
     p.add_argument("--debounce-ms", type=int, default=100, help="wait this long after a change")
+    p.add_argument(
+        "--store",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+        help="read policies from etcd instead of a directory (replicas share one store)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
-    directory: Path
+    directory: Path | None
     xds: tuple[str, int] = ("127.0.0.1", 18000)
     dns: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
     api: tuple[str, int] | None = ("127.0.0.1", 8081)
     gtm: GtmConfig | None = None  # default: NS glue from the DNS listen addresses
     compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
+    store: str | None = None  # etcd://... instead of the directory
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -127,6 +134,7 @@ class ServeOptions:
                 listener_port=args.listener_port, listener_address=args.listener_address
             ),
             debounce_ms=args.debounce_ms,
+            store=args.store,
         )
 
 
@@ -146,8 +154,8 @@ class Ubiq:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.registry = CollectorRegistry()
-        self.store: PolicySource = DirectoryStore(
-            options.directory, debounce_ms=options.debounce_ms
+        self.store: PolicySource = open_source(
+            options.directory, options.store, debounce_ms=options.debounce_ms
         )
         self.xds = XdsRuntime(options.compile, registry=self.registry)
         self.gtm = (
@@ -181,7 +189,7 @@ class Ubiq:
         self._watch.add_done_callback(self._watch_ended)
         log.info(
             "ubiq serving",
-            directory=str(self.options.directory),
+            source=self.options.store or str(self.options.directory),
             model=model.hash[:12],
             xds=f"{host}:{self.xds_port}",
             dns=[f"{h}:{p}" for h, p in self.options.dns],

@@ -119,7 +119,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from controlplane.serve import parse_hostport
     from controlplane.xds.bootstrap import render_bootstrap, render_grpc_bootstrap
 
-    host, port = parse_hostport(args.xds)
+    (host, port), *more = [parse_hostport(a) for a in args.xds.split(",")]
     if args.grpc:
         text = render_grpc_bootstrap(args.node_id, args.cluster, args.region, args.zone, host, port)
         return _write_output(text, args.output)
@@ -132,6 +132,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         xds_port=port,
         admin_port=args.admin_port,
         mode="ads-delta" if args.delta else "ads-sotw",
+        more_xds=more,
     )
     return _write_output(text, args.output)
 
@@ -232,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True, help="the Ubiq cluster this Envoy runs in")
     p.add_argument("--region", required=True)
     p.add_argument("--zone", default="")
-    p.add_argument("--xds", default="127.0.0.1:18000", help="Ubiq's xDS address")
+    p.add_argument(
+        "--xds",
+        default="127.0.0.1:18000",
+        help="Ubiq's xDS address; HOST:PORT,HOST:PORT,... lists every replica",
+    )
     p.add_argument("--admin-port", type=int, default=9901)
     p.add_argument("--delta", action="store_true", help="incremental (Delta) xDS instead of SotW")
     p.add_argument(

@@ -58,9 +58,11 @@ def start_envoy(
     listenerless: bool = False,
     log_level: str = "warning",
     extra_args: Sequence[str] = (),
+    more_xds_ports: Sequence[int] = (),
 ) -> EnvoyProcess:
     """A real Envoy (``--concurrency 1 --disable-hot-restart``, its own admin port) following
-    Ubiq's xDS server on loopback; its bootstrap and log are written into ``workdir``."""
+    Ubiq's xDS server on loopback (and ``more_xds_ports``: other replicas to fail over to); its
+    bootstrap and log are written into ``workdir``."""
     node_id = node_id or f"envoy-{cluster}"
     admin_port = free_port()
     config = workdir / f"{node_id}.yaml"
@@ -75,6 +77,7 @@ def start_envoy(
             admin_port=admin_port,
             mode="ads-delta" if delta else "ads-sotw",
             listenerless=listenerless,
+            more_xds=[("127.0.0.1", port) for port in more_xds_ports],
         )
     )
     log = workdir / f"{node_id}.log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from typing import Literal
 
 from controlplane.templating import render
@@ -36,10 +37,16 @@ def render_bootstrap(
     *,
     role: str = DEFAULT_ROLE,
     admin_host: str = "127.0.0.1",
+    more_xds: Sequence[tuple[str, int]] = (),
 ) -> str:
-    """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer)."""
+    """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer).
+
+    ``more_xds`` lists the other replicas' xDS addresses: the ADS cluster then holds every
+    replica, and Envoy's ADS stream reconnects to another one when the replica it used dies
+    (every replica serves identical, content-versioned snapshots, so nothing is re-sent)."""
     if mode not in _API_TYPES:
         raise ValueError(f"mode must be one of {sorted(_API_TYPES)}, not {mode!r}")
+    addresses = list(dict.fromkeys([(xds_host, xds_port), *more_xds]))
     return render(
         TEMPLATE,
         node_id=node_id,
@@ -47,9 +54,8 @@ def render_bootstrap(
         region=region,
         zone=zone,
         role=role,
-        xds_host=xds_host,
-        xds_port=xds_port,
-        xds_discovery="STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        xds_addresses=addresses,
+        xds_discovery="STATIC" if all(_is_ip(h) for h, _ in addresses) else "STRICT_DNS",
         admin_host=admin_host,
         admin_port=admin_port,
         api_type=_API_TYPES[mode],

@@ -59,3 +59,30 @@ def test_bootstrap_nodes_land_in_the_groups_the_runtime_compiles() -> None:
     envoy = yaml.safe_load(render_bootstrap("n", "eu", "r", "z", "127.0.0.1", 1, 2))["node"]
     assert envoy["metadata"] == {CLUSTER_KEY: "eu", ROLE_KEY: DEFAULT_ROLE}
     assert NodeIdentity("eu", "r").role == DEFAULT_ROLE
+
+
+def test_every_replica_is_listed_once() -> None:
+    doc = yaml.safe_load(
+        render_bootstrap(
+            "n",
+            "c",
+            "r",
+            "z",
+            "127.0.0.1",
+            18000,
+            19000,
+            more_xds=[("127.0.0.2", 18000), ("127.0.0.1", 18000), ("::1", 18001)],
+        )
+    )
+    (xds,) = doc["static_resources"]["clusters"]
+    assert xds["type"] == "STATIC"
+    endpoints = xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"] for e in endpoints] == [
+        {"address": "127.0.0.1", "port_value": 18000},
+        {"address": "127.0.0.2", "port_value": 18000},
+        {"address": "::1", "port_value": 18001},
+    ]
+    mixed = yaml.safe_load(
+        render_bootstrap("n", "c", "r", "z", "127.0.0.1", 1, 2, more_xds=[("xds.ubiq.svc", 1)])
+    )
+    assert mixed["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"

@@ -11,6 +11,7 @@ bench/etcd_client.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -165,6 +166,7 @@ class EtcdClient:
         self.timeout = timeout
         self._current = 0
         self._async: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _order(self) -> list[str]:
         """The endpoint that answered last first, then the others in turn."""
@@ -186,8 +188,11 @@ class EtcdClient:
         return dict(data)
 
     def _client(self) -> httpx.AsyncClient:
-        if self._async is None:
+        """One connection pool per event loop (a pool cannot outlive the loop it was made on)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._loop is not loop:
             self._async = httpx.AsyncClient(timeout=self.timeout)
+            self._loop = loop
         return self._async
 
     async def call(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,235 @@
+"""Three `ubiq serve --store etcd://...` replicas on a 3-member etcd cluster, one real Envoy whose
+bootstrap lists every replica: a policy written to etcd reaches the Envoy; the replicas agree on
+model hash, xDS versions and DNS answers; losing an etcd member changes nothing visible; losing
+the replica the Envoy is attached to costs zero failed requests while it moves to another."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import struct_pb2
+
+from controlplane.demo.backends import DemoBackend
+from controlplane.demo.envoys import start_envoy
+from controlplane.etcd.process import EtcdCluster
+from controlplane.policy.etcd_store import EtcdStore
+from controlplane.xds.cache import CLUSTER_KEY
+from tests.support.dns import dig
+from tests.support.envoy import wait_until
+from tests.support.etcd import etcd_cluster
+from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running, wait_for_port
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
+CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CANARY = {"host": "checkout.mesh.example", "x-canary": "true"}
+
+
+class Replica:
+    def __init__(self, name: str, store: str, listener: int, log: Path) -> None:
+        self.name, self.store, self.listener, self.log = name, store, listener, log
+        self.xds, self.dns, self.api_port = free_port(), free_udp_tcp_port(), free_port()
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve",
+            "--store", self.store, "--xds", f"127.0.0.1:{self.xds}",
+            "--dns", f"127.0.0.1:{self.dns}", "--api", f"127.0.0.1:{self.api_port}",
+            "--listener-address", "127.0.0.1", "--listener-port", str(self.listener),
+        ]  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.api}/v1/status", timeout=5).json())
+
+    def model_hash(self) -> str:
+        return str(self.status()["policy"]["modelHash"])
+
+    def proxy_versions(self, node_id: str) -> dict[str, str] | None:
+        for proxy in self.status()["proxies"]:
+            if proxy["node_id"] == node_id:
+                return dict(proxy["acked"])
+        return None
+
+
+def xds_version(port: int, cluster: str, type_url: str) -> str:
+    """The version_info a replica serves to a node of ``cluster``, over a real ADS stream."""
+    metadata = struct_pb2.Struct()
+    metadata.update({CLUSTER_KEY: cluster})
+    node = base_pb2.Node(id="probe", cluster=cluster, metadata=metadata)
+    done = threading.Event()
+
+    def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
+        yield discovery_pb2.DiscoveryRequest(node=node, type_url=type_url)
+        done.wait(10)
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(
+            requests(), timeout=10
+        )
+        response = next(call)
+        done.set()
+        call.cancel()
+    return str(response.version_info)
+
+
+def xds_versions(port: int, cluster: str) -> tuple[str, str]:
+    return xds_version(port, cluster, CDS), xds_version(port, cluster, LDS)
+
+
+@pytest.fixture
+def backends() -> Iterator[None]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    started = [
+        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", 18001),
+        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", 18001),
+    ]
+    for b in started:
+        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
+    yield
+    for b in started:
+        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def version(client: httpx.Client) -> str:
+    reply = client.get("/api/x", headers=CANARY)
+    return reply.headers.get("x-ubiq-version", str(reply.status_code))
+
+
+class RequestLoop(threading.Thread):
+    """Requests through the Envoy one after another until stopped (bounded in count)."""
+
+    def __init__(self, base: str, limit: int = 5000) -> None:
+        super().__init__(daemon=True)
+        self.base, self.limit = base, limit
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=5) as client:
+            for _ in range(self.limit):
+                if self.stop.is_set():
+                    return
+                try:
+                    reply = client.get("/api/x", headers=CANARY)
+                    if reply.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {reply.status_code}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.stop.wait(0.005)
+
+
+def test_replicas_share_etcd_and_envoy_fails_over(tmp_path: Path, backends: None) -> None:
+    require_binary("envoy")
+    root = tmp_path / "policies"
+    shutil.copytree(EXAMPLE, root)
+    # no gateways run here: without health checks the GTM steers by the latency table alone
+    gs = root / "global.yaml"
+    gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
+    with ExitStack() as stack:
+        etcd: EtcdCluster = stack.enter_context(etcd_cluster(tmp_path / "etcd", 3))
+        url = etcd.url("/ubiq")
+        store = EtcdStore.from_url(url)
+        asyncio.run(store.import_directory(root))
+
+        listener = free_port()
+        replicas = [Replica(f"r{i}", url, listener, tmp_path / f"r{i}.log") for i in range(3)]
+        procs = {r.name: stack.enter_context(running(r.argv(), log=r.log)) for r in replicas}
+        for r in replicas:
+            wait_for_port("127.0.0.1", r.api_port, 30)
+        envoy = start_envoy(
+            tmp_path,
+            cluster="eu-west",
+            region="eu-west",
+            zone="eu-west-1a",
+            xds_port=replicas[0].xds,
+            more_xds_ports=[r.xds for r in replicas[1:]],
+            node_id="envoy-eu",
+        )
+        stack.callback(envoy.stop)
+
+        def attached() -> list[Replica]:
+            alive = [r for r in replicas if procs[r.name].poll() is None]
+            return [r for r in alive if r.proxy_versions("envoy-eu") is not None]
+
+        client = stack.enter_context(
+            httpx.Client(base_url=f"http://127.0.0.1:{listener}", timeout=5)
+        )
+        wait_until(lambda: version(client) == "v2", 30, "Envoy routing the header canary to v2")
+
+        # a policy written to etcd reaches the Envoy, whichever replica it is attached to
+        text = (root / "routes.yaml").read_text()
+        checkout = text.split("\n---\n")[0]
+        revision = asyncio.run(store.revision_of("RoutePolicy", "checkout"))
+        moved = checkout.replace(
+            "route: [{service: checkout, subset: v2}]", "route: [{service: checkout, subset: v1}]"
+        )
+        assert moved != checkout
+        asyncio.run(store.put_document("RoutePolicy", "checkout", moved, revision))
+        wait_until(lambda: version(client) == "v1", 15, "the new route served by Envoy")
+
+        # every replica holds the same model and serves the same versions and DNS answers
+        wait_until(lambda: len({r.model_hash() for r in replicas}) == 1, 10, "same model hash")
+        versions = {xds_versions(r.xds, "eu-west") for r in replicas}
+        assert len(versions) == 1, versions
+        (home,) = attached()
+        acked = home.proxy_versions("envoy-eu")
+        assert acked is not None and acked[CDS] == versions.pop()[0]
+        answers = {
+            tuple(
+                dig(
+                    "127.0.0.1", r.dns, "checkout.gtm.example", "A", "+subnet=203.0.113.0/24"
+                ).answer
+            )
+            for r in replicas
+        }
+        assert len(answers) == 1 and answers.pop(), "replicas gave different DNS answers"
+
+        # killing an etcd member changes nothing visible: the next change still reaches everyone
+        etcd.members[0].kill()
+        revision = asyncio.run(store.revision_of("RoutePolicy", "checkout"))
+        asyncio.run(store.put_document("RoutePolicy", "checkout", checkout, revision))
+        wait_until(lambda: version(client) == "v2", 20, "change after losing an etcd member")
+        wait_until(lambda: len({r.model_hash() for r in replicas}) == 1, 10, "same model hash")
+        assert all(r.status()["policy"]["ok"] for r in replicas)
+
+        # killing the replica the Envoy is attached to: it moves to another, no request fails
+        (home,) = attached()
+        before = home.proxy_versions("envoy-eu")
+        loop = RequestLoop(f"http://127.0.0.1:{listener}")
+        loop.start()
+        wait_until(lambda: loop.ok >= 20, 10, "requests flowing")
+        procs[home.name].kill()
+        procs[home.name].wait(5)
+        wait_until(lambda: len(attached()) == 1, 30, "Envoy attached to another replica")
+        (new_home,) = attached()
+        served_before = loop.ok
+        wait_until(lambda: loop.ok >= served_before + 50, 20, "requests after the move")
+        loop.stop.set()
+        loop.join(10)
+        assert loop.failures == [], loop.failures[:5]
+        assert new_home is not home
+        # the new replica had nothing new to send: Envoy holds the same versions
+        wait_until(lambda: new_home.proxy_versions("envoy-eu") == before, 10, "same versions")

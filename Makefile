@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl
 
-.PHONY: demo test test-unit lint fmt bench system-deps clean
+.PHONY: demo test test-unit lint fmt bench system-deps clean deploy
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || bash scripts/system-deps.sh python3-venv
@@ -37,6 +37,9 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix controlplane tests bench
 	$(BIN)/ruff format controlplane tests bench
+
+deploy: $(STAMP)
+	$(BIN)/python -m controlplane.deploy
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench

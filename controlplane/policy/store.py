@@ -64,6 +64,8 @@ def _relevant(change: watchfiles.Change, path: str) -> bool:
     """Policy files, and directories (a moved or removed directory, dotted names included);
     hidden and editor temp files never count."""
     p = Path(path)
+    if p.name == "..data":  # a ConfigMap volume swapped to new content (kubelet's atomic writer)
+        return True
     if p.name.startswith((".", "#")) or p.name.endswith("~"):
         return False
     return is_policy_file(p) or p.is_dir() or not p.exists()

@@ -23,6 +23,9 @@ import httpx
 from controlplane.errors import UbiqError
 
 DEFAULT_TIMEOUT_S = 5.0
+#: a watch that hears nothing for this long is reopened (the caller re-reads first): a member cut
+#: off without a reset (no FIN/RST reaches us) would otherwise hold a silent stream forever
+WATCH_IDLE_S = 60.0
 
 
 class EtcdError(UbiqError):
@@ -301,7 +304,7 @@ class EtcdClient:
                     "POST",
                     f"{endpoint}/v3/watch",
                     json=body,
-                    timeout=httpx.Timeout(self.timeout, read=None),
+                    timeout=httpx.Timeout(self.timeout, read=WATCH_IDLE_S),
                 ) as reply:
                     if reply.status_code != 200:
                         raise EtcdError(f"etcd /v3/watch: HTTP {reply.status_code}")

@@ -74,3 +74,19 @@ def test_unreachable_etcd_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("ubiq: error: etcd /v3/kv/range: no endpoint answered")
     assert "Traceback" not in done.stderr
+
+
+def test_serve_needs_a_reachable_store(tmp_path: Path) -> None:
+    from controlplane.ports import free_port
+
+    down = f"etcd://127.0.0.1:{free_port()}/x"
+    done = ubiq("serve", "--store", down, "--dns", "off", "--api", "off", "--xds", "127.0.0.1:0")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("ubiq: error: etcd /v3/kv/range: no endpoint answered")
+    done = ubiq("serve", "--dns", "off")
+    assert done.returncode == 1
+    assert "give a policy DIRECTORY or --store etcd://" in done.stderr
+    done = ubiq("serve", str(EXAMPLE), "--store", down)
+    assert done.returncode == 1 and "not both" in done.stderr
+    done = ubiq("serve", "--store", "etcd://nohost/x")
+    assert done.returncode == 1 and "expected HOST:PORT" in done.stderr

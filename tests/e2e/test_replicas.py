@@ -93,17 +93,20 @@ def xds_versions(port: int, cluster: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def backends() -> Iterator[None]:
+def backend_port() -> Iterator[int]:
+    """eu-west's checkout v1/v2 backends on a port of their own (the example's fixed 18001 may be
+    taken by another test run on this machine); the test rewrites the example to match."""
+    port = free_port("127.0.2.1")
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     started = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", 18001),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", 18001),
+        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", port),
+        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", port),
     ]
     for b in started:
         asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield
+    yield port
     for b in started:
         asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
     loop.call_soon_threadsafe(loop.stop)
@@ -141,13 +144,20 @@ class RequestLoop(threading.Thread):
                 self.stop.wait(0.005)
 
 
-def test_replicas_share_etcd_and_envoy_fails_over(tmp_path: Path, backends: None) -> None:
+def test_replicas_share_etcd_and_envoy_fails_over(tmp_path: Path, backend_port: int) -> None:
     require_binary("envoy")
     root = tmp_path / "policies"
     shutil.copytree(EXAMPLE, root)
     # no gateways run here: without health checks the GTM steers by the latency table alone
     gs = root / "global.yaml"
     gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
+    services = root / "services.yaml"
+    text = services.read_text()
+    for address in ("127.0.2.1", "127.0.2.2"):
+        old = f"address: {address}, port: 18001"
+        assert old in text
+        text = text.replace(old, f"address: {address}, port: {backend_port}")
+    services.write_text(text)
     with ExitStack() as stack:
         etcd: EtcdCluster = stack.enter_context(etcd_cluster(tmp_path / "etcd", 3))
         url = etcd.url("/ubiq")

@@ -243,12 +243,6 @@ class EtcdClient:
         body = put_op(key, value, lease)["request_put"]
         return _revision(await self.call("/v3/kv/put", body))
 
-    async def delete(self, key: str, *, prefix: bool = False) -> int:
-        body: dict[str, Any] = {"key": b64(key)}
-        if prefix:
-            body["range_end"] = prefix_end(key)
-        return _revision(await self.call("/v3/kv/deleterange", body))
-
     async def txn(
         self,
         compare: Sequence[Mapping[str, Any]],
@@ -257,15 +251,6 @@ class EtcdClient:
     ) -> TxnResult:
         body = {"compare": list(compare), "success": list(success), "failure": list(failure)}
         return txn_result(await self.call("/v3/kv/txn", body))
-
-    def txn_sync(
-        self,
-        compare: Sequence[Mapping[str, Any]],
-        success: Sequence[Mapping[str, Any]],
-        failure: Sequence[Mapping[str, Any]] = (),
-    ) -> TxnResult:
-        body = {"compare": list(compare), "success": list(success), "failure": list(failure)}
-        return txn_result(self.call_sync("/v3/kv/txn", body))
 
     # --- leases ---------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ unreachable the last good model keeps serving and the watch reconnects to the ne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,11 +168,10 @@ class EtcdStore(ModelKeeper):
         finally:
             for task in (follower, stopped):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            (outcome,) = await asyncio.gather(follower, return_exceptions=True)
             await self.client.aclose()
-        if follower.done() and not follower.cancelled() and follower.exception() is not None:
-            raise follower.exception()  # type: ignore[misc]
+        if isinstance(outcome, Exception):  # a bug in the follower, not etcd being away
+            raise outcome
 
     async def _follow(self) -> None:
         failures = 0

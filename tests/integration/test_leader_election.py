@@ -91,3 +91,17 @@ def test_killing_the_leader_process_moves_leadership(etcd: EtcdCluster, tmp_path
         wait(lambda: decision_by() == other, 5, f"{other} publishing")
         assert procs[other].poll() is None
         assert f"LEADER {other}" in (tmp_path / f"{other}.log").read_text()
+
+
+async def test_a_leader_cut_off_from_etcd_steps_down(tmp_path: Path) -> None:
+    with etcd_cluster(tmp_path / "etcd") as alone:
+        client = EtcdClient(alone.endpoints, timeout=1)
+        election = LeaderElection(client, "/le3", "a", ttl_s=TTL_S)
+        await election.campaign()
+        assert not election.lost.is_set()
+        alone.members[0].kill()
+        # it cannot confirm its lease any more: it must give up leadership after one TTL
+        await asyncio.wait_for(election.lost.wait(), TTL_S * 4)
+        assert election.leadership is None
+        await election.resign()
+        await client.aclose()

@@ -130,6 +130,13 @@ async def test_problems_name_the_key_and_line(url: str, policy_dir: Path) -> Non
     problem = info.value.problems[0]
     assert problem.file == f"etcd:{store.key('RoutePolicy', 'web')}"
     assert problem.line == 7 and "unknown service 'x'" in problem.message
+    # a YAML-level fault is located the same way
+    await client.put(store.key("RoutePolicy", "web"), ROUTE.replace("hosts: [", "hosts: [[", 1))
+    with pytest.raises(PolicyError) as info:
+        EtcdStore.from_url(url).load()
+    (problem,) = info.value.problems
+    assert problem.file == f"etcd:{store.key('RoutePolicy', 'web')}"
+    assert problem.line is not None and "invalid YAML" in problem.message
     await client.aclose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,42 @@ from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
 
 Handler = Callable[[argparse.Namespace], int]
+
+POLICY_DIR_ENV = "UBIQ_POLICY_DIR"
+
+
+def add_policy_dir(p: argparse.ArgumentParser) -> None:
+    """The policy directory: the positional argument, else $UBIQ_POLICY_DIR; never a guess."""
+    p.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=None,
+        help=f"policy directory (default: ${POLICY_DIR_ENV}; required when that is unset)",
+    )
+    p.set_defaults(policy_parser=p)
+
+
+def resolve_policy_dir(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]
+) -> None:
+    """Fill ``args.directory`` from the command line or the environment, or stop with a usage error.
+
+    argparse (3.11) binds an optional positional at the first positional it meets, so in
+    ``dns explain NAME --client IP DIR`` the directory arrives in ``extra``: taken from there."""
+    if "directory" in args and args.directory is None and len(extra) == 1:
+        if not extra[0].startswith("-"):
+            args.directory = Path(extra.pop())
+    if "policy_parser" in args:
+        parser = args.policy_parser
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if "directory" not in args or args.directory is not None:
+        return
+    from_env = os.environ.get(POLICY_DIR_ENV)
+    if not from_env:
+        parser.error(f"a policy DIRECTORY is required (or set {POLICY_DIR_ENV})")
+    args.directory = Path(from_env)
 
 
 def summary(model: Model) -> str:

@@ -6,10 +6,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from controlplane.cli.bootstrap import cmd_bootstrap
-from controlplane.cli.common import Handler
+from controlplane.cli.common import Handler, add_policy_dir, resolve_policy_dir
 from controlplane.cli.dns import cmd_dns_explain
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
 from controlplane.cli.run import cmd_demo, cmd_serve
@@ -32,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a policy directory; list every problem")
-    p.add_argument("directory", type=Path)
+    add_policy_dir(p)
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("schema", help="write JSON Schema for policy documents")
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schema)
 
     p = sub.add_parser("serve", help="serve a policy directory (watching it for changes)")
-    p.add_argument("directory", type=Path)
+    add_policy_dir(p)
     from controlplane.serve import add_serve_arguments
 
     add_serve_arguments(p)
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cluster", required=True, help="the Ubiq cluster the node runs in")
     p.add_argument("--listener-port", type=int, default=10000)
-    p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
+    add_policy_dir(p)
     p.set_defaults(handler=cmd_render)
 
     p = sub.add_parser("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
@@ -81,11 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = dns_sub.add_parser("explain", help="what a client would get for NAME, and why")
     p.add_argument("name")
     p.add_argument("--client", required=True, help="client IP address (or its ECS subnet address)")
-    p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
+    add_policy_dir(p)
     p.set_defaults(handler=cmd_dns_explain)
 
     p = sub.add_parser("demo", help="run the bundled three-region demo")
-    p.add_argument("directory", type=Path, nargs="?", default=Path("examples/three-regions"))
+    add_policy_dir(p)
     p.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
     p.set_defaults(handler=cmd_demo)
     return parser
@@ -93,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    resolve_policy_dir(parser, args, extra)
     level = args.log_level or ("warning" if args.command == "demo" else "info")
     configure_logging(level, args.log_format)
     handler: Handler = args.handler

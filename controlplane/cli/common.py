@@ -36,9 +36,9 @@ def resolve_policy_dir(
 
     argparse (3.11) binds an optional positional at the first positional it meets, so in
     ``dns explain NAME --client IP DIR`` the directory arrives in ``extra``: taken from there."""
-    if "directory" in args and args.directory is None and len(extra) == 1:
-        if not extra[0].startswith("-"):
-            args.directory = Path(extra.pop())
+    bare = len(extra) == 1 and not extra[0].startswith("-")
+    if "directory" in args and args.directory is None and bare:
+        args.directory = Path(extra.pop())
     if "policy_parser" in args:
         parser = args.policy_parser
     if extra:

@@ -48,7 +48,10 @@ def test_policy_commands_need_a_directory(monkeypatch: pytest.MonkeyPatch) -> No
     from controlplane.cli import main
 
     monkeypatch.delenv("UBIQ_POLICY_DIR", raising=False)
-    for argv in (["render", "--cluster", "eu-west"], ["dns", "explain", "x", "--client", "1.2.3.4"]):
+    for argv in (
+        ["render", "--cluster", "eu-west"],
+        ["dns", "explain", "x", "--client", "1.2.3.4"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import socket
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
-from controlplane.errors import UbiqError
+from controlplane.errors import ListenError, UbiqError
 from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
@@ -130,14 +131,32 @@ class ServeOptions:
         )
 
 
+def _check_free(what: str, host: str, port: int) -> None:
+    """gRPC reports a taken port as a RuntimeError after logging its own line: ask the kernel
+    first, so the user sees one line naming the flag."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ListenError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+
+
 async def _bind(what: str, starting: Awaitable[T]) -> T:
     """A server that cannot listen is a one-line error naming the flag, not a traceback."""
     try:
         return await starting
     except OSError as exc:
-        raise UbiqError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+        raise ListenError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+        if "bind" not in str(exc):
+            raise
+        raise ListenError(f"{what}: cannot listen (address in use?)") from None
     except SystemExit:  # uvicorn exits when it cannot bind
-        raise UbiqError(f"{what}: cannot listen (address in use?)") from None
+        raise ListenError(f"{what}: cannot listen (address in use?)") from None
 
 
 class Ubiq:
@@ -166,6 +185,7 @@ class Ubiq:
         model = self.store.load()
         host, port = self.options.xds
         try:
+            _check_free(f"--xds {host}:{port}", host, port)
             self.xds_port = await _bind(
                 f"--xds {host}:{port}", self.xds.start(f"{host}:{port}", model)
             )

@@ -16,36 +16,64 @@ from controlplane.cli.status import cmd_status
 from controlplane.errors import UbiqError
 from controlplane.logging import configure_logging
 
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in Ubiq; 1, 3 and 4 come from UbiqError.exit_code
+
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """--debug and the log options, accepted before or after the command.
+
+    The copy given to each command defaults to SUPPRESS, so it only sets what was typed there."""
+    g = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else None
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="show tracebacks",
+    )
+    g.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=default,
+        help="default: info (warning for `demo`, whose own output tells the story)",
+    )
+    g.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default=argparse.SUPPRESS if suppress else "auto",
+        help="auto: console on a terminal, JSON lines otherwise",
+    )
+    return g
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ubiq", description="Ubiq: one control plane for traffic across clusters and regions."
+        prog="ubiq",
+        description="Ubiq: one control plane for traffic across clusters and regions.",
+        parents=[_global_options(suppress=False)],
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        help="default: info (warning for `demo`, whose own output tells the story)",
+    sub = _Subcommands(
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+        _global_options(suppress=True),
     )
-    parser.add_argument("--log-format", default="auto", choices=["auto", "console", "json"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check a policy directory; list every problem")
+    p = sub.add("validate", help="check a policy directory; list every problem")
     add_policy_dir(p)
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("schema", help="write JSON Schema for policy documents")
+    p = sub.add("schema", help="write JSON Schema for policy documents")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_schema)
 
-    p = sub.add_parser("serve", help="serve a policy directory (watching it for changes)")
+    p = sub.add("serve", help="serve a policy directory (watching it for changes)")
     add_policy_dir(p)
     from controlplane.serve import add_serve_arguments
 
     add_serve_arguments(p)
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("render", help="the Envoy resources a node would get, as JSON")
+    p = sub.add("render", help="the Envoy resources a node would get, as JSON")
     p.add_argument(
         "--node-id", default="envoy", help="informational; resources depend on --cluster"
     )
@@ -54,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_dir(p)
     p.set_defaults(handler=cmd_render)
 
-    p = sub.add_parser("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
+    p = sub.add("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
     p.add_argument("--node-id", required=True)
     p.add_argument("--cluster", required=True, help="the Ubiq cluster this Envoy runs in")
     p.add_argument("--region", required=True)
@@ -70,24 +98,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_bootstrap)
 
-    p = sub.add_parser("status", help="what a running `ubiq serve` is doing (proxies, GTM)")
+    p = sub.add("status", help="what a running `ubiq serve` is doing (proxies, GTM)")
     p.add_argument("--api", default="http://127.0.0.1:8081", help="the server's API address")
     p.add_argument("--json", action="store_true", help="raw JSON")
     p.set_defaults(handler=cmd_status)
 
-    dns = sub.add_parser("dns", help="global traffic manager tools")
-    dns_sub = dns.add_subparsers(dest="dns_command", required=True, metavar="COMMAND")
-    p = dns_sub.add_parser("explain", help="what a client would get for NAME, and why")
+    dns = sub.add("dns", help="global traffic manager tools")
+    dns_sub = _Subcommands(
+        dns.add_subparsers(dest="dns_command", required=True, metavar="COMMAND"), sub.common
+    )
+    p = dns_sub.add("explain", help="what a client would get for NAME, and why")
     p.add_argument("name")
     p.add_argument("--client", required=True, help="client IP address (or its ECS subnet address)")
     add_policy_dir(p)
     p.set_defaults(handler=cmd_dns_explain)
 
-    p = sub.add_parser("demo", help="run the bundled three-region demo")
+    p = sub.add("demo", help="run the bundled three-region demo")
     add_policy_dir(p)
     p.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
     p.set_defaults(handler=cmd_demo)
     return parser
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default, except an absent one (None, False) or one the help already states."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _Subcommands:
+    """Adds commands that share the global options and show defaults in --help."""
+
+    def __init__(self, action: Any, common: argparse.ArgumentParser) -> None:
+        self.action = action
+        self.common = common
+
+    def add(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.action.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[self.common],
+            formatter_class=_HelpFormatter,
+        )
+        return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"ubiq: error: {first}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except Exception as exc:
         if args.debug:
             raise
@@ -117,4 +175,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ubiq: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_INTERNAL

@@ -1,0 +1,52 @@
+"""`ubiq serve` that cannot start says why in one line, with its own exit code; --debug and the
+log options are accepted after the command too."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controlplane.ports import free_port
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
+
+
+def ubiq(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("flag", ["--xds", "--api"])
+def test_port_in_use_is_one_line_exit_3(flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        others = {"--xds": "127.0.0.1:0", "--api": f"127.0.0.1:{free_port()}"}
+        others[flag] = busy
+        out = ubiq(
+            "serve", str(EXAMPLE), "--log-level", "error", "--dns", f"127.0.0.1:{free_port()}",
+            "--xds", others["--xds"], "--api", others["--api"],
+        )  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"ubiq: error: {flag}")
+    assert "cannot listen" in lines[0] and "internal error" not in lines[0]
+
+
+def test_global_options_after_the_command() -> None:
+    out = ubiq("validate", str(EXAMPLE), "--debug", "--log-level", "warning", "--log-format", "json")
+    assert out.returncode == 0, out.stderr
+    missing = ubiq("validate", "/nonexistent/policies", "--debug")
+    assert missing.returncode == 1
+    assert "Traceback" in missing.stderr  # --debug took effect after the command

@@ -1,4 +1,4 @@
-"""The ``ubiq`` command. Errors are one clear line (exit 1), never a traceback unless --debug."""
+"""The ``ubiq`` command. Errors are one clear line, never a traceback unless --debug."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from controlplane.cli.bootstrap import cmd_bootstrap
 from controlplane.cli.common import Handler, add_policy_dir, resolve_policy_dir

@@ -45,7 +45,9 @@ def test_port_in_use_is_one_line_exit_3(flag: str) -> None:
 
 
 def test_global_options_after_the_command() -> None:
-    out = ubiq("validate", str(EXAMPLE), "--debug", "--log-level", "warning", "--log-format", "json")
+    out = ubiq(
+        "validate", str(EXAMPLE), "--debug", "--log-level", "warning", "--log-format", "json"
+    )
     assert out.returncode == 0, out.stderr
     missing = ubiq("validate", "/nonexistent/policies", "--debug")
     assert missing.returncode == 1

@@ -1,4 +1,9 @@
-"""Structured logs: key=value on a terminal, JSON lines otherwise (or when asked)."""
+"""Structured logs: key=value on a terminal, JSON lines otherwise (or when asked).
+
+structlog and the standard library share one handler (structlog's ProcessorFormatter), so a
+line from a library (uvicorn, watchfiles, grpc's Python side) is rendered like Ubiq's own: in
+JSON mode every line on stderr is one JSON object.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ import structlog
 
 Format = Literal["auto", "console", "json"]
 
+#: Libraries whose INFO lines are per-request chatter; they log at WARNING and above only.
+QUIET_LIBRARIES = ("httpx", "httpcore", "uvicorn.access", "watchfiles.main")
+
 
 def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
     if fmt == "auto":
@@ -19,15 +27,31 @@ def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
         if fmt == "console"
         else structlog.processors.JSONRenderer(sort_keys=True)
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,

@@ -29,6 +29,7 @@ from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore, PolicySource
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
+from controlplane.xds.sync_state import overall, proxy_sync
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -257,7 +258,15 @@ class Ubiq:
     def proxies(self) -> list[Mapping[str, Any]]:
         from controlplane.api.app import to_jsonable
 
-        return [to_jsonable(p) for p in self.xds.status.snapshot()]
+        cache = self.xds.cache
+        groups = cache.groups()
+        rows: list[Mapping[str, Any]] = []
+        for proxy in self.xds.status.snapshot():
+            sync = proxy_sync(proxy, cache.get(proxy.group), groups)
+            rows.append(
+                {**to_jsonable(proxy), **sync, "state": overall(sync["sync"], sync["problem"])}
+            )
+        return rows
 
     def gtm_health(self) -> list[Mapping[str, Any]]:
         rows: list[Mapping[str, Any]] = [*self.gtm.health()] if self.gtm is not None else []

@@ -17,6 +17,19 @@ Handler = Callable[[argparse.Namespace], int]
 POLICY_DIR_ENV = "UBIQ_POLICY_DIR"
 
 
+def env_default(name: str, fallback: str) -> str:
+    """A flag's default: the environment variable when set, else ``fallback``."""
+    return os.environ.get(name) or fallback
+
+
+def add_api_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--api",
+        default=env_default("UBIQ_API", "127.0.0.1:8081"),
+        help="a running server's API, HOST:PORT or URL (env UBIQ_API)",
+    )
+
+
 def add_policy_dir(p: argparse.ArgumentParser) -> None:
     """The policy directory: the positional argument, else $UBIQ_POLICY_DIR; never a guess."""
     p.add_argument(

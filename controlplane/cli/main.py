@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from controlplane.cli.bootstrap import cmd_bootstrap
-from controlplane.cli.common import Handler, add_policy_dir, resolve_policy_dir
+from controlplane.cli.common import Handler, add_api_option, add_policy_dir, resolve_policy_dir
 from controlplane.cli.dns import cmd_dns_explain
+from controlplane.cli.output import add_output_format
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
 from controlplane.cli.run import cmd_demo, cmd_serve
 from controlplane.cli.status import cmd_status
@@ -100,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add("status", help="what a running `ubiq serve` is doing (proxies, GTM)")
-    p.add_argument("--api", default="http://127.0.0.1:8081", help="the server's API address")
-    p.add_argument("--json", action="store_true", help="raw JSON")
+    add_api_option(p)
+    add_output_format(p)
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="-o json")
     p.set_defaults(handler=cmd_status)
 
     dns = sub.add("dns", help="global traffic manager tools")

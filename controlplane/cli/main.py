@@ -6,10 +6,18 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from controlplane.cli.bootstrap import cmd_bootstrap
-from controlplane.cli.common import Handler, add_api_option, add_policy_dir, resolve_policy_dir
+from controlplane.cli.common import (
+    POLICY_DIR_ENV,
+    Handler,
+    add_api_option,
+    add_policy_dir,
+    env_default,
+    resolve_policy_dir,
+)
 from controlplane.cli.dns import cmd_dns_explain
 from controlplane.cli.output import add_output_format
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
@@ -87,9 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
     p.add_argument("--node-id", required=True)
     p.add_argument("--cluster", required=True, help="the Ubiq cluster this Envoy runs in")
-    p.add_argument("--region", required=True)
-    p.add_argument("--zone", default="")
-    p.add_argument("--xds", default="127.0.0.1:18000", help="Ubiq's xDS address")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        default=os.environ.get(POLICY_DIR_ENV) or None,
+        help=f"policy directory to check --cluster against and take region and zone from"
+        f" (default: ${POLICY_DIR_ENV}, else no check)",
+    )
+    p.add_argument("--region", help="required without --policy; must match the policy's")
+    p.add_argument("--zone", help="default: the policy's zone of --cluster, else none")
+    p.add_argument(
+        "--xds",
+        default=env_default("UBIQ_XDS", "127.0.0.1:18000"),
+        help="Ubiq's xDS (env UBIQ_XDS)",
+    )
     p.add_argument("--admin-port", type=int, default=9901)
     p.add_argument("--delta", action="store_true", help="incremental (Delta) xDS instead of SotW")
     p.add_argument(

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from controlplane.cli import main
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
@@ -119,3 +121,20 @@ def test_serve_rejects_bad_flags() -> None:
     ):
         with pytest.raises(UbiqError):
             ServeOptions.from_args(build_parser().parse_args(["serve", "pol", *argv]))
+
+
+def test_bootstrap_checks_the_cluster_against_the_policy(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UBIQ_POLICY_DIR", raising=False)
+    base = ["bootstrap", "--node-id", "e1", "--policy", str(EXAMPLE)]
+    assert main([*base, "--cluster", "eu-west"]) == 0
+    out = capsys.readouterr().out
+    assert 'region: "eu-west"' in out and 'zone: "eu-west-1b"' in out  # taken from the policy
+    assert main([*base, "--cluster", "eu-wst"]) == 1
+    assert "'eu-wst' is not a Cluster in" in capsys.readouterr().err
+    assert main([*base, "--cluster", "eu-west", "--region", "us-west"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().endswith("cluster 'eu-west' is in region 'eu-west'")
+    assert main(["bootstrap", "--node-id", "e1", "--cluster", "eu-west"]) == 1
+    assert "--region: required without --policy" in capsys.readouterr().err

@@ -9,12 +9,15 @@ from controlplane.errors import UbiqError, UnreachableError
 
 
 def api_url(value: str) -> str:
-    """``HOST:PORT`` (as ``serve --api`` takes it), ``[::1]:PORT`` or a URL -> base URL."""
+    """``HOST:PORT`` or ``PORT`` (as ``serve --api`` takes them, host 127.0.0.1), ``[::1]:PORT``
+    or a URL -> base URL."""
     value = value.strip().rstrip("/")
     if "://" in value:
         return value
     if not value:
         raise UbiqError("--api: expected HOST:PORT or a URL, got ''")
+    if value.isdigit():
+        value = f"127.0.0.1:{value}"
     return f"http://{value}"
 
 

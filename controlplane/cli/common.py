@@ -58,6 +58,8 @@ def resolve_policy_dir(
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if "directory" not in args or args.directory is not None:
         return
+    if getattr(args, "directory_or_api", False) and args.api is not None:
+        return
     from_env = os.environ.get(POLICY_DIR_ENV)
     if not from_env:
         parser.error(f"a policy DIRECTORY is required (or set {POLICY_DIR_ENV})")

@@ -133,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--client", required=True, help="client IP address (or its ECS subnet address)")
     add_policy_dir(p)
-    p.set_defaults(handler=cmd_dns_explain)
+    p.add_argument(
+        "--api",
+        help="ask a running server (HOST:PORT or URL) instead: live health, no DIRECTORY",
+    )
+    add_output_format(p)
+    p.set_defaults(handler=cmd_dns_explain, directory_or_api=True)
 
     p = sub.add("demo", help="run the bundled three-region demo")
     add_policy_dir(p)

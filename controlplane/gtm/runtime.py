@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controlplane.errors import GtmError
-from controlplane.gtm.explain import explain, explain_dict
+from controlplane.gtm.explain import explain_dict, explain_text, served_name
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
@@ -275,14 +275,14 @@ class GtmRuntime:
         plan = self._plan
         if plan is None:
             return None
-        policy = plan.policies.get(name.rstrip(".").lower())
-        if policy is None:
+        served = served_name(plan.policies, plan.zones, name)
+        if served is None:
             return None
+        policy = plan.policies[served[0]]
         group = plan.group_for(client)
         decision = plan.decisions.get((policy.name, group.name))
         if decision is None:
             return None
         # the health the plan was decided with, not the newest (a rebuild may be in flight)
-        if text:
-            return explain(policy, group, plan.health, decision, client=client)
-        return explain_dict(policy, group, plan.health, decision, client=client)
+        data = explain_dict(policy, group, plan.health, decision, client=client, alias=served[1])
+        return explain_text(data) if text else data

@@ -138,3 +138,12 @@ def test_bootstrap_checks_the_cluster_against_the_policy(
     assert err.strip().endswith("cluster 'eu-west' is in region 'eu-west'")
     assert main(["bootstrap", "--node-id", "e1", "--cluster", "eu-west"]) == 1
     assert "--region: required without --policy" in capsys.readouterr().err
+
+
+def test_api_address_forms() -> None:
+    from controlplane.cli.api_client import api_url
+
+    assert api_url("127.0.0.1:8081") == "http://127.0.0.1:8081"
+    assert api_url("8081") == "http://127.0.0.1:8081"
+    assert api_url("[::1]:8081") == "http://[::1]:8081"
+    assert api_url("https://ubiq.example/") == "https://ubiq.example"

@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add("demo", help="run the bundled three-region demo")
     add_policy_dir(p)
     p.add_argument("--keep-running", action="store_true", help="keep serving until Ctrl-C")
+    p.add_argument("--xds", default="127.0.0.1:0", help="the demo's xDS address (port 0: any free)")
+    p.add_argument("--dns", default="127.0.0.1:0", help="the demo's DNS address (port 0: any free)")
+    p.add_argument("--api", default="127.0.0.1:0", help="the demo's API address (port 0: any free)")
     p.set_defaults(handler=cmd_demo)
     return parser
 

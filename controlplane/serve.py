@@ -201,7 +201,7 @@ class Ubiq:
         self._watch = asyncio.create_task(self.store.watch())
         self._watch.add_done_callback(self._watch_ended)
         log.info(
-            "ubiq serving",
+            "serve.started",
             directory=str(self.options.directory),
             model=model.hash[:12],
             xds=f"{host}:{self.xds_port}",
@@ -212,7 +212,8 @@ class Ubiq:
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error(
-                "policy watcher stopped; changes are no longer picked up",
+                "policy.watcher.stopped",
+                detail="changes are no longer picked up",
                 error=repr(task.exception()),
             )
             self.failed.set()
@@ -239,7 +240,7 @@ class Ubiq:
             try:
                 await part.stop()
             except Exception:
-                log.exception("stopping failed", part=type(part).__name__)
+                log.exception("serve.stop.failed", part=type(part).__name__)
 
     # --- RuntimeView for the API ---------------------------------------------------------------
 
@@ -297,6 +298,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         stopped.cancel()
         failed.cancel()
         await ubiq.stop()
+        log.info("serve.stopped", failed=ubiq.failed.is_set())
         if ubiq.failed.is_set():
             raise UbiqError("a part of Ubiq stopped unexpectedly; see the log")
     finally:

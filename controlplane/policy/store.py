@@ -108,7 +108,7 @@ class DirectoryStore:
             self._reject((Problem(str(self.root), None, "", str(exc)),))
             return False
         except Exception as exc:  # a loader bug must not end the watch
-            log.exception("policy load failed unexpectedly", root=str(self.root))
+            log.exception("policy.load.failed", root=str(self.root))
             self._reject((Problem(str(self.root), None, "", f"internal error: {exc!r}"),))
             return False
         if model.hash == self._model.hash and self._status.ok:
@@ -122,7 +122,8 @@ class DirectoryStore:
             False, s.model_hash, s.generation, s.loaded_at, time.time(), problems, s.rejected + 1
         )
         log.warning(
-            "policy change rejected; keeping last good model",
+            "policy.reload.rejected",
+            detail="keeping the last good model",
             root=str(self.root),
             problems=[str(p) for p in problems[:20]],
             count=len(problems),
@@ -135,14 +136,12 @@ class DirectoryStore:
         self._status = StoreStatus(
             True, model.hash, s.generation + 1, time.time(), rejected=s.rejected
         )
-        log.info(
-            "policy model loaded", root=str(self.root), hash=model.hash[:12], **model.summary()
-        )
+        log.info("policy.loaded", root=str(self.root), hash=model.hash[:12], **model.summary())
         for listener in self._listeners:
             try:
                 listener(model)
             except Exception:
-                log.exception("policy listener failed", listener=repr(listener))
+                log.exception("policy.listener.failed", listener=repr(listener))
 
     async def watch(self) -> None:
         """Watch the directory until ``stop()``; each batch of changes triggers one reload."""
@@ -157,7 +156,7 @@ class DirectoryStore:
             stop_event=self._stop,
             recursive=True,
         ):
-            log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
+            log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
             await self.reload()
 
     def stop(self) -> None:

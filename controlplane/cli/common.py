@@ -66,8 +66,25 @@ def resolve_policy_dir(
     args.directory = Path(from_env)
 
 
+#: model.summary() key -> the word for one of them
+_SINGULAR = {
+    "clusters": "cluster",
+    "services": "service",
+    "routePolicies": "routePolicy",
+    "trafficPolicies": "trafficPolicy",
+    "placements": "placement",
+    "globalServices": "globalService",
+    "canaries": "canary",
+}
+
+
+def count(n: int, plural: str) -> str:
+    """``1 globalService``, ``2 globalServices``, ``0 canaries``."""
+    return f"{n} {_SINGULAR.get(plural, plural) if n == 1 else plural}"
+
+
 def summary(model: Model) -> str:
-    counts = ", ".join(f"{n} {k}" for k, n in model.summary().items())
+    counts = ", ".join(count(n, k) for k, n in model.summary().items())
     return f"{counts}; hash {model.hash[:16]}"
 
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add("validate", help="check a policy directory; list every problem")
     add_policy_dir(p)
+    add_output_format(p)
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add("schema", help="write JSON Schema for policy documents")
@@ -88,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-id", default="envoy", help="informational; resources depend on --cluster"
     )
     p.add_argument("--cluster", required=True, help="the Ubiq cluster the node runs in")
-    p.add_argument("--listener-port", type=int, default=10000)
+    p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     add_policy_dir(p)
+    add_output_format(p, default="json")
     p.set_defaults(handler=cmd_render)
 
     p = sub.add("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")

@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
 from controlplane.cli.common import load_or_report, summary, write_output
+from controlplane.cli.output import emit
 from controlplane.errors import UbiqError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    model = load_or_report(args.directory)
-    if model is None:
+    if args.format == "text":
+        model = load_or_report(args.directory)
+        if model is None:
+            return 1
+        print(f"{args.directory}: valid ({summary(model)})")
+        return 0
+    from controlplane.errors import PolicyError
+    from controlplane.policy.loader import load_directory
+
+    try:
+        model = load_directory(args.directory)
+    except PolicyError as exc:
+        problems = [dataclasses.asdict(p) for p in exc.problems]
+        emit(
+            {"directory": str(args.directory), "valid": False, "problems": problems},
+            args.format,
+            str,
+        )
         return 1
-    print(f"{args.directory}: valid ({summary(model)})")
+    data = {
+        "directory": str(args.directory),
+        "valid": True,
+        "counts": dict(model.summary()),
+        "hash": model.hash,
+        "problems": [],
+    }
+    emit(data, args.format, str)
     return 0
 
 
@@ -39,5 +65,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         cluster=args.cluster, region=cluster.spec.region, zone=cluster.spec.zone or ""
     )
     options = CompileOptions(listener_port=args.listener_port)
-    sys.stdout.write(render_node_json(model, node, options))
+    text = render_node_json(model, node, options)
+    if args.format == "yaml":
+        emit(json.loads(text), "yaml", str)
+    else:
+        sys.stdout.write(text)
     return 0

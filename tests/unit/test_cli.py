@@ -147,3 +147,32 @@ def test_api_address_forms() -> None:
     assert api_url("8081") == "http://127.0.0.1:8081"
     assert api_url("[::1]:8081") == "http://[::1]:8081"
     assert api_url("https://ubiq.example/") == "https://ubiq.example"
+
+
+def test_validate_counts_are_pluralized(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "3 clusters" in out and "1 globalService," in out and "1 canary;" in out
+    from controlplane.cli.common import count
+
+    assert [count(n, "canaries") for n in (0, 1, 2)] == ["0 canaries", "1 canary", "2 canaries"]
+
+
+def test_read_commands_speak_json_and_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    bad = EXAMPLE.parent / "bad"
+    assert main(["validate", str(bad), "-o", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["valid"] is False
+    fields = [p["field"] for p in data["problems"] if p["file"].endswith("placement.yaml")]
+    assert fields == ["spec.strategy.weights", "spec.strategy.order"]  # every Placement problem
+    assert main(["validate", str(EXAMPLE), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["counts"]["clusters"] == 3
+    assert main(["render", "--cluster", "eu-west", str(EXAMPLE)]) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert main(["render", "--cluster", "eu-west", str(EXAMPLE), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+    argv = ["dns", "explain", "checkout.gtm.example", "--client", "203.0.113.7", str(EXAMPLE)]
+    assert main([*argv, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"]["addresses"] == ["127.0.0.12"]

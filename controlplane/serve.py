@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Mapping
@@ -50,12 +51,21 @@ def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return host, number
 
 
+def _env(name: str, fallback: str) -> str:
+    return os.environ.get(name) or fallback
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--xds", default="127.0.0.1:18000", help="xDS (ADS) gRPC address")
+    p.add_argument(
+        "--xds",
+        default=_env("UBIQ_XDS", "127.0.0.1:18000"),
+        help="xDS (ADS) gRPC address (env UBIQ_XDS)",
+    )
     p.add_argument(
         "--dns",
         action="append",
-        help="DNS listen address, repeatable (default 127.0.0.1:5353); 'off' disables the GTM",
+        help="DNS listen address, repeatable (default: $UBIQ_DNS, comma-separated, else"
+        " 127.0.0.1:5353); 'off' disables the GTM",
     )
     p.add_argument(
         "--ns-label",
@@ -75,7 +85,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="networks allowed to AXFR the GTM's zones, repeatable (default: refused to all)",
     )
-    p.add_argument("--api", default="127.0.0.1:8081", help="HTTP API address; 'off' disables it")
+    p.add_argument(
+        "--api",
+        default=_env("UBIQ_API", "127.0.0.1:8081"),
+        help="HTTP API address; 'off' disables it (env UBIQ_API)",
+    )
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
         "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
@@ -95,7 +109,8 @@ class ServeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
-        dns_args = args.dns or ["127.0.0.1:5353"]
+        from_env = [d.strip() for d in os.environ.get("UBIQ_DNS", "").split(",") if d.strip()]
+        dns_args = args.dns or from_env or ["127.0.0.1:5353"]
         dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
         gtm = None
         if args.ns_address or args.ns_label != "ns1" or args.allow_transfer:

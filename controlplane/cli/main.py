@@ -26,6 +26,8 @@ from controlplane.cli.status import cmd_status
 from controlplane.errors import UbiqError
 from controlplane.logging import configure_logging
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "console", "json")
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in Ubiq; 1, 3 and 4 come from UbiqError.exit_code
 
 
@@ -43,15 +45,16 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=default,
-        help="default: info (warning for `demo`, whose own output tells the story)",
+        choices=LOG_LEVELS,
+        default=default if suppress else os.environ.get("UBIQ_LOG_LEVEL") or None,
+        help="default: $UBIQ_LOG_LEVEL, else info (warning for `demo`, whose own output tells"
+        " the story)",
     )
     g.add_argument(
         "--log-format",
-        choices=["auto", "console", "json"],
-        default=argparse.SUPPRESS if suppress else "auto",
-        help="auto: console on a terminal, JSON lines otherwise",
+        choices=LOG_FORMATS,
+        default=argparse.SUPPRESS if suppress else os.environ.get("UBIQ_LOG_FORMAT") or "auto",
+        help="auto: console on a terminal, JSON lines otherwise (env UBIQ_LOG_FORMAT)",
     )
     return g
 
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_global_options(suppress=False)],
         formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ubiq {version()}")
     sub = _Subcommands(
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
         _global_options(suppress=True),
@@ -149,7 +153,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns", default="127.0.0.1:0", help="the demo's DNS address (port 0: any free)")
     p.add_argument("--api", default="127.0.0.1:0", help="the demo's API address (port 0: any free)")
     p.set_defaults(handler=cmd_demo)
+    p = sub.add("completion", help='a shell completion script: eval "$(ubiq completion bash)"')
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(handler=cmd_completion)
+    mark_completions(parser)
     return parser
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("ubiq")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
+def mark_completions(parser: argparse.ArgumentParser) -> None:
+    """Directories and files complete as such (shtab reads ``action.complete``)."""
+    import shtab
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                mark_completions(sub)
+        elif action.dest in ("directory", "policy"):
+            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+        elif action.dest == "output":
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -184,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     resolve_policy_dir(parser, args, extra)
+    for name, value, allowed in (
+        ("UBIQ_LOG_LEVEL", args.log_level, LOG_LEVELS),
+        ("UBIQ_LOG_FORMAT", args.log_format, LOG_FORMATS),
+    ):
+        if value is not None and value not in allowed:
+            parser.error(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
     level = args.log_level or ("warning" if args.command == "demo" else "info")
     configure_logging(level, args.log_format)
     handler: Handler = args.handler

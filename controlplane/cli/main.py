@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_render)
 
     p = sub.add("bootstrap", help="an Envoy bootstrap that points at Ubiq's xDS server")
-    p.add_argument("--node-id", required=True)
+    p.add_argument("--node-id", required=True, help="the node's id (unique per proxy)")
     p.add_argument("--cluster", required=True, help="the Ubiq cluster this Envoy runs in")
     p.add_argument(
         "--policy",
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env_default("UBIQ_XDS", "127.0.0.1:18000"),
         help="Ubiq's xDS (env UBIQ_XDS)",
     )
-    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--admin-port", type=int, default=9901, help="Envoy's admin port (loopback)")
     p.add_argument("--delta", action="store_true", help="incremental (Delta) xDS instead of SotW")
     p.add_argument(
         "--grpc",

@@ -51,14 +51,15 @@ def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return host, number
 
 
-def _env(name: str, fallback: str) -> str:
+def env_default(name: str, fallback: str) -> str:
+    """A flag's default: the environment variable when set, else ``fallback``."""
     return os.environ.get(name) or fallback
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--xds",
-        default=_env("UBIQ_XDS", "127.0.0.1:18000"),
+        default=env_default("UBIQ_XDS", "127.0.0.1:18000"),
         help="xDS (ADS) gRPC address (env UBIQ_XDS)",
     )
     p.add_argument(
@@ -87,7 +88,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--api",
-        default=_env("UBIQ_API", "127.0.0.1:8081"),
+        default=env_default("UBIQ_API", "127.0.0.1:8081"),
         help="HTTP API address; 'off' disables it (env UBIQ_API)",
     )
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")

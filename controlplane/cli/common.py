@@ -11,15 +11,11 @@ from pathlib import Path
 from controlplane.errors import PolicyError, UbiqError
 from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
+from controlplane.serve import env_default
 
 Handler = Callable[[argparse.Namespace], int]
 
 POLICY_DIR_ENV = "UBIQ_POLICY_DIR"
-
-
-def env_default(name: str, fallback: str) -> str:
-    """A flag's default: the environment variable when set, else ``fallback``."""
-    return os.environ.get(name) or fallback
 
 
 def add_api_option(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,6 @@ from controlplane.cli.common import (
     Handler,
     add_api_option,
     add_policy_dir,
-    env_default,
     resolve_policy_dir,
 )
 from controlplane.cli.dns import cmd_dns_explain
@@ -25,6 +24,7 @@ from controlplane.cli.run import cmd_demo, cmd_serve
 from controlplane.cli.status import cmd_status
 from controlplane.errors import UbiqError
 from controlplane.logging import configure_logging
+from controlplane.serve import env_default
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")

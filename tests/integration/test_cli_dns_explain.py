@@ -4,27 +4,17 @@ against a live `ubiq serve` (--api)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
+from tests.support.cli import ubiq
 from tests.support.dns import dig
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 ALIAS, NAME = "shop.gtm.example", "checkout.gtm.example"
-
-
-def ubiq(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def test_explain_an_alias_offline() -> None:

@@ -4,25 +4,14 @@ log options are accepted after the command too."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from controlplane.ports import free_port
+from tests.support.cli import ubiq
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
-
-
-def ubiq(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("flag", ["--xds", "--api"])

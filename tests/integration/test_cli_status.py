@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,20 +13,11 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.cli import ubiq
 from tests.support.envoy import envoy, wait_until
 from tests.support.procs import free_port, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
-
-
-def ubiq(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 @pytest.fixture

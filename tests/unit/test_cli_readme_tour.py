@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import ubiq
 
 ROOT = Path(__file__).parents[2]
 NEEDS_A_SERVER = {"serve", "status"}
@@ -31,14 +31,7 @@ def test_the_tour_has_the_offline_commands() -> None:
 @pytest.mark.parametrize("argv", tour_commands(), ids=lambda argv: " ".join(argv[:2]))
 def test_tour_command_works(argv: list[str], tmp_path: Path) -> None:
     (tmp_path / "examples").symlink_to(ROOT / "examples")
-    out = subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *argv],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = ubiq(*argv, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout or list(tmp_path.glob("*.json")), "printed nothing and wrote nothing"
     assert "error" not in out.stderr

@@ -36,7 +36,6 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
 
     The copy given to each command defaults to SUPPRESS, so it only sets what was typed there."""
     g = argparse.ArgumentParser(add_help=False)
-    default = argparse.SUPPRESS if suppress else None
     g.add_argument(
         "--debug",
         action="store_true",
@@ -46,7 +45,7 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     g.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
-        default=default if suppress else os.environ.get("UBIQ_LOG_LEVEL") or None,
+        default=argparse.SUPPRESS if suppress else os.environ.get("UBIQ_LOG_LEVEL") or None,
         help="default: $UBIQ_LOG_LEVEL, else info (warning for `demo`, whose own output tells"
         " the story)",
     )

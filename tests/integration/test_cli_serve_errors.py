@@ -41,3 +41,17 @@ def test_global_options_after_the_command() -> None:
     missing = ubiq("validate", "/nonexistent/policies", "--debug")
     assert missing.returncode == 1
     assert "Traceback" in missing.stderr  # --debug took effect after the command
+
+
+async def test_demo_backend_on_a_taken_address_is_a_listen_error() -> None:
+    from controlplane.demo.backends import DemoBackend
+    from controlplane.errors import ListenError
+
+    port = free_port()
+    first = DemoBackend("checkout", "eu-west", "v1", "127.0.0.1", port)
+    await first.start()
+    try:
+        with pytest.raises(ListenError, match=rf"checkout \(eu-west\) 127.0.0.1:{port}: cannot"):
+            await DemoBackend("checkout", "eu-west", "v2", "127.0.0.1", port).start()
+    finally:
+        await first.stop()

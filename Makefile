@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl
+APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl curl
 
 .PHONY: demo test test-unit lint fmt bench system-deps clean deploy
 

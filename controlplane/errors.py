@@ -4,6 +4,8 @@
 
     UbiqError
     ├── PolicyError                  a policy set cannot be loaded; carries every Problem found
+    ├── ListenError                  a server cannot listen on its address (exit code 3)
+    ├── UnreachableError             a Ubiq server the CLI asks does not answer (exit code 4)
     ├── SourceError                  a policy source (directory, store) cannot be read at all
     ├── XdsError
     │   ├── InconsistentSnapshotError    a snapshot's cross-references do not hold; never published
@@ -22,6 +24,16 @@ from dataclasses import dataclass
 
 class UbiqError(Exception):
     """Base of every error Ubiq raises on purpose."""
+
+    exit_code = 1  # what `ubiq` exits with (docs/cli.md, "Exit codes")
+
+
+class ListenError(UbiqError):
+    exit_code = 3
+
+
+class UnreachableError(UbiqError):
+    exit_code = 4
 
 
 @dataclass(frozen=True, slots=True)

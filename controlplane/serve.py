@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
-from controlplane.errors import UbiqError
+from controlplane.errors import ListenError, UbiqError
 from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
@@ -29,6 +31,7 @@ from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
+from controlplane.xds.sync_state import overall, proxy_sync
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -49,12 +52,22 @@ def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return host, number
 
 
+def env_default(name: str, fallback: str) -> str:
+    """A flag's default: the environment variable when set, else ``fallback``."""
+    return os.environ.get(name) or fallback
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--xds", default="127.0.0.1:18000", help="xDS (ADS) gRPC address")
+    p.add_argument(
+        "--xds",
+        default=env_default("UBIQ_XDS", "127.0.0.1:18000"),
+        help="xDS (ADS) gRPC address (env UBIQ_XDS)",
+    )
     p.add_argument(
         "--dns",
         action="append",
-        help="DNS listen address, repeatable (default 127.0.0.1:5353); 'off' disables the GTM",
+        help="DNS listen address, repeatable (default: $UBIQ_DNS, comma-separated, else"
+        " 127.0.0.1:5353); 'off' disables the GTM",
     )
     p.add_argument(
         "--ns-label",
@@ -74,7 +87,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="networks allowed to AXFR the GTM's zones, repeatable (default: refused to all)",
     )
-    p.add_argument("--api", default="127.0.0.1:8081", help="HTTP API address; 'off' disables it")
+    p.add_argument(
+        "--api",
+        default=env_default("UBIQ_API", "127.0.0.1:8081"),
+        help="HTTP API address; 'off' disables it (env UBIQ_API)",
+    )
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
         "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
@@ -100,7 +117,8 @@ class ServeOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
-        dns_args = args.dns or ["127.0.0.1:5353"]
+        from_env = [d.strip() for d in os.environ.get("UBIQ_DNS", "").split(",") if d.strip()]
+        dns_args = args.dns or from_env or ["127.0.0.1:5353"]
         dns = () if dns_args == ["off"] else tuple(parse_hostport(d) for d in dns_args)
         gtm = None
         if args.ns_address or args.ns_label != "ns1" or args.allow_transfer:
@@ -138,14 +156,32 @@ class ServeOptions:
         )
 
 
+def _check_free(what: str, host: str, port: int) -> None:
+    """gRPC reports a taken port as a RuntimeError after logging its own line: ask the kernel
+    first, so the user sees one line naming the flag."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ListenError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+
+
 async def _bind(what: str, starting: Awaitable[T]) -> T:
     """A server that cannot listen is a one-line error naming the flag, not a traceback."""
     try:
         return await starting
     except OSError as exc:
-        raise UbiqError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+        raise ListenError(f"{what}: cannot listen: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+        if "bind" not in str(exc):
+            raise
+        raise ListenError(f"{what}: cannot listen (address in use?)") from None
     except SystemExit:  # uvicorn exits when it cannot bind
-        raise UbiqError(f"{what}: cannot listen (address in use?)") from None
+        raise ListenError(f"{what}: cannot listen (address in use?)") from None
 
 
 class Ubiq:
@@ -174,6 +210,7 @@ class Ubiq:
         model = self.store.load()
         host, port = self.options.xds
         try:
+            _check_free(f"--xds {host}:{port}", host, port)
             self.xds_port = await _bind(
                 f"--xds {host}:{port}", self.xds.start(f"{host}:{port}", model)
             )
@@ -188,7 +225,7 @@ class Ubiq:
         self._watch = asyncio.create_task(self.store.watch())
         self._watch.add_done_callback(self._watch_ended)
         log.info(
-            "ubiq serving",
+            "serve.started",
             source=self.options.store or str(self.options.directory),
             model=model.hash[:12],
             xds=f"{host}:{self.xds_port}",
@@ -199,7 +236,8 @@ class Ubiq:
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error(
-                "policy watcher stopped; changes are no longer picked up",
+                "policy.watcher.stopped",
+                detail="changes are no longer picked up",
                 error=repr(task.exception()),
             )
             self.failed.set()
@@ -226,7 +264,7 @@ class Ubiq:
             try:
                 await part.stop()
             except Exception:
-                log.exception("stopping failed", part=type(part).__name__)
+                log.exception("serve.stop.failed", part=type(part).__name__)
 
     # --- RuntimeView for the API ---------------------------------------------------------------
 
@@ -245,7 +283,15 @@ class Ubiq:
     def proxies(self) -> list[Mapping[str, Any]]:
         from controlplane.api.app import to_jsonable
 
-        return [to_jsonable(p) for p in self.xds.status.snapshot()]
+        cache = self.xds.cache
+        groups = cache.groups()
+        rows: list[Mapping[str, Any]] = []
+        for proxy in self.xds.status.snapshot():
+            sync = proxy_sync(proxy, cache.get(proxy.group), groups)
+            rows.append(
+                {**to_jsonable(proxy), **sync, "state": overall(sync["sync"], sync["problem"])}
+            )
+        return rows
 
     def gtm_health(self) -> list[Mapping[str, Any]]:
         rows: list[Mapping[str, Any]] = [*self.gtm.health()] if self.gtm is not None else []
@@ -276,6 +322,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         stopped.cancel()
         failed.cancel()
         await ubiq.stop()
+        log.info("serve.stopped", failed=ubiq.failed.is_set())
         if ubiq.failed.is_set():
             raise UbiqError("a part of Ubiq stopped unexpectedly; see the log")
     finally:

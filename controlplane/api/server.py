@@ -19,7 +19,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 class ApiServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, log_config=None
+        )  # log_config=None: uvicorn logs through the root handler (controlplane.logging)
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
         self._address = (host, port)

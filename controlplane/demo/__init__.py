@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.asyncquery
@@ -30,7 +31,7 @@ from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
 from controlplane.ports import free_port
-from controlplane.serve import ServeOptions, Ubiq
+from controlplane.serve import ServeOptions, Ubiq, parse_hostport
 from controlplane.xds.compiler.options import CompileOptions
 
 
@@ -59,23 +60,39 @@ async def dig(server: tuple[str, int], name: str, subnet: str | None) -> list[st
     return sorted(str(r) for rrset in reply.answer for r in rrset)
 
 
+@dataclass(frozen=True, slots=True)
+class DemoAddresses:
+    """Where the demo's Ubiq listens; port 0 (the default) takes a free port."""
+
+    xds: tuple[str, int] = ("127.0.0.1", 0)
+    dns: tuple[str, int] = ("127.0.0.1", 0)
+    api: tuple[str, int] = ("127.0.0.1", 0)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoAddresses:
+        return cls(
+            xds=parse_hostport(args.xds), dns=parse_hostport(args.dns), api=parse_hostport(args.api)
+        )
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(Path(args.directory), keep_running=args.keep_running))
+    addresses = DemoAddresses.from_args(args)
+    return asyncio.run(_demo(Path(args.directory), keep_running=args.keep_running, at=addresses))
 
 
-async def _demo(directory: Path, *, keep_running: bool) -> int:
+async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = DemoAddresses()) -> int:
     model = load_directory(directory)
     work = Path(tempfile.mkdtemp(prefix="ubiq-demo-"))
     policies = work / "policies"
     shutil.copytree(directory, policies)
     print(f"Ubiq demo: {directory} (policy hash {model.hash[:12]}); working in {work}")
     clusters = {n: c.spec for n, c in model.clusters.items() if c.spec.gateway is not None}
-    dns_port = free_port(udp_too=True)
+    dns_host, dns_port = at.dns[0], at.dns[1] or free_port(at.dns[0], udp_too=True)
     options = ServeOptions(
         directory=policies,
-        xds=("127.0.0.1", 0),
-        dns=(("127.0.0.1", dns_port),),
-        api=("127.0.0.1", free_port()),
+        xds=at.xds,
+        dns=((dns_host, dns_port),),
+        api=(at.api[0], at.api[1] or free_port(at.api[0])),
         compile=CompileOptions(
             listener_addresses={n: c.gateway.address for n, c in clusters.items() if c.gateway},
             listener_ports={n: c.gateway.port for n, c in clusters.items() if c.gateway},
@@ -93,7 +110,7 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
         await ubiq.start()
         assert ubiq.xds_port is not None and options.api is not None
         api = f"http://{options.api[0]}:{options.api[1]}"
-        print(f"xDS on 127.0.0.1:{ubiq.xds_port}, DNS on 127.0.0.1:{dns_port}, API on {api}")
+        print(f"xDS on {at.xds[0]}:{ubiq.xds_port}, DNS on {dns_host}:{dns_port}, API on {api}")
         step(f"starting {len(clusters)} real Envoys, one per cluster")
         for name, spec in clusters.items():
             envoys.append(
@@ -118,12 +135,12 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
         async with httpx.AsyncClient() as client:
             status = (await client.get(f"{api}/v1/status")).json()
         for proxy in status["proxies"]:
-            acked = ", ".join(
-                f"{t.rsplit('.', 1)[-1]}={v[:8]}" for t, v in sorted(proxy["acked"].items())
-            )
-            print(f"proxy {proxy['node_id']:14} {proxy['mode']:5} acked {acked}")
+            sync = ", ".join(f"{t} {state}" for t, state in proxy["sync"].items())
+            print(f"proxy {proxy['node_id']:14} {proxy['mode']:5} {sync}")
+        print(f"(the same as a table: ubiq status --api {api})")
         await _wait_gtm_healthy(ubiq)
-        await _show_gtm(ubiq, ("127.0.0.1", dns_port), envoys)
+        await _show_gtm(ubiq, (dns_host, dns_port), api)
+        await _failover(ubiq, (dns_host, dns_port), envoys, work, clusters)
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
             with contextlib.suppress(asyncio.CancelledError):
@@ -205,25 +222,73 @@ async def _wait_gtm_healthy(ubiq: Ubiq) -> None:
     raise UbiqError("GTM health checks did not see every gateway healthy within 15s")
 
 
-async def _show_gtm(ubiq: Ubiq, server: tuple[str, int], envoys: list[EnvoyProcess]) -> None:
+async def _show_gtm(ubiq: Ubiq, server: tuple[str, int], api: str) -> None:
     step("global traffic manager: two client subnets, two regions")
     name = "checkout.gtm.example"
     host, port = server
     for subnet, who in (("203.0.113.0/24", "europe"), ("192.0.2.0/24", "america")):
         answer = await dig(server, name, subnet)
         show(f"dig @{host} -p {port} {name} +subnet={subnet} +short   # {who}", "\n".join(answer))
-    print(f"$ ubiq dns explain {name} --client 203.0.113.7")
+    print(f"$ ubiq dns explain {name} --client 203.0.113.7 --api {api}")
     if ubiq.gtm is not None:
         print(ubiq.gtm.explain(name, "203.0.113.7", text=True))
+
+
+async def _failover(
+    ubiq: Ubiq,
+    server: tuple[str, int],
+    envoys: list[EnvoyProcess],
+    work: Path,
+    clusters: Mapping[str, ClusterSpec],
+) -> None:
+    """Stop the eu-west Envoy (its gateway) until the answers move away, then start it again,
+    so what runs afterwards (--keep-running) is the demo as it began."""
     step("failover: stop the eu-west Envoy (its gateway); health checks notice, answers change")
-    eu = next(e for e in envoys if e.cluster == "eu-west")
+    name = "checkout.gtm.example"
+    host, port = server
+    index = next(i for i, e in enumerate(envoys) if e.cluster == "eu-west")
     before = await dig(server, name, "203.0.113.0/24")
-    eu.stop()
+    envoys[index].stop()
+    after = await _dig_until_changed(server, name, before)
+    print(
+        f"europe clients: {', '.join(before)} -> {', '.join(after.answer)} after {after.took:.1f}s"
+    )
+    show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(after.answer))
+    step("restore: start the eu-west Envoy again, so every command above works again")
+    spec = clusters["eu-west"]
+    assert ubiq.xds_port is not None and spec.gateway is not None
+    envoys[index] = start_envoy(
+        work, cluster="eu-west", region=spec.region, zone=spec.zone or "", xds_port=ubiq.xds_port
+    )
+    await asyncio.to_thread(wait_ready, envoys[index])
+    base = f"http://{spec.gateway.address}:{spec.gateway.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        await _wait_route(client)
+    await _wait_gtm_healthy(ubiq)
+    print(
+        f"envoy eu-west  ready again: gateway {spec.gateway.address}:{spec.gateway.port},"
+        f" admin 127.0.0.1:{envoys[index].admin_port}; GTM health checks see it healthy"
+    )
+    now = await dig(server, name, "203.0.113.0/24")
+    show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(now))
+    if ubiq.gtm is not None:
+        data = ubiq.gtm.explain(name, "203.0.113.7")
+        if isinstance(data, dict):
+            print("why: " + "; ".join(data["reasons"]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Changed:
+    answer: list[str]
+    took: float
+
+
+async def _dig_until_changed(server: tuple[str, int], name: str, before: list[str]) -> _Changed:
     started = time.monotonic()
     after = before
     while after == before and time.monotonic() - started < 15:
         await asyncio.sleep(0.1)
         after = await dig(server, name, "203.0.113.0/24")
-    took = time.monotonic() - started
-    print(f"europe clients: {', '.join(before)} -> {', '.join(after)} after {took:.1f}s")
-    show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(after))
+    if after == before:
+        raise UbiqError(f"the GTM answer for {name} did not change within 15s")
+    return _Changed(after, time.monotonic() - started)

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from controlplane.errors import ListenError
+
 MAX_HEADER_BYTES = 16 * 1024
 
 
@@ -25,7 +27,13 @@ class DemoBackend:
     _connections: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        except OSError as exc:  # the example's fixed addresses: another demo may hold them
+            raise ListenError(
+                f"demo backend {self.service} ({self.cluster}) {self.host}:{self.port}:"
+                f" cannot listen: {exc.strerror or exc} (is another `ubiq demo` running?)"
+            ) from None
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -6,14 +6,23 @@ table, or by calling ``steer``); this module only lays the facts side by side.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import rotation_at, steer, target_label
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.zone import Zone
 
-__all__ = ["Explanation", "explain", "explain_client", "explain_dict"]
+__all__ = [
+    "Explanation",
+    "explain",
+    "explain_client",
+    "explain_dict",
+    "explain_text",
+    "served_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,23 @@ class Explanation:
     decision: Decision
     text: str
     data: dict[str, Any]
+
+
+def served_name(
+    policies: Mapping[str, SteeringPolicy], zones: Iterable[Zone], name: str
+) -> tuple[str, str | None] | None:
+    """(the GlobalService name that answers ``name``, the alias typed or None), following the
+    zones' CNAME records as the DNS server does; None when nothing here answers ``name``."""
+    wanted = name.rstrip(".").lower()
+    if wanted in policies:
+        return wanted, None
+    for zone in zones:
+        for record in zone.records:
+            if record.rtype == "CNAME" and record.name.rstrip(".").lower() == wanted:
+                target = record.rdata.rstrip(".").lower()
+                if target in policies:
+                    return target, wanted
+    return None
 
 
 def explain_client(
@@ -62,6 +88,7 @@ def explain_dict(
     decision: Decision,
     *,
     client: str | None = None,
+    alias: str | None = None,
 ) -> dict[str, Any]:
     """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts)."""
     latency_row = policy.latency.get(group.name, {})
@@ -87,6 +114,7 @@ def explain_dict(
         )
     return {
         "name": policy.name,
+        "alias": alias,  # the name asked for when it is a CNAME to ``name``
         "client": client,
         "group": {
             "name": group.name,
@@ -129,25 +157,36 @@ def explain(
     client: str | None = None,
 ) -> str:
     """Multi-line human text: the answer first, then why, then every target's state."""
-    data = explain_dict(policy, group, health, decision, client=client)
+    return explain_text(explain_dict(policy, group, health, decision, client=client))
+
+
+def explain_text(data: Mapping[str, Any]) -> str:
+    """The text of ``explain`` from the structured form (as the API returns it)."""
+    group, policy, answer = data["group"], data["policy"], data["answer"]
+    client = data.get("client")
     who = f"client {client} " if client else ""
-    region = f", region {group.region}" if group.region else ""
-    lines = [f"{policy.name} for {who}(group {group.name}{region})"]
+    region = f", region {group['region']}" if group["region"] else ""
+    lines = []
+    if data.get("alias"):
+        lines.append(f"{data['alias']} is an alias (CNAME) of {data['name']}")
+    lines.append(f"{data['name']} for {who}(group {group['name']}{region})")
     lines.append(
-        f"strategy {policy.strategy}, ttl {policy.ttl}s, up to {policy.max_answers} answer(s) "
-        f"per address family, all down -> {policy.all_down}"
+        f"strategy {policy['strategy']}, ttl {policy['ttl']}s, up to {policy['max_answers']}"
+        f" answer(s) per address family, all down -> {policy['all_down']}"
     )
-    if decision.servfail:
-        answer = "SERVFAIL"
+    if answer["servfail"]:
+        text = "SERVFAIL"
     else:
-        answer = ", ".join(decision.addresses)
-        if decision.regions:
-            answer += f" ({', '.join(decision.regions)})"
-    scope = "per client group" if decision.depends_on_client else "same for every client (scope 0)"
-    lines.append(f"answer: {answer}")
-    lines.append(f"ECS scope: {scope}; epoch {decision.epoch}, since epoch {decision.since_epoch}")
+        text = ", ".join(answer["addresses"])
+        if answer["regions"]:
+            text += f" ({', '.join(answer['regions'])})"
+    scope = "per client group" if answer["depends_on_client"] else "same for every client (scope 0)"
+    lines.append(f"answer: {text}")
+    lines.append(
+        f"ECS scope: {scope}; epoch {answer['epoch']}, since epoch {answer['since_epoch']}"
+    )
     lines.append("why:")
-    lines.extend(f"  - {r}" for r in decision.reasons)
+    lines.extend(f"  - {r}" for r in data["reasons"])
     lines.append("targets:")
     rows = []
     for t in data["targets"]:

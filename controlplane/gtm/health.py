@@ -214,7 +214,7 @@ class HealthChecker:
         new = observe(old, result.ok, result.error, self._clock(), ct.check)
         self._states[key] = new
         if new.healthy != old.healthy:
-            log.info(
+            (log.info if new.healthy else log.warning)(
                 "gtm.health.change",
                 cluster=ct.target.cluster,
                 endpoint=endpoint,

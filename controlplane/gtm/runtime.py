@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controlplane.errors import GtmError
-from controlplane.gtm.explain import explain, explain_dict
+from controlplane.gtm.explain import explain_dict, explain_text, served_name
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
@@ -123,7 +123,7 @@ class GtmRuntime:
         await self.server.start()
         await self.checker.start()
         self._rotator = asyncio.get_running_loop().create_task(self._rotate())
-        log.info("gtm serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+        log.info("gtm.serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
 
     async def stop(self) -> None:
         await self.checker.stop()
@@ -152,15 +152,15 @@ class GtmRuntime:
         """A model's health-independent plan (reads GeoIP databases); None when rejected."""
         geo = self.geo.load(model)
         for error in geo.errors:
-            log.error("geoip database not used; steering with CIDR client groups", error=error)
+            log.error("gtm.geoip.unused", error=error, detail="steering with CIDR client groups")
         if geo.groups:
-            log.info("geoip client groups", networks=describe(geo.groups))
+            log.info("gtm.geoip.loaded", networks=describe(geo.groups))
         try:
             return plan_from_model(model, self.config, geo.groups)
         except GtmError as exc:
-            log.error("gtm plan rejected; keeping previous answers", error=str(exc))
+            log.error("gtm.plan.rejected", error=str(exc), detail="keeping previous answers")
         except Exception:
-            log.exception("gtm plan failed; keeping previous answers")
+            log.exception("gtm.plan.failed", detail="keeping previous answers")
         return None
 
     def _accept(self, base: GtmPlan) -> None:
@@ -197,7 +197,7 @@ class GtmRuntime:
                     self._accept(base)
                 self._apply(plan)
             except Exception:  # the worker must not die silently; the old table keeps answering
-                log.exception("gtm rebuild failed; keeping previous answers")
+                log.exception("gtm.rebuild.failed", detail="keeping previous answers")
 
     def _work(
         self, model: Model | None, base: GtmPlan | None, health: HealthView
@@ -237,10 +237,10 @@ class GtmRuntime:
                 now=self._clock(),
             )
         except GtmError as exc:
-            log.error("gtm table rejected; keeping previous answers", error=str(exc))
+            log.error("gtm.table.rejected", error=str(exc), detail="keeping previous answers")
             return None
         except Exception:
-            log.exception("gtm table failed; keeping previous answers")
+            log.exception("gtm.table.failed", detail="keeping previous answers")
             return None
 
     def _next_serial(self) -> int:
@@ -261,7 +261,7 @@ class GtmRuntime:
             self.server.swap_table(plan.table)
         if changed:
             log.info(
-                "gtm answers changed",
+                "gtm.answers.changed",
                 epoch=self._epoch,
                 answers={
                     f"{n}@{g}": list(d.addresses) for (n, g), d in sorted(plan.decisions.items())
@@ -275,14 +275,14 @@ class GtmRuntime:
         plan = self._plan
         if plan is None:
             return None
-        policy = plan.policies.get(name.rstrip(".").lower())
-        if policy is None:
+        served = served_name(plan.policies, plan.zones, name)
+        if served is None:
             return None
+        policy = plan.policies[served[0]]
         group = plan.group_for(client)
         decision = plan.decisions.get((policy.name, group.name))
         if decision is None:
             return None
         # the health the plan was decided with, not the newest (a rebuild may be in flight)
-        if text:
-            return explain(policy, group, plan.health, decision, client=client)
-        return explain_dict(policy, group, plan.health, decision, client=client)
+        data = explain_dict(policy, group, plan.health, decision, client=client, alias=served[1])
+        return explain_text(data) if text else data

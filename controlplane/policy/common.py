@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 
 class Spec(BaseModel):
@@ -239,3 +240,15 @@ class StringMatch(Spec):
                 f"set exactly one of exact, prefix, regex, present (got {', '.join(set_) or 'none'})"
             )
         return self
+
+
+SEVERAL_PROBLEMS = "ubiq_several_problems"
+
+
+def several_problems(found: list[tuple[tuple[str, ...], str]]) -> PydanticCustomError:
+    """A validator's several problems at once, each at a field below the validated model
+    (``validate_document`` reports one Problem per item)."""
+    summary = "; ".join(message for _, message in found)
+    return PydanticCustomError(
+        SEVERAL_PROBLEMS, "{summary}", {"summary": summary, "problems": found}
+    )

@@ -99,20 +99,24 @@ def _unique_names(located: Iterable[Located]) -> Iterator[Problem]:
 
 
 def _unique_hosts(located: Iterable[Located]) -> Iterator[Problem]:
-    owner: dict[str, str] = {}
+    """A host in two places is reported at the second, naming the first's file:line."""
+    owner: dict[str, tuple[str, str]] = {}  # host -> (RoutePolicy, file:line)
     for item in located:
         if not isinstance(item.doc, RoutePolicy):
             continue
         for i, host in enumerate(item.doc.spec.hosts):
             key = host.rstrip(".")
-            if key in owner and owner[key] != item.doc.name:
+            path = ("spec", "hosts", i)
+            if key not in owner:
+                owner[key] = (item.doc.name, f"{item.raw.file}:{item.raw.line_of(path)}")
+                continue
+            name, where = owner[key]
+            if name != item.doc.name:
                 yield item.problem(
-                    ("spec", "hosts", i),
-                    f"host {host!r} is already claimed by RoutePolicy {owner[key]!r}",
+                    path, f"host {host!r} is already claimed by RoutePolicy {name!r} at {where}"
                 )
-            elif key in owner:
-                yield item.problem(("spec", "hosts", i), f"host {host!r} is listed twice")
-            owner[key] = item.doc.name
+            else:
+                yield item.problem(path, f"host {host!r} is listed twice (first at {where})")
 
 
 def _client_group_networks(located: Iterable[Located]) -> Iterator[Problem]:

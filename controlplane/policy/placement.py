@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from controlplane.policy.common import Label, LabelKey, LabelSelector, Millis, Name, Spec, Weight
+from controlplane.policy.common import (
+    Label,
+    LabelKey,
+    LabelSelector,
+    Millis,
+    Name,
+    Spec,
+    Weight,
+    several_problems,
+)
 
 
 class Toleration(Spec):
@@ -48,14 +57,18 @@ class Strategy(Spec):
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> Strategy:
+        """Every mismatch, each at its own field (not only the first)."""
+        found: list[tuple[tuple[str, ...], str]] = []
         if self.weights and self.type != "static":
-            raise ValueError(f"weights apply to strategy static, not {self.type}")
+            found.append((("weights",), f"weights apply to strategy static, not {self.type}"))
         if self.type == "failover" and not self.order:
-            raise ValueError("strategy failover needs order")
+            found.append((("type",), "strategy failover needs order"))
         if self.order and self.type != "failover":
-            raise ValueError(f"order applies to strategy failover, not {self.type}")
+            found.append((("order",), f"order applies to strategy failover, not {self.type}"))
         if self.type == "lowestCost" and self.slo is None:
-            raise ValueError("strategy lowestCost needs slo")
+            found.append((("type",), "strategy lowestCost needs slo"))
+        if found:
+            raise several_problems(found)
         return self
 
 

@@ -107,7 +107,7 @@ class ModelKeeper:
             self._reject((Problem(self.source, None, "", str(exc)),))
             return False
         except Exception as exc:  # a loader bug must not end the watch
-            log.exception("policy load failed unexpectedly", source=self.source)
+            log.exception("policy.load.failed", source=self.source)
             self._reject((Problem(self.source, None, "", f"internal error: {exc!r}"),))
             return False
         if model.hash == self._model.hash and self._status.ok:
@@ -121,7 +121,8 @@ class ModelKeeper:
             False, s.model_hash, s.generation, s.loaded_at, time.time(), problems, s.rejected + 1
         )
         log.warning(
-            "policy change rejected; keeping last good model",
+            "policy.reload.rejected",
+            detail="keeping the last good model",
             source=self.source,
             problems=[str(p) for p in problems[:20]],
             count=len(problems),
@@ -134,12 +135,12 @@ class ModelKeeper:
         self._status = StoreStatus(
             True, model.hash, s.generation + 1, time.time(), rejected=s.rejected
         )
-        log.info("policy model loaded", source=self.source, hash=model.hash[:12], **model.summary())
+        log.info("policy.loaded", source=self.source, hash=model.hash[:12], **model.summary())
         for listener in self._listeners:
             try:
                 listener(model)
             except Exception:
-                log.exception("policy listener failed", listener=repr(listener))
+                log.exception("policy.listener.failed", listener=repr(listener))
 
 
 class DirectoryStore(ModelKeeper):
@@ -173,7 +174,7 @@ class DirectoryStore(ModelKeeper):
             stop_event=self._stop,
             recursive=True,
         ):
-            log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
+            log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
             await self.reload()
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from controlplane.errors import Problem
+from controlplane.policy.common import SEVERAL_PROBLEMS
 from controlplane.policy.documents import API_VERSION, KINDS, AnyDocument
 from controlplane.policy.yamlsource import Path, RawDocument
 
@@ -54,11 +55,15 @@ def validate_document(raw: RawDocument) -> AnyDocument | list[Problem]:
         errors = exc.errors(include_url=False)
         # A list whose items failed is also reported as too short; keep the errors inside it.
         inner = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
-        return [
-            problem(tuple(err["loc"]), _message(cls, err))
-            for err in errors
-            if not (err["type"] == "too_short" and tuple(err["loc"]) in inner)
-        ]
+        out = []
+        for err in errors:
+            loc = tuple(err["loc"])
+            if err["type"] == SEVERAL_PROBLEMS:
+                for below, message in (err.get("ctx") or {})["problems"]:
+                    out.append(problem((*loc, *below), message))
+            elif not (err["type"] == "too_short" and loc in inner):
+                out.append(problem(loc, _message(cls, err)))
+        return out
 
 
 def _message(root: type[BaseModel], err: ErrorDetails) -> str:

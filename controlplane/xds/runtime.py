@@ -145,7 +145,8 @@ class XdsRuntime:
         except Exception as exc:  # never lose the last good config
             self._compiles.labels("rejected").inc()
             log.error(
-                "xds compile rejected; proxies keep their config",
+                "xds.compile.rejected",
+                detail="proxies keep their config",
                 model=model.hash[:12],
                 error=str(exc),
                 exc_info=not isinstance(exc, InconsistentSnapshotError),
@@ -162,7 +163,7 @@ class XdsRuntime:
         self._compiles.labels("ok").inc()
         self._compile_seconds.observe(elapsed)
         log.info(
-            "xds snapshots published",
+            "xds.snapshots.published",
             model=model.hash[:12],
             groups=len(snapshots),
             changed=pushed,
@@ -179,5 +180,5 @@ class XdsRuntime:
             if group not in built and self.cache.set_snapshot(group, _EMPTY)
         ]
         for group in emptied:
-            log.warning("xds group dropped from the model; serving it nothing", group=group)
+            log.warning("xds.group.dropped", group=group, detail="serving it nothing")
         return emptied

@@ -27,6 +27,8 @@ INSTALL_HINTS = {
     "dnsperf": "apt-get install dnsperf",
     "pdns_server": "apt-get install pdns-server pdns-backend-bind",
     "etcd": "apt-get install etcd-server",
+    "curl": "apt-get install curl",
+    "openssl": "apt-get install openssl",
 }
 
 

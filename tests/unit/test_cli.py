@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from controlplane.cli import main
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
@@ -119,3 +121,58 @@ def test_serve_rejects_bad_flags() -> None:
     ):
         with pytest.raises(UbiqError):
             ServeOptions.from_args(build_parser().parse_args(["serve", "pol", *argv]))
+
+
+def test_bootstrap_checks_the_cluster_against_the_policy(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UBIQ_POLICY_DIR", raising=False)
+    base = ["bootstrap", "--node-id", "e1", "--policy", str(EXAMPLE)]
+    assert main([*base, "--cluster", "eu-west"]) == 0
+    out = capsys.readouterr().out
+    assert 'region: "eu-west"' in out and 'zone: "eu-west-1b"' in out  # taken from the policy
+    assert main([*base, "--cluster", "eu-wst"]) == 1
+    assert "'eu-wst' is not a Cluster in" in capsys.readouterr().err
+    assert main([*base, "--cluster", "eu-west", "--region", "us-west"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().endswith("cluster 'eu-west' is in region 'eu-west'")
+    assert main(["bootstrap", "--node-id", "e1", "--cluster", "eu-west"]) == 1
+    assert "--region: required without --policy" in capsys.readouterr().err
+
+
+def test_api_address_forms() -> None:
+    from controlplane.cli.api_client import api_url
+
+    assert api_url("127.0.0.1:8081") == "http://127.0.0.1:8081"
+    assert api_url("8081") == "http://127.0.0.1:8081"
+    assert api_url("[::1]:8081") == "http://[::1]:8081"
+    assert api_url("https://ubiq.example/") == "https://ubiq.example"
+
+
+def test_validate_counts_are_pluralized(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "3 clusters" in out and "1 globalService," in out and "1 canary;" in out
+    from controlplane.cli.common import count
+
+    assert [count(n, "canaries") for n in (0, 1, 2)] == ["0 canaries", "1 canary", "2 canaries"]
+
+
+def test_read_commands_speak_json_and_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    bad = EXAMPLE.parent / "bad"
+    assert main(["validate", str(bad), "-o", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["valid"] is False
+    fields = [p["field"] for p in data["problems"] if p["file"].endswith("placement.yaml")]
+    assert fields == ["spec.strategy.weights", "spec.strategy.order"]  # every Placement problem
+    assert main(["validate", str(EXAMPLE), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["counts"]["clusters"] == 3
+    assert main(["render", "--cluster", "eu-west", str(EXAMPLE)]) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert main(["render", "--cluster", "eu-west", str(EXAMPLE), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+    argv = ["dns", "explain", "checkout.gtm.example", "--client", "203.0.113.7", str(EXAMPLE)]
+    assert main([*argv, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"]["addresses"] == ["127.0.0.12"]

@@ -80,6 +80,14 @@ def test_two_policies_claiming_one_host() -> None:
     r2 = route("s", "hosts: [b.example, A.example]\nhttp:\n- route: [{service: web}]")
     assert problems(r, r2) == [
         "extra1.yaml:5: spec.hosts[1]: host 'a.example' is already claimed by RoutePolicy 'r'"
+        " at extra0.yaml:5"
+    ]
+
+
+def test_a_host_listed_twice_names_both_places() -> None:
+    r = route("r", "hosts:\n- a.example\n- a.example\nhttp:\n- route: [{service: web}]")
+    assert problems(r) == [
+        "extra0.yaml:7: spec.hosts[1]: host 'a.example' is listed twice (first at extra0.yaml:6)"
     ]
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from controlplane.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Reading a running ``ubiq serve`` over its HTTP API (``status``, ``dns explain --api``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controlplane.errors import UbiqError, UnreachableError
+
+
+def api_url(value: str) -> str:
+    """``HOST:PORT`` or ``PORT`` (as ``serve --api`` takes them, host 127.0.0.1), ``[::1]:PORT``
+    or a URL -> base URL."""
+    value = value.strip().rstrip("/")
+    if "://" in value:
+        return value
+    if not value:
+        raise UbiqError("--api: expected HOST:PORT or a URL, got ''")
+    if value.isdigit():
+        value = f"127.0.0.1:{value}"
+    return f"http://{value}"
+
+
+def get_json(api: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """GET ``path``; a server that does not answer is UnreachableError (exit 4), an error reply
+    is a UbiqError carrying the server's message."""
+    import httpx
+
+    base = api_url(api)
+    try:
+        reply = httpx.get(f"{base}{path}", params=params, timeout=5)
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"cannot reach the Ubiq API at {base}: {exc}") from None
+    if reply.status_code >= 400:
+        try:
+            detail = reply.json().get("detail", reply.text)
+        except ValueError:
+            detail = reply.text
+        raise UbiqError(f"{base}{path}: HTTP {reply.status_code}: {detail}")
+    return reply.json()

@@ -60,7 +60,8 @@ def resolve_policy_dir(
         return
     from_env = os.environ.get(POLICY_DIR_ENV)
     if not from_env:
-        parser.error(f"a policy DIRECTORY is required (or set {POLICY_DIR_ENV})")
+        store = " or --store etcd://..." if "store" in args else ""
+        parser.error(f"give a policy DIRECTORY{store} (or set {POLICY_DIR_ENV})")
     args.directory = Path(from_env)
 
 

@@ -27,11 +27,11 @@ UBIQ_NAME = "app.bench.example"
 
 def serve(port: int) -> None:
     """Child process: the Ubiq DNS server with a steered name, on uvloop."""
+    from controlplane.gtm.dns.server import DnsServer, run
+    from controlplane.gtm.dns.table import AnswerTable
+    from controlplane.gtm.dns.zone import Zone
     from controlplane.gtm.groups import ClientGroups
-    from controlplane.gtm.server import DnsServer, run
-    from controlplane.gtm.table import AnswerTable
     from controlplane.gtm.types import ClientGroup, Decision, SteeringPolicy, Target
-    from controlplane.gtm.zone import Zone
 
     net = ipaddress.ip_network
     groups = ClientGroups(

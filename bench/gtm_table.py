@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.steering import build
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import steer_all
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup
-from controlplane.gtm.zone import Zone
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -23,8 +23,8 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Strategy, Target
 

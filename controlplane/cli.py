@@ -50,7 +50,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from controlplane.gtm.server import new_event_loop
+    from controlplane.gtm.dns.server import new_event_loop
     from controlplane.serve import ServeOptions, serve
 
     options = ServeOptions.from_args(args)

@@ -12,13 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck, checked_targets
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck, checked_targets
 from controlplane.gtm.steering import rotates, rotation_period, steer_all
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
-from controlplane.gtm.zone import StaticRecord, Zone
 from controlplane.policy.globalservice import GtmHealthCheck
 from controlplane.policy.model import Model
 

@@ -23,12 +23,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controlplane.errors import GtmError
+from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.explain import explain, explain_dict
 from controlplane.gtm.geo_load import GeoDatabases, describe
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.metrics import DnsMetrics
+from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
-from controlplane.gtm.server import DnsServer
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_probes import probe
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.probes import probe
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.types import HealthView, Target
 from tests.support.gtm_helpers import until
 from tests.support.procs import free_port, require_binary, running, wait_for_port

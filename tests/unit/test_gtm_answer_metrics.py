@@ -7,8 +7,8 @@ import dns.message
 import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest
 
-from controlplane.gtm.answer import Client, answer
-from controlplane.gtm.metrics import DnsMetrics
+from controlplane.gtm.dns.answer import Client, answer
+from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.plan import GtmPlan
 from controlplane.gtm.runtime import GtmRuntime
 from controlplane.gtm.steering import steer_all

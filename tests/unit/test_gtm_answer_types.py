@@ -13,11 +13,11 @@ import dns.rrset
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, Transfer, answer
+from controlplane.gtm.dns.answer import Client, Transfer, answer
+from controlplane.gtm.dns.table import AnswerTable, _chunks
+from controlplane.gtm.dns.zone import StaticRecord, Zone, parse_rdata
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.table import AnswerTable, _chunks
 from controlplane.gtm.types import ClientGroup, Decision
-from controlplane.gtm.zone import StaticRecord, Zone, parse_rdata
 from tests.support.dns import ORIGIN, sample_table
 
 TABLE = sample_table(allow_transfer=["127.0.0.9/32"])

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck, ProbeResult
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck, ProbeResult
 from controlplane.gtm.types import HealthView, Target
 
 CHECK = HealthCheck(interval=1.0, healthy_threshold=1, unhealthy_threshold=2, jitter=0.2)

@@ -16,7 +16,7 @@ import dns.rdatatype
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.dns.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
 from controlplane.gtm.geoip import MaxMindRegions, RegionSource

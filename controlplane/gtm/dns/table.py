@@ -43,10 +43,10 @@ import dns.rdatatype
 import dns.rrset
 
 from controlplane.errors import GtmError
-from controlplane.gtm.ecs import make_opt
+from controlplane.gtm.dns.ecs import make_opt
+from controlplane.gtm.dns.zone import Zone, parse_rdata, zone_for
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.types import ClientGroup, Decision, IPNetwork, SteeringPolicy, Target
-from controlplane.gtm.zone import Zone, parse_rdata, zone_for
 
 IN = dns.rdataclass.IN
 A, NS, CNAME, SOA = dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.SOA

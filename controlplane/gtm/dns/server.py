@@ -19,9 +19,9 @@ from typing import Any, cast
 
 import structlog
 
-from controlplane.gtm.answer import Client, Transfer, answer
-from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.table import AnswerTable
+from controlplane.gtm.dns.answer import Client, Transfer, answer
+from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.table import AnswerTable
 
 log = structlog.get_logger(__name__)
 

@@ -30,8 +30,8 @@ import dns.message
 import dns.name
 
 from controlplane.errors import DnsFormatError
-from controlplane.gtm.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
-from controlplane.gtm.table import AnswerTable, Entry, make_entry
+from controlplane.gtm.dns.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
+from controlplane.gtm.dns.table import AnswerTable, Entry, make_entry
 
 FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH = 1, 2, 4, 5, 9
 BADVERS_HIGH = 1  # extended rcode 16 = (1 << 4) | 0

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controlplane.gtm import health_probes
-from controlplane.gtm.health_state import (
+from controlplane.gtm.health import probes as health_probes
+from controlplane.gtm.health.state import (
     CheckedTarget,
     ProbeResult,
     TargetHealth,

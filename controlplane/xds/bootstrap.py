@@ -10,8 +10,7 @@ from typing import Literal
 
 import jinja2
 
-from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
+from controlplane.xds.node import CLUSTER_KEY, DEFAULT_ROLE, PROXYLESS_ROLE, ROLE_KEY
 
 TEMPLATE = "envoy-bootstrap.yaml.j2"
 Mode = Literal["ads-sotw", "ads-delta"]

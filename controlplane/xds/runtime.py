@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
-from controlplane.xds.cache import DEFAULT_ROLE, SnapshotCache, group_key
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import EntryMemo, Snapshot
 from controlplane.xds.status import StatusRegistry, register_metrics

@@ -21,8 +21,9 @@ from google.protobuf.message import DecodeError
 
 from controlplane.errors import XdsRequestError
 from controlplane.xds import resources as rs
-from controlplane.xds.cache import NodeGrouper, SnapshotCache, Watch, group_by_cluster
+from controlplane.xds.cache import SnapshotCache, Watch
 from controlplane.xds.events import Nacked, Step
+from controlplane.xds.node import NodeGrouper, group_by_cluster
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from controlplane.xds.stream import XdsStream

@@ -19,8 +19,9 @@ import pytest
 
 from controlplane.policy.loader import load_texts
 from controlplane.xds.bootstrap import Mode
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot

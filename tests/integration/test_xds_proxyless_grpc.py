@@ -23,8 +23,8 @@ import pytest
 
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
-from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions, NodeIdentity
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.snapshot import Snapshot

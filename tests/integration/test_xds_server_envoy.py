@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from controlplane.xds.bootstrap import Mode
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot

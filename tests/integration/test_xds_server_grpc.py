@@ -11,7 +11,8 @@ import pytest
 from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.status import StatusRegistry

@@ -8,10 +8,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
 from controlplane.xds.compiler.api_listeners import build_api_listeners, grpc_hosts
 from controlplane.xds.compiler.listeners import ROUTER_FILTER
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
 from tests.unit.policy_helpers import doc, load

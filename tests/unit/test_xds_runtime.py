@@ -14,8 +14,8 @@ from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
-from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot

@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 from controlplane.policy.diff import ModelDiff
 from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE, build_node_listeners
+from controlplane.xds.compiler.api_listeners import build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.memo import (
     CompileCache,
@@ -40,6 +40,7 @@ from controlplane.xds.compiler.memo import (
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.routes import build_route_configuration
 from controlplane.xds.compiler.service import ServiceResources
+from controlplane.xds.node import PROXYLESS_ROLE
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 M = TypeVar("M", bound=Message)

@@ -24,7 +24,8 @@ from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
 from controlplane.xds.cache import SnapshotCache
-from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
+from controlplane.xds.compiler.generate import NodeCompilation, compile_node
+from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key

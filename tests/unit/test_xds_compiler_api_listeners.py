@@ -87,7 +87,8 @@ def test_no_grpc_services_no_api_listeners() -> None:
 
 def test_proxyless_nodes_get_api_listeners_and_follow_edits_incrementally() -> None:
     from controlplane.policy.diff import diff
-    from controlplane.xds.compiler.incremental import compile_node, recompile_node
+    from controlplane.xds.compiler.generate import compile_node
+    from controlplane.xds.compiler.incremental import recompile_node
 
     node = NodeIdentity("eu-west", "eu-west", role="grpc")
     envoy = NodeIdentity("eu-west", "eu-west", role="proxy")

@@ -44,6 +44,7 @@ import dns.rrset
 
 from controlplane.errors import GtmError
 from controlplane.gtm.dns.ecs import make_opt
+from controlplane.gtm.dns.rcodes import NOERROR, NXDOMAIN, SERVFAIL
 from controlplane.gtm.dns.zone import Zone, parse_rdata, zone_for
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.types import ClientGroup, Decision, IPNetwork, SteeringPolicy, Target
@@ -51,7 +52,6 @@ from controlplane.gtm.types import ClientGroup, Decision, IPNetwork, SteeringPol
 IN = dns.rdataclass.IN
 A, NS, CNAME, SOA = dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.SOA
 TXT, AAAA, SRV = dns.rdatatype.TXT, dns.rdatatype.AAAA, dns.rdatatype.SRV
-NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 _OTHER = 65280  # a private-use type no name holds: resolving it gives the "any other qtype" answer
 _MAX_CHAIN = 8
 DEFAULT_UDP_SIZE = 1232  # DNS flag day 2020

@@ -124,7 +124,7 @@ async def bench_probes(targets: int) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 await hc.check_once()
                 best = min(best, time.perf_counter() - t0)
-            failed = sum(1 for r in hc.snapshot() if r.healthy is False)
+            failed = sum(1 for r in hc.rows() if r.healthy is False)
             if not base:
                 base = best
             rows.append(

@@ -237,7 +237,7 @@ class Ubiq:
     def proxies(self) -> list[Mapping[str, Any]]:
         from controlplane.api.app import to_jsonable
 
-        return [to_jsonable(p) for p in self.xds.status.snapshot()]
+        return [to_jsonable(p) for p in self.xds.status.proxies()]
 
     def gtm_health(self) -> list[Mapping[str, Any]]:
         rows: list[Mapping[str, Any]] = [*self.gtm.health()] if self.gtm is not None else []

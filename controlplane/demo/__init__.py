@@ -214,7 +214,7 @@ async def _show_gtm(ubiq: Ubiq, server: tuple[str, int], envoys: list[EnvoyProce
         show(f"dig @{host} -p {port} {name} +subnet={subnet} +short   # {who}", "\n".join(answer))
     print(f"$ ubiq dns explain {name} --client 203.0.113.7")
     if ubiq.gtm is not None:
-        print(ubiq.gtm.explain(name, "203.0.113.7", text=True))
+        print(ubiq.gtm.explain_text(name, "203.0.113.7"))
     step("failover: stop the eu-west Envoy (its gateway); health checks notice, answers change")
     eu = next(e for e in envoys if e.cluster == "eu-west")
     before = await dig(server, name, "203.0.113.0/24")

@@ -56,7 +56,8 @@ class GtmPlan:
         return self.client_groups.group_for(client)
 
 
-def health_check(spec: GtmHealthCheck) -> HealthCheck:
+def health_check_from_spec(spec: GtmHealthCheck) -> HealthCheck:
+    """The prober's HealthCheck for a GlobalService's healthCheck (milliseconds to seconds)."""
     interval = spec.interval / 1000
     if spec.http is not None:
         http = spec.http
@@ -90,7 +91,7 @@ def plan_from_model(
     """The parts that depend on the model only (not on health)."""
     policies = {p.name: p for p in steering_policies(model)}
     checks = {
-        gs.spec.name.rstrip(".").lower(): health_check(gs.spec.health_check)
+        gs.spec.name.rstrip(".").lower(): health_check_from_spec(gs.spec.health_check)
         for gs in model.global_services.values()
         if gs.spec.health_check is not None
     }

@@ -29,7 +29,7 @@ from controlplane.gtm.explain import explain, explain_dict
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
-from controlplane.gtm.types import HealthView
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.gtm")
@@ -269,9 +269,21 @@ class GtmRuntime:
             )
 
     def health(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.checker.snapshot()]
+        return [s.as_dict() for s in self.checker.rows()]
 
-    def explain(self, name: str, client: str, *, text: bool = False) -> dict[str, Any] | str | None:
+    def explain(self, name: str, client: str) -> dict[str, Any] | None:
+        """Why ``name`` answers ``client`` as it does (the REST API's JSON); None if unknown."""
+        found = self._decided(name, client)
+        return None if found is None else explain_dict(*found, client=client)
+
+    def explain_text(self, name: str, client: str) -> str | None:
+        """The same as ``explain``, as the text ``ubiq dns explain`` prints."""
+        found = self._decided(name, client)
+        return None if found is None else explain(*found, client=client)
+
+    def _decided(
+        self, name: str, client: str
+    ) -> tuple[SteeringPolicy, ClientGroup, HealthView, Decision] | None:
         plan = self._plan
         if plan is None:
             return None
@@ -283,6 +295,4 @@ class GtmRuntime:
         if decision is None:
             return None
         # the health the plan was decided with, not the newest (a rebuild may be in flight)
-        if text:
-            return explain(policy, group, plan.health, decision, client=client)
-        return explain_dict(policy, group, plan.health, decision, client=client)
+        return policy, group, plan.health, decision

@@ -167,7 +167,7 @@ class Rig:
             node_id = self.envoys[cluster].node_id
 
             def acked(node_id: str = node_id, snapshot: Snapshot = snapshot) -> bool:
-                for p in self.status.snapshot():
+                for p in self.status.proxies():
                     if p.node_id == node_id:
                         assert p.last_nack is None, p.last_nack
                         return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)

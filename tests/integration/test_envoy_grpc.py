@@ -115,7 +115,7 @@ class Rig:
 
 def wait_acked(status: StatusRegistry, node_id: str, snapshot: Snapshot) -> None:
     def acked() -> bool:
-        for p in status.snapshot():
+        for p in status.proxies():
             if p.node_id == node_id:
                 assert p.last_nack is None, p.last_nack
                 return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)

@@ -116,7 +116,7 @@ async def test_backend_goes_down_and_comes_back(tmp_path: Path) -> None:
             await until(lambda: ct.key in hc.view().healthy)
         await until(lambda: ct.key in hc.view().known and ct.key not in hc.view().healthy)
         assert hc.view().detail[ct.key] == "2 failed probes: connection refused"
-        (row,) = hc.snapshot()
+        (row,) = hc.rows()
         assert row.healthy is False and row.failures >= 2
         with http_server(port, tmp_path, tmp_path / "http2.log"):
             await until(lambda: ct.key in hc.view().healthy)

@@ -120,7 +120,7 @@ def client_log(tmp_path: Path) -> Iterator[ClientLog]:
 
 def wait_acked(status: StatusRegistry, snapshot: Snapshot) -> None:
     def acked() -> bool:
-        for p in status.snapshot():
+        for p in status.proxies():
             if p.node_id == CLIENT_ID:
                 assert p.last_nack is None, p.last_nack
                 assert (p.group, p.mode) == (GROUP, "sotw")

@@ -55,7 +55,7 @@ class Rig:
         return snapshot
 
     def proxy_status(self) -> ProxyStatus:
-        (status,) = [p for p in self.status.snapshot() if p.node_id == self.proxy.node_id]
+        (status,) = [p for p in self.status.proxies() if p.node_id == self.proxy.node_id]
         return status
 
     def wait_acked(self, snapshot: Snapshot) -> None:

@@ -32,7 +32,7 @@ import dns.name
 from controlplane.errors import DnsFormatError
 from controlplane.gtm.dns.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
 from controlplane.gtm.dns.rcodes import BADVERS_HIGH, FORMERR, NOTAUTH, NOTIMP, REFUSED
-from controlplane.gtm.dns.table import AnswerTable, Entry, make_entry
+from controlplane.gtm.dns.table import AnswerTable, WireAnswer, make_wire_answer
 
 _HEADER = 12  # bytes of a DNS header: the question starts here
 _MAX_NAME = 255  # wire bytes of the longest name (RFC 1035 3.1)
@@ -56,7 +56,7 @@ _QDCOUNT1 = b"\x00\x01"
 _EMPTY_COUNTS = b"\x00\x00\x00\x00\x00\x00"
 _EMPTY_COUNTS_EDNS = b"\x00\x00\x00\x00\x00\x01"
 # RFC 8482: one synthesized HINFO at the question name (pointer to offset 12)
-_ANY_ENTRY = make_entry(
+_ANY_ENTRY = make_wire_answer(
     0, 1, 0, 0, b"\xc0\x0c\x00\x0d\x00\x01" + (3600).to_bytes(4) + b"\x00\x09\x07RFC8482\x00"
 )
 
@@ -207,7 +207,7 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
             return _finish(query, q, entry, table, client)
         if qtype == _ANY:
             return _finish(query, q, _ANY_ENTRY, table, client)
-    if isinstance(slot, Entry):
+    if isinstance(slot, WireAnswer):
         return _finish(query, q, slot, table, client)
     ecs = q.ecs
     groups = table.groups
@@ -221,7 +221,9 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     return _finish(query, q, entry, table, client)
 
 
-def _finish(query: bytes, q: _Query, entry: Entry, table: AnswerTable, client: Client) -> bytes:
+def _finish(
+    query: bytes, q: _Query, entry: WireAnswer, table: AnswerTable, client: Client
+) -> bytes:
     index = ((query[2] & 1) << 5) | (query[3] & 0x10) | entry.rcode
     if q.edns_size < 0:
         response = b"".join(
@@ -280,7 +282,7 @@ def _special(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     return _header_only(query, FORMERR)  # OPT, TSIG, TKEY as a question
 
 
-def _nxdomain(key: bytes, table: AnswerTable) -> Entry | None:
+def _nxdomain(key: bytes, table: AnswerTable) -> WireAnswer | None:
     zones = table.zones
     i = 0
     n = len(key)

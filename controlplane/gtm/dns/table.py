@@ -9,7 +9,7 @@ Invariants the answer path relies on:
 * NXDOMAIN entries (per zone) are position independent (no compression at all): the question
   name varies.
 * An entry holds counts without OPT; the answer path appends OPT and bumps ARCOUNT for EDNS.
-* A slot is either one ``Entry`` (same for every client) or a dict client group -> ``Entry``.
+* A slot is either one ``WireAnswer`` (same for every client) or a dict client group -> ``WireAnswer``.
 * A table is never modified after ``build``: the server swaps whole tables.
 
 Steered names get, besides A/AAAA: ``_http._tcp.NAME`` SRV (one record per answered target, in
@@ -57,7 +57,9 @@ _MAX_CHAIN = 8
 DEFAULT_UDP_SIZE = 1232  # DNS flag day 2020
 
 
-class Entry(NamedTuple):
+class WireAnswer(NamedTuple):
+    """One precomputed response: its rcode, section counts and the bytes after the question."""
+
     rcode: int
     counts: bytes  # ANCOUNT NSCOUNT ARCOUNT, without OPT
     counts_edns: bytes  # the same with ARCOUNT + 1
@@ -65,12 +67,14 @@ class Entry(NamedTuple):
     depends_on_client: bool = False
 
 
-Slot = Entry | dict[str, Entry]
+Slot = WireAnswer | dict[str, WireAnswer]
 
 
-def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, depends: bool = False) -> Entry:
+def make_wire_answer(
+    rcode: int, an: int, ns: int, ar: int, body: bytes, depends: bool = False
+) -> WireAnswer:
     counts = an.to_bytes(2) + ns.to_bytes(2)
-    return Entry(rcode, counts + ar.to_bytes(2), counts + (ar + 1).to_bytes(2), body, depends)
+    return WireAnswer(rcode, counts + ar.to_bytes(2), counts + (ar + 1).to_bytes(2), body, depends)
 
 
 def wire_name(name: str) -> bytes:
@@ -89,8 +93,8 @@ class AnswerTable:
     groups: ClientGroups
     exact: dict[tuple[bytes, int], Slot]
     names: dict[bytes, Slot]  # any other qtype at an existing name: NODATA or CNAME
-    zones: dict[bytes, Entry]  # NXDOMAIN per zone origin
-    transfers: dict[bytes, tuple[Entry, ...]]  # AXFR messages per zone origin
+    zones: dict[bytes, WireAnswer]  # NXDOMAIN per zone origin
+    transfers: dict[bytes, tuple[WireAnswer, ...]]  # AXFR messages per zone origin
     allow_transfer: ClientGroups = field(default_factory=lambda: ClientGroups(default=""))
     udp_size: int = DEFAULT_UDP_SIZE
     opt: bytes = field(init=False)  # our OPT RR for EDNS answers without options
@@ -101,7 +105,7 @@ class AnswerTable:
     @property
     def size(self) -> int:
         return sum(
-            1 if isinstance(s, Entry) else len(s)
+            1 if isinstance(s, WireAnswer) else len(s)
             for s in (*self.exact.values(), *self.names.values())
         )
 
@@ -161,9 +165,9 @@ class _Builder:
         self.soa: dict[str, dns.rrset.RRset] = {}
         self.negative: dict[str, dns.rrset.RRset] = {}  # zone origin -> SOA with negative TTL
         self.zone_of: dict[str, Zone | None] = {}
-        # (name, qtype, rcode, depends, ids of the RRsets per section) -> Entry; the RRsets are
+        # (name, qtype, rcode, depends, ids of the RRsets per section) -> WireAnswer; the RRsets are
         # kept alive by self.data and the caches for the whole build, so their ids are stable
-        self.encoded: dict[tuple[object, ...], Entry] = {}
+        self.encoded: dict[tuple[object, ...], WireAnswer] = {}
         origins = [z.origin for z in self.zones]
         if len(set(origins)) != len(origins):
             raise GtmError(f"duplicate zone origins: {origins}")
@@ -329,7 +333,7 @@ class _Builder:
             self.negative[zone.origin] = soa
         return soa
 
-    def _encode(self, qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
+    def _encode(self, qname: dns.name.Name, qtype: int, result: _Result) -> WireAnswer:
         key = (
             qname,
             qtype,
@@ -375,12 +379,12 @@ class _Builder:
             names[key] = self._slot(name, qname, _OTHER)
         return exact, names
 
-    def nxdomain(self, zone: Zone) -> Entry:
+    def nxdomain(self, zone: Zone) -> WireAnswer:
         out = io.BytesIO()
         self._negative_soa(zone).to_wire(out, compress=None)
-        return make_entry(NXDOMAIN, 0, 1, 0, out.getvalue())
+        return make_wire_answer(NXDOMAIN, 0, 1, 0, out.getvalue())
 
-    def transfer(self, zone: Zone) -> tuple[Entry, ...]:
+    def transfer(self, zone: Zone) -> tuple[WireAnswer, ...]:
         """AXFR as messages: SOA, every RRset (default group's view), SOA."""
         soa = self.soa[zone.origin]
         rrsets: list[dns.rrset.RRset] = [soa]
@@ -463,7 +467,7 @@ def _cached_rrset(name: str, ttl: int, rdtype: int, texts: tuple[str, ...]) -> d
     return dns.rrset.from_rdata_list(name + ".", ttl, rdatas)
 
 
-def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
+def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> WireAnswer:
     if (
         len(result.answer) == 1
         and not result.authority
@@ -481,7 +485,7 @@ def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
         body = b"".join(parts)
         if 16 + len(_wire(qname)) + len(body) > 65535:
             raise GtmError(f"{qname} {qtype}: answer larger than 64 KiB")
-        return make_entry(result.rcode, len(parts), 0, 0, body, result.depends)
+        return make_wire_answer(result.rcode, len(parts), 0, 0, body, result.depends)
     msg = dns.message.Message(id=0)
     msg.flags = 0
     msg.question.append(dns.rrset.RRset(qname, IN, dns.rdatatype.RdataType.make(qtype)))
@@ -495,6 +499,6 @@ def _encode(qname: dns.name.Name, qtype: int, result: _Result) -> Entry:
     start = 12 + len(_wire(qname)) + 4
     counts = wire[6:12]
     ar = int.from_bytes(counts[4:6])
-    return Entry(
+    return WireAnswer(
         result.rcode, counts, counts[:4] + (ar + 1).to_bytes(2), wire[start:], result.depends
     )

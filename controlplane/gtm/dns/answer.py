@@ -31,8 +31,9 @@ import dns.name
 
 from controlplane.errors import DnsFormatError
 from controlplane.gtm.dns.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
+from controlplane.gtm.dns.encode import WireAnswer, make_wire_answer
 from controlplane.gtm.dns.rcodes import BADVERS_HIGH, FORMERR, NOTAUTH, NOTIMP, REFUSED
-from controlplane.gtm.dns.table import AnswerTable, WireAnswer, make_wire_answer
+from controlplane.gtm.dns.table import AnswerTable
 
 _HEADER = 12  # bytes of a DNS header: the question starts here
 _MAX_NAME = 255  # wire bytes of the longest name (RFC 1035 3.1)

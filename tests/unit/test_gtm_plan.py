@@ -24,7 +24,7 @@ from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, pla
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
 from tests.support.gtm_helpers import write_mmdb
-from tests.unit.policy_helpers import doc, load
+from tests.support.policy import doc, load
 
 EU, US = "127.0.0.12", "127.0.0.13"
 EU_KEY, US_KEY = ("eu-west", EU, 8443), ("us-west", US, 8443)
@@ -152,7 +152,7 @@ def test_geo_region_without_declared_group_gets_its_own(mmdb: Path) -> None:
 
 def test_relative_database_path_is_relative_to_the_policy_file(tmp_path: Path) -> None:
     from controlplane.policy.loader import load_texts
-    from tests.unit.policy_helpers import BASE
+    from tests.support.policy import BASE
 
     policy_file = tmp_path / "policies" / "global.yaml"
     m = load_texts(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.policy.common import LabelSelector
-
-from .policy_helpers import BASE, doc, load, problems
+from tests.support.policy import BASE, doc, load, problems
 
 
 def test_base_set_loads() -> None:

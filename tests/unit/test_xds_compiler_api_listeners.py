@@ -14,7 +14,7 @@ from controlplane.xds.compiler.listeners import ROUTER_FILTER
 from controlplane.xds.node import group_key
 from controlplane.xds.resources import LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
-from tests.unit.policy_helpers import doc, load
+from tests.support.policy import doc, load
 
 GRPC_SERVICES = doc(
     "Service",

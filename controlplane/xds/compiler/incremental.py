@@ -14,7 +14,7 @@ Rebuilt messages equal to the previous ones are swapped for the previous objects
 map with no change *is* the previous map, so ``Snapshot.build(..., previous=...)`` serializes only
 what really changed. Pure and deterministic; the result equals a full ``generate.compile_node``
 on the new model byte for byte
-(tests/unit/test_xds_incremental.py). Nothing returned may be mutated.
+(tests/unit/test_xds_compiler_incremental.py). Nothing returned may be mutated.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ class DirectoryStore:
         self._model = Model.empty()
         self._status = StoreStatus(False, self._model.hash, 0, time.time())
         self._stop = asyncio.Event()
+        self.watching = asyncio.Event()
 
     @property
     def model(self) -> Model:
@@ -145,8 +146,10 @@ class DirectoryStore:
                 log.exception("policy listener failed", listener=repr(listener))
 
     async def watch(self) -> None:
-        """Watch the directory until ``stop()``; each batch of changes triggers one reload."""
-        async for changes in watchfiles.awatch(
+        """Watch the directory until ``stop()``; each batch of changes triggers one reload.
+
+        ``watching`` is set once the watch is registered: a change made after that is seen."""
+        batches = watchfiles.awatch(
             self.root,
             watch_filter=_relevant,
             debounce=self.debounce_ms,
@@ -156,9 +159,22 @@ class DirectoryStore:
             step=5,
             stop_event=self._stop,
             recursive=True,
-        ):
-            log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
-            await self.reload()
+        )
+        try:
+            while True:
+                batch = asyncio.ensure_future(anext(batches))
+                if not self.watching.is_set():
+                    # the generator's first step registers the watch before its first await
+                    await asyncio.sleep(0)
+                    self.watching.set()
+                try:
+                    changes = await batch
+                except StopAsyncIteration:
+                    return
+                log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
+                await self.reload()
+        finally:
+            await batches.aclose()
 
     def stop(self) -> None:
         self._stop.set()

@@ -47,9 +47,22 @@ class Serve:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Serve, EnvoyProcess]]:
+def checkout_port() -> int:
+    """The port of the eu-west checkout backends (the example's 18001 may be taken)."""
+    return free_port("127.0.2.1")
+
+
+@pytest.fixture
+def served(tmp_path: Path, checkout_port: int) -> Iterator[tuple[Serve, EnvoyProcess]]:
     root = tmp_path / "policies"
     shutil.copytree(EXAMPLE, root)
+    services = root / "services.yaml"
+    for address in ("127.0.2.1", "127.0.2.2"):
+        old = f"address: {address}, port: 18001,"
+        assert old in services.read_text()
+        services.write_text(
+            services.read_text().replace(old, f"address: {address}, port: {checkout_port},")
+        )
     # no gateways run here: without health checks the GTM steers by the latency table alone
     gs = root / "global.yaml"
     gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
@@ -63,7 +76,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Serve, EnvoyProcess]]:
 
 
 @pytest.fixture
-def eu_checkout_backends() -> Iterator[list[DemoBackend]]:
+def eu_checkout_backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
     import asyncio
     import threading
 
@@ -71,8 +84,8 @@ def eu_checkout_backends() -> Iterator[list[DemoBackend]]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     backends = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", 18001),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", 18001),
+        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", checkout_port),
+        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", checkout_port),
     ]
     for b in backends:
         asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)

@@ -25,7 +25,7 @@ async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Qu
     swaps: asyncio.Queue[Model] = asyncio.Queue()
     store.subscribe(swaps.put_nowait)
     task = asyncio.create_task(store.watch())
-    await asyncio.sleep(0.3)  # let the watcher start
+    await asyncio.wait_for(store.watching.wait(), 5)
     try:
         yield store, swaps
     finally:
@@ -91,8 +91,13 @@ async def test_editor_temp_files_do_not_trigger_reloads(policy_dir: Path) -> Non
     async with watching(policy_dir) as (store, swaps):
         (policy_dir / ".route.yaml.swp").write_text("garbage: [")
         (policy_dir / "route.yaml~").write_text("garbage: [")
-        await asyncio.sleep(0.5)
+        # a real change after them: the watcher sees events in order, so the first swap (and the
+        # status when it arrives) shows whether the temp files were read before it
+        (policy_dir / "route.yaml").write_text(ROUTE.replace("timeout: 1s", "timeout: 4s"))
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert model.route_policies["web"].spec.http[0].timeout == 4000
         assert swaps.empty() and store.status.ok and store.status.rejected == 0
+        assert store.status.generation == 2
 
 
 async def test_atomic_rename_is_picked_up(policy_dir: Path) -> None:

@@ -15,7 +15,9 @@ import pytest
 
 from controlplane.demo.backends import DemoBackend
 from tests.support.dns import dig
-from tests.support.envoy import EnvoyProcess, envoy, wait_until
+from tests.support.envoy import EnvoyProcess, envoy
+from tests.support.loop import loop_thread
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
@@ -77,23 +79,16 @@ def served(tmp_path: Path, checkout_port: int) -> Iterator[tuple[Serve, EnvoyPro
 
 @pytest.fixture
 def eu_checkout_backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     backends = [
         DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", checkout_port),
         DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", checkout_port),
     ]
-    for b in backends:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield backends
-    for b in backends:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with loop_thread("checkout-backends") as lt:
+        for b in backends:
+            lt.run(b.start(), 5)
+        yield backends
+        for b in backends:
+            lt.run(b.stop(), 5)
 
 
 def versions(client: httpx.Client, n: int) -> set[str]:

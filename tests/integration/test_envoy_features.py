@@ -22,17 +22,17 @@ from controlplane.xds.bootstrap import Mode
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
 from controlplane.xds.node import group_key
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from tests.support.backends import Backend, backends
-from tests.support.envoy import EnvoyProcess, envoy, wait_until, xds_server_thread
+from tests.support.envoy import EnvoyProcess, envoy
+from tests.support.poll import wait_until
 from tests.support.procs import free_port
+from tests.support.xds_rig import wait_acked, xds_server_thread
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("reset_backends")]
 
-TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 NODES = {"eu-west": NodeIdentity("eu-west", "eu-west", "eu-west-1a"),
          "us-west": NodeIdentity("us-west", "us-west", "us-west-1a")}  # fmt: skip
 BACKENDS = (
@@ -164,16 +164,7 @@ class Rig:
 
     def wait_acked(self, snapshots: dict[str, Snapshot]) -> None:
         for cluster, snapshot in snapshots.items():
-            node_id = self.envoys[cluster].node_id
-
-            def acked(node_id: str = node_id, snapshot: Snapshot = snapshot) -> bool:
-                for p in self.status.proxies():
-                    if p.node_id == node_id:
-                        assert p.last_nack is None, p.last_nack
-                        return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)
-                return False
-
-            wait_until(acked, 20, f"{node_id} ACK of {snapshot.version}")
+            wait_acked(self.status, self.envoys[cluster].node_id, snapshot)
 
     def get(
         self, host: str, path: str = "/", cluster: str = "eu-west", **kw: object
@@ -217,16 +208,10 @@ def make_rig(tmp_path: Path, mode: Mode) -> Iterator[Rig]:
         yield rig
 
 
-@pytest.fixture(scope="module", params=["ads-sotw", "ads-delta"])
-def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with make_rig(tmp_path_factory.mktemp(request.param), request.param) as r:
+@pytest.fixture(scope="module")
+def rig(ads_mode: Mode, rig_dir: Path) -> Iterator[Rig]:
+    with make_rig(rig_dir, ads_mode) as r:
         yield r
-
-
-@pytest.fixture(autouse=True)
-def _reset_backends(rig: Rig) -> None:
-    for b in rig.backends.values():
-        b.reset()
 
 
 def served_by(reply: httpx.Response) -> str:

@@ -25,7 +25,7 @@ from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
-from tests.support.gtm_helpers import until
+from tests.support.poll import until
 from tests.support.procs import free_port, free_udp_tcp_port
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ import pytest
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
 from tests.support.policy import BASE, doc
+from tests.support.poll import until
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"
@@ -31,12 +32,6 @@ async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Qu
     finally:
         store.stop()
         await asyncio.wait_for(task, 5)
-
-
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ async def test_invalid_change_keeps_the_last_good_model(policy_dir: Path) -> Non
     async with watching(policy_dir) as (store, swaps):
         good = store.model
         (policy_dir / "route.yaml").write_text(ROUTE.replace("service: web", "service: nope"))
-        await wait_for(lambda: store.status.rejected == 1)
+        await until(lambda: store.status.rejected == 1, 5, "rejection counted")
         assert store.model is good
         assert not store.status.ok
         assert "unknown service 'nope'" in str(store.status.problems[0])

@@ -14,25 +14,19 @@ import pytest
 from controlplane.xds.bootstrap import Mode
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.node import group_key
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.resources import ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import ProxyStatus, StatusRegistry
-from tests.support.envoy import (
-    EnvoyProcess,
-    dynamic_names,
-    envoy,
-    http_backend,
-    wait_until,
-    xds_server_thread,
-)
+from tests.support.envoy import EnvoyProcess, dynamic_names, envoy, http_backend
+from tests.support.poll import wait_until
 from tests.support.procs import free_port
 from tests.support.xds_resources import ROUTE_HEADER, make_resources
+from tests.support.xds_rig import TYPES, wait_acked, xds_server_thread
 
 pytestmark = pytest.mark.integration
 
 GROUP = group_key("eu-west-1")
-TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 
 
 class Rig:
@@ -59,12 +53,8 @@ class Rig:
         return status
 
     def wait_acked(self, snapshot: Snapshot) -> None:
-        def acked() -> bool:
-            got = self.proxy_status().acked
-            return all(got.get(t) == snapshot.type_version(t) for t in TYPES)
-
         try:
-            wait_until(acked, 15, f"ACK of snapshot {snapshot.version}")
+            wait_acked(self.status, self.proxy.node_id, snapshot, timeout=15, nacked_before=True)
         except TimeoutError as exc:
             want = {t: snapshot.type_version(t) for t in TYPES}
             raise AssertionError(f"{exc}: want {want}, have {self.proxy_status()}") from None

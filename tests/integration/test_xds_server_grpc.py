@@ -16,18 +16,12 @@ from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.status import StatusRegistry
+from tests.support.poll import until
 from tests.support.xds_replay import NODE, snapshot, sotw
 
 pytestmark = pytest.mark.integration
 
 GROUP = group_key("eu-west-1")
-
-
-async def until(predicate: object, limit: float = 10.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds; a TimeoutError fails the test."""
-    async with asyncio.timeout(limit):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

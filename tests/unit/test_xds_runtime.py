@@ -19,37 +19,19 @@ from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
-
-CLUSTER_TEXT = """
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: {name}}}
-spec: {{region: {name}, zone: {name}-a}}
-"""
-
-SERVICE_TEXT = """
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  ports: [{{name: web, port: 9000, protocol: {protocol}}}]
-  endpoints: [{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]
----
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: echo}}
-spec:
-  hosts: [echo.test]
-  http: [{{match: [{{path: {{prefix: /}}}}], route: [{{service: echo}}]}}]
-"""
+from tests.support.policy import cluster, join, route, service
 
 
 def model(
     clusters: tuple[str, ...] = ("eu-west",), port: int = 8080, protocol: str = "HTTP"
 ) -> Model:
-    docs = [CLUSTER_TEXT.format(name=name) for name in clusters]
-    docs.append(SERVICE_TEXT.format(protocol=protocol, port=port))
-    return load_texts([("policy.yaml", "---".join(docs))])
+    echo = service(
+        "echo",
+        f"[{{name: web, port: 9000, protocol: {protocol}}}]",
+        f"[{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]",
+    )
+    docs = [cluster(name, f"{name}-a") for name in clusters]
+    return load_texts([("policy.yaml", join(*docs, echo, route("echo", "echo.test", "echo")))])
 
 
 def samples(registry: CollectorRegistry, result: str) -> float:

@@ -25,8 +25,10 @@ from controlplane.xds.node import group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
+from tests.support import policy
 from tests.support.backends import Backend, backends
 from tests.support.envoy import EnvoyProcess, envoy
+from tests.support.policy import doc, join
 from tests.support.poll import wait_until
 from tests.support.procs import free_port
 from tests.support.xds_rig import wait_acked, xds_server_thread
@@ -47,42 +49,16 @@ def policy_text(b: dict[str, Backend], default_subset: str = "v1") -> str:
         return f"{{cluster: {cluster}, address: 127.0.0.1, port: {b[name].port}, labels: {labels}}}"
 
     def service(name: str, *eps: str, extra: str = "") -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: {name}}}
-spec:
-  ports: [{{port: 8080}}]
-  endpoints: [{", ".join(eps)}]
-  {extra}
-"""
+        return "---\n" + policy.service(name, "[{port: 8080}]", f"[{', '.join(eps)}]", extra)
 
     def route(name: str, rules: str) -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.test]
-  http: {rules}
-"""
+        return "---\n" + doc("RoutePolicy", name, f"hosts: [{name}.test]\nhttp: {rules}")
 
     def traffic(name: str, spec: str) -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: TrafficPolicy
-metadata: {{name: {name}}}
-spec: {{service: {name}, {spec}}}
-"""
+        return "---\n" + doc("TrafficPolicy", name, f"{{service: {name}, {spec}}}")
 
-    clusters = "".join(
-        f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: {n}}}
-spec: {{region: {n}, zone: {n}-1a}}
-"""
-        for n in ("eu-west", "us-west")
+    clusters = "---\n" + join(
+        policy.cluster("eu-west", "eu-west-1a"), policy.cluster("us-west", "us-west-1a")
     )
     web_rules = f"""
   - {{name: exact, match: [{{path: {{exact: /exact}}}}], route: [{{service: web, subset: v2}}]}}
@@ -117,12 +93,7 @@ spec: {{region: {n}, zone: {n}-1a}}
             traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
             traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
             traffic("hash", "loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-user-id}}"),
-            """---
-apiVersion: ubiq.io/v1alpha1
-kind: Placement
-metadata: {name: vault}
-spec: {service: vault, residency: {regions: [eu-west]}}
-""",
+            "---\n" + doc("Placement", "vault", "{service: vault, residency: {regions: [eu-west]}}"),
             route("web", web_rules),
             route("split", "[{route: [{service: web, subset: v1, weight: 90}, {service: web, subset: v2, weight: 10}]}]"),
             route("retry", "[{route: [{service: flaky}], retries: {attempts: 3, retryOn: [5xx]}}]"),

@@ -26,8 +26,11 @@ from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore, PolicySource
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
+from controlplane.xds.server import XdsServer
+from controlplane.xds.status import StatusRegistry
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -149,7 +152,9 @@ class Ubiq:
         self.store: PolicySource = DirectoryStore(
             options.directory, debounce_ms=options.debounce_ms
         )
-        self.xds = XdsRuntime(options.compile, registry=self.registry)
+        cache, status = SnapshotCache(), StatusRegistry()
+        server = XdsServer(cache, status=status)
+        self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
         self.gtm = (
             GtmRuntime(options.dns, config=options.gtm, registry=self.registry)
             if options.dns

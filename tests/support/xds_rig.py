@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from controlplane.policy.model import Model
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime
@@ -45,7 +46,8 @@ def xds_server_thread(server: XdsServer, port: int = 0) -> Iterator[XdsServerThr
 def runtime_thread(model: Model) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
     """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
     with loop_thread("xds-runtime") as lt:
-        runtime = XdsRuntime(CompileOptions())
+        cache, status = SnapshotCache(), StatusRegistry()
+        runtime = XdsRuntime(cache, status, XdsServer(cache, status=status), CompileOptions())
         try:
             port = lt.run(runtime.start("127.0.0.1:0", model), 20)
             yield runtime, port, lt.loop

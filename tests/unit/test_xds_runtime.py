@@ -14,11 +14,13 @@ from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.status import StatusRegistry
 from tests.support.policy import cluster, join, route, service
 
 
@@ -34,6 +36,13 @@ def model(
     return load_texts([("policy.yaml", join(*docs, echo, route("echo", "echo.test", "echo")))])
 
 
+def new_runtime(registry: CollectorRegistry | None = None) -> XdsRuntime:
+    """A runtime with its cache and status registry, and no server."""
+    return XdsRuntime(
+        SnapshotCache(), StatusRegistry(), options=CompileOptions(), registry=registry
+    )
+
+
 def samples(registry: CollectorRegistry, result: str) -> float:
     return registry.get_sample_value("ubiq_xds_compiles_total", {"result": result}) or 0.0
 
@@ -47,7 +56,7 @@ def is_empty(runtime: XdsRuntime, group: str) -> bool:
 async def test_models_queued_during_a_compile_coalesce_to_the_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     real = runtime_module.build_groups
     compiled: list[Model] = []
     release = threading.Event()
@@ -77,7 +86,7 @@ async def test_models_queued_during_a_compile_coalesce_to_the_newest(
 
 
 async def test_groups_that_leave_the_model_are_emptied() -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east"), protocol="GRPC"))
     groups = [group_key(c, r) for c in ("eu-west", "us-east") for r in ("grpc", "proxy")]
     assert runtime.cache.groups() == groups
@@ -92,7 +101,7 @@ async def test_groups_that_leave_the_model_are_emptied() -> None:
 
 async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = CollectorRegistry()
-    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    runtime = new_runtime(registry)
     await runtime.update_model(model(("eu-west", "us-east")))
     before = {g: runtime.cache.get(g) for g in runtime.cache.groups()}
 
@@ -106,7 +115,7 @@ async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyP
 
 
 async def test_compile_cache_forgets_what_left_the_model() -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east")))
     cache = runtime._compile_cache
     assert {key[1] for key in cache.services._entries} == {"eu-west", "us-east"}
@@ -126,7 +135,7 @@ async def test_each_snapshot_is_checked_once_off_the_event_loop(
         real(snapshot)
 
     monkeypatch.setattr(Snapshot, "check_consistent", check)
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east")))
     assert len(threads) == len(runtime.cache.groups()) == 2
     assert threading.get_ident() not in threads
@@ -136,7 +145,7 @@ async def test_an_inconsistent_build_is_rejected_in_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = CollectorRegistry()
-    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    runtime = new_runtime(registry)
     await runtime.update_model(model())
     before = runtime.cache.get(group_key("eu-west"))
 

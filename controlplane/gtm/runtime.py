@@ -28,7 +28,14 @@ from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.explain import explain, explain_dict
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health.checker import HealthChecker
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
+from controlplane.gtm.plan import (
+    DecidedPlan,
+    GtmConfig,
+    GtmPlan,
+    decide,
+    next_rotation,
+    plan_from_model,
+)
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 from controlplane.policy.model import Model
 
@@ -88,7 +95,7 @@ class GtmRuntime:
         self._clock = clock
         self.config = config or GtmConfig(ns_addresses=glue_addresses(listen))
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._plan: GtmPlan | None = None
+        self._plan: DecidedPlan | None = None
         self._epoch = 0
         self._health = HealthView(frozenset())
         self.checker = HealthChecker((), self._on_health, registry=self.registry)
@@ -105,7 +112,7 @@ class GtmRuntime:
         self._rotator: asyncio.Task[None] | None = None
 
     @property
-    def plan(self) -> GtmPlan | None:
+    def plan(self) -> DecidedPlan | None:
         return self._plan
 
     @property
@@ -117,7 +124,7 @@ class GtmRuntime:
         if base is not None:
             self._accept(base)
             self._apply(self._decide(base, self._health))
-        if self._plan is None or self._plan.table is None:
+        if self._plan is None:
             raise GtmError("no answer table could be built from the policy")
         self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
         await self.server.start()
@@ -201,7 +208,7 @@ class GtmRuntime:
 
     def _work(
         self, model: Model | None, base: GtmPlan | None, health: HealthView
-    ) -> tuple[GtmPlan | None, GtmPlan | None]:
+    ) -> tuple[GtmPlan | None, DecidedPlan | None]:
         """In the worker thread: plan ``model`` (if any), then decide; (base, decided plan)."""
         if model is not None:
             new = self._plan_model(model)
@@ -224,7 +231,7 @@ class GtmRuntime:
             if wait is not None:
                 self._rebuild()
 
-    def _decide(self, base: GtmPlan, health: HealthView) -> GtmPlan | None:
+    def _decide(self, base: GtmPlan, health: HealthView) -> DecidedPlan | None:
         previous = self._plan.decisions if self._plan is not None else None
         try:
             return decide(
@@ -248,7 +255,7 @@ class GtmRuntime:
         self._serial = max(int(self._clock()), self._serial + 1)
         return self._serial
 
-    def _apply(self, plan: GtmPlan | None) -> None:
+    def _apply(self, plan: DecidedPlan | None) -> None:
         if plan is None:
             return
         previous = self._plan.decisions if self._plan is not None else None
@@ -257,7 +264,7 @@ class GtmRuntime:
             k: d.addresses for k, d in previous.items()
         }
         self._plan = plan
-        if self.server is not None and plan.table is not None:
+        if self.server is not None:
             self.server.swap_table(plan.table)
         if changed:
             log.info(

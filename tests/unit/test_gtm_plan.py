@@ -20,7 +20,14 @@ from controlplane.gtm.dns.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
 from controlplane.gtm.geoip import MaxMindRegions, RegionSource
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
+from controlplane.gtm.plan import (
+    DecidedPlan,
+    GtmConfig,
+    GtmPlan,
+    decide,
+    next_rotation,
+    plan_from_model,
+)
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
 from tests.support.gtm_helpers import write_mmdb
@@ -58,7 +65,9 @@ def model(**kwargs: str) -> Model:
     return load(global_service(**kwargs))
 
 
-def ask(plan: GtmPlan, source: str, name: str = "web.gtm.example", rtype: str = "A") -> list[str]:
+def ask(
+    plan: DecidedPlan, source: str, name: str = "web.gtm.example", rtype: str = "A"
+) -> list[str]:
     assert plan.table is not None
     query = dns.message.make_query(name, rtype)
     wire = answer(query.to_wire(), plan.table, Client(source))
@@ -68,7 +77,7 @@ def ask(plan: GtmPlan, source: str, name: str = "web.gtm.example", rtype: str = 
     return sorted(str(rr) for rrset in response.answer for rr in rrset)
 
 
-def decided(m: Model, health: HealthView | None = None, **kwargs: object) -> GtmPlan:
+def decided(m: Model, health: HealthView | None = None, **kwargs: object) -> DecidedPlan:
     base = plan_from_model(m, CONFIG, **kwargs)  # type: ignore[arg-type]
     return decide(base, health or HealthView(frozenset()), epoch=1, config=CONFIG)
 
@@ -232,7 +241,7 @@ async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
     assert runtime.epoch <= 3  # 21 requests became at most a few rebuilds
 
 
-def soa_serial(plan: GtmPlan | None) -> int:
+def soa_serial(plan: DecidedPlan | None) -> int:
     assert plan is not None and plan.table is not None
     query = dns.message.make_query("gtm.example", "SOA")
     wire = answer(query.to_wire(), plan.table, Client("10.0.0.1"))
@@ -265,7 +274,7 @@ async def test_a_failing_rebuild_keeps_the_table_and_the_worker_recovers(
     good = runtime.plan
     assert good is not None
 
-    def broken(*args: object, **kwargs: object) -> GtmPlan:
+    def broken(*args: object, **kwargs: object) -> DecidedPlan:
         raise RuntimeError("bug in steering")
 
     monkeypatch.setattr(runtime_module, "decide", broken)

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import platform
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import dns.flags
 import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from bench._common import best_of, save
 from controlplane.gtm.dns.answer import Client, answer
 from controlplane.gtm.dns.table import AnswerTable
 from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.types import ClientGroup, Decision, SteeringPolicy, Target
 
-RESULTS = Path(__file__).parent / "results"
 NAME = "app.bench.example"
 ADDRESSES = ("192.0.2.10", "192.0.2.11")
 
@@ -52,15 +47,6 @@ def dnspython_answer(query: bytes, rrset: dns.rrset.RRset) -> bytes:
     response.flags |= dns.flags.AA
     response.answer.append(rrset)
     return response.to_wire()
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def addresses(wire: bytes) -> set[str]:
@@ -93,9 +79,7 @@ def main() -> None:
     for row in rows:
         qps = n / row["seconds"]
         print(f"{row['case']:<48} {row['seconds']:>9.3f} {qps:>11,.0f} {row['ratio']:>6.1f}x")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "rows": rows}
-    (RESULTS / "decision_dns_wire.json").write_text(json.dumps(out, indent=2))
+    save("decision_dns_wire", args, rows=rows)
 
 
 if __name__ == "__main__":

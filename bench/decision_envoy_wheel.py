@@ -11,8 +11,6 @@ CDS/LDS received) and the resident memory once ready.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bench._common import save
 from controlplane.demo.envoys import envoy_binary, start_envoy
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.node import group_key
@@ -29,7 +28,6 @@ from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from tests.support.xds_rig import xds_server_thread
 
-RESULTS = Path(__file__).parent / "results"
 CLUSTER_NAME = "bench"
 
 
@@ -93,9 +91,7 @@ def main() -> None:
     print(f"envoy {version}: {args.starts} starts")
     print(f"exec -> /ready: median {row['ready_s_median']:.2f} s, max {row['ready_s_max']:.2f} s")
     print(f"RSS when ready: median {row['rss_mib_median']:.0f} MiB")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "row": row}
-    (RESULTS / "decision_envoy_wheel.json").write_text(json.dumps(out, indent=2))
+    save("decision_envoy_wheel", args, row=row)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from bench._common import save
 
 
 def child(services: int, pause: bool) -> float:
@@ -70,9 +67,7 @@ def main() -> None:
     print(f"{'case':<36} {'seconds':>9} {'ratio':>7}")
     for row in rows:
         print(f"{row['case']:<36} {row['seconds']:>9.2f} {row['ratio']:>6.2f}x")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "rows": rows}
-    (RESULTS / "decision_gc_pause.json").write_text(json.dumps(out, indent=2))
+    save("decision_gc_pause", args, rows=rows)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,7 +31,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from bench._common import save
+
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = 3
 INSTALL = (
@@ -210,9 +210,7 @@ def main() -> None:
         print(
             f"{row['case']:<20} {row['seconds']:>9.3f} {row['ratio']:>7.1f}x  {row['same_bytes']}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "rows": rows}
-    (RESULTS / "decision_protos.json").write_text(json.dumps(out, indent=2))
+    save("decision_protos", args, rows=rows)
 
 
 if __name__ == "__main__":

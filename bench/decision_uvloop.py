@@ -9,16 +9,13 @@ uvloop and one on asyncio's own loop, each loaded by dnsperf in turn over UDP on
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
+from bench._common import save
 from bench.dns_qps import UBIQ_NAME, check_answer, dnsperf
 from tests.support.procs import free_udp_tcp_port, running, wait_for_port
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -45,9 +42,7 @@ def main() -> None:
             f"{row['case']:<22} {float(row['qps']):>10.0f} {row['ratio']:>9.2f}x "
             f"{float(row['avg_latency_ms']):>8.3f} {float(row['lost']):>6.0f}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "rows": rows}
-    (RESULTS / "decision_uvloop.json").write_text(json.dumps(out, indent=2))
+    save("decision_uvloop", args, rows=rows)
 
 
 if __name__ == "__main__":

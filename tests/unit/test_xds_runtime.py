@@ -22,6 +22,7 @@ from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from tests.support.policy import cluster, join, route, service
+from tests.support.poll import until
 
 
 def model(
@@ -70,9 +71,7 @@ async def test_models_queued_during_a_compile_coalesce_to_the_newest(
     expected = build_groups(newest, CompileOptions())[group_key("eu-west")].snapshot
     monkeypatch.setattr(runtime_module, "build_groups", build)
     running = asyncio.create_task(runtime.update_model(first))
-    async with asyncio.timeout(10):
-        while not compiled:
-            await asyncio.sleep(0.01)
+    await until(lambda: compiled, 10, "the first compile started")
     waiting = [asyncio.create_task(runtime.update_model(m)) for m in (second, newest)]
     await asyncio.sleep(0.05)
     release.set()

@@ -57,7 +57,7 @@ _QDCOUNT1 = b"\x00\x01"
 _EMPTY_COUNTS = b"\x00\x00\x00\x00\x00\x00"
 _EMPTY_COUNTS_EDNS = b"\x00\x00\x00\x00\x00\x01"
 # RFC 8482: one synthesized HINFO at the question name (pointer to offset 12)
-_ANY_ENTRY = make_wire_answer(
+_ANY_ANSWER = make_wire_answer(
     0, 1, 0, 0, b"\xc0\x0c\x00\x0d\x00\x01" + (3600).to_bytes(4) + b"\x00\x09\x07RFC8482\x00"
 )
 
@@ -207,7 +207,7 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
                 return _refused(query, q, table)
             return _finish(query, q, entry, table, client)
         if qtype == _ANY:
-            return _finish(query, q, _ANY_ENTRY, table, client)
+            return _finish(query, q, _ANY_ANSWER, table, client)
     if isinstance(slot, WireAnswer):
         return _finish(query, q, slot, table, client)
     ecs = q.ecs

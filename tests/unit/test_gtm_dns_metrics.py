@@ -71,7 +71,7 @@ def test_answer_metric_gives_every_address_its_own_region() -> None:
     health = HealthView(frozenset(), frozenset({("us", us.address, 443)}))
     policies = {p.name: p for p in (both, fallback)}
     registry = CollectorRegistry()
-    runtime = GtmRuntime([("127.0.0.1", 0)], registry=registry)
+    runtime = GtmRuntime(registry=registry)
     zones = (Zone("gtm.example", ("ns1.gtm.example",)),)
     runtime._plan = decide(GtmPlan(policies, (), zones, ()), health, epoch=1)
     text = generate_latest(registry).decode()

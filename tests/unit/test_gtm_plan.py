@@ -207,14 +207,14 @@ def test_aliases_are_cnames_to_the_global_name() -> None:
     assert ask(plan, "198.51.100.9", "www.gtm.example") == sorted([US, "web.gtm.example."])
 
 
-def test_served_answers_are_metrics() -> None:
+async def test_served_answers_are_metrics() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from controlplane.gtm.runtime import GtmRuntime
 
     registry = CollectorRegistry()
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, registry=registry)
-    runtime.update_model(model())
+    runtime = GtmRuntime(CONFIG, registry=registry)
+    await runtime.start(model())
     text = generate_latest(registry).decode()
     assert (
         'ubiq_gtm_answer{address="127.0.0.12",group="europe",name="web.gtm.example",region="eu-west"} 1.0'
@@ -227,13 +227,13 @@ def test_served_answers_are_metrics() -> None:
 async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = GtmRuntime(CONFIG)
     runtime.update_model(model())  # inside the loop: scheduled, not yet applied
     assert runtime.plan is None
     known = frozenset({EU_KEY, US_KEY})
     for i in range(20):  # a burst of health flaps, ending with eu-west down
-        runtime._on_health(HealthView(known if i % 2 else frozenset({US_KEY}), known))
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+        runtime.update_health(HealthView(known if i % 2 else frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     assert runtime._worker is not None
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is not None
@@ -250,13 +250,14 @@ def soa_serial(plan: DecidedPlan | None) -> int:
     return int(rrset[0].serial)
 
 
-def test_soa_serial_moves_with_every_rebuild() -> None:
+async def test_soa_serial_moves_with_every_rebuild() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, clock=lambda: 1_700_000_000.0)
-    runtime.update_model(model())  # outside an event loop: built at once
+    runtime = GtmRuntime(CONFIG, clock=lambda: 1_700_000_000.0)
+    await runtime.start(model())
     first = soa_serial(runtime.plan)
-    runtime._on_health(HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY})))
+    runtime.update_health(HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY})))
+    await asyncio.wait_for(runtime.settled(), 10)
     second = soa_serial(runtime.plan)
     assert first == 1_700_000_000  # the time of the computation
     assert second > first  # same second: still one more
@@ -267,7 +268,7 @@ async def test_a_failing_rebuild_keeps_the_table_and_the_worker_recovers(
 ) -> None:
     from controlplane.gtm import runtime as runtime_module
 
-    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = runtime_module.GtmRuntime(CONFIG)
     runtime.update_model(model())
     assert runtime._worker is not None
     await asyncio.wait_for(runtime._worker, 10)
@@ -279,21 +280,21 @@ async def test_a_failing_rebuild_keeps_the_table_and_the_worker_recovers(
 
     monkeypatch.setattr(runtime_module, "decide", broken)
     known = frozenset({EU_KEY, US_KEY})
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is good  # the old table keeps answering
     monkeypatch.undo()
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is not good
     assert ask(runtime.plan, "203.0.113.9") == [US]
 
 
-def test_explain_uses_the_health_the_plan_was_decided_with() -> None:
+async def test_explain_uses_the_health_the_plan_was_decided_with() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
-    runtime.update_model(model())
+    runtime = GtmRuntime(CONFIG)
+    await runtime.start(model())
     runtime._health = HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY}))  # not applied
     data = runtime.explain("web.gtm.example", "203.0.113.9")
     assert isinstance(data, dict)
@@ -325,7 +326,7 @@ async def test_model_updates_are_planned_in_the_worker_and_a_bad_one_keeps_the_t
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runtime_module, "plan_from_model", recording)
-    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = runtime_module.GtmRuntime(CONFIG)
     runtime.update_model(model())
     assert runtime.plan is None and not threads  # nothing done on the loop yet
     assert runtime._worker is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import platform
@@ -23,6 +24,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from bench._common import best_of
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
@@ -58,28 +60,19 @@ def build(names: int, groups: int) -> tuple[list[SteeringPolicy], list[ClientGro
     return policies, group_list, health
 
 
-def best_of(fn: Any, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def bench_steering(names: int, groups: int) -> list[dict[str, Any]]:
     policies, group_list, health = build(names, groups)
     rows: list[dict[str, Any]] = []
     base = 0.0
     for strategy in STRATEGIES:
         ps = [replace(p, strategy=strategy) for p in policies]
-        seconds = best_of(lambda ps=ps: steer_all(ps, group_list, health, 1))
+        seconds = best_of(functools.partial(steer_all, ps, group_list, health, 1), 5)
         if strategy == "failover":
             base = seconds
         rows.append({"case": f"steer_all {strategy}", "seconds": seconds, "ratio": seconds / base})
     ps = [replace(p, strategy="lowestLatency") for p in policies]
     previous = steer_all(ps, group_list, health, 1)
-    seconds = best_of(lambda: steer_all(ps, group_list, health, 2, previous))
+    seconds = best_of(lambda: steer_all(ps, group_list, health, 2, previous), 5)
     rows.append(
         {"case": "steer_all lowestLatency+previous", "seconds": seconds, "ratio": seconds / base}
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -167,15 +167,15 @@ class GtmRuntime:
                 base, plan = await asyncio.to_thread(
                     self._work, model, self._base, self._health, previous
                 )
+                if base is not self._base:
+                    self._base = base
+                    self._on_targets(base.checked)
+                self._apply(plan)
             except GtmError as exc:
                 log.error("gtm plan rejected; keeping previous answers", error=str(exc))
             except Exception:
                 log.exception("gtm rebuild failed; keeping previous answers")
             else:
-                if base is not self._base:
-                    self._base = base
-                    self._on_targets(base.checked)
-                self._apply(plan)
                 continue
             if model is not None and self._base is not None:
                 self._dirty = True  # the model was bad: still decide with the newest health
@@ -185,7 +185,7 @@ class GtmRuntime:
         model: Model | None,
         base: GtmPlan | None,
         health: HealthView,
-        previous: Any,
+        previous: Mapping[tuple[str, str], Decision] | None,
     ) -> tuple[GtmPlan, DecidedPlan]:
         """In the worker thread: plan ``model`` (if any), then decide."""
         if model is not None:

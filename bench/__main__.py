@@ -1,4 +1,8 @@
-"""`make bench`: run every benchmark in turn; each prints a table and writes JSON to bench/results/."""
+"""`make bench`: run every benchmark in turn; each prints a table and writes JSON to bench/results/.
+
+``python -m bench NAME...`` runs the named ones; ``python -m bench decisions`` runs the benchmarks
+behind docs/decisions.md (opt-in: they re-measure choices already made, a few minutes in all).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,20 @@ BENCHMARKS = (
     "gtm_failover",
     "etcd_client",
 )
+DECISIONS = (
+    "decision_protos",
+    "decision_dns_wire",
+    "decision_uvloop",
+    "decision_envoy_wheel",
+    "decision_gc_pause",
+)
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or [b for b in BENCHMARKS if (Path(__file__).parent / f"{b}.py").exists()]
+    if argv == ["decisions"]:
+        chosen = list(DECISIONS)
+    else:
+        chosen = argv or [b for b in BENCHMARKS if (Path(__file__).parent / f"{b}.py").exists()]
     failed = []
     for name in chosen:
         print(f"== {name}", flush=True)

@@ -25,13 +25,15 @@ RESULTS = Path(__file__).parent / "results"
 UBIQ_NAME = "app.bench.example"
 
 
-def serve(port: int) -> None:
-    """Child process: the Ubiq DNS server with a steered name, on uvloop."""
+def serve(port: int, plain_asyncio: bool = False) -> None:
+    """Child process: the Ubiq DNS server with a steered name, on uvloop (or asyncio's loop)."""
+    import asyncio
+
+    from controlplane.gtm.dns.server import DnsServer, run
+    from controlplane.gtm.dns.table import AnswerTable
+    from controlplane.gtm.dns.zone import Zone
     from controlplane.gtm.groups import ClientGroups
-    from controlplane.gtm.server import DnsServer, run
-    from controlplane.gtm.table import AnswerTable
     from controlplane.gtm.types import ClientGroup, Decision, SteeringPolicy, Target
-    from controlplane.gtm.zone import Zone
 
     net = ipaddress.ip_network
     groups = ClientGroups(
@@ -51,7 +53,11 @@ def serve(port: int) -> None:
     ]
     zone = Zone("bench.example", ("ns1.bench.example",), glue={"ns1.bench.example": ("127.0.0.1",)})
     table = AnswerTable.build([zone], decisions, groups, [policy], generation=1)
-    run(DnsServer(table, listen=[("127.0.0.1", port)]))
+    server = DnsServer(table, listen=[("127.0.0.1", port)])
+    if plain_asyncio:
+        run(server, loop_factory=asyncio.new_event_loop)
+    else:
+        run(server)
 
 
 PDNS_CONF = """launch=bind
@@ -124,9 +130,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outstanding", type=int, default=200)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-asyncio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.plain_asyncio)
         return 0
     pdns_binary = require_binary("pdns_server")
     results: dict[str, dict[str, float | str]] = {}

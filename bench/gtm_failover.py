@@ -4,7 +4,7 @@
 
 Two real HTTP backends on loopback stand for two regions (eu-west preferred, us-west tier 1);
 a policy written by the bench names them as GTM targets with an HTTP health check; a
-``GtmRuntime`` (the same object ``ubiq serve`` runs) checks them and answers DNS. dnspython asks
+``GtmService`` (the same object ``ubiq serve`` runs) checks them and answers DNS. dnspython asks
 every 50 ms. Each round waits a random fraction of an interval (so the kill lands at a random
 phase of the probe schedule), stops the eu backend, times until the answer moves to us-west,
 waits another random fraction, starts it again and times until the answer comes back.
@@ -34,8 +34,8 @@ import dns.rdatatype
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.runtime import GtmRuntime
 from controlplane.policy.loader import load_directory
+from controlplane.serve import GtmService
 from tests.support.gtm_helpers import TWO_REGIONS
 
 RESULTS = Path(__file__).parent / "results"
@@ -128,7 +128,7 @@ async def run(rounds: int, interval: float, threshold: int, healthy: int) -> dic
             )
         )  # fmt: skip
         model = load_directory(tmp)
-    runtime = GtmRuntime([("127.0.0.1", 0)], registry=CollectorRegistry())
+    runtime = GtmService([("127.0.0.1", 0)], registry=CollectorRegistry())
     await runtime.start(model)
     assert runtime.server is not None
     port = runtime.server.addresses[0][2]

@@ -10,30 +10,15 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import platform
-import time
-from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
+from bench._common import best_of, save
 from bench.steering import build
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import steer_all
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup
-from controlplane.gtm.zone import Zone
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -64,9 +49,7 @@ def main() -> None:
     print(f"{'case':<40} {'seconds':>9} {'ratio':>8}")
     for row in rows:
         print(f"{row['case']:<40} {row['seconds']:>9.3f} {row['ratio']:>8.1f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"args": vars(args), "python": platform.python_version(), "rows": rows}
-    (RESULTS / "gtm_table.json").write_text(json.dumps(out, indent=2))
+    save("gtm_table", args, rows=rows)
 
 
 if __name__ == "__main__":

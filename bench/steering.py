@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import platform
@@ -23,8 +24,9 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from bench._common import best_of
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Strategy, Target
 
@@ -58,28 +60,19 @@ def build(names: int, groups: int) -> tuple[list[SteeringPolicy], list[ClientGro
     return policies, group_list, health
 
 
-def best_of(fn: Any, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def bench_steering(names: int, groups: int) -> list[dict[str, Any]]:
     policies, group_list, health = build(names, groups)
     rows: list[dict[str, Any]] = []
     base = 0.0
     for strategy in STRATEGIES:
         ps = [replace(p, strategy=strategy) for p in policies]
-        seconds = best_of(lambda ps=ps: steer_all(ps, group_list, health, 1))
+        seconds = best_of(functools.partial(steer_all, ps, group_list, health, 1), 5)
         if strategy == "failover":
             base = seconds
         rows.append({"case": f"steer_all {strategy}", "seconds": seconds, "ratio": seconds / base})
     ps = [replace(p, strategy="lowestLatency") for p in policies]
     previous = steer_all(ps, group_list, health, 1)
-    seconds = best_of(lambda: steer_all(ps, group_list, health, 2, previous))
+    seconds = best_of(lambda: steer_all(ps, group_list, health, 2, previous), 5)
     rows.append(
         {"case": "steer_all lowestLatency+previous", "seconds": seconds, "ratio": seconds / base}
     )
@@ -124,7 +117,7 @@ async def bench_probes(targets: int) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 await hc.check_once()
                 best = min(best, time.perf_counter() - t0)
-            failed = sum(1 for r in hc.snapshot() if r.healthy is False)
+            failed = sum(1 for r in hc.rows() if r.healthy is False)
             if not base:
                 base = best
             rows.append(

@@ -34,7 +34,7 @@ from controlplane.policy.model import Model
 from controlplane.xds.compiler import CompileCache, CompileOptions, NodeIdentity
 from controlplane.xds.compiler import compile_node_resources as compile_node
 from controlplane.xds.compiler.effective import ModelIndex
-from controlplane.xds.compiler.incremental import compile_node as compile_full
+from controlplane.xds.compiler.generate import compile_node as compile_full
 from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import build_service_resources
 from controlplane.xds.compiler.routes import build_virtual_host

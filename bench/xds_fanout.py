@@ -123,8 +123,9 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
 
 
 async def _serve(count: int, rounds: int) -> dict[str, Any]:
-    from controlplane.xds.cache import SnapshotCache, group_key
+    from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.events import Event
+    from controlplane.xds.node import group_key
     from controlplane.xds.resources import ORDER
     from controlplane.xds.server import XdsServer
     from controlplane.xds.status import StatusRegistry

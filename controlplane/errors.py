@@ -10,9 +10,8 @@
     ├── XdsError
     │   ├── InconsistentSnapshotError    a snapshot's cross-references do not hold; never published
     │   └── XdsRequestError              an xDS request that cannot be served (carries a gRPC status)
-    ├── GtmError
-    │   └── DnsFormatError               a DNS query we cannot parse (carries rcode FORMERR)
-    └── FeedbackError                    a metrics source answered badly or not at all
+    └── GtmError
+        └── DnsFormatError               a DNS query we cannot parse (answered FORMERR)
 
 Errors from yaml, grpc, http and dns libraries are wrapped where they enter (``raise ... from exc``).
 """
@@ -79,8 +78,4 @@ class GtmError(UbiqError):
 
 
 class DnsFormatError(GtmError):
-    rcode = 1  # FORMERR
-
-
-class FeedbackError(UbiqError):
     pass

@@ -1,7 +1,9 @@
 """``ubiq serve``: the long-running process -- policy store, xDS server, GTM, API.
 
 Wiring only: the store announces each new valid model; the xDS runtime compiles and publishes
-snapshots, the GTM runtime recomputes its answer table. A rejected change reaches neither.
+snapshots, the GTM planner recomputes its answer table. A rejected change reaches neither.
+``GtmService`` owns the GTM's I/O around the planner: the DNS listeners, the health checker and
+the rotation timer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import ipaddress
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,13 +27,19 @@ from prometheus_client import CollectorRegistry
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
 from controlplane.errors import ListenError, UbiqError
-from controlplane.gtm.plan import GtmConfig
+from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.server import DnsServer
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.plan import DecidedPlan, GtmConfig, next_rotation
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.runtime import XdsRuntime
+from controlplane.xds.server import XdsServer
+from controlplane.xds.status import StatusRegistry
 from controlplane.xds.sync_state import overall, proxy_sync
 
 log = structlog.get_logger("ubiq.serve")
@@ -184,6 +193,79 @@ async def _bind(what: str, starting: Awaitable[T]) -> T:
         raise ListenError(f"{what}: cannot listen (address in use?)") from None
 
 
+class GtmService:
+    """The GTM as it runs: the planner (``GtmRuntime``), its DNS listeners, health checker and
+    rotation timer. Each decided plan's table is swapped into the DNS server in one assignment;
+    health changes and rotation boundaries ask the planner for a rebuild."""
+
+    def __init__(
+        self,
+        listen: Sequence[tuple[str, int]],
+        *,
+        config: GtmConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._listen = list(listen)
+        self._clock = clock
+        self.planner = GtmRuntime(
+            config or GtmConfig(ns_addresses=glue_addresses(listen)),
+            registry=self.registry,
+            clock=clock,
+            on_plan=self._serve_plan,
+            on_targets=lambda targets: self.checker.set_targets(targets),
+        )
+        self.checker = HealthChecker((), self.planner.update_health, registry=self.registry)
+        self.metrics = DnsMetrics(self.registry)
+        self.server: DnsServer | None = None
+        self._rotator: asyncio.Task[None] | None = None
+
+    async def start(self, model: Model) -> None:
+        plan = await self.planner.start(model)
+        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics)
+        await self.server.start()
+        await self.checker.start()
+        self._rotator = asyncio.get_running_loop().create_task(self._rotate())
+        log.info("gtm.serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+
+    async def stop(self) -> None:
+        await self.checker.stop()
+        if self._rotator is not None:
+            self._rotator.cancel()
+            await asyncio.wait({self._rotator})
+        await self.planner.stop()
+        if self.server is not None:
+            await self.server.stop()
+
+    def update_model(self, model: Model) -> None:
+        self.planner.update_model(model)
+
+    def _serve_plan(self, plan: DecidedPlan) -> None:
+        if self.server is not None:
+            self.server.swap_table(plan.table)
+
+    async def _rotate(self) -> None:
+        """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky
+        weighted); sleeps a second at a time while no policy rotates."""
+        while True:
+            base = self.planner.base
+            wait = next_rotation(base, self._clock()) if base is not None else None
+            # a hair past the boundary, so the rebuild sees the new slot
+            await asyncio.sleep(1.0 if wait is None else wait + 0.001)
+            if wait is not None:
+                self.planner.rebuild()
+
+    def health(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.checker.rows()]
+
+    def explain(self, name: str, client: str) -> dict[str, Any] | None:
+        return self.planner.explain(name, client)
+
+    def explain_text(self, name: str, client: str) -> str | None:
+        return self.planner.explain_text(name, client)
+
+
 class Ubiq:
     """Every running part, and the RuntimeView the API reads."""
 
@@ -193,9 +275,11 @@ class Ubiq:
         self.store: PolicySource = open_source(
             options.directory, options.store, debounce_ms=options.debounce_ms
         )
-        self.xds = XdsRuntime(options.compile, registry=self.registry)
+        cache, status = SnapshotCache(), StatusRegistry()
+        server = XdsServer(cache, status=status)
+        self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
         self.gtm = (
-            GtmRuntime(options.dns, config=options.gtm, registry=self.registry)
+            GtmService(options.dns, config=options.gtm, registry=self.registry)
             if options.dns
             else None
         )
@@ -286,7 +370,7 @@ class Ubiq:
         cache = self.xds.cache
         groups = cache.groups()
         rows: list[Mapping[str, Any]] = []
-        for proxy in self.xds.status.snapshot():
+        for proxy in self.xds.status.proxies():
             sync = proxy_sync(proxy, cache.get(proxy.group), groups)
             rows.append(
                 {**to_jsonable(proxy), **sync, "state": overall(sync["sync"], sync["problem"])}
@@ -300,8 +384,7 @@ class Ubiq:
     def explain(self, name: str, client: str) -> Mapping[str, Any] | None:
         if self.gtm is None:
             return None
-        result = self.gtm.explain(name, client)
-        return result if isinstance(result, dict) else None
+        return self.gtm.explain(name, client)
 
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:

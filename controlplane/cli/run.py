@@ -7,7 +7,7 @@ import asyncio
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from controlplane.gtm.server import new_event_loop
+    from controlplane.gtm.dns.server import new_event_loop
     from controlplane.serve import ServeOptions, serve
 
     options = ServeOptions.from_args(args)

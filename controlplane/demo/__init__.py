@@ -231,7 +231,7 @@ async def _show_gtm(ubiq: Ubiq, server: tuple[str, int], api: str) -> None:
         show(f"dig @{host} -p {port} {name} +subnet={subnet} +short   # {who}", "\n".join(answer))
     print(f"$ ubiq dns explain {name} --client 203.0.113.7 --api {api}")
     if ubiq.gtm is not None:
-        print(ubiq.gtm.explain(name, "203.0.113.7", text=True))
+        print(ubiq.gtm.explain_text(name, "203.0.113.7"))
 
 
 async def _failover(

@@ -13,7 +13,7 @@ from typing import Any
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import rotation_at, steer, target_label
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
-from controlplane.gtm.zone import Zone
+from controlplane.gtm.dns.zone import Zone
 
 __all__ = [
     "Explanation",

@@ -1,8 +1,10 @@
 """Policy model + health -> everything the DNS server needs (zones, decisions, the answer table).
 
-Pure. ``GtmConfig`` says how Ubiq presents itself (nameserver names and glue addresses); the
-rest comes from the model's GlobalServices and the current HealthView. Client groups read from
-GeoIP databases (I/O, done by the caller) come in as ``geo_groups``.
+Pure, in two steps with a type each: ``plan_from_model`` gives the ``GtmPlan`` (what depends on
+the model alone: policies, client groups, zones, what to probe), ``decide`` turns a GtmPlan and
+a HealthView into a ``DecidedPlan`` (decisions and the answer table). ``GtmConfig`` says how
+Ubiq presents itself (nameserver names and glue addresses). Client groups read from GeoIP
+databases (I/O, done by the caller) come in as ``geo_groups``.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck, checked_targets
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck, checked_targets
 from controlplane.gtm.steering import rotates, rotation_period, steer_all
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
-from controlplane.gtm.zone import StaticRecord, Zone
 from controlplane.policy.globalservice import GtmHealthCheck
 from controlplane.policy.model import Model
 
@@ -37,13 +39,12 @@ _NO_GROUPS = ClientGroups()
 
 @dataclass(frozen=True)
 class GtmPlan:
+    """What a model asks of the GTM, before health: policies, client groups, zones, probes."""
+
     policies: Mapping[str, SteeringPolicy]
     groups: tuple[ClientGroup, ...]
     zones: tuple[Zone, ...]
     checked: tuple[CheckedTarget, ...]
-    decisions: Mapping[tuple[str, str], Decision] = field(default_factory=dict)
-    table: AnswerTable | None = None
-    health: HealthView = field(default_factory=lambda: HealthView(frozenset()))  # decided with
     # the lookup structure for ``groups``, built once per model (plan_from_model) and passed on
     client_groups: ClientGroups = field(default=_NO_GROUPS, compare=False, repr=False)
 
@@ -56,7 +57,38 @@ class GtmPlan:
         return self.client_groups.group_for(client)
 
 
-def health_check(spec: GtmHealthCheck) -> HealthCheck:
+@dataclass(frozen=True)
+class DecidedPlan:
+    """A GtmPlan decided with one HealthView: every (name, group) Decision and the table."""
+
+    plan: GtmPlan
+    zones: tuple[Zone, ...]  # the plan's zones with this table's SOA serial
+    decisions: Mapping[tuple[str, str], Decision]
+    table: AnswerTable
+    health: HealthView  # the health it was decided with
+
+    @property
+    def policies(self) -> Mapping[str, SteeringPolicy]:
+        return self.plan.policies
+
+    @property
+    def groups(self) -> tuple[ClientGroup, ...]:
+        return self.plan.groups
+
+    @property
+    def checked(self) -> tuple[CheckedTarget, ...]:
+        return self.plan.checked
+
+    @property
+    def client_groups(self) -> ClientGroups:
+        return self.plan.client_groups
+
+    def group_for(self, client: str) -> ClientGroup:
+        return self.plan.group_for(client)
+
+
+def health_check_from_spec(spec: GtmHealthCheck) -> HealthCheck:
+    """The prober's HealthCheck for a GlobalService's healthCheck (milliseconds to seconds)."""
     interval = spec.interval / 1000
     if spec.http is not None:
         http = spec.http
@@ -90,7 +122,7 @@ def plan_from_model(
     """The parts that depend on the model only (not on health)."""
     policies = {p.name: p for p in steering_policies(model)}
     checks = {
-        gs.spec.name.rstrip(".").lower(): health_check(gs.spec.health_check)
+        gs.spec.name.rstrip(".").lower(): health_check_from_spec(gs.spec.health_check)
         for gs in model.global_services.values()
         if gs.spec.health_check is not None
     }
@@ -126,7 +158,7 @@ def decide(
     config: GtmConfig = GtmConfig(),
     serial: int | None = None,
     now: float = 0.0,
-) -> GtmPlan:
+) -> DecidedPlan:
     """Steer every name for every group and precompute the answer table.
 
     ``serial`` is the zones' SOA serial (the caller keeps it increasing, RFC 1982); the answers
@@ -144,9 +176,7 @@ def decide(
         generation=epoch,
         allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
     )
-    return replace(
-        plan, zones=zones, decisions=MappingProxyType(decisions), table=table, health=health
-    )
+    return DecidedPlan(plan, zones, MappingProxyType(decisions), table, health)
 
 
 def next_rotation(plan: GtmPlan, now: float) -> float | None:

@@ -1,20 +1,22 @@
-"""The running GTM: follows the policy model and health, keeps the DNS server's table current.
+"""The GTM planner: follows the policy model and health, and hands each decided plan on.
 
-I/O edge. Every model change or health change recomputes the plan (pure) and swaps the table
-in one assignment; inside the event loop that work (GeoIP reads included) runs in a worker
-thread so DNS keeps answering. A plan that cannot be built (GtmError, or any other error) is
-logged and the old table keeps answering. When a policy rotates (roundRobin, non-sticky
-weighted), a timer rebuilds the table at each of its rotation boundaries (every ``ttl``
-seconds). GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
-that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
+One async planner with one error boundary. Every model or health change (and every rotation
+boundary, told by the caller) schedules one rebuild in a worker thread (GeoIP reads included),
+so the event loop keeps answering; changes that arrive during a rebuild are coalesced into one
+more rebuild with the newest inputs. A rebuild that fails (GtmError: a policy the GTM cannot
+serve; anything else: a bug) is logged and the previous plan keeps serving. GeoIP databases
+named by the policies are read here (``GeoDatabases``, cached); one that cannot be read is
+logged and the plan is built with the policies' CIDR groups alone.
+
+The I/O around it (DNS listeners, health checker, rotation timer) is ``serve.GtmService``'s:
+it passes ``on_plan`` (swap the DNS table) and ``on_targets`` (what to probe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -25,11 +27,15 @@ from prometheus_client.registry import Collector
 from controlplane.errors import GtmError
 from controlplane.gtm.explain import explain_dict, explain_text, served_name
 from controlplane.gtm.geo_load import GeoDatabases, describe
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
-from controlplane.gtm.server import DnsServer
-from controlplane.gtm.types import HealthView
+from controlplane.gtm.health.state import CheckedTarget
+from controlplane.gtm.plan import (
+    DecidedPlan,
+    GtmConfig,
+    GtmPlan,
+    decide,
+    plan_from_model,
+)
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.gtm")
@@ -79,186 +85,146 @@ class _AnswerCollector(Collector):
 class GtmRuntime:
     def __init__(
         self,
-        listen: Sequence[tuple[str, int]],
-        *,
         config: GtmConfig | None = None,
+        *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        on_plan: Callable[[DecidedPlan], None] = lambda plan: None,
+        on_targets: Callable[[tuple[CheckedTarget, ...]], None] = lambda targets: None,
     ) -> None:
         self._clock = clock
-        self.config = config or GtmConfig(ns_addresses=glue_addresses(listen))
+        self.config = config or GtmConfig()
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._plan: GtmPlan | None = None
-        self._epoch = 0
-        self._health = HealthView(frozenset())
-        self.checker = HealthChecker((), self._on_health, registry=self.registry)
-        self.metrics = DnsMetrics(self.registry)
-        self.server: DnsServer | None = None
-        self._listen = list(listen)
-        self.geo = GeoDatabases()  # used by one thread at a time: start() or the worker
+        self._on_plan = on_plan
+        self._on_targets = on_targets
+        self.geo = GeoDatabases()  # used by the worker thread only
         self.registry.register(_AnswerCollector(self))
+        self._plan: DecidedPlan | None = None
         self._base: GtmPlan | None = None
-        self._model: Model | None = None  # the newest model not yet planned
+        self._epoch = 0
         self._serial = 0
+        self._model: Model | None = None  # the newest model not yet planned
+        self._health = HealthView(frozenset())
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
-        self._rotator: asyncio.Task[None] | None = None
 
     @property
-    def plan(self) -> GtmPlan | None:
+    def plan(self) -> DecidedPlan | None:
+        """The plan being served (decided with ``plan.health``)."""
         return self._plan
+
+    @property
+    def base(self) -> GtmPlan | None:
+        """The newest model's plan before health (what rotation timers and probes follow)."""
+        return self._base
 
     @property
     def epoch(self) -> int:
         return self._epoch
 
-    async def start(self, model: Model) -> None:
-        base = self._plan_model(model)  # the first table, built at once
-        if base is not None:
-            self._accept(base)
-            self._apply(self._decide(base, self._health))
-        if self._plan is None or self._plan.table is None:
+    async def start(self, model: Model) -> DecidedPlan:
+        """Plan the first model; raises GtmError when no table can be built from it."""
+        self.update_model(model)
+        await self.settled()
+        if self._plan is None:
             raise GtmError("no answer table could be built from the policy")
-        self.server = DnsServer(self._plan.table, self._listen, metrics=self.metrics)
-        await self.server.start()
-        await self.checker.start()
-        self._rotator = asyncio.get_running_loop().create_task(self._rotate())
-        log.info("gtm.serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+        return self._plan
 
     async def stop(self) -> None:
-        await self.checker.stop()
-        for task in (self._rotator, self._worker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.server is not None:
-            await self.server.stop()
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.wait({self._worker})
 
     def update_model(self, model: Model) -> None:
-        """Plan a new model: at once outside an event loop, else in the worker thread."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            base = self._plan_model(model)
-            if base is not None:
-                self._accept(base)
-                self._rebuild()
-            return
+        """Plan ``model`` (in the worker; the newest model wins)."""
         self._model = model
-        self._rebuild()
+        self.rebuild()
 
-    def _plan_model(self, model: Model) -> GtmPlan | None:
-        """A model's health-independent plan (reads GeoIP databases); None when rejected."""
+    def update_health(self, view: HealthView) -> None:
+        """Decide again with ``view`` (in the worker; the newest health wins)."""
+        self._health = view
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Schedule a rebuild with the newest inputs; must be called on the event loop."""
+        if self._base is None and self._model is None:
+            return
+        self._dirty = True
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._rebuild_pending())
+
+    async def settled(self) -> None:
+        """Return once no rebuild is pending or running."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def _rebuild_pending(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            model, self._model = self._model, None
+            previous = self._plan.decisions if self._plan is not None else None
+            try:  # the one error boundary: the previous plan keeps serving
+                base, plan = await asyncio.to_thread(
+                    self._work, model, self._base, self._health, previous
+                )
+                if base is not self._base:
+                    self._base = base
+                    self._on_targets(base.checked)
+                self._apply(plan)
+            except GtmError as exc:
+                log.error("gtm.plan.rejected", error=str(exc), detail="keeping previous answers")
+            except Exception:
+                log.exception("gtm.rebuild.failed", detail="keeping previous answers")
+            else:
+                continue
+            if model is not None and self._base is not None:
+                self._dirty = True  # the model was bad: still decide with the newest health
+
+    def _work(
+        self,
+        model: Model | None,
+        base: GtmPlan | None,
+        health: HealthView,
+        previous: Mapping[tuple[str, str], Decision] | None,
+    ) -> tuple[GtmPlan, DecidedPlan]:
+        """In the worker thread: plan ``model`` (if any), then decide."""
+        if model is not None:
+            base = self._plan_model(model)
+        if base is None:
+            raise GtmError("no plan to decide")
+        plan = decide(
+            base,
+            health,
+            epoch=self._epoch + 1,
+            previous=previous,
+            config=self.config,
+            serial=self._next_serial(),
+            now=self._clock(),
+        )
+        return base, plan
+
+    def _plan_model(self, model: Model) -> GtmPlan:
+        """A model's health-independent plan; reads the GeoIP databases it names."""
         geo = self.geo.load(model)
         for error in geo.errors:
             log.error("gtm.geoip.unused", error=error, detail="steering with CIDR client groups")
         if geo.groups:
             log.info("gtm.geoip.loaded", networks=describe(geo.groups))
-        try:
-            return plan_from_model(model, self.config, geo.groups)
-        except GtmError as exc:
-            log.error("gtm.plan.rejected", error=str(exc), detail="keeping previous answers")
-        except Exception:
-            log.exception("gtm.plan.failed", detail="keeping previous answers")
-        return None
-
-    def _accept(self, base: GtmPlan) -> None:
-        self._base = base
-        self.checker.set_targets(base.checked)
-
-    def _on_health(self, view: HealthView) -> None:
-        self._health = view
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        """Recompute the answers. Inside the event loop the work runs in a thread (a large table
-        takes a noticeable fraction of a second and DNS must keep answering meanwhile); requests
-        that arrive during a rebuild are coalesced into one more rebuild with the newest inputs."""
-        if self._base is None and self._model is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            if self._base is not None:
-                self._apply(self._decide(self._base, self._health))
-            return
-        self._dirty = True
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._rebuild_in_thread())
-
-    async def _rebuild_in_thread(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            model, self._model = self._model, None
-            try:
-                base, plan = await asyncio.to_thread(self._work, model, self._base, self._health)
-                if base is not None and base is not self._base:
-                    self._accept(base)
-                self._apply(plan)
-            except Exception:  # the worker must not die silently; the old table keeps answering
-                log.exception("gtm.rebuild.failed", detail="keeping previous answers")
-
-    def _work(
-        self, model: Model | None, base: GtmPlan | None, health: HealthView
-    ) -> tuple[GtmPlan | None, GtmPlan | None]:
-        """In the worker thread: plan ``model`` (if any), then decide; (base, decided plan)."""
-        if model is not None:
-            new = self._plan_model(model)
-            if new is None and base is None:
-                return None, None
-            if new is not None:
-                base = new
-        if base is None:
-            return None, None
-        return base, self._decide(base, health)
-
-    async def _rotate(self) -> None:
-        """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky
-        weighted); sleeps a second at a time while no policy rotates."""
-        while True:
-            base = self._base
-            wait = next_rotation(base, self._clock()) if base is not None else None
-            # a hair past the boundary, so the rebuild sees the new slot
-            await asyncio.sleep(1.0 if wait is None else wait + 0.001)
-            if wait is not None:
-                self._rebuild()
-
-    def _decide(self, base: GtmPlan, health: HealthView) -> GtmPlan | None:
-        previous = self._plan.decisions if self._plan is not None else None
-        try:
-            return decide(
-                base,
-                health,
-                epoch=self._epoch + 1,
-                previous=previous,
-                config=self.config,
-                serial=self._next_serial(),
-                now=self._clock(),
-            )
-        except GtmError as exc:
-            log.error("gtm.table.rejected", error=str(exc), detail="keeping previous answers")
-            return None
-        except Exception:
-            log.exception("gtm.table.failed", detail="keeping previous answers")
-            return None
+        return plan_from_model(model, self.config, geo.groups)
 
     def _next_serial(self) -> int:
         """SOA serial: the time in seconds, and always more than the last one."""
         self._serial = max(int(self._clock()), self._serial + 1)
         return self._serial
 
-    def _apply(self, plan: GtmPlan | None) -> None:
-        if plan is None:
-            return
+    def _apply(self, plan: DecidedPlan) -> None:
         previous = self._plan.decisions if self._plan is not None else None
         self._epoch += 1
         changed = previous is None or {k: d.addresses for k, d in plan.decisions.items()} != {
             k: d.addresses for k, d in previous.items()
         }
         self._plan = plan
-        if self.server is not None and plan.table is not None:
-            self.server.swap_table(plan.table)
+        self._on_plan(plan)
         if changed:
             log.info(
                 "gtm.answers.changed",
@@ -268,10 +234,22 @@ class GtmRuntime:
                 },
             )
 
-    def health(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.checker.snapshot()]
+    def explain(self, name: str, client: str) -> dict[str, Any] | None:
+        """Why ``name`` answers ``client`` as it does (the REST API's JSON); None if unknown."""
+        found = self._decided(name, client)
+        if found is None:
+            return None
+        policy, group, health, decision, alias = found
+        return explain_dict(policy, group, health, decision, client=client, alias=alias)
 
-    def explain(self, name: str, client: str, *, text: bool = False) -> dict[str, Any] | str | None:
+    def explain_text(self, name: str, client: str) -> str | None:
+        """The same as ``explain``, as the text ``ubiq dns explain`` prints."""
+        data = self.explain(name, client)
+        return None if data is None else explain_text(data)
+
+    def _decided(
+        self, name: str, client: str
+    ) -> tuple[SteeringPolicy, ClientGroup, HealthView, Decision, str | None] | None:
         plan = self._plan
         if plan is None:
             return None
@@ -284,5 +262,4 @@ class GtmRuntime:
         if decision is None:
             return None
         # the health the plan was decided with, not the newest (a rebuild may be in flight)
-        data = explain_dict(policy, group, plan.health, decision, client=client, alias=served[1])
-        return explain_text(data) if text else data
+        return policy, group, plan.health, decision, served[1]

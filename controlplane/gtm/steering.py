@@ -21,7 +21,7 @@ an address in the answer gets traffic even when it is listed last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from controlplane.gtm.stickiness import rank
@@ -35,6 +35,18 @@ from controlplane.gtm.types import (
 )
 
 __all__ = ["rotates", "rotation_at", "rotation_period", "steer", "steer_all", "target_label"]
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInput:
+    """What every strategy decides from."""
+
+    policy: SteeringPolicy
+    group: ClientGroup
+    healthy: tuple[Target, ...]  # non-empty, in policy order
+    previous: Decision | None  # this (name, group)'s last Decision, if any
+    rotation: int  # the policy's time slot (``rotation_at``)
+    now: float  # seconds, from the caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +119,9 @@ def _decide(
         previous = None
     if not healthy:
         return _all_down(policy, group, down, epoch, now)
-    pick = _STRATEGIES[policy.strategy](policy, group, healthy, previous, rotation, now)
+    pick = _STRATEGIES[policy.strategy](
+        StrategyInput(policy, group, healthy, previous, rotation, now)
+    )
     targets = _cap(pick.targets, policy.max_answers)
     regions = tuple(dict.fromkeys(t.region for t in targets))
     addresses = tuple(dict.fromkeys(t.address for t in targets))
@@ -174,15 +188,8 @@ def target_label(policy: SteeringPolicy, target: Target) -> str:
 # --- strategies -------------------------------------------------------------------------------
 
 
-def _failover(
-    policy: SteeringPolicy,
-    group: ClientGroup,
-    healthy: tuple[Target, ...],
-    previous: Decision | None,
-    rotation: int,
-    now: float,
-) -> _Pick:
-    return _failover_pick(policy, healthy, "failover")
+def _failover(s: StrategyInput) -> _Pick:
+    return _failover_pick(s.policy, s.healthy, "failover")
 
 
 def _failover_pick(policy: SteeringPolicy, healthy: Sequence[Target], what: str) -> _Pick:
@@ -199,14 +206,8 @@ def _failover_pick(policy: SteeringPolicy, healthy: Sequence[Target], what: str)
     return _Pick(tuple(chosen), (reason,), depends_on_client=False)
 
 
-def _weighted(
-    policy: SteeringPolicy,
-    group: ClientGroup,
-    healthy: tuple[Target, ...],
-    previous: Decision | None,
-    rotation: int,
-    now: float,
-) -> _Pick:
+def _weighted(s: StrategyInput) -> _Pick:
+    policy, group, healthy, rotation = s.policy, s.group, s.healthy, s.rotation
     addresses = {t.address for t in healthy}
     v6 = sum(1 for a in addresses if ":" in a)
     if max(v6, len(addresses) - v6) <= max(1, policy.max_answers):
@@ -234,14 +235,8 @@ def _weighted(
     return _Pick(tuple(ranked), tuple(reasons), depends_on_client=policy.sticky)
 
 
-def _geo(
-    policy: SteeringPolicy,
-    group: ClientGroup,
-    healthy: tuple[Target, ...],
-    previous: Decision | None,
-    rotation: int,
-    now: float,
-) -> _Pick:
+def _geo(s: StrategyInput) -> _Pick:
+    policy, group, healthy = s.policy, s.group, s.healthy
     prefs = tuple(policy.geo.get(group.name, ()))
     source = "policy"
     if not prefs and group.region:
@@ -277,14 +272,8 @@ def _nearest(
     return _Pick(pick.targets, (f"{why}; using failover order", *pick.reasons), True)
 
 
-def _lowest_latency(
-    policy: SteeringPolicy,
-    group: ClientGroup,
-    healthy: tuple[Target, ...],
-    previous: Decision | None,
-    rotation: int,
-    now: float,
-) -> _Pick:
+def _lowest_latency(s: StrategyInput) -> _Pick:
+    policy, group, healthy, previous, now = s.policy, s.group, s.healthy, s.previous, s.now
     row = policy.latency.get(group.name, {})
     regions = list(dict.fromkeys(t.region for t in _ordered(policy, healthy)))
     measured = {r: float(row[r]) for r in regions if r in row}
@@ -325,14 +314,8 @@ def _lowest_latency(
     return _Pick(tuple(targets), tuple(reasons), True)
 
 
-def _round_robin(
-    policy: SteeringPolicy,
-    group: ClientGroup,
-    healthy: tuple[Target, ...],
-    previous: Decision | None,
-    rotation: int,
-    now: float,
-) -> _Pick:
+def _round_robin(s: StrategyInput) -> _Pick:
+    policy, healthy, rotation = s.policy, s.healthy, s.rotation
     unique = list({t.address: t for t in reversed(healthy)}.values())[::-1]
     start = rotation % len(unique)
     rotated = unique[start:] + unique[:start]
@@ -343,7 +326,7 @@ def _round_robin(
     return _Pick(tuple(rotated), (reason,), depends_on_client=False)
 
 
-_STRATEGIES = {
+_STRATEGIES: dict[str, Callable[[StrategyInput], _Pick]] = {
     "failover": _failover,
     "weighted": _weighted,
     "geo": _geo,

@@ -149,6 +149,7 @@ class DirectoryStore(ModelKeeper):
         self.root = Path(root)
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
+        self.watching = asyncio.Event()  # set once the watch is registered
 
     def load(self) -> Model:
         """First load: raises PolicyError/SourceError when the directory is not a valid set."""
@@ -162,8 +163,10 @@ class DirectoryStore(ModelKeeper):
         return await self._offer(lambda: load_directory(self.root))
 
     async def watch(self) -> None:
-        """Watch the directory until ``stop()``; each batch of changes triggers one reload."""
-        async for changes in watchfiles.awatch(
+        """Watch the directory until ``stop()``; each batch of changes triggers one reload.
+
+        ``watching`` is set once the watch is registered: a change made after that is seen."""
+        batches = watchfiles.awatch(
             self.root,
             watch_filter=_relevant,
             debounce=self.debounce_ms,
@@ -173,9 +176,22 @@ class DirectoryStore(ModelKeeper):
             step=5,
             stop_event=self._stop,
             recursive=True,
-        ):
-            log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
-            await self.reload()
+        )
+        try:
+            while True:
+                batch = asyncio.ensure_future(anext(batches))
+                if not self.watching.is_set():
+                    # the generator's first step registers the watch before its first await
+                    await asyncio.sleep(0)
+                    self.watching.set()
+                try:
+                    changes = await batch
+                except StopAsyncIteration:
+                    return
+                log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
+                await self.reload()
+        finally:
+            await batches.aclose()
 
     def stop(self) -> None:
         self._stop.set()

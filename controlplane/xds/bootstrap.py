@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from controlplane.templating import render
-from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
+from controlplane.xds.node import CLUSTER_KEY, DEFAULT_ROLE, PROXYLESS_ROLE, ROLE_KEY
 
 TEMPLATE = "envoy-bootstrap.yaml.j2"
 Mode = Literal["ads-sotw", "ads-delta"]

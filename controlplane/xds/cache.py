@@ -13,40 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Protocol
-
-from envoy.config.core.v3 import base_pb2
 
 from controlplane.xds.snapshot import Snapshot
-
-CLUSTER_KEY = "ubiq.cluster"
-ROLE_KEY = "ubiq.role"
-DEFAULT_ROLE = "proxy"
-
-
-class NodeGrouper(Protocol):
-    """Maps an Envoy's node to the group whose snapshot it receives."""
-
-    def __call__(self, node: base_pb2.Node) -> str: ...
-
-
-def group_key(cluster: str, role: str = DEFAULT_ROLE) -> str:
-    return f"{cluster}/{role}"
-
-
-def _metadata_string(node: base_pb2.Node, key: str) -> str:
-    fields = node.metadata.fields
-    if key in fields and fields[key].WhichOneof("kind") == "string_value":
-        return str(fields[key].string_value)
-    return ""
-
-
-def group_by_cluster(node: base_pb2.Node) -> str:
-    """Default grouping: Ubiq cluster (metadata ``ubiq.cluster``, else node.cluster) + role."""
-    cluster = _metadata_string(node, CLUSTER_KEY) or str(node.cluster)
-    role = _metadata_string(node, ROLE_KEY) or DEFAULT_ROLE
-    return group_key(cluster, role)
-
 
 SnapshotCallback = Callable[[Snapshot], None]
 

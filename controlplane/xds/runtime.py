@@ -23,11 +23,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
-from controlplane.xds.cache import DEFAULT_ROLE, SnapshotCache, group_key
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
-from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.compiler.generate import NodeCompilation, compile_node
+from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import EntryMemo, Snapshot
 from controlplane.xds.status import StatusRegistry, register_metrics
@@ -89,14 +90,24 @@ def build_groups(
 
 
 class XdsRuntime:
+    """Follows the model: compiles it (off the event loop) and publishes each group's snapshot
+    into ``cache``. It is given its parts: the cache it publishes to, the ``status`` registry
+    (exported as metrics) and the ``server`` that serves the cache, if any."""
+
     def __init__(
-        self, options: CompileOptions | None = None, *, registry: CollectorRegistry | None = None
+        self,
+        cache: SnapshotCache,
+        status: StatusRegistry,
+        server: XdsServer | None = None,
+        options: CompileOptions | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.options = options or CompileOptions()
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.cache = SnapshotCache()
-        self.status = StatusRegistry()
-        self.server = XdsServer(self.cache, status=self.status)
+        self.cache = cache
+        self.status = status
+        self.server = server
         self._compile_cache = CompileCache()
         self._groups: dict[str, GroupBuild] = {}  # last good build per group
         self._pending: Model | None = None  # newest model not yet taken by a compile
@@ -113,12 +124,16 @@ class XdsRuntime:
         )
 
     async def start(self, address: str, model: Model) -> int:
+        """Publish ``model``, then serve it on ``address``; returns the bound port."""
+        if self.server is None:
+            raise RuntimeError("this XdsRuntime was given no server to start")
         await self.update_model(model)
         self.port = await self.server.start(address)
         return self.port
 
     async def stop(self) -> None:
-        await self.server.stop()
+        if self.server is not None:
+            await self.server.stop()
 
     async def update_model(self, model: Model) -> None:
         """Compile and publish ``model``; returns once it, or a newer model given meanwhile, is

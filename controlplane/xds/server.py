@@ -1,8 +1,9 @@
 """grpc.aio servicers for ADS and the per-type xDS services: messages in, messages out.
 
 All protocol decisions are made by ``XdsStream``; this module reads requests, watches the
-node's group in the cache, writes the (pre-encoded) responses and records what happened in
-the StatusRegistry. Responses are written as bytes built from each snapshot's shared
+node's group in a ``SnapshotSource`` (the SnapshotCache), writes the (pre-encoded) responses and
+tells ``StreamCallbacks`` (the StatusRegistry) what happened, the way go-control-plane's server
+takes a cache and callbacks. Responses are written as bytes built from each snapshot's shared
 serialization, so the response serializer is the identity.
 """
 
@@ -12,20 +13,48 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
+from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
 from controlplane.errors import XdsRequestError
 from controlplane.xds import resources as rs
-from controlplane.xds.cache import NodeGrouper, SnapshotCache, Watch, group_by_cluster
-from controlplane.xds.events import Nacked, Step
+from controlplane.xds.events import Event, Nacked, Response, Step
+from controlplane.xds.node import NodeGrouper, group_by_cluster
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from controlplane.xds.stream import XdsStream
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class SnapshotSource(Protocol):
+    """Where streams get their group's snapshot, and hear of new ones."""
+
+    def get(self, group: str) -> Snapshot | None: ...
+
+    def watch(self, group: str, callback: Callable[[Snapshot], None]) -> Cancellable: ...
+
+    def groups(self) -> list[str]: ...
+
+
+class StreamCallbacks(Protocol):
+    """What the server reports about each stream (StatusRegistry keeps it for the API)."""
+
+    def connect(self, stream_id: int, node: base_pb2.Node, group: str, mode: str) -> None: ...
+
+    def disconnect(self, stream_id: int) -> None: ...
+
+    def sent(self, stream_id: int, response: Response) -> None: ...
+
+    def record(self, stream_id: int, event: Event) -> None: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -61,13 +90,13 @@ Handler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, bytes]], A
 class XdsServer:
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: SnapshotSource,
         grouper: NodeGrouper = group_by_cluster,
-        status: StatusRegistry | None = None,
+        status: StreamCallbacks | None = None,
     ) -> None:
         self.cache = cache
         self.grouper = grouper
-        self.status = status if status is not None else StatusRegistry()
+        self.status: StreamCallbacks = status if status is not None else StatusRegistry()
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
 
@@ -152,7 +181,7 @@ class XdsServer:
                 inbox.put_nowait(_CLOSED)
 
         reader = asyncio.create_task(read())
-        watch: Watch | None = None
+        watch: Cancellable | None = None
         group = ""
         try:
             while True:

@@ -1,7 +1,7 @@
 """What each connected proxy holds: ACKed versions, last NACK, responses sent.
 
 ``StatusRegistry`` is written by the ADS server and read by the REST API and ``ubiq status``
-through ``snapshot()`` (frozen values). ``XdsCollector`` exposes the same numbers to
+through ``proxies()`` (frozen values). ``XdsCollector`` exposes the same numbers to
 Prometheus, read at scrape time from the registry passed in.
 """
 
@@ -141,7 +141,7 @@ class StatusRegistry:
     def __len__(self) -> int:
         return len(self._proxies)
 
-    def snapshot(self) -> list[ProxyStatus]:
+    def proxies(self) -> list[ProxyStatus]:
         with self._lock:
             proxies = list(self._proxies.values())
         return sorted(
@@ -159,7 +159,7 @@ class XdsCollector(Collector):
         connected = GaugeMetricFamily(
             "ubiq_xds_connected_proxies", "xDS streams open, by node group", labels=["group"]
         )
-        groups = Counter(p.group for p in self._status.snapshot())
+        groups = Counter(p.group for p in self._status.proxies())
         for group, count in sorted(groups.items()):
             connected.add_metric([group], count)
         yield connected

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from tests.support.dns import dig, unbound
-from tests.support.gtm_helpers import TWO_REGIONS, wait_for, write_mmdb
+from tests.support.gtm_helpers import TWO_REGIONS, write_mmdb
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 NAME = "app.gtm.example"
@@ -118,7 +119,7 @@ def test_gtm_serve_behind_unbound(tmp_path: Path, backends: tuple[Backend, Backe
     with running(argv, log=tmp_path / "ubiq.log"), unbound(tmp_path, resolver, dns_port):
         wait_for_port("127.0.0.1", api_port, 20)
         api = f"http://127.0.0.1:{api_port}"
-        wait_for(
+        wait_until(
             lambda: all(r["healthy"] for r in httpx.get(f"{api}/v1/gtm/health").json()),
             10,
             "both targets healthy",
@@ -138,11 +139,11 @@ def test_gtm_serve_behind_unbound(tmp_path: Path, backends: tuple[Backend, Backe
         assert why.json()["group"]["region"] == "us-west"
 
         eu.kill()
-        wait_for(lambda: via_unbound(EUROPE_CLIENT) == [US], 15, "europe moved to us-west")
+        wait_until(lambda: via_unbound(EUROPE_CLIENT) == [US], 15, "europe moved to us-west")
         health = {r["cluster"]: r["healthy"] for r in httpx.get(f"{api}/v1/gtm/health").json()}
         assert health == {"eu-west": False, "us-west": True}
         assert via_unbound(AMERICA_CLIENT) == [US]
 
         eu.start()
-        wait_for(lambda: via_unbound(EUROPE_CLIENT) == [EU], 15, "europe back on eu-west")
+        wait_until(lambda: via_unbound(EUROPE_CLIENT) == [EU], 15, "europe back on eu-west")
         assert via_unbound(AMERICA_CLIENT) == [US]

@@ -25,10 +25,10 @@ from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import start_envoy
 from controlplane.etcd.process import EtcdCluster
 from controlplane.policy.etcd_store import EtcdStore
-from controlplane.xds.cache import CLUSTER_KEY
+from controlplane.xds.node import CLUSTER_KEY
 from tests.support.dns import dig
-from tests.support.envoy import wait_until
 from tests.support.etcd import etcd_cluster
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"

@@ -15,7 +15,9 @@ import pytest
 
 from controlplane.demo.backends import DemoBackend
 from tests.support.dns import dig
-from tests.support.envoy import EnvoyProcess, envoy, wait_until
+from tests.support.envoy import EnvoyProcess, envoy
+from tests.support.loop import loop_thread
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
@@ -47,9 +49,22 @@ class Serve:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Serve, EnvoyProcess]]:
+def checkout_port() -> int:
+    """The port of the eu-west checkout backends (the example's 18001 may be taken)."""
+    return free_port("127.0.2.1")
+
+
+@pytest.fixture
+def served(tmp_path: Path, checkout_port: int) -> Iterator[tuple[Serve, EnvoyProcess]]:
     root = tmp_path / "policies"
     shutil.copytree(EXAMPLE, root)
+    services = root / "services.yaml"
+    for address in ("127.0.2.1", "127.0.2.2"):
+        old = f"address: {address}, port: 18001,"
+        assert old in services.read_text()
+        services.write_text(
+            services.read_text().replace(old, f"address: {address}, port: {checkout_port},")
+        )
     # no gateways run here: without health checks the GTM steers by the latency table alone
     gs = root / "global.yaml"
     gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
@@ -63,24 +78,17 @@ def served(tmp_path: Path) -> Iterator[tuple[Serve, EnvoyProcess]]:
 
 
 @pytest.fixture
-def eu_checkout_backends() -> Iterator[list[DemoBackend]]:
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+def eu_checkout_backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
     backends = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", 18001),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", 18001),
+        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", checkout_port),
+        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", checkout_port),
     ]
-    for b in backends:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield backends
-    for b in backends:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with loop_thread("checkout-backends") as lt:
+        for b in backends:
+            lt.run(b.start(), 5)
+        yield backends
+        for b in backends:
+            lt.run(b.stop(), 5)
 
 
 def versions(client: httpx.Client, n: int) -> set[str]:

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from tests.support.cli import ubiq
-from tests.support.envoy import envoy, wait_until
+from tests.support.envoy import envoy
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, running, wait_for_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"

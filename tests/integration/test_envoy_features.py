@@ -19,19 +19,22 @@ import pytest
 
 from controlplane.policy.loader import load_texts
 from controlplane.xds.bootstrap import Mode
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.node import group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
+from tests.support import policy
 from tests.support.backends import Backend, backends
-from tests.support.envoy import EnvoyProcess, envoy, wait_until, xds_server_thread
+from tests.support.envoy import EnvoyProcess, envoy
+from tests.support.policy import doc, join
+from tests.support.poll import wait_until
 from tests.support.procs import free_port
+from tests.support.xds_rig import wait_acked, xds_server_thread
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("reset_backends")]
 
-TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 NODES = {"eu-west": NodeIdentity("eu-west", "eu-west", "eu-west-1a"),
          "us-west": NodeIdentity("us-west", "us-west", "us-west-1a")}  # fmt: skip
 BACKENDS = (
@@ -46,42 +49,16 @@ def policy_text(b: dict[str, Backend], default_subset: str = "v1") -> str:
         return f"{{cluster: {cluster}, address: 127.0.0.1, port: {b[name].port}, labels: {labels}}}"
 
     def service(name: str, *eps: str, extra: str = "") -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: {name}}}
-spec:
-  ports: [{{port: 8080}}]
-  endpoints: [{", ".join(eps)}]
-  {extra}
-"""
+        return "---\n" + policy.service(name, "[{port: 8080}]", f"[{', '.join(eps)}]", extra)
 
     def route(name: str, rules: str) -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}.test]
-  http: {rules}
-"""
+        return "---\n" + doc("RoutePolicy", name, f"hosts: [{name}.test]\nhttp: {rules}")
 
     def traffic(name: str, spec: str) -> str:
-        return f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: TrafficPolicy
-metadata: {{name: {name}}}
-spec: {{service: {name}, {spec}}}
-"""
+        return "---\n" + doc("TrafficPolicy", name, f"{{service: {name}, {spec}}}")
 
-    clusters = "".join(
-        f"""---
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: {n}}}
-spec: {{region: {n}, zone: {n}-1a}}
-"""
-        for n in ("eu-west", "us-west")
+    clusters = "---\n" + join(
+        policy.cluster("eu-west", "eu-west-1a"), policy.cluster("us-west", "us-west-1a")
     )
     web_rules = f"""
   - {{name: exact, match: [{{path: {{exact: /exact}}}}], route: [{{service: web, subset: v2}}]}}
@@ -116,12 +93,7 @@ spec: {{region: {n}, zone: {n}-1a}}
             traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
             traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
             traffic("hash", "loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-user-id}}"),
-            """---
-apiVersion: ubiq.io/v1alpha1
-kind: Placement
-metadata: {name: vault}
-spec: {service: vault, residency: {regions: [eu-west]}}
-""",
+            "---\n" + doc("Placement", "vault", "{service: vault, residency: {regions: [eu-west]}}"),
             route("web", web_rules),
             route("split", "[{route: [{service: web, subset: v1, weight: 90}, {service: web, subset: v2, weight: 10}]}]"),
             route("retry", "[{route: [{service: flaky}], retries: {attempts: 3, retryOn: [5xx]}}]"),
@@ -163,16 +135,7 @@ class Rig:
 
     def wait_acked(self, snapshots: dict[str, Snapshot]) -> None:
         for cluster, snapshot in snapshots.items():
-            node_id = self.envoys[cluster].node_id
-
-            def acked(node_id: str = node_id, snapshot: Snapshot = snapshot) -> bool:
-                for p in self.status.snapshot():
-                    if p.node_id == node_id:
-                        assert p.last_nack is None, p.last_nack
-                        return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)
-                return False
-
-            wait_until(acked, 20, f"{node_id} ACK of {snapshot.version}")
+            wait_acked(self.status, self.envoys[cluster].node_id, snapshot)
 
     def get(
         self, host: str, path: str = "/", cluster: str = "eu-west", **kw: object
@@ -216,16 +179,10 @@ def make_rig(tmp_path: Path, mode: Mode) -> Iterator[Rig]:
         yield rig
 
 
-@pytest.fixture(scope="module", params=["ads-sotw", "ads-delta"])
-def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with make_rig(tmp_path_factory.mktemp(request.param), request.param) as r:
+@pytest.fixture(scope="module")
+def rig(ads_mode: Mode, rig_dir: Path) -> Iterator[Rig]:
+    with make_rig(rig_dir, ads_mode) as r:
         yield r
-
-
-@pytest.fixture(autouse=True)
-def _reset_backends(rig: Rig) -> None:
-    for b in rig.backends.values():
-        b.reset()
 
 
 def served_by(reply: httpx.Response) -> str:

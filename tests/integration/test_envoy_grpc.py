@@ -16,19 +16,21 @@ import pytest
 
 from controlplane.policy.loader import load_texts
 from controlplane.xds.bootstrap import Mode
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.node import group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
-from tests.support.envoy import EnvoyProcess, envoy, wait_until, xds_server_thread
+from tests.support.envoy import EnvoyProcess, envoy
 from tests.support.grpc_backends import GrpcBackend, echo, grpc_backends
+from tests.support.policy import GRPC_PORT, cluster, join, service
+from tests.support.poll import wait_until
 from tests.support.procs import free_port
+from tests.support.xds_rig import wait_acked, xds_server_thread
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("reset_backends")]
 
-TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 NODE = NodeIdentity("eu-west", "eu-west", "eu-west-1a")
 BACKENDS = ("echo-v1", "echo-v2", "flaky")
 
@@ -37,59 +39,49 @@ def policy_text(b: dict[str, GrpcBackend]) -> str:
     def ep(name: str, labels: str = "{}") -> str:
         return f"{{cluster: eu-west, address: 127.0.0.1, port: {b[name].port}, labels: {labels}}}"
 
-    return f"""
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west, zone: eu-west-1a}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  ports: [{{name: grpc, port: 9000, protocol: GRPC}}]
-  endpoints: [{ep("echo-v1", "{version: v1}")}, {ep("echo-v2", "{version: v2}")}]
-  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
----
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: flaky}}
-spec:
-  ports: [{{name: grpc, port: 9000, protocol: GRPC}}]
-  endpoints: [{ep("flaky")}]
----
+    echo = service(
+        "echo",
+        GRPC_PORT,
+        f"[{ep('echo-v1', '{version: v1}')}, {ep('echo-v2', '{version: v2}')}]",
+        "subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]",
+    )
+    flaky = service("flaky", GRPC_PORT, f"[{ep('flaky')}]")
+    return (
+        join(cluster("eu-west", "eu-west-1a"), echo, flaky)
+        + """---
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
-metadata: {{name: echo}}
+metadata: {name: echo}
 spec:
   hosts: [echo.test]
   http:
   - name: canary
-    match: [{{path: {{prefix: /demo.Echo/}}, headers: {{x-canary: {{exact: "true"}}}}}}]
-    route: [{{service: echo, subset: v2}}]
+    match: [{path: {prefix: /demo.Echo/}, headers: {x-canary: {exact: "true"}}}]
+    route: [{service: echo, subset: v2}]
   - name: stable
-    match: [{{path: {{prefix: /demo.Echo/}}}}]
-    route: [{{service: echo, subset: v1}}]
+    match: [{path: {prefix: /demo.Echo/}}]
+    route: [{service: echo, subset: v1}]
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
-metadata: {{name: retry}}
+metadata: {name: retry}
 spec:
   hosts: [retry.test]
   http:
-  - match: [{{path: {{prefix: /demo.Echo/}}}}]
-    route: [{{service: flaky}}]
-    retries: {{attempts: 2, retryOn: [unavailable]}}
+  - match: [{path: {prefix: /demo.Echo/}}]
+    route: [{service: flaky}]
+    retries: {attempts: 2, retryOn: [unavailable]}
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
-metadata: {{name: noretry}}
+metadata: {name: noretry}
 spec:
   hosts: [noretry.test]
   http:
-  - match: [{{path: {{prefix: /demo.Echo/}}}}]
-    route: [{{service: flaky}}]
+  - match: [{path: {prefix: /demo.Echo/}}]
+    route: [{service: flaky}]
 """
+    )
 
 
 class Rig:
@@ -110,17 +102,6 @@ class Rig:
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
-
-
-def wait_acked(status: StatusRegistry, node_id: str, snapshot: Snapshot) -> None:
-    def acked() -> bool:
-        for p in status.snapshot():
-            if p.node_id == node_id:
-                assert p.last_nack is None, p.last_nack
-                return all(p.acked.get(t) == snapshot.type_version(t) for t in TYPES)
-        return False
-
-    wait_until(acked, 20, f"{node_id} ACK of {snapshot.version}")
 
 
 @contextlib.contextmanager
@@ -153,16 +134,10 @@ def make_rig(tmp_path: Path, mode: Mode) -> Iterator[Rig]:
                 rig.close()
 
 
-@pytest.fixture(scope="module", params=["ads-sotw", "ads-delta"])
-def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with make_rig(tmp_path_factory.mktemp(request.param), request.param) as r:
+@pytest.fixture(scope="module")
+def rig(ads_mode: Mode, rig_dir: Path) -> Iterator[Rig]:
+    with make_rig(rig_dir, ads_mode) as r:
         yield r
-
-
-@pytest.fixture(autouse=True)
-def _reset_backends(rig: Rig) -> None:
-    for b in rig.backends.values():
-        b.reset()
 
 
 def test_unary_calls_reach_the_grpc_backend_over_http2(rig: Rig) -> None:

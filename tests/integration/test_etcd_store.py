@@ -21,7 +21,7 @@ from controlplane.policy.etcd_store import (
 from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
 from tests.support.etcd import etcd_cluster
-from tests.unit.policy_helpers import BASE, doc
+from tests.support.policy import BASE, doc
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"

@@ -14,10 +14,10 @@ import dns.rcode
 import dns.resolver
 import pytest
 
+from controlplane.gtm.dns.server import DnsServer, frame
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.server import DnsServer, frame
-from controlplane.gtm.table import AnswerTable
-from controlplane.gtm.zone import StaticRecord, Zone
 from tests.support.dns import (
     EU_V4,
     EU_V6,

@@ -16,16 +16,16 @@ import dns.rdatatype
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controlplane.gtm.dns.server import DnsServer
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.explain import explain
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
-from controlplane.gtm.server import DnsServer
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.steering import steer_all
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
-from controlplane.gtm.zone import Zone
-from tests.support.gtm_helpers import until
+from tests.support.poll import until
 from tests.support.procs import free_port, free_udp_tcp_port
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_probes import probe
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.probes import probe
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck
 from controlplane.gtm.types import HealthView, Target
-from tests.support.gtm_helpers import until
+from tests.support.poll import until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -116,7 +116,7 @@ async def test_backend_goes_down_and_comes_back(tmp_path: Path) -> None:
             await until(lambda: ct.key in hc.view().healthy)
         await until(lambda: ct.key in hc.view().known and ct.key not in hc.view().healthy)
         assert hc.view().detail[ct.key] == "2 failed probes: connection refused"
-        (row,) = hc.snapshot()
+        (row,) = hc.rows()
         assert row.healthy is False and row.failures >= 2
         with http_server(port, tmp_path, tmp_path / "http2.log"):
             await until(lambda: ct.key in hc.view().healthy)
@@ -215,12 +215,17 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_https_verify_option(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
+async def tls_backend(certificate: tuple[Path, Path], status: int) -> tuple[Backend, int]:
+    """A started HTTPS backend answering ``status``, with the self-signed ``certificate``."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    b = Backend(204)
-    port = await b.start(tls=ctx)
+    ctx.load_cert_chain(*certificate)
+    b = Backend(status)
+    return b, await b.start(tls=ctx)
+
+
+async def test_https_verify_option(certificate: tuple[Path, Path]) -> None:
+    cert, _ = certificate
+    b, port = await tls_backend(certificate, 204)
     try:
         unverified = await probe(target(port, kind="https", verify_tls=False))
         assert unverified.ok and unverified.status == 204
@@ -239,11 +244,8 @@ async def test_https_verify_option(certificate: tuple[Path, Path]) -> None:
 
 
 async def test_https_through_the_checker(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    b = Backend(200)
-    port = await b.start(tls=ctx)
+    cert, _ = certificate
+    b, port = await tls_backend(certificate, 200)
     registry = CollectorRegistry()
     ct = target(port, kind="https", ca_file=str(cert), **FAST)
     try:

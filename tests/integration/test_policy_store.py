@@ -11,7 +11,8 @@ import pytest
 
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
-from tests.unit.policy_helpers import BASE, doc
+from tests.support.policy import BASE, doc
+from tests.support.poll import until
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"
@@ -25,18 +26,12 @@ async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Qu
     swaps: asyncio.Queue[Model] = asyncio.Queue()
     store.subscribe(swaps.put_nowait)
     task = asyncio.create_task(store.watch())
-    await asyncio.sleep(0.3)  # let the watcher start
+    await asyncio.wait_for(store.watching.wait(), 5)
     try:
         yield store, swaps
     finally:
         store.stop()
         await asyncio.wait_for(task, 5)
-
-
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ async def test_invalid_change_keeps_the_last_good_model(policy_dir: Path) -> Non
     async with watching(policy_dir) as (store, swaps):
         good = store.model
         (policy_dir / "route.yaml").write_text(ROUTE.replace("service: web", "service: nope"))
-        await wait_for(lambda: store.status.rejected == 1)
+        await until(lambda: store.status.rejected == 1, 5, "rejection counted")
         assert store.model is good
         assert not store.status.ok
         assert "unknown service 'nope'" in str(store.status.problems[0])
@@ -91,8 +86,13 @@ async def test_editor_temp_files_do_not_trigger_reloads(policy_dir: Path) -> Non
     async with watching(policy_dir) as (store, swaps):
         (policy_dir / ".route.yaml.swp").write_text("garbage: [")
         (policy_dir / "route.yaml~").write_text("garbage: [")
-        await asyncio.sleep(0.5)
+        # a real change after them: the watcher sees events in order, so the first swap (and the
+        # status when it arrives) shows whether the temp files were read before it
+        (policy_dir / "route.yaml").write_text(ROUTE.replace("timeout: 1s", "timeout: 4s"))
+        model = await asyncio.wait_for(swaps.get(), 5)
+        assert model.route_policies["web"].spec.http[0].timeout == 4000
         assert swaps.empty() and store.status.ok and store.status.rejected == 0
+        assert store.status.generation == 2
 
 
 async def test_atomic_rename_is_picked_up(policy_dir: Path) -> None:

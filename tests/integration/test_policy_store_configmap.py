@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
-from tests.unit.policy_helpers import BASE, doc
+from tests.support.policy import BASE, doc
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"

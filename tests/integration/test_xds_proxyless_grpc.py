@@ -11,10 +11,8 @@ endpoints. It prints one line per call naming the backend.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +21,14 @@ import pytest
 
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
-from controlplane.xds.cache import group_key
-from controlplane.xds.compiler import CompileOptions, NodeIdentity
+from controlplane.xds.compiler import NodeIdentity
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from controlplane.xds.runtime import XdsRuntime
-from controlplane.xds.snapshot import Snapshot
-from controlplane.xds.status import StatusRegistry
-from tests.support.envoy import wait_until
 from tests.support.grpc_backends import grpc_backends
+from tests.support.policy import GRPC_PORT, cluster, join, route, service
+from tests.support.poll import wait_until
 from tests.support.procs import running
+from tests.support.xds_rig import runtime_thread, wait_acked
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +40,10 @@ CLIENT_SECONDS = 40.0
 
 
 def policy_text(port: int) -> str:
-    return f"""
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west, zone: eu-west-1a}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  ports: [{{name: grpc, port: 9000, protocol: GRPC}}]
-  endpoints: [{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]
----
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: echo}}
-spec:
-  hosts: [echo.test]
-  http: [{{match: [{{path: {{prefix: /demo.Echo/}}}}], route: [{{service: echo}}]}}]
-"""
+    echo = service("echo", GRPC_PORT, f"[{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]")
+    return join(
+        cluster("eu-west", "eu-west-1a"), echo, route("echo", "echo.test", "echo", "/demo.Echo/")
+    )
 
 
 def model_for(port: int) -> Model:
@@ -77,25 +58,6 @@ def bootstrap(xds_port: int) -> str:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return out.stdout
-
-
-@contextlib.contextmanager
-def runtime_thread(model: Model) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
-    """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="xds-runtime", daemon=True)
-    thread.start()
-    runtime = XdsRuntime(CompileOptions())
-    try:
-        port = asyncio.run_coroutine_threadsafe(runtime.start("127.0.0.1:0", model), loop).result(
-            20
-        )
-        yield runtime, port, loop
-    finally:
-        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @dataclass
@@ -118,19 +80,6 @@ def client_log(tmp_path: Path) -> Iterator[ClientLog]:
         sys.stderr.write(f"--- proxyless client output (tail) ---\n{log.path.read_text()[-3000:]}")
 
 
-def wait_acked(status: StatusRegistry, snapshot: Snapshot) -> None:
-    def acked() -> bool:
-        for p in status.snapshot():
-            if p.node_id == CLIENT_ID:
-                assert p.last_nack is None, p.last_nack
-                assert (p.group, p.mode) == (GROUP, "sotw")
-                types = (LISTENER, ROUTE, CLUSTER, ENDPOINT)
-                return all(p.acked.get(t) == snapshot.type_version(t) for t in types)
-        return False
-
-    wait_until(acked, 20, f"{CLIENT_ID} ACK of LDS, RDS, CDS and EDS ({snapshot.version})")
-
-
 def test_proxyless_client_follows_ubiq_endpoints(tmp_path: Path, client_log: ClientLog) -> None:
     with grpc_backends("echo-a", "echo-b") as backends:
         with runtime_thread(model_for(backends["echo-a"].port)) as (runtime, xds_port, loop):
@@ -142,7 +91,7 @@ def test_proxyless_client_follows_ubiq_endpoints(tmp_path: Path, client_log: Cli
             env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap(xds_port), "PYTHONPATH": str(ROOT)}
             with running(argv, log=client_log.path, env=env, cwd=ROOT) as proc:
                 wait_until(lambda: client_log.served().count("echo-a") >= 5, 20, "calls via xDS")
-                wait_acked(runtime.status, first)
+                wait_acked(runtime.status, CLIENT_ID, first, group=GROUP, mode="sotw")
                 assert backends["echo-a"].count >= 5 and backends["echo-b"].count == 0
 
                 # the policy now names echo-b's port: Ubiq pushes only new endpoints
@@ -162,7 +111,7 @@ def test_proxyless_client_follows_ubiq_endpoints(tmp_path: Path, client_log: Cli
                 switched = len(client_log.served())
                 wait_until(lambda: len(client_log.served()) >= switched + 10, 10, "10 more calls")
                 assert set(client_log.served()[switched:]) == {"echo-b"}
-                wait_acked(runtime.status, second)
+                wait_acked(runtime.status, CLIENT_ID, second, group=GROUP, mode="sotw")
                 assert proc.poll() is None, "client exited early"
             envoy_group = runtime.cache.get(group_key(NODE.cluster))
             assert envoy_group is not None  # Envoys of the cluster keep their socket listener

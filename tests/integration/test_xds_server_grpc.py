@@ -11,22 +11,17 @@ import pytest
 from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.status import StatusRegistry
+from tests.support.poll import until
 from tests.support.xds_replay import NODE, snapshot, sotw
 
 pytestmark = pytest.mark.integration
 
 GROUP = group_key("eu-west-1")
-
-
-async def until(predicate: object, limit: float = 10.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds; a TimeoutError fails the test."""
-    async with asyncio.timeout(limit):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -52,10 +47,10 @@ async def test_ads_stream_state_is_freed_on_disconnect(
     response = await asyncio.wait_for(call.read(), 10)
     assert response.type_url == CLUSTER and len(response.resources) == 2
     await call.write(sotw(CLUSTER, nonce=response.nonce, version=response.version_info))
-    await until(lambda: CLUSTER in server.status.snapshot()[0].acked)
+    await until(lambda: CLUSTER in server.status.proxies()[0].acked)
     assert server.cache.watcher_count(GROUP) == 1
     call.cancel()
-    await until(lambda: server.status.snapshot() == [] and server.cache.watcher_count() == 0)
+    await until(lambda: server.status.proxies() == [] and server.cache.watcher_count() == 0)
 
 
 async def test_per_type_service_and_live_push(
@@ -124,6 +119,6 @@ async def test_undecodable_request_is_refused_and_frees_the_stream(
                 await raw.read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid" in (info.value.details() or "")
-    await until(lambda: len(server.status.snapshot()) == 1 and server.cache.watcher_count() == 1)
+    await until(lambda: len(server.status.proxies()) == 1 and server.cache.watcher_count() == 1)
     call.cancel()
-    await until(lambda: server.status.snapshot() == [] and server.cache.watcher_count() == 0)
+    await until(lambda: server.status.proxies() == [] and server.cache.watcher_count() == 0)

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.gtm.dns.server import DnsServer
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.server import DnsServer
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, Decision, SteeringPolicy, Target
-from controlplane.gtm.zone import StaticRecord, Zone
 from tests.support.procs import require_binary, running, wait_for_port
 
 ORIGIN = "gtm.example"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 
 from controlplane.demo.envoys import start_envoy
 from controlplane.xds.bootstrap import Mode
+from tests.support.poll import wait_until
 from tests.support.procs import require_binary
 
 
@@ -55,20 +55,6 @@ class EnvoyProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def wait_until(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll ``predicate`` (bounded in time) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # admin API not up yet, connection reset, ...
-            last_error = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not reached after {timeout}s (last error: {last_error})")
 
 
 @contextlib.contextmanager
@@ -130,34 +116,6 @@ def dynamic_names(dump: dict[str, Any], kind: str) -> list[str]:
 
 def as_json(data: Any) -> str:
     return json.dumps(data, indent=1, sort_keys=True)
-
-
-@dataclass
-class XdsServerThread:
-    """An XdsServer on its own event loop in a thread, so tests can block on Envoy freely."""
-
-    server: Any
-    port: int
-    loop: Any
-
-
-@contextlib.contextmanager
-def xds_server_thread(server: Any, port: int = 0) -> Iterator[XdsServerThread]:
-    """Run ``server`` (an XdsServer) on 127.0.0.1 (any port by default) until the block ends."""
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="xds-server", daemon=True)
-    thread.start()
-    try:
-        port = asyncio.run_coroutine_threadsafe(server.start(f"127.0.0.1:{port}"), loop).result(10)
-        yield XdsServerThread(server=server, port=port, loop=loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 class _Backend:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import grpc
 
+from tests.support.loop import loop_thread
+
 SERVICE = "demo.Echo"
 METHOD = "Echo"
 PATH = f"/{SERVICE}/{METHOD}"
@@ -66,26 +68,17 @@ class GrpcBackend:
 @contextlib.contextmanager
 def grpc_backends(*names: str) -> Iterator[dict[str, GrpcBackend]]:
     """Start one GrpcBackend per name on a shared event loop in a thread; stop them all after."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="grpc-backends", daemon=True)
-    thread.start()
     started: dict[str, GrpcBackend] = {}
-
-    def run(coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(10)  # type: ignore[arg-type]
-
-    try:
-        for name in names:
-            backend = GrpcBackend(name, loop)
-            run(backend.start())
-            started[name] = backend
-        yield started
-    finally:
-        for backend in started.values():
-            run(backend.stop())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with loop_thread("grpc-backends") as lt:
+        try:
+            for name in names:
+                backend = GrpcBackend(name, lt.loop)
+                lt.run(backend.start())
+                started[name] = backend
+            yield started
+        finally:
+            for backend in started.values():
+                lt.run(backend.stop())
 
 
 def echo(

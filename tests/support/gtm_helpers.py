@@ -1,45 +1,13 @@
-"""GTM test helpers: polling until a condition holds (async and blocking) and MaxMind test databases."""
+"""GTM test helpers: MaxMind test databases and the two-region policy prefix."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet  # type: ignore[import-untyped]
-
-
-async def until(
-    check: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 10.0,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> None:
-    """Poll ``check`` (plain or async) on the running loop until it is true, at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
-    """Blocking form of ``until``, for tests that drive subprocesses."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def write_mmdb(path: Path, networks: Iterable[tuple[str, dict[str, Any]]]) -> Path:

@@ -9,11 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from controlplane import ports
+from tests.support.poll import wait_until
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -52,12 +52,11 @@ def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+    def listening() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    wait_until(listening, timeout, f"something listening on {host}:{port}")
 
 
 @contextlib.contextmanager

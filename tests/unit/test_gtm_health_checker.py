@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck, ProbeResult
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck, ProbeResult
 from controlplane.gtm.types import HealthView, Target
 
 CHECK = HealthCheck(interval=1.0, healthy_threshold=1, unhealthy_threshold=2, jitter=0.2)
@@ -67,7 +67,7 @@ async def test_snapshot_rows_for_the_api() -> None:
     hc = checker(Script(a=[False], b=[True]), views)
     await hc.check_once()
     await hc.check_once()
-    rows = {r.cluster: r.as_dict() for r in hc.snapshot()}
+    rows = {r.cluster: r.as_dict() for r in hc.rows()}
     assert rows["a"] == {
         "cluster": "a",
         "region": "eu-west",
@@ -115,7 +115,7 @@ async def test_probe_exception_is_a_failure_and_on_change_errors_are_contained()
     await hc.check_once()
     await hc.check_once()
     assert len(calls) == 1
-    (row,) = hc.snapshot()
+    (row,) = hc.rows()
     assert row.healthy is False and row.last_error == "probe error: RuntimeError: boom"
 
 
@@ -137,7 +137,7 @@ async def test_bounded_concurrency() -> None:
     )
     await asyncio.wait_for(hc.check_once(), 5)
     assert peak == 2
-    assert all(r.healthy for r in hc.snapshot())
+    assert all(r.healthy for r in hc.rows())
 
 
 async def test_schedule_uses_interval_and_seeded_jitter() -> None:
@@ -181,7 +181,7 @@ async def test_set_targets_keeps_state_and_notifies_on_removal() -> None:
     hc.set_targets([B, c])
     assert len(views) == n + 1
     assert views[-1].known == {B.key}  # a's state went with it; c is undecided
-    rows = {r.cluster: r for r in hc.snapshot()}
+    rows = {r.cluster: r for r in hc.rows()}
     assert rows["b"].probes == 2 and rows["c"].probes == 0
     hc.set_targets([B, c])
     assert len(views) == n + 1  # nothing changed, nobody told

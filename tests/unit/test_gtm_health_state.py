@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.errors import GtmError
-from controlplane.gtm.health_probes import _status
-from controlplane.gtm.health_state import (
+from controlplane.gtm.health.probes import _status
+from controlplane.gtm.health.state import (
     HealthCheck,
     TargetHealth,
     checked_targets,

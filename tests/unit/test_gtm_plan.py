@@ -16,15 +16,22 @@ import dns.rdatatype
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.dns.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
 from controlplane.gtm.geoip import MaxMindRegions, RegionSource
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
+from controlplane.gtm.plan import (
+    DecidedPlan,
+    GtmConfig,
+    GtmPlan,
+    decide,
+    next_rotation,
+    plan_from_model,
+)
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
 from tests.support.gtm_helpers import write_mmdb
-from tests.unit.policy_helpers import doc, load
+from tests.support.policy import doc, load
 
 EU, US = "127.0.0.12", "127.0.0.13"
 EU_KEY, US_KEY = ("eu-west", EU, 8443), ("us-west", US, 8443)
@@ -58,7 +65,9 @@ def model(**kwargs: str) -> Model:
     return load(global_service(**kwargs))
 
 
-def ask(plan: GtmPlan, source: str, name: str = "web.gtm.example", rtype: str = "A") -> list[str]:
+def ask(
+    plan: DecidedPlan, source: str, name: str = "web.gtm.example", rtype: str = "A"
+) -> list[str]:
     assert plan.table is not None
     query = dns.message.make_query(name, rtype)
     wire = answer(query.to_wire(), plan.table, Client(source))
@@ -68,7 +77,7 @@ def ask(plan: GtmPlan, source: str, name: str = "web.gtm.example", rtype: str = 
     return sorted(str(rr) for rrset in response.answer for rr in rrset)
 
 
-def decided(m: Model, health: HealthView | None = None, **kwargs: object) -> GtmPlan:
+def decided(m: Model, health: HealthView | None = None, **kwargs: object) -> DecidedPlan:
     base = plan_from_model(m, CONFIG, **kwargs)  # type: ignore[arg-type]
     return decide(base, health or HealthView(frozenset()), epoch=1, config=CONFIG)
 
@@ -152,7 +161,7 @@ def test_geo_region_without_declared_group_gets_its_own(mmdb: Path) -> None:
 
 def test_relative_database_path_is_relative_to_the_policy_file(tmp_path: Path) -> None:
     from controlplane.policy.loader import load_texts
-    from tests.unit.policy_helpers import BASE
+    from tests.support.policy import BASE
 
     policy_file = tmp_path / "policies" / "global.yaml"
     m = load_texts(
@@ -198,14 +207,14 @@ def test_aliases_are_cnames_to_the_global_name() -> None:
     assert ask(plan, "198.51.100.9", "www.gtm.example") == sorted([US, "web.gtm.example."])
 
 
-def test_served_answers_are_metrics() -> None:
+async def test_served_answers_are_metrics() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from controlplane.gtm.runtime import GtmRuntime
 
     registry = CollectorRegistry()
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, registry=registry)
-    runtime.update_model(model())
+    runtime = GtmRuntime(CONFIG, registry=registry)
+    await runtime.start(model())
     text = generate_latest(registry).decode()
     assert (
         'ubiq_gtm_answer{address="127.0.0.12",group="europe",name="web.gtm.example",region="eu-west"} 1.0'
@@ -218,13 +227,13 @@ def test_served_answers_are_metrics() -> None:
 async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = GtmRuntime(CONFIG)
     runtime.update_model(model())  # inside the loop: scheduled, not yet applied
     assert runtime.plan is None
     known = frozenset({EU_KEY, US_KEY})
     for i in range(20):  # a burst of health flaps, ending with eu-west down
-        runtime._on_health(HealthView(known if i % 2 else frozenset({US_KEY}), known))
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+        runtime.update_health(HealthView(known if i % 2 else frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     assert runtime._worker is not None
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is not None
@@ -232,7 +241,7 @@ async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:
     assert runtime.epoch <= 3  # 21 requests became at most a few rebuilds
 
 
-def soa_serial(plan: GtmPlan | None) -> int:
+def soa_serial(plan: DecidedPlan | None) -> int:
     assert plan is not None and plan.table is not None
     query = dns.message.make_query("gtm.example", "SOA")
     wire = answer(query.to_wire(), plan.table, Client("10.0.0.1"))
@@ -241,13 +250,14 @@ def soa_serial(plan: GtmPlan | None) -> int:
     return int(rrset[0].serial)
 
 
-def test_soa_serial_moves_with_every_rebuild() -> None:
+async def test_soa_serial_moves_with_every_rebuild() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG, clock=lambda: 1_700_000_000.0)
-    runtime.update_model(model())  # outside an event loop: built at once
+    runtime = GtmRuntime(CONFIG, clock=lambda: 1_700_000_000.0)
+    await runtime.start(model())
     first = soa_serial(runtime.plan)
-    runtime._on_health(HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY})))
+    runtime.update_health(HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY})))
+    await asyncio.wait_for(runtime.settled(), 10)
     second = soa_serial(runtime.plan)
     assert first == 1_700_000_000  # the time of the computation
     assert second > first  # same second: still one more
@@ -258,33 +268,33 @@ async def test_a_failing_rebuild_keeps_the_table_and_the_worker_recovers(
 ) -> None:
     from controlplane.gtm import runtime as runtime_module
 
-    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = runtime_module.GtmRuntime(CONFIG)
     runtime.update_model(model())
     assert runtime._worker is not None
     await asyncio.wait_for(runtime._worker, 10)
     good = runtime.plan
     assert good is not None
 
-    def broken(*args: object, **kwargs: object) -> GtmPlan:
+    def broken(*args: object, **kwargs: object) -> DecidedPlan:
         raise RuntimeError("bug in steering")
 
     monkeypatch.setattr(runtime_module, "decide", broken)
     known = frozenset({EU_KEY, US_KEY})
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is good  # the old table keeps answering
     monkeypatch.undo()
-    runtime._on_health(HealthView(frozenset({US_KEY}), known))
+    runtime.update_health(HealthView(frozenset({US_KEY}), known))
     await asyncio.wait_for(runtime._worker, 10)
     assert runtime.plan is not good
     assert ask(runtime.plan, "203.0.113.9") == [US]
 
 
-def test_explain_uses_the_health_the_plan_was_decided_with() -> None:
+async def test_explain_uses_the_health_the_plan_was_decided_with() -> None:
     from controlplane.gtm.runtime import GtmRuntime
 
-    runtime = GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
-    runtime.update_model(model())
+    runtime = GtmRuntime(CONFIG)
+    await runtime.start(model())
     runtime._health = HealthView(frozenset({US_KEY}), frozenset({EU_KEY, US_KEY}))  # not applied
     data = runtime.explain("web.gtm.example", "203.0.113.9")
     assert isinstance(data, dict)
@@ -316,7 +326,7 @@ async def test_model_updates_are_planned_in_the_worker_and_a_bad_one_keeps_the_t
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runtime_module, "plan_from_model", recording)
-    runtime = runtime_module.GtmRuntime([("127.0.0.1", 0)], config=CONFIG)
+    runtime = runtime_module.GtmRuntime(CONFIG)
     runtime.update_model(model())
     assert runtime.plan is None and not threads  # nothing done on the loop yet
     assert runtime._worker is not None

@@ -13,8 +13,8 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controlplane.gtm.health import HealthChecker
-from controlplane.gtm.health_state import CheckedTarget, HealthCheck, ProbeResult
+from controlplane.gtm.health.checker import HealthChecker
+from controlplane.gtm.health.state import CheckedTarget, HealthCheck, ProbeResult
 from controlplane.gtm.types import Target
 from controlplane.logging import configure_logging
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .policy_helpers import doc, load, problems
+from tests.support.policy import doc, load, problems
 
 
 def route(name: str, body: str) -> str:

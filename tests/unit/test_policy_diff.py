@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import combine_hashes
-from tests.unit.policy_helpers import doc, load
+from tests.support.policy import doc, load
 
 API = doc(
     "Service", "api", "ports: [{port: 80}]\nendpoints: [{cluster: eu-west, address: 10.0.0.1}]"

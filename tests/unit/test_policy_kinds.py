@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.policy.common import LabelSelector
-
-from .policy_helpers import BASE, doc, load, problems
+from tests.support.policy import BASE, doc, load, problems
 
 
 def test_base_set_loads() -> None:
@@ -164,8 +163,36 @@ def test_traffic_policy_fields() -> None:
         """,
     )
     spec = load(tp).traffic_policies["web"].spec
-    assert spec.outlier_detection is not None and spec.outlier_detection.consecutive_5xx_errors == 3
-    assert spec.load_balancer is not None and spec.load_balancer.hash_key is not None
+    assert (spec.service, spec.subset, spec.connect_timeout) == ("web", None, 250)
+    pool = spec.connection_pool
+    assert pool is not None
+    assert (pool.max_connections, pool.max_pending_requests, pool.max_requests) == (10, 1, 5)
+    assert (pool.max_retries, pool.max_requests_per_connection) == (2, None)
+    od = spec.outlier_detection
+    assert od is not None
+    assert (od.consecutive_5xx_errors, od.interval, od.base_ejection_time) == (3, 1000, 10_000)
+    assert (od.max_ejection_percent, od.consecutive_gateway_errors, od.min_health_percent) == (
+        50,
+        None,
+        0,
+    )
+    lb = spec.load_balancer
+    assert lb is not None and (lb.algorithm, lb.minimum_ring_size) == ("RING_HASH", 64)
+    assert lb.hash_key is not None and lb.hash_key.cookie is not None
+    assert (lb.hash_key.cookie.name, lb.hash_key.cookie.ttl, lb.hash_key.cookie.path) == (
+        "sid",
+        3_600_000,
+        None,
+    )
+    assert (lb.hash_key.header, lb.hash_key.source_ip, lb.hash_key.query_parameter) == (
+        None,
+        False,
+        None,
+    )
+    locality = spec.locality
+    assert locality is not None and locality.enabled
+    assert locality.failover_priority == ("eu-west", "us-west")
+    assert (locality.failover, locality.distribute) == ((), ())
 
 
 @pytest.mark.parametrize(

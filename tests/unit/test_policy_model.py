@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from controlplane.placement.static import place, residency_regions
 from controlplane.policy.loader import load_directory, load_texts
-
-from .policy_helpers import BASE, doc, load
+from tests.support.policy import BASE, doc, load
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 

@@ -10,8 +10,7 @@ import pytest
 from controlplane.errors import PolicyError, SourceError
 from controlplane.policy.loader import load_directory, load_texts
 from controlplane.policy.yamlsource import MAX_FILE_BYTES, decode, parse_documents
-
-from .policy_helpers import BASE
+from tests.support.policy import BASE
 
 
 def only_problem(text: str | bytes, name: str = "f.yaml") -> str:

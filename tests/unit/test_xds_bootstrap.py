@@ -8,9 +8,15 @@ import pytest
 import yaml
 
 from controlplane.xds.bootstrap import render_bootstrap, render_grpc_bootstrap
-from controlplane.xds.cache import CLUSTER_KEY, DEFAULT_ROLE, ROLE_KEY, group_by_cluster, group_key
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE
 from controlplane.xds.compiler.options import NodeIdentity
+from controlplane.xds.node import (
+    CLUSTER_KEY,
+    DEFAULT_ROLE,
+    PROXYLESS_ROLE,
+    ROLE_KEY,
+    group_by_cluster,
+    group_key,
+)
 
 
 @pytest.mark.parametrize(("mode", "api_type"), [("ads-sotw", "GRPC"), ("ads-delta", "DELTA_GRPC")])

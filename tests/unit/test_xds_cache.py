@@ -10,7 +10,8 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
 from controlplane.errors import InconsistentSnapshotError
-from controlplane.xds.cache import SnapshotCache, group_by_cluster, group_key
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.node import group_by_cluster, group_key
 from controlplane.xds.resources import ENDPOINT
 from controlplane.xds.snapshot import Snapshot
 from tests.support.xds_replay import snapshot

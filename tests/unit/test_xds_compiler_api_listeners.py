@@ -8,13 +8,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from controlplane.xds.cache import group_key
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
 from controlplane.xds.compiler.api_listeners import build_api_listeners, grpc_hosts
 from controlplane.xds.compiler.listeners import ROUTER_FILTER
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
-from tests.unit.policy_helpers import doc, load
+from tests.support.policy import doc, load
 
 GRPC_SERVICES = doc(
     "Service",
@@ -87,7 +87,8 @@ def test_no_grpc_services_no_api_listeners() -> None:
 
 def test_proxyless_nodes_get_api_listeners_and_follow_edits_incrementally() -> None:
     from controlplane.policy.diff import diff
-    from controlplane.xds.compiler.incremental import compile_node, recompile_node
+    from controlplane.xds.compiler.generate import compile_node
+    from controlplane.xds.compiler.incremental import recompile_node
 
     node = NodeIdentity("eu-west", "eu-west", role="grpc")
     envoy = NodeIdentity("eu-west", "eu-west", role="proxy")

@@ -10,7 +10,7 @@ from envoy.type.v3 import percent_pb2, range_pb2
 from controlplane.xds.compiler.clusters import HTTP_PROTOCOL_OPTIONS
 from controlplane.xds.compiler.options import cluster_name
 from controlplane.xds.resources import CLUSTER, ENDPOINT
-from tests.unit.xds_expected import (
+from tests.support.xds_expected import (
     cluster_of,
     compile_all,
     doc,

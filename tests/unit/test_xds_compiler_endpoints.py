@@ -6,7 +6,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from controlplane.placement.static import PlacedCluster
 from controlplane.xds.resources import CLUSTER, ENDPOINT
-from tests.unit.xds_expected import (
+from tests.support.xds_expected import (
     AP,
     EU,
     US,

@@ -18,7 +18,7 @@ from controlplane.xds.compiler.routes import FAULT_FILTER
 from controlplane.xds.render import render_node_json
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
-from tests.unit.xds_expected import (
+from tests.support.xds_expected import (
     CLUSTERS,
     EU,
     US,

@@ -10,7 +10,8 @@ from envoy.type.v3 import percent_pb2
 
 from controlplane.xds.compiler.routes import FAULT_FILTER, PREVIOUS_HOSTS
 from controlplane.xds.resources import ROUTE
-from tests.unit.xds_expected import compile_all, doc, duration, model, route_policy, routes_of
+from tests.support.policy import doc
+from tests.support.xds_expected import compile_all, duration, model, route_policy, routes_of
 
 MILLION = percent_pb2.FractionalPercent.MILLION
 

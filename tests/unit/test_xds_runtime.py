@@ -14,42 +14,34 @@ from controlplane.errors import InconsistentSnapshotError
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
-from controlplane.xds.cache import group_key
+from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
-
-CLUSTER_TEXT = """
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: {name}}}
-spec: {{region: {name}, zone: {name}-a}}
-"""
-
-SERVICE_TEXT = """
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {{name: echo}}
-spec:
-  ports: [{{name: web, port: 9000, protocol: {protocol}}}]
-  endpoints: [{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]
----
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: echo}}
-spec:
-  hosts: [echo.test]
-  http: [{{match: [{{path: {{prefix: /}}}}], route: [{{service: echo}}]}}]
-"""
+from controlplane.xds.status import StatusRegistry
+from tests.support.policy import cluster, join, route, service
+from tests.support.poll import until
 
 
 def model(
     clusters: tuple[str, ...] = ("eu-west",), port: int = 8080, protocol: str = "HTTP"
 ) -> Model:
-    docs = [CLUSTER_TEXT.format(name=name) for name in clusters]
-    docs.append(SERVICE_TEXT.format(protocol=protocol, port=port))
-    return load_texts([("policy.yaml", "---".join(docs))])
+    echo = service(
+        "echo",
+        f"[{{name: web, port: 9000, protocol: {protocol}}}]",
+        f"[{{cluster: eu-west, address: 127.0.0.1, port: {port}}}]",
+    )
+    docs = [cluster(name, f"{name}-a") for name in clusters]
+    return load_texts([("policy.yaml", join(*docs, echo, route("echo", "echo.test", "echo")))])
+
+
+def new_runtime(registry: CollectorRegistry | None = None) -> XdsRuntime:
+    """A runtime with its cache and status registry, and no server."""
+    return XdsRuntime(
+        SnapshotCache(), StatusRegistry(), options=CompileOptions(), registry=registry
+    )
 
 
 def samples(registry: CollectorRegistry, result: str) -> float:
@@ -65,7 +57,7 @@ def is_empty(runtime: XdsRuntime, group: str) -> bool:
 async def test_models_queued_during_a_compile_coalesce_to_the_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     real = runtime_module.build_groups
     compiled: list[Model] = []
     release = threading.Event()
@@ -79,9 +71,7 @@ async def test_models_queued_during_a_compile_coalesce_to_the_newest(
     expected = build_groups(newest, CompileOptions())[group_key("eu-west")].snapshot
     monkeypatch.setattr(runtime_module, "build_groups", build)
     running = asyncio.create_task(runtime.update_model(first))
-    async with asyncio.timeout(10):
-        while not compiled:
-            await asyncio.sleep(0.01)
+    await until(lambda: compiled, 10, "the first compile started")
     waiting = [asyncio.create_task(runtime.update_model(m)) for m in (second, newest)]
     await asyncio.sleep(0.05)
     release.set()
@@ -95,7 +85,7 @@ async def test_models_queued_during_a_compile_coalesce_to_the_newest(
 
 
 async def test_groups_that_leave_the_model_are_emptied() -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east"), protocol="GRPC"))
     groups = [group_key(c, r) for c in ("eu-west", "us-east") for r in ("grpc", "proxy")]
     assert runtime.cache.groups() == groups
@@ -110,7 +100,7 @@ async def test_groups_that_leave_the_model_are_emptied() -> None:
 
 async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = CollectorRegistry()
-    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    runtime = new_runtime(registry)
     await runtime.update_model(model(("eu-west", "us-east")))
     before = {g: runtime.cache.get(g) for g in runtime.cache.groups()}
 
@@ -124,7 +114,7 @@ async def test_a_rejected_model_keeps_every_snapshot(monkeypatch: pytest.MonkeyP
 
 
 async def test_compile_cache_forgets_what_left_the_model() -> None:
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east")))
     cache = runtime._compile_cache
     assert {key[1] for key in cache.services._entries} == {"eu-west", "us-east"}
@@ -144,7 +134,7 @@ async def test_each_snapshot_is_checked_once_off_the_event_loop(
         real(snapshot)
 
     monkeypatch.setattr(Snapshot, "check_consistent", check)
-    runtime = XdsRuntime(CompileOptions())
+    runtime = new_runtime()
     await runtime.update_model(model(("eu-west", "us-east")))
     assert len(threads) == len(runtime.cache.groups()) == 2
     assert threading.get_ident() not in threads
@@ -154,7 +144,7 @@ async def test_an_inconsistent_build_is_rejected_in_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = CollectorRegistry()
-    runtime = XdsRuntime(CompileOptions(), registry=registry)
+    runtime = new_runtime(registry)
     await runtime.update_model(model())
     before = runtime.cache.get(group_key("eu-west"))
 

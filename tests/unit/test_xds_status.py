@@ -19,7 +19,7 @@ def test_status_records_acks_nacks_and_sends() -> None:
     status.record(1, Acked(CLUSTER, "v1", "1", ("a",)))
     status.sent(1, Response(ROUTE, "2", "r2", ()))
     status.record(1, Nacked(ROUTE, "r2", "2", ("main",), "missing ): (", 3))
-    (proxy,) = status.snapshot()
+    (proxy,) = status.proxies()
     assert (proxy.node_id, proxy.cluster, proxy.locality, proxy.group) == (
         "envoy-1",
         "eu-1",
@@ -38,5 +38,5 @@ def test_status_records_acks_nacks_and_sends() -> None:
     assert registry.get_sample_value("ubiq_xds_nacks_total", {"type": "RDS"}) == 1
     assert registry.get_sample_value("ubiq_xds_responses_total", {"type": "CDS"}) == 1
     status.disconnect(1)
-    assert status.snapshot() == []
+    assert status.proxies() == []
     assert registry.get_sample_value("ubiq_xds_connected_proxies", {"group": "eu-1/proxy"}) is None

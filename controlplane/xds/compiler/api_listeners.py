@@ -21,9 +21,9 @@ from controlplane.policy.model import Model
 from controlplane.xds.compiler.listeners import ROUTER_FILTER, build_listeners
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.protos import make_ads_source, make_any
+from controlplane.xds.node import PROXYLESS_ROLE
 
 GRPC_PROTOCOLS = frozenset({"GRPC"})
-PROXYLESS_ROLE = "grpc"  # node metadata ubiq.role of proxyless gRPC clients
 
 
 def grpc_hosts(model: Model) -> list[str]:

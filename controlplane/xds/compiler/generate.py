@@ -2,19 +2,32 @@
 
 Pure and deterministic: no I/O, no clocks; resources come out sorted by name and equal inputs give
 byte-identical serializations. An optional ``CompileCache`` (see ``memo``) makes recompiles
-rebuild only what changed. Returned messages may be shared with the cache and with earlier
-results: callers must not mutate them.
+rebuild only what changed; ``incremental.recompile_node`` starts from a ``NodeCompilation``.
+Returned messages may be shared with the cache and with earlier results: callers must not
+mutate them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from google.protobuf.message import Message
 
+from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.effective import Decisions
-from controlplane.xds.compiler.incremental import compile_node
-from controlplane.xds.compiler.memo import CompileCache
+from controlplane.xds.compiler.api_listeners import build_node_listeners
+from controlplane.xds.compiler.effective import Decisions, ModelIndex
+from controlplane.xds.compiler.memo import (
+    CompileCache,
+    build_service_resources,
+    build_virtual_hosts,
+)
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.routes import build_route_configuration
+from controlplane.xds.compiler.service import ServiceResources
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
 def compile_node_resources(
@@ -28,3 +41,75 @@ def compile_node_resources(
     """Every resource ``node`` should have: type_url -> name -> message, names sorted."""
     compiled = compile_node(model, node, options, decisions=decisions, cache=cache)
     return {type_url: dict(by_name) for type_url, by_name in compiled.resources.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCompilation:
+    """One node's compiled resources and what an incremental recompile starts from."""
+
+    model: Model
+    node: NodeIdentity
+    options: CompileOptions
+    decisions: Decisions | None
+    resources: Mapping[str, Mapping[str, Message]]
+    services: Mapping[str, ServiceResources]
+    virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
+    #: service -> names of the RoutePolicies whose routes or mirrors name it
+    routes_by_service: Mapping[str, frozenset[str]]
+
+
+def routed_services(policy: RoutePolicy) -> set[str]:
+    found = {d.service for rule in policy.spec.http for d in rule.route}
+    found.update(rule.mirror.service for rule in policy.spec.http if rule.mirror is not None)
+    return found
+
+
+def compile_node(
+    model: Model,
+    node: NodeIdentity,
+    options: CompileOptions | None = None,
+    *,
+    decisions: Decisions | None = None,
+    cache: CompileCache | None = None,
+) -> NodeCompilation:
+    """A full compile that also keeps what ``recompile_node`` starts from."""
+    options = options or CompileOptions()
+    index = ModelIndex(model, decisions)
+    services = {
+        name: build_service_resources(index, name, node, options, cache)
+        for name in sorted(model.services)
+    }
+    hosts = build_virtual_hosts(index, options.port_for(node), cache)
+    virtual_hosts = dict(zip(model.route_policies, hosts, strict=True))
+    users: dict[str, set[str]] = {}
+    for policy in model.route_policies.values():
+        for service in routed_services(policy):
+            users.setdefault(service, set()).add(policy.name)
+    clusters: dict[str, Message] = {}
+    assignments: dict[str, Message] = {}
+    for result in services.values():
+        clusters.update((c.name, c) for c in result.clusters)
+        assignments.update((a.cluster_name, a) for a in result.assignments)
+    resources: dict[str, Mapping[str, Message]] = {
+        LISTENER: {x.name: x for x in build_node_listeners(model, node, options)},
+        ROUTE: route_resources(options, virtual_hosts),
+        CLUSTER: dict(sorted(clusters.items())),
+        ENDPOINT: dict(sorted(assignments.items())),
+    }
+    return NodeCompilation(
+        model=model,
+        node=node,
+        options=options,
+        decisions=decisions,
+        resources=resources,
+        services=services,
+        virtual_hosts=virtual_hosts,
+        routes_by_service={s: frozenset(p) for s, p in users.items()},
+    )
+
+
+def route_resources(
+    options: CompileOptions, virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
+) -> dict[str, Message]:
+    route = build_route_configuration(options.route_config_name, list(virtual_hosts.values()))
+    return {route.name: route}

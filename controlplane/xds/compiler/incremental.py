@@ -12,105 +12,41 @@ What a changed document can touch (everything else is taken from the previous re
 
 Rebuilt messages equal to the previous ones are swapped for the previous objects, and a resource
 map with no change *is* the previous map, so ``Snapshot.build(..., previous=...)`` serializes only
-what really changed. Pure and deterministic; the result equals a full ``compile_node`` (which
-``compile_node_resources`` wraps) on the new model byte for byte
-(tests/unit/test_xds_incremental.py). Nothing returned may be mutated.
+what really changed. Pure and deterministic; the result equals a full ``generate.compile_node``
+on the new model byte for byte
+(tests/unit/test_xds_compiler_incremental.py). Nothing returned may be mutated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from google.protobuf.message import Message
 
 from controlplane.policy.diff import ModelDiff
-from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.api_listeners import PROXYLESS_ROLE, build_node_listeners
+from controlplane.xds.compiler.api_listeners import build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
+from controlplane.xds.compiler.generate import (
+    NodeCompilation,
+    compile_node,
+    route_resources,
+    routed_services,
+)
 from controlplane.xds.compiler.memo import (
     CompileCache,
     build_service_resources,
-    build_virtual_hosts,
     cached_virtual_host,
 )
-from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
-from controlplane.xds.compiler.routes import build_route_configuration
 from controlplane.xds.compiler.service import ServiceResources
+from controlplane.xds.node import PROXYLESS_ROLE
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 M = TypeVar("M", bound=Message)
 
 #: kinds the compiler never reads
 IGNORED_KINDS = frozenset({"GlobalService", "Canary"})
-
-
-@dataclass(frozen=True, slots=True)
-class NodeCompilation:
-    """One node's compiled resources and what an incremental recompile starts from."""
-
-    model: Model
-    node: NodeIdentity
-    options: CompileOptions
-    decisions: Decisions | None
-    resources: Mapping[str, Mapping[str, Message]]
-    services: Mapping[str, ServiceResources]
-    virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
-    #: service -> names of the RoutePolicies whose routes or mirrors name it
-    routes_by_service: Mapping[str, frozenset[str]]
-
-
-def routed_services(policy: RoutePolicy) -> set[str]:
-    found = {d.service for rule in policy.spec.http for d in rule.route}
-    found.update(rule.mirror.service for rule in policy.spec.http if rule.mirror is not None)
-    return found
-
-
-def compile_node(
-    model: Model,
-    node: NodeIdentity,
-    options: CompileOptions | None = None,
-    *,
-    decisions: Decisions | None = None,
-    cache: CompileCache | None = None,
-) -> NodeCompilation:
-    """A full compile that also keeps what ``recompile_node`` starts from."""
-    options = options or CompileOptions()
-    index = ModelIndex(model, decisions)
-    services = {
-        name: build_service_resources(index, name, node, options, cache)
-        for name in sorted(model.services)
-    }
-    hosts = build_virtual_hosts(index, options.port_for(node), cache)
-    virtual_hosts = dict(zip(model.route_policies, hosts, strict=True))
-    users: dict[str, set[str]] = {}
-    for policy in model.route_policies.values():
-        for service in routed_services(policy):
-            users.setdefault(service, set()).add(policy.name)
-    clusters: dict[str, Message] = {}
-    assignments: dict[str, Message] = {}
-    for result in services.values():
-        clusters.update((c.name, c) for c in result.clusters)
-        assignments.update((a.cluster_name, a) for a in result.assignments)
-    resources: dict[str, Mapping[str, Message]] = {
-        LISTENER: {x.name: x for x in build_node_listeners(model, node, options)},
-        ROUTE: _route(options, virtual_hosts),
-        CLUSTER: dict(sorted(clusters.items())),
-        ENDPOINT: dict(sorted(assignments.items())),
-    }
-    return NodeCompilation(
-        model=model,
-        node=node,
-        options=options,
-        decisions=decisions,
-        resources=resources,
-        services=services,
-        virtual_hosts=virtual_hosts,
-        routes_by_service={s: frozenset(p) for s, p in users.items()},
-    )
 
 
 def recompile_node(
@@ -163,7 +99,7 @@ def recompile_node(
         hosts.put(name, _pick(previous.virtual_hosts.get(name), host))
     virtual_hosts = hosts.result()
     if virtual_hosts is not previous.virtual_hosts:
-        resources[ROUTE] = _route(options, virtual_hosts)
+        resources[ROUTE] = route_resources(options, virtual_hosts)
     if node.role == PROXYLESS_ROLE and (affected or policies):
         # which hosts get an API listener depends on services' protocols and routes
         listeners = {x.name: x for x in build_node_listeners(model, node, options)}
@@ -316,10 +252,3 @@ def _patch_users(
         for service in routed_services(after) if after is not None else set():
             out[service] = out.get(service, frozenset()) | {name}
     return out
-
-
-def _route(
-    options: CompileOptions, virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
-) -> dict[str, Message]:
-    route = build_route_configuration(options.route_config_name, list(virtual_hosts.values()))
-    return {route.name: route}

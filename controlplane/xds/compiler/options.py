@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from controlplane.xds.cache import DEFAULT_ROLE
+from controlplane.xds.node import DEFAULT_ROLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-RCODES = {
-    0: "NOERROR",
-    1: "FORMERR",
-    2: "SERVFAIL",
-    3: "NXDOMAIN",
-    4: "NOTIMP",
-    5: "REFUSED",
-    9: "NOTAUTH",
-}
+from controlplane.gtm.dns.rcodes import LABELS as RCODE_LABELS
+
 # The qtype label's values: any other number a client sends is counted as OTHER (a label per
 # number would let clients create 65536 series).
 QTYPES = {
@@ -104,7 +97,7 @@ class DnsMetrics(Collector):
         )
         for (transport, qtype, rcode), n in sorted(self.responses.items()):
             queries.add_metric(
-                [transport, QTYPES.get(qtype, "OTHER"), RCODES.get(rcode, str(rcode))], n
+                [transport, QTYPES.get(qtype, "OTHER"), RCODE_LABELS.get(rcode, str(rcode))], n
             )
         yield queries
         dropped = CounterMetricFamily(

@@ -16,55 +16,33 @@ from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
 from controlplane.xds.resources import CLUSTER, ENDPOINT, ROUTE
+from tests.support.policy import cluster, doc, join
 
-CLUSTERS = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {name: eu-west}
-spec: {region: eu-west, zone: eu-west-1a}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {name: eu-west-2}
-spec: {region: eu-west, zone: eu-west-1b}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {name: us-west}
-spec: {region: us-west, zone: us-west-1a}
----
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {name: ap-south}
-spec: {region: ap-south, zone: ap-south-1a}
-"""
+CLUSTERS = join(
+    cluster("eu-west", "eu-west-1a"),
+    cluster("eu-west-2", "eu-west-1b", region="eu-west"),
+    cluster("us-west", "us-west-1a"),
+    cluster("ap-south", "ap-south-1a"),
+)
 
-WEB = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {name: web}
-spec:
-  ports: [{port: 8080}]
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
-  endpoints:
-  - {cluster: eu-west, address: 10.0.0.1, labels: {version: v1}}
-  - {cluster: eu-west-2, address: 10.0.0.2, labels: {version: v2}}
-  - {cluster: us-west, address: 10.0.1.1, port: 9000, labels: {version: v1}}
-  - {cluster: ap-south, address: 10.0.2.1, labels: {version: v2}, weight: 3}
-"""
+WEB = doc(
+    "Service",
+    "web",
+    """
+    ports: [{port: 8080}]
+    subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+    endpoints:
+    - {cluster: eu-west, address: 10.0.0.1, labels: {version: v1}}
+    - {cluster: eu-west-2, address: 10.0.0.2, labels: {version: v2}}
+    - {cluster: us-west, address: 10.0.1.1, port: 9000, labels: {version: v1}}
+    - {cluster: ap-south, address: 10.0.2.1, labels: {version: v2}, weight: 3}
+    """,
+)
 
 EU = NodeIdentity("eu-west", "eu-west", "eu-west-1a")
 US = NodeIdentity("us-west", "us-west", "us-west-1a")
 AP = NodeIdentity("ap-south", "ap-south", "ap-south-1a")
 OPTIONS = CompileOptions(listener_port=10000)
-
-
-def doc(kind: str, name: str, spec: str) -> str:
-    """One document; ``spec`` is YAML indented as a block under ``spec:``."""
-    body = textwrap.indent(textwrap.dedent(spec).strip("\n"), "  ")
-    return (
-        f"apiVersion: ubiq.io/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{body}\n"
-    )
 
 
 def route_policy(rules: str, hosts: str = "[web.example]", name: str = "web") -> str:

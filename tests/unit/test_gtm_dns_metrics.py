@@ -7,11 +7,11 @@ import dns.message
 import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest
 
-from controlplane.gtm.answer import Client, answer
-from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.plan import GtmPlan
+from controlplane.gtm.dns.answer import Client, answer
+from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.zone import Zone
+from controlplane.gtm.plan import GtmPlan, decide
 from controlplane.gtm.runtime import GtmRuntime
-from controlplane.gtm.steering import steer_all
 from controlplane.gtm.types import HealthView, SteeringPolicy, Target
 from tests.support.dns import ORIGIN, sample_table
 
@@ -71,9 +71,9 @@ def test_answer_metric_gives_every_address_its_own_region() -> None:
     health = HealthView(frozenset(), frozenset({("us", us.address, 443)}))
     policies = {p.name: p for p in (both, fallback)}
     registry = CollectorRegistry()
-    runtime = GtmRuntime([("127.0.0.1", 0)], registry=registry)
-    decisions = steer_all(policies.values(), (), health)
-    runtime._plan = GtmPlan(policies, (), (), (), decisions)
+    runtime = GtmRuntime(registry=registry)
+    zones = (Zone("gtm.example", ("ns1.gtm.example",)),)
+    runtime._plan = decide(GtmPlan(policies, (), zones, ()), health, epoch=1)
     text = generate_latest(registry).decode()
     expected = [
         ("app.gtm.example", "eu-west", "127.0.0.11"),

@@ -13,7 +13,7 @@ import contextlib
 import ssl
 import time
 
-from controlplane.gtm.health_state import CheckedTarget, ProbeResult
+from controlplane.gtm.health.state import CheckedTarget, ProbeResult
 
 __all__ = ["make_tls_context", "probe", "probe_http", "probe_tcp"]
 

@@ -6,7 +6,7 @@ import dns.message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.dns.answer import Client, answer
 from tests.support.dns import ORIGIN, sample_table
 
 TABLE = sample_table()

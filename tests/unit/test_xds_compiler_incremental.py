@@ -18,12 +18,13 @@ from controlplane.xds.compiler import (
     NodeIdentity,
     compile_node_resources,
 )
-from controlplane.xds.compiler.incremental import NodeCompilation, compile_node, recompile_node
+from controlplane.xds.compiler.generate import NodeCompilation, compile_node
+from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import build_groups
 from controlplane.xds.snapshot import Snapshot
-from tests.unit.policy_helpers import doc
-from tests.unit.xds_expected import CLUSTERS, EU, US
+from tests.support.policy import doc
+from tests.support.xds_expected import CLUSTERS, EU, US
 
 OPTIONS = CompileOptions(listener_port=10000)
 

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controlplane.gtm import health_probes
-from controlplane.gtm.health_state import (
+from controlplane.gtm.health import probes as health_probes
+from controlplane.gtm.health.state import (
     CheckedTarget,
     ProbeResult,
     TargetHealth,
@@ -46,7 +46,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 @dataclass(frozen=True, slots=True)
 class TargetStatus:
-    """One row of ``HealthChecker.snapshot()``; ``as_dict()`` is the REST API's JSON."""
+    """One row of ``HealthChecker.rows()``; ``as_dict()`` is the REST API's JSON."""
 
     cluster: str
     region: str
@@ -155,7 +155,7 @@ class HealthChecker:
     def view(self) -> HealthView:
         return self._view
 
-    def snapshot(self) -> list[TargetStatus]:
+    def rows(self) -> list[TargetStatus]:
         return [
             TargetStatus(
                 cluster=ct.target.cluster,

@@ -30,11 +30,24 @@ import dns.message
 import dns.name
 
 from controlplane.errors import DnsFormatError
-from controlplane.gtm.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
-from controlplane.gtm.table import AnswerTable, Entry, make_entry
+from controlplane.gtm.dns.ecs import ECS_CODE, ClientSubnet, echo_option, make_opt, parse_ecs
+from controlplane.gtm.dns.encode import WireAnswer, make_wire_answer
+from controlplane.gtm.dns.rcodes import BADVERS_HIGH, FORMERR, NOTAUTH, NOTIMP, REFUSED
+from controlplane.gtm.dns.table import AnswerTable
 
-FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH = 1, 2, 4, 5, 9
-BADVERS_HIGH = 1  # extended rcode 16 = (1 << 4) | 0
+_HEADER = 12  # bytes of a DNS header: the question starts here
+_MAX_NAME = 255  # wire bytes of the longest name (RFC 1035 3.1)
+#: a name's root label must sit before this offset (else the name is too long)
+_NAME_END_LIMIT = _HEADER + _MAX_NAME
+# The OPT record after the question, by offset from its start: root name (0), TYPE (1-2),
+# UDP payload size (3-4), extended rcode (5), EDNS version (6), flags (7-8), RDLENGTH (9-10),
+# then the options.
+_OPT_HEAD = b"\x00\x00\x29"  # root name + TYPE 41
+_OPT_UDP_SIZE = 3
+_OPT_VERSION = 6
+_OPT_RDLENGTH = 9
+_OPT_FIXED = 11  # bytes before the options
+_QTYPE_QCLASS = 4  # bytes after the question name
 _AXFR, _IXFR, _ANY, _OPT = 252, 251, 255, 41
 
 # response flags indexed by (RD << 5) | CD | rcode: QR + AA, RD and CD copied from the query
@@ -44,7 +57,7 @@ _QDCOUNT1 = b"\x00\x01"
 _EMPTY_COUNTS = b"\x00\x00\x00\x00\x00\x00"
 _EMPTY_COUNTS_EDNS = b"\x00\x00\x00\x00\x00\x01"
 # RFC 8482: one synthesized HINFO at the question name (pointer to offset 12)
-_ANY_ENTRY = make_entry(
+_ANY_ANSWER = make_wire_answer(
     0, 1, 0, 0, b"\xc0\x0c\x00\x0d\x00\x01" + (3600).to_bytes(4) + b"\x00\x09\x07RFC8482\x00"
 )
 
@@ -88,7 +101,7 @@ def answer(query: bytes, table: AnswerTable, client: Client) -> bytes | None:
     if query[2] & 0x78:
         return _header_only(query, NOTIMP)
     if query[4:10] == b"\x00\x01\x00\x00\x00\x00":
-        i = 12
+        i = _HEADER
         while i < n:
             length = query[i]
             if length == 0 or length > 63:
@@ -96,13 +109,14 @@ def answer(query: bytes, table: AnswerTable, client: Client) -> bytes | None:
             i += length + 1
         else:
             return _slow(query, table, client)
-        end = i + 5
-        if length == 0 and i < 267 and end <= n and query[i + 3 : end] == b"\x00\x01":
+        # i: the root label ending the name; end: just past QTYPE and QCLASS
+        end = i + 1 + _QTYPE_QCLASS
+        if length == 0 and i < _NAME_END_LIMIT and end <= n and query[i + 3 : end] == b"\x00\x01":
             arcount = query[10:12]
             if arcount == b"\x00\x00" and end == n:
                 q = _Query(
-                    query[12:end],
-                    query[12 : i + 1].lower(),
+                    query[_HEADER:end],
+                    query[_HEADER : i + 1].lower(),
                     (query[i + 1] << 8) | query[i + 2],
                     1,
                     -1,
@@ -110,20 +124,21 @@ def answer(query: bytes, table: AnswerTable, client: Client) -> bytes | None:
                     None,
                 )
                 return _respond(query, q, table, client)
-            if arcount == b"\x00\x01" and end + 11 <= n and query[end : end + 3] == b"\x00\x00\x29":
-                rdlen = (query[end + 9] << 8) | query[end + 10]
-                if end + 11 + rdlen == n:
+            options = end + _OPT_FIXED
+            if arcount == b"\x00\x01" and options <= n and query[end : end + 3] == _OPT_HEAD:
+                rdlen = (query[end + _OPT_RDLENGTH] << 8) | query[end + _OPT_RDLENGTH + 1]
+                if options + rdlen == n:
                     try:
-                        ecs = _options(query, end + 11, n)
+                        ecs = _options(query, options, n)
                     except DnsFormatError:
                         return _header_only(query, FORMERR)
                     q = _Query(
-                        query[12:end],
-                        query[12 : i + 1].lower(),
+                        query[_HEADER:end],
+                        query[_HEADER : i + 1].lower(),
                         (query[i + 1] << 8) | query[i + 2],
                         1,
-                        (query[end + 3] << 8) | query[end + 4],
-                        query[end + 6],
+                        (query[end + _OPT_UDP_SIZE] << 8) | query[end + _OPT_UDP_SIZE + 1],
+                        query[end + _OPT_VERSION],
                         ecs,
                     )
                     return _respond(query, q, table, client)
@@ -192,8 +207,8 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
                 return _refused(query, q, table)
             return _finish(query, q, entry, table, client)
         if qtype == _ANY:
-            return _finish(query, q, _ANY_ENTRY, table, client)
-    if isinstance(slot, Entry):
+            return _finish(query, q, _ANY_ANSWER, table, client)
+    if isinstance(slot, WireAnswer):
         return _finish(query, q, slot, table, client)
     ecs = q.ecs
     groups = table.groups
@@ -207,7 +222,9 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     return _finish(query, q, entry, table, client)
 
 
-def _finish(query: bytes, q: _Query, entry: Entry, table: AnswerTable, client: Client) -> bytes:
+def _finish(
+    query: bytes, q: _Query, entry: WireAnswer, table: AnswerTable, client: Client
+) -> bytes:
     index = ((query[2] & 1) << 5) | (query[3] & 0x10) | entry.rcode
     if q.edns_size < 0:
         response = b"".join(
@@ -266,7 +283,7 @@ def _special(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     return _header_only(query, FORMERR)  # OPT, TSIG, TKEY as a question
 
 
-def _nxdomain(key: bytes, table: AnswerTable) -> Entry | None:
+def _nxdomain(key: bytes, table: AnswerTable) -> WireAnswer | None:
     zones = table.zones
     i = 0
     n = len(key)

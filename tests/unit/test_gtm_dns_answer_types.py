@@ -13,11 +13,12 @@ import dns.rrset
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, Transfer, answer
+from controlplane.gtm.dns.answer import Client, Transfer, answer
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.transfer import chunks as transfer_chunks
+from controlplane.gtm.dns.zone import StaticRecord, Zone, parse_rdata
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.table import AnswerTable, _chunks
 from controlplane.gtm.types import ClientGroup, Decision
-from controlplane.gtm.zone import StaticRecord, Zone, parse_rdata
 from tests.support.dns import ORIGIN, sample_table
 
 TABLE = sample_table(allow_transfer=["127.0.0.9/32"])
@@ -129,7 +130,7 @@ def test_zone_transfer_over_64k_is_several_messages_bracketed_by_the_soa() -> No
 def test_one_rrset_over_64k_is_split_across_transfer_messages() -> None:
     records = tuple(StaticRecord(f"huge.{ORIGIN}", "TXT", f'"{"y" * 250}-{i}"') for i in range(300))
     zone = Zone(ORIGIN, (f"ns1.{ORIGIN}",), records=records)
-    chunks = _chunks(_huge_rrsets(zone), 65000)
+    chunks = transfer_chunks(_huge_rrsets(zone), 65000)
     assert len(chunks) == 2 and sum(len(r) for c in chunks for r in c) == 300
 
 

@@ -13,11 +13,11 @@ import dns.rdatatype
 import pytest
 
 from controlplane.errors import GtmError
-from controlplane.gtm.answer import Client, answer
+from controlplane.gtm.dns.answer import Client, answer
+from controlplane.gtm.dns.table import AnswerTable
+from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.groups import ClientGroups
-from controlplane.gtm.table import AnswerTable
 from controlplane.gtm.types import ClientGroup, Decision
-from controlplane.gtm.zone import StaticRecord, Zone
 from tests.support.dns import EU_V4, EU_V6, ORIGIN, US_V4, sample_table
 
 TABLE = sample_table(allow_transfer=["127.0.0.9/32"])

@@ -1,4 +1,5 @@
-"""Small policy sets for unit tests, and helpers to load them and read their problems."""
+"""The one policy-YAML builder (``doc``, ``cluster``, ``join``), a small base policy set, and
+helpers to load sets and read their problems."""
 
 from __future__ import annotations
 
@@ -51,7 +52,38 @@ def problems(*extra: str, base: str = BASE) -> list[str]:
 
 
 def doc(kind: str, name: str, spec: str) -> str:
-    body = textwrap.indent(textwrap.dedent(spec).strip(), "  ")
+    """One document; ``spec`` is YAML indented as a block under ``spec:``."""
+    body = textwrap.indent(textwrap.dedent(spec).strip("\n"), "  ")
     return (
         f"apiVersion: ubiq.io/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{body}\n"
     )
+
+
+def cluster(name: str, zone: str | None = None, region: str | None = None) -> str:
+    """A Cluster document; its region is its name unless given."""
+    where = f"region: {region or name}" + (f", zone: {zone}" if zone else "")
+    return doc("Cluster", name, f"{{{where}}}")
+
+
+#: one gRPC port, as a Service's ``ports``
+GRPC_PORT = "[{name: grpc, port: 9000, protocol: GRPC}]"
+
+
+def service(name: str, ports: str, endpoints: str, extra: str = "") -> str:
+    """A Service document: ``ports`` and ``endpoints`` are YAML flow sequences."""
+    return doc("Service", name, f"ports: {ports}\nendpoints: {endpoints}\n{extra}")
+
+
+def route(name: str, host: str, to: str, prefix: str = "/") -> str:
+    """A RoutePolicy sending every request under ``prefix`` at ``host`` to Service ``to``."""
+    match = f"[{{path: {{prefix: {prefix}}}}}]"
+    return doc(
+        "RoutePolicy",
+        name,
+        f"hosts: [{host}]\nhttp: [{{match: {match}, route: [{{service: {to}}}]}}]",
+    )
+
+
+def join(*docs: str) -> str:
+    """Documents as one multi-document YAML text."""
+    return "---\n".join(docs)

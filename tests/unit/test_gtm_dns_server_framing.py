@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dns.message
 
-from controlplane.gtm.answer import Client, answer
-from controlplane.gtm.server import TcpFramer, frame
+from controlplane.gtm.dns.answer import Client, answer
+from controlplane.gtm.dns.server import TcpFramer, frame
 from tests.support.dns import ORIGIN, sample_table
 
 TABLE = sample_table()

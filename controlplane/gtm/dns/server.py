@@ -14,14 +14,14 @@ import contextlib
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import structlog
 
-from controlplane.gtm.answer import Client, Transfer, answer
-from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.table import AnswerTable
+from controlplane.gtm.dns.answer import Client, Transfer, answer
+from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.table import AnswerTable
 
 log = structlog.get_logger(__name__)
 
@@ -241,8 +241,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def run(server: DnsServer) -> None:
-    """Serve until SIGINT/SIGTERM, on uvloop when available."""
+def run(
+    server: DnsServer,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = new_event_loop,
+) -> None:
+    """Serve until SIGINT/SIGTERM, on uvloop when available (unless ``loop_factory`` says)."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -255,5 +258,5 @@ def run(server: DnsServer) -> None:
         finally:
             await server.stop()
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())

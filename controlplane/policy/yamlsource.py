@@ -17,8 +17,9 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from controlplane.errors import PolicyError, Problem
+from controlplane.policy.filecheck import MAX_FILE_BYTES, too_large
 
-MAX_FILE_BYTES = 1024 * 1024
+__all__ = ["MAX_FILE_BYTES", "RawDocument", "decode", "parse_documents"]
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 
@@ -128,9 +129,7 @@ class _Converter:
 
 def decode(raw: bytes, file: str) -> str:
     if len(raw) > MAX_FILE_BYTES:
-        raise PolicyError(
-            [Problem(file, None, "", f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")]
-        )
+        raise PolicyError([too_large(file, len(raw))])
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

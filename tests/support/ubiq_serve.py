@@ -1,0 +1,108 @@
+"""`ubiq serve` as a subprocess with a small GTM policy, and the probes hostile-input tests use.
+
+The policy serves ``app.gtm.example`` (two targets, no health checks, so the answer is known at
+once); ``serving`` starts the process on free loopback ports and returns once the API answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import httpx
+
+from tests.support.gtm_helpers import TWO_REGIONS
+from tests.support.procs import free_port, free_udp_tcp_port, running
+
+NAME = "app.gtm.example"
+EU, US = "127.0.0.21", "127.0.0.22"
+
+GLOBAL = """\
+apiVersion: ubiq.io/v1alpha1
+kind: GlobalService
+metadata: {{name: app}}
+spec:
+  name: {name}
+  zone: gtm.example
+  service: app
+  strategy: failover
+  ttl: 5s
+  targets:
+  - {{cluster: eu-west, address: {eu}, port: 8080}}
+  - {{cluster: us-west, address: {us}, port: 8080, tier: 1}}
+{extra}"""
+
+
+def write_policy(root: Path, extra: str = "") -> None:
+    """The two-region GTM policy; ``extra`` lines are appended to the GlobalService spec."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = TWO_REGIONS.format(eu=EU, us=US, eu_port=8080, us_port=8080)
+    (root / "policy.yaml").write_text(text + GLOBAL.format(name=NAME, eu=EU, us=US, extra=extra))
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    dns_port: int
+    api_port: int
+    xds_port: int
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def status(self) -> dict[str, object]:
+        result: dict[str, object] = httpx.get(f"{self.api}/v1/policy/status", timeout=5).json()
+        return result
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def query(port: int, *, timeout: float, name: str = NAME, tcp: bool = False) -> list[str]:
+    """A/addresses answered for ``name`` (raises dns.exception.Timeout past ``timeout``)."""
+    request = dns.message.make_query(name, "A")
+    send = dns.query.tcp if tcp else dns.query.udp
+    response = send(request, "127.0.0.1", port=port, timeout=timeout)
+    assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
+    return sorted(str(rr) for rrset in response.answer for rr in rrset)
+
+
+def wait_until(check: object, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def serving(root: Path, workdir: Path, *extra_args: str) -> Iterator[Served]:
+    dns_port, api_port, xds_port = free_udp_tcp_port(), free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve", str(root),
+        "--xds", f"127.0.0.1:{xds_port}", "--api", f"127.0.0.1:{api_port}",
+        "--dns", f"127.0.0.1:{dns_port}", "--debounce-ms", "20", *extra_args,
+    ]  # fmt: skip
+    log = workdir / f"ubiq-{dns_port}.log"
+    with running(argv, log=log) as proc:
+        served = Served(proc, log, dns_port, api_port, xds_port)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"ubiq serve exited: {served.log_text()[-2000:]}")
+            return httpx.get(f"{served.api}/healthz", timeout=1).status_code == 200
+
+        wait_until(ready, 30, "ubiq serve to answer /healthz")
+        yield served

@@ -4,11 +4,17 @@ The store holds the last good Model. Changes are debounced, the whole set is re-
 event loop, and only a set that passes every check replaces the model (one attribute assignment,
 so readers see the old model or the new one, never a mix). A failed load is logged, counted and
 kept in ``status`` for the API; the model that was serving keeps serving.
+
+The watch follows the directory itself, not only its files: when the directory is removed (or
+replaced, ``rm -rf DIR; cp -r saved DIR``) the watch is re-armed on the new one, and until it is
+``status.watching`` is false with the reason, ``/readyz`` says not ready, and the log says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ class StoreStatus:
     last_error_at: float | None = None
     problems: tuple[Problem, ...] = ()
     rejected: int = 0
+    watching: bool = False  # changes are being picked up right now
+    watch_error: str | None = None  # why not, when not
 
 
 class PolicySource(Protocol):
@@ -77,6 +85,8 @@ class DirectoryStore:
         self._model = Model.empty()
         self._status = StoreStatus(False, self._model.hash, 0, time.time())
         self._stop = asyncio.Event()
+        self._watching = False
+        self._watch_error: str | None = "not watching yet"
 
     @property
     def model(self) -> Model:
@@ -84,7 +94,9 @@ class DirectoryStore:
 
     @property
     def status(self) -> StoreStatus:
-        return self._status
+        return dataclasses.replace(
+            self._status, watching=self._watching, watch_error=self._watch_error
+        )
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(model)`` after every successful swap (and not for rejected changes)."""
@@ -145,7 +157,37 @@ class DirectoryStore:
                 log.exception("policy listener failed", listener=repr(listener))
 
     async def watch(self) -> None:
-        """Watch the directory until ``stop()``; each batch of changes triggers one reload."""
+        """Watch the directory until ``stop()``; each batch of changes triggers one reload. A
+        removed or replaced directory re-arms the watch once it is back."""
+        try:
+            while not self._stop.is_set():
+                armed = self._identity()
+                if armed is None:
+                    self._lost(f"{self.root}: no such file or directory; waiting for it")
+                    if not await self._until_root_exists():
+                        break
+                    log.info("policy.watch.rearmed", root=str(self.root))
+                    await self.reload()
+                    continue
+                self._watching, self._watch_error = True, None
+                try:
+                    await self._watch_armed(armed)
+                except (OSError, RuntimeError):  # the directory vanished under the watcher
+                    if self._identity() == armed:
+                        raise
+                if not self._stop.is_set():
+                    self._lost(f"{self.root}: directory removed or replaced; re-arming the watch")
+                    await self.reload()
+        except BaseException as exc:
+            self._watching = False
+            self._watch_error = f"watch stopped: {exc!r}"
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("policy.watch.stopped", root=str(self.root), error=repr(exc))
+            raise
+        self._watching, self._watch_error = False, "watch stopped"
+
+    async def _watch_armed(self, armed: tuple[int, int]) -> None:
+        """One watch on the directory as it is now; returns when it is no longer that directory."""
         async for changes in watchfiles.awatch(
             self.root,
             watch_filter=_relevant,
@@ -156,9 +198,37 @@ class DirectoryStore:
             step=5,
             stop_event=self._stop,
             recursive=True,
+            # an empty batch each second: a directory replaced without events is still noticed
+            rust_timeout=1000,
+            yield_on_timeout=True,
         ):
-            log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
-            await self.reload()
+            if changes:
+                log.debug("policy files changed", files=sorted({p for _, p in changes})[:10])
+                await self.reload()
+            if self._identity() != armed:
+                return
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _lost(self, reason: str) -> None:
+        if self._watching or self._watch_error != reason:
+            log.warning("policy.watch.lost", root=str(self.root), reason=reason)
+        self._watching, self._watch_error = False, reason
+
+    async def _until_root_exists(self, poll: float = 0.2) -> bool:
+        """Poll for the directory to come back; False when stopped first."""
+        while self._identity() is None:
+            try:
+                await asyncio.wait_for(self._stop.wait(), poll)
+                return False
+            except TimeoutError:
+                continue
+        return True
 
     def stop(self) -> None:
         self._stop.set()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
@@ -33,7 +34,7 @@ spec:
   name: {name}
   zone: gtm.example
   service: app
-  strategy: failover
+  strategy: {strategy}
   ttl: 5s
   targets:
   - {{cluster: eu-west, address: {eu}, port: 8080}}
@@ -41,11 +42,12 @@ spec:
 {extra}"""
 
 
-def write_policy(root: Path, extra: str = "") -> None:
+def write_policy(root: Path, extra: str = "", strategy: str = "failover") -> None:
     """The two-region GTM policy; ``extra`` lines are appended to the GlobalService spec."""
     root.mkdir(parents=True, exist_ok=True)
     text = TWO_REGIONS.format(eu=EU, us=US, eu_port=8080, us_port=8080)
-    (root / "policy.yaml").write_text(text + GLOBAL.format(name=NAME, eu=EU, us=US, extra=extra))
+    spec = GLOBAL.format(name=NAME, eu=EU, us=US, extra=extra, strategy=strategy)
+    (root / "policy.yaml").write_text(text + spec)
 
 
 @dataclass
@@ -68,9 +70,16 @@ class Served:
         return self.log.read_text(errors="replace")
 
 
-def query(port: int, *, timeout: float, name: str = NAME, tcp: bool = False) -> list[str]:
-    """A/addresses answered for ``name`` (raises dns.exception.Timeout past ``timeout``)."""
-    request = dns.message.make_query(name, "A")
+def query(
+    port: int, *, timeout: float, name: str = NAME, tcp: bool = False, subnet: str | None = None
+) -> list[str]:
+    """A/addresses answered for ``name`` (raises dns.exception.Timeout past ``timeout``);
+    ``subnet`` (``"10.0.0.0/24"``) is sent as EDNS client-subnet."""
+    options = []
+    if subnet is not None:
+        address, _, prefix = subnet.partition("/")
+        options.append(dns.edns.ECSOption(address, int(prefix)))
+    request = dns.message.make_query(name, "A", use_edns=0 if options else None, options=options)
     send = dns.query.tcp if tcp else dns.query.udp
     response = send(request, "127.0.0.1", port=port, timeout=timeout)
     assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())

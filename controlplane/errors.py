@@ -77,7 +77,11 @@ class InconsistentSnapshotError(XdsError):
 
 
 class XdsRequestError(XdsError):
-    pass
+    """``status`` is the gRPC status code name the stream ends with."""
+
+    def __init__(self, message: str, *, status: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class GtmError(UbiqError):

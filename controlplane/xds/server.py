@@ -44,7 +44,9 @@ SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
 
 _SNAPSHOT = object()
 _CLOSED = object()
-INBOX_LIMIT = 64  # requests read ahead of the stream; a client that never reads stalls here
+INBOX_LIMIT = 16  # requests read ahead of the stream; a client that never reads stalls here
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # one (Delta)DiscoveryRequest; 50,000 names fit easily
+MAX_STREAMS = 10_000  # concurrent xDS streams (RPCs) per server; more get RESOURCE_EXHAUSTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +97,16 @@ class XdsServer:
     async def start(self, address: str) -> int:
         """Listen on ``address`` (``host:port``, port 0 for any); returns the bound port."""
         server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_STREAMS,
             options=[
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.max_pings_without_data", 0),
                 # gRPC sets SO_REUSEPORT by default: a second `ubiq serve` on the same address
                 # would start cleanly and take half the Envoys. Bind exclusively.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         self.add_to_server(server)
         _check_free(address)
@@ -184,7 +187,14 @@ class XdsServer:
                     return  # abort raises; never reached
                 else:
                     room.release()
-                    step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
+                    try:
+                        step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
+                    except XdsRequestError as refused:
+                        log.warning(
+                            "xds.bad_request", stream=stream_id, group=group, error=str(refused)
+                        )
+                        await context.abort(grpc.StatusCode[refused.status], str(refused))
+                        return  # abort raises; never reached
                     if watch is None:
                         if machine.node is None:
                             error = XdsRequestError("the first request on a stream must carry node")
@@ -222,6 +232,7 @@ class XdsServer:
             # per-stream state first: nothing below may skip it
             if watch is not None:
                 watch.cancel()
+            machine.close()
             self.status.disconnect(stream_id)
             reader.cancel()
             await asyncio.wait({reader})  # never raises the reader's error nor eats our cancel

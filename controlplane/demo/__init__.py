@@ -3,6 +3,10 @@
 Starts demo backends for every endpoint in the policy, Ubiq itself (xDS, GTM, API), and one real
 Envoy per cluster listening on that cluster's gateway address; then shows routing, the canary
 split, fault injection, a redirect, GTM answers for two client subnets, and a GTM failover.
+
+Any stop signal (SIGINT, SIGTERM, SIGHUP) ends the demo cleanly: every Envoy (each in its own
+process group) is stopped, the in-process parts close, the working directory is removed, and
+one line says so; no traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 import dns.asyncquery
 import dns.edns
@@ -59,8 +66,38 @@ async def dig(server: tuple[str, int], name: str, subnet: str | None) -> list[st
     return sorted(str(r) for rrset in reply.answer for r in rrset)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(Path(args.directory), keep_running=args.keep_running))
+    return asyncio.run(
+        _until_stop_signal(_demo(Path(args.directory), keep_running=args.keep_running))
+    )
+
+
+async def _until_stop_signal(demo: Coroutine[Any, Any, int]) -> int:
+    """Run ``demo``; a stop signal cancels it (its ``finally`` cleans up) and ends with 128+N."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(demo)
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        if not received:  # a second signal during cleanup changes nothing
+            received.append(sig)
+            task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        print(f"\ndemo stopped ({signal.Signals(received[0]).name}); cleaned up", file=sys.stderr)
+        return 128 + received[0]
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 async def _demo(directory: Path, *, keep_running: bool) -> int:
@@ -126,8 +163,7 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
         await _show_gtm(ubiq, ("127.0.0.1", dns_port), envoys)
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
+            await asyncio.Event().wait()  # until a stop signal cancels the demo
         print("\ndemo finished: every request above went through a real Envoy configured by Ubiq.")
         return 0
     finally:
@@ -136,6 +172,7 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
         await ubiq.stop()
         for backend in backends:
             await backend.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:

@@ -69,9 +69,11 @@ class PolicySource(Protocol):
 
 
 def _relevant(change: watchfiles.Change, path: str) -> bool:
-    """Policy files, and directories (a moved or removed directory, dotted names included);
-    hidden and editor temp files never count."""
+    """Policy files, directories (a moved or removed directory, dotted names included) and a
+    ConfigMap's ``..data`` link; hidden and editor temp files never count."""
     p = Path(path)
+    if p.name == "..data":  # a Kubernetes ConfigMap update swaps this link to a new directory
+        return True
     if p.name.startswith((".", "#")) or p.name.endswith("~"):
         return False
     return is_policy_file(p) or p.is_dir() or not p.exists()

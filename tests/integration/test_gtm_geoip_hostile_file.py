@@ -11,14 +11,13 @@ import os
 import threading
 from pathlib import Path
 
-import dns.exception
 import httpx
 
 from controlplane.errors import GtmError
 from controlplane.gtm.geo_load import GeoDatabases, bounded
 from controlplane.policy.loader import load_directory
 from tests.support.gtm_helpers import write_mmdb
-from tests.support.ubiq_serve import EU, US, query, serving, wait_until, write_policy
+from tests.support.ubiq_serve import EU, US, Asking, query, serving, wait_until, write_policy
 
 GEO_EXTRA = """\
   clientGroups:
@@ -35,21 +34,7 @@ def test_dns_keeps_answering_while_the_geoip_database_is_a_fifo(tmp_path: Path) 
     with serving(root, tmp_path) as served:
         port = served.dns_port
         assert query(port, timeout=2, subnet=GEOIP_SUBNET) == [US]
-        answered: list[int] = []
-        failures: list[str] = []
-        done = threading.Event()
-
-        def ask_continuously() -> None:
-            while not done.is_set() and len(answered) + len(failures) < 100_000:
-                try:
-                    query(port, timeout=0.5, subnet=GEOIP_SUBNET)
-                    answered.append(1)
-                except dns.exception.Timeout:
-                    failures.append("timeout")
-
-        asker = threading.Thread(target=ask_continuously, daemon=True)
-        asker.start()
-        try:
+        with Asking(port, timeout=0.5, subnet=GEOIP_SUBNET) as asking:
             mmdb.unlink()
             os.mkfifo(mmdb)
             policy = root / "policy.yaml"
@@ -59,13 +44,10 @@ def test_dns_keeps_answering_while_the_geoip_database_is_a_fifo(tmp_path: Path) 
                 30,
                 "the GTM to report the FIFO",
             )
-            seen = len(answered)
-            wait_until(lambda: len(answered) >= seen + 20, 20, "answers after the FIFO")
+            asking.more_answers(20)
             assert httpx.get(f"{served.api}/v1/policy/status", timeout=2).status_code == 200
-        finally:
-            done.set()
-            asker.join(10)
-        assert failures == [], f"{len(failures)} of {len(answered) + len(failures)} timed out"
+        total = asking.answered + asking.timeouts
+        assert asking.timeouts == 0, f"{asking.timeouts} of {total} queries timed out"
         assert query(port, timeout=2, subnet=GEOIP_SUBNET) == [US]  # the database read before
         assert query(port, timeout=2, subnet="127.0.20.0/24") == [EU]
         assert served.status()["generation"] == 2  # the edit was applied

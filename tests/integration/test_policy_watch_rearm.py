@@ -86,3 +86,30 @@ def test_serve_reports_a_lost_watch_and_rearms(tmp_path: Path) -> None:
         (root / "policy.yaml").write_text(text.replace("ttl: 5s", "ttl: 7s"))
         wait_until(lambda: served.status()["generation"] != generation, 10, "the edit after re-arm")
         assert served.status()["watching"] is True
+
+
+async def test_a_configmap_update_is_picked_up(tmp_path: Path) -> None:
+    """The kubelet writes a new timestamped directory and swaps ``..data`` to it atomically."""
+    root = tmp_path / "configmap"
+    old, new = root / "..2024_06_01_a", root / "..2024_06_02_b"
+    for stamped, timeout in ((old, "1s"), (new, "4s")):
+        stamped.mkdir(parents=True)
+        (stamped / "base.yaml").write_text(BASE)
+        (stamped / "route.yaml").write_text(route(timeout))
+    (root / "..data").symlink_to(old.name)
+    for name in ("base.yaml", "route.yaml"):
+        (root / name).symlink_to(f"..data/{name}")
+    store = DirectoryStore(root, debounce_ms=20)
+    store.load()
+    swaps: asyncio.Queue[Model] = asyncio.Queue()
+    store.subscribe(swaps.put_nowait)
+    task = asyncio.create_task(store.watch())
+    try:
+        await until(lambda: store.status.watching)
+        (root / "..data_tmp").symlink_to(new.name)
+        (root / "..data_tmp").rename(root / "..data")
+        model = await asyncio.wait_for(swaps.get(), 10)
+        assert model.route_policies["web"].spec.http[0].timeout == 4000
+    finally:
+        store.stop()
+        await asyncio.wait_for(task, 10)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dns.edns
+import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -94,6 +96,39 @@ def wait_until(check: object, timeout: float, what: str, interval: float = 0.05)
                 return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Asking:
+    """Queries ``port`` back to back in a thread, each with its own ``timeout``, counting
+    answers and timeouts, until the with-block ends."""
+
+    def __init__(self, port: int, *, timeout: float, subnet: str | None = None) -> None:
+        self.port, self.timeout, self.subnet = port, timeout, subnet
+        self.answered = 0
+        self.timeouts = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dns-asker", daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set() and self.answered + self.timeouts < 1_000_000:
+            try:
+                query(self.port, timeout=self.timeout, subnet=self.subnet)
+                self.answered += 1
+            except dns.exception.Timeout:
+                self.timeouts += 1
+
+    def more_answers(self, count: int, timeout: float = 20) -> None:
+        """Wait (bounded) until ``count`` more queries than now have been answered."""
+        target = self.answered + count
+        wait_until(lambda: self.answered >= target, timeout, f"{count} more DNS answers")
+
+    def __enter__(self) -> Asking:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(10)
 
 
 @contextlib.contextmanager

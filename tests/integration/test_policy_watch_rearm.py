@@ -8,7 +8,9 @@ watch is re-armed on the new directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -33,13 +35,9 @@ async def until(check: object, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> None:
-    root, saved = tmp_path / "policies", tmp_path / "saved"
-    root.mkdir()
-    (root / "base.yaml").write_text(BASE)
-    (root / "route.yaml").write_text(route("1s"))
-    shutil.copytree(root, saved)
-    (saved / "route.yaml").write_text(route("2s"))
+@contextlib.asynccontextmanager
+async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Queue[Model]]]:
+    """A loaded store watching ``root``, its swaps in a queue; stopped (bounded) at the end."""
     store = DirectoryStore(root, debounce_ms=20)
     store.load()
     swaps: asyncio.Queue[Model] = asyncio.Queue()
@@ -47,6 +45,20 @@ async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> N
     task = asyncio.create_task(store.watch())
     try:
         await until(lambda: store.status.watching)
+        yield store, swaps
+    finally:
+        store.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> None:
+    root, saved = tmp_path / "policies", tmp_path / "saved"
+    root.mkdir()
+    (root / "base.yaml").write_text(BASE)
+    (root / "route.yaml").write_text(route("1s"))
+    shutil.copytree(root, saved)
+    (saved / "route.yaml").write_text(route("2s"))
+    async with watching(root) as (store, swaps):
         shutil.rmtree(root)
         await until(lambda: not store.status.watching)
         assert "no such file or directory" in (store.status.watch_error or "")
@@ -58,9 +70,6 @@ async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> N
         (root / "route.yaml").write_text(route("3s"))
         model = await asyncio.wait_for(swaps.get(), 10)
         assert model.route_policies["web"].spec.http[0].timeout == 3000
-    finally:
-        store.stop()
-        await asyncio.wait_for(task, 10)
     assert not store.status.watching and store.status.watch_error == "watch stopped"
 
 
@@ -99,17 +108,8 @@ async def test_a_configmap_update_is_picked_up(tmp_path: Path) -> None:
     (root / "..data").symlink_to(old.name)
     for name in ("base.yaml", "route.yaml"):
         (root / name).symlink_to(f"..data/{name}")
-    store = DirectoryStore(root, debounce_ms=20)
-    store.load()
-    swaps: asyncio.Queue[Model] = asyncio.Queue()
-    store.subscribe(swaps.put_nowait)
-    task = asyncio.create_task(store.watch())
-    try:
-        await until(lambda: store.status.watching)
+    async with watching(root) as (_, swaps):
         (root / "..data_tmp").symlink_to(new.name)
         (root / "..data_tmp").rename(root / "..data")
         model = await asyncio.wait_for(swaps.get(), 10)
         assert model.route_policies["web"].spec.http[0].timeout == 4000
-    finally:
-        store.stop()
-        await asyncio.wait_for(task, 10)

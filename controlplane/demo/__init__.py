@@ -122,6 +122,7 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
     backends = backends_for(model)
     envoys: list[EnvoyProcess] = []
     ubiq = Ubiq(options)
+    keep_logs = True
     try:
         step(f"starting {len(backends)} demo backends")
         for backend in backends:
@@ -165,14 +166,21 @@ async def _demo(directory: Path, *, keep_running: bool) -> int:
             step("running; Ctrl-C to stop. Try the commands above.")
             await asyncio.Event().wait()  # until a stop signal cancels the demo
         print("\ndemo finished: every request above went through a real Envoy configured by Ubiq.")
+        keep_logs = False
         return 0
+    except asyncio.CancelledError:  # a stop signal: nothing to look at afterwards
+        keep_logs = False
+        raise
     finally:
         for envoy in envoys:
             envoy.stop()
         await ubiq.stop()
         for backend in backends:
             await backend.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if keep_logs:  # the demo failed: its error may point at an Envoy log in there
+            print(f"demo logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:

@@ -23,6 +23,16 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "three-regions"
 READY = "running; Ctrl-C to stop"
 
 
+def private_example(tmp_path: Path) -> Path:
+    """The bundled example on loopback addresses of its own (127.86.x.x instead of 127.0.x.x):
+    its fixed gateway and backend ports cannot collide with another demo on the machine."""
+    copy = tmp_path / "example"
+    copy.mkdir()
+    for source in EXAMPLE.glob("*.yaml"):
+        (copy / source.name).write_text(source.read_text().replace("127.0.", "127.86."))
+    return copy
+
+
 def wait_for_line(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,10 +74,12 @@ def port_free(host: str, port: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_demo_cleans_up_on_a_stop_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    example = private_example(tmp_path)
+    argv = [sys.executable, "-m", "controlplane.cli", "demo", str(example), "--keep-running"]
     out_path, err_path = tmp_path / "demo.out", tmp_path / "demo.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controlplane.cli", "demo", str(EXAMPLE), "--keep-running"],
+            argv,
             stdout=out,
             stderr=err,
             start_new_session=True,  # the test signals the demo alone, as a terminal or init would

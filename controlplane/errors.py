@@ -20,6 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_MESSAGE_CHARS = 300  # a Problem never carries more of what it read than this
+EXCERPT_CHARS = 40
+
+
+def quoted(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)``, cut to a short excerpt: errors show where input went wrong, never echo
+    what was read (a policy path may point at a secret)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} chars)" if isinstance(value, str) else ""
+    return f"{text[:limit]}…{size}"
+
 
 class UbiqError(Exception):
     """Base of every error Ubiq raises on purpose."""
@@ -43,6 +56,11 @@ class Problem:
     line: int | None
     field: str
     message: str
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            cut = f"{self.message[:MAX_MESSAGE_CHARS]}… (message cut)"
+            object.__setattr__(self, "message", cut)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
@@ -70,7 +88,11 @@ class InconsistentSnapshotError(XdsError):
 
 
 class XdsRequestError(XdsError):
-    pass
+    """``status`` is the gRPC status code name the stream ends with."""
+
+    def __init__(self, message: str, *, status: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class GtmError(UbiqError):

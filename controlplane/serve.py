@@ -362,6 +362,8 @@ class Ubiq:
             "lastErrorAt": s.last_error_at,
             "rejected": s.rejected,
             "problems": [str(p) for p in s.problems],
+            "watching": s.watching,
+            "watchError": s.watch_error,
         }
 
     def proxies(self) -> list[Mapping[str, Any]]:

@@ -47,6 +47,17 @@ def create_app(runtime: RuntimeView) -> FastAPI:
     async def healthz() -> str:
         return "ok\n"
 
+    @app.get("/readyz", response_class=PlainTextResponse)
+    async def readyz() -> PlainTextResponse:
+        """Ready while a policy is loaded and its source is watched (changes are picked up)."""
+        policy = runtime.policy_status()
+        if policy.get("generation", 0) == 0:
+            return PlainTextResponse("not ready: no policy loaded\n", status_code=503)
+        if not policy.get("watching", False):
+            reason = policy.get("watchError") or "policy source not watched"
+            return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
         return {

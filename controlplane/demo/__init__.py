@@ -3,6 +3,10 @@
 Starts demo backends for every endpoint in the policy, Ubiq itself (xDS, GTM, API), and one real
 Envoy per cluster listening on that cluster's gateway address; then shows routing, the canary
 split, fault injection, a redirect, GTM answers for two client subnets, and a GTM failover.
+
+Any stop signal (SIGINT, SIGTERM, SIGHUP) ends the demo cleanly: every Envoy (each in its own
+process group) is stopped, the in-process parts close, the working directory is removed, and
+one line says so; no traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dns.asyncquery
 import dns.edns
@@ -75,9 +82,41 @@ class DemoAddresses:
         )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     addresses = DemoAddresses.from_args(args)
-    return asyncio.run(_demo(Path(args.directory), keep_running=args.keep_running, at=addresses))
+    return asyncio.run(
+        _until_stop_signal(
+            _demo(Path(args.directory), keep_running=args.keep_running, at=addresses)
+        )
+    )
+
+
+async def _until_stop_signal(demo: Coroutine[Any, Any, int]) -> int:
+    """Run ``demo``; a stop signal cancels it (its ``finally`` cleans up) and ends with 128+N."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(demo)
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        if not received:  # a second signal during cleanup changes nothing
+            received.append(sig)
+            task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        print(f"\ndemo stopped ({signal.Signals(received[0]).name}); cleaned up", file=sys.stderr)
+        return 128 + received[0]
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = DemoAddresses()) -> int:
@@ -102,6 +141,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
     backends = backends_for(model)
     envoys: list[EnvoyProcess] = []
     ubiq = Ubiq(options)
+    keep_logs = True
     try:
         step(f"starting {len(backends)} demo backends")
         for backend in backends:
@@ -143,16 +183,23 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
         await _failover(ubiq, (dns_host, dns_port), envoys, work, clusters)
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
+            await asyncio.Event().wait()  # until a stop signal cancels the demo
         print("\ndemo finished: every request above went through a real Envoy configured by Ubiq.")
+        keep_logs = False
         return 0
+    except asyncio.CancelledError:  # a stop signal: nothing to look at afterwards
+        keep_logs = False
+        raise
     finally:
         for envoy in envoys:
             envoy.stop()
         await ubiq.stop()
         for backend in backends:
             await backend.stop()
+        if keep_logs:  # the demo failed: its error may point at an Envoy log in there
+            print(f"demo logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:

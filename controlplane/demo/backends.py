@@ -85,5 +85,9 @@ class DemoBackend:
                     return
         except (ConnectionError, OSError):
             return
+        except asyncio.CancelledError:
+            # stop() cancels open keep-alive connections; ending normally here keeps Python
+            # 3.11's stream callback from logging a traceback for each cancelled task
+            return
         finally:
             writer.close()

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import rotation_at, steer, target_label
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
-from controlplane.gtm.dns.zone import Zone
 
 __all__ = [
     "Explanation",

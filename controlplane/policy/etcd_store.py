@@ -170,12 +170,14 @@ class EtcdStore(ModelKeeper):
                 task.cancel()
             (outcome,) = await asyncio.gather(follower, return_exceptions=True)
             await self.client.aclose()
+            self._watching, self._watch_error = False, "watch stopped"
         if isinstance(outcome, Exception):  # a bug in the follower, not etcd being away
             raise outcome
 
     async def _follow(self) -> None:
         failures = 0
         while True:
+            self._watching, self._watch_error = True, None
             try:
                 async for batch in self.client.watch(
                     self.policies, prefix=True, start_revision=self.revision + 1
@@ -189,6 +191,7 @@ class EtcdStore(ModelKeeper):
             except EtcdError as exc:
                 delay = RETRY_S[min(failures, len(RETRY_S) - 1)]
                 failures += 1
+                self._watching, self._watch_error = False, f"etcd unavailable: {str(exc)[:200]}"
                 log.warning(
                     "policy.etcd.unavailable",
                     source=self.source,

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.crosscheck import Located, cross_check
+from controlplane.policy.filecheck import inside, read_policy_file
 from controlplane.policy.model import Model, SourceRef
 from controlplane.policy.validate import validate_document
-from controlplane.policy.yamlsource import MAX_FILE_BYTES, decode, parse_documents
+from controlplane.policy.yamlsource import decode, parse_documents
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000
@@ -33,16 +34,24 @@ def is_policy_file(path: Path) -> bool:
 
 
 def policy_files(root: Path) -> tuple[list[Path], list[Problem]]:
-    """Every policy file below ``root``, sorted; symlinked directories are followed once (no loops)."""
+    """Every policy file below ``root``, sorted; symlinked directories are followed once (no loops)
+    and only while they stay inside ``root`` (a ConfigMap mount's ``..data`` link does)."""
     if not root.exists():
         raise SourceError(f"{root}: no such file or directory")
-    if root.is_file():
+    if not root.is_dir():  # one file named on its own (a FIFO too: reading it says what it is)
         return [root], []
     files: list[Path] = []
     problems: list[Problem] = []
     seen: set[str] = set()
+    top = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
+        if not inside(real, top):
+            problems.append(
+                Problem(dirpath, None, "", "symlink leads outside the policy directory; not read")
+            )
+            dirnames.clear()
+            continue
         if real in seen:
             problems.append(Problem(dirpath, None, "", "symlink loop: directory already read"))
             dirnames.clear()
@@ -62,12 +71,9 @@ def policy_files(root: Path) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def read_file(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise PolicyError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+def read_file(path: Path, root: Path | None = None) -> bytes:
+    """A policy file's bytes: regular files inside ``root`` only, never blocking (see filecheck)."""
+    return read_policy_file(path, root)
 
 
 @contextlib.contextmanager
@@ -131,13 +137,14 @@ def _identity(data: object) -> tuple[str, str]:
 def load_directory(root: Path | str) -> Model:
     root = Path(root)
     files, problems = policy_files(root)
+    inside_of = root if root.is_dir() else None
     if not files and not problems:
         problems.append(Problem(str(root), None, "", "no policy files (*.yaml, *.yml) found"))
 
     def contents() -> Iterator[tuple[str, bytes]]:
         for path in files:
             try:
-                yield str(path), read_file(path)
+                yield str(path), read_file(path, inside_of)
             except PolicyError as exc:
                 problems.extend(exc.problems)
 

@@ -4,11 +4,17 @@ The store holds the last good Model. Changes are debounced, the whole set is re-
 event loop, and only a set that passes every check replaces the model (one attribute assignment,
 so readers see the old model or the new one, never a mix). A failed load is logged, counted and
 kept in ``status`` for the API; the model that was serving keeps serving.
+
+The watch follows the directory itself, not only its files: when the directory is removed (or
+replaced, ``rm -rf DIR; cp -r saved DIR``) the watch is re-armed on the new one, and until it is
+``status.watching`` is false with the reason, ``/readyz`` says not ready, and the log says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ class StoreStatus:
     last_error_at: float | None = None
     problems: tuple[Problem, ...] = ()
     rejected: int = 0
+    watching: bool = False  # changes are being picked up right now
+    watch_error: str | None = None  # why not, when not
 
 
 class PolicySource(Protocol):
@@ -61,8 +69,8 @@ class PolicySource(Protocol):
 
 
 def _relevant(change: watchfiles.Change, path: str) -> bool:
-    """Policy files, and directories (a moved or removed directory, dotted names included);
-    hidden and editor temp files never count."""
+    """Policy files, directories (a moved or removed directory, dotted names included) and a
+    ConfigMap's ``..data`` link; hidden and editor temp files never count."""
     p = Path(path)
     if p.name == "..data":  # a ConfigMap volume swapped to new content (kubelet's atomic writer)
         return True
@@ -81,6 +89,8 @@ class ModelKeeper:
         self._listeners: list[Listener] = []
         self._model = Model.empty()
         self._status = StoreStatus(False, self._model.hash, 0, time.time())
+        self._watching = False
+        self._watch_error: str | None = "not watching yet"
 
     @property
     def model(self) -> Model:
@@ -88,7 +98,9 @@ class ModelKeeper:
 
     @property
     def status(self) -> StoreStatus:
-        return self._status
+        return dataclasses.replace(
+            self._status, watching=self._watching, watch_error=self._watch_error
+        )
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(model)`` after every successful swap (and not for rejected changes)."""
@@ -149,7 +161,7 @@ class DirectoryStore(ModelKeeper):
         self.root = Path(root)
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
-        self.watching = asyncio.Event()  # set once the watch is registered
+        self.watch_ready = asyncio.Event()  # set once the first watch is registered
 
     def load(self) -> Model:
         """First load: raises PolicyError/SourceError when the directory is not a valid set."""
@@ -163,9 +175,39 @@ class DirectoryStore(ModelKeeper):
         return await self._offer(lambda: load_directory(self.root))
 
     async def watch(self) -> None:
-        """Watch the directory until ``stop()``; each batch of changes triggers one reload.
+        """Watch the directory until ``stop()``; each batch of changes triggers one reload. A
+        removed or replaced directory re-arms the watch once it is back.
 
-        ``watching`` is set once the watch is registered: a change made after that is seen."""
+        ``watch_ready`` is set once the first watch is registered: a change made after that is seen."""
+        try:
+            while not self._stop.is_set():
+                armed = self._identity()
+                if armed is None:
+                    self._lost(f"{self.root}: no such file or directory; waiting for it")
+                    if not await self._until_root_exists():
+                        break
+                    log.info("policy.watch.rearmed", source=self.source)
+                    await self.reload()
+                    continue
+                self._watching, self._watch_error = True, None
+                try:
+                    await self._watch_armed(armed)
+                except (OSError, RuntimeError):  # the directory vanished under the watcher
+                    if self._identity() == armed:
+                        raise
+                if not self._stop.is_set():
+                    self._lost(f"{self.root}: directory removed or replaced; re-arming the watch")
+                    await self.reload()
+        except BaseException as exc:
+            self._watching = False
+            self._watch_error = f"watch stopped: {exc!r}"
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("policy.watch.stopped", source=self.source, error=repr(exc))
+            raise
+        self._watching, self._watch_error = False, "watch stopped"
+
+    async def _watch_armed(self, armed: tuple[int, int]) -> None:
+        """One watch on the directory as it is now; returns when it is no longer that directory."""
         batches = watchfiles.awatch(
             self.root,
             watch_filter=_relevant,
@@ -176,22 +218,50 @@ class DirectoryStore(ModelKeeper):
             step=5,
             stop_event=self._stop,
             recursive=True,
+            # an empty batch each second: a directory replaced without events is still noticed
+            rust_timeout=1000,
+            yield_on_timeout=True,
         )
         try:
             while True:
                 batch = asyncio.ensure_future(anext(batches))
-                if not self.watching.is_set():
+                if not self.watch_ready.is_set():
                     # the generator's first step registers the watch before its first await
                     await asyncio.sleep(0)
-                    self.watching.set()
+                    self.watch_ready.set()
                 try:
                     changes = await batch
                 except StopAsyncIteration:
                     return
-                log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
-                await self.reload()
+                if changes:
+                    log.debug("policy.files.changed", files=sorted({p for _, p in changes})[:10])
+                    await self.reload()
+                if self._identity() != armed:
+                    return
         finally:
             await batches.aclose()
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _lost(self, reason: str) -> None:
+        if self._watching or self._watch_error != reason:
+            log.warning("policy.watch.lost", source=self.source, reason=reason)
+        self._watching, self._watch_error = False, reason
+
+    async def _until_root_exists(self, poll: float = 0.2) -> bool:
+        """Poll for the directory to come back; False when stopped first."""
+        while self._identity() is None:
+            try:
+                await asyncio.wait_for(self._stop.wait(), poll)
+                return False
+            except TimeoutError:
+                continue
+        return True
 
     def stop(self) -> None:
         self._stop.set()

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from controlplane.errors import Problem
+from controlplane.errors import Problem, quoted
 from controlplane.policy.common import SEVERAL_PROBLEMS
 from controlplane.policy.documents import API_VERSION, KINDS, AnyDocument
 from controlplane.policy.yamlsource import Path, RawDocument
@@ -38,13 +38,15 @@ def validate_document(raw: RawDocument) -> AnyDocument | list[Problem]:
     problems = []
     api_version = data.get("apiVersion")
     if api_version != API_VERSION:
-        problems.append(problem(("apiVersion",), f"expected {API_VERSION!r}, got {api_version!r}"))
+        problems.append(
+            problem(("apiVersion",), f"expected {API_VERSION!r}, got {quoted(api_version)}")
+        )
     kind = data.get("kind")
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         hint = _did_you_mean(str(kind), KINDS) if isinstance(kind, str) else ""
         problems.append(
-            problem(("kind",), f"expected one of {', '.join(KINDS)}, got {kind!r}{hint}")
+            problem(("kind",), f"expected one of {', '.join(KINDS)}, got {quoted(kind)}{hint}")
         )
     if problems:
         return problems
@@ -71,19 +73,19 @@ def _message(root: type[BaseModel], err: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
         allowed = _fields_at(root, tuple(err["loc"][:-1]))
-        return f"unknown field {key!r}{_did_you_mean(key, allowed)}"
+        return f"unknown field {quoted(key)}{_did_you_mean(key, allowed)}"
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
-        return f"expected {ctx.get('expected')}, got {value!r}"
+        return f"expected {ctx.get('expected')}, got {quoted(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {value!r}"
+        return f"expected a whole number, got {quoted(value)}"
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {value!r}"
+        return f"expected a number, got {quoted(value)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {value!r}"
+        return f"expected true or false, got {quoted(value)}"
     if kind == "string_type":
         return f"expected a string, got {_kind_of(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
@@ -95,8 +97,8 @@ def _message(root: type[BaseModel], err: ErrorDetails) -> str:
     if kind == "too_long":
         return f"expected at most {ctx.get('max_length')} item(s)"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{err['msg'].lower().replace('input should be', 'must be')}, got {value!r}"
-    return f"{err['msg']}, got {value!r}"
+        return f"{err['msg'].lower().replace('input should be', 'must be')}, got {quoted(value)}"
+    return f"{err['msg']}, got {quoted(value)}"
 
 
 def _kind_of(value: Any) -> str:
@@ -106,7 +108,7 @@ def _kind_of(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {quoted(value)}"
 
 
 def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:

@@ -2,7 +2,9 @@
 
 Everything a policy file can do wrong at the YAML level is caught here with a file:line message:
 non-UTF-8 bytes, oversized files, syntax errors, duplicate keys, unsupported tags, and alias
-"bombs" (anchors whose expansion would explode). Aliases are expanded under a node budget and a
+"bombs" (anchors whose expansion would explode). Aliases are expanded under a node budget, a
+byte budget (every scalar and key counted each time an alias re-uses it: one long string
+referenced 40,000 times is a few hundred nodes but gigabytes once the model copies it) and a
 depth limit, so neither exponential expansion nor a recursive anchor can hang or exhaust memory.
 """
 
@@ -17,9 +19,11 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from controlplane.errors import PolicyError, Problem
+from controlplane.policy.filecheck import MAX_FILE_BYTES, too_large
 
-MAX_FILE_BYTES = 1024 * 1024
+__all__ = ["MAX_FILE_BYTES", "RawDocument", "decode", "parse_documents"]
 MAX_NODES = 200_000
+MAX_EXPANDED_BYTES = 16 * 1024 * 1024  # scalar and key characters after alias expansion
 MAX_DEPTH = 64
 
 Path = tuple[str | int, ...]
@@ -60,6 +64,7 @@ class _YamlShapeError(Exception):
 class _Converter:
     def __init__(self) -> None:
         self.budget = MAX_NODES
+        self.bytes_left = MAX_EXPANDED_BYTES
         self.lines: dict[Path, int] = {}
         self.scalars = SafeConstructor()
 
@@ -74,6 +79,7 @@ class _Converter:
             raise _YamlShapeError(line, f"nested deeper than {MAX_DEPTH} levels (recursive alias?)")
         self.lines.setdefault(path, line)
         if isinstance(node, ScalarNode):
+            self._spend(len(node.value), line)
             if node.tag == _STR_TAG:  # the common case, without the constructor's bookkeeping
                 return node.value
             try:
@@ -89,6 +95,15 @@ class _Converter:
                 raise _YamlShapeError(line, f"unsupported tag {node.tag!r}")
             return self._mapping(node, path, depth)
         raise _YamlShapeError(line, f"unexpected YAML node {type(node).__name__}")
+
+    def _spend(self, size: int, line: int) -> None:
+        self.bytes_left -= size
+        if self.bytes_left < 0:
+            raise _YamlShapeError(
+                line,
+                f"document expands to more than {MAX_EXPANDED_BYTES} bytes of text"
+                " (alias bomb? an anchor re-used many times counts each time)",
+            )
 
     def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -108,6 +123,7 @@ class _Converter:
                         key_line, f"mapping key {key_node.value!r} is not a string"
                     )
             key = str(key_node.value)
+            self._spend(len(key), key_line)
             if key in out:
                 raise _YamlShapeError(
                     key_line, f"duplicate key {key!r} (first at line {first_line[key]})"
@@ -128,9 +144,7 @@ class _Converter:
 
 def decode(raw: bytes, file: str) -> str:
     if len(raw) > MAX_FILE_BYTES:
-        raise PolicyError(
-            [Problem(file, None, "", f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")]
-        )
+        raise PolicyError([too_large(file, len(raw))])
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -10,7 +10,10 @@ serialization, so the response serializer is the identity.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,7 +73,9 @@ SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
 
 _SNAPSHOT = object()
 _CLOSED = object()
-INBOX_LIMIT = 64  # requests read ahead of the stream; a client that never reads stalls here
+INBOX_LIMIT = 16  # requests read ahead of the stream; a client that never reads stalls here
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # one (Delta)DiscoveryRequest; 50,000 names fit easily
+MAX_STREAMS = 10_000  # concurrent xDS streams (RPCs) per server; more get RESOURCE_EXHAUSTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +126,23 @@ class XdsServer:
     async def start(self, address: str) -> int:
         """Listen on ``address`` (``host:port``, port 0 for any); returns the bound port."""
         server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_STREAMS,
             options=[
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.max_pings_without_data", 0),
-            ]
+                # gRPC sets SO_REUSEPORT by default: a second `ubiq serve` on the same address
+                # would start cleanly and take half the Envoys. Bind exclusively.
+                ("grpc.so_reuseport", 0),
+            ],
         )
         self.add_to_server(server)
-        port = server.add_insecure_port(address)
+        _check_free(address)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise OSError(errno.EADDRINUSE, "address in use (or not available)") from exc
         await server.start()
         self._server = server
         log.info("xds.listening", address=address, port=port)
@@ -203,7 +216,14 @@ class XdsServer:
                     return  # abort raises; never reached
                 else:
                     room.release()
-                    step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
+                    try:
+                        step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
+                    except XdsRequestError as refused:
+                        log.warning(
+                            "xds.bad_request", stream=stream_id, group=group, error=str(refused)
+                        )
+                        await context.abort(grpc.StatusCode[refused.status], str(refused))
+                        return  # abort raises; never reached
                     if watch is None:
                         if machine.node is None:
                             error = XdsRequestError("the first request on a stream must carry node")
@@ -241,9 +261,27 @@ class XdsServer:
             # per-stream state first: nothing below may skip it
             if watch is not None:
                 watch.cancel()
+            machine.close()
             self.status.disconnect(stream_id)
             reader.cancel()
             await asyncio.wait({reader})  # never raises the reader's error nor eats our cancel
+
+
+def _check_free(address: str) -> None:
+    """Raise OSError (EADDRINUSE) when ``address`` is taken, before gRPC tries it: gRPC's own
+    failure is a C-core log line on stderr and a bare RuntimeError."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, int(port)), family=family):
+            pass
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno)) from None
 
 
 def _request_name(delta: bool) -> str:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from controlplane.errors import XdsRequestError
 from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored, Step
 from controlplane.xds.resources import (
     CLUSTER,
@@ -87,18 +89,59 @@ class _Plan:
         return bool(self.upserts or st.awaiting) or st.must_respond or st.in_flight is not None
 
 
-_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+MAX_NAMES_PER_TYPE = 50_000  # resource names one stream may subscribe to, per type
+MAX_NAME_CHARS = 1024  # one resource name
+MAX_INTERNED_NAMES = 1_000_000  # names held by the shared copies, all streams together
 
 
-def _intern(names: frozenset[str]) -> frozenset[str]:
-    """Streams of one group subscribe to the same names: keep one copy of each set."""
-    found = _INTERNED.get(names)
-    if found is not None:
-        return found
-    if len(_INTERNED) >= 4096:
-        _INTERNED.clear()
-    _INTERNED[names] = names
-    return names
+class _NameSets:
+    """Streams of one group subscribe to the same names: one shared copy of each set, counted
+    by the streams that hold it and dropped when the last one lets go (a closed stream keeps
+    nothing). Past ``MAX_INTERNED_NAMES`` a set is simply not shared."""
+
+    def __init__(self) -> None:
+        self._sets: dict[frozenset[str], list[Any]] = {}  # set -> [shared copy, holders]
+        self.names = 0
+
+    def acquire(self, names: frozenset[str]) -> frozenset[str]:
+        entry = self._sets.get(names)
+        if entry is not None:
+            entry[1] += 1
+            shared: frozenset[str] = entry[0]
+            return shared
+        if self.names + len(names) <= MAX_INTERNED_NAMES:
+            self._sets[names] = [names, 1]
+            self.names += len(names)
+        return names
+
+    def release(self, names: frozenset[str]) -> None:
+        entry = self._sets.get(names)
+        if entry is None or entry[0] is not names:
+            return  # never shared
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._sets[names]
+            self.names -= len(names)
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+
+NAME_SETS = _NameSets()
+
+
+def _check_names(type_url: str, names: Iterable[str], count: int) -> None:
+    if count > MAX_NAMES_PER_TYPE:
+        raise XdsRequestError(
+            f"{count} resource names for {type_url}; the limit is {MAX_NAMES_PER_TYPE} per stream",
+            status="RESOURCE_EXHAUSTED",
+        )
+    for name in names:
+        if len(name) > MAX_NAME_CHARS:
+            raise XdsRequestError(
+                f"resource name of {len(name)} characters for {type_url};"
+                f" the limit is {MAX_NAME_CHARS}"
+            )
 
 
 def _own(st: _TypeState) -> dict[str, Entry]:
@@ -180,6 +223,7 @@ class XdsStream:
     # -- subscriptions --------------------------------------------------------------------
 
     def _sotw_subscriptions(self, st: _TypeState, requested: list[str]) -> None:
+        _check_names(st.type_url, requested, len(requested))
         names = set(requested)
         first = not st.watched
         if first:
@@ -190,11 +234,17 @@ class XdsStream:
         st.wildcard = st.legacy_wildcard or WILDCARD in names
         names.discard(WILDCARD)
         self._forget(st, st.names - names)
-        st.names = _intern(frozenset(names))
+        self._set_names(st, frozenset(names))
 
     def _delta_subscriptions(
         self, st: _TypeState, request: discovery_pb2.DeltaDiscoveryRequest
     ) -> None:
+        for listed in (
+            request.resource_names_subscribe,
+            request.resource_names_unsubscribe,
+            request.initial_resource_versions,
+        ):
+            _check_names(st.type_url, listed, len(listed))
         subscribe = set(request.resource_names_subscribe)
         unsubscribe = set(request.resource_names_unsubscribe)
         if not st.watched:
@@ -209,11 +259,26 @@ class XdsStream:
             st.wildcard = st.legacy_wildcard = False
         subscribe.discard(WILDCARD)
         unsubscribe.discard(WILDCARD)
-        st.names = _intern((st.names | subscribe) - unsubscribe)
+        names = (st.names | subscribe) - unsubscribe
+        _check_names(st.type_url, (), len(names))
+        self._set_names(st, frozenset(names))
         if WILDCARD in request.resource_names_unsubscribe:
             self._forget(st, set(st.acked) - st.names)  # the client drops them itself
         elif not st.wildcard:
             self._forget(st, unsubscribe)
+
+    @staticmethod
+    def _set_names(st: _TypeState, names: frozenset[str]) -> None:
+        if names is st.names or names == st.names:
+            return
+        NAME_SETS.release(st.names)
+        st.names = NAME_SETS.acquire(names)
+
+    def close(self) -> None:
+        """The stream ended: let go of the shared name sets (everything else dies with it)."""
+        for st in self._types.values():
+            NAME_SETS.release(st.names)
+            st.names = frozenset()
 
     @staticmethod
     def _forget(st: _TypeState, names: Iterable[str]) -> None:

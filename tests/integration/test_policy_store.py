@@ -26,7 +26,7 @@ async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Qu
     swaps: asyncio.Queue[Model] = asyncio.Queue()
     store.subscribe(swaps.put_nowait)
     task = asyncio.create_task(store.watch())
-    await asyncio.wait_for(store.watching.wait(), 5)
+    await asyncio.wait_for(store.watch_ready.wait(), 5)
     try:
         yield store, swaps
     finally:

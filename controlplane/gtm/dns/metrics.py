@@ -70,6 +70,7 @@ class DnsMetrics(Collector):
         self.truncated = 0
         self.tcp_connections = 0
         self.tcp_rejected = 0
+        self.tcp_shed = 0
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._table: Callable[[], TableInfo] | None = None
@@ -110,7 +111,14 @@ class DnsMetrics(Collector):
             "ubiq_dns_truncated", "UDP responses sent with TC", value=self.truncated
         )
         yield CounterMetricFamily(
-            "ubiq_dns_tcp_rejected", "TCP connections closed at the limit", value=self.tcp_rejected
+            "ubiq_dns_tcp_rejected",
+            "TCP connections refused: their source holds max_tcp_per_source already",
+            value=self.tcp_rejected,
+        )
+        yield CounterMetricFamily(
+            "ubiq_dns_tcp_shed",
+            "TCP connections closed to make room for a newcomer (the quietest one)",
+            value=self.tcp_shed,
         )
         yield GaugeMetricFamily(
             "ubiq_dns_tcp_connections", "Open TCP connections", value=self.tcp_connections

@@ -3,8 +3,14 @@
 Every query goes to the pure ``answer()`` with the table current at that moment; the table is
 replaced by one attribute assignment (``swap_table``), so a query sees the old or the new table,
 never a mix. TCP follows RFC 7766: 2-byte length framing, several (pipelined) queries per
-connection answered in order, an idle timeout, a bound on open connections (new ones beyond it
-are closed at once), and reading paused while the peer does not read our answers.
+connection answered in order, and reading paused while the peer does not read our answers.
+
+TCP resists slow clients: a connection is closed when it is idle (no message) for
+``tcp_idle_timeout``, and a message must arrive whole within ``tcp_message_timeout`` of its first
+byte (Knot's ``tcp-io-timeout``), so trickling a byte at a time buys nothing. One source may hold
+``max_tcp_per_source`` connections (more are refused); when ``max_tcp_connections`` are open, a
+newcomer is accepted and the connection that has been quiet longest (its last whole message or
+answer is the oldest) is closed to make room, so holders cannot lock other clients out.
 """
 
 from __future__ import annotations
@@ -90,33 +96,49 @@ class _TcpProtocol(asyncio.Protocol):
         self._framer = TcpFramer()
         self._transport: asyncio.Transport | None = None
         self._client = Client("", True)
-        self._last = 0.0
+        self._source = ""
+        self.last = 0.0  # when the last whole message arrived (or the connection opened)
+        self._started = 0.0  # when the first byte of the message being received arrived
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
         server = self._server
-        if len(server._connections) >= server.max_tcp_connections:
+        peer = transport.get_extra_info("peername")
+        self._source = peer[0] if peer else ""
+        if not server._admit(self._source):
             server.metrics.tcp_rejected += 1
             transport.abort()
             return
         self._transport = transport
-        server._connections.add(self)
-        server.metrics.tcp_connections = len(server._connections)
-        peer = transport.get_extra_info("peername")
-        self._client = Client(peer[0] if peer else "", True)
+        server._add(self)
+        self._client = Client(self._source, True)
         loop = asyncio.get_running_loop()
-        self._last = loop.time()
+        self.last = loop.time()
         self._timer = loop.call_later(server.tcp_idle_timeout, self._check_idle)
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if transport is None:
             return
         server = self._server
-        self._last = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        was_partial = self._framer.pending > 0
+        messages = self._framer.feed(data)
+        if messages:
+            self.last = now
+        if self._framer.pending and (messages or not was_partial):
+            self._started = now  # a new message began: its whole-message clock starts
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_later(server.tcp_message_timeout, self._check_idle)
         out: list[bytes] = []
-        for message in self._framer.feed(data):
+        for message in messages:
             start = time.perf_counter()
             try:
                 response = answer(message, server.table, self._client)
@@ -134,14 +156,26 @@ class _TcpProtocol(asyncio.Protocol):
             transport.write(b"".join(out))
 
     def _check_idle(self) -> None:
+        """Close a connection idle too long, or one whose message is not whole in time."""
         if self._transport is None:
             return
         loop = asyncio.get_running_loop()
-        remaining = self._last + self._server.tcp_idle_timeout - loop.time()
-        if remaining <= 0:
+        server = self._server
+        if self._framer.pending:
+            remaining = self._started + server.tcp_message_timeout - loop.time()
+        else:
+            remaining = self.last + server.tcp_idle_timeout - loop.time()
+        if remaining <= 0 and self._framer.pending:
+            self._transport.abort()  # a message not whole in time: nothing to flush
+        elif remaining <= 0:
             self._transport.close()
         else:
             self._timer = loop.call_later(remaining, self._check_idle)
+
+    def shed(self) -> None:
+        """Closed to make room for a newcomer."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def pause_writing(self) -> None:
         if self._transport is not None:
@@ -158,9 +192,9 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._transport is not None:
+            self._server._remove(self)
         self._transport = None
-        self._server._connections.discard(self)
-        self._server.metrics.tcp_connections = len(self._server._connections)
 
 
 class DnsServer:
@@ -173,7 +207,9 @@ class DnsServer:
         *,
         metrics: DnsMetrics | None = None,
         tcp_idle_timeout: float = 10.0,
+        tcp_message_timeout: float = 2.0,
         max_tcp_connections: int = 1024,
+        max_tcp_per_source: int = 64,
         udp_receive_buffer: int = 4 << 20,
     ) -> None:
         self.table = table
@@ -181,12 +217,42 @@ class DnsServer:
         self.metrics = metrics or DnsMetrics()
         self.metrics.watch_table(lambda: self.table)
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_message_timeout = tcp_message_timeout
         self.max_tcp_connections = max_tcp_connections
+        self.max_tcp_per_source = max_tcp_per_source
         self.udp_receive_buffer = udp_receive_buffer
         self._connections: set[_TcpProtocol] = set()
+        self._per_source: dict[str, int] = {}
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self.addresses: list[tuple[str, str, int]] = []  # (transport, host, port) actually bound
+
+    def _admit(self, source: str) -> bool:
+        """Room for a connection from ``source``? Shed the quietest one when all are taken."""
+        if self._per_source.get(source, 0) >= self.max_tcp_per_source:
+            return False
+        if len(self._connections) >= self.max_tcp_connections:
+            quietest = min(self._connections, key=lambda c: c.last)
+            self._remove(quietest)
+            quietest.shed()
+            self.metrics.tcp_shed += 1
+        return True
+
+    def _add(self, connection: _TcpProtocol) -> None:
+        self._connections.add(connection)
+        self._per_source[connection.source] = self._per_source.get(connection.source, 0) + 1
+        self.metrics.tcp_connections = len(self._connections)
+
+    def _remove(self, connection: _TcpProtocol) -> None:
+        if connection not in self._connections:
+            return
+        self._connections.discard(connection)
+        left = self._per_source.get(connection.source, 0) - 1
+        if left > 0:
+            self._per_source[connection.source] = left
+        else:
+            self._per_source.pop(connection.source, None)
+        self.metrics.tcp_connections = len(self._connections)
 
     def swap_table(self, table: AnswerTable) -> None:
         self.table = table  # one assignment: queries see the old table or the new one

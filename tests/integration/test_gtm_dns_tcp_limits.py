@@ -19,7 +19,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from controlplane.gtm.server import DnsServer
+from controlplane.gtm.dns.server import DnsServer
 from tests.support.dns import ORIGIN, sample_table, serve_in_thread
 from tests.support.procs import free_udp_tcp_port
 

@@ -19,7 +19,7 @@ from controlplane.errors import PolicyError
 from controlplane.policy.loader import load_directory
 from controlplane.policy.store import DirectoryStore
 from controlplane.policy.yamlsource import MAX_FILE_BYTES
-from tests.unit.policy_helpers import BASE, doc
+from tests.support.policy import BASE, doc
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"

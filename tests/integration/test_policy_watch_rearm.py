@@ -17,8 +17,8 @@ import httpx
 
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
+from tests.support.policy import BASE, doc
 from tests.support.ubiq_serve import serving, wait_until, write_policy
-from tests.unit.policy_helpers import BASE, doc
 
 
 def route(timeout: str) -> str:

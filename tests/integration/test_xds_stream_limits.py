@@ -14,7 +14,8 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from controlplane.xds.cache import SnapshotCache, group_key
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.node import group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT
 from controlplane.xds.server import XdsServer
 from controlplane.xds.stream import MAX_NAME_CHARS, MAX_NAMES_PER_TYPE, NAME_SETS

@@ -248,8 +248,8 @@ def _check_traffic(world: _World, item: Located, d: TrafficPolicy) -> Iterator[P
     for i, fo in enumerate(loc.failover):
         yield from _region_ref(world, item, (*base, "failover", i, "from"), fo.from_)
         yield from _region_ref(world, item, (*base, "failover", i, "to"), fo.to)
-    for i, region in enumerate(loc.failover_priority):
-        yield from _region_ref(world, item, (*base, "failoverPriority", i), region)
+    for i, region in enumerate(loc.failover_regions):
+        yield from _region_ref(world, item, (*base, "failoverRegions", i), region)
     for i, dist in enumerate(loc.distribute):
         yield from _region_ref(world, item, (*base, "distribute", i, "from"), dist.from_)
         for region in dist.to:

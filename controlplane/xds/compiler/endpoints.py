@@ -3,7 +3,7 @@
 Invariants (all per node region; see docs/xds.md "Compiler"):
 - a locality is one Ubiq cluster: ``Locality(region, zone, sub_zone=<cluster name>)``;
 - the node's own region is priority 0; other regions follow as failover priorities, ordered by the
-  TrafficPolicy's ``locality.failoverPriority``, then ``locality.failover`` targets of the node's
+  TrafficPolicy's ``locality.failoverRegions``, then ``locality.failover`` targets of the node's
   region, then Placement order. Priorities are renumbered densely over the localities that have endpoints;
 - ``locality.distribute`` for the node's region puts the listed regions at priority 0 with
   locality weights (the Cluster then enables locality-weighted balancing); unlisted regions get none;
@@ -75,7 +75,7 @@ def plan_localities(
             return tuple(slots), True
     order = [node.region]
     if locality is not None:
-        order += [r for r in locality.failover_priority if r not in order]
+        order += [r for r in locality.failover_regions if r not in order]
         order += [f.to for f in locality.failover if f.from_ == node.region and f.to not in order]
     order += [p.region for p in usable]
     rank: dict[str, int] = {}

@@ -5,23 +5,38 @@ takes the first route that matches, so routes are ordered by Gateway API HTTPRou
 (``match_precedence``): exact path, then regex, then prefix by length (longest first; no path
 counts as prefix ``/``), then a method match, then more header matches, then more query-parameter
 matches; ties keep document order. A rule with several ``match`` entries gives one route per
-entry, each placed by its own precedence.
+entry, each placed by its own precedence. A RoutePolicy with ``ruleOrder: firstMatch`` keeps
+document order instead (Istio's VirtualService semantics).
+
+Every route action carries an explicit ``timeout`` (``0s``, disabled, when the rule sets none, as
+in Istio), so nothing depends on Envoy's 15 s default.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from controlplane.policy.documents import RoutePolicy
-from controlplane.policy.route import Destination, Fault, HeaderOps, HttpMatch, HttpRule, Retries
+from controlplane.policy.route import (
+    CorsPolicy,
+    Destination,
+    Fault,
+    HeaderOps,
+    Headers,
+    HttpMatch,
+    HttpRule,
+    Retries,
+)
 from controlplane.policy.traffic import HashKey
 from controlplane.xds.compiler.protos import (
     make_any,
@@ -33,6 +48,8 @@ from controlplane.xds.compiler.protos import (
 )
 
 FAULT_FILTER = "envoy.filters.http.fault"
+CORS_FILTER = "envoy.filters.http.cors"
+DEFAULT_TIMEOUT_MS = 0  # no route timeout unless the rule sets one (Istio's default)
 PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 
 #: (service, subset, port) -> Envoy cluster name
@@ -61,6 +78,10 @@ def make_route_match(match: HttpMatch | None) -> rc_pb2.RouteMatch:
         out.safe_regex.CopyFrom(make_regex(path.regex))
     if match is None:
         return out
+    if match.ignore_uri_case:
+        out.case_sensitive.value = False
+    if match.authority is not None:
+        out.headers.add(name=":authority", string_match=make_string_matcher(match.authority))
     if match.method is not None:
         out.headers.add(name=":method", string_match=string_pb2.StringMatcher(exact=match.method))
     for name in sorted(match.headers):
@@ -88,8 +109,9 @@ def make_route_match(match: HttpMatch | None) -> rc_pb2.RouteMatch:
 
 def make_retry_policy(retries: Retries) -> rc_pb2.RetryPolicy:
     policy = rc_pb2.RetryPolicy(
-        retry_on=",".join(retries.retry_on),
+        retry_on=",".join(retries.conditions()),
         host_selection_retry_max_attempts=5,
+        retriable_status_codes=sorted(set(retries.retriable_status_codes)),
     )
     policy.num_retries.value = retries.attempts
     if retries.per_try_timeout is not None:
@@ -137,7 +159,30 @@ def make_hash_policy(key: HashKey) -> rc_pb2.RouteAction.HashPolicy:
     return policy
 
 
-def _add_headers(ops: HeaderOps, route: rc_pb2.Route, *, response: bool) -> None:
+def make_cors(cors: CorsPolicy) -> cors_pb2.CorsPolicy:
+    out = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[make_string_matcher(o) for o in cors.allow_origins],
+        allow_methods=",".join(cors.allow_methods),
+        allow_headers=",".join(cors.allow_headers),
+        expose_headers=",".join(cors.expose_headers),
+    )
+    if cors.max_age is not None:
+        out.max_age = str(cors.max_age // 1000)
+    out.allow_credentials.value = cors.allow_credentials
+    return out
+
+
+_HeaderTarget: TypeAlias = rc_pb2.Route | rc_pb2.WeightedCluster.ClusterWeight
+
+
+def _add_header_ops(headers: Headers, target: _HeaderTarget) -> None:
+    if headers.request is not None:
+        _add_headers(headers.request, target, response=False)
+    if headers.response is not None:
+        _add_headers(headers.response, target, response=True)
+
+
+def _add_headers(ops: HeaderOps, route: _HeaderTarget, *, response: bool) -> None:
     adds = route.response_headers_to_add if response else route.request_headers_to_add
     removes = route.response_headers_to_remove if response else route.request_headers_to_remove
     for key in sorted(ops.set):
@@ -160,13 +205,19 @@ def make_route_action(
         action.cluster = name(rule.route[0])
     else:
         for dest, weight in zip(rule.route, weights, strict=True):
-            action.weighted_clusters.clusters.add(name=name(dest)).weight.value = weight
-    if rule.timeout is not None:
-        action.timeout.CopyFrom(make_duration(rule.timeout))
+            entry = action.weighted_clusters.clusters.add(name=name(dest))
+            entry.weight.value = weight
+            if dest.headers is not None:
+                _add_header_ops(dest.headers, entry)
+    timeout = rule.timeout if rule.timeout is not None else DEFAULT_TIMEOUT_MS
+    action.timeout.CopyFrom(make_duration(timeout))
+    if timeout:
+        # proxyless gRPC clients read the deadline here (gRFC A31), not from ``timeout``; for
+        # Envoy it only caps a request's own grpc-timeout header, which ``timeout`` also bounds
+        action.max_stream_duration.grpc_timeout_header_max.CopyFrom(make_duration(timeout))
     if rule.retries is not None and rule.retries.attempts > 0:
         action.retry_policy.CopyFrom(make_retry_policy(rule.retries))
-    if rule.mirror is not None:
-        m = rule.mirror
+    for m in rule.all_mirrors():
         mirror = action.request_mirror_policies.add(cluster=cluster_of(m.service, m.subset, m.port))
         mirror.runtime_fraction.default_value.CopyFrom(make_percent(m.percent))
     if rule.rewrite is not None:
@@ -200,25 +251,43 @@ def match_precedence(match: HttpMatch | None) -> tuple[int, int, int, int, int]:
 def build_routes(
     policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
 ) -> list[rc_pb2.Route]:
-    """Every route of a policy, in precedence order (stable: ties keep document order)."""
-    ranked = sorted(
-        enumerate(_document_routes(policy, cluster_of, hash_key_of)),
-        key=lambda item: (item[1][0], item[0]),
-    )
-    return [route for _, (_, route) in ranked]
+    """Every route of a policy, in effective order: precedence (stable: ties keep document
+    order), or document order under ``ruleOrder: firstMatch``."""
+    routes = list(_document_routes(policy, cluster_of, hash_key_of))
+    order = effective_order([rank for rank, _ in routes], policy.spec.rule_order)
+    return [routes[i][1] for i in order]
+
+
+def effective_order(ranks: list[tuple[int, int, int, int, int]], rule_order: str) -> list[int]:
+    """Indexes of routes (one per match entry, in document order) in the order Envoy tries them."""
+    if rule_order == "firstMatch":
+        return list(range(len(ranks)))
+    return sorted(range(len(ranks)), key=lambda i: (ranks[i], i))
+
+
+def route_names(policy: RoutePolicy) -> list[str]:
+    """Route names (``<policy>/<rule>[/<match>]``) in document order, one per match entry."""
+    names = []
+    for index, rule in enumerate(policy.spec.http):
+        label = rule.name or str(index)
+        matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
+        for m_index in range(len(matches)):
+            names.append(f"{policy.name}/{label}" + (f"/{m_index}" if len(matches) > 1 else ""))
+    return names
+
+
+def policy_ranks(policy: RoutePolicy) -> list[tuple[int, int, int, int, int]]:
+    return [match_precedence(m) for rule in policy.spec.http for m in (rule.match or (None,))]
 
 
 def _document_routes(
     policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
 ) -> Iterator[tuple[tuple[int, int, int, int, int], rc_pb2.Route]]:
-    for index, rule in enumerate(policy.spec.http):
-        label = rule.name or str(index)
+    names = iter(route_names(policy))
+    for rule in policy.spec.http:
         matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
-        for m_index, match in enumerate(matches):
-            route = rc_pb2.Route(
-                name=f"{policy.name}/{label}" + (f"/{m_index}" if len(matches) > 1 else ""),
-                match=make_route_match(match),
-            )
+        for match in matches:
+            route = rc_pb2.Route(name=next(names), match=make_route_match(match))
             if rule.redirect is not None:
                 r = rule.redirect
                 redirect = route.redirect
@@ -241,11 +310,14 @@ def _document_routes(
                 route.typed_per_filter_config[FAULT_FILTER].CopyFrom(
                     make_any(make_fault(rule.fault))
                 )
+            if rule.cors_policy is not None:
+                route.typed_per_filter_config[CORS_FILTER].CopyFrom(
+                    make_any(make_cors(rule.cors_policy))
+                )
             if rule.headers is not None:
-                if rule.headers.request is not None:
-                    _add_headers(rule.headers.request, route, response=False)
-                if rule.headers.response is not None:
-                    _add_headers(rule.headers.response, route, response=True)
+                _add_header_ops(rule.headers, route)
+            if len(rule.route) == 1 and rule.route[0].headers is not None:
+                _add_header_ops(rule.route[0].headers, route)
             yield match_precedence(match), route
 
 

@@ -237,6 +237,9 @@ def _check_route(world: _World, item: Located, d: RoutePolicy) -> Iterator[Probl
         if rule.mirror is not None:
             m = rule.mirror
             yield from _service_ref(world, item, (*base, "mirror"), m.service, m.subset, m.port)
+        for i, m in enumerate(rule.mirrors):
+            path = (*base, "mirrors", i)
+            yield from _service_ref(world, item, path, m.service, m.subset, m.port)
 
 
 def _check_traffic(world: _World, item: Located, d: TrafficPolicy) -> Iterator[Problem]:

@@ -54,6 +54,8 @@ PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 
 #: (service, subset, port) -> Envoy cluster name
 ClusterNamer = Callable[[str, "str | None", "int | None"], str]
+#: (service, port) -> whether that destination speaks gRPC
+GrpcOf = Callable[[str, "int | None"], bool]
 #: (service, subset) -> the hash key of its RING_HASH / MAGLEV balancer, if any
 HashKeyOf = Callable[[str, "str | None"], "HashKey | None"]
 
@@ -193,7 +195,7 @@ def _add_headers(ops: HeaderOps, route: _HeaderTarget, *, response: bool) -> Non
 
 
 def make_route_action(
-    rule: HttpRule, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    rule: HttpRule, cluster_of: ClusterNamer, hash_key_of: HashKeyOf, grpc_of: GrpcOf | None = None
 ) -> rc_pb2.RouteAction:
     action = rc_pb2.RouteAction()
 
@@ -211,10 +213,9 @@ def make_route_action(
                 _add_header_ops(dest.headers, entry)
     timeout = rule.timeout if rule.timeout is not None else DEFAULT_TIMEOUT_MS
     action.timeout.CopyFrom(make_duration(timeout))
-    if timeout:
-        # proxyless gRPC clients read the deadline here (gRFC A31), not from ``timeout``; for
-        # Envoy it only caps a request's own grpc-timeout header, which ``timeout`` also bounds
-        action.max_stream_duration.grpc_timeout_header_max.CopyFrom(make_duration(timeout))
+    if timeout and grpc_of is not None and any(grpc_of(d.service, d.port) for d in rule.route):
+        # proxyless gRPC clients take the deadline from here (gRFC A31), not from ``timeout``
+        action.max_stream_duration.max_stream_duration.CopyFrom(make_duration(timeout))
     if rule.retries is not None and rule.retries.attempts > 0:
         action.retry_policy.CopyFrom(make_retry_policy(rule.retries))
     for m in rule.all_mirrors():
@@ -249,11 +250,14 @@ def match_precedence(match: HttpMatch | None) -> tuple[int, int, int, int, int]:
 
 
 def build_routes(
-    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    policy: RoutePolicy,
+    cluster_of: ClusterNamer,
+    hash_key_of: HashKeyOf,
+    grpc_of: GrpcOf | None = None,
 ) -> list[rc_pb2.Route]:
     """Every route of a policy, in effective order: precedence (stable: ties keep document
     order), or document order under ``ruleOrder: firstMatch``."""
-    routes = list(_document_routes(policy, cluster_of, hash_key_of))
+    routes = list(_document_routes(policy, cluster_of, hash_key_of, grpc_of))
     order = effective_order([rank for rank, _ in routes], policy.spec.rule_order)
     return [routes[i][1] for i in order]
 
@@ -281,7 +285,7 @@ def policy_ranks(policy: RoutePolicy) -> list[tuple[int, int, int, int, int]]:
 
 
 def _document_routes(
-    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf, grpc_of: GrpcOf | None
 ) -> Iterator[tuple[tuple[int, int, int, int, int], rc_pb2.Route]]:
     names = iter(route_names(policy))
     for rule in policy.spec.http:
@@ -305,7 +309,7 @@ def _document_routes(
                 if rule.direct_response.body:
                     route.direct_response.body.inline_string = rule.direct_response.body
             else:
-                route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of))
+                route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of, grpc_of))
             if rule.fault is not None:
                 route.typed_per_filter_config[FAULT_FILTER].CopyFrom(
                     make_any(make_fault(rule.fault))
@@ -333,12 +337,16 @@ def domains(hosts: tuple[str, ...], port: int) -> list[str]:
 
 
 def build_virtual_host(
-    policy: RoutePolicy, port: int, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    policy: RoutePolicy,
+    port: int,
+    cluster_of: ClusterNamer,
+    hash_key_of: HashKeyOf,
+    grpc_of: GrpcOf | None = None,
 ) -> rc_pb2.VirtualHost:
     return rc_pb2.VirtualHost(
         name=policy.name,
         domains=domains(policy.spec.hosts, port),
-        routes=build_routes(policy, cluster_of, hash_key_of),
+        routes=build_routes(policy, cluster_of, hash_key_of, grpc_of),
     )
 
 

@@ -50,8 +50,8 @@ def explain_client(
     return Explanation(
         group=group,
         decision=decision,
-        text=explain(policy, group, health, decision, client=client),
-        data=explain_dict(policy, group, health, decision, client=client),
+        text=explain(policy, group, health, decision, client=client, now=now),
+        data=explain_dict(policy, group, health, decision, client=client, now=now),
     )
 
 
@@ -62,8 +62,12 @@ def explain_dict(
     decision: Decision,
     *,
     client: str | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts)."""
+    """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts).
+
+    ``now`` (seconds, the clock the decision was made with) dates the answer against the
+    present: ``answered_for_s`` and ``dwell_ends_in_s``; None leaves them out (null)."""
     latency_row = policy.latency.get(group.name, {})
     answered = set(decision.addresses)
     targets = []
@@ -114,6 +118,13 @@ def explain_dict(
             "epoch": decision.epoch,
             "since_epoch": decision.since_epoch,
             "since": decision.since,
+            "answered_for_s": None if now is None else max(0.0, now - decision.since),
+            "dwell_until": decision.dwell_until,
+            "dwell_ends_in_s": (
+                None
+                if now is None or decision.dwell_until is None
+                else max(0.0, decision.dwell_until - now)
+            ),
         },
         "reasons": list(decision.reasons),
         "targets": targets,
@@ -127,9 +138,10 @@ def explain(
     decision: Decision,
     *,
     client: str | None = None,
+    now: float | None = None,
 ) -> str:
     """Multi-line human text: the answer first, then why, then every target's state."""
-    data = explain_dict(policy, group, health, decision, client=client)
+    data = explain_dict(policy, group, health, decision, client=client, now=now)
     who = f"client {client} " if client else ""
     region = f", region {group.region}" if group.region else ""
     lines = [f"{policy.name} for {who}(group {group.name}{region})"]
@@ -146,6 +158,12 @@ def explain(
     scope = "per client group" if decision.depends_on_client else "same for every client (scope 0)"
     lines.append(f"answer: {answer}")
     lines.append(f"ECS scope: {scope}; epoch {decision.epoch}, since epoch {decision.since_epoch}")
+    answer_data = data["answer"]
+    if answer_data["answered_for_s"] is not None:
+        elapsed = f"answered for {answer_data['answered_for_s']:.1f}s now"
+        if answer_data["dwell_ends_in_s"] is not None:
+            elapsed += f"; minimum dwell ends in {answer_data['dwell_ends_in_s']:.1f}s"
+        lines.append(elapsed)
     lines.append("why:")
     lines.extend(f"  - {r}" for r in decision.reasons)
     lines.append("targets:")

@@ -5,7 +5,8 @@ in one assignment; inside the event loop that work (GeoIP reads included) runs i
 thread so DNS keeps answering. A plan that cannot be built (GtmError, or any other error) is
 logged and the old table keeps answering. When a policy rotates (roundRobin, non-sticky
 weighted), a timer rebuilds the table at each of its rotation boundaries (every ``ttl``
-seconds). GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
+seconds); when a lowestLatency minimum dwell holds an answer, the same timer rebuilds when the
+earliest dwell ends, so the answer moves then even if nothing else changes. GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
 that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
 """
 
@@ -27,7 +28,14 @@ from controlplane.gtm.explain import explain, explain_dict
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health import HealthChecker
 from controlplane.gtm.metrics import DnsMetrics
-from controlplane.gtm.plan import GtmConfig, GtmPlan, decide, next_rotation, plan_from_model
+from controlplane.gtm.plan import (
+    GtmConfig,
+    GtmPlan,
+    decide,
+    next_dwell_expiry,
+    next_rotation,
+    plan_from_model,
+)
 from controlplane.gtm.server import DnsServer
 from controlplane.gtm.types import HealthView
 from controlplane.policy.model import Model
@@ -103,6 +111,7 @@ class GtmRuntime:
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
         self._rotator: asyncio.Task[None] | None = None
+        self._dwell_handled = float("-inf")  # the latest dwell expiry a rebuild was started for
 
     @property
     def plan(self) -> GtmPlan | None:
@@ -213,16 +222,42 @@ class GtmRuntime:
             return None, None
         return base, self._decide(base, health)
 
+    def next_wake(self) -> float | None:
+        """When (the injected clock's time) the answers may next change with no model or health
+        change: a rotation boundary or the end of a minimum dwell; None when neither is due."""
+        now = self._clock()
+        times: list[float] = []
+        base = self._base
+        rotation = next_rotation(base, now) if base is not None else None
+        if rotation is not None:
+            times.append(now + rotation)
+        plan = self._plan
+        dwell = next_dwell_expiry(plan) if plan is not None else None
+        if dwell is not None and dwell > self._dwell_handled:
+            times.append(dwell)
+        return min(times) if times else None
+
+    def wake(self) -> None:
+        """Decide again because a rotation boundary or a dwell expiry was reached."""
+        plan = self._plan
+        dwell = next_dwell_expiry(plan) if plan is not None else None
+        if dwell is not None and dwell <= self._clock():
+            self._dwell_handled = max(self._dwell_handled, dwell)
+        self._rebuild()
+
     async def _rotate(self) -> None:
         """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky
-        weighted); sleeps a second at a time while no policy rotates."""
+        weighted) and when the earliest minimum dwell ends; looks again at least every second
+        (a new plan may bring an earlier time)."""
         while True:
-            base = self._base
-            wait = next_rotation(base, self._clock()) if base is not None else None
-            # a hair past the boundary, so the rebuild sees the new slot
-            await asyncio.sleep(1.0 if wait is None else wait + 0.001)
-            if wait is not None:
-                self._rebuild()
+            when = self.next_wake()
+            wait = None if when is None else max(0.0, when - self._clock())
+            if wait is None or wait > 1.0:
+                await asyncio.sleep(1.0)
+                continue
+            # a hair past the boundary, so the rebuild sees the new slot / the dwell as ended
+            await asyncio.sleep(wait + 0.001)
+            self.wake()
 
     def _decide(self, base: GtmPlan, health: HealthView) -> GtmPlan | None:
         previous = self._plan.decisions if self._plan is not None else None
@@ -282,7 +317,9 @@ class GtmRuntime:
         decision = plan.decisions.get((policy.name, group.name))
         if decision is None:
             return None
-        # the health the plan was decided with, not the newest (a rebuild may be in flight)
+        # the health the plan was decided with, not the newest (a rebuild may be in flight);
+        # elapsed times against the clock now, not when the plan was decided
+        now = self._clock()
         if text:
-            return explain(policy, group, plan.health, decision, client=client)
-        return explain_dict(policy, group, plan.health, decision, client=client)
+            return explain(policy, group, plan.health, decision, client=client, now=now)
+        return explain_dict(policy, group, plan.health, decision, client=client, now=now)

@@ -392,3 +392,32 @@ def test_min_dwell_holds_the_answer_across_model_changes_until_it_passes() -> No
         assert ask(plan, "203.0.113.9") == [EU]
     plan = decide(flipped, health, epoch=9, previous=plan.decisions, now=1045.0)
     assert ask(plan, "203.0.113.9") == [US]
+
+
+def test_runtime_decides_again_when_the_minimum_dwell_ends() -> None:
+    """The issue's start: eu-west turns healthy a moment before the better us-west; the dwell
+    holds eu-west, and with no other change the runtime decides again when the dwell ends."""
+    from controlplane.gtm.runtime import GtmRuntime
+
+    clock = [1000.0]
+    runtime = GtmRuntime([("127.0.0.1", 0)], clock=lambda: clock[0])
+    runtime.update_model(latency_model(100, 10))  # no event loop: planned and decided at once
+    known = frozenset({EU_KEY, US_KEY})
+    runtime._on_health(HealthView(frozenset({EU_KEY}), known))
+    assert runtime.plan is not None and ask(runtime.plan, "203.0.113.9") == [EU]
+    clock[0] = 1000.005
+    runtime._on_health(HealthView(known, known))
+    assert ask(runtime.plan, "203.0.113.9") == [EU]  # held by the 45 s dwell
+    assert runtime.next_wake() == 1045.0
+
+    clock[0] = 1030.0  # explain dates the answer against the clock now, not the decision's
+    why = runtime.explain("web.gtm.example", "203.0.113.9")
+    assert isinstance(why, dict)
+    assert why["answer"]["answered_for_s"] == 30.0 and why["answer"]["dwell_ends_in_s"] == 15.0
+    text = runtime.explain("web.gtm.example", "203.0.113.9", text=True)
+    assert "answered for 30.0s now; minimum dwell ends in 15.0s" in str(text)
+
+    clock[0] = 1045.0
+    runtime.wake()
+    assert ask(runtime.plan, "203.0.113.9") == [US]
+    assert runtime.next_wake() is None  # nothing is held any more

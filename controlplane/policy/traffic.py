@@ -31,6 +31,16 @@ class ConnectionPool(Spec):
     max_concurrent_streams: int | None = Field(default=None, ge=1, le=2_147_483_647)
 
 
+class FailurePercentage(Spec):
+    """Eject a host whose share of failed requests in an ``interval`` reaches ``threshold`` %,
+    once the cluster has ``minimumHosts`` hosts with ``requestVolume`` requests each (the kind
+    of outlier detection proxyless gRPC clients implement, gRFC A50)."""
+
+    threshold: int = Field(ge=0, le=100)
+    minimum_hosts: int = Field(default=5, ge=0)
+    request_volume: int = Field(default=50, ge=0)
+
+
 class OutlierDetection(Spec):
     """Consecutive-error ejection. ``alwaysEjectOneHost`` (default true) lets one host be ejected
     whatever ``maxEjectionPercent`` says: with fewer than 10 endpoints Envoy's 10 % would forbid
@@ -43,6 +53,7 @@ class OutlierDetection(Spec):
     max_ejection_percent: int = Field(default=10, ge=0, le=100)
     always_eject_one_host: bool = True
     min_health_percent: int = Field(default=0, ge=0, le=100)
+    failure_percentage: FailurePercentage | None = None
 
 
 class CookieHash(Spec):

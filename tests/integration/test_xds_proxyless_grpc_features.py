@@ -3,7 +3,7 @@
 One Ubiq xDS runtime (as ``ubiq serve`` runs it) and real gRPC backends; each test runs a real
 grpcio client (``tests.support.grpc_calls``, target ``xds:///<host>``) in a subprocess against
 it: fault abort (gRFC A33), retries on a gRPC status (A44), the route timeout as the call's
-deadline (A31), ring hash on a header (A42).
+deadline (A31), ring hash on a header (A42), failure-percentage outlier ejection (A50).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.support.grpc_backends import GrpcBackend, grpc_backends
 
 pytestmark = pytest.mark.integration
 
-BACKENDS = ("plain", "flaky", "slow", "hash-a", "hash-b")
+BACKENDS = ("plain", "flaky", "slow", "hash-a", "hash-b", "od-good", "od-bad")
 
 
 def policy_text(b: dict[str, GrpcBackend]) -> str:
@@ -59,6 +59,19 @@ spec: {region: eu-west, zone: eu-west-1a}
             service("flaky", "flaky"),
             service("slow", "slow"),
             service("hash", "hash-a", "hash-b"),
+            service("od", "od-good", "od-bad"),
+            """---
+apiVersion: ubiq.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: od}
+spec:
+  service: od
+  outlierDetection:
+    interval: 500ms
+    baseEjectionTime: 1m
+    maxEjectionPercent: 50
+    failurePercentage: {threshold: 50, minimumHosts: 2, requestVolume: 3}
+""",
             """---
 apiVersion: ubiq.io/v1alpha1
 kind: TrafficPolicy
@@ -70,6 +83,7 @@ spec: {service: hash, loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-u
             route("noretry", "flaky"),
             route("deadline", "slow", ", timeout: 300ms"),
             route("hash", "hash"),
+            route("od", "od"),
         ]
     )
 
@@ -78,11 +92,12 @@ class Client:
     def __init__(self, bootstrap_json: str) -> None:
         self.env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap_json, "PYTHONPATH": str(ROOT)}
 
-    def calls(self, host: str, count: int, header: str | None = None) -> list[tuple[str, ...]]:
+    def calls(
+        self, host: str, count: int, header: str | None = None, pause: float = 0.0
+    ) -> list[tuple[str, ...]]:
         """(``ok``, backend, key) or (``err``, code, key) per call, in order."""
         argv = [sys.executable, "-m", "tests.support.grpc_calls", f"xds:///{host}.test", str(count)]
-        if header:
-            argv.append(header)
+        argv += [header or "-", str(pause)]
         done = subprocess.run(
             argv, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
         )
@@ -143,3 +158,13 @@ def test_ring_hash_keeps_each_key_on_one_backend(
         by_key.setdefault(key, set()).add(backend)
     assert all(len(b) == 1 for b in by_key.values()), by_key
     assert set().union(*by_key.values()) == {"hash-a", "hash-b"}
+
+
+def test_failure_percentage_ejects_the_failing_backend(
+    rig: tuple[Client, dict[str, GrpcBackend]],
+) -> None:
+    client, backends = rig
+    backends["od-bad"].fail_every = 1  # every call fails
+    results = client.calls("od", 80, pause=0.05)  # 4 s: several 500 ms intervals
+    assert ("err", "UNAVAILABLE") in {r[:2] for r in results[:20]}  # round robin hit it at first
+    assert {r[:2] for r in results[-20:]} == {("ok", "od-good")}  # then it was ejected

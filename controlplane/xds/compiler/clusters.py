@@ -17,6 +17,7 @@ from google.protobuf import wrappers_pb2
 from controlplane.policy.service import HealthCheck, ServicePort, ServiceSpec
 from controlplane.policy.traffic import (
     ConnectionPool,
+    FailurePercentage,
     OutlierDetection,
     TcpKeepalive,
     TrafficPolicySpec,
@@ -54,11 +55,13 @@ def make_circuit_breakers(pool: ConnectionPool) -> circuit_breaker_pb2.CircuitBr
 
 #: Envoy's defaults for what the policy does not expose, written out so none is inherited silently
 MAX_EJECTION_TIME_MS = 300_000
+FAILURE_PERCENTAGE_DEFAULT = FailurePercentage(threshold=85)
 
 
 def make_outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
-    """Consecutive-error ejection only: success-rate and failure-percentage ejection are switched
-    off (no policy field), and every field is written, Envoy's default or not."""
+    """Consecutive-error ejection, and failure-percentage ejection when the policy asks for it;
+    success-rate ejection is off (no policy field). Every field is written, default or not."""
+    failure = od.failure_percentage or FAILURE_PERCENTAGE_DEFAULT
     return outlier_detection_pb2.OutlierDetection(
         interval=make_duration(od.interval),
         base_ejection_time=make_duration(od.base_ejection_time),
@@ -70,7 +73,10 @@ def make_outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.Outlie
         consecutive_gateway_failure=_u32(od.consecutive_gateway_errors or 0),
         enforcing_consecutive_gateway_failure=_u32(100 if od.consecutive_gateway_errors else 0),
         enforcing_success_rate=_u32(0),
-        enforcing_failure_percentage=_u32(0),
+        failure_percentage_threshold=_u32(failure.threshold),
+        failure_percentage_minimum_hosts=_u32(failure.minimum_hosts),
+        failure_percentage_request_volume=_u32(failure.request_volume),
+        enforcing_failure_percentage=_u32(100 if od.failure_percentage else 0),
         enforcing_consecutive_local_origin_failure=_u32(0),
         enforcing_local_origin_success_rate=_u32(0),
         enforcing_failure_percentage_local_origin=_u32(0),

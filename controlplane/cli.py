@@ -26,6 +26,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     model = _load_or_report(args.directory)
     if model is None:
         return 1
+    for warning in model.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.directory}: valid ({_summary(model)})")
     return 0
 

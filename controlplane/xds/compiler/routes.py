@@ -1,12 +1,9 @@
 """RDS: one RouteConfiguration per listener, one VirtualHost per RoutePolicy.
 
 Order: virtual hosts by policy name (Envoy picks a virtual host by domain, never by order). Envoy
-takes the first route that matches, so routes are ordered by Gateway API HTTPRoute precedence
-(``match_precedence``): exact path, then regex, then prefix by length (longest first; no path
-counts as prefix ``/``), then a method match, then more header matches, then more query-parameter
-matches; ties keep document order. A rule with several ``match`` entries gives one route per
-entry, each placed by its own precedence. A RoutePolicy with ``ruleOrder: firstMatch`` keeps
-document order instead (Istio's VirtualService semantics).
+takes the first route that matches, so routes are emitted in the policy's effective order
+(``controlplane.policy.route_order``: Gateway API precedence, or document order under
+``ruleOrder: firstMatch``).
 
 Every route action carries an explicit ``timeout`` (``0s``, disabled, when the rule sets none, as
 in Istio), so nothing depends on Envoy's 15 s default.
@@ -37,6 +34,7 @@ from controlplane.policy.route import (
     HttpRule,
     Retries,
 )
+from controlplane.policy.route_order import effective_order, written_order
 from controlplane.policy.traffic import HashKey
 from controlplane.xds.compiler.protos import (
     make_any,
@@ -233,22 +231,6 @@ def make_route_action(
     return action
 
 
-def match_precedence(match: HttpMatch | None) -> tuple[int, int, int, int, int]:
-    """Gateway API HTTPRoute precedence of one match; smaller sorts (and so matches) first."""
-    if match is None or match.path is None:
-        kind, length = 2, 1  # no path match is PathPrefix "/"
-    elif match.path.exact is not None:
-        kind, length = 0, 0  # two exact paths never match the same request
-    elif match.path.regex is not None:
-        kind, length = 1, 0  # implementation-specific in Gateway API: after exact, before prefix
-    else:
-        kind, length = 2, len(match.path.prefix or "")
-    if match is None:
-        return (kind, -length, 1, 0, 0)
-    method = 0 if match.method is not None else 1
-    return (kind, -length, method, -len(match.headers), -len(match.query_params))
-
-
 def build_routes(
     policy: RoutePolicy,
     cluster_of: ClusterNamer,
@@ -257,72 +239,47 @@ def build_routes(
 ) -> list[rc_pb2.Route]:
     """Every route of a policy, in effective order: precedence (stable: ties keep document
     order), or document order under ``ruleOrder: firstMatch``."""
-    routes = list(_document_routes(policy, cluster_of, hash_key_of, grpc_of))
-    order = effective_order([rank for rank, _ in routes], policy.spec.rule_order)
-    return [routes[i][1] for i in order]
-
-
-def effective_order(ranks: list[tuple[int, int, int, int, int]], rule_order: str) -> list[int]:
-    """Indexes of routes (one per match entry, in document order) in the order Envoy tries them."""
-    if rule_order == "firstMatch":
-        return list(range(len(ranks)))
-    return sorted(range(len(ranks)), key=lambda i: (ranks[i], i))
-
-
-def route_names(policy: RoutePolicy) -> list[str]:
-    """Route names (``<policy>/<rule>[/<match>]``) in document order, one per match entry."""
-    names = []
-    for index, rule in enumerate(policy.spec.http):
-        label = rule.name or str(index)
-        matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
-        for m_index in range(len(matches)):
-            names.append(f"{policy.name}/{label}" + (f"/{m_index}" if len(matches) > 1 else ""))
-    return names
-
-
-def policy_ranks(policy: RoutePolicy) -> list[tuple[int, int, int, int, int]]:
-    return [match_precedence(m) for rule in policy.spec.http for m in (rule.match or (None,))]
+    routes = {
+        route.name: route for route in _document_routes(policy, cluster_of, hash_key_of, grpc_of)
+    }
+    return [routes[entry.name] for entry in effective_order(policy)]
 
 
 def _document_routes(
     policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf, grpc_of: GrpcOf | None
-) -> Iterator[tuple[tuple[int, int, int, int, int], rc_pb2.Route]]:
-    names = iter(route_names(policy))
-    for rule in policy.spec.http:
-        matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
-        for match in matches:
-            route = rc_pb2.Route(name=next(names), match=make_route_match(match))
-            if rule.redirect is not None:
-                r = rule.redirect
-                redirect = route.redirect
-                if r.uri is not None:
-                    redirect.path_redirect = r.uri
-                if r.authority is not None:
-                    redirect.host_redirect = r.authority
-                if r.scheme is not None:
-                    redirect.scheme_redirect = r.scheme
-                if r.port is not None:
-                    redirect.port_redirect = r.port
-                redirect.response_code = _REDIRECT_CODES[r.response_code]
-            elif rule.direct_response is not None:
-                route.direct_response.status = rule.direct_response.status
-                if rule.direct_response.body:
-                    route.direct_response.body.inline_string = rule.direct_response.body
-            else:
-                route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of, grpc_of))
-            if rule.fault is not None:
-                route.typed_per_filter_config[FAULT_FILTER].CopyFrom(
-                    make_any(make_fault(rule.fault))
-                )
-            if rule.cors_policy is not None:
-                route.typed_per_filter_config[CORS_FILTER].CopyFrom(
-                    make_any(make_cors(rule.cors_policy))
-                )
-            if rule.headers is not None:
-                _add_header_ops(rule.headers, route)
-            if len(rule.route) == 1 and rule.route[0].headers is not None:
-                _add_header_ops(rule.route[0].headers, route)
-            yield match_precedence(match), route
+) -> Iterator[rc_pb2.Route]:
+    for entry in written_order(policy):
+        rule, match = policy.spec.http[entry.rule], entry.match
+        route = rc_pb2.Route(name=entry.name, match=make_route_match(match))
+        if rule.redirect is not None:
+            r = rule.redirect
+            redirect = route.redirect
+            if r.uri is not None:
+                redirect.path_redirect = r.uri
+            if r.authority is not None:
+                redirect.host_redirect = r.authority
+            if r.scheme is not None:
+                redirect.scheme_redirect = r.scheme
+            if r.port is not None:
+                redirect.port_redirect = r.port
+            redirect.response_code = _REDIRECT_CODES[r.response_code]
+        elif rule.direct_response is not None:
+            route.direct_response.status = rule.direct_response.status
+            if rule.direct_response.body:
+                route.direct_response.body.inline_string = rule.direct_response.body
+        else:
+            route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of, grpc_of))
+        if rule.fault is not None:
+            route.typed_per_filter_config[FAULT_FILTER].CopyFrom(make_any(make_fault(rule.fault)))
+        if rule.cors_policy is not None:
+            route.typed_per_filter_config[CORS_FILTER].CopyFrom(
+                make_any(make_cors(rule.cors_policy))
+            )
+        if rule.headers is not None:
+            _add_header_ops(rule.headers, route)
+        if len(rule.route) == 1 and rule.route[0].headers is not None:
+            _add_header_ops(rule.route[0].headers, route)
+        yield route
 
 
 def domains(hosts: tuple[str, ...], port: int) -> list[str]:

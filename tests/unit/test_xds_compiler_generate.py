@@ -131,7 +131,7 @@ def test_cache_prune_forgets_deleted_services_policies_and_regions() -> None:
 
 def test_render_node_json() -> None:
     data = json.loads(render_node_json(load_directory(EXAMPLE), EU))
-    assert list(data) == ["CDS", "EDS", "LDS", "RDS"]
+    assert list(data) == ["CDS", "EDS", "LDS", "RDS", "routeOrder"]
     assert data["RDS"][0]["@type"] == ROUTE
     names = [c["name"] for c in data["CDS"]]
     assert names == sorted(names) and "checkout|v1" in names

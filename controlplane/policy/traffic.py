@@ -29,6 +29,8 @@ class ConnectionPool(Spec):
     idle_timeout: PositiveMillis | None = None
     max_connection_duration: PositiveMillis | None = None
     max_concurrent_streams: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    #: Istio's h2UpgradePolicy: UPGRADE speaks HTTP/2 to the endpoints of an HTTP port too
+    h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] = "DEFAULT"
 
 
 class FailurePercentage(Spec):

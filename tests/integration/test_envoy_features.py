@@ -39,12 +39,16 @@ BACKENDS = (
     "geo-eu", "geo-us", "vault-eu", "vault-us", "hash-a", "hash-b",
     "codes", "fo-eu", "fo-us", "shadow2", "warm", "pool", "life",
 )  # fmt: skip
+
 HEALTH = "healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 250ms, unhealthyThreshold: 2, healthyThreshold: 1}"
 
 
-def policy_text(b: dict[str, Backend], default_subset: str = "v1") -> str:
+def policy_text(b: dict[str, Backend], envoy_port: int, default_subset: str = "v1") -> str:
     def ep(name: str, cluster: str = "eu-west", labels: str = "{}") -> str:
         return f"{{cluster: {cluster}, address: 127.0.0.1, port: {b[name].port}, labels: {labels}}}"
+
+    # Envoy's own listener speaks HTTP/2 (codec AUTO): the upstream of the h2 upgrade test
+    h2up = f"{{cluster: eu-west, address: 127.0.0.1, port: {envoy_port}}}"
 
     def service(name: str, *eps: str, extra: str = "") -> str:
         return f"""---
@@ -120,6 +124,7 @@ spec: {{region: {n}, zone: {n}-1a}}
             service("warm", ep("warm")),
             service("pool", ep("pool")),
             service("life", ep("life")),
+            service("h2up", h2up),
             traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
             traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
             traffic("hash", "loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-user-id}}"),
@@ -128,6 +133,7 @@ spec: {{region: {n}, zone: {n}-1a}}
             traffic("warm", "loadBalancer: {algorithm: ROUND_ROBIN, warmupDuration: 10s}"),
             traffic("pool", "connectionPool: {idleTimeout: 300ms, tcpKeepalive: {time: 10s, interval: 5s, probes: 3}}"),
             traffic("life", "connectionPool: {maxConnectionDuration: 300ms, idleTimeout: 60s}"),
+            traffic("h2up", "connectionPool: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 50}"),
             """---
 apiVersion: ubiq.io/v1alpha1
 kind: Placement
@@ -154,6 +160,7 @@ spec: {service: vault, residency: {regions: [eu-west]}}
             route("warm", "[{route: [{service: warm}]}]"),
             route("pool", "[{route: [{service: pool}]}]"),
             route("life", "[{route: [{service: life}]}]"),
+            route("h2up", "[{route: [{service: h2up}], rewrite: {authority: web.test}}]"),
             route("mirrors", "[{route: [{service: web, subset: v1}], mirrors: [{service: shadow, percent: 100}, {service: shadow2, percent: 50}]}]"),
             ORDERED.format(name="ordered", order="firstMatch"),
             ORDERED.format(name="precedence", order="precedence"),
@@ -212,7 +219,8 @@ class Rig:
         self.clients: dict[str, httpx.Client] = {}
 
     def publish(self, **kwargs: str) -> dict[str, Snapshot]:
-        model = load_texts([("features.yaml", policy_text(self.backends, **kwargs))])
+        text = policy_text(self.backends, self.ports["eu-west"], **kwargs)
+        model = load_texts([("features.yaml", text)])
         out = {}
         for cluster, node in NODES.items():
             snapshot = Snapshot.build(compile_node_resources(model, node, self.options))
@@ -577,3 +585,19 @@ def test_upstream_idle_timeout_max_duration_and_keepalive(rig: Rig) -> None:
         10,
         "connection closed at its maximum duration",
     )
+
+
+def test_h2_upgrade_and_max_concurrent_streams(rig: Rig) -> None:
+    proxy = rig.envoys["eu-west"]
+    reply = rig.get("h2up", "/")  # -> cluster h2up over HTTP/2 -> this Envoy again as web.test
+    assert (reply.status_code, served_by(reply)) == (200, "web-v1")
+    assert proxy.stat("cluster.h2up.upstream_cx_http2_total") >= 1
+    assert proxy.stat("cluster.h2up.upstream_cx_http1_total") == 0
+    dump = proxy.config_dump("dynamic_active_clusters")
+    (h2up,) = [c["cluster"] for c in dump["configs"] if c["cluster"]["name"] == "h2up"]
+    options = h2up["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert options["explicit_http_config"]["http2_protocol_options"] == {
+        "max_concurrent_streams": 50
+    }

@@ -163,6 +163,8 @@ def build_cluster(
     timeout = traffic.connect_timeout if traffic and traffic.connect_timeout else None
     c.connect_timeout.CopyFrom(make_duration(timeout or options.connect_timeout_ms))
     pool = traffic.connection_pool if traffic else None
+    upgrade = pool is not None and pool.h2_upgrade_policy == "UPGRADE"
+    protocol = "HTTP2" if upgrade and port.protocol == "HTTP" else port.protocol
     if pool is not None:
         c.circuit_breakers.CopyFrom(make_circuit_breakers(pool))
     if traffic is not None and traffic.outlier_detection is not None:
@@ -189,8 +191,8 @@ def build_cluster(
     if locality_weighted:
         c.common_lb_config.locality_weighted_lb_config.SetInParent()
     if service.health_check is not None:
-        c.health_checks.append(make_health_check(service.health_check, port.protocol))
-    protocol_options = make_protocol_options(port.protocol, pool)
+        c.health_checks.append(make_health_check(service.health_check, protocol))
+    protocol_options = make_protocol_options(protocol, pool)
     if protocol_options is not None:
         c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
             make_any(protocol_options)

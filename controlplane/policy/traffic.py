@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from controlplane.policy.common import Label, Millis, Name, PositiveMillis, Spec, Weight
+from controlplane.policy.common import LABEL_RE, Label, Millis, Name, PositiveMillis, Spec, Weight
 
 
 class TcpKeepalive(Spec):
@@ -122,9 +122,24 @@ class LocalityFailover(Spec):
     to: Label
 
 
+def _locality(value: str) -> str:
+    parts = value.split("/")
+    if not 1 <= len(parts) <= 2 or not all(LABEL_RE.match(p) for p in parts):
+        raise ValueError(f"must be a region or region/zone (DNS labels), got {value!r}")
+    return value
+
+
+#: a region (``eu-west``) or a zone of one (``eu-west/eu-west-1b``), like Istio's locality strings
+LocalityName = Annotated[str, AfterValidator(_locality)]
+
+
 class LocalityDistribute(Spec):
-    from_: Label = Field(alias="from")
-    to: dict[Label, Weight]
+    """Weighted spread from the clients of a region (or of one zone: ``region/zone``, which wins
+    over its region's rule) to regions or zones; a zone's weight is shared by its clusters'
+    endpoints, a region's by all of the region's."""
+
+    from_: LocalityName = Field(alias="from")
+    to: dict[LocalityName, Weight]
 
 
 class Locality(Spec):

@@ -37,7 +37,7 @@ NODES = {"eu-west": NodeIdentity("eu-west", "eu-west", "eu-west-1a"),
 BACKENDS = (
     "web-v1", "web-v2", "flaky", "slow", "shadow", "cb", "od-good", "od-bad",
     "geo-eu", "geo-us", "vault-eu", "vault-us", "hash-a", "hash-b",
-    "codes", "fo-eu", "fo-us", "shadow2", "warm", "pool", "life",
+    "codes", "fo-eu", "fo-us", "shadow2", "warm", "pool", "life", "zone-a", "zone-b",
 )  # fmt: skip
 
 HEALTH = "healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 250ms, unhealthyThreshold: 2, healthyThreshold: 1}"
@@ -125,6 +125,14 @@ spec: {{region: {n}, zone: {n}-1a}}
             service("pool", ep("pool")),
             service("life", ep("life")),
             service("h2up", h2up),
+            """---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: eu-west-b}
+spec: {region: eu-west, zone: eu-west-1b}
+""",
+            service("zones", ep("zone-a"), ep("zone-b", "eu-west-b")),
+            traffic("zones", "locality: {distribute: [{from: eu-west, to: {eu-west/eu-west-1a: 80, eu-west/eu-west-1b: 20}}]}"),
             traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
             traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
             traffic("hash", "loadBalancer: {algorithm: RING_HASH, hashKey: {header: x-user-id}}"),
@@ -161,6 +169,7 @@ spec: {service: vault, residency: {regions: [eu-west]}}
             route("pool", "[{route: [{service: pool}]}]"),
             route("life", "[{route: [{service: life}]}]"),
             route("h2up", "[{route: [{service: h2up}], rewrite: {authority: web.test}}]"),
+            route("zones", "[{route: [{service: zones}]}]"),
             route("mirrors", "[{route: [{service: web, subset: v1}], mirrors: [{service: shadow, percent: 100}, {service: shadow2, percent: 50}]}]"),
             ORDERED.format(name="ordered", order="firstMatch"),
             ORDERED.format(name="precedence", order="precedence"),
@@ -601,3 +610,9 @@ def test_h2_upgrade_and_max_concurrent_streams(rig: Rig) -> None:
     assert options["explicit_http_config"]["http2_protocol_options"] == {
         "max_concurrent_streams": 50
     }
+
+
+def test_distribute_by_zone_within_a_region(rig: Rig) -> None:
+    n = 1000
+    in_b = sum(served_by(rig.get("zones")) == "zone-b" for _ in range(n))
+    assert within(in_b, n, 0.20), in_b

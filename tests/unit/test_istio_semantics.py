@@ -303,3 +303,50 @@ def test_ignore_uri_case_with_a_regex_is_an_error() -> None:
     assert out == [
         "extra0.yaml:7: spec.http[0].match[0]: ignoreUriCase applies to exact and prefix paths; write (?i) in a regex"
     ]
+
+
+def test_distribute_to_zones_within_a_region() -> None:
+    from controlplane.xds.compiler import NodeIdentity, compile_node_resources
+    from controlplane.xds.resources import ENDPOINT
+
+    zones = """\
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: eu-west-b}
+spec: {region: eu-west, zone: eu-west-1b}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: eu-west-a}
+spec: {region: eu-west, zone: eu-west-1a}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Service
+metadata: {name: z}
+spec:
+  ports: [{port: 80}]
+  endpoints:
+  - {cluster: eu-west-a, address: 127.0.2.1}
+  - {cluster: eu-west-b, address: 127.0.2.2}
+  - {cluster: eu-west-b, address: 127.0.2.3}
+  - {cluster: us-west, address: 127.0.2.4}
+"""
+    spec = "service: z\nlocality: {distribute: [{from: eu-west/eu-west-1a, to: {eu-west/eu-west-1b: 30, us-west: 70}}, {from: eu-west, to: {eu-west: 100}}]}"
+    m = load(zones, doc("TrafficPolicy", "z", spec))
+    node = NodeIdentity("eu-west-a", "eu-west", "eu-west-1a")
+    cla = compile_node_resources(m, node)[ENDPOINT]["z"]
+    weights = {g.locality.sub_zone: g.load_balancing_weight.value for g in cla.endpoints}  # type: ignore[attr-defined]
+    assert weights == {"eu-west-b": 30_000, "us-west": 70_000}  # the zone's rule wins
+    other = compile_node_resources(m, NodeIdentity("eu-west", "eu-west", "eu-west-1c"))[ENDPOINT][
+        "z"
+    ]
+    shares = {g.locality.sub_zone: g.load_balancing_weight.value for g in other.endpoints}  # type: ignore[attr-defined]
+    assert shares == {"eu-west-a": 33_333, "eu-west-b": 66_667}  # the region's, by endpoint weight
+
+
+def test_a_zone_no_cluster_is_in_is_a_located_error() -> None:
+    spec = "service: web\nlocality: {distribute: [{from: eu-west, to: {eu-west/eu-west-9z: 100}}]}"
+    assert problems(doc("TrafficPolicy", "t", spec)) == [
+        "extra0.yaml:6: spec.locality.distribute[0].to.eu-west/eu-west-9z: no cluster of region"
+        " 'eu-west' is in zone 'eu-west-9z' (zones: none)"
+    ]

@@ -6,8 +6,9 @@ thread so DNS keeps answering. A plan that cannot be built (GtmError, or any oth
 logged and the old table keeps answering. When a policy rotates (roundRobin, non-sticky
 weighted), a timer rebuilds the table at each of its rotation boundaries (every ``ttl``
 seconds); when a lowestLatency minimum dwell holds an answer, the same timer rebuilds when the
-earliest dwell ends, so the answer moves then even if nothing else changes. GeoIP databases named by the policies are read here (``GeoDatabases``, cached); one
-that cannot be read is logged and the plan is built with the policies' CIDR groups alone.
+earliest dwell ends, so the answer moves then even if nothing else changes. GeoIP databases
+named by the policies are read here (``GeoDatabases``, cached); one that cannot be read is
+logged and the plan is built with the policies' CIDR groups alone.
 """
 
 from __future__ import annotations

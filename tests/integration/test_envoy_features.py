@@ -38,6 +38,7 @@ BACKENDS = (
     "web-v1", "web-v2", "flaky", "slow", "shadow", "cb", "od-good", "od-bad",
     "geo-eu", "geo-us", "vault-eu", "vault-us", "hash-a", "hash-b",
     "codes", "fo-eu", "fo-us", "shadow2", "warm", "pool", "life", "zone-a", "zone-b",
+    "fr-eu", "fr-us", "fr-sa",
 )  # fmt: skip
 
 HEALTH = "healthCheck: {http: {path: /healthz}, interval: 300ms, timeout: 250ms, unhealthyThreshold: 2, healthyThreshold: 1}"
@@ -132,6 +133,15 @@ metadata: {name: eu-west-b}
 spec: {region: eu-west, zone: eu-west-1b}
 """,
             service("zones", ep("zone-a"), ep("zone-b", "eu-west-b")),
+            """---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: sa-east}
+spec: {region: sa-east, zone: sa-east-1a}
+""",
+            # without failoverRegions, eu-west would fail over to sa-east (Placement order: names)
+            service("fr", ep("fr-eu"), ep("fr-us", "us-west"), ep("fr-sa", "sa-east")),
+            traffic("fr", "outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 1m}, locality: {failoverRegions: [us-west, sa-east]}"),
             traffic("zones", "locality: {distribute: [{from: eu-west, to: {eu-west/eu-west-1a: 80, eu-west/eu-west-1b: 20}}]}"),
             traffic("cb", "connectionPool: {maxConnections: 1, maxPendingRequests: 1, maxRequests: 1}"),
             traffic("od", "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
@@ -170,6 +180,7 @@ spec: {service: vault, residency: {regions: [eu-west]}}
             route("life", "[{route: [{service: life}]}]"),
             route("h2up", "[{route: [{service: h2up}], rewrite: {authority: web.test}}]"),
             route("zones", "[{route: [{service: zones}]}]"),
+            route("fr", "[{route: [{service: fr}]}]"),
             route("mirrors", "[{route: [{service: web, subset: v1}], mirrors: [{service: shadow, percent: 100}, {service: shadow2, percent: 50}]}]"),
             ORDERED.format(name="ordered", order="firstMatch"),
             ORDERED.format(name="precedence", order="precedence"),
@@ -616,3 +627,11 @@ def test_distribute_by_zone_within_a_region(rig: Rig) -> None:
     n = 1000
     in_b = sum(served_by(rig.get("zones")) == "zone-b" for _ in range(n))
     assert within(in_b, n, 0.20), in_b
+
+
+def test_failover_regions_order_the_failover(rig: Rig) -> None:
+    assert served_by(rig.get("fr")) == "fr-eu"
+    rig.backends["fr-eu"].status = 500
+    wait_until(lambda: served_by(rig.get("fr")) != "fr-eu", 10, "failover out of eu-west")
+    assert [served_by(rig.get("fr")) for _ in range(10)] == ["fr-us"] * 10
+    assert rig.backends["fr-sa"].count == 0

@@ -30,7 +30,7 @@ from controlplane.errors import ListenError, UbiqError
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.health.checker import HealthChecker
-from controlplane.gtm.plan import DecidedPlan, GtmConfig, next_rotation
+from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
@@ -246,15 +246,18 @@ class GtmService:
             self.server.swap_table(plan.table)
 
     async def _rotate(self) -> None:
-        """Rebuild at every rotation boundary of a rotating policy (roundRobin, non-sticky
-        weighted); sleeps a second at a time while no policy rotates."""
+        """Decide again at every rotation boundary of a rotating policy (roundRobin, non-sticky
+        weighted) and when the earliest minimum dwell ends; looks again at least every second
+        (a new plan may bring an earlier time)."""
         while True:
-            base = self.planner.base
-            wait = next_rotation(base, self._clock()) if base is not None else None
-            # a hair past the boundary, so the rebuild sees the new slot
-            await asyncio.sleep(1.0 if wait is None else wait + 0.001)
-            if wait is not None:
-                self.planner.rebuild()
+            when = self.planner.next_wake()
+            wait = None if when is None else max(0.0, when - self._clock())
+            if wait is None or wait > 1.0:
+                await asyncio.sleep(1.0)
+                continue
+            # a hair past the boundary, so the rebuild sees the new slot / the dwell as ended
+            await asyncio.sleep(wait + 0.001)
+            self.planner.wake()
 
     def health(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in self.checker.rows()]

@@ -17,6 +17,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         model = load_or_report(args.directory)
         if model is None:
             return 1
+        for warning in model.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"{args.directory}: valid ({summary(model)})")
         return 0
     from controlplane.errors import PolicyError
@@ -38,6 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         "counts": dict(model.summary()),
         "hash": model.hash,
         "problems": [],
+        "warnings": [str(w) for w in model.warnings],
     }
     emit(data, args.format, str)
     return 0

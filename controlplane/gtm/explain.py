@@ -76,8 +76,8 @@ def explain_client(
     return Explanation(
         group=group,
         decision=decision,
-        text=explain(policy, group, health, decision, client=client),
-        data=explain_dict(policy, group, health, decision, client=client),
+        text=explain(policy, group, health, decision, client=client, now=now),
+        data=explain_dict(policy, group, health, decision, client=client, now=now),
     )
 
 
@@ -89,8 +89,12 @@ def explain_dict(
     *,
     client: str | None = None,
     alias: str | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts)."""
+    """The structured form (JSON-ready: only str, int, float, bool, None, lists and dicts).
+
+    ``now`` (seconds, the clock the decision was made with) dates the answer against the
+    present: ``answered_for_s`` and ``dwell_ends_in_s``; None leaves them out (null)."""
     latency_row = policy.latency.get(group.name, {})
     answered = set(decision.addresses)
     targets = []
@@ -142,6 +146,13 @@ def explain_dict(
             "epoch": decision.epoch,
             "since_epoch": decision.since_epoch,
             "since": decision.since,
+            "answered_for_s": None if now is None else max(0.0, now - decision.since),
+            "dwell_until": decision.dwell_until,
+            "dwell_ends_in_s": (
+                None
+                if now is None or decision.dwell_until is None
+                else max(0.0, decision.dwell_until - now)
+            ),
         },
         "reasons": list(decision.reasons),
         "targets": targets,
@@ -155,9 +166,10 @@ def explain(
     decision: Decision,
     *,
     client: str | None = None,
+    now: float | None = None,
 ) -> str:
     """Multi-line human text: the answer first, then why, then every target's state."""
-    return explain_text(explain_dict(policy, group, health, decision, client=client))
+    return explain_text(explain_dict(policy, group, health, decision, client=client, now=now))
 
 
 def explain_text(data: Mapping[str, Any]) -> str:
@@ -185,6 +197,11 @@ def explain_text(data: Mapping[str, Any]) -> str:
     lines.append(
         f"ECS scope: {scope}; epoch {answer['epoch']}, since epoch {answer['since_epoch']}"
     )
+    if answer.get("answered_for_s") is not None:
+        elapsed = f"answered for {answer['answered_for_s']:.1f}s now"
+        if answer.get("dwell_ends_in_s") is not None:
+            elapsed += f"; minimum dwell ends in {answer['dwell_ends_in_s']:.1f}s"
+        lines.append(elapsed)
     lines.append("why:")
     lines.extend(f"  - {r}" for r in data["reasons"])
     lines.append("targets:")

@@ -186,3 +186,11 @@ def next_rotation(plan: GtmPlan, now: float) -> float | None:
     if not periods:
         return None
     return min(p - now % p for p in periods)
+
+
+def next_dwell_expiry(plan: DecidedPlan) -> float | None:
+    """The earliest time (seconds, the clock ``decide`` was given) at which a minimum dwell that
+    holds an answer ends; None when no answer is held. The answer may move then, with no model
+    or health change to trigger a rebuild, so the runtime must decide again at that time."""
+    ends = [d.dwell_until for d in plan.decisions.values() if d.dwell_until is not None]
+    return min(ends) if ends else None

@@ -8,7 +8,11 @@ serve; anything else: a bug) is logged and the previous plan keeps serving. GeoI
 named by the policies are read here (``GeoDatabases``, cached); one that cannot be read is
 logged and the plan is built with the policies' CIDR groups alone.
 
-The I/O around it (DNS listeners, health checker, rotation timer) is ``serve.GtmService``'s:
+When the answers may change with no input changing (a rotation boundary of roundRobin or
+non-sticky weighted, the end of a lowestLatency minimum dwell), ``next_wake`` says when and
+``wake`` decides again; the caller's timer calls them.
+
+The I/O around it (DNS listeners, health checker, that timer) is ``serve.GtmService``'s:
 it passes ``on_plan`` (swap the DNS table) and ``on_targets`` (what to probe).
 """
 
@@ -33,6 +37,8 @@ from controlplane.gtm.plan import (
     GtmConfig,
     GtmPlan,
     decide,
+    next_dwell_expiry,
+    next_rotation,
     plan_from_model,
 )
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
@@ -107,6 +113,7 @@ class GtmRuntime:
         self._health = HealthView(frozenset())
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
+        self._dwell_handled = float("-inf")  # the latest dwell expiry a rebuild was started for
 
     @property
     def plan(self) -> DecidedPlan | None:
@@ -212,6 +219,29 @@ class GtmRuntime:
             log.info("gtm.geoip.loaded", networks=describe(geo.groups))
         return plan_from_model(model, self.config, geo.groups)
 
+    def next_wake(self) -> float | None:
+        """When (the injected clock's time) the answers may next change with no model or health
+        change: a rotation boundary or the end of a minimum dwell; None when neither is due."""
+        now = self._clock()
+        times: list[float] = []
+        base = self._base
+        rotation = next_rotation(base, now) if base is not None else None
+        if rotation is not None:
+            times.append(now + rotation)
+        plan = self._plan
+        dwell = next_dwell_expiry(plan) if plan is not None else None
+        if dwell is not None and dwell > self._dwell_handled:
+            times.append(dwell)
+        return min(times) if times else None
+
+    def wake(self) -> None:
+        """Decide again because a rotation boundary or a dwell expiry was reached."""
+        plan = self._plan
+        dwell = next_dwell_expiry(plan) if plan is not None else None
+        if dwell is not None and dwell <= self._clock():
+            self._dwell_handled = max(self._dwell_handled, dwell)
+        self.rebuild()
+
     def _next_serial(self) -> int:
         """SOA serial: the time in seconds, and always more than the last one."""
         self._serial = max(int(self._clock()), self._serial + 1)
@@ -240,7 +270,10 @@ class GtmRuntime:
         if found is None:
             return None
         policy, group, health, decision, alias = found
-        return explain_dict(policy, group, health, decision, client=client, alias=alias)
+        # elapsed times against the clock now, not when the plan was decided
+        return explain_dict(
+            policy, group, health, decision, client=client, alias=alias, now=self._clock()
+        )
 
     def explain_text(self, name: str, client: str) -> str | None:
         """The same as ``explain``, as the text ``ubiq dns explain`` prints."""

@@ -13,7 +13,10 @@ Invariants every strategy keeps:
 * ``epoch`` counts table rebuilds; it only dates decisions (``since_epoch``) and never changes
   which target is picked; ``now`` (seconds, from the caller) dates them too (``since``) and
   times lowestLatency's minimum dwell, so rebuilds for unrelated reasons do not shorten it;
-* ``depends_on_client`` is False only when every client group would get the same answer.
+* ``depends_on_client`` is False only when every client group would get the same answer;
+* a Decision that a minimum dwell holds against a better region says until when
+  (``dwell_until``); nothing else in the inputs may change by then, so the caller must decide
+  again at that time (``plan.next_dwell_expiry``).
 
 Failover, geo and lowestLatency answer within one tier / one region: resolvers rotate RRsets, so
 an address in the answer gets traffic even when it is listed last.
@@ -54,6 +57,7 @@ class _Pick:
     targets: tuple[Target, ...]  # ranked, best first; already restricted to the chosen tier/region
     reasons: tuple[str, ...]
     depends_on_client: bool
+    dwell_until: float | None = None  # a minimum dwell holds the answer until then
 
 
 def steer(
@@ -139,6 +143,7 @@ def _decide(
         epoch=epoch,
         since_epoch=since_epoch,
         since=since,
+        dwell_until=pick.dwell_until,
     )
 
 
@@ -289,6 +294,7 @@ def _lowest_latency(s: StrategyInput) -> _Pick:
     if missing:
         reasons.append(f"no latency data for {', '.join(missing)}")
     chosen = best
+    dwell_until: float | None = None
     prev = previous.regions[0] if previous and previous.regions and not previous.all_down else None
     if prev is not None and prev != best and prev in measured:
         # prev is healthy here (measured holds healthy regions only): health overrides the dwell.
@@ -298,9 +304,10 @@ def _lowest_latency(s: StrategyInput) -> _Pick:
         need = max(policy.latency_switch_ms, measured[prev] * policy.latency_switch_pct / 100.0)
         if 0.0 <= dwell < policy.min_dwell_s:
             chosen = prev
+            dwell_until = now - dwell + policy.min_dwell_s
             reasons.append(
                 f"staying on {prev}: answered for {_secs(dwell)}, "
-                f"minimum dwell is {_secs(policy.min_dwell_s)}"
+                f"minimum dwell is {_secs(policy.min_dwell_s)}; deciding again when it ends"
             )
         elif gain < need:
             chosen = prev
@@ -311,7 +318,7 @@ def _lowest_latency(s: StrategyInput) -> _Pick:
         else:
             reasons.append(f"switching from {prev} to {best}: better by {_ms(gain)}")
     targets = _ordered(policy, [t for t in healthy if t.region == chosen])
-    return _Pick(tuple(targets), tuple(reasons), True)
+    return _Pick(tuple(targets), tuple(reasons), True, dwell_until)
 
 
 def _round_robin(s: StrategyInput) -> _Pick:

@@ -100,3 +100,6 @@ class Decision:
     epoch: int = field(default=0, compare=False)
     since_epoch: int = field(default=0, compare=False)  # first epoch this region was answered
     since: float = field(default=0.0, compare=False)  # ``now`` (seconds) when it was first answered
+    # lowestLatency: when a minimum dwell holds this answer against a better region, the time
+    # (seconds, same clock as ``since``) the dwell ends; the runtime decides again then
+    dwell_until: float | None = field(default=None, compare=False)

@@ -215,6 +215,20 @@ def _region_ref(world: _World, item: Located, path: Path, region: str) -> Iterat
         yield item.problem(path, f"no cluster is in region {region!r}{_known(world.regions)}")
 
 
+def _locality_ref(world: _World, item: Located, path: Path, name: str) -> Iterator[Problem]:
+    """A region, or ``region/zone``: some cluster must be in that zone of that region."""
+    region, _, zone = name.partition("/")
+    if not zone or region not in world.regions:
+        yield from _region_ref(world, item, path, region)
+        return
+    zones = sorted({c.spec.zone or "" for c in world.clusters.values() if c.spec.region == region})
+    if zone not in zones:
+        listed = ", ".join(z for z in zones if z) or "none"
+        yield item.problem(
+            path, f"no cluster of region {region!r} is in zone {zone!r} (zones: {listed})"
+        )
+
+
 def _check_service(world: _World, item: Located, d: Service) -> Iterator[Problem]:
     for i, ep in enumerate(d.spec.endpoints):
         yield from _cluster_ref(world, item, ("spec", "endpoints", i, "cluster"), ep.cluster)
@@ -241,6 +255,9 @@ def _check_route(world: _World, item: Located, d: RoutePolicy) -> Iterator[Probl
         if rule.mirror is not None:
             m = rule.mirror
             yield from _service_ref(world, item, (*base, "mirror"), m.service, m.subset, m.port)
+        for i, m in enumerate(rule.mirrors):
+            path = (*base, "mirrors", i)
+            yield from _service_ref(world, item, path, m.service, m.subset, m.port)
 
 
 def _check_traffic(world: _World, item: Located, d: TrafficPolicy) -> Iterator[Problem]:
@@ -252,12 +269,12 @@ def _check_traffic(world: _World, item: Located, d: TrafficPolicy) -> Iterator[P
     for i, fo in enumerate(loc.failover):
         yield from _region_ref(world, item, (*base, "failover", i, "from"), fo.from_)
         yield from _region_ref(world, item, (*base, "failover", i, "to"), fo.to)
-    for i, region in enumerate(loc.failover_priority):
-        yield from _region_ref(world, item, (*base, "failoverPriority", i), region)
+    for i, region in enumerate(loc.failover_regions):
+        yield from _region_ref(world, item, (*base, "failoverRegions", i), region)
     for i, dist in enumerate(loc.distribute):
-        yield from _region_ref(world, item, (*base, "distribute", i, "from"), dist.from_)
-        for region in dist.to:
-            yield from _region_ref(world, item, (*base, "distribute", i, "to", region), region)
+        yield from _locality_ref(world, item, (*base, "distribute", i, "from"), dist.from_)
+        for name in dist.to:
+            yield from _locality_ref(world, item, (*base, "distribute", i, "to", name), name)
         if sum(dist.to.values()) != 100:
             yield item.problem(
                 (*base, "distribute", i, "to"),

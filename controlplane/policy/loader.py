@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
+from controlplane.policy.advice import policy_warnings
 from controlplane.policy.crosscheck import Located, cross_check
 from controlplane.policy.filecheck import inside, read_policy_file
 from controlplane.policy.model import Model, SourceRef
@@ -123,7 +124,7 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]]) -> Model:
     sources: dict[tuple[str, str], SourceRef] = {
         (item.doc.kind, item.doc.name): SourceRef(item.raw.file, item.raw.line) for item in located
     }
-    return Model.build((item.doc for item in located), sources)
+    return Model.build((item.doc for item in located), sources, policy_warnings(located))
 
 
 def _identity(data: object) -> tuple[str, str]:

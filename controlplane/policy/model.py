@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from controlplane.errors import Problem
 from controlplane.policy.documents import (
     AnyDocument,
     Canary,
@@ -75,12 +76,15 @@ class Model:
     )
     #: services with a GRPC port (proxyless gRPC clients need their own xDS group only then)
     grpc_services: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    #: located warnings about a valid set (``controlplane.policy.advice``), for ``ubiq validate``
+    warnings: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def build(
         cls,
         documents: Iterable[AnyDocument],
         sources: Mapping[tuple[str, str], SourceRef] | None = None,
+        warnings: Iterable[Problem] = (),
     ) -> Model:
         docs = list(documents)
         placements: Mapping[str, Placement] = _index(docs, "Placement")
@@ -107,6 +111,7 @@ class Model:
             grpc_services=frozenset(
                 n for n, s in services.items() if any(p.protocol == "GRPC" for p in s.spec.ports)
             ),
+            warnings=tuple(warnings),
         )
 
     @classmethod

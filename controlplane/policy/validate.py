@@ -15,6 +15,12 @@ from controlplane.policy.common import SEVERAL_PROBLEMS
 from controlplane.policy.documents import API_VERSION, KINDS, AnyDocument
 from controlplane.policy.yamlsource import Path, RawDocument
 
+#: fields that were renamed: the old name is an error that names the new one
+RENAMED = {
+    "failoverPriority": "renamed to failoverRegions (an ordered list of regions); Istio's"
+    " failoverPriority is a list of label keys, which Ubiq does not use",
+}
+
 
 def format_path(path: Path) -> str:
     out = ""
@@ -72,6 +78,8 @@ def _message(root: type[BaseModel], err: ErrorDetails) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
+        if key in RENAMED:
+            return RENAMED[key]
         allowed = _fields_at(root, tuple(err["loc"][:-1]))
         return f"unknown field {quoted(key)}{_did_you_mean(key, allowed)}"
     if kind == "missing":

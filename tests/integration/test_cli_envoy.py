@@ -36,7 +36,7 @@ def test_render_prints_every_resource_type() -> None:
     out = ubiq("render", "--cluster", "eu-west", str(EXAMPLE))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) == {"CDS", "EDS", "LDS", "RDS"}
+    assert set(data) == {"CDS", "EDS", "LDS", "RDS", "routeOrder"}
     names = {c["name"] for c in data["CDS"]}
     assert {"checkout|v1", "checkout|v2", "payments"} <= names
 

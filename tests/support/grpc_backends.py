@@ -3,7 +3,8 @@
 Each serves ``/demo.Echo/Echo`` (unary, raw bytes, no protobuf): the reply payload is
 ``<name>|<request bytes>`` and the initial metadata carries ``x-backend: <name>``. Knobs,
 changeable while running: ``fail_every`` (every Nth call ends with UNAVAILABLE, before any
-message or metadata is sent, i.e. as a trailers-only response). ``count`` counts calls and
+message or metadata is sent, i.e. as a trailers-only response), ``delay`` (seconds to wait
+before answering). ``count`` counts calls and
 ``seen_metadata`` keeps the invocation metadata of the last call.
 """
 
@@ -28,6 +29,7 @@ class GrpcBackend:
         self.name = name
         self.host = host
         self.fail_every = 0
+        self.delay = 0.0
         self.count = 0
         self.seen_metadata: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -37,7 +39,7 @@ class GrpcBackend:
 
     def reset(self) -> None:
         with self._lock:
-            self.fail_every, self.count, self.seen_metadata = 0, 0, {}
+            self.fail_every, self.delay, self.count, self.seen_metadata = 0, 0.0, 0, {}
 
     async def _echo(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         with self._lock:
@@ -46,6 +48,8 @@ class GrpcBackend:
             self.seen_metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
         if fail:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.name} says try again")
+        if self.delay:
+            await asyncio.sleep(self.delay)
         await context.send_initial_metadata((("x-backend", self.name),))
         return self.name.encode() + b"|" + request
 

@@ -403,3 +403,35 @@ def test_min_dwell_holds_the_answer_across_model_changes_until_it_passes() -> No
         assert ask(plan, "203.0.113.9") == [EU]
     plan = decide(flipped, health, epoch=9, previous=plan.decisions, now=1045.0)
     assert ask(plan, "203.0.113.9") == [US]
+
+
+async def test_runtime_decides_again_when_the_minimum_dwell_ends() -> None:
+    """The issue's start: eu-west turns healthy a moment before the better us-west; the dwell
+    holds eu-west, and with no other change the runtime decides again when the dwell ends."""
+    from controlplane.gtm.runtime import GtmRuntime
+
+    clock = [1000.0]
+    runtime = GtmRuntime(CONFIG, clock=lambda: clock[0])
+    runtime.update_model(latency_model(100, 10))
+    known = frozenset({EU_KEY, US_KEY})
+    runtime.update_health(HealthView(frozenset({EU_KEY}), known))
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert runtime.plan is not None and ask(runtime.plan, "203.0.113.9") == [EU]
+    clock[0] = 1000.005
+    runtime.update_health(HealthView(known, known))
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert ask(runtime.plan, "203.0.113.9") == [EU]  # held by the 45 s dwell
+    assert runtime.next_wake() == 1045.0
+
+    clock[0] = 1030.0  # explain dates the answer against the clock now, not the decision's
+    why = runtime.explain("web.gtm.example", "203.0.113.9")
+    assert isinstance(why, dict)
+    assert why["answer"]["answered_for_s"] == 30.0 and why["answer"]["dwell_ends_in_s"] == 15.0
+    text = runtime.explain_text("web.gtm.example", "203.0.113.9")
+    assert "answered for 30.0s now; minimum dwell ends in 15.0s" in str(text)
+
+    clock[0] = 1045.0
+    runtime.wake()
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert ask(runtime.plan, "203.0.113.9") == [US]
+    assert runtime.next_wake() is None  # nothing is held any more

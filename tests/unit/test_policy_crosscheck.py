@@ -101,10 +101,10 @@ def test_unknown_cluster_in_endpoints() -> None:
 
 
 def test_traffic_policy_references() -> None:
-    tp = doc("TrafficPolicy", "t", "service: web\nsubset: v9\nlocality: {failoverPriority: [mars]}")
+    tp = doc("TrafficPolicy", "t", "service: web\nsubset: v9\nlocality: {failoverRegions: [mars]}")
     assert problems(tp) == [
         "extra0.yaml:6: spec.subset: service 'web' has no subset 'v9' (it has v1, v2)",
-        "extra0.yaml:7: spec.locality.failoverPriority[0]: no cluster is in region 'mars' (known: eu-west, us-west)",
+        "extra0.yaml:7: spec.locality.failoverRegions[0]: no cluster is in region 'mars' (known: eu-west, us-west)",
     ]
 
 

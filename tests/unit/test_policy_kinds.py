@@ -159,7 +159,7 @@ def test_traffic_policy_fields() -> None:
         connectionPool: {maxConnections: 10, maxPendingRequests: 1, maxRequests: 5, maxRetries: 2}
         outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 10s, maxEjectionPercent: 50}
         loadBalancer: {algorithm: RING_HASH, hashKey: {cookie: {name: sid, ttl: 1h}}, minimumRingSize: 64}
-        locality: {failoverPriority: [eu-west, us-west]}
+        locality: {failoverRegions: [eu-west, us-west]}
         """,
     )
     spec = load(tp).traffic_policies["web"].spec
@@ -191,7 +191,7 @@ def test_traffic_policy_fields() -> None:
     )
     locality = spec.locality
     assert locality is not None and locality.enabled
-    assert locality.failover_priority == ("eu-west", "us-west")
+    assert locality.failover_regions == ("eu-west", "us-west")
     assert (locality.failover, locality.distribute) == ((), ())
 
 
@@ -218,7 +218,7 @@ def test_locality_distribute_excludes_failover() -> None:
     tp = doc(
         "TrafficPolicy",
         "web",
-        "service: web\nlocality: {failoverPriority: [eu-west], distribute: [{from: eu-west, to: {eu-west: 100}}]}",
+        "service: web\nlocality: {failoverRegions: [eu-west], distribute: [{from: eu-west, to: {eu-west: 100}}]}",
     )
     assert "either distribute or failover" in problems(tp)[0]
 

@@ -11,6 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from controlplane.xds.compiler import CompileOptions, NodeIdentity, compile_node_resources
 from controlplane.xds.compiler.api_listeners import build_api_listeners, grpc_hosts
 from controlplane.xds.compiler.listeners import ROUTER_FILTER
+from controlplane.xds.compiler.routes import FAULT_FILTER
 from controlplane.xds.node import group_key
 from controlplane.xds.resources import LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
@@ -64,7 +65,7 @@ def test_api_listener_reads_the_gateway_routes_over_ads_with_the_router_last() -
     assert listener.api_listener.api_listener.Unpack(hcm)
     assert hcm.rds.route_config_name == "routes-x"
     assert hcm.rds.config_source.HasField("ads")
-    assert [f.name for f in hcm.http_filters] == [ROUTER_FILTER]
+    assert [f.name for f in hcm.http_filters] == [FAULT_FILTER, ROUTER_FILTER]  # gRFC A33
     assert hcm.http_filters[-1].typed_config.Is(router_pb2.Router.DESCRIPTOR)
 
 

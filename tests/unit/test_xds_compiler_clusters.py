@@ -6,6 +6,7 @@ from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_de
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from envoy.type.v3 import percent_pb2, range_pb2
+from google.protobuf import wrappers_pb2
 
 from controlplane.xds.compiler.clusters import HTTP_PROTOCOL_OPTIONS
 from controlplane.xds.compiler.options import cluster_name
@@ -65,9 +66,18 @@ def test_traffic_policy_fields() -> None:
             consecutive_gateway_failure=u32(2),
             enforcing_consecutive_gateway_failure=u32(100),
             enforcing_success_rate=u32(0),
+            enforcing_failure_percentage=u32(0),
+            failure_percentage_threshold=u32(85),
+            failure_percentage_minimum_hosts=u32(5),
+            failure_percentage_request_volume=u32(50),
+            enforcing_consecutive_local_origin_failure=u32(0),
+            enforcing_local_origin_success_rate=u32(0),
+            enforcing_failure_percentage_local_origin=u32(0),
             interval=duration(2000),
             base_ejection_time=duration(15000),
+            max_ejection_time=duration(300_000),
             max_ejection_percent=u32(40),
+            always_eject_one_host=wrappers_pb2.BoolValue(value=True),
         ),
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
             healthy_panic_threshold=percent_pb2.Percent(value=25)

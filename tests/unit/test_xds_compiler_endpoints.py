@@ -43,8 +43,8 @@ def test_own_region_first_then_placement_order() -> None:
     ]
 
 
-def test_failover_priority_orders_other_regions() -> None:
-    m = model(traffic("{failoverPriority: [us-west, ap-south]}"))
+def test_failover_regions_orders_other_regions() -> None:
+    m = model(traffic("{failoverRegions: [us-west, ap-south]}"))
     assert priorities(assignment_of(m, "web", EU)) == [
         ("eu-west", 0),
         ("eu-west-2", 0),

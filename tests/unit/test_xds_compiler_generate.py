@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from controlplane.policy.loader import load_directory, load_texts
 from controlplane.xds.compiler import CompileCache, CompileOptions, compile_node_resources
 from controlplane.xds.compiler.listeners import HCM_FILTER, ROUTER_FILTER
-from controlplane.xds.compiler.routes import FAULT_FILTER
+from controlplane.xds.compiler.routes import CORS_FILTER, FAULT_FILTER
 from controlplane.xds.render import render_node_json
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.snapshot import Snapshot
@@ -53,7 +53,7 @@ def test_listener_uses_rds_over_ads_with_fault_then_router() -> None:
     assert network.typed_config.Unpack(hcm)
     assert hcm.rds.route_config_name == "ubiq-http"
     assert hcm.rds.config_source == ads()
-    assert [f.name for f in hcm.http_filters] == [FAULT_FILTER, ROUTER_FILTER]
+    assert [f.name for f in hcm.http_filters] == [CORS_FILTER, FAULT_FILTER, ROUTER_FILTER]
 
 
 def test_example_set_compiles_into_a_consistent_snapshot() -> None:
@@ -131,7 +131,7 @@ def test_cache_prune_forgets_deleted_services_policies_and_regions() -> None:
 
 def test_render_node_json() -> None:
     data = json.loads(render_node_json(load_directory(EXAMPLE), EU))
-    assert list(data) == ["CDS", "EDS", "LDS", "RDS"]
+    assert list(data) == ["CDS", "EDS", "LDS", "RDS", "routeOrder"]
     assert data["RDS"][0]["@type"] == ROUTE
     names = [c["name"] for c in data["CDS"]]
     assert names == sorted(names) and "checkout|v1" in names

@@ -3,7 +3,9 @@
 A gRPC client with target ``xds:///NAME`` asks LDS for the Listener named exactly ``NAME`` and
 expects an ``api_listener`` holding an HttpConnectionManager, not a socket. Ours reads the
 same RouteConfiguration as the gateway listener over RDS (the client picks the virtual host
-whose domains match ``NAME``), and has only the router filter, which gRPC requires last.
+whose domains match ``NAME``). Its HTTP filters are the fault filter (gRFC A33: a route's
+``fault`` delays or aborts calls in the client itself) and the router, which gRPC requires last.
+No CORS filter: gRPC would refuse the listener for a filter it does not implement.
 
 Envoy rejects API listeners sent over LDS: give these only to proxyless groups (e.g. node
 metadata ``ubiq.role: grpc``), never to Envoys.
@@ -18,7 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from controlplane.policy.model import Model
-from controlplane.xds.compiler.listeners import ROUTER_FILTER, build_listeners
+from controlplane.xds.compiler.listeners import ROUTER_FILTER, build_listeners, fault_filter
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.protos import make_ads_source, make_any
 from controlplane.xds.node import PROXYLESS_ROLE
@@ -46,7 +48,8 @@ def make_api_connection_manager(options: CompileOptions) -> hcm_pb2.HttpConnecti
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=options.stat_prefix,
         http_filters=[
-            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=make_any(router_pb2.Router()))
+            fault_filter(),
+            hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=make_any(router_pb2.Router())),
         ],
     )
     hcm.rds.config_source.CopyFrom(make_ads_source())

@@ -67,6 +67,14 @@ class ModelIndex:
             port = None
         return cluster_name(service, subset, port)
 
+    def is_grpc(self, service: str, port: int | None) -> bool:
+        """Whether a destination's port (the first when unset) speaks gRPC."""
+        svc = self.model.services.get(service)
+        if svc is None:
+            return False
+        ports = svc.spec.ports
+        return next((p for p in ports if p.port == port), ports[0]).protocol == "GRPC"
+
     def placed(self, service: str) -> tuple[PlacedCluster, ...]:
         if service in self._decisions:
             return tuple(self._decisions[service])

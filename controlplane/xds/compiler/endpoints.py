@@ -3,10 +3,12 @@
 Invariants (all per node region; see docs/xds.md "Compiler"):
 - a locality is one Ubiq cluster: ``Locality(region, zone, sub_zone=<cluster name>)``;
 - the node's own region is priority 0; other regions follow as failover priorities, ordered by the
-  TrafficPolicy's ``locality.failoverPriority``, then ``locality.failover`` targets of the node's
+  TrafficPolicy's ``locality.failoverRegions``, then ``locality.failover`` targets of the node's
   region, then Placement order. Priorities are renumbered densely over the localities that have endpoints;
-- ``locality.distribute`` for the node's region puts the listed regions at priority 0 with
-  locality weights (the Cluster then enables locality-weighted balancing); unlisted regions get none;
+- ``locality.distribute`` for the node's zone (``region/zone``), else for its region, puts the
+  listed regions and zones (``region/zone``) at priority 0 with locality weights (the Cluster then
+  enables locality-weighted balancing); a zone's weight is shared by the endpoints of its clusters,
+  a region's by the rest of the region; unlisted localities get none;
 - ``locality.enabled: false`` puts every placed cluster at priority 0;
 - data residency: endpoints outside a service's boundary are never emitted, and a node outside the
   boundary gets an empty assignment (Envoy answers 503): the proxy would otherwise carry the
@@ -17,7 +19,7 @@ Invariants (all per node region; see docs/xds.md "Compiler"):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec_pb2
@@ -42,6 +44,7 @@ class LocalitySlot:
     zone: str
     priority: int
     weight: int | None = None  # locality weight in percent (distribute), else None
+    share: str = ""  # distribute: the region or region/zone whose weight this slot shares
 
 
 def plan_localities(
@@ -69,13 +72,22 @@ def plan_localities(
     if locality is not None and not locality.enabled:
         return tuple(slot(p, 0) for p in usable), False
     if locality is not None:
-        rule = next((d for d in locality.distribute if d.from_ == node.region), None)
+        here = f"{node.region}/{node.zone}"
+        rules = locality.distribute
+        rule = next((d for d in rules if d.from_ == here), None) or next(
+            (d for d in rules if d.from_ == node.region), None
+        )
         if rule is not None:
-            slots = [slot(p, 0, rule.to[p.region]) for p in usable if rule.to.get(p.region, 0) > 0]
+            slots = []
+            for p in usable:
+                zone = f"{p.region}/{clusters[p.name].spec.zone or ''}"
+                share = zone if zone in rule.to else p.region
+                if rule.to.get(share, 0) > 0:
+                    slots.append(replace(slot(p, 0, rule.to[share]), share=share))
             return tuple(slots), True
     order = [node.region]
     if locality is not None:
-        order += [r for r in locality.failover_priority if r not in order]
+        order += [r for r in locality.failover_regions if r not in order]
         order += [f.to for f in locality.failover if f.from_ == node.region and f.to not in order]
     order += [p.region for p in usable]
     rank: dict[str, int] = {}
@@ -104,10 +116,10 @@ def build_load_assignment(
         if labels and any(ep.labels.get(k) != v for k, v in labels.items()):
             continue
         by_cluster.setdefault(ep.cluster, []).append(ep)
-    region_totals: dict[str, int] = {}
+    share_totals: dict[str, int] = {}
     for s in slots:
         total = sum(ep.weight for ep in by_cluster.get(s.cluster, ()))
-        region_totals[s.region] = region_totals.get(s.region, 0) + total
+        share_totals[s.share] = share_totals.get(s.share, 0) + total
     kept = sorted(
         (s for s in slots if by_cluster.get(s.cluster)), key=lambda s: (s.priority, s.cluster)
     )
@@ -118,7 +130,7 @@ def build_load_assignment(
         if s.weight is None:
             weight = total
         else:
-            weight = max(1, round(s.weight * _WEIGHT_SCALE * total / region_totals[s.region]))
+            weight = max(1, round(s.weight * _WEIGHT_SCALE * total / share_totals[s.share]))
         group = cla.endpoints.add(
             locality=base_pb2.Locality(region=s.region, zone=s.zone, sub_zone=s.cluster),
             priority=dense[s.priority],

@@ -60,7 +60,7 @@ class NodeCompilation:
 
 def routed_services(policy: RoutePolicy) -> set[str]:
     found = {d.service for rule in policy.spec.http for d in rule.route}
-    found.update(rule.mirror.service for rule in policy.spec.http if rule.mirror is not None)
+    found.update(m.service for rule in policy.spec.http for m in rule.all_mirrors())
     return found
 
 

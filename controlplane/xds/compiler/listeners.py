@@ -1,7 +1,7 @@
 """LDS: one plain-HTTP listener per node; routes come over RDS on the same ADS stream.
 
-HTTP filters: fault (empty config: it only acts where a route carries a per-route HTTPFault),
-then router.
+HTTP filters: CORS (acts only where a route carries a CorsPolicy), fault (empty config: it only
+acts where a route carries a per-route HTTPFault), then router.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -17,10 +18,15 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.protos import make_ads_source, make_any
-from controlplane.xds.compiler.routes import FAULT_FILTER
+from controlplane.xds.compiler.routes import CORS_FILTER, FAULT_FILTER
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
+
+
+def fault_filter() -> hcm_pb2.HttpFilter:
+    """The fault filter with an empty config: it acts only where a route carries an HTTPFault."""
+    return hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=make_any(fault_pb2.HTTPFault()))
 
 
 def make_connection_manager(options: CompileOptions) -> hcm_pb2.HttpConnectionManager:
@@ -28,7 +34,8 @@ def make_connection_manager(options: CompileOptions) -> hcm_pb2.HttpConnectionMa
         stat_prefix=options.stat_prefix,
         codec_type=hcm_pb2.HttpConnectionManager.AUTO,
         http_filters=[
-            hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=make_any(fault_pb2.HTTPFault())),
+            hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=make_any(cors_pb2.Cors())),
+            fault_filter(),
             hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=make_any(router_pb2.Router())),
         ],
     )

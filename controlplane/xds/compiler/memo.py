@@ -77,19 +77,19 @@ class _VhostInputs:
     port: int
     names: tuple[str, ...]
     hash_keys: tuple[object, ...]
+    grpc: tuple[bool, ...]
 
 
 def _vhost_inputs(index: ModelIndex, policy: RoutePolicy, port: int) -> _VhostInputs:
     dests = [(d.service, d.subset, d.port) for rule in policy.spec.http for d in rule.route] + [
-        (r.mirror.service, r.mirror.subset, r.mirror.port)
-        for r in policy.spec.http
-        if r.mirror is not None
+        (m.service, m.subset, m.port) for r in policy.spec.http for m in r.all_mirrors()
     ]
     return _VhostInputs(
         policy=policy,
         port=port,
         names=tuple(index.cluster_name(*d) for d in dests),
         hash_keys=tuple(index.hash_key(s, sub) for s, sub, _ in dests),
+        grpc=tuple(index.is_grpc(s, p) for s, _, p in dests),
     )
 
 
@@ -114,13 +114,13 @@ def cached_virtual_host(
     index: ModelIndex, policy: RoutePolicy, port: int, cache: CompileCache | None = None
 ) -> rc_pb2.VirtualHost:
     if cache is None:
-        return build_virtual_host(policy, port, index.cluster_name, index.hash_key)
+        return build_virtual_host(policy, port, index.cluster_name, index.hash_key, index.is_grpc)
     inputs = _vhost_inputs(index, policy, port)
     key = (policy.name, port)
     found = cache.virtual_hosts.get(key, inputs)
     if found is not None:
         return found
-    host = build_virtual_host(policy, port, index.cluster_name, index.hash_key)
+    host = build_virtual_host(policy, port, index.cluster_name, index.hash_key, index.is_grpc)
     return cache.virtual_hosts.put(key, inputs, host)
 
 

@@ -1,27 +1,40 @@
 """RDS: one RouteConfiguration per listener, one VirtualHost per RoutePolicy.
 
 Order: virtual hosts by policy name (Envoy picks a virtual host by domain, never by order). Envoy
-takes the first route that matches, so routes are ordered by Gateway API HTTPRoute precedence
-(``match_precedence``): exact path, then regex, then prefix by length (longest first; no path
-counts as prefix ``/``), then a method match, then more header matches, then more query-parameter
-matches; ties keep document order. A rule with several ``match`` entries gives one route per
-entry, each placed by its own precedence.
+takes the first route that matches, so routes are emitted in the policy's effective order
+(``controlplane.policy.route_order``: Gateway API precedence, or document order under
+``ruleOrder: firstMatch``).
+
+Every route action carries an explicit ``timeout`` (``0s``, disabled, when the rule sets none, as
+in Istio), so nothing depends on Envoy's 15 s default.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from controlplane.policy.documents import RoutePolicy
-from controlplane.policy.route import Destination, Fault, HeaderOps, HttpMatch, HttpRule, Retries
+from controlplane.policy.route import (
+    CorsPolicy,
+    Destination,
+    Fault,
+    HeaderOps,
+    Headers,
+    HttpMatch,
+    HttpRule,
+    Retries,
+)
+from controlplane.policy.route_order import effective_order, written_order
 from controlplane.policy.traffic import HashKey
 from controlplane.xds.compiler.protos import (
     make_any,
@@ -33,10 +46,14 @@ from controlplane.xds.compiler.protos import (
 )
 
 FAULT_FILTER = "envoy.filters.http.fault"
+CORS_FILTER = "envoy.filters.http.cors"
+DEFAULT_TIMEOUT_MS = 0  # no route timeout unless the rule sets one (Istio's default)
 PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 
 #: (service, subset, port) -> Envoy cluster name
 ClusterNamer = Callable[[str, "str | None", "int | None"], str]
+#: (service, port) -> whether that destination speaks gRPC
+GrpcOf = Callable[[str, "int | None"], bool]
 #: (service, subset) -> the hash key of its RING_HASH / MAGLEV balancer, if any
 HashKeyOf = Callable[[str, "str | None"], "HashKey | None"]
 
@@ -61,6 +78,10 @@ def make_route_match(match: HttpMatch | None) -> rc_pb2.RouteMatch:
         out.safe_regex.CopyFrom(make_regex(path.regex))
     if match is None:
         return out
+    if match.ignore_uri_case:
+        out.case_sensitive.value = False
+    if match.authority is not None:
+        out.headers.add(name=":authority", string_match=make_string_matcher(match.authority))
     if match.method is not None:
         out.headers.add(name=":method", string_match=string_pb2.StringMatcher(exact=match.method))
     for name in sorted(match.headers):
@@ -88,8 +109,9 @@ def make_route_match(match: HttpMatch | None) -> rc_pb2.RouteMatch:
 
 def make_retry_policy(retries: Retries) -> rc_pb2.RetryPolicy:
     policy = rc_pb2.RetryPolicy(
-        retry_on=",".join(retries.retry_on),
+        retry_on=",".join(retries.conditions()),
         host_selection_retry_max_attempts=5,
+        retriable_status_codes=sorted(set(retries.retriable_status_codes)),
     )
     policy.num_retries.value = retries.attempts
     if retries.per_try_timeout is not None:
@@ -137,7 +159,30 @@ def make_hash_policy(key: HashKey) -> rc_pb2.RouteAction.HashPolicy:
     return policy
 
 
-def _add_headers(ops: HeaderOps, route: rc_pb2.Route, *, response: bool) -> None:
+def make_cors(cors: CorsPolicy) -> cors_pb2.CorsPolicy:
+    out = cors_pb2.CorsPolicy(
+        allow_origin_string_match=[make_string_matcher(o) for o in cors.allow_origins],
+        allow_methods=",".join(cors.allow_methods),
+        allow_headers=",".join(cors.allow_headers),
+        expose_headers=",".join(cors.expose_headers),
+    )
+    if cors.max_age is not None:
+        out.max_age = str(cors.max_age // 1000)
+    out.allow_credentials.value = cors.allow_credentials
+    return out
+
+
+_HeaderTarget: TypeAlias = rc_pb2.Route | rc_pb2.WeightedCluster.ClusterWeight
+
+
+def _add_header_ops(headers: Headers, target: _HeaderTarget) -> None:
+    if headers.request is not None:
+        _add_headers(headers.request, target, response=False)
+    if headers.response is not None:
+        _add_headers(headers.response, target, response=True)
+
+
+def _add_headers(ops: HeaderOps, route: _HeaderTarget, *, response: bool) -> None:
     adds = route.response_headers_to_add if response else route.request_headers_to_add
     removes = route.response_headers_to_remove if response else route.request_headers_to_remove
     for key in sorted(ops.set):
@@ -148,7 +193,7 @@ def _add_headers(ops: HeaderOps, route: rc_pb2.Route, *, response: bool) -> None
 
 
 def make_route_action(
-    rule: HttpRule, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    rule: HttpRule, cluster_of: ClusterNamer, hash_key_of: HashKeyOf, grpc_of: GrpcOf | None = None
 ) -> rc_pb2.RouteAction:
     action = rc_pb2.RouteAction()
 
@@ -160,13 +205,18 @@ def make_route_action(
         action.cluster = name(rule.route[0])
     else:
         for dest, weight in zip(rule.route, weights, strict=True):
-            action.weighted_clusters.clusters.add(name=name(dest)).weight.value = weight
-    if rule.timeout is not None:
-        action.timeout.CopyFrom(make_duration(rule.timeout))
+            entry = action.weighted_clusters.clusters.add(name=name(dest))
+            entry.weight.value = weight
+            if dest.headers is not None:
+                _add_header_ops(dest.headers, entry)
+    timeout = rule.timeout if rule.timeout is not None else DEFAULT_TIMEOUT_MS
+    action.timeout.CopyFrom(make_duration(timeout))
+    if timeout and grpc_of is not None and any(grpc_of(d.service, d.port) for d in rule.route):
+        # proxyless gRPC clients take the deadline from here (gRFC A31), not from ``timeout``
+        action.max_stream_duration.max_stream_duration.CopyFrom(make_duration(timeout))
     if rule.retries is not None and rule.retries.attempts > 0:
         action.retry_policy.CopyFrom(make_retry_policy(rule.retries))
-    if rule.mirror is not None:
-        m = rule.mirror
+    for m in rule.all_mirrors():
         mirror = action.request_mirror_policies.add(cluster=cluster_of(m.service, m.subset, m.port))
         mirror.runtime_fraction.default_value.CopyFrom(make_percent(m.percent))
     if rule.rewrite is not None:
@@ -181,72 +231,55 @@ def make_route_action(
     return action
 
 
-def match_precedence(match: HttpMatch | None) -> tuple[int, int, int, int, int]:
-    """Gateway API HTTPRoute precedence of one match; smaller sorts (and so matches) first."""
-    if match is None or match.path is None:
-        kind, length = 2, 1  # no path match is PathPrefix "/"
-    elif match.path.exact is not None:
-        kind, length = 0, 0  # two exact paths never match the same request
-    elif match.path.regex is not None:
-        kind, length = 1, 0  # implementation-specific in Gateway API: after exact, before prefix
-    else:
-        kind, length = 2, len(match.path.prefix or "")
-    if match is None:
-        return (kind, -length, 1, 0, 0)
-    method = 0 if match.method is not None else 1
-    return (kind, -length, method, -len(match.headers), -len(match.query_params))
-
-
 def build_routes(
-    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    policy: RoutePolicy,
+    cluster_of: ClusterNamer,
+    hash_key_of: HashKeyOf,
+    grpc_of: GrpcOf | None = None,
 ) -> list[rc_pb2.Route]:
-    """Every route of a policy, in precedence order (stable: ties keep document order)."""
-    ranked = sorted(
-        enumerate(_document_routes(policy, cluster_of, hash_key_of)),
-        key=lambda item: (item[1][0], item[0]),
-    )
-    return [route for _, (_, route) in ranked]
+    """Every route of a policy, in effective order: precedence (stable: ties keep document
+    order), or document order under ``ruleOrder: firstMatch``."""
+    routes = {
+        route.name: route for route in _document_routes(policy, cluster_of, hash_key_of, grpc_of)
+    }
+    return [routes[entry.name] for entry in effective_order(policy)]
 
 
 def _document_routes(
-    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
-) -> Iterator[tuple[tuple[int, int, int, int, int], rc_pb2.Route]]:
-    for index, rule in enumerate(policy.spec.http):
-        label = rule.name or str(index)
-        matches: tuple[HttpMatch | None, ...] = rule.match or (None,)
-        for m_index, match in enumerate(matches):
-            route = rc_pb2.Route(
-                name=f"{policy.name}/{label}" + (f"/{m_index}" if len(matches) > 1 else ""),
-                match=make_route_match(match),
+    policy: RoutePolicy, cluster_of: ClusterNamer, hash_key_of: HashKeyOf, grpc_of: GrpcOf | None
+) -> Iterator[rc_pb2.Route]:
+    for entry in written_order(policy):
+        rule, match = policy.spec.http[entry.rule], entry.match
+        route = rc_pb2.Route(name=entry.name, match=make_route_match(match))
+        if rule.redirect is not None:
+            r = rule.redirect
+            redirect = route.redirect
+            if r.uri is not None:
+                redirect.path_redirect = r.uri
+            if r.authority is not None:
+                redirect.host_redirect = r.authority
+            if r.scheme is not None:
+                redirect.scheme_redirect = r.scheme
+            if r.port is not None:
+                redirect.port_redirect = r.port
+            redirect.response_code = _REDIRECT_CODES[r.response_code]
+        elif rule.direct_response is not None:
+            route.direct_response.status = rule.direct_response.status
+            if rule.direct_response.body:
+                route.direct_response.body.inline_string = rule.direct_response.body
+        else:
+            route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of, grpc_of))
+        if rule.fault is not None:
+            route.typed_per_filter_config[FAULT_FILTER].CopyFrom(make_any(make_fault(rule.fault)))
+        if rule.cors_policy is not None:
+            route.typed_per_filter_config[CORS_FILTER].CopyFrom(
+                make_any(make_cors(rule.cors_policy))
             )
-            if rule.redirect is not None:
-                r = rule.redirect
-                redirect = route.redirect
-                if r.uri is not None:
-                    redirect.path_redirect = r.uri
-                if r.authority is not None:
-                    redirect.host_redirect = r.authority
-                if r.scheme is not None:
-                    redirect.scheme_redirect = r.scheme
-                if r.port is not None:
-                    redirect.port_redirect = r.port
-                redirect.response_code = _REDIRECT_CODES[r.response_code]
-            elif rule.direct_response is not None:
-                route.direct_response.status = rule.direct_response.status
-                if rule.direct_response.body:
-                    route.direct_response.body.inline_string = rule.direct_response.body
-            else:
-                route.route.CopyFrom(make_route_action(rule, cluster_of, hash_key_of))
-            if rule.fault is not None:
-                route.typed_per_filter_config[FAULT_FILTER].CopyFrom(
-                    make_any(make_fault(rule.fault))
-                )
-            if rule.headers is not None:
-                if rule.headers.request is not None:
-                    _add_headers(rule.headers.request, route, response=False)
-                if rule.headers.response is not None:
-                    _add_headers(rule.headers.response, route, response=True)
-            yield match_precedence(match), route
+        if rule.headers is not None:
+            _add_header_ops(rule.headers, route)
+        if len(rule.route) == 1 and rule.route[0].headers is not None:
+            _add_header_ops(rule.route[0].headers, route)
+        yield route
 
 
 def domains(hosts: tuple[str, ...], port: int) -> list[str]:
@@ -261,12 +294,16 @@ def domains(hosts: tuple[str, ...], port: int) -> list[str]:
 
 
 def build_virtual_host(
-    policy: RoutePolicy, port: int, cluster_of: ClusterNamer, hash_key_of: HashKeyOf
+    policy: RoutePolicy,
+    port: int,
+    cluster_of: ClusterNamer,
+    hash_key_of: HashKeyOf,
+    grpc_of: GrpcOf | None = None,
 ) -> rc_pb2.VirtualHost:
     return rc_pb2.VirtualHost(
         name=policy.name,
         domains=domains(policy.spec.hosts, port),
-        routes=build_routes(policy, cluster_of, hash_key_of),
+        routes=build_routes(policy, cluster_of, hash_key_of, grpc_of),
     )
 
 

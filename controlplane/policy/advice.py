@@ -1,0 +1,146 @@
+"""Warnings: a valid policy set that may not do what its author expects.
+
+Not errors (the set loads and serves); ``ubiq validate`` prints them, located like errors:
+
+- a RoutePolicy whose rules Envoy tries in another order than written (Gateway API precedence),
+  with the effective order and the way to keep the written one (``ruleOrder: firstMatch``);
+- a RoutePolicy served to proxyless gRPC clients (it routes to a GRPC port) that uses something
+  gRPC's xDS client ignores, and a TrafficPolicy of a GRPC service likewise (docs/xds.md has the
+  table of what reaches proxyless clients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from controlplane.errors import Problem
+from controlplane.policy.crosscheck import Located
+from controlplane.policy.documents import RoutePolicy, Service, TrafficPolicy
+from controlplane.policy.route import HttpRule
+from controlplane.policy.route_order import effective_order, reordered_pairs
+from controlplane.policy.yamlsource import Path
+
+#: retryOn conditions gRPC's xDS client acts on (gRFC A44); the others are HTTP-only
+GRPC_RETRY_ON = frozenset(
+    {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+)
+#: load balancers gRPC's xDS client implements (A42 ring hash, A48 least request)
+GRPC_ALGORITHMS = frozenset({"ROUND_ROBIN", "RING_HASH", "LEAST_REQUEST"})
+PROXYLESS = "proxyless gRPC clients ignore"
+
+
+def policy_warnings(located: list[Located]) -> list[Problem]:
+    services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
+    grpc = {
+        name for name, svc in services.items() if any(p.protocol == "GRPC" for p in svc.spec.ports)
+    }
+    out: list[Problem] = []
+    for item in located:
+        if isinstance(item.doc, RoutePolicy):
+            out += _rule_order(item, item.doc)
+            if _served_to_grpc(item.doc, services):
+                out += _proxyless_route(item, item.doc)
+        elif isinstance(item.doc, TrafficPolicy) and item.doc.spec.service in grpc:
+            out += _proxyless_traffic(item, item.doc)
+    return out
+
+
+def _rule_order(item: Located, policy: RoutePolicy) -> Iterator[Problem]:
+    """Only where the order matters: two routes a request could match both, tried in the other
+    order than written (an exact /old before a prefix /api changes nothing)."""
+    pairs = reordered_pairs(policy)
+    if pairs:
+        first, later = pairs[0]
+        effective = ", ".join(e.name for e in effective_order(policy))
+        yield item.problem(
+            ("spec", "http", later.rule),
+            f"{later.name} is tried before {first.name}, written above it: rules go by"
+            f" precedence, the most specific first (effective order: {effective});"
+            " set ruleOrder: firstMatch to keep the written order",
+        )
+
+
+def _served_to_grpc(policy: RoutePolicy, services: dict[str, Service]) -> bool:
+    for rule in policy.spec.http:
+        for dest in rule.route:
+            svc = services.get(dest.service)
+            if svc is None:
+                continue
+            ports = svc.spec.ports
+            port = next((p for p in ports if p.port == dest.port), ports[0])
+            if port.protocol == "GRPC":
+                return True
+    return False
+
+
+def _proxyless_route(item: Located, policy: RoutePolicy) -> Iterator[Problem]:
+    for r, rule in enumerate(policy.spec.http):
+        base: Path = ("spec", "http", r)
+        for path, what in _ignored_in_rule(rule):
+            yield item.problem((*base, *path), f"{PROXYLESS} {what}")
+
+
+def _ignored_in_rule(rule: HttpRule) -> Iterator[tuple[Path, str]]:
+    if rule.retries is not None:
+        http_only = [c for c in rule.retries.conditions() if c not in GRPC_RETRY_ON]
+        if http_only:
+            yield (
+                ("retries", "retryOn"),
+                f"retryOn {', '.join(http_only)} (they retry on gRPC status names)",
+            )
+        if rule.retries.per_try_timeout is not None:
+            yield ("retries", "perTryTimeout"), "perTryTimeout"
+    if rule.all_mirrors():
+        yield ("mirror" if rule.mirror is not None else "mirrors",), "mirroring"
+    if rule.headers is not None or any(d.headers is not None for d in rule.route):
+        yield ("headers",), "header changes"
+    if rule.rewrite is not None:
+        yield ("rewrite",), "rewrite"
+    if rule.cors_policy is not None:
+        yield ("corsPolicy",), "corsPolicy"
+    if rule.redirect is not None or rule.direct_response is not None:
+        yield (
+            (("redirect" if rule.redirect else "directResponse"),),
+            "redirects and direct responses (the call fails)",
+        )
+    for m, match in enumerate(rule.match):
+        if match.query_params:
+            yield ("match", m, "queryParams"), "a match with queryParams (the whole match entry)"
+
+
+def _proxyless_traffic(item: Located, policy: TrafficPolicy) -> Iterator[Problem]:
+    spec = policy.spec
+    od = spec.outlier_detection
+    if od is not None and (od.consecutive_5xx_errors or od.consecutive_gateway_errors):
+        yield item.problem(
+            ("spec", "outlierDetection"),
+            f"{PROXYLESS} consecutive-error ejection (they implement failurePercentage)",
+        )
+    lb = spec.load_balancer
+    if lb is not None and lb.algorithm not in GRPC_ALGORITHMS:
+        yield item.problem(("spec", "loadBalancer", "algorithm"), f"{PROXYLESS} {lb.algorithm}")
+    if lb is not None and lb.hash_key is not None and lb.hash_key.header is None:
+        yield item.problem(
+            ("spec", "loadBalancer", "hashKey"),
+            f"{PROXYLESS} hash keys other than header",
+        )
+    pool = spec.connection_pool
+    if pool is not None:
+        ignored = [
+            name
+            for name, value in (
+                ("maxConnections", pool.max_connections),
+                ("maxPendingRequests", pool.max_pending_requests),
+                ("maxRetries", pool.max_retries),
+                ("maxRequestsPerConnection", pool.max_requests_per_connection),
+                ("tcpKeepalive", pool.tcp_keepalive),
+                ("idleTimeout", pool.idle_timeout),
+                ("maxConnectionDuration", pool.max_connection_duration),
+            )
+            if value is not None
+        ]
+        if ignored:
+            yield item.problem(
+                ("spec", "connectionPool"),
+                f"{PROXYLESS} connectionPool {', '.join(ignored)} (only maxRequests)",
+            )

@@ -148,10 +148,7 @@ def test_reordering_that_cannot_change_a_request_is_not_warned() -> None:
 
 def test_render_shows_the_effective_order(tmp_path: Path) -> None:
     (tmp_path / "set.yaml").write_text(
-        (ROOT / "tests/support/policy.py")
-        .read_text()
-        .split('BASE = """\\\n')[1]
-        .split('"""')[0]
+        (ROOT / "tests/support/policy.py").read_text().split('BASE = """\\\n')[1].split('"""')[0]
         + "---\n"
         + doc("RoutePolicy", "r", "hosts: [r.example]\nhttp:" + ISTIO_ORDER.replace("\n-", "\n  -"))
     )

@@ -24,6 +24,7 @@ from controlplane.api.server import ApiServer
 from controlplane.errors import UbiqError
 from controlplane.gtm.plan import GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
+from controlplane.observability.process import PolicyCollector, register_process_metrics
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore, PolicySource
 from controlplane.xds.compiler.options import CompileOptions
@@ -146,9 +147,11 @@ class Ubiq:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.registry = CollectorRegistry()
+        register_process_metrics(self.registry)
         self.store: PolicySource = DirectoryStore(
             options.directory, debounce_ms=options.debounce_ms
         )
+        self.registry.register(PolicyCollector(lambda: self.store.status))
         self.xds = XdsRuntime(options.compile, registry=self.registry)
         self.gtm = (
             GtmRuntime(options.dns, config=options.gtm, registry=self.registry)

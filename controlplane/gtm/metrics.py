@@ -4,8 +4,8 @@ The hot path only bumps plain dict counters and a bucket list (no locks, no labe
 collector turns them into metric families at scrape time and reads the table gauges from the
 live table, so a scrape always sees one table generation. Names and labels follow CoreDNS
 (``coredns_dns_requests_total{proto,type}``, ``..._responses_total{rcode}``,
-``..._request_duration_seconds{type}``). Answered addresses are counted by (question name,
-first A/AAAA address) and turned into regions at scrape time by ``watch_regions``.
+``..._request_duration_seconds{type}``). The first A/AAAA address of each answer is counted
+and turned into its region at scrape time (``watch_regions``).
 """
 
 from __future__ import annotations
@@ -75,18 +75,15 @@ class TableInfo(Protocol):
 
 class DnsMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        # (transport, qtype or OTHER_QTYPE, rcode) -> n; rcode is 4 bits, so at most 16 of them
-        self.responses: dict[tuple[str, int, int], int] = {}
+        # (transport, qtype or OTHER_QTYPE, rcode, first A/AAAA rdata of a NOERROR answer or
+        # None) -> n. rcode is 4 bits; addresses come from the table, so the keys are bounded.
+        self.responses: dict[tuple[str, int, int, bytes | None], int] = {}
         self.dropped: dict[str, int] = {}
         self.truncated = 0
         self.tcp_connections = 0
         self.tcp_rejected = 0
-        # qtype -> bucket counts (the last one +Inf) and the sum of seconds
-        self._buckets: dict[int, list[int]] = {}
-        self._latency_sums: dict[int, float] = {}
-        # (question name in wire format, lower case; first A/AAAA rdata) -> n. Only NOERROR
-        # answers with an address are counted, so the names and addresses come from the table.
-        self.answers: dict[tuple[bytes, bytes], int] = {}
+        # qtype -> bucket counts (the last one +Inf), then the sum of seconds
+        self._buckets: dict[int, list[float]] = {}
         self._table: Callable[[], TableInfo] | None = None
         self._region_of: Callable[[str], str] = _no_region
         if registry is not None:
@@ -100,28 +97,29 @@ class DnsMetrics(Collector):
         self._region_of = region_of
 
     def observe(self, transport: str, response: bytes | None, seconds: float) -> None:
+        # runs once per query: one dict operation per family, the answered address folded into
+        # the response key (no second lookup)
         if response is None:
             self.dropped[transport] = self.dropped.get(transport, 0) + 1
             return
         qtype, end = _question(response)
-        if qtype not in QTYPES:
-            qtype = OTHER_QTYPE
         rcode = response[3] & 0x0F
-        key = (transport, qtype, rcode)
+        address = None
+        if rcode == 0 and end and (response[7] or response[6]):
+            i = end + 5
+            if response[i] == 0xC0 and response[i + 2 : i + 4] == b"\x00\x01":  # A, compressed
+                address = response[i + 12 : i + 16]
+            else:
+                address = _first_address(response, i)
+        key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, rcode, address)
         self.responses[key] = self.responses.get(key, 0) + 1
         if response[2] & 0x02:
             self.truncated += 1
-        buckets = self._buckets.get(qtype)
+        buckets = self._buckets.get(key[1])
         if buckets is None:
-            buckets = self._buckets[qtype] = [0] * (len(LATENCY_BUCKETS) + 1)
-            self._latency_sums[qtype] = 0.0
+            buckets = self._buckets[key[1]] = [0] * (len(LATENCY_BUCKETS) + 2)
         buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sums[qtype] += seconds
-        if rcode == 0 and end and (response[6] or response[7]):
-            address = _first_address(response, end + 5)
-            if address is not None:
-                answered = (response[12 : end + 1].lower(), address)
-                self.answers[answered] = self.answers.get(answered, 0) + 1
+        buckets[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -130,7 +128,7 @@ class DnsMetrics(Collector):
             labels=["proto", "type"],
         )
         received: dict[tuple[str, str], int] = {}
-        for (transport, qtype, _), n in self.responses.items():
+        for (transport, qtype, _, _), n in self.responses.items():
             key = (transport, QTYPES.get(qtype, "OTHER"))
             received[key] = received.get(key, 0) + n
         for transport, n in self.dropped.items():
@@ -143,24 +141,26 @@ class DnsMetrics(Collector):
             "DNS responses sent, by transport, query type and rcode",
             labels=["proto", "type", "rcode"],
         )
-        for (transport, qtype, rcode), n in sorted(self.responses.items()):
-            responses.add_metric(
-                [transport, QTYPES.get(qtype, "OTHER"), RCODES.get(rcode, str(rcode))], n
-            )
+        sent: dict[tuple[str, str, str], int] = {}
+        by_address: dict[tuple[str, str], int] = {}
+        for (transport, qtype, rcode, address), n in self.responses.items():
+            sent_key = (transport, QTYPES.get(qtype, "OTHER"), RCODES.get(rcode, str(rcode)))
+            sent[sent_key] = sent.get(sent_key, 0) + n
+            if address is not None:
+                text = str(ipaddress.ip_address(address))
+                where = (self._region_of(text), text)
+                by_address[where] = by_address.get(where, 0) + n
+        for sent_labels, n in sorted(sent.items()):
+            responses.add_metric(list(sent_labels), n)
         yield responses
         answers = CounterMetricFamily(
             "ubiq_dns_answers",
-            "NOERROR answers carrying an address, by question name and the region of the first"
-            ' address ("" for an address that is no current target, e.g. a fallback)',
-            labels=["name", "region"],
+            "NOERROR answers carrying an address, by the first address and its region"
+            ' ("" for an address that is no current target, e.g. a fallback)',
+            labels=["region", "address"],
         )
-        by_region: dict[tuple[str, str], int] = {}
-        for (name, rdata), n in list(self.answers.items()):
-            address = str(ipaddress.ip_address(rdata))
-            key = (_name_text(name), self._region_of(address))
-            by_region[key] = by_region.get(key, 0) + n
-        for labels, n in sorted(by_region.items()):
-            answers.add_metric(list(labels), n)
+        for where, n in sorted(by_address.items()):
+            answers.add_metric(list(where), n)
         yield answers
         dropped = CounterMetricFamily(
             "ubiq_dns_dropped", "Queries dropped without a response", labels=["proto"]
@@ -183,13 +183,11 @@ class DnsMetrics(Collector):
             labels=["type"],
         )
         for qtype, counts in sorted(self._buckets.items()):
-            cumulative, buckets = 0, []
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += n
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts[:-1], strict=True):
+                cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            durations.add_metric(
-                [QTYPES.get(qtype, "OTHER")], buckets, sum_value=self._latency_sums[qtype]
-            )
+            durations.add_metric([QTYPES.get(qtype, "OTHER")], buckets, sum_value=counts[-1])
         yield durations
         if self._table is not None:
             table = self._table()
@@ -235,11 +233,3 @@ def _first_address(response: bytes, i: int) -> bytes | None:
             return response[i : i + length] if i + length <= n else None
         i += length
     return None
-
-
-def _name_text(wire: bytes) -> str:
-    labels, i = [], 0
-    while i < len(wire) and wire[i]:
-        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("ascii", "backslashreplace"))
-        i += wire[i] + 1
-    return ".".join(labels)

@@ -16,7 +16,13 @@ import pytest
 from controlplane.demo.backends import DemoBackend
 from tests.support.dns import dig
 from tests.support.envoy import EnvoyProcess, envoy, wait_until
-from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
+from tests.support.procs import (
+    free_port,
+    free_udp_tcp_port,
+    require_binary,
+    running,
+    wait_for_port,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 
@@ -134,6 +140,11 @@ def test_live_edits_bad_edits_dns_and_status(
     metrics = httpx.get(f"{serve.api}/metrics").text
     assert 'ubiq_xds_connected_proxies{group="eu-west/proxy"} 1.0' in metrics
     assert "ubiq_gtm_answer{" in metrics and "ubiq_dns_responses_total{" in metrics
+    linted = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=metrics, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout + linted.stderr
 
     # `ubiq status` shows the proxy with its ACKed versions
     out = subprocess.run(

@@ -27,7 +27,7 @@ from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.demo.envoys import wait_ready as wait_envoy
 from controlplane.ports import free_port
 from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job
-from controlplane.prometheus.process import PrometheusProcess
+from controlplane.prometheus.process import PrometheusProcess, wait_for_series
 from controlplane.serve import ServeOptions, Ubiq
 from controlplane.xds.compiler.options import CompileOptions
 from tests.support.backends import Backend
@@ -240,6 +240,8 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
             ScrapeJob(UBIQ_JOB, (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
         ]
         rig.prom = stack.enter_context(prometheus(workdir, jobs))
+        # ready once every target has been scraped: traffic from now on shows up as a rate
+        wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig
 
 

@@ -155,6 +155,19 @@ def test_every_variable_has_values(live: Mesh, dashboard: Dashboard) -> None:
         assert expected[variable.name] in values, (variable.name, values)
 
 
+def test_error_budget_rules_read_the_live_envoy_labels(live: Mesh) -> None:
+    """The shipped recording rules, evaluated by the live Prometheus: checkout (a backend failing
+    every 4th request) has a 5xx ratio, catalog records 0, the xDS cluster is no service."""
+    prom = prom_of(live)
+    series = wait_for_series(
+        prom, 'service:ubiq_upstream_errors:ratio_rate5m{service="checkout"} > 0'
+    )
+    assert 0 < float(series[0]["value"][1]) < 0.5
+    catalog = wait_for_series(prom, 'service:ubiq_upstream_errors:ratio_rate5m{service="catalog"}')
+    assert float(catalog[0]["value"][1]) == 0
+    assert prom.query('service:ubiq_upstream_errors:ratio_rate5m{service="ubiq_xds"}') == []
+
+
 def test_contract_panels_wait_for_their_metrics(live: Mesh) -> None:
     """The placement/canary panels read metrics the feedback loop will export. Until it does they
     are pending; the first export fails this test so the panels get proven above instead."""

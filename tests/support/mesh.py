@@ -37,6 +37,7 @@ from tests.support.prometheus import prometheus
 REGIONS = ("eu-west", "us-west")
 GTM_NAME = "checkout.gtm.example"
 UBIQ_JOB = "ubiq"
+RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules" / "ubiq.rules.yml"
 
 POLICY = """\
 apiVersion: ubiq.io/v1alpha1
@@ -239,7 +240,8 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
             envoy_job({f"127.0.0.1:{e.admin_port}": (e.cluster, e.cluster) for e in rig.envoys}),
             ScrapeJob(UBIQ_JOB, (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
         ]
-        rig.prom = stack.enter_context(prometheus(workdir, jobs))
+        rules = [str(RULES)]  # the shipped alerting and recording rules, evaluated live
+        rig.prom = stack.enter_context(prometheus(workdir, jobs, rule_files=rules))
         # ready once every target has been scraped: traffic from now on shows up as a rate
         wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig

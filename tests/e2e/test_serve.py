@@ -175,6 +175,8 @@ def test_ubiq_demo_runs_end_to_end() -> None:
     assert "301 location: http://checkout.mesh.example/api/checkout" in text
     assert "405 payments accepts POST only" in text
     assert "europe clients: 127.0.0.12 -> " in text  # failover happened
+    assert "Prometheus on http://127.0.0.1:" in text  # scraping the demo's Envoys and Ubiq
+    assert "Grafana dashboards: " in text
     lines = text.splitlines()
     europe = lines[lines.index(next(line for line in lines if "# europe" in line)) + 1]
     america = lines[lines.index(next(line for line in lines if "# america" in line)) + 1]

@@ -32,8 +32,10 @@ def failed_over(
     out: set[tuple[str, str]] = set()
     for key, decision in plan.decisions.items():
         before = previous.get(key)
+        if before is None or before.regions == decision.regions:  # the common case: cheap
+            continue
         policy = plan.policies.get(decision.name)
-        if before is None or policy is None:
+        if policy is None:
             continue
         for region in set(before.regions) - set(decision.regions):
             targets = [t for t in policy.targets if t.region == region]

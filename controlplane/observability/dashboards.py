@@ -1,6 +1,6 @@
 """Grafana dashboards from code: ``python -m controlplane.observability.dashboards -o DIR``.
 
-The panels (PromQL, units, descriptions) are data in ``panels.py``; this module lays them out on
+The panels (PromQL, units, descriptions) are data in ``panels/``; this module lays them out on
 Grafana's 24-column grid and renders each dashboard through the jinja2 template
 ``templates/grafana/dashboard.json.j2``. The JSON is generated at deploy time into the directory
 Grafana's dashboard provider reads (deploy/grafana/provisioning/dashboards/ubiq.yaml); it is not

@@ -107,7 +107,11 @@ class DnsMetrics(Collector):
         address = None
         if rcode == 0 and end and (response[7] or response[6]):
             i = end + 5
-            if response[i] == 0xC0 and response[i + 2 : i + 4] == b"\x00\x01":  # A, compressed
+            if (
+                len(response) >= i + 16
+                and response[i] == 0xC0
+                and response[i + 2 : i + 4] == b"\x00\x01"
+            ):  # the usual answer: A at a compressed name
                 address = response[i + 12 : i + 16]
             else:
                 address = _first_address(response, i)

@@ -137,9 +137,6 @@ class Mesh:
     backends: dict[str, Backend] = field(default_factory=dict)
     prom: PrometheusProcess | None = None
 
-    def run(self, coro: object, timeout: float = 30) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
     def set_weights(self, v1: int, v2: int) -> None:
         (self.root / "routes.yaml").write_text(ROUTES.format(v1=v1, v2=v2))
 

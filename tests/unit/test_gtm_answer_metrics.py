@@ -112,3 +112,15 @@ def test_answer_metric_gives_every_address_its_own_region() -> None:
         labels = f'address="{address}",group="default",name="{name}",region="{region}"'
         assert f"ubiq_gtm_answer{{{labels}}} 1.0" in text
     assert text.count("ubiq_gtm_answer{") == 3
+
+
+def test_observe_never_raises_on_short_or_odd_responses() -> None:
+    """The server calls observe outside any try: every cut of a real answer after its header
+    (answer() never returns less than a header) is counted, none raises."""
+    metrics = DnsMetrics(CollectorRegistry())
+    query = dns.message.make_query(f"www.{ORIGIN}", "A").to_wire()  # CNAME, then A
+    response = answer(query, sample_table(), Client("127.0.0.3"))
+    assert response is not None
+    for n in range(12, len(response) + 1):
+        metrics.observe("udp", response[:n], 0.00001)
+    assert sum(metrics.responses.values()) == len(response) - 11

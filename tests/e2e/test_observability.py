@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from controlplane.errors import UbiqError
 from controlplane.observability.panels import CONTRACT_METRICS, Dashboard, all_dashboards
 from controlplane.prometheus.process import PrometheusProcess, wait_for_series
 from tests.support.envoy import wait_until
@@ -67,38 +69,63 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         rig.send_traffic()
         rig.ask_gtm()
 
-        # a policy change reaches every Envoy (pushes, ACKs, convergence) ...
-        rig.set_weights(70, 30)
+        change_policy(rig, weights=(70, 30))
         wait_until(
             lambda: (get("ubiq_xds_convergence_duration_seconds_count") or 0) >= 1,
             20,
             "the weight change converged on every Envoy",
         )
-        # ... and a broken one is refused, then repaired
-        bad = rig.root / "broken.yaml"
-        bad.write_text(
-            "apiVersion: ubiq.io/v1alpha1\nkind: Service\nmetadata: {name: x}\nspec: {}\n"
-        )
-        wait_until(lambda: ubiq.store.status.rejected >= 1, 20, "the broken change rejected")
-        bad.unlink()
-        wait_until(lambda: ubiq.store.status.ok, 20, "the repaired set accepted")
 
-        rig.send_traffic()
-        rig.ask_gtm()
         prom = prom_of(rig)
         for expr in (
             "ubiq_xds_convergence_duration_seconds_count > 0",
             'ubiq_policy_reloads_total{result="rejected"} > 0',
-            f"sum(rate(envoy_cluster_upstream_rq_total[{VALUES['__rate_interval']}])) > 0",
-            f"sum(rate(ubiq_dns_answers_total[{VALUES['__rate_interval']}])) > 0",
         ):
             wait_for_series(prom, expr, timeout=30)
+        window = VALUES["__rate_interval"]
+        fresh(
+            rig,
+            f"sum(rate(envoy_cluster_upstream_rq_total[{window}])) > 0",
+            f"sum(rate(ubiq_dns_answers_total[{window}])) > 0",
+        )
         yield rig
 
 
+def change_policy(rig: Mesh, weights: tuple[int, int]) -> None:
+    """A change that reaches every Envoy (pushes, ACKs, convergence), then a broken one that is
+    refused, then repaired."""
+    store = rig.ubiq.store
+    accepted, rejected = store.status.generation, store.status.rejected
+    rig.set_weights(*weights)
+    wait_until(lambda: store.status.generation > accepted, 20, "the weight change accepted")
+    bad = rig.root / "broken.yaml"
+    bad.write_text("apiVersion: ubiq.io/v1alpha1\nkind: Service\nmetadata: {name: x}\nspec: {}\n")
+    wait_until(lambda: store.status.rejected > rejected, 20, "the broken change rejected")
+    bad.unlink()
+    wait_until(lambda: store.status.ok, 20, "the repaired set accepted")
+
+
+def fresh(rig: Mesh, *exprs: str, bursts: int = 3) -> None:
+    """Traffic and DNS queries until Prometheus shows them as rates (a loaded machine can miss
+    a scrape or two); at most ``bursts`` bursts, each given 10 s to show up."""
+    prom = prom_of(rig)
+    for burst in range(bursts):
+        rig.send_traffic()
+        rig.ask_gtm()
+        try:
+            for expr in exprs:
+                wait_for_series(prom, expr, timeout=10)
+            return
+        except UbiqError:
+            if burst == bursts - 1:
+                raise
+
+
 def test_annotations_mark_policy_changes(live: Mesh) -> None:
-    """Run first: the annotations look one minute back."""
-    annotations = {a.expr: a for d in DASHBOARDS for a in d.annotations if not a.pending}
+    """An accepted and a rejected change, then each annotation's query finds them (they look one
+    minute back)."""
+    change_policy(live, weights=(60, 40))
+    annotations = {a.expr for d in DASHBOARDS for a in d.annotations if not a.pending}
     assert annotations
     for expr in annotations:
         wait_for_series(prom_of(live), substitute(expr), timeout=20)
@@ -118,6 +145,12 @@ def test_ubiq_metrics_pass_promtool(live: Mesh) -> None:
     assert checked.stdout.strip() == "" and checked.stderr.strip() == "", checked.stdout
     for family in ("ubiq_build_info", "process_cpu_seconds_total", "python_info"):
         assert f"\n{family}" in text
+    # every family Ubiq exports is documented, and every documented one is exported
+    exported = set(re.findall(r"^# TYPE (ubiq_\w+) ", text, re.M))
+    exported = {name for name in exported if not name.endswith("_created")}
+    docs = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+    documented = set(re.findall(r"^\| `(ubiq_\w+)` \|", docs, re.M)) - CONTRACT_METRICS
+    assert exported == documented
 
 
 @pytest.mark.parametrize("dashboard", DASHBOARDS, ids=lambda d: d.uid)

@@ -201,6 +201,24 @@ def test_error_budget_rules_read_the_live_envoy_labels(live: Mesh) -> None:
     assert prom.query('service:ubiq_upstream_errors:ratio_rate5m{service="ubiq_xds"}') == []
 
 
+def test_every_shipped_rule_evaluates_cleanly_on_live_data(live: Mesh) -> None:
+    """Prometheus loaded deploy/prometheus/rules and evaluated each rule without an error."""
+    prom = prom_of(live)
+
+    def rules() -> list[dict[str, object]]:
+        body = httpx.get(f"{prom.url}/api/v1/rules", timeout=5).json()
+        return [r for g in body["data"]["groups"] for r in g["rules"]]
+
+    wait_until(
+        lambda: rules() and all(r.get("health") != "unknown" for r in rules()),
+        20,
+        "every rule evaluated once",
+    )
+    loaded = rules()
+    assert len(loaded) == 17
+    assert [(r["name"], r.get("lastError")) for r in loaded if r["health"] != "ok"] == []
+
+
 def test_contract_panels_wait_for_their_metrics(live: Mesh) -> None:
     """The placement/canary panels read metrics the feedback loop will export. Until it does they
     are pending; the first export fails this test so the panels get proven above instead."""

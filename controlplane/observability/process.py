@@ -27,13 +27,16 @@ def version() -> str:
 class BuildInfo(Collector):
     """``ubiq_build_info{version,python_version} 1`` (the Prometheus ``*_build_info`` idiom)."""
 
+    def __init__(self) -> None:
+        self._labels = [version(), platform.python_version()]  # looked up once
+
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             "ubiq_build_info",
             "A metric with a constant 1 labelled by the version of Ubiq and of Python running it",
             labels=["version", "python_version"],
         )
-        info.add_metric([version(), platform.python_version()], 1)
+        info.add_metric(self._labels, 1)
         yield info
 
 

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh $(APT_PACKAGES)
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/ubiq demo examples/three-regions
 
 test: $(STAMP) system-deps

@@ -32,14 +32,15 @@ from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
+from controlplane.observability.process import PolicyCollector, register_process_metrics
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
+from controlplane.xds.metrics import MeteredStatus
 from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
-from controlplane.xds.status import StatusRegistry
 from controlplane.xds.sync_state import overall, proxy_sync
 
 log = structlog.get_logger("ubiq.serve")
@@ -218,6 +219,7 @@ class GtmService:
         )
         self.checker = HealthChecker((), self.planner.update_health, registry=self.registry)
         self.metrics = DnsMetrics(self.registry)
+        self.metrics.watch_regions(self.planner.region_of)
         self.server: DnsServer | None = None
         self._rotator: asyncio.Task[None] | None = None
 
@@ -275,10 +277,13 @@ class Ubiq:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.registry = CollectorRegistry()
+        register_process_metrics(self.registry)
         self.store: PolicySource = open_source(
             options.directory, options.store, debounce_ms=options.debounce_ms
         )
-        cache, status = SnapshotCache(), StatusRegistry()
+        self.registry.register(PolicyCollector(lambda: self.store.status))
+        cache = SnapshotCache()
+        status = MeteredStatus(cache, self.registry)
         server = XdsServer(cache, status=status)
         self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
         self.gtm = (

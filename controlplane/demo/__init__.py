@@ -33,11 +33,13 @@ import httpx
 
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
+from controlplane.demo.observability import start_demo_prometheus, write_demo_dashboards
 from controlplane.errors import UbiqError
 from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
 from controlplane.ports import free_port
+from controlplane.prometheus.process import PrometheusProcess
 from controlplane.serve import ServeOptions, Ubiq, parse_hostport
 from controlplane.xds.compiler.options import CompileOptions
 
@@ -140,6 +142,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
     )
     backends = backends_for(model)
     envoys: list[EnvoyProcess] = []
+    prom: PrometheusProcess | None = None
     ubiq = Ubiq(options)
     keep_logs = True
     try:
@@ -170,6 +173,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
                 f"envoy {envoy.cluster:8} ready: gateway {gw.address}:{gw.port},"
                 f" admin 127.0.0.1:{envoy.admin_port}"
             )
+        prom = await _start_observability(work, envoys, clusters, api)
         await _show_routing(clusters)
         step(f"status: curl {api}/v1/status")
         async with httpx.AsyncClient() as client:
@@ -191,6 +195,8 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
         keep_logs = False
         raise
     finally:
+        if prom is not None:
+            prom.stop()
         for envoy in envoys:
             envoy.stop()
         await ubiq.stop()
@@ -200,6 +206,29 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
             print(f"demo logs kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+async def _start_observability(
+    work: Path, envoys: list[EnvoyProcess], clusters: Mapping[str, ClusterSpec], api: str
+) -> PrometheusProcess | None:
+    """Prometheus scraping the Envoys and Ubiq, and the Grafana dashboards; the demo goes on
+    without Prometheus when it cannot start (say why)."""
+    step("starting Prometheus: every Envoy's /stats/prometheus and Ubiq's /metrics, every 1s")
+    regions = {name: spec.region for name, spec in clusters.items()}
+    prom = None
+    try:
+        prom = await asyncio.to_thread(
+            start_demo_prometheus, work, envoys, regions, api.removeprefix("http://")
+        )
+        print(f"Prometheus on {prom.url} (alert rules loaded: {prom.url}/alerts)")
+    except UbiqError as exc:
+        print(f"Prometheus not started: {exc}")
+    dashboards = write_demo_dashboards(work)
+    print(
+        f"Grafana dashboards: {dashboards} (provision them with deploy/grafana/provisioning,"
+        " datasource pointing at this Prometheus; see docs/observability.md)"
+    )
+    return prom
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:

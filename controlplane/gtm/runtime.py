@@ -25,11 +25,12 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controlplane.errors import GtmError
 from controlplane.gtm.explain import explain_dict, explain_text, served_name
+from controlplane.gtm.failovers import failed_over, failover_keys, regions_by_address
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health.state import CheckedTarget
 from controlplane.gtm.plan import (
@@ -70,7 +71,14 @@ class _AnswerCollector(Collector):
             "1 when no target of the name is healthy for the group (the all-down answer is served)",
             labels=["name", "group"],
         )
-        epoch = GaugeMetricFamily("ubiq_gtm_epoch", "Answer table recomputations since start")
+        rebuilds = CounterMetricFamily(
+            "ubiq_gtm_rebuilds", "Answer table recomputations (model, health or rotation)"
+        )
+        failovers = CounterMetricFamily(
+            "ubiq_gtm_failovers",
+            "Times a name's answers left a region because none of its targets there was healthy",
+            labels=["name", "region"],
+        )
         plan = self._runtime.plan
         if plan is not None:
             for (name, group), d in sorted(plan.decisions.items()):
@@ -82,10 +90,13 @@ class _AnswerCollector(Collector):
                 for address in d.addresses:  # fallback addresses are no target: region ""
                     answers.add_metric([name, group, regions.get(address, ""), address], 1)
                 all_down.add_metric([name, group], 1 if (d.all_down or d.servfail) else 0)
-        epoch.add_metric([], self._runtime.epoch)
+        rebuilds.add_metric([], self._runtime.epoch)
+        for (name, region), n in sorted(self._runtime.failovers.items()):
+            failovers.add_metric([name, region], n)
         yield answers
         yield all_down
-        yield epoch
+        yield rebuilds
+        yield failovers
 
 
 class GtmRuntime:
@@ -104,6 +115,8 @@ class GtmRuntime:
         self._on_plan = on_plan
         self._on_targets = on_targets
         self.geo = GeoDatabases()  # used by the worker thread only
+        self.failovers: dict[tuple[str, str], int] = {}  # (name, region) -> n
+        self._regions: dict[str, str] = {}  # target address -> region, for DNS answer metrics
         self.registry.register(_AnswerCollector(self))
         self._plan: DecidedPlan | None = None
         self._base: GtmPlan | None = None
@@ -247,8 +260,19 @@ class GtmRuntime:
         self._serial = max(int(self._clock()), self._serial + 1)
         return self._serial
 
+    def region_of(self, address: str) -> str:
+        """The region of the target answered with ``address`` ("" for none: a fallback)."""
+        return self._regions.get(address, "")
+
     def _apply(self, plan: DecidedPlan) -> None:
-        previous = self._plan.decisions if self._plan is not None else None
+        old = self._plan
+        previous = old.decisions if old is not None else None
+        for key in failed_over(previous or {}, plan):
+            self.failovers[key] = self.failovers.get(key, 0) + 1
+        if old is None or plan.policies is not old.policies:
+            for key in failover_keys(plan):
+                self.failovers.setdefault(key, 0)
+            self._regions = regions_by_address(plan.policies)
         self._epoch += 1
         changed = previous is None or {k: d.addresses for k, d in plan.decisions.items()} != {
             k: d.addresses for k, d in previous.items()

@@ -28,10 +28,11 @@ from controlplane.xds.compiler.generate import NodeCompilation, compile_node
 from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.metrics import MeteredStatus, register_metrics
 from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import EntryMemo, Snapshot
-from controlplane.xds.status import StatusRegistry, register_metrics
+from controlplane.xds.status import StatusRegistry
 
 log = structlog.get_logger("ubiq.xds")
 
@@ -113,10 +114,15 @@ class XdsRuntime:
         self._pending: Model | None = None  # newest model not yet taken by a compile
         self._compiling: asyncio.Task[None] | None = None
         self.port: int | None = None
-        register_metrics(self.status, self.registry)
+        self._handed_in: float | None = None  # when the oldest model not yet compiled arrived
+        # a MeteredStatus also times pushes and convergence; a plain registry only counts
+        self._timing = status.timing if isinstance(status, MeteredStatus) else None
+        register_metrics(self.status, self.cache, self.registry, self._timing)
         self._compiles = Counter(
             "ubiq_xds_compiles", "Model compilations by result", ["result"], registry=self.registry
         )
+        for result in ("ok", "rejected"):
+            self._compiles.labels(result)
         self._compile_seconds = Histogram(
             "ubiq_xds_compile_duration_seconds",
             "Time to compile the model into every group's snapshot",
@@ -140,6 +146,8 @@ class XdsRuntime:
         published (or rejected). Models queued behind a running compile are not compiled in
         turn: the newest wins."""
         self._pending = model
+        if self._handed_in is None:
+            self._handed_in = time.monotonic()
         if self._compiling is None or self._compiling.done():
             self._compiling = asyncio.create_task(self._compile_pending())
         # shield: a caller that gives up does not cancel the compile others wait for
@@ -148,10 +156,11 @@ class XdsRuntime:
     async def _compile_pending(self) -> None:
         while self._pending is not None:
             model, self._pending = self._pending, None
-            await self._compile(model)
+            handed_in, self._handed_in = self._handed_in or time.monotonic(), None
+            await self._compile(model, handed_in)
         # no await after the loop: update_model sees this task done or sees its model taken
 
-    async def _compile(self, model: Model) -> None:
+    async def _compile(self, model: Model, handed_in: float) -> None:
         started = time.perf_counter()
         try:
             groups = await asyncio.to_thread(
@@ -174,6 +183,8 @@ class XdsRuntime:
             g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s, checked=True)
         ]
         emptied = self._empty_dropped_groups(snapshots)
+        if self._timing is not None:
+            self._timing.published(handed_in, [*pushed, *emptied])
         elapsed = time.perf_counter() - started
         self._compiles.labels("ok").inc()
         self._compile_seconds.observe(elapsed)

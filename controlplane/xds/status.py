@@ -1,8 +1,8 @@
 """What each connected proxy holds: ACKed versions, last NACK, responses sent.
 
 ``StatusRegistry`` is written by the ADS server and read by the REST API and ``ubiq status``
-through ``proxies()`` (frozen values). ``XdsCollector`` exposes the same numbers to
-Prometheus, read at scrape time from the registry passed in.
+through ``proxies()`` (frozen values). ``controlplane.xds.metrics`` exposes the same numbers to
+Prometheus, read at scrape time.
 """
 
 from __future__ import annotations
@@ -10,16 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from envoy.config.core.v3 import base_pb2
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored
-from controlplane.xds.resources import short_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,39 +144,3 @@ class StatusRegistry:
         return sorted(
             (p.freeze() for p in proxies), key=lambda s: (s.group, s.node_id, s.stream_id)
         )
-
-
-class XdsCollector(Collector):
-    """Prometheus view of a StatusRegistry, read at scrape time."""
-
-    def __init__(self, status: StatusRegistry) -> None:
-        self._status = status
-
-    def collect(self) -> Iterator[Metric]:
-        connected = GaugeMetricFamily(
-            "ubiq_xds_connected_proxies", "xDS streams open, by node group", labels=["group"]
-        )
-        groups = Counter(p.group for p in self._status.proxies())
-        for group, count in sorted(groups.items()):
-            connected.add_metric([group], count)
-        yield connected
-        for name, doc, counts in (
-            ("ubiq_xds_responses", "xDS responses sent", self._status.responses_total),
-            ("ubiq_xds_acks", "xDS responses ACKed", self._status.acks_total),
-            ("ubiq_xds_nacks", "xDS responses rejected (NACK)", self._status.nacks_total),
-            (
-                "ubiq_xds_stale_requests",
-                "xDS requests ignored: stale nonce",
-                self._status.stale_total,
-            ),
-        ):
-            family = CounterMetricFamily(name, doc, labels=["type"])
-            for type_url, count in sorted(counts.items()):
-                family.add_metric([short_name(type_url)], count)
-            yield family
-
-
-def register_metrics(status: StatusRegistry, registry: CollectorRegistry) -> XdsCollector:
-    collector = XdsCollector(status)
-    registry.register(collector)
-    return collector

@@ -18,7 +18,13 @@ from tests.support.dns import dig
 from tests.support.envoy import EnvoyProcess, envoy
 from tests.support.loop import loop_thread
 from tests.support.poll import wait_until
-from tests.support.procs import free_port, free_udp_tcp_port, running, wait_for_port
+from tests.support.procs import (
+    free_port,
+    free_udp_tcp_port,
+    require_binary,
+    running,
+    wait_for_port,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 
@@ -142,6 +148,11 @@ def test_live_edits_bad_edits_dns_and_status(
     metrics = httpx.get(f"{serve.api}/metrics").text
     assert 'ubiq_xds_connected_proxies{group="eu-west/proxy"} 1.0' in metrics
     assert "ubiq_gtm_answer{" in metrics and "ubiq_dns_responses_total{" in metrics
+    linted = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=metrics, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert linted.returncode == 0 and not linted.stdout.strip(), linted.stdout + linted.stderr
 
     # `ubiq status` shows the proxy with its ACKed versions
     out = subprocess.run(
@@ -173,6 +184,8 @@ def test_ubiq_demo_runs_end_to_end() -> None:
     assert "301 location: http://checkout.mesh.example/api/checkout" in text
     assert "405 payments accepts POST only" in text
     assert "europe clients: 127.0.0.12 -> " in text  # failover happened
+    assert "Prometheus on http://127.0.0.1:" in text  # scraping the demo's Envoys and Ubiq
+    assert "Grafana dashboards: " in text
     lines = text.splitlines()
     europe = lines[lines.index(next(line for line in lines if "# europe" in line)) + 1]
     america = lines[lines.index(next(line for line in lines if "# america" in line)) + 1]

@@ -255,6 +255,7 @@ async def test_https_through_the_checker(certificate: tuple[Path, Path]) -> None
         await b.stop()
     labels = {
         "cluster": "c1",
+        "region": "eu-west",
         "endpoint": f"127.0.0.1:{port}",
         "kind": "https",
         "result": "success",

@@ -92,10 +92,16 @@ async def test_metrics_in_the_given_registry() -> None:
         await hc.check_once()
     get = registry.get_sample_value
     a = {"cluster": "a", "endpoint": "192.0.2.1:80", "kind": "http"}
-    assert get("ubiq_gtm_health_probes_total", {**a, "result": "failure"}) == 3
-    assert get("ubiq_gtm_health_probe_duration_seconds_count", a) == 3
     where_a = {"cluster": "a", "region": "eu-west", "endpoint": "192.0.2.1:80"}
     where_b = {"cluster": "b", "region": "us-west", "endpoint": "192.0.2.2:80"}
+    probes_a = {**where_a, "kind": "http"}
+    assert get("ubiq_gtm_health_probes_total", {**probes_a, "result": "failure"}) == 3
+    assert get("ubiq_gtm_health_probes_total", {**probes_a, "result": "success"}) == 0
+    assert get("ubiq_gtm_health_probe_duration_seconds_count", a) == 3
+    # the first decision is a transition too; the other direction reads 0, not absent
+    assert get("ubiq_gtm_health_transitions_total", {**where_a, "to": "unhealthy"}) == 1
+    assert get("ubiq_gtm_health_transitions_total", {**where_a, "to": "healthy"}) == 0
+    assert get("ubiq_gtm_health_transitions_total", {**where_b, "to": "healthy"}) == 1
     assert get("ubiq_gtm_target_healthy", where_a) == 0.0
     assert get("ubiq_gtm_target_healthy", where_b) == 1.0
     assert get("ubiq_gtm_target_consecutive_failures", where_a) == 3.0

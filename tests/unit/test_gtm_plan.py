@@ -222,7 +222,9 @@ async def test_served_answers_are_metrics() -> None:
         in text
     )
     assert 'ubiq_gtm_all_down{group="america",name="web.gtm.example"} 0.0' in text
-    assert "ubiq_gtm_epoch 1.0" in text
+    assert "ubiq_gtm_rebuilds_total 1.0" in text
+    # every (name, region) a failover can be counted for reads 0 before the first one
+    assert 'ubiq_gtm_failovers_total{name="web.gtm.example",region="eu-west"} 0.0' in text
 
 
 async def test_runtime_rebuilds_off_the_loop_and_coalesces_bursts() -> None:

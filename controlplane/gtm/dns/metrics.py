@@ -2,11 +2,15 @@
 
 The hot path only bumps plain dict counters and a bucket list (no locks, no label lookups); a
 collector turns them into metric families at scrape time and reads the table gauges from the
-live table, so a scrape always sees one table generation.
+live table, so a scrape always sees one table generation. Names and labels follow CoreDNS
+(``coredns_dns_requests_total{proto,type}``, ``..._responses_total{rcode}``,
+``..._request_duration_seconds{type}``). The first A/AAAA address of each answer is counted
+and turned into its region at scrape time (``watch_regions``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -64,45 +68,100 @@ class TableInfo(Protocol):
 
 class DnsMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        # (transport, qtype or OTHER_QTYPE, rcode) -> n; rcode is 4 bits, so at most 16 of them
-        self.responses: dict[tuple[str, int, int], int] = {}
+        # (transport, qtype or OTHER_QTYPE, rcode, first A/AAAA rdata of a NOERROR answer or
+        # None) -> n. rcode is 4 bits; addresses come from the table, so the keys are bounded.
+        self.responses: dict[tuple[str, int, int, bytes | None], int] = {}
         self.dropped: dict[str, int] = {}
         self.truncated = 0
         self.tcp_connections = 0
         self.tcp_rejected = 0
         self.tcp_shed = 0
-        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
+        # qtype -> bucket counts (the last one +Inf), then the sum of seconds
+        self._buckets: dict[int, list[float]] = {}
         self._table: Callable[[], TableInfo] | None = None
+        self._region_of: Callable[[str], str] = _no_region
         if registry is not None:
             registry.register(self)
 
     def watch_table(self, table: Callable[[], TableInfo]) -> None:
         self._table = table
 
+    def watch_regions(self, region_of: Callable[[str], str]) -> None:
+        """``region_of(address)``: the region of the target with that address ("" if none)."""
+        self._region_of = region_of
+
     def observe(self, transport: str, response: bytes | None, seconds: float) -> None:
+        # runs once per query: one dict operation per family, the answered address folded into
+        # the response key (no second lookup)
         if response is None:
             self.dropped[transport] = self.dropped.get(transport, 0) + 1
             return
-        qtype = _qtype(response)
-        key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, response[3] & 0x0F)
+        qtype, end = _question(response)
+        rcode = response[3] & 0x0F
+        address = None
+        if rcode == 0 and end and (response[7] or response[6]):
+            i = end + 5
+            if (
+                len(response) >= i + 16
+                and response[i] == 0xC0
+                and response[i + 2 : i + 4] == b"\x00\x01"
+            ):  # the usual answer: A at a compressed name
+                address = response[i + 12 : i + 16]
+            else:
+                address = _first_address(response, i)
+        key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, rcode, address)
         self.responses[key] = self.responses.get(key, 0) + 1
         if response[2] & 0x02:
             self.truncated += 1
-        self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum += seconds
+        buckets = self._buckets.get(key[1])
+        if buckets is None:
+            buckets = self._buckets[key[1]] = [0] * (len(LATENCY_BUCKETS) + 2)
+        buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        buckets[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        queries = CounterMetricFamily(
-            "ubiq_dns_responses", "DNS responses sent", labels=["transport", "qtype", "rcode"]
+        requests = CounterMetricFamily(
+            "ubiq_dns_requests",
+            "DNS queries received, by transport and query type (NONE: no readable question)",
+            labels=["proto", "type"],
         )
-        for (transport, qtype, rcode), n in sorted(self.responses.items()):
-            queries.add_metric(
-                [transport, QTYPES.get(qtype, "OTHER"), RCODE_LABELS.get(rcode, str(rcode))], n
-            )
-        yield queries
+        received: dict[tuple[str, str], int] = {}
+        for (transport, qtype, _, _), n in self.responses.items():
+            key = (transport, QTYPES.get(qtype, "OTHER"))
+            received[key] = received.get(key, 0) + n
+        for transport, n in self.dropped.items():
+            received[(transport, "NONE")] = received.get((transport, "NONE"), 0) + n
+        for labels, n in sorted(received.items()):
+            requests.add_metric(list(labels), n)
+        yield requests
+        responses = CounterMetricFamily(
+            "ubiq_dns_responses",
+            "DNS responses sent, by transport, query type and rcode",
+            labels=["proto", "type", "rcode"],
+        )
+        sent: dict[tuple[str, str, str], int] = {}
+        by_address: dict[tuple[str, str], int] = {}
+        for (transport, qtype, rcode, address), n in self.responses.items():
+            sent_key = (transport, QTYPES.get(qtype, "OTHER"), RCODE_LABELS.get(rcode, str(rcode)))
+            sent[sent_key] = sent.get(sent_key, 0) + n
+            if address is not None:
+                text = str(ipaddress.ip_address(address))
+                where = (self._region_of(text), text)
+                by_address[where] = by_address.get(where, 0) + n
+        for sent_labels, n in sorted(sent.items()):
+            responses.add_metric(list(sent_labels), n)
+        yield responses
+        answers = CounterMetricFamily(
+            "ubiq_dns_answers",
+            "NOERROR answers carrying an address, by the first address and its region"
+            ' ("" for an address that is no current target, e.g. a fallback)',
+            labels=["region", "address"],
+        )
+        for where, n in sorted(by_address.items()):
+            answers.add_metric(list(where), n)
+        yield answers
         dropped = CounterMetricFamily(
-            "ubiq_dns_dropped", "Queries dropped without a response", labels=["transport"]
+            "ubiq_dns_dropped", "Queries dropped without a response", labels=["proto"]
         )
         for transport, n in sorted(self.dropped.items()):
             dropped.add_metric([transport], n)
@@ -123,32 +182,59 @@ class DnsMetrics(Collector):
         yield GaugeMetricFamily(
             "ubiq_dns_tcp_connections", "Open TCP connections", value=self.tcp_connections
         )
-        cumulative, buckets = 0, []
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), self._buckets, strict=True):
-            cumulative += n
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        yield HistogramMetricFamily(
-            "ubiq_dns_answer_seconds",
-            "Time to compute an answer",
-            buckets=buckets,
-            sum_value=self._latency_sum,
+        durations = HistogramMetricFamily(
+            "ubiq_dns_request_duration_seconds",
+            "Time to compute the response to a query, by query type",
+            labels=["type"],
         )
+        for qtype, counts in sorted(self._buckets.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts[:-1], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            durations.add_metric([QTYPES.get(qtype, "OTHER")], buckets, sum_value=counts[-1])
+        yield durations
         if self._table is not None:
             table = self._table()
-            yield GaugeMetricFamily(
-                "ubiq_dns_table_generation",
-                "Generation of the live answer table",
-                value=table.generation,
-            )
             yield GaugeMetricFamily(
                 "ubiq_dns_table_entries", "Precomputed answers in the live table", value=table.size
             )
 
 
-def _qtype(response: bytes) -> int:
+def _no_region(address: str) -> str:
+    return ""
+
+
+def _question(response: bytes) -> tuple[int, int]:
+    """(qtype, offset of the question name's root label); (0, 0) without a question."""
     if response[4:6] != b"\x00\x01":
-        return 0
+        return 0, 0
     i, n = 12, len(response)
     while i < n and 0 < response[i] < 64:
         i += response[i] + 1
-    return (response[i + 1] << 8) | response[i + 2] if i + 2 < n else 0
+    if i + 2 < n and response[i] == 0:
+        return (response[i + 1] << 8) | response[i + 2], i
+    return 0, 0
+
+
+def _first_address(response: bytes, i: int) -> bytes | None:
+    """The rdata of the first A or AAAA record of the answer section starting at ``i``."""
+    n = len(response)
+    for _ in range(min((response[6] << 8) | response[7], 8)):
+        if i >= n:
+            return None
+        if response[i] & 0xC0 == 0xC0:  # compressed owner name: a pointer
+            i += 2
+        else:
+            while i < n and 0 < response[i] < 64:
+                i += response[i] + 1
+            i += 1
+        if i + 10 > n:
+            return None
+        rtype = (response[i] << 8) | response[i + 1]
+        length = (response[i + 8] << 8) | response[i + 9]
+        i += 10
+        if (rtype == 1 and length == 4) or (rtype == 28 and length == 16):
+            return response[i : i + length] if i + length <= n else None
+        i += length
+    return None

@@ -96,7 +96,13 @@ class HealthChecker:
         self._probes_total = Counter(
             "ubiq_gtm_health_probes",
             "Health probes by target and result",
-            ["cluster", "endpoint", "kind", "result"],
+            ["cluster", "region", "endpoint", "kind", "result"],
+            registry=self.registry,
+        )
+        self._transitions = Counter(
+            "ubiq_gtm_health_transitions",
+            "Targets changing state: to=healthy or to=unhealthy (the first decision included)",
+            ["cluster", "region", "endpoint", "to"],
             registry=self.registry,
         )
         self._probe_seconds = Histogram(
@@ -206,7 +212,10 @@ class HealthChecker:
             return
         endpoint = _endpoint(ct)
         outcome = "success" if result.ok else "failure"
-        self._probes_total.labels(ct.target.cluster, endpoint, ct.check.kind, outcome).inc()
+        target = ct.target
+        self._probes_total.labels(
+            target.cluster, target.region, endpoint, ct.check.kind, outcome
+        ).inc()
         self._probe_seconds.labels(ct.target.cluster, endpoint, ct.check.kind).observe(
             result.latency
         )
@@ -214,6 +223,8 @@ class HealthChecker:
         new = observe(old, result.ok, result.error, self._clock(), ct.check)
         self._states[key] = new
         if new.healthy != old.healthy:
+            to = "healthy" if new.healthy else "unhealthy"
+            self._transitions.labels(target.cluster, target.region, endpoint, to).inc()
             (log.info if new.healthy else log.warning)(
                 "gtm.health.change",
                 cluster=ct.target.cluster,
@@ -237,6 +248,12 @@ class HealthChecker:
 
     def _set(self, targets: Iterable[CheckedTarget]) -> None:
         self._targets = {ct.key: ct for ct in targets}
+        for ct in self._targets.values():  # every target's series exist (at 0) from the start
+            labels = (ct.target.cluster, ct.target.region, _endpoint(ct))
+            for result in ("success", "failure"):
+                self._probes_total.labels(*labels, ct.check.kind, result)
+            for to in ("healthy", "unhealthy"):
+                self._transitions.labels(*labels, to)
         self._states = {k: self._states.get(k, TargetHealth()) for k in self._targets}
         self._view = health_view(self._states)
 

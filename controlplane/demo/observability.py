@@ -1,0 +1,41 @@
+"""The demo's Prometheus (scraping every demo Envoy and Ubiq, with Ubiq's alert rules) and the
+Grafana dashboards written next to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from controlplane.demo.envoys import EnvoyProcess
+from controlplane.errors import UbiqError
+from controlplane.observability.dashboards import write_dashboards
+from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job, render_config
+from controlplane.prometheus.process import PrometheusProcess, start_prometheus, wait_ready
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "ubiq.rules.yml"
+
+
+def start_demo_prometheus(
+    workdir: Path, envoys: Sequence[EnvoyProcess], regions: Mapping[str, str], api: str
+) -> PrometheusProcess:
+    """Prometheus (1 s scrape) on a free loopback port: job ``envoy`` for every Envoy's admin
+    ``/stats/prometheus`` labelled with its cluster and region, job ``ubiq`` for ``api``
+    (HOST:PORT). Raises UbiqError when prometheus is missing or does not start."""
+    jobs = [
+        envoy_job({f"127.0.0.1:{e.admin_port}": (e.cluster, regions[e.cluster]) for e in envoys}),
+        ScrapeJob("ubiq", (ScrapeTarget(api),)),
+    ]
+    rules = [str(RULES)] if RULES.is_file() else []  # not shipped in an installed wheel
+    prom = start_prometheus(workdir / "prometheus", render_config(jobs, rule_files=rules))
+    try:
+        wait_ready(prom)
+    except UbiqError:
+        prom.stop()
+        raise
+    return prom
+
+
+def write_demo_dashboards(workdir: Path) -> Path:
+    directory = workdir / "grafana-dashboards"
+    write_dashboards(directory)
+    return directory

@@ -220,10 +220,19 @@ def write_tree(tree: dict[str, str], root: Path) -> list[str]:
     return changed
 
 
+#: deploy/ folders written by hand, not rendered here (Grafana and Prometheus provisioning)
+HAND_WRITTEN = ("grafana", "prometheus")
+
+
 def differences(tree: dict[str, str], root: Path) -> list[str]:
-    """Files that are missing, different, or left over (rendered files only: README kept)."""
+    """Files that are missing, different, or left over (rendered files only: README and the
+    hand-written folders kept)."""
     found = {
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "README.md"
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.name != "README.md"
+        and p.relative_to(root).parts[0] not in HAND_WRITTEN
     }
     out = [r for r in sorted(tree) if not (root / r).exists() or (root / r).read_text() != tree[r]]
     out += sorted(found - set(tree))

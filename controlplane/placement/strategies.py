@@ -1,0 +1,173 @@
+"""Strategies: which eligible regions should carry a service's traffic, and in what shares.
+
+Each strategy gets the eligible regions (healthy, inside every constraint, not in SLO breach) in
+candidate order and returns raw shares (any positive scale); the engine caps, rounds and damps
+them. Pure functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from controlplane.placement.smoothing import Smoothed
+from controlplane.placement.static import PlacedCluster
+from controlplane.policy.placement import Strategy
+
+
+@dataclass(slots=True)
+class RegionFacts:
+    """Everything the engine knows about one region of one service during a tick."""
+
+    name: str
+    order: int  # candidate order (failover order first, then name)
+    clusters: list[PlacedCluster]
+    healthy: list[PlacedCluster]
+    cost: float
+    capacity: float | None
+    smoothed: Smoothed | None
+    judged: bool
+    verdict: str = "eligible"
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Choice:
+    shares: dict[str, float]
+    details: list[str] = field(default_factory=list)
+    held: str | None = None  # "hold.hysteresis" / "hold.noData" when the previous choice stayed
+
+
+def _equal(regions: Sequence[RegionFacts]) -> dict[str, float]:
+    return {r.name: 1.0 for r in regions}
+
+
+def static(
+    eligible: Sequence[RegionFacts], strategy: Strategy, k: int, previous: Mapping[str, int]
+) -> Choice:
+    shares = {r.name: float(sum(p.weight for p in r.healthy)) for r in eligible}
+    if not any(v > 0 for v in shares.values()):
+        return Choice(_equal(eligible), ["every eligible region has static weight 0: equal shares"])
+    return Choice(shares, ["static weights of the healthy clusters"])
+
+
+def failover(
+    eligible: Sequence[RegionFacts], strategy: Strategy, k: int, previous: Mapping[str, int]
+) -> Choice:
+    chosen = sorted(eligible, key=lambda r: r.order)[:k]
+    first = min(r.order for r in eligible)
+    why = "first eligible region in failover order" + (
+        f" (and {k - 1} more for spread)" if k > 1 else ""
+    )
+    details = [why]
+    if first > 0:
+        details.append("earlier regions in the order are not eligible")
+    return Choice(_equal(chosen), details)
+
+
+def capacity(
+    eligible: Sequence[RegionFacts], strategy: Strategy, k: int, previous: Mapping[str, int]
+) -> Choice:
+    declared = [r.capacity for r in eligible if r.capacity is not None]
+    if not declared:
+        return Choice(
+            _equal(eligible), ["no cluster declares capacity.requestsPerSecond: equal shares"]
+        )
+    floor = min(declared)
+    shares = {r.name: r.capacity if r.capacity is not None else floor for r in eligible}
+    details = ["shares proportional to capacity.requestsPerSecond of the healthy clusters"]
+    missing = [r.name for r in eligible if r.capacity is None]
+    if missing:
+        details.append(
+            f"{', '.join(missing)} declare no capacity: counted as {floor:g} (the smallest declared)"
+        )
+    return Choice(shares, details)
+
+
+def lowest_latency(
+    eligible: Sequence[RegionFacts], strategy: Strategy, k: int, previous: Mapping[str, int]
+) -> Choice:
+    pct = strategy.latency_percentile
+    lat = {
+        r.name: v
+        for r in eligible
+        if r.smoothed is not None and (v := r.smoothed.latency(pct)) is not None
+    }
+    names = {r.name for r in eligible}
+    current = [r for r in previous if r in names]
+    if not lat:
+        if current:
+            return Choice(
+                dict.fromkeys(current, 1.0),
+                [f"no {pct} latency data: keeping the current regions"],
+                "hold.noData",
+            )
+        return Choice(_equal(eligible), [f"no {pct} latency data yet: equal shares"])
+    bonus = strategy.damping.stickiness_bonus_percent / 100.0
+    order = {r.name: r.order for r in eligible}
+
+    def score(name: str) -> float:
+        return lat[name] * (1.0 - bonus) if name in current else lat[name]
+
+    ranked = sorted(lat, key=lambda n: (score(n), order[n]))
+    unmeasured = [r.name for r in sorted(eligible, key=lambda r: r.order) if r.name not in lat]
+    best = (ranked + unmeasured)[:k]
+    chain = " < ".join(f"{n} {lat[n]:.1f}ms" for n in sorted(lat, key=lambda n: (lat[n], order[n])))
+    details = [f"{pct} latency: {chain}"]
+    if bonus and current:
+        details.append(
+            f"current regions ranked with a {strategy.damping.stickiness_bonus_percent:g}% bonus"
+        )
+    if current and len(current) == min(k, len(eligible)) and set(best) != set(current):
+        if any(n not in lat for n in current):
+            missing = ", ".join(n for n in current if n not in lat)
+            details.append(f"no latency data for current {missing}: keeping the current regions")
+            return Choice(dict.fromkeys(current, 1.0), details, "hold.noData")
+        cur = sum(lat[n] for n in current) / len(current)
+        measured_best = [n for n in best if n in lat]
+        new = sum(lat[n] for n in measured_best) / len(measured_best)
+        need = strategy.hysteresis.threshold_percent
+        if new > cur * (1.0 - need / 100.0):
+            gain = (cur - new) / cur * 100.0 if cur > 0 else 0.0
+            details.append(
+                f"{', '.join(best)} better by {gain:.1f}%, less than thresholdPercent {need:g}:"
+                f" staying on {', '.join(current)}"
+            )
+            return Choice(dict.fromkeys(current, 1.0), details, "hold.hysteresis")
+    return Choice(dict.fromkeys(best, 1.0), details)
+
+
+def lowest_cost(
+    eligible: Sequence[RegionFacts], strategy: Strategy, k: int, previous: Mapping[str, int]
+) -> Choice:
+    within = [r for r in eligible if r.verdict != "overLatencySlo"]
+    if not within:
+        pct = "p99"
+        by_latency = sorted(
+            eligible,
+            key=lambda r: (
+                r.smoothed.latency(pct)
+                if r.smoothed and r.smoothed.latency(pct) is not None
+                else float("inf"),
+                r.order,
+            ),
+        )
+        return Choice(
+            {r.name: 1.0 for r in by_latency[:k]},
+            ["no region meets the latency SLO: the lowest p99 instead"],
+        )
+    ranked = sorted(within, key=lambda r: (r.cost, r.order))
+    chosen = ranked[:k]
+    costs = ", ".join(f"{r.name} {r.cost:g}" for r in ranked)
+    return Choice({r.name: 1.0 for r in chosen}, [f"cost within the SLO: {costs}"])
+
+
+STRATEGIES: Mapping[
+    str, Callable[[Sequence[RegionFacts], Strategy, int, Mapping[str, int]], Choice]
+] = {
+    "static": static,
+    "failover": failover,
+    "capacity": capacity,
+    "lowestLatency": lowest_latency,
+    "lowestCost": lowest_cost,
+}

@@ -429,8 +429,9 @@ def _placed(
     rank = {f.name: i + 1 for i, f in enumerate(sorted(standby, key=lambda f: f.order))}
     for f in facts:
         share = weights.get(f.name, 0)
-        healthy = {p.name for p in f.healthy}
-        basis = {p.name: float(p.weight if strategy == "static" else 1) for p in f.healthy}
+        members = f.healthy or f.clusters  # every region down: all of them serve
+        healthy = {p.name for p in members}
+        basis = {p.name: float(p.weight if strategy == "static" else 1) for p in members}
         if share > 0 and not any(v > 0 for v in basis.values()):
             basis = dict.fromkeys(basis, 1.0)
         split = apportion(basis, share) if share > 0 else {}

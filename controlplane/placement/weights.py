@@ -15,8 +15,10 @@ def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
     out = dict.fromkeys(shares, 0)
     if not positive:
         return out
-    scale = total / sum(positive.values())
-    exact = {k: v * scale for k, v in positive.items()}
+    top = max(positive.values())
+    unit = {k: v / top for k, v in positive.items()}  # tiny or huge shares stay finite
+    scale = total / sum(unit.values())
+    exact = {k: v * scale for k, v in unit.items()}
     floors = {k: math.floor(x) for k, x in exact.items()}
     left = total - sum(floors.values())
     for k in sorted(positive, key=lambda k: (floors[k] - exact[k], k))[: max(0, left)]:
@@ -26,16 +28,18 @@ def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
 
 
 def cap_shares(shares: Mapping[str, float], cap: float) -> tuple[dict[str, float], bool]:
-    """Limit every share to ``cap`` (a fraction of the total), handing the excess to the others.
+    """Shares as fractions of 1, none above ``cap``: the excess goes to the other regions.
 
     The excess goes to regions that already have a share, in proportion; when they are full it
     goes to the zero-share ones equally. Returns (shares, feasible): when no region can take the
     excess the cap is given up (availability first) and ``feasible`` is False.
     """
     total = sum(v for v in shares.values() if v > 0)
-    if total <= 0 or cap >= 1.0:
+    if total <= 0:
         return dict(shares), True
     result = {k: max(0.0, v) / total for k, v in shares.items()}
+    if cap >= 1.0:
+        return result, True
     for _ in range(len(result) + 1):
         over = [k for k, v in result.items() if v > cap + 1e-12]
         if not over:

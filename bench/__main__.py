@@ -15,6 +15,7 @@ BENCHMARKS = (
     "gtm_table",
     "steering",
     "gtm_failover",
+    "placement_decide",
 )
 
 

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from controlplane.feedback.signals import RegionSignal
+from controlplane.placement.plan import ServicePlan
 from controlplane.placement.smoothing import Smoothed
 from controlplane.placement.static import PlacedCluster
+from controlplane.placement.strategies import RegionFacts
 
 Verdict = Literal[
     "serving",  # has weight now
@@ -100,7 +103,6 @@ class Decision:
     placed: tuple[PlacedCluster, ...]  # what the xDS compiler reads
     weights: Mapping[str, int]  # region -> percent now (positive entries only; sum 100)
     target: Mapping[str, int]  # region -> percent being moved toward
-    regions: tuple[RegionInput, ...]
     reason: Reason
     made_at: float  # seconds, from the injected clock
     since: float  # the current target has held since
@@ -111,8 +113,45 @@ class Decision:
     )  # re-decide then even without new inputs (dwell, step, probation)
     stale: bool = False
     signals_at: float | None = None
-    smoothed: Mapping[str, Smoothed] = field(default_factory=dict, compare=False, repr=False)
     breached: Mapping[str, float] = field(default_factory=dict)  # region -> when it broke the SLO
+    verdicts: Mapping[str, str] = field(default_factory=dict)  # region -> Verdict, candidate order
+    latency_percentile: str = "p99"
+    # the engine's memory and change detection; not part of what was decided
+    facts: tuple[RegionFacts, ...] = field(default=(), compare=False, repr=False)
+    smoothed: Mapping[str, Smoothed] = field(default_factory=dict, compare=False, repr=False)
+    plan: ServicePlan | None = field(default=None, compare=False, repr=False)
+    down: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    seen: tuple[RegionSignal | None, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def regions(self) -> tuple[RegionInput, ...]:
+        """Every candidate region with its inputs and verdict (built on demand, for "why")."""
+        return tuple(self._input(f) for f in self.facts)
+
+    def _input(self, f: RegionFacts) -> RegionInput:
+        sm = f.smoothed
+        weight = self.weights.get(f.name, 0)
+        verdict = self.verdicts.get(f.name, f.verdict)
+        if verdict == "eligible" and weight > 0:
+            verdict = "serving"
+        return RegionInput(
+            region=f.name,
+            clusters=tuple(p.name for p in f.clusters),
+            healthy=bool(f.healthy),
+            verdict=verdict,  # type: ignore[arg-type]
+            weight=weight,
+            target=self.target.get(f.name, 0),
+            judged=f.judged,
+            requests=sm.requests if sm else None,
+            success_rate=sm.success_rate if sm else None,
+            latency_ms=sm.latency(self.latency_percentile) if sm else None,
+            cost=f.cost,
+            capacity=f.capacity,
+            note=f.note,
+        )
+
+    def judged(self, region: str) -> bool:
+        return any(f.judged for f in self.facts if f.name == region)
 
     @property
     def active_regions(self) -> tuple[tuple[str, int], ...]:
@@ -120,7 +159,7 @@ class Decision:
         return tuple(sorted(self.weights.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def region(self, name: str) -> RegionInput | None:
-        return next((r for r in self.regions if r.region == name), None)
+        return next((self._input(f) for f in self.facts if f.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
         """The decision as JSON-able data, for the API and ``ubiq placement why``."""

@@ -17,13 +17,14 @@ Pure: no I/O, the clock is the ``now`` argument (seconds). One tick, per service
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
-from controlplane.feedback.signals import Signals
-from controlplane.placement.decision import Decision, Reason, RegionInput, Rule, Verdict
-from controlplane.placement.smoothing import Smoothed, smooth_service
-from controlplane.placement.static import PlacedCluster, place
+from controlplane.feedback.signals import RegionSignal, Signals
+from controlplane.placement.decision import Decision, Reason, Rule
+from controlplane.placement.plan import ServicePlan, plan_for
+from controlplane.placement.smoothing import smooth_service
+from controlplane.placement.static import PlacedCluster
 from controlplane.placement.strategies import STRATEGIES, Choice, RegionFacts
 from controlplane.placement.weights import (
     apportion,
@@ -33,68 +34,14 @@ from controlplane.placement.weights import (
     step_towards,
 )
 from controlplane.policy.model import Model
-from controlplane.policy.placement import Spread, Strategy
 
-__all__ = ["FORGET_AFTER_MIN_S", "Health", "decide", "decide_all"]
+__all__ = ["Health", "decide", "decide_all"]
 
 Health = Mapping[str, bool]
 """Cluster name -> healthy. A cluster not listed counts as healthy (nobody checks it)."""
 
 FORCED: frozenset[str] = frozenset({"unhealthy", "sloBreach"})
 ELIGIBLE: frozenset[str] = frozenset({"eligible", "probation", "overLatencySlo"})
-FORGET_AFTER_MIN_S = 10.0  # a smoothed value older than max(2 x minDwell, this) restarts
-_DEFAULT_STRATEGY = Strategy()
-_DEFAULT_SPREAD = Spread()
-
-
-@dataclass(frozen=True, slots=True)
-class _Params:
-    strategy: Strategy
-    spread: Spread
-    dwell: float
-    step_interval: float
-    forget_after: float
-    thresholds: Mapping[str, float | str | None]
-
-
-_PARAMS_CACHE: dict[int, tuple[object, _Params]] = {}
-
-
-def _params(strategy: Strategy, spread: Spread) -> _Params:
-    key = id(strategy) ^ (id(spread) << 1)
-    hit = _PARAMS_CACHE.get(key)
-    if hit is not None and hit[0] is strategy:
-        return hit[1]
-    d, h, slo = strategy.damping, strategy.hysteresis, strategy.slo
-    dwell = h.min_dwell / 1000.0
-    params = _Params(
-        strategy=strategy,
-        spread=spread,
-        dwell=dwell,
-        step_interval=d.step_interval / 1000.0,
-        forget_after=max(2.0 * dwell, FORGET_AFTER_MIN_S),
-        thresholds={
-            "strategy": strategy.type,
-            "latencyPercentile": strategy.latency_percentile,
-            "sloSuccessRate": slo.success_rate if slo else None,
-            "sloLatencyP99Ms": float(slo.latency_p99)
-            if slo and slo.latency_p99 is not None
-            else None,
-            "minDwellS": dwell,
-            "thresholdPercent": h.threshold_percent,
-            "ewmaAlpha": d.ewma_alpha,
-            "minRequests": float(d.min_requests),
-            "maxWeightChangePercent": d.max_weight_change_percent,
-            "stepIntervalS": d.step_interval / 1000.0,
-            "stickinessBonusPercent": d.stickiness_bonus_percent,
-            "minRegions": float(spread.min_regions),
-            "maxSharePercent": spread.max_share_percent,
-        },
-    )
-    if len(_PARAMS_CACHE) > 4096:
-        _PARAMS_CACHE.clear()
-    _PARAMS_CACHE[key] = (strategy, params)
-    return params
 
 
 def decide_all(
@@ -106,13 +53,35 @@ def decide_all(
     previous: Mapping[str, Decision] | None = None,
     services: Iterable[str] | None = None,
 ) -> dict[str, Decision]:
-    """One Decision per service of the model (or per name in ``services``)."""
+    """One Decision per service of the model (or per name in ``services``).
+
+    A service whose inputs did not change since its previous Decision (same plan, same down
+    clusters, equal signals, no timer due) keeps that Decision object: unchanged services cost a
+    comparison, and consumers can tell "nothing changed" by identity.
+    """
     prev = previous or {}
+    down = _down(health)
     names = model.services if services is None else services
+    by_service = _by_service(signals)
     return {
-        name: decide(model, name, now=now, signals=signals, health=health, previous=prev.get(name))
+        name: _decide(model, name, now, signals, down, prev.get(name), by_service.get(name, {}))
         for name in names
     }
+
+
+def _by_service(signals: Signals | None) -> dict[str, dict[str, RegionSignal]]:
+    """service -> region -> whole-service signal, in one pass (no per-key hashing later)."""
+    out: dict[str, dict[str, RegionSignal]] = {}
+    if signals is None or signals.stale:
+        return out
+    for key, value in signals.values.items():
+        if not key.subset:
+            out.setdefault(key.service, {})[key.region] = value
+    return out
+
+
+def _down(health: Health | None) -> frozenset[str]:
+    return frozenset(c for c, ok in (health or {}).items() if not ok)
 
 
 def decide(
@@ -125,45 +94,66 @@ def decide(
     previous: Decision | None = None,
 ) -> Decision:
     """The Decision for ``service`` at ``now``. ``signals=None``: no feedback source (not stale)."""
-    placement = model.placement_for(service)
-    spec = placement.spec if placement is not None else None
-    params = _params(
-        spec.strategy if spec else _DEFAULT_STRATEGY,
-        spec.spread if spec is not None and spec.spread is not None else _DEFAULT_SPREAD,
-    )
-    strategy = params.strategy
+    own = _by_service(signals).get(service, {})
+    return _decide(model, service, now, signals, _down(health), previous, own)
+
+
+def _decide(
+    model: Model,
+    service: str,
+    now: float,
+    signals: Signals | None,
+    down_all: frozenset[str],
+    previous: Decision | None,
+    own: Mapping[str, RegionSignal],
+) -> Decision:
+    plan = plan_for(model, service)
     prev = previous if previous is not None and previous.service == service else None
-    candidates = place(model, service)
     stale = signals is not None and signals.stale
     signals_at = signals.at if signals is not None else None
-    if not candidates:
-        return _no_candidates(service, strategy.type, prev, now, stale, signals_at)
-    facts = _facts(model, service, candidates, health or {}, prev, signals, params, now)
-    breached = _judge(facts, prev, params, now)
+    down = plan.cluster_names & down_all if down_all else frozenset()
+    seen: tuple[RegionSignal | None, ...] = ()
+    if signals is not None and not stale:
+        seen = tuple(own.get(r) for r in plan.region_names)
+    if (
+        prev is not None
+        and prev.stale == stale
+        and prev.down == down
+        and prev.seen == seen
+        and (prev.next_decision_at is None or now < prev.next_decision_at)
+        and (prev.plan is plan or prev.plan == plan)
+    ):
+        return prev
+    strategy = plan.strategy
+    if not plan.regions:
+        return _no_candidates(plan, prev, now, stale, signals_at)
+    facts = _facts(plan, down, prev, None if signals is None or stale else own, now)
+    breached = _judge(facts, prev, plan, now)
     by_name = {f.name: f for f in facts}
     eligible = [f for f in facts if f.verdict in ELIGIBLE]
     eligible_names = {f.name for f in eligible}
-    k = min(params.spread.min_regions, max(1, len(eligible)))
+    k = min(plan.spread.min_regions, max(1, len(eligible)))
     prev_target = {r: w for r, w in positive(prev.target).items() if r in by_name} if prev else {}
     details: list[str] = []
     all_excluded = not eligible
     if eligible:
         choice = STRATEGIES[strategy.type](eligible, strategy, k, prev_target)
     else:
+        anyone = any(f.healthy for f in facts)
         pool = [f for f in facts if f.healthy] or facts
         choice = Choice(
             {f.name: 1.0 for f in pool},
             [
                 "no region qualifies: every healthy region serves"
-                if any(f.healthy for f in facts)
+                if anyone
                 else "every region is down: all of them serve (like the GTM's answerAll)"
             ],
         )
     details += choice.details
-    shares, feasible = cap_shares(choice.shares, params.spread.max_share_percent / 100.0)
+    shares, feasible = cap_shares(choice.shares, plan.spread.max_share_percent / 100.0)
     if not feasible:
         details.append(
-            f"maxSharePercent {params.spread.max_share_percent:g} cannot hold with"
+            f"maxSharePercent {plan.spread.max_share_percent:g} cannot hold with"
             f" {sum(1 for v in shares.values() if v > 0)} region(s): cap given up"
         )
     computed = positive(apportion(shares))
@@ -181,14 +171,14 @@ def decide(
             target, since = prev_target, prev.since
         elif lost or not prev_target or all_excluded:
             target, since = computed, now
-        elif now < prev.since + params.dwell:
+        elif now < prev.since + plan.dwell:
             target, since, dwell_hold = prev_target, prev.since, True
         else:
             target, since = computed, now
         base = renormalize(prev.weights, eligible_names if not all_excluded else set(target))
         if not base:
             base = dict(target)
-        if base != target and not stale and now - prev.changed_at >= params.step_interval:
+        if base != target and not stale and now - prev.changed_at >= plan.step_interval:
             weights = positive(
                 step_towards(base, target, strategy.damping.max_weight_change_percent)
             )
@@ -197,90 +187,104 @@ def decide(
         changed = prev.changed_at if weights == dict(prev.weights) else now
 
     rule = _rule(strategy.type, stale, forced, dwell_hold, weights, target, choice, all_excluded)
-    summary = _summary(rule, forced, by_name, weights, target, since, params, prev)
+    summary = _summary(rule, forced, by_name, weights, target, since, plan)
     next_at = _next_decision(
-        now, dwell_hold, since, params, weights, target, changed, breached, facts
+        now, dwell_hold, since, plan, weights, target, changed, breached, facts
     )
+    if (
+        prev is not None
+        and prev.down == down
+        and dict(prev.weights) == weights
+        and prev.plan is plan
+    ):
+        placed = prev.placed
+    else:
+        placed = _placed(facts, weights, strategy.type)
     return Decision(
         service=service,
         strategy=strategy.type,
-        placed=_placed(facts, weights, strategy.type),
+        placed=placed,
         weights=weights,
         target=target,
-        regions=tuple(_region_input(f, weights, target, strategy) for f in facts),
-        reason=Reason(rule, summary, tuple(details), params.thresholds),
+        facts=tuple(facts),
+        reason=Reason(rule, summary, tuple(details), plan.thresholds),
         made_at=now,
         since=since,
         changed_at=changed,
-        dwell_until=since + params.dwell,
+        dwell_until=since + plan.dwell,
         next_decision_at=next_at,
         stale=stale,
         signals_at=signals_at,
         smoothed={f.name: f.smoothed for f in facts if f.smoothed is not None},
         breached=breached,
+        verdicts={f.name: f.verdict for f in facts},
+        latency_percentile=strategy.latency_percentile,
+        plan=plan,
+        down=down,
+        seen=seen,
     )
 
 
 def _facts(
-    model: Model,
-    service: str,
-    candidates: tuple[PlacedCluster, ...],
-    health: Health,
+    plan: ServicePlan,
+    down: frozenset[str],
     prev: Decision | None,
-    signals: Signals | None,
-    params: _Params,
+    own: Mapping[str, RegionSignal] | None,
     now: float,
 ) -> list[RegionFacts]:
-    grouped: dict[str, list[PlacedCluster]] = {}
-    for p in candidates:
-        grouped.setdefault(p.region, []).append(p)
-    damping = params.strategy.damping
+    damping = plan.strategy.damping
     memory = dict(prev.smoothed) if prev else {}
     if prev is not None:
         # a region out for a breach and unmeasured since starts its success rate afresh, so the
         # bad samples that made it leave do not count against it again on probation
-        for r in prev.regions:
-            if r.region in prev.breached and not r.judged and r.region in memory:
-                memory[r.region] = replace(memory[r.region], success_rate=None)
+        for region in prev.breached:
+            if region in memory and not prev.judged(region):
+                memory[region] = replace(memory[region], success_rate=None)
     smoothed, judged = smooth_service(
-        service,
-        list(grouped),
+        plan.region_names,
         memory,
-        signals,
+        own,
         alpha=damping.ewma_alpha,
         min_requests=damping.min_requests,
         now=now,
-        forget_after=params.forget_after,
+        forget_after=plan.forget_after,
     )
     facts = []
-    for order, (region, placed) in enumerate(grouped.items()):
-        healthy = [p for p in placed if health.get(p.name, True)]
-        specs = [model.clusters[p.name].spec for p in (healthy or placed)]
-        caps = [s.capacity.requests_per_second for s in specs if s.capacity.requests_per_second]
+    for r in plan.regions:
+        healthy: Sequence[PlacedCluster] = r.clusters
+        cost, capacity = r.cost, r.capacity
+        if down and not down.isdisjoint(p.name for p in r.clusters):
+            up = [i for i, p in enumerate(r.clusters) if p.name not in down]
+            healthy = tuple(r.clusters[i] for i in up)
+            use = up or range(len(r.clusters))
+            cost = min(r.costs[i] for i in use)
+            caps = [c for i in use if (c := r.capacities[i])]
+            capacity = float(sum(caps)) if caps else None
+        name = r.name
         facts.append(
             RegionFacts(
-                name=region,
-                order=order,
-                clusters=placed,
-                healthy=healthy,
-                cost=min(s.cost_weight for s in specs),
-                capacity=float(sum(caps)) if caps else None,
-                smoothed=smoothed.get(region),
-                judged=region in judged,
+                name,
+                r.order,
+                r.clusters,
+                healthy,
+                cost,
+                capacity,
+                smoothed.get(name),
+                name in judged,
             )
         )
     return facts
 
 
 def _judge(
-    facts: list[RegionFacts], prev: Decision | None, params: _Params, now: float
+    facts: list[RegionFacts], prev: Decision | None, plan: ServicePlan, now: float
 ) -> dict[str, float]:
     """Set each region's verdict; return the regions held out for an SLO breach (-> since when)."""
-    strategy = params.strategy
+    strategy = plan.strategy
     slo = strategy.slo
     band = strategy.hysteresis.threshold_percent / 100.0
     prev_breached = prev.breached if prev else {}
-    prev_verdicts = {r.region: r.verdict for r in prev.regions} if prev else {}
+    prev_verdicts = prev.verdicts if prev else {}
     breached: dict[str, float] = {}
     for f in facts:
         sm = f.smoothed
@@ -307,9 +311,9 @@ def _judge(
             f.note = f"success {sm.success_rate:.4f} >= slo {floor:g}"
         elif f.name in prev_breached:
             left = prev_breached[f.name]
-            if now - left < params.dwell:
+            if now - left < plan.dwell:
                 f.verdict = "sloBreach"
-                f.note = f"no data since the breach; probation at {left + params.dwell:.1f}"
+                f.note = f"no data since the breach; probation at {left + plan.dwell:.1f}"
                 breached[f.name] = left
                 continue
             f.verdict = "probation"
@@ -372,8 +376,7 @@ def _summary(
     weights: Mapping[str, int],
     target: Mapping[str, int],
     since: float,
-    params: _Params,
-    prev: Decision | None,
+    plan: ServicePlan,
 ) -> str:
     now_w = _fmt(weights)
     if rule == "hold.stale":
@@ -384,12 +387,10 @@ def _summary(
         )
         return f"left {', '.join(forced)} at once ({why}); now {now_w}, target {_fmt(target)}"
     if rule == "hold.dwell":
-        return (
-            f"holding {_fmt(target)} until {since + params.dwell:.1f} (minDwell {params.dwell:g}s)"
-        )
+        return f"holding {_fmt(target)} until {since + plan.dwell:.1f} (minDwell {plan.dwell:g}s)"
     if rule == "step":
-        step = params.strategy.damping.max_weight_change_percent
-        return f"moving toward {_fmt(target)} by at most {step:g} points per {params.step_interval:g}s: now {now_w}"
+        step = plan.strategy.damping.max_weight_change_percent
+        return f"moving toward {_fmt(target)} by at most {step:g} points per {plan.step_interval:g}s: now {now_w}"
     if rule == "allExcluded":
         return f"no region qualifies: serving {now_w}"
     if rule == "hold.hysteresis":
@@ -403,7 +404,7 @@ def _next_decision(
     now: float,
     dwell_hold: bool,
     since: float,
-    params: _Params,
+    plan: ServicePlan,
     weights: Mapping[str, int],
     target: Mapping[str, int],
     changed: float,
@@ -412,77 +413,56 @@ def _next_decision(
 ) -> float | None:
     times = []
     if dwell_hold:
-        times.append(since + params.dwell)
+        times.append(since + plan.dwell)
     if dict(weights) != dict(target):
-        times.append(changed + params.step_interval)
+        times.append(changed + plan.step_interval)
     verdicts = {f.name: f.verdict for f in facts}
-    times += [t + params.dwell for r, t in breached.items() if verdicts.get(r) == "sloBreach"]
+    times += [t + plan.dwell for r, t in breached.items() if verdicts.get(r) == "sloBreach"]
     later = [t for t in times if t > now]
-    return min(later) if later else (now + params.step_interval if times else None)
+    return min(later) if later else (now + plan.step_interval if times else None)
 
 
 def _placed(
     facts: list[RegionFacts], weights: Mapping[str, int], strategy: str
 ) -> tuple[PlacedCluster, ...]:
+    """Clusters with their weights: a serving region's percent split over its healthy clusters
+    (by static weight for ``static``, else equally) at priority 0; every other region's clusters
+    at weight 0, priority 1, 2, ... in candidate order."""
     out: list[PlacedCluster] = []
-    standby = [f for f in facts if weights.get(f.name, 0) <= 0]
-    rank = {f.name: i + 1 for i, f in enumerate(sorted(standby, key=lambda f: f.order))}
-    for f in facts:
+    rank = 0
+    for f in facts:  # facts are in candidate order
         share = weights.get(f.name, 0)
+        if share <= 0:
+            rank += 1
+            out += [PlacedCluster(p.name, p.region, 0, rank, p.preferred) for p in f.clusters]
+            continue
         members = f.healthy or f.clusters  # every region down: all of them serve
-        healthy = {p.name for p in members}
         basis = {p.name: float(p.weight if strategy == "static" else 1) for p in members}
-        if share > 0 and not any(v > 0 for v in basis.values()):
+        if not any(v > 0 for v in basis.values()):
             basis = dict.fromkeys(basis, 1.0)
-        split = apportion(basis, share) if share > 0 else {}
-        priority = 0 if share > 0 else rank[f.name]
-        for p in f.clusters:
-            weight = split.get(p.name, 0) if p.name in healthy else 0
-            out.append(PlacedCluster(p.name, p.region, weight, priority, p.preferred))
+        split = apportion(basis, share)
+        out += [
+            PlacedCluster(p.name, p.region, split.get(p.name, 0), 0, p.preferred)
+            for p in f.clusters
+        ]
     out.sort(key=lambda p: (p.priority, not p.preferred, p.name))
     return tuple(out)
 
 
-def _region_input(
-    f: RegionFacts, weights: Mapping[str, int], target: Mapping[str, int], strategy: Strategy
-) -> RegionInput:
-    sm: Smoothed | None = f.smoothed
-    weight = weights.get(f.name, 0)
-    verdict: Verdict = f.verdict  # type: ignore[assignment]
-    if verdict == "eligible" and weight > 0:
-        verdict = "serving"
-    return RegionInput(
-        region=f.name,
-        clusters=tuple(p.name for p in f.clusters),
-        healthy=bool(f.healthy),
-        verdict=verdict,
-        weight=weight,
-        target=target.get(f.name, 0),
-        judged=f.judged,
-        requests=sm.requests if sm else None,
-        success_rate=sm.success_rate if sm else None,
-        latency_ms=sm.latency(strategy.latency_percentile) if sm else None,
-        cost=f.cost,
-        capacity=f.capacity,
-        note=f.note,
-    )
-
-
 def _no_candidates(
-    service: str,
-    strategy: str,
+    plan: ServicePlan,
     prev: Decision | None,
     now: float,
     stale: bool,
     signals_at: float | None,
 ) -> Decision:
     return Decision(
-        service=service,
-        strategy=strategy,
+        service=plan.service,
+        strategy=plan.strategy.type,
         placed=(),
         weights={},
         target={},
-        regions=(),
+        facts=(),
         reason=Reason("noCandidates", "no cluster can serve the service (constraints leave none)"),
         made_at=now,
         since=prev.since if prev is not None and not prev.placed else now,
@@ -491,4 +471,5 @@ def _no_candidates(
         next_decision_at=None,
         stale=stale,
         signals_at=signals_at,
+        plan=plan,
     )

@@ -107,7 +107,7 @@ def _decide_group(
         return _follow(
             decision, group, f"follows the service decision ({decision.reason.rule})", now, prev
         )
-    eligible = [r.region for r in decision.regions if r.verdict not in _OUT]
+    eligible = [r for r, verdict in decision.verdicts.items() if verdict not in _OUT]
     measured = {r: float(row[r]) for r in eligible if r in row}
     if not measured:
         return _follow(

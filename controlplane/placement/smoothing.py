@@ -8,10 +8,10 @@ next sample instead of blending with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from controlplane.feedback.signals import RegionSignal, Signals
+from controlplane.feedback.signals import RegionSignal
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +71,23 @@ def smooth_region(
 
 
 def smooth_service(
-    service: str,
-    regions: list[str],
+    regions: Sequence[str],
     previous: Mapping[str, Smoothed],
-    signals: Signals | None,
+    signals: Mapping[str, RegionSignal] | None,
     *,
     alpha: float,
     min_requests: int,
     now: float,
     forget_after: float,
 ) -> tuple[dict[str, Smoothed], frozenset[str]]:
-    """(smoothed values per region, regions judged this poll). Stale or absent signals judge none."""
+    """(smoothed values per region, regions judged this poll); ``signals`` is one service's, by
+    region. Stale or absent signals (None) judge none."""
     out = {r: previous[r] for r in regions if r in previous}
-    if signals is None or signals.stale:
+    if signals is None:
         return out, frozenset()
     fresh: set[str] = set()
     for region in regions:
-        signal = signals.get(service, region)
+        signal = signals.get(region)
         if signal is None or not enough_volume(signal, min_requests):
             continue
         out[region] = smooth_region(

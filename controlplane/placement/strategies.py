@@ -21,8 +21,8 @@ class RegionFacts:
 
     name: str
     order: int  # candidate order (failover order first, then name)
-    clusters: list[PlacedCluster]
-    healthy: list[PlacedCluster]
+    clusters: Sequence[PlacedCluster]
+    healthy: Sequence[PlacedCluster]
     cost: float
     capacity: float | None
     smoothed: Smoothed | None

@@ -15,6 +15,8 @@ does without the engine), reported as a ratio. Rows:
 * lowestLatency + SLO, every value moved (a new poll where every latency changed a little: every
   service re-decided, nothing switches);
 * lowestLatency + SLO, a tick where one region in ten fails its SLO (exits, reasons, re-weighting);
+* lowestLatency + SLO, each service placed in 5 of the regions (a typical footprint), every value
+  moved (the poll still carries every service x region);
 * capacity with spread (minRegions 3, maxSharePercent 40), steady tick;
 * per-client-group choices (``decide_groups``, 20 groups) for every service, steady tick.
 """
@@ -42,7 +44,9 @@ RESULTS = Path(__file__).parent / "results"
 TARGET_MS = 100.0
 
 
-def build_model(regions: int, services: int, placement: dict[str, Any]) -> Model:
+def build_model(
+    regions: int, services: int, placement: dict[str, Any], per_service: int = 0
+) -> Model:
     docs: list[AnyDocument] = []
     for r in range(regions):
         docs.append(
@@ -77,7 +81,11 @@ def build_model(regions: int, services: int, placement: dict[str, Any]) -> Model
                     "metadata": {"name": f"svc-{s}"},
                     "spec": {
                         "service": f"svc-{s}",
-                        "clusterSelector": {"matchLabels": {"mesh": "on"}},
+                        **(
+                            {"clusters": [f"c{(s + j * 7) % regions}" for j in range(per_service)]}
+                            if per_service
+                            else {"clusterSelector": {"matchLabels": {"mesh": "on"}}}
+                        ),
                         **placement,
                     },
                 }
@@ -154,6 +162,12 @@ def run(regions: int, services: int, repeat: int) -> list[dict[str, Any]]:
     timed(
         "engine: lowestLatency+slo, 1 region in 10 fails",
         lambda: decide_all(lat, now=1.0, signals=bad, previous=first),
+    )
+    few = build_model(regions, services, {"strategy": latency}, per_service=5)
+    few_first = decide_all(few, now=0.0, signals=good0)
+    timed(
+        "engine: lowestLatency+slo, 5 regions each, every value moved",
+        lambda: decide_all(few, now=1.0, signals=moved, previous=few_first),
     )
     cap = models["capacity"]
     cap_first = decide_all(cap, now=0.0, signals=good0)

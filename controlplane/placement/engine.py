@@ -306,9 +306,8 @@ def _judge(
                     else f"success {sm.success_rate:.4f} not yet back above {recover_at:.4f}"
                     f" (slo {floor:g} + {band * 100:g}% band)"
                 )
-                breached[f.name] = now if sm.success_rate < floor else prev_breached[f.name]
+                breached[f.name] = now  # the latest evidence: probation counts from here
                 continue
-            f.note = f"success {sm.success_rate:.4f} >= slo {floor:g}"
         elif f.name in prev_breached:
             left = prev_breached[f.name]
             if now - left < plan.dwell:
@@ -330,8 +329,6 @@ def _judge(
                     f.note = f"p99 {p99:.1f}ms > {bound:.1f}ms" + (
                         f" (slo {limit:g}ms - {band * 100:g}% band)" if was_over else ""
                     )
-                    continue
-                f.note = (f.note + "; " if f.note else "") + f"p99 {p99:.1f}ms <= slo {limit:g}ms"
     return breached
 
 

@@ -18,7 +18,8 @@ does without the engine), reported as a ratio. Rows:
 * lowestLatency + SLO, each service placed in 5 of the regions (a typical footprint), every value
   moved (the poll still carries every service x region);
 * capacity with spread (minRegions 3, maxSharePercent 40), steady tick;
-* per-client-group choices (``decide_groups``, 20 groups) for every service, steady tick.
+* per-client-group choices (``decide_groups``, 20 groups x every region) for every service: first,
+  and again with nothing changed (each choice compares its Decision and latency row).
 """
 
 from __future__ import annotations
@@ -182,8 +183,16 @@ def run(regions: int, services: int, repeat: int) -> list[dict[str, Any]]:
     }
     steady: dict[str, Decision] = decide_all(lat, now=1.0, signals=good1, previous=first)
     timed(
-        "groups: 20 client groups per service",
+        "groups: 20 client groups per service, first",
         lambda: [decide_groups(lat, d, groups, matrix, now=1.0) for d in steady.values()],
+    )
+    chosen = {n: decide_groups(lat, d, groups, matrix, now=1.0) for n, d in steady.items()}
+    timed(
+        "groups: 20 client groups per service, unchanged",
+        lambda: [
+            decide_groups(lat, d, groups, matrix, now=2.0, previous=chosen[n])
+            for n, d in steady.items()
+        ],
     )
     for row in rows:
         row["ms"] = row["seconds"] * 1000.0

@@ -11,7 +11,7 @@ left (unhealthy, SLO breach) is left at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controlplane.placement.decision import Decision, Reason
@@ -34,6 +34,9 @@ class GroupChoice:
     since: float  # these regions have been answered since
     dwell_until: float
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # the inputs, per region
+    # change detection: the Decision and latency row this choice was computed from
+    source: Decision | None = field(default=None, compare=False, repr=False)
+    row: Mapping[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,26 @@ def _decide_group(
 ) -> GroupChoice:
     if prev is not None and (prev.service != decision.service or prev.group != group):
         prev = None
+    if (
+        prev is not None
+        and prev.source is decision
+        and prev.reason.rule != "hold.dwell"
+        and prev.row == row
+    ):
+        return prev  # nothing this choice depends on changed
+    choice = _choose(decision, group, row, strategy, spread, now, prev)
+    return replace(choice, source=decision, row=row)
+
+
+def _choose(
+    decision: Decision,
+    group: str,
+    row: Mapping[str, float],
+    strategy: Strategy,
+    spread: Spread,
+    now: float,
+    prev: GroupChoice | None,
+) -> GroupChoice:
     if decision.strategy != "lowestLatency":
         return _follow(
             decision, group, f"follows the service decision ({decision.reason.rule})", now, prev

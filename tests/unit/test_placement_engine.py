@@ -319,3 +319,20 @@ def test_decisions_feed_the_xds_compiler_unchanged() -> None:
 def test_no_candidates() -> None:
     d = decide(model("residency: {regions: [rd]}"), "web", now=0)
     assert d.reason.rule == "noCandidates" and d.placed == ()
+
+
+def test_unchanged_inputs_keep_the_decision_object_and_timers_still_fire() -> None:
+    m = model("strategy: {type: lowestLatency, hysteresis: {minDwell: 30s}}")
+    s0 = signals(0, {"ra": (1, 100), "rb": (1, 120)})
+    d0 = decide_all(m, now=0, signals=s0)
+    same = decide_all(m, now=1, signals=signals(1, {"ra": (1, 100), "rb": (1, 120)}), previous=d0)
+    assert same["web"] is d0["web"]
+    moved = decide_all(m, now=2, signals=signals(2, {"ra": (1, 100), "rb": (1, 20)}), previous=d0)
+    assert moved["web"] is not d0["web"] and moved["web"].reason.rule == "hold.dwell"
+    # no new signals, but the dwell ends: the runtime re-decides at next_decision_at
+    due = moved["web"].next_decision_at
+    assert due == 30.0
+    held = signals(2, {"ra": (1, 100), "rb": (1, 20)})
+    after = decide_all(m, now=due, signals=held, previous=moved)
+    assert after["web"].target == {"rb": 100}
+    assert decide_all(m, now=3, signals=held, previous=moved)["web"] is moved["web"]

@@ -68,3 +68,11 @@ def test_residency_bounds_group_answers() -> None:
 def test_measured_client_latency_overrides_the_typed_matrix() -> None:
     merged = client_latency({("europe", "rb"): 4.0}, {"europe": {"ra": 10, "rb": 90}})
     assert merged == {"europe": {"ra": 10, "rb": 4.0}}
+
+
+def test_an_unchanged_choice_is_kept_as_is() -> None:
+    m = model(LL)
+    d = decide(m, "web", now=0)
+    g0 = decide_groups(m, d, ["europe"], ROWS, now=0)
+    again = decide_groups(m, d, ["europe"], {"europe": dict(ROWS["europe"])}, now=5, previous=g0)
+    assert again["europe"] is g0["europe"]

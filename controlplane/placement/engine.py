@@ -115,15 +115,16 @@ def _decide(
     seen: tuple[RegionSignal | None, ...] = ()
     if signals is not None and not stale:
         seen = tuple(own.get(r) for r in plan.region_names)
+    same_plan = prev is not None and (prev.plan is plan or prev.plan == plan)
     if (
         prev is not None
+        and same_plan
         and prev.stale == stale
         and prev.down == down
         and prev.seen == seen
         and (prev.next_decision_at is None or now < prev.next_decision_at)
-        and (prev.plan is plan or prev.plan == plan)
     ):
-        return prev
+        return prev if prev.plan is plan else replace(prev, plan=plan)
     strategy = plan.strategy
     if not plan.regions:
         return _no_candidates(plan, prev, now, stale, signals_at)
@@ -171,6 +172,9 @@ def _decide(
             target, since = prev_target, prev.since
         elif lost or not prev_target or all_excluded:
             target, since = computed, now
+        elif not same_plan:  # the operator changed the policy: no dwell, paced steps still apply
+            target, since = computed, now
+            details.append("the Placement changed: its new target is adopted without the dwell")
         elif now < prev.since + plan.dwell:
             target, since, dwell_hold = prev_target, prev.since, True
         else:

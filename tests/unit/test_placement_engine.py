@@ -336,3 +336,15 @@ def test_unchanged_inputs_keep_the_decision_object_and_timers_still_fire() -> No
     after = decide_all(m, now=due, signals=held, previous=moved)
     assert after["web"].target == {"rb": 100}
     assert decide_all(m, now=3, signals=held, previous=moved)["web"] is moved["web"]
+
+
+def test_a_changed_placement_is_adopted_without_the_dwell_but_in_steps() -> None:
+    before = model("clusters: [a, b]\nstrategy: {type: static, weights: {a: 1, b: 1}}")
+    after = model("clusters: [a, b]\nstrategy: {type: static, weights: {a: 1, b: 0}}")
+    d0 = decide(before, "web", now=0)
+    d1 = decide(after, "web", now=10, previous=d0)
+    assert d1.target == {"ra": 100}
+    assert dict(d1.weights) == {"ra": 75, "rb": 25}
+    assert any("Placement changed" in x for x in d1.reason.details)
+    reloaded = model("clusters: [a, b]\nstrategy: {type: static, weights: {a: 1, b: 0}}")
+    assert decide(reloaded, "web", now=11, previous=d1).weights == d1.weights

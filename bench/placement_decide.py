@@ -211,9 +211,9 @@ def main() -> None:
     print(
         f"placement decisions: {args.services} services x {args.regions} regions (best of {args.repeat})"
     )
-    print(f"{'case':50} {'ms':>9} {'us/service':>11} {'vs static.place':>16}")
+    print(f"{'case':62} {'ms':>9} {'us/service':>11} {'vs static.place':>16}")
     for r in rows:
-        print(f"{r['case']:50} {r['ms']:9.1f} {r['per_service_us']:11.1f} {r['ratio']:15.2f}x")
+        print(f"{r['case']:62} {r['ms']:9.1f} {r['per_service_us']:11.1f} {r['ratio']:15.2f}x")
     tick = next(r for r in rows if r["case"] == "engine: lowestLatency+slo, steady tick")
     verdict = "met" if tick["ms"] <= TARGET_MS else "MISSED"
     print(f"\ntarget: steady tick <= {TARGET_MS:.0f} ms: {verdict} ({tick['ms']:.1f} ms)")

@@ -80,10 +80,23 @@ def decide_groups(
         else Spread()
     )
     prev = previous or {}
-    return {
-        g: _decide_group(decision, g, latency.get(g, {}), strategy, spread, now, prev.get(g))
-        for g in groups
-    }
+    out: dict[str, GroupChoice] = {}
+    for group in groups:
+        row = latency.get(group, {})
+        last = prev.get(group)
+        if last is not None and (last.service != decision.service or last.group != group):
+            last = None
+        if (
+            last is not None
+            and last.source is decision
+            and last.reason.rule != "hold.dwell"
+            and last.row == row
+        ):
+            out[group] = last  # nothing this choice depends on changed
+            continue
+        choice = _decide_group(decision, group, row, strategy, spread, now, last)
+        out[group] = replace(choice, source=decision, row=row)
+    return out
 
 
 def _follow(
@@ -96,28 +109,6 @@ def _follow(
 
 
 def _decide_group(
-    decision: Decision,
-    group: str,
-    row: Mapping[str, float],
-    strategy: Strategy,
-    spread: Spread,
-    now: float,
-    prev: GroupChoice | None,
-) -> GroupChoice:
-    if prev is not None and (prev.service != decision.service or prev.group != group):
-        prev = None
-    if (
-        prev is not None
-        and prev.source is decision
-        and prev.reason.rule != "hold.dwell"
-        and prev.row == row
-    ):
-        return prev  # nothing this choice depends on changed
-    choice = _choose(decision, group, row, strategy, spread, now, prev)
-    return replace(choice, source=decision, row=row)
-
-
-def _choose(
     decision: Decision,
     group: str,
     row: Mapping[str, float],

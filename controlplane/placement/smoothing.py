@@ -55,18 +55,22 @@ def smooth_region(
     now: float,
     forget_after: float,
 ) -> Smoothed:
-    if old is not None and now - old.updated_at > forget_after:
-        old = None
-    if old is None:
-        alpha = 1.0
-        old = Smoothed()
+    if old is None or now - old.updated_at > forget_after:
+        return Smoothed(
+            signal.success_rate,
+            signal.latency_p50_ms,
+            signal.latency_p90_ms,
+            signal.latency_p99_ms,
+            signal.requests,
+            now,
+        )
     return Smoothed(
-        success_rate=_blend(old.success_rate, signal.success_rate, alpha),
-        latency_p50_ms=_blend(old.latency_p50_ms, signal.latency_p50_ms, alpha),
-        latency_p90_ms=_blend(old.latency_p90_ms, signal.latency_p90_ms, alpha),
-        latency_p99_ms=_blend(old.latency_p99_ms, signal.latency_p99_ms, alpha),
-        requests=signal.requests,
-        updated_at=now,
+        _blend(old.success_rate, signal.success_rate, alpha),
+        _blend(old.latency_p50_ms, signal.latency_p50_ms, alpha),
+        _blend(old.latency_p90_ms, signal.latency_p90_ms, alpha),
+        _blend(old.latency_p99_ms, signal.latency_p99_ms, alpha),
+        signal.requests,
+        now,
     )
 
 

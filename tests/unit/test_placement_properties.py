@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from controlplane.placement.decision import Decision
 from controlplane.placement.engine import decide
+from controlplane.placement.groups import decide_groups
 from controlplane.placement.weights import apportion, cap_shares, step_towards
 from tests.unit.placement_helpers import REGIONS, model, signals
 
@@ -166,3 +167,28 @@ def test_step_towards_keeps_the_sum_and_the_cap(
         dist = sum(abs(target.get(k, 0) - current.get(k, 0)) for k in set(target) | set(current))
         after = sum(abs(target.get(k, 0) - out.get(k, 0)) for k in set(target) | set(out))
         assert after < dist
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from((3, 4, 7)),
+    st.lists(tick(), min_size=1, max_size=15),
+    st.dictionaries(st.sampled_from(REGIONS), st.floats(1, 300), max_size=4),
+)
+def test_group_answers_sum_to_100_and_never_name_a_region_the_decision_left(
+    which: int,
+    ticks: list[tuple[float, dict[str, bool], dict[str, tuple[float, float]], bool, int]],
+    row: dict[str, float],
+) -> None:
+    m = MODELS[which]
+    now, prev, groups = 1000.0, None, None
+    for step, health, regions, stale, requests in ticks:
+        now += step
+        s = signals(now, regions, stale=stale, requests=requests)
+        prev = decide(m, "web", now=now, signals=s, health=health, previous=prev)
+        groups = decide_groups(m, prev, ["g", "none"], {"g": row}, now=now, previous=groups)
+        out = {r for r, v in prev.verdicts.items() if v in ("unhealthy", "sloBreach")}
+        for choice in groups.values():
+            assert sum(w for _, w in choice.regions) == 100
+            if len(out) < len(prev.verdicts) and choice.reason.rule != "allExcluded":
+                assert not out & {r for r, _ in choice.regions}

@@ -31,47 +31,12 @@ class Smoothed:
         return self.latency_p99_ms
 
 
-def _blend(old: float | None, new: float | None, alpha: float) -> float | None:
-    if new is None:
-        return old
-    if old is None:
-        return new
-    return alpha * new + (1.0 - alpha) * old
-
-
 def enough_volume(signal: RegionSignal | None, min_requests: int) -> bool:
     if signal is None:
         return False
     if signal.requests is None:
         return min_requests == 0 and signal.success_rate is not None
     return signal.requests >= min_requests and signal.requests > 0
-
-
-def smooth_region(
-    old: Smoothed | None,
-    signal: RegionSignal,
-    *,
-    alpha: float,
-    now: float,
-    forget_after: float,
-) -> Smoothed:
-    if old is None or now - old.updated_at > forget_after:
-        return Smoothed(
-            signal.success_rate,
-            signal.latency_p50_ms,
-            signal.latency_p90_ms,
-            signal.latency_p99_ms,
-            signal.requests,
-            now,
-        )
-    return Smoothed(
-        _blend(old.success_rate, signal.success_rate, alpha),
-        _blend(old.latency_p50_ms, signal.latency_p50_ms, alpha),
-        _blend(old.latency_p90_ms, signal.latency_p90_ms, alpha),
-        _blend(old.latency_p99_ms, signal.latency_p99_ms, alpha),
-        signal.requests,
-        now,
-    )
 
 
 def smooth_service(
@@ -90,12 +55,44 @@ def smooth_service(
     if signals is None:
         return out, frozenset()
     fresh: set[str] = set()
+    beta = 1.0 - alpha
+    get = signals.get
     for region in regions:
-        signal = signals.get(region)
-        if signal is None or not enough_volume(signal, min_requests):
+        sig = get(region)
+        if sig is None or not enough_volume(sig, min_requests):
             continue
-        out[region] = smooth_region(
-            out.get(region), signal, alpha=alpha, now=now, forget_after=forget_after
-        )
         fresh.add(region)
+        old = out.get(region)
+        if old is None or now - old.updated_at > forget_after:
+            out[region] = Smoothed(
+                sig.success_rate,
+                sig.latency_p50_ms,
+                sig.latency_p90_ms,
+                sig.latency_p99_ms,
+                sig.requests,
+                now,
+            )
+            continue
+        # inline EWMA (this loop runs for every service x region each poll): a missing sample
+        # keeps the old value, a missing old value takes the sample
+        ok, p50, p90, p99 = (
+            sig.success_rate,
+            sig.latency_p50_ms,
+            sig.latency_p90_ms,
+            sig.latency_p99_ms,
+        )
+        o_ok, o50, o90, o99 = (
+            old.success_rate,
+            old.latency_p50_ms,
+            old.latency_p90_ms,
+            old.latency_p99_ms,
+        )
+        out[region] = Smoothed(
+            o_ok if ok is None else ok if o_ok is None else alpha * ok + beta * o_ok,
+            o50 if p50 is None else p50 if o50 is None else alpha * p50 + beta * o50,
+            o90 if p90 is None else p90 if o90 is None else alpha * p90 + beta * o90,
+            o99 if p99 is None else p99 if o99 is None else alpha * p99 + beta * o99,
+            sig.requests,
+            now,
+        )
     return out, frozenset(fresh)

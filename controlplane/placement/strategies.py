@@ -7,6 +7,7 @@ them. Pure functions.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -109,11 +110,10 @@ def lowest_latency(
     def score(name: str) -> float:
         return lat[name] * (1.0 - bonus) if name in current else lat[name]
 
-    ranked = sorted(lat, key=lambda n: (score(n), order[n]))
+    ranked = heapq.nsmallest(k, lat, key=lambda n: (score(n), order[n]))
     unmeasured = [r.name for r in sorted(eligible, key=lambda r: r.order) if r.name not in lat]
     best = (ranked + unmeasured)[:k]
-    chain = " < ".join(f"{n} {lat[n]:.1f}ms" for n in sorted(lat, key=lambda n: (lat[n], order[n])))
-    details = [f"{pct} latency: {chain}"]
+    details = [f"{pct} latency: {_chain(lat, order)}"]
     if bonus and current:
         details.append(
             f"current regions ranked with a {strategy.damping.stickiness_bonus_percent:g}% bonus"
@@ -135,6 +135,16 @@ def lowest_latency(
             )
             return Choice(dict.fromkeys(current, 1.0), details, "hold.hysteresis")
     return Choice(dict.fromkeys(best, 1.0), details)
+
+
+CHAIN_SHOWN = 6  # a reason names the fastest few regions; every region's value is in the inputs
+
+
+def _chain(lat: Mapping[str, float], order: Mapping[str, int]) -> str:
+    fastest = heapq.nsmallest(CHAIN_SHOWN, lat, key=lambda n: (lat[n], order[n]))
+    chain = " < ".join(f"{n} {lat[n]:.1f}ms" for n in fastest)
+    more = len(lat) - len(fastest)
+    return f"{chain} < … ({more} more)" if more > 0 else chain
 
 
 def lowest_cost(

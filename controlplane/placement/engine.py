@@ -438,10 +438,13 @@ def _placed(
             out += [PlacedCluster(p.name, p.region, 0, rank, p.preferred) for p in f.clusters]
             continue
         members = f.healthy or f.clusters  # every region down: all of them serve
-        basis = {p.name: float(p.weight if strategy == "static" else 1) for p in members}
-        if not any(v > 0 for v in basis.values()):
-            basis = dict.fromkeys(basis, 1.0)
-        split = apportion(basis, share)
+        if len(members) == 1:
+            split = {members[0].name: share}
+        else:
+            basis = {p.name: float(p.weight if strategy == "static" else 1) for p in members}
+            if not any(v > 0 for v in basis.values()):
+                basis = dict.fromkeys(basis, 1.0)
+            split = apportion(basis, share)
         out += [
             PlacedCluster(p.name, p.region, split.get(p.name, 0), 0, p.preferred)
             for p in f.clusters

@@ -2,8 +2,8 @@
 
 Pure: no I/O, the clock is the ``now`` argument (seconds). One tick, per service:
 
-1. candidates from the Placement's constraints (``static.place``: selectors, taints/tolerations,
-   residency, failover order), grouped by region;
+1. candidates from the Placement's constraints (``plan_for``: ``static.place`` selectors,
+   taints/tolerations, residency, failover order, grouped by region; computed once per model);
 2. signals smoothed (EWMA; a poll under ``minRequests`` is "no data" and judges nothing);
 3. a verdict per region: unhealthy (every cluster down) and SLO breach (success rate under
    ``slo.successRate``) are left at once; a region left for a breach comes back on recovery beyond
@@ -11,8 +11,12 @@ Pure: no I/O, the clock is the ``now`` argument (seconds). One tick, per service
 4. the strategy picks target shares among the eligible regions; ``spread`` (minRegions,
    maxSharePercent) shapes them; rounded to whole percent summing to 100;
 5. damping: a new target waits for ``minDwell`` since the last one (unless the old one lost a
-   region), and the weights move toward it by at most ``maxWeightChangePercent`` per
-   ``stepInterval`` (gradual failback). Stale signals hold the previous weights.
+   region or the operator changed the Placement), and the weights move toward it by at most
+   ``maxWeightChangePercent`` per ``stepInterval`` (gradual failback). Stale signals hold the
+   previous weights.
+
+A service whose inputs are unchanged (plan, down clusters, signals) with no timer due keeps its
+previous Decision object.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controlplane.placement.decision import Decision, Reason
+from controlplane.placement.strategies import inside_band, latency_chain, rank_by_latency
 from controlplane.placement.weights import apportion
 from controlplane.policy.model import Model
 from controlplane.policy.placement import Spread, Strategy
@@ -128,37 +129,24 @@ def _decide_group(
             decision, group, f"no latency data for group {group}: the service decision", now, prev
         )
     dwell = strategy.hysteresis.min_dwell / 1000.0
-    need = strategy.hysteresis.threshold_percent
-    bonus = strategy.damping.stickiness_bonus_percent / 100.0
     k = min(spread.min_regions, len(measured))
     current = [r for r, _ in prev.regions] if prev is not None else []
     left = [r for r in current if r not in measured]
     order = {r: i for i, r in enumerate(eligible)}
-
-    def score(r: str) -> float:
-        return measured[r] * (1.0 - bonus) if r in current else measured[r]
-
-    best = sorted(measured, key=lambda r: (score(r), order[r]))[:k]
-    chain = " < ".join(
-        f"{r} {measured[r]:.1f}ms" for r in sorted(measured, key=lambda r: (measured[r], order[r]))
-    )
-    details = [f"group {group} latency: {chain}"]
+    best = rank_by_latency(measured, order, [] if left else current, k, strategy)
+    details = [f"group {group} latency: {latency_chain(measured, order)}"]
     rule = "lowestLatency"
     chosen = best
     if current and not left and set(best) != set(current) and len(current) == k:
-        cur = sum(measured[r] for r in current) / len(current)
-        new = sum(measured[r] for r in best) / len(best)
+        band = inside_band(measured, current, best, strategy)
         if prev is not None and now < prev.since + dwell:
             chosen, rule = current, "hold.dwell"
             details.append(
                 f"holding {', '.join(current)} until {prev.since + dwell:.1f} (minDwell {dwell:g}s)"
             )
-        elif new > cur * (1.0 - need / 100.0):
+        elif band is not None:
             chosen, rule = current, "hold.hysteresis"
-            details.append(
-                f"{', '.join(best)} better by {(cur - new) / cur * 100 if cur else 0:.1f}%,"
-                f" less than thresholdPercent {need:g}"
-            )
+            details.append(band)
     elif left:
         rule = "leave"
         details.append(

@@ -104,17 +104,11 @@ def lowest_latency(
                 "hold.noData",
             )
         return Choice(_equal(eligible), [f"no {pct} latency data yet: equal shares"])
-    bonus = strategy.damping.stickiness_bonus_percent / 100.0
     order = {r.name: r.order for r in eligible}
-
-    def score(name: str) -> float:
-        return lat[name] * (1.0 - bonus) if name in current else lat[name]
-
-    ranked = heapq.nsmallest(k, lat, key=lambda n: (score(n), order[n]))
     unmeasured = [r.name for r in sorted(eligible, key=lambda r: r.order) if r.name not in lat]
-    best = (ranked + unmeasured)[:k]
-    details = [f"{pct} latency: {_chain(lat, order)}"]
-    if bonus and current:
+    best = (rank_by_latency(lat, order, current, k, strategy) + unmeasured)[:k]
+    details = [f"{pct} latency: {latency_chain(lat, order)}"]
+    if strategy.damping.stickiness_bonus_percent and current:
         details.append(
             f"current regions ranked with a {strategy.damping.stickiness_bonus_percent:g}% bonus"
         )
@@ -123,24 +117,50 @@ def lowest_latency(
             missing = ", ".join(n for n in current if n not in lat)
             details.append(f"no latency data for current {missing}: keeping the current regions")
             return Choice(dict.fromkeys(current, 1.0), details, "hold.noData")
-        cur = sum(lat[n] for n in current) / len(current)
-        measured_best = [n for n in best if n in lat]
-        new = sum(lat[n] for n in measured_best) / len(measured_best)
-        need = strategy.hysteresis.threshold_percent
-        if new > cur * (1.0 - need / 100.0):
-            gain = (cur - new) / cur * 100.0 if cur > 0 else 0.0
-            details.append(
-                f"{', '.join(best)} better by {gain:.1f}%, less than thresholdPercent {need:g}:"
-                f" staying on {', '.join(current)}"
-            )
+        band = inside_band(lat, current, [n for n in best if n in lat], strategy)
+        if band is not None:
+            details.append(band)
             return Choice(dict.fromkeys(current, 1.0), details, "hold.hysteresis")
     return Choice(dict.fromkeys(best, 1.0), details)
+
+
+def rank_by_latency(
+    lat: Mapping[str, float],
+    order: Mapping[str, int],
+    current: Sequence[str],
+    k: int,
+    strategy: Strategy,
+) -> list[str]:
+    """The ``k`` lowest latencies, the current regions ranked with the stickiness bonus."""
+    keep = 1.0 - strategy.damping.stickiness_bonus_percent / 100.0
+    held = set(current)
+
+    def score(name: str) -> tuple[float, int]:
+        return (lat[name] * keep if name in held else lat[name], order[name])
+
+    return heapq.nsmallest(k, lat, key=score)
+
+
+def inside_band(
+    lat: Mapping[str, float], current: Sequence[str], best: Sequence[str], strategy: Strategy
+) -> str | None:
+    """Why ``current`` stays when ``best`` is not better by ``thresholdPercent``, else None."""
+    cur = sum(lat[n] for n in current) / len(current)
+    new = sum(lat[n] for n in best) / len(best)
+    need = strategy.hysteresis.threshold_percent
+    if new <= cur * (1.0 - need / 100.0):
+        return None
+    gain = (cur - new) / cur * 100.0 if cur > 0 else 0.0
+    return (
+        f"{', '.join(best)} better by {gain:.1f}%, less than thresholdPercent {need:g}:"
+        f" staying on {', '.join(current)}"
+    )
 
 
 CHAIN_SHOWN = 6  # a reason names the fastest few regions; every region's value is in the inputs
 
 
-def _chain(lat: Mapping[str, float], order: Mapping[str, int]) -> str:
+def latency_chain(lat: Mapping[str, float], order: Mapping[str, int]) -> str:
     fastest = heapq.nsmallest(CHAIN_SHOWN, lat, key=lambda n: (lat[n], order[n]))
     chain = " < ".join(f"{n} {lat[n]:.1f}ms" for n in fastest)
     more = len(lat) - len(fastest)

@@ -39,7 +39,7 @@ from controlplane.placement.weights import (
 )
 from controlplane.policy.model import Model
 
-__all__ = ["Health", "decide", "decide_all"]
+__all__ = ["Health", "decide", "decide_all", "next_wakeup"]
 
 Health = Mapping[str, bool]
 """Cluster name -> healthy. A cluster not listed counts as healthy (nobody checks it)."""
@@ -82,6 +82,14 @@ def _by_service(signals: Signals | None) -> dict[str, dict[str, RegionSignal]]:
         if not key.subset:
             out.setdefault(key.service, {})[key.region] = value
     return out
+
+
+def next_wakeup(decisions: Mapping[str, Decision]) -> float | None:
+    """The earliest ``next_decision_at``: when the runtime must tick even without new signals."""
+    return min(
+        (d.next_decision_at for d in decisions.values() if d.next_decision_at is not None),
+        default=None,
+    )
 
 
 def _down(health: Health | None) -> frozenset[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from controlplane.placement.decision import Decision, compiler_decisions, explain
-from controlplane.placement.engine import decide, decide_all
+from controlplane.placement.engine import decide, decide_all, next_wakeup
 from controlplane.xds.compiler.effective import ModelIndex
 from tests.unit.placement_helpers import model, signals
 
@@ -348,3 +348,14 @@ def test_a_changed_placement_is_adopted_without_the_dwell_but_in_steps() -> None
     assert any("Placement changed" in x for x in d1.reason.details)
     reloaded = model("clusters: [a, b]\nstrategy: {type: static, weights: {a: 1, b: 0}}")
     assert decide(reloaded, "web", now=11, previous=d1).weights == d1.weights
+
+
+def test_next_wakeup_is_the_earliest_pending_timer() -> None:
+    m = model(
+        "clusters: [a, b]\nstrategy: {type: static, weights: {a: 1, b: 1}, hysteresis: {minDwell: 30s}}"
+    )
+    d0 = decide_all(m, now=0)
+    assert next_wakeup(d0) is None
+    d1 = decide_all(m, now=1, health={"b": False}, previous=d0)
+    d2 = decide_all(m, now=2, previous=d1)  # b is back: the return waits for the dwell
+    assert next_wakeup(d2) == 31.0

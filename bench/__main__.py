@@ -20,6 +20,7 @@ BENCHMARKS = (
     "steering",
     "gtm_failover",
     "etcd_client",
+    "placement_decide",
 )
 DECISIONS = (
     "decision_protos",

@@ -9,11 +9,19 @@ from pydantic import Field, model_validator
 from controlplane.policy.common import Label, Millis, Name, Spec, Weight
 
 
+class RelativeToStable(Spec):
+    """Thresholds against the stable subset measured over the same window (off when unset)."""
+
+    max_success_rate_drop: float | None = Field(default=None, ge=0, le=1)
+    max_latency_increase_percent: float | None = Field(default=None, ge=0)
+
+
 class Analysis(Spec):
     min_success_rate: float = Field(default=0.99, ge=0, le=1)
     max_latency_p99: Millis | None = None
     min_requests: int = Field(default=100, ge=0)
     failure_limit: int = Field(default=1, ge=1)
+    relative: RelativeToStable = Field(default_factory=RelativeToStable)
 
 
 class CanarySpec(Spec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -12,6 +13,7 @@ from controlplane.policy.common import (
     LabelSelector,
     Millis,
     Name,
+    PositiveMillis,
     Spec,
     Weight,
     several_problems,
@@ -26,7 +28,20 @@ class Toleration(Spec):
 
 
 class Spread(Spec):
-    min_regions: int = Field(ge=1)
+    """How many regions must carry traffic, and how much of it one region may take."""
+
+    min_regions: int = Field(default=1, ge=1)
+    max_share_percent: float = Field(default=100.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _share_fits_regions(self) -> Spread:
+        needed = math.ceil(100.0 / self.max_share_percent - 1e-9)
+        if needed > self.min_regions:
+            raise ValueError(
+                f"maxSharePercent {self.max_share_percent:g} needs traffic in at least {needed}"
+                f" regions; set minRegions to {needed} or more (it is {self.min_regions})"
+            )
+        return self
 
 
 class Residency(Spec):
@@ -45,7 +60,18 @@ class Hysteresis(Spec):
     threshold_percent: float = Field(default=10.0, ge=0, le=100)
 
 
-StrategyType = Literal["static", "lowestLatency", "lowestCost", "failover"]
+class Damping(Spec):
+    """How the placement engine smooths signals and paces its own changes (see docs/placement.md)."""
+
+    ewma_alpha: float = Field(default=0.5, gt=0, le=1)  # weight of the newest poll
+    min_requests: int = Field(default=20, ge=0)  # per poll window, before a region is judged
+    max_weight_change_percent: float = Field(default=25.0, ge=1, le=100)  # per step
+    step_interval: PositiveMillis = 5_000
+    stickiness_bonus_percent: float = Field(default=5.0, ge=0, lt=100)
+
+
+StrategyType = Literal["static", "lowestLatency", "lowestCost", "failover", "capacity"]
+LatencyPercentile = Literal["p50", "p90", "p99"]
 
 
 class Strategy(Spec):
@@ -53,7 +79,9 @@ class Strategy(Spec):
     weights: dict[Name, Weight] = Field(default_factory=dict)
     order: tuple[Name, ...] = ()
     slo: Slo | None = None
+    latency_percentile: LatencyPercentile = "p99"
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+    damping: Damping = Field(default_factory=Damping)
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> Strategy:

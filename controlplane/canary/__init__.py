@@ -1,0 +1,1 @@
+"""Progressive canaries: a pure state machine per ``Canary`` document, and the route rewrite it drives."""

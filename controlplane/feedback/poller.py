@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ class PrometheusQuerier:
     def __init__(self, url: str, *, max_response_bytes: int = 16 << 20) -> None:
         session = requests.Session()
         session.hooks["response"].append(_bounded_body(max_response_bytes))
-        self._client = PrometheusConnect(url=url, session=session, retry=Retry(total=0, redirect=0))
+        # no retries: the first connect or read error is raised as it is (the next poll retries)
+        self._client = PrometheusConnect(url=url, session=session, retry=Retry(total=False))
 
     def query(self, promql: str, timeout: float, at: float | None = None) -> Any:
         """The answer's ``data.result`` (evaluated at ``at``, default now); raises on transport,
@@ -250,6 +252,14 @@ class FeedbackPoller:
         self._querier.close()
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+
+
 def _describe(exc: BaseException) -> str:
+    """One short line: the exception's type and the gist (requests' messages repeat the URL)."""
+    name = type(exc).__name__
+    if isinstance(exc, requests.RequestException) and not isinstance(exc, ResponseTooLarge):
+        errno = _ERRNO.search(str(exc))
+        return f"{name}: {errno.group(0)}" if errno else name
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name

@@ -23,6 +23,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlplane.policy.model import Model
 
 SERVICE_LABEL = "ubiq_service"
 SUBSET_LABEL = "ubiq_subset"
@@ -127,6 +131,11 @@ def zones_by_region(clusters: Mapping[str, tuple[str, str | None]]) -> dict[str,
             )
     check_zones(out)
     return out
+
+
+def zones_from_model(model: Model) -> dict[str, str]:
+    """Zone -> region from the model's Cluster documents (see :func:`zones_by_region`)."""
+    return zones_by_region({n: (c.spec.region, c.spec.zone) for n, c in model.clusters.items()})
 
 
 def build_plan(

@@ -79,3 +79,27 @@ def test_zones_from_clusters() -> None:
 def test_a_zone_in_two_regions_is_refused() -> None:
     with pytest.raises(QueryError, match="zone 'a' is in regions"):
         zones_by_region({"x": ("eu", "a"), "y": ("us", "a")})
+
+
+def test_zones_from_a_model() -> None:
+    from controlplane.feedback.queries import zones_from_model
+    from controlplane.policy.loader import load_texts
+
+    model = load_texts(
+        [
+            (
+                "c.yaml",
+                """apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: eu-1}
+spec: {region: eu-west, zone: eu-west-1a}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: us-1}
+spec: {region: us-west}
+""",
+            )
+        ]
+    )
+    assert zones_from_model(model) == {"eu-west-1a": "eu-west"}

@@ -287,6 +287,27 @@ def test_no_traffic_is_no_data_not_zero_or_full(rig: Rig) -> None:
     poller_close(poller)
 
 
+def test_fifty_regions_of_zones_make_valid_queries(rig: Rig) -> None:
+    """A large zone table still gives queries Prometheus accepts, with the same numbers."""
+    zones = {f"r{r}-z{z}": f"r{r}" for r in range(50) for z in range(3)} | ZONES
+    registry = CollectorRegistry()
+    poller = FeedbackPoller(
+        rig.prom.url,
+        lambda s: None,
+        zones=zones,
+        settings=SETTINGS,
+        services=SERVICES,
+        metrics=FeedbackMetrics(registry),
+    )
+    with rig.traffic("steady"):
+        signals = poll_until(poller, volume(20, "steady"), "steady traffic seen with 50 regions")
+    eu, us = both("steady", signals)
+    assert eu.success_rate == 1.0 and us.success_rate == 1.0
+    assert not any(key.region.startswith("r") for key in signals.values)  # no traffic there
+    assert registry.get_sample_value("ubiq_feedback_poll_errors_total") == 0
+    poller_close(poller)
+
+
 def test_prometheus_stopped_gives_stale_signals_and_counts_them_then_recovers(rig: Rig) -> None:
     workdir = rig.workdir / "own-prometheus"
     job = envoy_job({f"127.0.0.1:{p}": (c, NODES[c].region) for c, p in rig.admin.items()})

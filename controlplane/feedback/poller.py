@@ -111,6 +111,8 @@ def _bounded_body(limit: int) -> Callable[..., requests.Response]:
 
 
 class FeedbackMetrics:
+    """The poller's own metrics; one set per registry (the default registry: one per process)."""
+
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.poll_errors = Counter(
             "ubiq_feedback_poll_errors",
@@ -163,7 +165,7 @@ class FeedbackPoller:
     async def poll_once(self) -> Signals:
         """One poll; never raises for Prometheus trouble (that is a stale ``Signals``)."""
         at = self._clock()
-        latency = self._client_latency() if self._client_latency else {}
+        latency = self._measured_latency()
         if self._running is not None and not self._running.done():
             signals = stale(at, "previous poll still running", latency)
         else:
@@ -191,6 +193,15 @@ class FeedbackPoller:
         self._record(signals)
         return signals
 
+    def _measured_latency(self) -> Mapping[tuple[str, str], float]:
+        if self._client_latency is None:
+            return {}
+        try:
+            return self._client_latency()
+        except Exception as exc:
+            log.error("feedback.client_latency.failed", error=_describe(exc))
+            return {}
+
     def _query_all(self, plan: QueryPlan) -> dict[str, Any]:
         """Runs on the worker thread; stops at the poll deadline. Every query is evaluated at the
         instant Prometheus evaluated the freshness probe at, so one poll is one snapshot."""
@@ -214,14 +225,18 @@ class FeedbackPoller:
         return answers
 
     def _record(self, signals: Signals) -> None:
-        self.last = signals
+        """Metrics for every poll; a log line only when the state or the error changes."""
+        previous, self.last = self.last, signals
         if signals.stale:
             self._metrics.poll_errors.inc()
             self._metrics.stale.set(1)
-            log.warning("feedback.poll.stale", error=signals.error)
+            if previous is None or not previous.stale or previous.error != signals.error:
+                log.warning("feedback.poll.stale", error=signals.error)
         else:
             self._metrics.last_success.set(signals.at)
             self._metrics.stale.set(0)
+            if previous is not None and previous.stale:
+                log.info("feedback.poll.fresh", series=len(signals.values))
 
     async def _deliver(self, signals: Signals) -> None:
         try:

@@ -166,3 +166,21 @@ async def test_run_hands_every_poll_to_the_callback_and_survives_its_errors() ->
     assert len(seen) >= 3
     assert all(not s.stale for s in seen)
     assert seen[0].client_latency_ms == {("eu-clients", "eu-west"): 20.0}
+
+
+async def test_a_failing_latency_source_does_not_break_the_poll() -> None:
+    def broken() -> dict[tuple[str, str], float]:
+        raise RuntimeError("table gone")
+
+    with fake_prometheus(fresh_then([])) as url:
+        poller = FeedbackPoller(
+            url,
+            lambda s: None,
+            zones={},
+            settings=SETTINGS,
+            metrics=FeedbackMetrics(CollectorRegistry()),
+            client_latency=broken,
+        )
+        signals = await poller.poll_once()
+        await poller.stop()
+    assert not signals.stale and signals.client_latency_ms == {}

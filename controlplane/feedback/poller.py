@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import structlog
@@ -32,8 +32,12 @@ from controlplane.feedback.queries import (
     FRESHNESS,
     QueryPlan,
     build_plan,
+    zones_from_model,
 )
 from controlplane.feedback.signals import Signals
+
+if TYPE_CHECKING:
+    from controlplane.policy.model import Model
 
 log = structlog.get_logger(__name__)
 
@@ -161,6 +165,10 @@ class FeedbackPoller:
         """After a model change: the zone -> region table and the services to keep."""
         self._plan = build_plan(zones, window=self.settings.window, job=self.settings.job)
         self._services = services
+
+    def follow_model(self, model: Model) -> None:
+        """``set_inventory`` from a model: its Clusters' zones and its Services."""
+        self.set_inventory(zones_from_model(model), frozenset(model.services))
 
     async def poll_once(self) -> Signals:
         """One poll; never raises for Prometheus trouble (that is a stale ``Signals``)."""

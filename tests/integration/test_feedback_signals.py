@@ -232,7 +232,7 @@ def test_a_failing_region_shows_its_success_rate_and_the_other_stays_whole(rig: 
     poller = rig.poller(CollectorRegistry())
     with rig.traffic("errors"):
         signals = poll_until(
-            poller, volume(200, "errors"), "200 requests per region", settle=SETTLE
+            poller, volume(100, "errors"), "100 requests per region", settle=SETTLE
         )
     eu, us = both("errors", signals)
     assert eu.success_rate is not None and eu.success_rate > 0.99, eu

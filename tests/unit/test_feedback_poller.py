@@ -184,3 +184,40 @@ async def test_a_failing_latency_source_does_not_break_the_poll() -> None:
         signals = await poller.poll_once()
         await poller.stop()
     assert not signals.stale and signals.client_latency_ms == {}
+
+
+async def test_follow_model_takes_zones_and_services() -> None:
+    from controlplane.policy.loader import load_texts
+
+    model = load_texts(
+        [
+            (
+                "m.yaml",
+                """apiVersion: ubiq.io/v1alpha1
+kind: Cluster
+metadata: {name: eu-1}
+spec: {region: eu-west, zone: eu-west-1a}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 8080}], endpoints: [{cluster: eu-1, address: 127.0.0.1, port: 1}]}
+""",
+            )
+        ]
+    )
+    labels = {"ubiq_service": "web", "ubiq_region": "eu-west"}
+    other = {"ubiq_service": "gone", "ubiq_region": "eu-west"}
+    answer = [{"metric": labels, "value": [1, "0.5"]}, {"metric": other, "value": [1, "0.5"]}]
+    with fake_prometheus(fresh_then(answer)) as url:
+        poller = FeedbackPoller(
+            url,
+            lambda s: None,
+            zones={},
+            settings=SETTINGS,
+            metrics=FeedbackMetrics(CollectorRegistry()),
+        )
+        poller.follow_model(model)
+        signals = await poller.poll_once()
+        await poller.stop()
+    assert [k.service for k in signals.values] == ["web"]

@@ -83,7 +83,7 @@ class PrometheusQuerier:
     def query(self, promql: str, timeout: float, at: float | None = None) -> Any:
         """The answer's ``data.result`` (evaluated at ``at``, default now); raises on transport,
         HTTP and JSON errors."""
-        params = {"timeout": f"{timeout:g}s"}
+        params = {"timeout": f"{max(1, int(timeout * 1000))}ms"}  # Prometheus: no "1.5s"
         if at is not None:
             params["time"] = repr(at)
         return self._client.custom_query(promql, params=params, timeout=timeout)

@@ -221,3 +221,33 @@ spec: {ports: [{port: 8080}], endpoints: [{cluster: eu-1, address: 127.0.0.1, po
         signals = await poller.poll_once()
         await poller.stop()
     assert [k.service for k in signals.values] == ["web"]
+
+
+def test_query_timeout_is_sent_as_a_duration_prometheus_parses() -> None:
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = ok([])
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        from controlplane.feedback.poller import PrometheusQuerier
+
+        querier = PrometheusQuerier(f"http://127.0.0.1:{server.server_address[1]}")
+        querier.query("up", 1.66246, at=1700000000.25)
+        querier.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "timeout=1662ms" in seen[0] and "time=1700000000.25" in seen[0]

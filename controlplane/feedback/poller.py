@@ -167,7 +167,8 @@ class FeedbackPoller:
         self._services = services
 
     def follow_model(self, model: Model) -> None:
-        """``set_inventory`` from a model: its Clusters' zones and its Services."""
+        """``set_inventory`` from a model: its Clusters' zones and its Services. Raises
+        ``QueryError`` (a zone in two regions) and keeps the previous plan."""
         self.set_inventory(zones_from_model(model), frozenset(model.services))
 
     async def poll_once(self) -> Signals:

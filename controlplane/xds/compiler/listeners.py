@@ -1,7 +1,8 @@
 """LDS: one plain-HTTP listener per node; routes come over RDS on the same ADS stream.
 
 HTTP filters: fault (empty config: it only acts where a route carries a per-route HTTPFault),
-then router.
+then router. With ``CompileOptions.access_log_cluster`` the connection manager also streams its
+access logs over gRPC (ALS) for the feedback loop's client-group latency.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ class SignalKey:
 
 @dataclass(frozen=True, slots=True)
 class RegionSignal:
+    """Request fields (rate .. requests) count what the region's endpoints answered, whichever
+    Envoy sent the request; the proxy fields after them are what the Envoys *in* the region report
+    for the service (docs/placement.md "Signals")."""
+
     request_rate: float | None = None  # requests per second over the query window
     success_rate: float | None = None  # 0..1, non-5xx share of completed requests
     latency_p50_ms: float | None = None

@@ -13,6 +13,13 @@ from controlplane.xds.node import CLUSTER_KEY, DEFAULT_ROLE, PROXYLESS_ROLE, ROL
 TEMPLATE = "envoy-bootstrap.yaml.j2"
 Mode = Literal["ads-sotw", "ads-delta"]
 _API_TYPES: dict[str, str] = {"ads-sotw": "GRPC", "ads-delta": "DELTA_GRPC"}
+#: Buckets (ms) of Envoy's ``upstream_rq_time`` histograms: steps of at most 25 % between 10 ms and
+#: 1 s, where SLOs sit, so p99 interpolates within a narrow bucket (Envoy's own default jumps
+#: 100 -> 250 -> 500 -> 1000). See docs/placement.md "Signals".
+RQ_TIME_BUCKETS_MS = (
+    1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400, 500,
+    600, 750, 1000, 1250, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
+)  # fmt: skip
 
 
 def _is_ip(host: str) -> bool:
@@ -59,6 +66,7 @@ def render_bootstrap(
         admin_port=admin_port,
         api_type=_API_TYPES[mode],
         listenerless=listenerless,
+        rq_time_buckets_ms=RQ_TIME_BUCKETS_MS,
     )
 
 

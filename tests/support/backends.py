@@ -3,6 +3,7 @@
 Each answers every request (``/healthz`` included) with ``x-backend: <name>`` and a JSON body
 echoing what it received (path, host, headers). Knobs, changeable while running: ``status``
 (answer everything with it), ``fail_every`` (every Nth request fails with ``fail_status``),
+``fail_ratio`` (that share of requests fails, spread evenly: 0.3 fails 3 of every 10),
 ``delay`` (seconds to sleep before answering). ``count`` counts non-health requests.
 """
 
@@ -25,6 +26,7 @@ class Backend:
         self.host = host
         self.status = 200
         self.fail_every = 0
+        self.fail_ratio = 0.0
         self.fail_status = 503
         self.delay = 0.0
         self.count = 0
@@ -37,6 +39,7 @@ class Backend:
     def reset(self) -> None:
         with self._lock:
             self.status, self.fail_every, self.delay, self.count = 200, 0, 0.0, 0
+            self.fail_ratio = 0.0
 
     def _answer(self, path: str) -> tuple[int, float]:
         with self._lock:
@@ -45,6 +48,9 @@ class Backend:
             self.count += 1
             status = self.status
             if status == 200 and self.fail_every and self.count % self.fail_every == 0:
+                status = self.fail_status
+            ratio = self.fail_ratio
+            if status == 200 and int(self.count * ratio) > int((self.count - 1) * ratio):
                 status = self.fail_status
             return status, self.delay
 

@@ -31,6 +31,11 @@ class CompileOptions:
     route_config_name: str = "ubiq-http"
     connect_timeout_ms: int = 1000
     stat_prefix: str = "ubiq_http"
+    #: Envoy cluster (in the bootstrap) of a gRPC Access Log Service to stream HTTP access logs
+    #: to (``ubiq_xds``: Ubiq's own server, see controlplane/feedback/access_logs.py); None: off
+    access_log_cluster: str | None = None
+    access_log_flush_ms: int = 1000  # Envoy batches entries at most this long
+    access_log_buffer_bytes: int = 16384  # ... or until this many bytes
 
     def port_for(self, node: NodeIdentity) -> int:
         return self.listener_ports.get(node.cluster, self.listener_port)

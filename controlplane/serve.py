@@ -27,12 +27,17 @@ from prometheus_client import CollectorRegistry
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
 from controlplane.errors import ListenError, UbiqError
+from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
+from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
+from controlplane.gtm.types import HealthView
+from controlplane.loop import PlacementLoop, excluded_clusters
 from controlplane.observability.process import PolicyCollector, register_process_metrics
+from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
@@ -112,6 +117,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
         help="read policies from etcd instead of a directory (replicas share one store)",
     )
+    p.add_argument(
+        "--prometheus",
+        default=os.environ.get("UBIQ_PROMETHEUS") or None,
+        metavar="URL",
+        help="Prometheus scraping the Envoys: turns on the feedback loop (metric-driven placement,"
+        " canaries); off without it (env UBIQ_PROMETHEUS)",
+    )
+    p.add_argument(
+        "--feedback-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between Prometheus polls",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +143,8 @@ class ServeOptions:
     compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
     store: str | None = None  # etcd://... instead of the directory
+    prometheus: str | None = None  # the feedback loop's source; None: the loop is off
+    feedback_interval: float = 2.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -163,6 +184,8 @@ class ServeOptions:
             ),
             debounce_ms=args.debounce_ms,
             store=args.store,
+            prometheus=args.prometheus,
+            feedback_interval=args.feedback_interval,
         )
 
 
@@ -206,9 +229,11 @@ class GtmService:
         config: GtmConfig | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        on_health: Callable[[HealthView], None] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
+        self._on_health = on_health
         self._clock = clock
         self.planner = GtmRuntime(
             config or GtmConfig(ns_addresses=glue_addresses(listen)),
@@ -217,7 +242,7 @@ class GtmService:
             on_plan=self._serve_plan,
             on_targets=lambda targets: self.checker.set_targets(targets),
         )
-        self.checker = HealthChecker((), self.planner.update_health, registry=self.registry)
+        self.checker = HealthChecker((), self._health_changed, registry=self.registry)
         self.metrics = DnsMetrics(self.registry)
         self.metrics.watch_regions(self.planner.region_of)
         self.server: DnsServer | None = None
@@ -242,6 +267,11 @@ class GtmService:
 
     def update_model(self, model: Model) -> None:
         self.planner.update_model(model)
+
+    def _health_changed(self, view: HealthView) -> None:
+        self.planner.update_health(view)
+        if self._on_health is not None:
+            self._on_health(view)
 
     def _serve_plan(self, plan: DecidedPlan) -> None:
         if self.server is not None:
@@ -287,10 +317,23 @@ class Ubiq:
         server = XdsServer(cache, status=status)
         self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
         self.gtm = (
-            GtmService(options.dns, config=options.gtm, registry=self.registry)
+            GtmService(
+                options.dns,
+                config=options.gtm,
+                registry=self.registry,
+                on_health=self._on_health,
+            )
             if options.dns
             else None
         )
+        self.loop: PlacementLoop | None = None
+        self.poller: FeedbackPoller | None = None
+        if options.prometheus is not None:
+            self.loop = PlacementLoop(
+                on_model=self._serve_model,
+                on_decisions=self._serve_decisions,
+                registry=self.registry,
+            )
         self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -300,6 +343,8 @@ class Ubiq:
     async def start(self) -> None:
         """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
         model = self.store.load()
+        if self.loop is not None:
+            model = self.loop.effective_model(model)
         host, port = self.options.xds
         try:
             _check_free(f"--xds {host}:{port}", host, port)
@@ -310,6 +355,17 @@ class Ubiq:
                 await _bind("--dns", self.gtm.start(model))
             if self.api is not None:
                 await _bind("--api", self.api.start())
+            if self.loop is not None and self.options.prometheus is not None:
+                self.poller = FeedbackPoller(
+                    self.options.prometheus,
+                    self.loop.update_signals,
+                    zones=zones_from_model(model),
+                    services=frozenset(model.services),
+                    settings=PollerSettings(interval=self.options.feedback_interval),
+                    metrics=FeedbackMetrics(self.registry),
+                )
+                self.poller.start()
+                self._serve_decisions(model, self.loop.decisions)
         except BaseException:
             await self.stop()
             raise
@@ -335,6 +391,33 @@ class Ubiq:
             self.failed.set()
 
     def _on_model(self, model: Model) -> None:
+        """A new model from the store: through the loop (canary weights) when it runs."""
+        if self.loop is None:
+            self._serve_model(model)
+            return
+        if self.poller is not None:
+            try:
+                self.poller.follow_model(model)
+            except Exception as exc:  # QueryError: a zone in two regions; keep the last plan
+                log.error("feedback.model.rejected", error=str(exc))
+        self.loop.update_model(model)
+
+    def _on_health(self, view: HealthView) -> None:
+        if self.loop is None:
+            return
+        known = {key[0] for key in view.known}
+        healthy = {key[0] for key in view.healthy}
+        self.loop.update_health({cluster: cluster in healthy for cluster in known})
+
+    def _serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
+        """Hand placement decisions to Envoy (EDS weights) and to the GTM (regions left)."""
+        task = asyncio.create_task(self.xds.update_decisions(compiler_decisions(decisions)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self.gtm is not None:
+            self.gtm.planner.update_placement(excluded_clusters(model, decisions))
+
+    def _serve_model(self, model: Model) -> None:
         task = asyncio.create_task(self.xds.update_model(model))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -344,6 +427,10 @@ class Ubiq:
     async def stop(self) -> None:
         """Stop every part that runs, each on its own: one failing does not keep the others up."""
         self.store.stop()
+        if self.loop is not None:
+            self.loop.stop()
+        if self.poller is not None:
+            await self.poller.stop()
         pending = [t for t in (self._watch, *self._tasks) if t is not None]
         for task in pending:
             if task is not self._watch:
@@ -395,6 +482,33 @@ class Ubiq:
         if self.gtm is None:
             return None
         return self.gtm.explain(name, client)
+
+    def placement(self) -> Mapping[str, Any]:
+        if self.loop is None:
+            return {"loop": "off", "decisions": {}, "signals": None}
+        signals = self.loop.signals
+        return {
+            "loop": "on",
+            "decisions": {n: d.as_dict() for n, d in sorted(self.loop.decisions.items())},
+            "signals": None
+            if signals is None
+            else {
+                "at": signals.at,
+                "stale": signals.stale,
+                "error": signals.error,
+                "series": len(signals.values),
+            },
+        }
+
+    def canaries(self) -> Mapping[str, Any]:
+        statuses = self.loop.canaries if self.loop is not None else {}
+        return {n: s.as_dict() for n, s in sorted(statuses.items())}
+
+    def canary_command(self, name: str, action: str) -> Mapping[str, Any]:
+        if self.loop is None:
+            raise KeyError(name)
+        command = {"pause": self.loop.pause, "resume": self.loop.resume, "abort": self.loop.abort}
+        return command[action](name).as_dict()
 
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:

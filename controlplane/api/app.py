@@ -17,6 +17,8 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+CANARY_ACTIONS = ("pause", "resume", "abort")
+
 
 class RuntimeView(Protocol):
     registry: CollectorRegistry
@@ -28,6 +30,12 @@ class RuntimeView(Protocol):
     def gtm_health(self) -> list[Mapping[str, Any]]: ...
 
     def explain(self, name: str, client: str) -> Mapping[str, Any] | None: ...
+
+    def placement(self) -> Mapping[str, Any]: ...
+
+    def canaries(self) -> Mapping[str, Any]: ...
+
+    def canary_command(self, name: str, action: str) -> Mapping[str, Any]: ...
 
 
 def to_jsonable(value: Any) -> Any:
@@ -88,6 +96,33 @@ def create_app(runtime: RuntimeView) -> FastAPI:
         if result is None:
             raise HTTPException(404, f"no GlobalService serves {name!r}")
         return to_jsonable(result)
+
+    @app.get("/v1/placement")
+    async def placement() -> Any:
+        """Every loop-driven service's decision and why; the feedback source's state."""
+        return to_jsonable(runtime.placement())
+
+    @app.get("/v1/placement/{service}")
+    async def placement_of(service: str) -> Any:
+        decision = runtime.placement().get("decisions", {}).get(service)
+        if decision is None:
+            raise HTTPException(404, f"no placement decision for service {service!r}")
+        return to_jsonable(decision)
+
+    @app.get("/v1/canaries")
+    async def canaries() -> Any:
+        return to_jsonable(runtime.canaries())
+
+    @app.post("/v1/canaries/{name}/{action}")
+    async def canary_command(name: str, action: str) -> Any:
+        if action not in CANARY_ACTIONS:
+            raise HTTPException(404, f"action must be one of {', '.join(CANARY_ACTIONS)}")
+        try:
+            return to_jsonable(runtime.canary_command(name, action))
+        except KeyError:
+            raise HTTPException(404, f"no running canary {name!r}") from None
+        except ValueError as exc:  # CommandError: not in a phase that allows it
+            raise HTTPException(409, str(exc)) from None
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:

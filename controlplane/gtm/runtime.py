@@ -19,8 +19,10 @@ it passes ``on_plan`` (swap the DNS table) and ``on_targets`` (what to probe).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -99,6 +101,22 @@ class _AnswerCollector(Collector):
         yield failovers
 
 
+def without_placed_out(base: GtmPlan, exclude: Mapping[str, frozenset[str]]) -> GtmPlan:
+    """``base`` with each name's targets in excluded clusters left out (a name would lose every
+    target: it keeps them all, and health alone decides)."""
+    if not exclude:
+        return base
+    policies = dict(base.policies)
+    for name, clusters in exclude.items():
+        policy = policies.get(name)
+        if policy is None:
+            continue
+        kept = tuple(t for t in policy.targets if t.cluster not in clusters)
+        if kept and len(kept) < len(policy.targets):
+            policies[name] = dataclasses.replace(policy, targets=kept)
+    return dataclasses.replace(base, policies=MappingProxyType(policies))
+
+
 class GtmRuntime:
     def __init__(
         self,
@@ -124,6 +142,7 @@ class GtmRuntime:
         self._serial = 0
         self._model: Model | None = None  # the newest model not yet planned
         self._health = HealthView(frozenset())
+        self._exclude: dict[str, frozenset[str]] = {}  # GTM name -> clusters placement left
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
         self._dwell_handled = float("-inf")  # the latest dwell expiry a rebuild was started for
@@ -165,6 +184,13 @@ class GtmRuntime:
         self._health = view
         self.rebuild()
 
+    def update_placement(self, exclude: Mapping[str, frozenset[str]]) -> None:
+        """Decide again leaving out, per GTM name, the targets in these clusters: the regions
+        the placement decision sends no traffic to (``controlplane.loop``)."""
+        if dict(exclude) != self._exclude:
+            self._exclude = dict(exclude)
+            self.rebuild()
+
     def rebuild(self) -> None:
         """Schedule a rebuild with the newest inputs; must be called on the event loop."""
         if self._base is None and self._model is None:
@@ -185,7 +211,7 @@ class GtmRuntime:
             previous = self._plan.decisions if self._plan is not None else None
             try:  # the one error boundary: the previous plan keeps serving
                 base, plan = await asyncio.to_thread(
-                    self._work, model, self._base, self._health, previous
+                    self._work, model, self._base, self._health, previous, self._exclude
                 )
                 if base is not self._base:
                     self._base = base
@@ -206,6 +232,7 @@ class GtmRuntime:
         base: GtmPlan | None,
         health: HealthView,
         previous: Mapping[tuple[str, str], Decision] | None,
+        exclude: Mapping[str, frozenset[str]],
     ) -> tuple[GtmPlan, DecidedPlan]:
         """In the worker thread: plan ``model`` (if any), then decide."""
         if model is not None:
@@ -213,7 +240,7 @@ class GtmRuntime:
         if base is None:
             raise GtmError("no plan to decide")
         plan = decide(
-            base,
+            without_placed_out(base, exclude),
             health,
             epoch=self._epoch + 1,
             previous=previous,

@@ -26,7 +26,7 @@ import httpx
 from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.demo.envoys import wait_ready as wait_envoy
 from controlplane.ports import free_port
-from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job
+from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job, render_config
 from controlplane.prometheus.process import PrometheusProcess, wait_for_series
 from controlplane.serve import ServeOptions, Ubiq
 from controlplane.xds.compiler.options import CompileOptions
@@ -171,8 +171,9 @@ def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
 
 
 @contextlib.contextmanager
-def mesh(workdir: Path) -> Iterator[Mesh]:
-    """The whole rig, torn down in reverse order when the block ends."""
+def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> Iterator[Mesh]:
+    """The whole rig, torn down in reverse order when the block ends. ``feedback``: Ubiq runs
+    its feedback loop on this Prometheus (``--prometheus``), polling every second."""
     require_binary("envoy")
     require_binary("prometheus")
     rng = random.Random()
@@ -199,6 +200,11 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
             )
         )
         (root / "routes.yaml").write_text(ROUTES.format(v1=90, v2=10))
+        if extra_policy:
+            (root / "extra.yaml").write_text(extra_policy)
+        prom: PrometheusProcess | None = None
+        if feedback:  # Prometheus first: Ubiq is told its URL; the Envoys are added below
+            prom = stack.enter_context(prometheus(workdir, []))
         dns_port = free_port(udp_too=True)
         api_port = free_port()
         options = ServeOptions(
@@ -211,6 +217,8 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
                 listener_ports={c: p for c, (_, p) in gateways.items()},
             ),
             debounce_ms=50,
+            prometheus=prom.url if prom is not None else None,
+            feedback_interval=1.0,
         )
         ubiq = Ubiq(options)
         asyncio.run_coroutine_threadsafe(ubiq.start(), loop).result(30)
@@ -238,7 +246,12 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
             ScrapeJob(UBIQ_JOB, (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
         ]
         rules = [str(RULES)]  # the shipped alerting and recording rules, evaluated live
-        rig.prom = stack.enter_context(prometheus(workdir, jobs, rule_files=rules))
+        if prom is None:
+            rig.prom = stack.enter_context(prometheus(workdir, jobs, rule_files=rules))
+        else:
+            prom.config.write_text(render_config(jobs, rule_files=rules))
+            prom.reload()
+            rig.prom = prom
         # ready once every target has been scraped: traffic from now on shows up as a rate
         wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig

@@ -1,0 +1,144 @@
+"""The feedback loop closed end to end: real Envoys, real backends, a real Prometheus scraping
+every second, Ubiq with ``--prometheus``. A region whose backends start failing is left by the
+one placement decision, and both consumers follow it: the Envoys stop sending it traffic and DNS
+stops answering it. Healed, it comes back after the dwell."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.message
+import dns.query
+import httpx
+import pytest
+
+from tests.support.mesh import GTM_NAME, Mesh, mesh
+from tests.support.poll import wait_until
+
+pytestmark = pytest.mark.integration
+
+PLACEMENT = """\
+apiVersion: ubiq.io/v1alpha1
+kind: Placement
+metadata: {name: checkout}
+spec:
+  service: checkout
+  strategy:
+    type: static
+    slo: {successRate: 0.95}
+    hysteresis: {minDwell: 3s}
+    damping: {minRequests: 5, stepInterval: 1s, maxWeightChangePercent: 50}
+"""
+AMERICA = "192.0.2.0/24"  # the GTM client group answered from us-west while it is healthy
+
+
+def placement(rig: Mesh) -> dict[str, Any]:
+    reply = httpx.get(f"{rig.api}/v1/placement/checkout", timeout=5)
+    reply.raise_for_status()
+    data: dict[str, Any] = reply.json()
+    return data
+
+
+def answer(rig: Mesh, subnet: str) -> list[str]:
+    host, port = rig.dns
+    query = dns.message.make_query(
+        GTM_NAME, "A", use_edns=0, options=[dns.edns.ECSOption.from_text(subnet)]
+    )
+    response = dns.query.udp(query, host, port=port, timeout=2)
+    return sorted(str(rr) for rrset in response.answer for rr in rrset)
+
+
+@contextmanager
+def traffic(rig: Mesh) -> Iterator[None]:
+    """Requests through every gateway until the block ends (bounded: at most 20,000, each with
+    a 5 s timeout), so Prometheus always has a fresh rate."""
+    done = threading.Event()
+
+    def run() -> None:
+        clients = [
+            httpx.Client(base_url=f"http://{address}:{port}", timeout=5)
+            for address, port in rig.gateways.values()
+        ]
+        try:
+            for _ in range(10_000):
+                if done.is_set():
+                    return
+                for client in clients:
+                    try:
+                        client.get("/api/cart", headers={"host": "checkout.mesh.example"})
+                    except httpx.HTTPError:
+                        pass
+                done.wait(0.02)
+        finally:
+            for client in clients:
+                client.close()
+
+    thread = threading.Thread(target=run, name="traffic", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(30)
+
+
+def us_west_requests(rig: Mesh) -> int:
+    return sum(b.count for n, b in rig.backends.items() if n.startswith("checkout_us"))
+
+
+def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path) -> None:
+    with mesh(tmp_path, feedback=True, extra_policy=PLACEMENT) as rig, traffic(rig):
+        us_gateway = rig.gateways["us-west"][0]
+        eu_gateway = rig.gateways["eu-west"][0]
+        wait_until(lambda: answer(rig, AMERICA) == [us_gateway], 30, "america answered by us-west")
+        wait_until(
+            lambda: placement(rig)["signalsAt"] is not None, 30, "the loop's first fresh signals"
+        )
+        assert placement(rig)["weights"].get("us-west", 0) > 0
+
+        for name, backend in rig.backends.items():
+            if name.startswith("checkout_us"):
+                backend.fail_ratio = 0.3
+
+        wait_until(
+            lambda: placement(rig)["weights"] == {"eu-west": 100},
+            30,
+            "the decision to leave us-west (success rate under the 0.95 SLO)",
+        )
+        decision = placement(rig)
+        assert decision["reason"]["rule"], decision
+        us = next(r for r in decision["regions"] if r["region"] == "us-west")
+        assert us["successRate"] is not None and us["successRate"] < 0.95, us
+
+        # DNS follows the same decision: america is answered from eu-west now, though every
+        # gateway still passes its health check
+        wait_until(lambda: answer(rig, AMERICA) == [eu_gateway], 15, "DNS leaving us-west")
+        # Envoy follows it too: through the us-west gateway, nothing reaches us-west's backends
+        wait_until(
+            lambda: _no_new_requests(rig, us_west_requests), 15, "Envoy sending us-west nothing"
+        )
+
+        for name, backend in rig.backends.items():
+            if name.startswith("checkout_us"):
+                backend.fail_ratio = 0.0
+        wait_until(
+            lambda: placement(rig)["weights"].get("us-west", 0) > 0,
+            60,
+            "us-west weighted again after the dwell",
+        )
+        wait_until(lambda: answer(rig, AMERICA) == [us_gateway], 30, "DNS back on us-west")
+
+
+def _no_new_requests(rig: Mesh, count: Any) -> bool:
+    """Fifty requests through the us-west gateway, none of them served by us-west."""
+    before = count(rig)
+    address, port = rig.gateways["us-west"]
+    with httpx.Client(base_url=f"http://{address}:{port}", timeout=5) as client:
+        for _ in range(50):
+            client.get("/api/cart", headers={"host": "checkout.mesh.example"})
+    return bool(count(rig) == before)

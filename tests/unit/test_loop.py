@@ -1,0 +1,121 @@
+"""The running feedback loop (``controlplane.loop``): which services it drives, what it hands to
+xDS and the GTM, canary weights written into the served model, commands, and its metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controlplane.canary.controller import CommandError
+from controlplane.loop import PlacementLoop, excluded_clusters, loop_driven
+from controlplane.placement.decision import Decision
+from controlplane.policy.model import Model
+from tests.support.policy import doc, load
+from tests.unit.placement_helpers import BASE, model, signals
+from tests.unit.test_canary import ANALYSIS, HEALTHY, ROUTE, canary, sig
+
+SLO = "strategy: {type: static, slo: {successRate: 0.95}}\n"
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.models: list[Model] = []
+        self.decisions: list[Mapping[str, Decision]] = []
+
+    def loop(self, clock: list[float], registry: CollectorRegistry | None = None) -> PlacementLoop:
+        return PlacementLoop(
+            on_model=self.models.append,
+            on_decisions=lambda _m, d: self.decisions.append(dict(d)),
+            registry=registry,
+            clock=lambda: clock[0],
+        )
+
+
+def test_only_placements_that_ask_for_measurements_are_driven() -> None:
+    assert loop_driven(model()) == frozenset()
+    assert loop_driven(model("strategy: {type: static}\n")) == frozenset()
+    assert loop_driven(model(SLO)) == {"web"}
+    assert loop_driven(model("strategy: {type: lowestLatency}\n")) == {"web"}
+
+
+def test_a_region_under_its_slo_is_left_and_the_gtm_told() -> None:
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    m = model("clusters: [a, b]\n" + SLO)
+    assert loop.effective_model(m) is m  # no canary: the store's model is served as it is
+    assert sink.models == [m]
+    before = loop.decisions["web"]
+    assert set(before.weights) == {"ra", "rb"}
+
+    loop.update_signals(signals(1001.0, {"ra": (0.999, 50.0), "rb": (0.70, 50.0)}))
+    after = loop.decisions["web"]
+    assert set(after.weights) == {"ra"}  # leaving a region that breaks the SLO is immediate
+    assert sink.decisions[-1]["web"] is after
+    assert [p.weight for p in after.placed if p.region == "rb"] in ([], [0])
+
+    gs = doc(
+        "GlobalService",
+        "web",
+        "name: web.gtm.example\nzone: gtm.example\nservice: web\n"
+        "targets: [{cluster: a, address: 127.0.9.1}, {cluster: b, address: 127.0.9.2}]",
+    )
+    with_gtm = load(
+        doc("Placement", "web", "service: web\nclusters: [a, b]\n" + SLO), gs, base=BASE
+    )
+    assert excluded_clusters(with_gtm, loop.decisions) == {"web.gtm.example": frozenset({"b"})}
+
+
+def test_stale_signals_hold_the_decision() -> None:
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    loop.effective_model(model("clusters: [a, b]\n" + SLO))
+    held = loop.decisions["web"].weights
+    handed = len(sink.decisions)
+    loop.update_signals(signals(1001.0, {"rb": (0.1, 50.0)}, stale=True))
+    assert loop.decisions["web"].weights == held
+    assert len(sink.decisions) == handed  # nothing new handed to xDS or the GTM
+
+
+def test_canary_weights_reach_the_served_model_and_commands_work() -> None:
+    sink, clock = Sink(), [0.0]
+    registry = CollectorRegistry()
+    loop = sink.loop(clock, registry)
+    m = load(ROUTE, canary("", ANALYSIS))
+    served = loop.effective_model(m)
+    split = served.route_policies["web"].spec.http[1].route
+    assert [d.weight for d in split] == [90, 10]  # the first step, not the store's 100/0
+    assert (
+        registry.get_sample_value("ubiq_canary_weight", {"canary": "web-v2", "subset": "v2"}) == 10
+    )
+    assert registry.get_sample_value("ubiq_canary_step", {"canary": "web-v2"}) == 0
+
+    clock[0] = 60.0
+    loop.update_signals(sig(60.0, HEALTHY))
+    assert loop.canaries["web-v2"].weight == 50
+    assert [d.weight for d in sink.models[-1].route_policies["web"].spec.http[1].route] == [50, 50]
+
+    assert loop.pause("web-v2").phase == "paused"
+    with pytest.raises(CommandError):
+        loop.pause("web-v2")
+    assert loop.resume("web-v2").phase == "progressing"
+    assert loop.abort("web-v2").phase == "aborted"
+    assert [d.weight for d in sink.models[-1].route_policies["web"].spec.http[1].route] == [100, 0]
+    with pytest.raises(KeyError):
+        loop.pause("nope")
+
+
+def test_placement_weights_are_exported() -> None:
+    sink, clock = Sink(), [1000.0]
+    registry = CollectorRegistry()
+    loop = sink.loop(clock, registry)
+    loop.effective_model(model("clusters: [a, b]\n" + SLO))
+    weights = {
+        region: registry.get_sample_value(
+            "ubiq_placement_weight", {"service": "web", "region": region, "cluster": cluster}
+        )
+        for region, cluster in (("ra", "a"), ("rb", "b"))
+    }
+    assert weights["ra"] is not None and weights["rb"] is not None
+    assert weights["ra"] + weights["rb"] == 100

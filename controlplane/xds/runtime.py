@@ -4,9 +4,9 @@ I/O edge. Compilation (pure) and the consistency check run off the event loop; t
 snapshot atomically and only groups whose content changed are pushed. Each group keeps its last
 good compilation and snapshot, so the next model is compiled incrementally from the documents
 that changed (``diff``) and only changed resources are serialized again. A compile or consistency
-failure is logged and counted; every group keeps the snapshot it had. Models arriving during a
-compile are coalesced: the next compile takes the newest. A group that drops out of the model
-is served an empty snapshot.
+failure is logged and counted; every group keeps the snapshot it had. Models and placement
+decisions arriving during a compile are coalesced: the next compile takes the newest model with
+the newest decisions. A group that drops out of the model is served an empty snapshot.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from controlplane.errors import InconsistentSnapshotError
+from controlplane.placement.static import PlacedCluster
 from controlplane.policy.diff import ModelDiff, diff
 from controlplane.policy.model import Model
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.compiler.effective import Decisions
 from controlplane.xds.compiler.generate import NodeCompilation, compile_node
 from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
@@ -52,9 +54,11 @@ def build_groups(
     options: CompileOptions,
     previous: Mapping[str, GroupBuild] | None = None,
     cache: CompileCache | None = None,
+    decisions: Decisions | None = None,
 ) -> dict[str, GroupBuild]:
     """One compilation + snapshot per Ubiq cluster, incremental from ``previous`` where it has
-    the same node and options; pure. Every snapshot is checked (InconsistentSnapshotError), so
+    the same node and options; ``decisions`` (service -> placed clusters, from the placement
+    engine) override the static Placement of the services they name; pure. Every snapshot is checked (InconsistentSnapshotError), so
     the caller publishes with ``set_snapshot(..., checked=True)``."""
     diffs: dict[int, ModelDiff] = {}
     memo = EntryMemo()  # groups sharing compiled messages serialize them once
@@ -71,14 +75,14 @@ def build_groups(
             or before.compilation.node != node
             or before.compilation.options != options
         ):
-            compilation = compile_node(model, node, options, cache=cache)
+            compilation = compile_node(model, node, options, decisions=decisions, cache=cache)
             snapshot = Snapshot.build(compilation.resources, memo=memo)
         else:
             old = before.compilation
             changes = diffs.get(id(old.model))
             if changes is None:
                 changes = diffs[id(old.model)] = diff(old.model, model)
-            compilation = recompile_node(old, model, changes, cache=cache)
+            compilation = recompile_node(old, model, changes, decisions=decisions, cache=cache)
             snapshot = Snapshot.build(
                 compilation.resources,
                 previous=before.snapshot,
@@ -111,7 +115,9 @@ class XdsRuntime:
         self.server = server
         self._compile_cache = CompileCache()
         self._groups: dict[str, GroupBuild] = {}  # last good build per group
-        self._pending: Model | None = None  # newest model not yet taken by a compile
+        self._model: Model | None = None  # newest model handed in
+        self._decisions: Decisions = {}  # newest placement decisions handed in
+        self._pending = False  # the newest model or decisions are not yet taken by a compile
         self._compiling: asyncio.Task[None] | None = None
         self.port: int | None = None
         self._handed_in: float | None = None  # when the oldest model not yet compiled arrived
@@ -144,8 +150,22 @@ class XdsRuntime:
     async def update_model(self, model: Model) -> None:
         """Compile and publish ``model``; returns once it, or a newer model given meanwhile, is
         published (or rejected). Models queued behind a running compile are not compiled in
-        turn: the newest wins."""
-        self._pending = model
+        turn: the newest wins. The last decisions given to ``update_decisions`` stay in force."""
+        self._model = model
+        await self._request_compile()
+
+    async def update_decisions(self, decisions: Mapping[str, tuple[PlacedCluster, ...]]) -> None:
+        """Compile and publish the current model with these placement decisions (service ->
+        placed clusters, ``placement.decision.compiler_decisions``), which replace the previous
+        ones; a service not named goes back to its static Placement. Coalesced with
+        ``update_model``: the newest of each wins. Before the first model, the decisions are only
+        kept for it."""
+        self._decisions = dict(decisions)
+        if self._model is not None:
+            await self._request_compile()
+
+    async def _request_compile(self) -> None:
+        self._pending = True
         if self._handed_in is None:
             self._handed_in = time.monotonic()
         if self._compiling is None or self._compiling.done():
@@ -154,17 +174,18 @@ class XdsRuntime:
         await asyncio.shield(self._compiling)
 
     async def _compile_pending(self) -> None:
-        while self._pending is not None:
-            model, self._pending = self._pending, None
+        while self._pending and self._model is not None:
+            self._pending = False
+            model, decisions = self._model, self._decisions
             handed_in, self._handed_in = self._handed_in or time.monotonic(), None
-            await self._compile(model, handed_in)
-        # no await after the loop: update_model sees this task done or sees its model taken
+            await self._compile(model, decisions, handed_in)
+        # no await after the loop: a request sees this task done or sees its inputs taken
 
-    async def _compile(self, model: Model, handed_in: float) -> None:
+    async def _compile(self, model: Model, decisions: Decisions, handed_in: float) -> None:
         started = time.perf_counter()
         try:
             groups = await asyncio.to_thread(
-                build_groups, model, self.options, self._groups, self._compile_cache
+                build_groups, model, self.options, self._groups, self._compile_cache, decisions
             )
         except Exception as exc:  # never lose the last good config
             self._compiles.labels("rejected").inc()
@@ -191,6 +212,7 @@ class XdsRuntime:
         log.info(
             "xds.snapshots.published",
             model=model.hash[:12],
+            decided=len(decisions),
             groups=len(snapshots),
             changed=pushed,
             emptied=emptied,

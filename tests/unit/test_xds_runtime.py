@@ -8,9 +8,12 @@ import threading
 from typing import Any
 
 import pytest
+from envoy.config.endpoint.v3 import endpoint_pb2
+from google.protobuf import any_pb2
 from prometheus_client import CollectorRegistry
 
 from controlplane.errors import InconsistentSnapshotError
+from controlplane.placement.static import PlacedCluster
 from controlplane.policy.loader import load_texts
 from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
@@ -155,3 +158,53 @@ async def test_an_inconsistent_build_is_rejected_in_the_worker(
     await runtime.update_model(model(port=9))
     assert runtime.cache.get(group_key("eu-west")) is before
     assert samples(registry, "rejected") == 1
+
+
+def published_weights(runtime: XdsRuntime, name: str = "echo") -> list[tuple[str, int, int]]:
+    snap = runtime.cache.get(group_key("eu-west"))
+    assert snap is not None
+    packed = any_pb2.Any.FromString(snap.get(ENDPOINT).entries[name].any_bytes)
+    cla = endpoint_pb2.ClusterLoadAssignment()
+    assert packed.Unpack(cla)
+    return [(e.locality.sub_zone, e.priority, e.load_balancing_weight.value) for e in cla.endpoints]
+
+
+async def test_decisions_are_compiled_with_the_current_and_every_later_model() -> None:
+    runtime = new_runtime()
+    early = {"echo": (PlacedCluster("eu-west", "eu-west", 30, 0),)}
+    await runtime.update_decisions(early)  # no model yet: kept for the first one
+    assert runtime.cache.groups() == []
+    await runtime.update_model(model(("eu-west", "us-east")))
+    assert published_weights(runtime) == [("eu-west", 0, 30)]
+    await runtime.update_decisions({"echo": (PlacedCluster("eu-west", "eu-west", 100, 0),)})
+    assert published_weights(runtime) == [("eu-west", 0, 100)]
+    await runtime.update_model(model(("eu-west", "us-east"), port=9))  # decisions stay
+    assert published_weights(runtime) == [("eu-west", 0, 100)]
+    await runtime.update_decisions({})  # back to the static placement (endpoint weight 1)
+    assert published_weights(runtime) == [("eu-west", 0, 1)]
+
+
+async def test_decisions_queued_during_a_compile_coalesce_to_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = new_runtime()
+    real = runtime_module.build_groups
+    compiled: list[object] = []
+    release = threading.Event()
+
+    def build(m: Model, *args: Any) -> Any:
+        compiled.append(args[3])
+        assert release.wait(10)
+        return real(m, *args)
+
+    monkeypatch.setattr(runtime_module, "build_groups", build)
+    running = asyncio.create_task(runtime.update_model(model()))
+    await until(lambda: compiled, 10, "the first compile started")
+    older = {"echo": (PlacedCluster("eu-west", "eu-west", 10, 0),)}
+    newest = {"echo": (PlacedCluster("eu-west", "eu-west", 20, 0),)}
+    waiting = [asyncio.create_task(runtime.update_decisions(d)) for d in (older, newest)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(running, *waiting), 10)
+    assert compiled == [{}, newest]
+    assert published_weights(runtime) == [("eu-west", 0, 20)]

@@ -75,6 +75,10 @@ class ModelIndex:
         ports = svc.spec.ports
         return next((p for p in ports if p.port == port), ports[0]).protocol == "GRPC"
 
+    def decided(self, service: str) -> bool:
+        """Whether a placement engine Decision (not the static Placement) places ``service``."""
+        return service in self._decisions
+
     def placed(self, service: str) -> tuple[PlacedCluster, ...]:
         if service in self._decisions:
             return tuple(self._decisions[service])

@@ -14,6 +14,12 @@ Invariants (all per node region; see docs/xds.md "Compiler"):
   boundary gets an empty assignment (Envoy answers 503): the proxy would otherwise carry the
   service's payload outside the boundary;
 - placed clusters with weight 0 ("placed, no traffic") get no endpoints.
+
+A service with a placement engine Decision (``plan_decided``) is compiled the same from every
+node: the Decision wins over ``locality`` (distribute, failover, enabled). Each placed cluster with
+weight > 0 is a locality at the Decision's priority whose ``load_balancing_weight`` is the
+Decision's percent; a weight-0 cluster at priority > 0 is a standby locality (weight 1) at that
+priority; a weight-0 cluster at priority 0 is left out. Residency applies as above.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class LocalitySlot:
     priority: int
     weight: int | None = None  # locality weight in percent (distribute), else None
     share: str = ""  # distribute: the region or region/zone whose weight this slot shares
+    exact: bool = False  # weight is the locality's load_balancing_weight as is (a Decision)
 
 
 def plan_localities(
@@ -96,6 +103,29 @@ def plan_localities(
     return tuple(slot(p, rank[p.region]) for p in usable), False
 
 
+def plan_decided(
+    placed: Sequence[PlacedCluster],
+    clusters: Mapping[str, Cluster],
+    node: NodeIdentity,
+    residency: frozenset[str] | None,
+) -> tuple[LocalitySlot, ...]:
+    """Slots for a service the placement engine decided: its weights and priorities, as is."""
+    if residency is not None and node.region not in residency:
+        return ()
+    slots = []
+    for p in placed:
+        if p.name not in clusters or (p.weight <= 0 and p.priority <= 0):
+            continue
+        spec = clusters[p.name].spec
+        if residency is not None and spec.region not in residency:
+            continue
+        weight = p.weight if p.weight > 0 else 1
+        slots.append(
+            LocalitySlot(p.name, spec.region, spec.zone or "", p.priority, weight, exact=True)
+        )
+    return tuple(slots)
+
+
 def endpoint_port(endpoint: Endpoint, service: ServiceSpec, port: ServicePort) -> int:
     """An endpoint's own port serves the service's first port; other ports keep their number."""
     if port is service.ports[0]:
@@ -129,6 +159,8 @@ def build_load_assignment(
         total = sum(ep.weight for ep in members)
         if s.weight is None:
             weight = total
+        elif s.exact:
+            weight = s.weight
         else:
             weight = max(1, round(s.weight * _WEIGHT_SCALE * total / share_totals[s.share]))
         group = cla.endpoints.add(

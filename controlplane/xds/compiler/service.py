@@ -14,7 +14,7 @@ from controlplane.placement.static import PlacedCluster
 from controlplane.policy.documents import Service
 from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
 from controlplane.xds.compiler.effective import ModelIndex
-from controlplane.xds.compiler.endpoints import build_load_assignment, plan_localities
+from controlplane.xds.compiler.endpoints import build_load_assignment, plan_decided, plan_localities
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 
 
@@ -31,6 +31,7 @@ class ServiceInputs:
     service: Service
     traffic: tuple[object, ...]
     placed: tuple[PlacedCluster, ...]
+    decided: bool  # placed comes from a placement engine Decision (compiled differently)
     residency: frozenset[str] | None
     localities: tuple[tuple[str, str, str], ...]
     region: str
@@ -47,6 +48,7 @@ class ServiceInputs:
             service=service,
             traffic=index.traffic_inputs(name, [s.name for s in service.spec.subsets]),
             placed=placed,
+            decided=index.decided(name),
             residency=index.residency(name),
             localities=tuple(
                 (p.name, clusters[p.name].spec.region, clusters[p.name].spec.zone or "")
@@ -64,12 +66,18 @@ def compile_service(
     spec = index.model.services[name].spec
     placed = index.placed(name)
     residency = index.residency(name)
+    decided = index.decided(name)
     clusters: list[cluster_pb2.Cluster] = []
     assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
     for cname, port, subset in cluster_targets(name, spec):
         traffic = index.traffic(name, subset)
         locality = traffic.locality if traffic is not None else None
-        slots, weighted = plan_localities(placed, index.model.clusters, node, locality, residency)
+        if decided:
+            slots, weighted = plan_decided(placed, index.model.clusters, node, residency), True
+        else:
+            slots, weighted = plan_localities(
+                placed, index.model.clusters, node, locality, residency
+            )
         clusters.append(
             build_cluster(cname, port, spec, traffic, options, locality_weighted=weighted)
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,8 @@ def traffic(rig: Mesh) -> Iterator[None]:
                 if done.is_set():
                     return
                 for client in clients:
-                    try:
+                    with suppress(httpx.HTTPError):
                         client.get("/api/cart", headers={"host": "checkout.mesh.example"})
-                    except httpx.HTTPError:
-                        pass
                 done.wait(0.02)
         finally:
             for client in clients:

@@ -43,11 +43,15 @@ def xds_server_thread(server: XdsServer, port: int = 0) -> Iterator[XdsServerThr
 
 
 @contextlib.contextmanager
-def runtime_thread(model: Model) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
+def runtime_thread(
+    model: Model, options: CompileOptions | None = None
+) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
     """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
     with loop_thread("xds-runtime") as lt:
         cache, status = SnapshotCache(), StatusRegistry()
-        runtime = XdsRuntime(cache, status, XdsServer(cache, status=status), CompileOptions())
+        runtime = XdsRuntime(
+            cache, status, XdsServer(cache, status=status), options or CompileOptions()
+        )
         try:
             port = lt.run(runtime.start("127.0.0.1:0", model), 20)
             yield runtime, port, lt.loop

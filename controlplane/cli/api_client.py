@@ -24,11 +24,20 @@ def api_url(value: str) -> str:
 def get_json(api: str, path: str, params: Mapping[str, str] | None = None) -> Any:
     """GET ``path``; a server that does not answer is UnreachableError (exit 4), an error reply
     is a UbiqError carrying the server's message."""
+    return _call("GET", api, path, params)
+
+
+def post_json(api: str, path: str) -> Any:
+    """POST ``path`` (no body), with the same errors as ``get_json``."""
+    return _call("POST", api, path, None)
+
+
+def _call(method: str, api: str, path: str, params: Mapping[str, str] | None) -> Any:
     import httpx
 
     base = api_url(api)
     try:
-        reply = httpx.get(f"{base}{path}", params=params, timeout=5)
+        reply = httpx.request(method, f"{base}{path}", params=params, timeout=5)
     except httpx.HTTPError as exc:
         raise UnreachableError(f"cannot reach the Ubiq API at {base}: {exc}") from None
     if reply.status_code >= 400:

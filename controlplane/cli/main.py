@@ -18,6 +18,7 @@ from controlplane.cli.common import (
     resolve_policy_dir,
 )
 from controlplane.cli.dns import cmd_dns_explain
+from controlplane.cli.loop import cmd_canary, cmd_placement
 from controlplane.cli.output import add_output_format
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
 from controlplane.cli.run import cmd_demo, cmd_serve
@@ -130,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_format(p)
     p.add_argument("--json", dest="format", action="store_const", const="json", help="-o json")
     p.set_defaults(handler=cmd_status)
+
+    p = sub.add("placement", help="a running server's placement decisions and why")
+    p.add_argument("service", nargs="?", help="one service (default: every loop-driven one)")
+    add_api_option(p)
+    add_output_format(p)
+    p.set_defaults(handler=cmd_placement)
+
+    p = sub.add("canary", help="a running server's canaries: status, pause, resume, abort")
+    p.add_argument("action", choices=["status", "pause", "resume", "abort"])
+    p.add_argument("name", nargs="?", help="the Canary (required except for status)")
+    add_api_option(p)
+    add_output_format(p)
+    p.set_defaults(handler=cmd_canary)
 
     dns = sub.add("dns", help="global traffic manager tools")
     dns_sub = _Subcommands(

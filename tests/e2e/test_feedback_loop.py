@@ -17,6 +17,7 @@ import dns.query
 import httpx
 import pytest
 
+from tests.support.cli import ubiq
 from tests.support.mesh import GTM_NAME, Mesh, mesh
 from tests.support.poll import wait_until
 
@@ -33,6 +34,12 @@ spec:
     slo: {successRate: 0.95}
     hysteresis: {minDwell: 3s}
     damping: {minRequests: 5, stepInterval: 1s, maxWeightChangePercent: 50}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: Canary
+metadata: {name: checkout-v2}
+spec: {service: checkout, routePolicy: checkout, stableSubset: v1, canarySubset: v2,
+       steps: [20, 50, 100], interval: 10m}
 """
 AMERICA = "192.0.2.0/24"  # the GTM client group answered from us-west while it is healthy
 
@@ -99,6 +106,11 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
         )
         assert placement(rig)["weights"].get("us-west", 0) > 0
 
+        # the same decision as `ubiq placement` shows it
+        shown = ubiq("placement", "checkout", "--api", rig.api)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith("checkout (static): ")
+
         for name, backend in rig.backends.items():
             if name.startswith("checkout_us"):
                 backend.fail_ratio = 0.3
@@ -130,6 +142,45 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
             "us-west weighted again after the dwell",
         )
         wait_until(lambda: answer(rig, AMERICA) == [us_gateway], 30, "DNS back on us-west")
+        shown = ubiq("placement", "--api", rig.api)
+        assert shown.returncode == 0 and shown.stdout.startswith("signals: fresh"), shown.stdout
+
+
+def test_canary_commands_reach_the_served_routes(tmp_path: Path) -> None:
+    """The canary's first step is what Envoy routes by; pause, resume and abort work from the
+    CLI, a command the phase does not allow is one error line, and abort puts stable at 100 %."""
+    with mesh(tmp_path, feedback=True, extra_policy=PLACEMENT) as rig:
+        wait_until(lambda: split_weights(rig) == [80, 20], 30, "Envoy routing the first step")
+        status = ubiq("canary", "status", "checkout-v2", "--api", rig.api)
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith("checkout-v2: progressing, step 0, canary weight 20%")
+
+        assert "paused" in ubiq("canary", "pause", "checkout-v2", "--api", rig.api).stdout
+        again = ubiq("canary", "pause", "checkout-v2", "--api", rig.api)
+        assert again.returncode == 1
+        assert again.stderr.strip().splitlines() == [
+            f"ubiq: error: {rig.api}/v1/canaries/checkout-v2/pause: HTTP 409: canary checkout-v2"
+            " is paused; only a progressing canary pauses"
+        ]
+        assert "progressing" in ubiq("canary", "resume", "checkout-v2", "--api", rig.api).stdout
+        assert "aborted" in ubiq("canary", "abort", "checkout-v2", "--api", rig.api).stdout
+        wait_until(lambda: split_weights(rig) == [100, 0], 30, "Envoy routing stable only")
+        assert ubiq("canary", "pause", "nope", "--api", rig.api).returncode == 1
+
+
+def split_weights(rig: Mesh) -> list[int]:
+    """The weights of the `api` rule's two clusters in the eu-west Envoy's route table."""
+    address = rig.envoys[0].admin_port
+    dump = httpx.get(
+        f"http://127.0.0.1:{address}/config_dump?resource=dynamic_route_configs", timeout=5
+    )
+    for config in dump.json().get("configs", []):
+        for host in config.get("route_config", {}).get("virtual_hosts", []):
+            for route in host.get("routes", []):
+                clusters = route.get("route", {}).get("weighted_clusters", {}).get("clusters", [])
+                if route.get("name", "").endswith("api") and clusters:
+                    return [int(c.get("weight", 0)) for c in clusters]
+    return []
 
 
 def _no_new_requests(rig: Mesh, count: Any) -> bool:

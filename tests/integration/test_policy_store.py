@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from controlplane.policy.model import Model
-from controlplane.policy.store import DirectoryStore
 from tests.support.policy import BASE, doc
 from tests.support.poll import until
+from tests.support.store import watching
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"
 )
-
-
-@contextlib.asynccontextmanager
-async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Queue[Model]]]:
-    store = DirectoryStore(root, debounce_ms=50)
-    store.load()
-    swaps: asyncio.Queue[Model] = asyncio.Queue()
-    store.subscribe(swaps.put_nowait)
-    task = asyncio.create_task(store.watch())
-    await asyncio.wait_for(store.watch_ready.wait(), 5)
-    try:
-        yield store, swaps
-    finally:
-        store.stop()
-        await asyncio.wait_for(task, 5)
 
 
 @pytest.fixture

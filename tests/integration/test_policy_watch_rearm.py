@@ -8,16 +8,14 @@ watch is re-armed on the new directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 
-from controlplane.policy.model import Model
-from controlplane.policy.store import DirectoryStore
 from tests.support.policy import BASE, doc
+from tests.support.poll import until
+from tests.support.store import watching
 from tests.support.ubiq_serve import serving, wait_until, write_policy
 
 
@@ -29,28 +27,6 @@ def route(timeout: str) -> str:
     )
 
 
-async def until(check: object, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def watching(root: Path) -> AsyncIterator[tuple[DirectoryStore, asyncio.Queue[Model]]]:
-    """A loaded store watching ``root``, its swaps in a queue; stopped (bounded) at the end."""
-    store = DirectoryStore(root, debounce_ms=20)
-    store.load()
-    swaps: asyncio.Queue[Model] = asyncio.Queue()
-    store.subscribe(swaps.put_nowait)
-    task = asyncio.create_task(store.watch())
-    try:
-        await until(lambda: store.status.watching)
-        yield store, swaps
-    finally:
-        store.stop()
-        await asyncio.wait_for(task, 10)
-
-
 async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> None:
     root, saved = tmp_path / "policies", tmp_path / "saved"
     root.mkdir()
@@ -58,7 +34,7 @@ async def test_store_rearms_after_the_directory_is_replaced(tmp_path: Path) -> N
     (root / "route.yaml").write_text(route("1s"))
     shutil.copytree(root, saved)
     (saved / "route.yaml").write_text(route("2s"))
-    async with watching(root) as (store, swaps):
+    async with watching(root, debounce_ms=20) as (store, swaps):
         shutil.rmtree(root)
         await until(lambda: not store.status.watching)
         assert "no such file or directory" in (store.status.watch_error or "")
@@ -108,7 +84,7 @@ async def test_a_configmap_update_is_picked_up(tmp_path: Path) -> None:
     (root / "..data").symlink_to(old.name)
     for name in ("base.yaml", "route.yaml"):
         (root / name).symlink_to(f"..data/{name}")
-    async with watching(root) as (_, swaps):
+    async with watching(root, debounce_ms=20) as (_, swaps):
         (root / "..data_tmp").symlink_to(new.name)
         (root / "..data_tmp").rename(root / "..data")
         model = await asyncio.wait_for(swaps.get(), 10)

@@ -41,12 +41,16 @@ def fresh_then(result: Any) -> Answer:
 
 
 @contextlib.contextmanager
-def fake_prometheus(answer: Answer) -> Iterator[str]:
+def fake_prometheus(answer: Answer, paths: list[str] | None = None) -> Iterator[str]:
+    """A fake Prometheus answering with ``answer(query)``; every request path goes in ``paths``."""
+    paths = [] if paths is None else paths
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             from urllib.parse import parse_qs, urlparse
 
             query = parse_qs(urlparse(self.path).query).get("query", [""])[0]
+            paths.append(self.path)
             status, body, delay = answer(query)
             time.sleep(delay)
             with contextlib.suppress(OSError):
@@ -224,30 +228,11 @@ spec: {ports: [{port: 8080}], endpoints: [{cluster: eu-1, address: 127.0.0.1, po
 
 
 def test_query_timeout_is_sent_as_a_duration_prometheus_parses() -> None:
+    from controlplane.feedback.poller import PrometheusQuerier
+
     seen: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = ok([])
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        from controlplane.feedback.poller import PrometheusQuerier
-
-        querier = PrometheusQuerier(f"http://127.0.0.1:{server.server_address[1]}")
+    with fake_prometheus(lambda _query: (200, ok([]), 0.0), seen) as url:
+        querier = PrometheusQuerier(url)
         querier.query("up", 1.66246, at=1700000000.25)
         querier.close()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert "timeout=1662ms" in seen[0] and "time=1700000000.25" in seen[0]

@@ -126,9 +126,10 @@ class PlacementLoop:
         return self._signals
 
     def effective_model(self, model: Model) -> Model:
-        """The first model, decided at once (before the servers start)."""
+        """The first model, decided at once (before the servers start, so nothing is handed on:
+        the caller starts them with this model and then hands ``decisions`` on)."""
         self._model = model
-        self._decide()
+        self._decide(notify=False)
         return self._served
 
     def update_model(self, model: Model) -> None:
@@ -176,7 +177,7 @@ class PlacementLoop:
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def _decide(self) -> None:
+    def _decide(self, *, notify: bool = True) -> None:
         now = self._clock()
         model = self._model
         driven = loop_driven(model)
@@ -213,13 +214,15 @@ class PlacementLoop:
                 rule=decision.reason.rule,
                 why=decision.reason.summary,
             )
-        if weights_moved or model is not self._served_from:
+        model_changed = model is not self._served_from
+        if weights_moved or model_changed:
             served = apply_canaries(model, canaries)
             self._served_from, self._served_weights = model, weights
             if served is not self._served:
                 self._served = served
-                self._on_model(served)
-        if moved or left:
+                if notify:
+                    self._on_model(served)
+        if notify and (moved or left or model_changed):  # a new model may name other targets
             self._on_decisions(self._served, decisions)
         self._schedule(self._next_time(now))
 

@@ -189,7 +189,6 @@ class DirectoryStore(ModelKeeper):
                     log.info("policy.watch.rearmed", source=self.source)
                     await self.reload()
                     continue
-                self._watching, self._watch_error = True, None
                 try:
                     await self._watch_armed(armed)
                 except (OSError, RuntimeError):  # the directory vanished under the watcher
@@ -225,9 +224,11 @@ class DirectoryStore(ModelKeeper):
         try:
             while True:
                 batch = asyncio.ensure_future(anext(batches))
-                if not self.watch_ready.is_set():
-                    # the generator's first step registers the watch before its first await
+                if not self._watching:
+                    # the generator's first step registers the watch before its first await:
+                    # only then is a change certain to be seen (status, /readyz, watch_ready)
                     await asyncio.sleep(0)
+                    self._watching, self._watch_error = True, None
                     self.watch_ready.set()
                 try:
                     changes = await batch

@@ -39,11 +39,16 @@ def test_dns_keeps_answering_while_the_geoip_database_is_a_fifo(tmp_path: Path) 
             os.mkfifo(mmdb)
             policy = root / "policy.yaml"
             policy.write_text(policy.read_text().replace("ttl: 5s", "ttl: 6s"))  # re-plan
-            wait_until(
-                lambda: "is a FIFO (named pipe), not a regular file" in served.log_text(),
-                30,
-                "the GTM to report the FIFO",
-            )
+            try:
+                wait_until(
+                    lambda: "is a FIFO (named pipe), not a regular file" in served.log_text(),
+                    30,
+                    "the GTM to report the FIFO",
+                )
+            except AssertionError:
+                raise AssertionError(
+                    f"no FIFO report; ubiq serve's log ends:\n{served.log_text()[-3000:]}"
+                ) from None
             asking.more_answers(20)
             assert httpx.get(f"{served.api}/v1/policy/status", timeout=2).status_code == 200
         total = asking.answered + asking.timeouts

@@ -146,7 +146,8 @@ def serving(root: Path, workdir: Path, *extra_args: str) -> Iterator[Served]:
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"ubiq serve exited: {served.log_text()[-2000:]}")
-            return httpx.get(f"{served.api}/healthz", timeout=1).status_code == 200
+            # ready, not only alive: the policy directory is watched, so an edit is seen
+            return httpx.get(f"{served.api}/readyz", timeout=1).status_code == 200
 
-        wait_until(ready, 30, "ubiq serve to answer /healthz")
+        wait_until(ready, 30, "ubiq serve to answer /readyz")
         yield served

@@ -8,24 +8,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running
+from tests.support.procs import (
+    free_port,
+    free_udp_tcp_port,
+    require_binary,
+    running,
+    wait_for_output,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
-
-
-def wait_for_text(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = log.read_text()
-        if text in out:
-            return out
-        if proc.poll() is not None:
-            raise AssertionError(f"demo exited ({proc.returncode}):\n{out}")
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not printed within {timeout}s:\n{log.read_text()}")
 
 
 def test_printed_commands_work_after_the_demo(tmp_path: Path) -> None:
@@ -48,7 +41,7 @@ def test_printed_commands_work_after_the_demo(tmp_path: Path) -> None:
 
 
 def check_printed_commands(log: Path, demo: subprocess.Popen[bytes], api: int, dns: int) -> None:
-    text = wait_for_text(log, "running; Ctrl-C to stop", demo, 120)
+    text = wait_for_output(log, "running; Ctrl-C to stop", demo, 120)
     assert f"API on http://127.0.0.1:{api}" in text and f"DNS on 127.0.0.1:{dns}" in text
     assert "restore: start the eu-west Envoy again" in text
     commands = [line[2:] for line in text.splitlines() if line.startswith("$ ")]

@@ -12,12 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import stop
+from tests.support.procs import stop, wait_for_output
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "three-regions"
 READY = "running; Ctrl-C to stop"
@@ -31,18 +30,6 @@ def private_example(tmp_path: Path) -> Path:
     for source in EXAMPLE.glob("*.yaml"):
         (copy / source.name).write_text(source.read_text().replace("127.0.", "127.86."))
     return copy
-
-
-def wait_for_line(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = path.read_text(errors="replace")
-        if text in out:
-            return out
-        if proc.poll() is not None:
-            raise AssertionError(f"demo exited early ({proc.returncode}):\n{out[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {text!r} within {timeout}s")
 
 
 def processes_using(work: Path) -> list[int]:
@@ -86,7 +73,7 @@ def test_demo_cleans_up_on_a_stop_signal(tmp_path: Path, sig: signal.Signals) ->
             start_new_session=True,  # the test signals the demo alone, as a terminal or init would
         )
     try:
-        output = wait_for_line(out_path, READY, proc, 120)
+        output = wait_for_output(out_path, READY, proc, 120)
         work = Path(re.search(r"working in (\S+)", output).group(1))  # type: ignore[union-attr]
         assert work.is_dir()
         envoys = processes_using(work)

@@ -22,6 +22,7 @@ from controlplane.policy.loader import load_directory
 from controlplane.policy.model import Model
 from tests.support.etcd import etcd_cluster
 from tests.support.policy import BASE, doc
+from tests.support.poll import until
 
 ROUTE = doc(
     "RoutePolicy", "web", "hosts: [web.example]\nhttp:\n- route: [{service: web}]\n  timeout: 1s"
@@ -149,9 +150,7 @@ async def test_watch_swaps_valid_changes_and_keeps_the_last_good_model(
         good = store.model
         # an invalid document written behind Ubiq's back: rejected, the model stays
         await client.put(store.key("RoutePolicy", "web"), ROUTE.replace("1s", "soon"))
-        async with asyncio.timeout(5):
-            while store.status.rejected == 0:
-                await asyncio.sleep(0.01)
+        await until(lambda: store.status.rejected > 0, 5, "the invalid document rejected")
         assert store.model is good and not store.status.ok
         assert f"etcd:{store.key('RoutePolicy', 'web')}:" in str(store.status.problems[0])
         # a valid one swaps

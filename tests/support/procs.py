@@ -90,3 +90,18 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+
+
+def wait_for_output(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The output ``proc`` wrote to ``path`` once it contains ``text``; fails at once if the
+    process exits first, and after ``timeout`` seconds otherwise."""
+    from tests.support.poll import wait_until
+
+    def printed() -> bool:
+        if proc.poll() is not None:
+            out = path.read_text(errors="replace")
+            raise AssertionError(f"process exited ({proc.returncode}):\n{out[-3000:]}")
+        return text in path.read_text(errors="replace")
+
+    wait_until(printed, timeout, f"{text!r} printed", interval=0.1)
+    return path.read_text(errors="replace")

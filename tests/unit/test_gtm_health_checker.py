@@ -128,12 +128,15 @@ async def test_probe_exception_is_a_failure_and_on_change_errors_are_contained()
 async def test_bounded_concurrency() -> None:
     in_flight = 0
     peak = 0
+    two_at_once = asyncio.Event()  # the first probe waits for a second: overlap is certain
 
     async def slow(ct: CheckedTarget) -> ProbeResult:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.01)
+        if in_flight >= 2:
+            two_at_once.set()
+        await two_at_once.wait()
         in_flight -= 1
         return ProbeResult(True)
 

@@ -28,6 +28,7 @@ from controlplane.xds import resources as rs
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.events import Acked, Event, InSync
 from controlplane.xds.status import ProxyStatus, StatusRegistry
+from controlplane.xds.sync_state import NACKED, SYNCED, overall, proxy_sync
 
 TYPE_LABELS: Mapping[str, str] = {
     rs.CLUSTER: "cds",
@@ -49,16 +50,16 @@ def type_label(type_url: str) -> str:
 
 def synced(acked: Mapping[str, str], snapshot_version: Callable[[str], str]) -> bool:
     """A proxy holds its group's snapshot: it ACKed something, and every type it holds is the
-    snapshot's version of that type."""
+    snapshot's version of that type (convergence timing)."""
     return bool(acked) and all(snapshot_version(t) == v for t, v in acked.items())
 
 
 def proxy_state(proxy: ProxyStatus, cache: SnapshotCache) -> str:
-    """``synced``; ``nacked`` (not synced, and it rejected a response on this stream); ``stale``."""
-    snapshot = cache.get(proxy.group)
-    if snapshot is not None and synced(proxy.acked, snapshot.type_version):
-        return "synced"
-    return "nacked" if proxy.last_nack is not None else "stale"
+    """``synced``, ``nacked`` or ``stale``: the state ``ubiq status`` shows (``sync_state``), for
+    a label; a proxy whose group has no snapshot, or that was sent nothing yet, is ``stale``."""
+    sync = proxy_sync(proxy, cache.get(proxy.group), ())
+    state = overall(sync["sync"], sync["problem"])
+    return state.lower() if state in (SYNCED, NACKED) else "stale"
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from controlplane.cli.api_client import get_json
+from controlplane.cli.api_client import get_json, target
 from controlplane.cli.output import emit
 
 EXIT_REJECTED = 5  # the server runs, but refused the last policy change
@@ -15,7 +15,7 @@ TYPES = ("CDS", "EDS", "LDS", "RDS")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = get_json(args.api, "/v1/status")
+    status = get_json(target(args), "/v1/status")
     emit(status, args.format, lambda: status_text(status, now=time.time()))
     return 0 if status["policy"]["ok"] else EXIT_REJECTED
 

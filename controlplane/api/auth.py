@@ -101,7 +101,7 @@ def parse_token_file(text: str, name: str) -> TokenSet:
     """``TOKEN SCOPE[,SCOPE]`` per line; blank lines and ``#`` comments are skipped."""
     tokens: list[Token] = []
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip() if raw.lstrip().startswith("#") else raw.strip()
+        line = raw.split("#", 1)[0].strip()  # a token never contains a hash sign
         if not line:
             continue
         parts = line.split()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,13 +107,24 @@ def call(
             content=content,
             headers=sent,
             timeout=TIMEOUT_S,
-            verify=t.ca if t.ca else True,
+            verify=_verify(t.ca),
         )
     except httpx.HTTPError as exc:
         raise UnreachableError(f"cannot reach the Ubiq API at {t.url}: {exc}") from None
     if reply.status_code >= 400:
         raise ApiReplyError(f"{t.url}{path}", reply.status_code, _problem(reply))
     return reply.json()
+
+
+def _verify(ca: str | None) -> ssl.SSLContext | bool:
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise UbiqError(
+            f"--ca-cert: {ca}: cannot use: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
 
 
 def _problem(reply: Any) -> dict[str, Any]:

@@ -50,15 +50,26 @@ def copy_example(root: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def in_process(
-    root: Path, *, tokens: TokenSet | None = None, allowed_hosts: frozenset[str] | None = None
+    root: Path,
+    *,
+    tokens: TokenSet | None = None,
+    allowed_hosts: frozenset[str] | None = None,
+    store: str | None = None,
 ) -> AsyncIterator[InProcess]:
+    """``store``: an ``etcd://`` URL to serve from instead of ``root``."""
     options = ServeOptions(
-        directory=root, xds=("127.0.0.1", 0), dns=(("127.0.0.1", 0),), api=None, debounce_ms=20
+        directory=None if store else root,
+        store=store,
+        xds=("127.0.0.1", 0),
+        dns=(("127.0.0.1", 0),),
+        api=None,
+        debounce_ms=20,
     )
     ubiq = Ubiq(options)
     await ubiq.start()
     try:
-        await ubiq.store.watch_ready.wait()  # type: ignore[attr-defined]
+        if store is None:
+            await ubiq.store.watch_ready.wait()  # type: ignore[attr-defined]
         security = ApiSecurity(
             tokens=token_set() if tokens is None else tokens,
             allowed_hosts=allowed_hosts or frozenset({"127.0.0.1", "localhost"}),

@@ -120,3 +120,60 @@ class WriteResult(ApiModel):
         " or when it did not within 10 s: see /v1/policy/status)"
     )
     diff: PolicyDiff | None = Field(None, description="with ?dryRun=true: what would change")
+
+
+class OpenModel(ApiModel):
+    """A runtime record: the fields listed are always there; others may be added."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class LastNack(OpenModel):
+    type_url: str
+    version_info: str
+    names: list[str]
+    message: str
+    at: float
+
+
+class ProxyRow(OpenModel):
+    """One connected proxy, with its sync state per xDS type (as ``ubiq status`` shows it)."""
+
+    stream_id: int
+    node_id: str
+    cluster: str
+    locality: str
+    group: str
+    mode: str = Field(description="sotw or delta")
+    connected_since: float
+    acked: dict[str, str] = Field(description="type URL -> version ACKed")
+    responses_sent: dict[str, int]
+    nacks: int
+    last_nack: LastNack | None
+    sync: dict[str, str] = Field(description="CDS/EDS/LDS/RDS -> SYNCED, STALE, NACKED, NOT SENT")
+    expected: dict[str, str] = Field(description="CDS/EDS/LDS/RDS -> the snapshot's version")
+    problem: str | None
+    state: str
+
+
+class GtmTarget(OpenModel):
+    """One GTM health-check target."""
+
+    cluster: str
+    region: str
+    address: str
+    port: int
+    kind: str
+    healthy: bool | None = Field(description="null: not decided yet (answered as healthy)")
+    successes: int
+    failures: int
+    last_error: str | None
+    last_change: float | None
+    last_probe: float | None
+    probes: int
+
+
+class StatusReply(ApiModel):
+    policy: PolicyStatus
+    proxies: list[ProxyRow]
+    gtm: list[GtmTarget]

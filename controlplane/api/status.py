@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from controlplane.api.auth import require_scope
-from controlplane.api.models import PolicyStatus, ProblemDetails
+from controlplane.api.keys import camelize
+from controlplane.api.models import GtmTarget, PolicyStatus, ProblemDetails, ProxyRow, StatusReply
 from controlplane.api.problems import ApiProblem
 from controlplane.api.runtime import RuntimeView, to_jsonable
 
@@ -26,26 +27,29 @@ def status_router(runtime: RuntimeView) -> APIRouter:
         tags=["status"], dependencies=[Depends(require_scope("read"))], responses=ERRORS
     )
 
-    @reads.get("/v1/status")
-    async def status() -> dict[str, Any]:
+    def jsonable(value: Any) -> Any:
+        return camelize(to_jsonable(value))
+
+    @reads.get("/v1/status", response_model=StatusReply)
+    async def status() -> Any:
         """The policy source, every connected proxy and every GTM target, in one reply."""
         return {
-            "policy": to_jsonable(runtime.policy_status()),
-            "proxies": to_jsonable(runtime.proxies()),
-            "gtm": to_jsonable(runtime.gtm_health()),
+            "policy": jsonable(runtime.policy_status()),
+            "proxies": jsonable(runtime.proxies()),
+            "gtm": jsonable(runtime.gtm_health()),
         }
 
     @reads.get("/v1/policy/status", response_model=PolicyStatus)
     async def policy_status() -> Any:
-        return to_jsonable(runtime.policy_status())
+        return jsonable(runtime.policy_status())
 
-    @reads.get("/v1/proxies")
-    async def proxies() -> list[dict[str, Any]]:
-        return list(to_jsonable(runtime.proxies()))
+    @reads.get("/v1/proxies", response_model=list[ProxyRow])
+    async def proxies() -> Any:
+        return jsonable(runtime.proxies())
 
-    @reads.get("/v1/gtm/health")
-    async def gtm_health() -> list[dict[str, Any]]:
-        return list(to_jsonable(runtime.gtm_health()))
+    @reads.get("/v1/gtm/health", response_model=list[GtmTarget])
+    async def gtm_health() -> Any:
+        return jsonable(runtime.gtm_health())
 
     @reads.get("/v1/gtm/explain")
     async def explain(
@@ -60,23 +64,23 @@ def status_router(runtime: RuntimeView) -> APIRouter:
         result = runtime.explain(name, client)
         if result is None:
             raise ApiProblem(404, "not-found", f"no GlobalService serves {name[:255]!r}")
-        return dict(to_jsonable(result))
+        return dict(jsonable(result))
 
     @reads.get("/v1/placement")
     async def placement() -> dict[str, Any]:
         """Every loop-driven service's decision and why; the feedback source's state."""
-        return dict(to_jsonable(runtime.placement()))
+        return dict(jsonable(runtime.placement()))
 
     @reads.get("/v1/placement/{service}")
     async def placement_of(service: Annotated[str, Path(max_length=253)]) -> dict[str, Any]:
         decision = runtime.placement().get("decisions", {}).get(service)
         if decision is None:
             raise ApiProblem(404, "not-found", f"no placement decision for service {service!r}")
-        return dict(to_jsonable(decision))
+        return dict(jsonable(decision))
 
     @reads.get("/v1/canaries")
     async def canaries() -> dict[str, Any]:
-        return dict(to_jsonable(runtime.canaries()))
+        return dict(jsonable(runtime.canaries()))
 
     writes = APIRouter(
         tags=["canaries"], dependencies=[Depends(require_scope("write"))], responses=ERRORS
@@ -89,7 +93,7 @@ def status_router(runtime: RuntimeView) -> APIRouter:
         if action not in CANARY_ACTIONS:
             raise ApiProblem(404, "not-found", f"action must be one of {', '.join(CANARY_ACTIONS)}")
         try:
-            return dict(to_jsonable(runtime.canary_command(name, action)))
+            return dict(jsonable(runtime.canary_command(name, action)))
         except KeyError:
             raise ApiProblem(404, "not-found", f"no running canary {name!r}") from None
         except ValueError as exc:  # CommandError: not in a phase that allows it

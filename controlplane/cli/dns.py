@@ -28,7 +28,10 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
         if found is None:
             return 1
         data = found
-    emit(data, args.format, lambda: explain_text(data))
+    from controlplane.api.keys import camelize, snakeize
+
+    # JSON/YAML in the API's camelCase whichever way it was made; the text renderer reads snake_case
+    emit(camelize(data), args.format, lambda: explain_text(snakeize(data)))
     return 0
 
 

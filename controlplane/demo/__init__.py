@@ -189,7 +189,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
             status = (await client.get(f"{api}/v1/status")).json()
         for proxy in status["proxies"]:
             sync = ", ".join(f"{t} {state}" for t, state in proxy["sync"].items())
-            print(f"proxy {proxy['node_id']:14} {proxy['mode']:5} {sync}")
+            print(f"proxy {proxy['nodeId']:14} {proxy['mode']:5} {sync}")
         print(f"(the same as a table: ubiq status --api {api} --token-file {token_file})")
         await _wait_gtm_healthy(ubiq)
         await _show_gtm(ubiq, (dns_host, dns_port), f"{api} --token-file {token_file}")

@@ -19,11 +19,9 @@ EXIT_INVALID = 1
 
 
 def add_policy_commands(sub: Any) -> None:
-    """``sub`` is a ``_Subcommands`` (main.py)."""
-    from controlplane.cli.main import _Subcommands
-
+    """``sub`` is main.py's ``_Subcommands`` (its type makes the nested one: no import cycle)."""
     group = sub.add("policy", help="a running server's policies: list, get, apply, delete (API)")
-    commands = _Subcommands(
+    commands = type(sub)(
         group.add_subparsers(dest="policy_command", required=True, metavar="COMMAND"), sub.common
     )
     p = commands.add("list", help="every stored document (KIND/NAME, version, where)")

@@ -140,4 +140,5 @@ class ApiReplyError(UbiqError):
 
     def __init__(self, where: str, status: int, problem: dict[str, Any]) -> None:
         self.status, self.problem = status, problem
-        super().__init__(f"{where}: HTTP {status}: {problem.get('detail', '')}")
+        hint = " (send one with --token-file FILE or $UBIQ_API_TOKEN)" if status == 401 else ""
+        super().__init__(f"{where}: HTTP {status}: {problem.get('detail', '')}{hint}")

@@ -25,7 +25,15 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controlplane.api.app import create_app
+from controlplane.api.auth import (
+    ApiSecurity,
+    check_allowed_host,
+    default_allowed_hosts,
+    load_tokens,
+)
+from controlplane.api.dryrun import DiffContext
 from controlplane.api.server import ApiServer
+from controlplane.api.writers import backend_for
 from controlplane.errors import ListenError, UbiqError
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
@@ -107,6 +115,32 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         default=env_default("UBIQ_API", "127.0.0.1:8081"),
         help="HTTP API address; 'off' disables it (env UBIQ_API)",
     )
+    p.add_argument(
+        "--api-token-file",
+        type=Path,
+        default=os.environ.get("UBIQ_API_TOKEN_FILE") or None,
+        metavar="FILE",
+        help="API bearer tokens, one 'TOKEN SCOPE[,SCOPE]' per line (scopes: read, write);"
+        " $UBIQ_API_TOKEN adds one read,write token; without any token reads are open and"
+        " writes refused (env UBIQ_API_TOKEN_FILE)",
+    )
+    p.add_argument(
+        "--api-allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host the API answers, repeatable; '*' allows any (default: localhost,"
+        " 127.0.0.1, ::1 and the --api host); others get 421",
+    )
+    p.add_argument(
+        "--api-tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="serve the API over TLS with this certificate",
+    )
+    p.add_argument(
+        "--api-tls-key", type=Path, metavar="PEM", help="the --api-tls-cert's private key"
+    )
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
         "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
@@ -145,6 +179,9 @@ class ServeOptions:
     store: str | None = None  # etcd://... instead of the directory
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
+    api_token_file: Path | None = None
+    api_allowed_hosts: tuple[str, ...] = ()  # empty: the defaults (localhost, loopback, --api host)
+    api_tls: tuple[Path, Path] | None = None  # (certificate, key)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -186,7 +223,21 @@ class ServeOptions:
             store=args.store,
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
+            api_token_file=args.api_token_file,
+            api_allowed_hosts=tuple(check_allowed_host(h) for h in args.api_allowed_host),
+            api_tls=_tls_pair(args.api_tls_cert, args.api_tls_key),
         )
+
+
+def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UbiqError("--api-tls-cert and --api-tls-key go together")
+    for flag, path in (("--api-tls-cert", cert), ("--api-tls-key", key)):
+        if not path.is_file():
+            raise UbiqError(f"{flag}: {path}: no such file")
+    return cert, key
 
 
 def _check_free(what: str, host: str, port: int) -> None:
@@ -334,11 +385,45 @@ class Ubiq:
                 on_decisions=self._serve_decisions,
                 registry=self.registry,
             )
-        self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
+        self.api = self._api_server(options)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         self.failed = asyncio.Event()  # set when a part dies on its own: serve() then exits
         self.xds_port: int | None = None
+
+    def _api_server(self, options: ServeOptions) -> ApiServer | None:
+        if options.api is None:
+            return None
+        host, port = options.api
+        tokens = load_tokens(options.api_token_file)
+        allowed = options.api_allowed_hosts or tuple(sorted(default_allowed_hosts(host)))
+        security = ApiSecurity(tokens=tokens, allowed_hosts=frozenset(allowed))
+        log.info(
+            "api.security",
+            tokens=len(tokens.tokens),
+            token_sources=sorted({t.origin.rsplit(":", 1)[0] for t in tokens.tokens}),
+            writes="enabled" if tokens else "refused (no token configured)",
+            allowed_hosts=sorted(allowed),
+            tls=options.api_tls is not None,
+        )
+        app = create_app(
+            self,
+            security=security,
+            policies=backend_for(self.store),
+            diff_context=self.diff_context,
+        )
+        return ApiServer(app, host, port, tls=options.api_tls)
+
+    def diff_context(self) -> DiffContext:
+        """How this server compiles and plans, for the API's dry runs."""
+        gtm = None
+        health = HealthView(frozenset())
+        if self.gtm is not None:
+            gtm = self.gtm.planner.config
+            plan = self.gtm.planner.plan
+            if plan is not None:
+                health = plan.health
+        return DiffContext(options=self.options.compile, gtm=gtm, health=health, now=time.time())
 
     async def start(self) -> None:
         """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
@@ -462,7 +547,7 @@ class Ubiq:
         }
 
     def proxies(self) -> list[Mapping[str, Any]]:
-        from controlplane.api.app import to_jsonable
+        from controlplane.api.runtime import to_jsonable
 
         cache = self.xds.cache
         groups = cache.groups()

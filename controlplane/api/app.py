@@ -1,61 +1,47 @@
-"""The HTTP API: status of the policy source, the proxies, the GTM; explanations; metrics.
+"""The HTTP API: assembles the routers, the Host guard and problem+json errors.
 
-The app reads a ``RuntimeView`` (a narrow Protocol the running process implements) and never
-changes anything yet: policy CRUD arrives with the shared store. Handlers are ``async``: they run
-on Ubiq's own event loop, where the state they read is written, never in a worker thread.
+Handlers are ``async``: they run on Ubiq's own event loop, where the state they read is written,
+never in a worker thread. ``/healthz``, ``/readyz`` and ``/metrics`` are open (no token); every
+other endpoint needs a ``read`` or ``write`` token once tokens are configured (``auth``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
 
-CANARY_ACTIONS = ("pause", "resume", "abort")
+from controlplane.api import problems
+from controlplane.api.auth import ApiSecurity, HostGuard
+from controlplane.api.dryrun import DiffContext
+from controlplane.api.policies import policies_router
+from controlplane.api.runtime import RuntimeView, to_jsonable
+from controlplane.api.status import CANARY_ACTIONS, status_router
+from controlplane.api.writers import PolicyBackend
 
-
-class RuntimeView(Protocol):
-    registry: CollectorRegistry
-
-    def policy_status(self) -> Mapping[str, Any]: ...
-
-    def proxies(self) -> list[Mapping[str, Any]]: ...
-
-    def gtm_health(self) -> list[Mapping[str, Any]]: ...
-
-    def explain(self, name: str, client: str) -> Mapping[str, Any] | None: ...
-
-    def placement(self) -> Mapping[str, Any]: ...
-
-    def canaries(self) -> Mapping[str, Any]: ...
-
-    def canary_command(self, name: str, action: str) -> Mapping[str, Any]: ...
+__all__ = ["CANARY_ACTIONS", "RuntimeView", "create_app", "to_jsonable"]
 
 
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def create_app(runtime: RuntimeView) -> FastAPI:
+def create_app(
+    runtime: RuntimeView,
+    *,
+    security: ApiSecurity | None = None,
+    policies: PolicyBackend | None = None,
+    diff_context: Callable[[], DiffContext] = DiffContext,
+) -> FastAPI:
+    security = security or ApiSecurity()
     app = FastAPI(title="Ubiq", version="v1alpha1", docs_url="/docs", redoc_url=None)
+    app.state.security = security
+    problems.install(app)
+    app.add_middleware(HostGuard, allowed=security.allowed_hosts)
 
-    @app.get("/healthz", response_class=PlainTextResponse)
+    @app.get("/healthz", response_class=PlainTextResponse, tags=["probes"])
     async def healthz() -> str:
         return "ok\n"
 
-    @app.get("/readyz", response_class=PlainTextResponse)
+    @app.get("/readyz", response_class=PlainTextResponse, tags=["probes"])
     async def readyz() -> PlainTextResponse:
         """Ready while a policy is loaded and its source is watched (changes are picked up)."""
         policy = runtime.policy_status()
@@ -66,66 +52,10 @@ def create_app(runtime: RuntimeView) -> FastAPI:
             return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
         return PlainTextResponse("ready\n")
 
-    @app.get("/v1/status")
-    async def status() -> dict[str, Any]:
-        return {
-            "policy": to_jsonable(runtime.policy_status()),
-            "proxies": to_jsonable(runtime.proxies()),
-            "gtm": to_jsonable(runtime.gtm_health()),
-        }
-
-    @app.get("/v1/policy/status")
-    async def policy_status() -> Any:
-        return to_jsonable(runtime.policy_status())
-
-    @app.get("/v1/proxies")
-    async def proxies() -> Any:
-        return to_jsonable(runtime.proxies())
-
-    @app.get("/v1/gtm/health")
-    async def gtm_health() -> Any:
-        return to_jsonable(runtime.gtm_health())
-
-    @app.get("/v1/gtm/explain")
-    async def explain(name: str = Query(...), client: str = Query(...)) -> Any:
-        try:
-            ipaddress.ip_address(client)
-        except ValueError:
-            raise HTTPException(422, f"client: expected an IP address, got {client!r}") from None
-        result = runtime.explain(name, client)
-        if result is None:
-            raise HTTPException(404, f"no GlobalService serves {name!r}")
-        return to_jsonable(result)
-
-    @app.get("/v1/placement")
-    async def placement() -> Any:
-        """Every loop-driven service's decision and why; the feedback source's state."""
-        return to_jsonable(runtime.placement())
-
-    @app.get("/v1/placement/{service}")
-    async def placement_of(service: str) -> Any:
-        decision = runtime.placement().get("decisions", {}).get(service)
-        if decision is None:
-            raise HTTPException(404, f"no placement decision for service {service!r}")
-        return to_jsonable(decision)
-
-    @app.get("/v1/canaries")
-    async def canaries() -> Any:
-        return to_jsonable(runtime.canaries())
-
-    @app.post("/v1/canaries/{name}/{action}")
-    async def canary_command(name: str, action: str) -> Any:
-        if action not in CANARY_ACTIONS:
-            raise HTTPException(404, f"action must be one of {', '.join(CANARY_ACTIONS)}")
-        try:
-            return to_jsonable(runtime.canary_command(name, action))
-        except KeyError:
-            raise HTTPException(404, f"no running canary {name!r}") from None
-        except ValueError as exc:  # CommandError: not in a phase that allows it
-            raise HTTPException(409, str(exc)) from None
-
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["probes"])
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(status_router(runtime))
+    app.include_router(policies_router(lambda: policies, diff_context))
     return app

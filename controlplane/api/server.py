@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,10 +19,19 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, log_config=None
-        )  # log_config=None: uvicorn logs through the root handler (controlplane.logging)
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,  # an access log could carry a token in a query string: none
+            log_config=None,  # uvicorn logs through the root handler (controlplane.logging)
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
+        )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
         self._address = (host, port)

@@ -24,6 +24,21 @@ def add_api_option(p: argparse.ArgumentParser) -> None:
         default=env_default("UBIQ_API", "127.0.0.1:8081"),
         help="a running server's API, HOST:PORT or URL (env UBIQ_API)",
     )
+    add_token_options(p)
+
+
+def add_token_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the API token to send: the file's first token (default: $UBIQ_API_TOKEN, else"
+        " the first token of $UBIQ_API_TOKEN_FILE, else none)",
+    )
+    p.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help="CA bundle to verify an https:// API with (default: the system's)",
+    )
 
 
 def add_policy_dir(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import ipaddress
 import sys
 from typing import Any
 
-from controlplane.cli.api_client import get_json
+from controlplane.cli.api_client import get_json, target
 from controlplane.cli.common import load_or_report
 from controlplane.cli.output import emit
 from controlplane.errors import UbiqError
@@ -22,13 +22,16 @@ def cmd_dns_explain(args: argparse.Namespace) -> int:
     except ValueError:
         raise UbiqError(f"--client: expected an IP address, got {args.client!r}") from None
     if args.api is not None:
-        data = get_json(args.api, "/v1/gtm/explain", {"name": args.name, "client": args.client})
+        data = get_json(target(args), "/v1/gtm/explain", {"name": args.name, "client": args.client})
     else:
         found = _explain_offline(args)
         if found is None:
             return 1
         data = found
-    emit(data, args.format, lambda: explain_text(data))
+    from controlplane.api.keys import camelize, snakeize
+
+    # JSON/YAML in the API's camelCase whichever way it was made; the text renderer reads snake_case
+    emit(camelize(data), args.format, lambda: explain_text(snakeize(data)))
     return 0
 
 

@@ -6,14 +6,14 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from controlplane.cli.api_client import get_json, post_json
+from controlplane.cli.api_client import get_json, post_json, target
 from controlplane.cli.output import emit
 from controlplane.errors import UbiqError
 
 
 def cmd_placement(args: argparse.Namespace) -> int:
     path = f"/v1/placement/{args.service}" if args.service else "/v1/placement"
-    data = get_json(args.api, path)
+    data = get_json(target(args), path)
     emit(data, args.format, lambda: placement_text(data, one=bool(args.service)))
     return 0
 
@@ -53,14 +53,14 @@ def _decision_text(d: Mapping[str, Any]) -> str:
 
 def cmd_canary(args: argparse.Namespace) -> int:
     if args.action == "status":
-        data = get_json(args.api, "/v1/canaries")
+        data = get_json(target(args), "/v1/canaries")
         if args.name:
             data = {args.name: data[args.name]} if args.name in data else {}
         emit(data, args.format, lambda: canaries_text(data))
         return 0 if data or not args.name else 1
     if not args.name:
         raise UbiqError(f"canary {args.action}: give the Canary's NAME")
-    status = post_json(args.api, f"/v1/canaries/{args.name}/{args.action}")
+    status = post_json(target(args), f"/v1/canaries/{args.name}/{args.action}")
     emit(status, args.format, lambda: canaries_text({args.name: status}))
     return 0
 

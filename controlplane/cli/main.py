@@ -15,12 +15,14 @@ from controlplane.cli.common import (
     Handler,
     add_api_option,
     add_policy_dir,
+    add_token_options,
     resolve_policy_dir,
 )
 from controlplane.cli.dns import cmd_dns_explain
 from controlplane.cli.loop import cmd_canary, cmd_placement
 from controlplane.cli.output import add_output_format
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
+from controlplane.cli.policy_api import add_policy_commands
 from controlplane.cli.run import cmd_demo, cmd_serve
 from controlplane.cli.status import cmd_status
 from controlplane.cli.store import add_store_commands
@@ -157,10 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api",
         help="ask a running server (HOST:PORT or URL) instead: live health, no DIRECTORY",
     )
+    add_token_options(p)
     add_output_format(p)
     p.set_defaults(handler=cmd_dns_explain, directory_or_api=True)
 
     add_store_commands(sub.action)
+    add_policy_commands(sub)
 
     p = sub.add("demo", help="run the bundled three-region demo")
     add_policy_dir(p)

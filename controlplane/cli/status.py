@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from controlplane.cli.api_client import get_json
+from controlplane.cli.api_client import get_json, target
 from controlplane.cli.output import emit
 
 EXIT_REJECTED = 5  # the server runs, but refused the last policy change
@@ -15,7 +15,7 @@ TYPES = ("CDS", "EDS", "LDS", "RDS")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = get_json(args.api, "/v1/status")
+    status = get_json(target(args), "/v1/status")
     emit(status, args.format, lambda: status_text(status, now=time.time()))
     return 0 if status["policy"]["ok"] else EXIT_REJECTED
 
@@ -32,7 +32,7 @@ def status_text(status: Mapping[str, Any], *, now: float) -> str:
     lines.append(f"gtm targets {len(status['gtm'])}")
     for t in status["gtm"]:
         health = {True: "healthy", False: "UNHEALTHY", None: "unchecked"}[t["healthy"]]
-        error = f"  ({t['last_error']})" if t["last_error"] and t["healthy"] is False else ""
+        error = f"  ({t['lastError']})" if t["lastError"] and t["healthy"] is False else ""
         lines.append(f"  {t['cluster']:12} {t['address']}:{t['port']:<6} {health}{error}")
     return "\n".join(lines)
 
@@ -45,20 +45,20 @@ def _proxy_table(proxies: list[Mapping[str, Any]], now: float) -> list[str]:
         sync = p.get("sync", {})
         rows.append(
             (
-                p["node_id"],
+                p["nodeId"],
                 p["cluster"],
                 p["locality"] or "-",
                 p["mode"],
-                f"{now - p['connected_since']:.0f}s",
+                f"{now - p['connectedSince']:.0f}s",
                 *(sync.get(t, "-") for t in TYPES),
             )
         )
         lines = []
         if p.get("problem"):
             lines.append(f"    {p['problem']}")
-        nack = p["last_nack"]
+        nack = p["lastNack"]
         if nack:
-            lines.append(f"    last NACK ({_short(nack['type_url'])}): {nack['message']}")
+            lines.append(f"    last NACK ({_short(nack['typeUrl'])}): {nack['message']}")
         notes[len(rows) - 1] = lines
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     out = ["  " + "  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import secrets
 import shutil
 import signal
 import sys
@@ -129,6 +131,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
     print(f"Ubiq demo: {directory} (policy hash {model.hash[:12]}); working in {work}")
     clusters = {n: c.spec for n, c in model.clusters.items() if c.spec.gateway is not None}
     dns_host, dns_port = at.dns[0], at.dns[1] or free_port(at.dns[0], udp_too=True)
+    token, token_file = write_demo_token(work)
     options = ServeOptions(
         directory=policies,
         xds=at.xds,
@@ -139,6 +142,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
             listener_ports={n: c.gateway.port for n, c in clusters.items() if c.gateway},
         ),
         debounce_ms=50,
+        api_token_file=token_file,
     )
     backends = backends_for(model)
     envoys: list[EnvoyProcess] = []
@@ -154,6 +158,11 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
         assert ubiq.xds_port is not None and options.api is not None
         api = f"http://{options.api[0]}:{options.api[1]}"
         print(f"xDS on {at.xds[0]}:{ubiq.xds_port}, DNS on {dns_host}:{dns_port}, API on {api}")
+        print(
+            f"API token (scopes read,write): {token}\n"
+            f"  in {token_file}: ubiq ... --token-file {token_file};"
+            f" curl -H 'Authorization: Bearer {token}' {api}/v1/policies"
+        )
         step(f"starting {len(clusters)} real Envoys, one per cluster")
         for name, spec in clusters.items():
             envoys.append(
@@ -175,15 +184,15 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
             )
         prom = await _start_observability(work, envoys, clusters, api)
         await _show_routing(clusters)
-        step(f"status: curl {api}/v1/status")
-        async with httpx.AsyncClient() as client:
+        step(f"status: curl -H 'Authorization: Bearer {token}' {api}/v1/status")
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
             status = (await client.get(f"{api}/v1/status")).json()
         for proxy in status["proxies"]:
             sync = ", ".join(f"{t} {state}" for t, state in proxy["sync"].items())
-            print(f"proxy {proxy['node_id']:14} {proxy['mode']:5} {sync}")
-        print(f"(the same as a table: ubiq status --api {api})")
+            print(f"proxy {proxy['nodeId']:14} {proxy['mode']:5} {sync}")
+        print(f"(the same as a table: ubiq status --api {api} --token-file {token_file})")
         await _wait_gtm_healthy(ubiq)
-        await _show_gtm(ubiq, (dns_host, dns_port), api)
+        await _show_gtm(ubiq, (dns_host, dns_port), f"{api} --token-file {token_file}")
         await _failover(ubiq, (dns_host, dns_port), envoys, work, clusters)
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
@@ -206,6 +215,16 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
             print(f"demo logs kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def write_demo_token(work: Path) -> tuple[str, Path]:
+    """A fresh read,write API token in ``work/api-tokens`` (mode 0600)."""
+    token = secrets.token_urlsafe(32)
+    path = work / "api-tokens"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{token} read,write\n")
+    return token, path
 
 
 async def _start_observability(

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.support.procs import (
     free_port,
     free_udp_tcp_port,
@@ -44,6 +46,13 @@ def check_printed_commands(log: Path, demo: subprocess.Popen[bytes], api: int, d
     text = wait_for_output(log, "running; Ctrl-C to stop", demo, 120)
     assert f"API on http://127.0.0.1:{api}" in text and f"DNS on 127.0.0.1:{dns}" in text
     assert "restore: start the eu-west Envoy again" in text
+    # the demo's API token: printed with the API URL; reads need it, and it works
+    token = re.search(r"API token \(scopes read,write\): (\S+)", text)
+    assert token is not None, text
+    url = f"http://127.0.0.1:{api}/v1/policies"
+    assert httpx.get(url, timeout=10).status_code == 401
+    listed = httpx.get(url, headers={"Authorization": f"Bearer {token[1]}"}, timeout=10)
+    assert listed.status_code == 200 and listed.json()["items"]
     commands = [line[2:] for line in text.splitlines() if line.startswith("$ ")]
     assert any(c.startswith("curl ") for c in commands)
     explain = next(c for c in commands if c.startswith("ubiq dns explain"))

@@ -149,23 +149,30 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
 def test_canary_commands_reach_the_served_routes(tmp_path: Path) -> None:
     """The canary's first step is what Envoy routes by; pause, resume and abort work from the
     CLI, a command the phase does not allow is one error line, and abort puts stable at 100 %."""
-    with mesh(tmp_path, feedback=True, extra_policy=PLACEMENT) as rig:
+    with mesh(tmp_path, feedback=True, extra_policy=PLACEMENT, api_token=True) as rig:
+        auth = ("--token-file", str(rig.token_file))
         wait_until(lambda: split_weights(rig) == [80, 20], 30, "Envoy routing the first step")
-        status = ubiq("canary", "status", "checkout-v2", "--api", rig.api)
+        status = ubiq("canary", "status", "checkout-v2", "--api", rig.api, *auth)
         assert status.returncode == 0, status.stderr
         assert status.stdout.startswith("checkout-v2: progressing, step 0, canary weight 20%")
 
-        assert "paused" in ubiq("canary", "pause", "checkout-v2", "--api", rig.api).stdout
-        again = ubiq("canary", "pause", "checkout-v2", "--api", rig.api)
+        assert "paused" in ubiq("canary", "pause", "checkout-v2", "--api", rig.api, *auth).stdout
+        again = ubiq("canary", "pause", "checkout-v2", "--api", rig.api, *auth)
         assert again.returncode == 1
         assert again.stderr.strip().splitlines() == [
             f"ubiq: error: {rig.api}/v1/canaries/checkout-v2/pause: HTTP 409: canary checkout-v2"
             " is paused; only a progressing canary pauses"
         ]
-        assert "progressing" in ubiq("canary", "resume", "checkout-v2", "--api", rig.api).stdout
-        assert "aborted" in ubiq("canary", "abort", "checkout-v2", "--api", rig.api).stdout
+        assert (
+            "progressing" in ubiq("canary", "resume", "checkout-v2", "--api", rig.api, *auth).stdout
+        )
+        assert "aborted" in ubiq("canary", "abort", "checkout-v2", "--api", rig.api, *auth).stdout
         wait_until(lambda: split_weights(rig) == [100, 0], 30, "Envoy routing stable only")
-        assert ubiq("canary", "pause", "nope", "--api", rig.api).returncode == 1
+        assert ubiq("canary", "pause", "nope", "--api", rig.api, *auth).returncode == 1
+        # without a token, a command is refused and nothing changes
+        refused = ubiq("canary", "pause", "checkout-v2", "--api", rig.api)
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+        assert "aborted" in ubiq("canary", "status", "checkout-v2", "--api", rig.api, *auth).stdout
 
 
 def split_weights(rig: Mesh) -> list[int]:

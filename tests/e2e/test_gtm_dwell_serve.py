@@ -96,8 +96,8 @@ def test_the_answer_moves_when_the_minimum_dwell_ends(tmp_path: Path) -> None:
             wait_for(lambda: answer() == [US], DWELL_S + 10, "america moved to us-west")
             after = explain()
             assert after["answer"]["regions"] == ["us-west"]
-            assert after["answer"]["dwell_until"] is None
-            assert after["answer"]["answered_for_s"] >= 0.0
+            assert after["answer"]["dwellUntil"] is None
+            assert after["answer"]["answeredForS"] >= 0.0
             assert any(r.startswith("switching from eu-west to us-west") for r in after["reasons"])
     finally:
         eu.kill()

@@ -62,7 +62,7 @@ class Replica:
 
     def proxy_versions(self, node_id: str) -> dict[str, str] | None:
         for proxy in self.status()["proxies"]:
-            if proxy["node_id"] == node_id:
+            if proxy["nodeId"] == node_id:
                 return dict(proxy["acked"])
         return None
 

@@ -163,7 +163,7 @@ def test_live_edits_bad_edits_dns_and_status(
     assert "REJECTED last change" in out.stdout
     assert "envoy-eu" in out.stdout and "eu-west" in out.stdout
     proxies = serve.status()["proxies"]
-    assert [p["node_id"] for p in proxies] == ["envoy-eu"]  # type: ignore[index,union-attr]
+    assert [p["nodeId"] for p in proxies] == ["envoy-eu"]  # type: ignore[index,union-attr]
     assert len(proxies[0]["acked"]) == 4  # type: ignore[index]
     assert proxy.ready()
     time.sleep(0)  # keep the fixture order explicit: Envoy stops before ubiq serve

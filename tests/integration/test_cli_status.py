@@ -38,7 +38,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int, int]]:
 
 def proxies(api: int) -> dict[str, dict[str, object]]:
     got = httpx.get(f"http://127.0.0.1:{api}/v1/status", timeout=5).json()
-    return {p["node_id"]: p for p in got["proxies"]}
+    return {p["nodeId"]: p for p in got["proxies"]}
 
 
 def test_status_shows_sync_state_and_why_a_proxy_gets_nothing(
@@ -73,7 +73,7 @@ def test_status_shows_sync_state_and_why_a_proxy_gets_nothing(
 
         for fmt, load in (("json", json.loads), ("yaml", yaml.safe_load)):
             data = load(ubiq("status", "--api", f"http://127.0.0.1:{api}/", "-o", fmt).stdout)
-            by_node = {p["node_id"]: p for p in data["proxies"]}
+            by_node = {p["nodeId"]: p for p in data["proxies"]}
             assert by_node["envoy-eu"]["sync"] == dict.fromkeys(
                 ("CDS", "EDS", "LDS", "RDS"), "SYNCED"
             )

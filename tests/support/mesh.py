@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,6 +137,7 @@ class Mesh:
     envoys: list[EnvoyProcess] = field(default_factory=list)
     backends: dict[str, Backend] = field(default_factory=dict)
     prom: PrometheusProcess | None = None
+    token_file: Path | None = None  # the API's read,write token (``api_token=True``)
 
     def set_weights(self, v1: int, v2: int) -> None:
         (self.root / "routes.yaml").write_text(ROUTES.format(v1=v1, v2=v2))
@@ -171,9 +173,13 @@ def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
 
 
 @contextlib.contextmanager
-def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> Iterator[Mesh]:
+def mesh(
+    workdir: Path, *, feedback: bool = False, extra_policy: str = "", api_token: bool = False
+) -> Iterator[Mesh]:
     """The whole rig, torn down in reverse order when the block ends. ``feedback``: Ubiq runs
-    its feedback loop on this Prometheus (``--prometheus``), polling every second."""
+    its feedback loop on this Prometheus (``--prometheus``), polling every second.
+    ``api_token``: the API takes a read,write token from ``Mesh.token_file`` (writes such as
+    canary commands need one)."""
     require_binary("envoy")
     require_binary("prometheus")
     rng = random.Random()
@@ -207,6 +213,11 @@ def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> It
             prom = stack.enter_context(prometheus(workdir, []))
         dns_port = free_port(udp_too=True)
         api_port = free_port()
+        token_file = None
+        if api_token:
+            token_file = workdir / "api-tokens"
+            token_file.write_text(f"{secrets.token_urlsafe(24)} read,write\n")
+            token_file.chmod(0o600)
         options = ServeOptions(
             directory=root,
             xds=("127.0.0.1", 0),
@@ -219,6 +230,7 @@ def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> It
             debounce_ms=50,
             prometheus=prom.url if prom is not None else None,
             feedback_interval=1.0,
+            api_token_file=token_file,
         )
         ubiq = Ubiq(options)
         asyncio.run_coroutine_threadsafe(ubiq.start(), loop).result(30)
@@ -231,6 +243,7 @@ def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> It
             ("127.0.0.1", dns_port),
             f"http://127.0.0.1:{api_port}",
             backends=backends,
+            token_file=token_file,
         )
         assert ubiq.xds_port is not None
         for region in REGIONS:

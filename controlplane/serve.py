@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
 from controlplane.errors import ListenError, UbiqError
+from controlplane.etcd.client import EtcdClient
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
@@ -41,6 +42,8 @@ from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
+from controlplane.replica.leader import DEFAULT_TTL_S
+from controlplane.replica.serving import ReplicaServing
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.metrics import MeteredStatus
@@ -131,6 +134,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between Prometheus polls",
     )
+    p.add_argument(
+        "--replica-name",
+        default=env_default("UBIQ_REPLICA_NAME", ""),
+        metavar="NAME",
+        help="this replica's name in the leader election (with --store etcd:// and --prometheus;"
+        " default: HOSTNAME-PID; env UBIQ_REPLICA_NAME)",
+    )
+    p.add_argument(
+        "--leader-ttl",
+        type=int,
+        default=DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help=f"lease TTL of the elected leader: a new one leads within it when the leader dies"
+        f" (default {DEFAULT_TTL_S})",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,8 @@ class ServeOptions:
     store: str | None = None  # etcd://... instead of the directory
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
+    replica_name: str = ""  # default: HOSTNAME-PID
+    leader_ttl: int = DEFAULT_TTL_S
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -186,6 +206,8 @@ class ServeOptions:
             store=args.store,
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
+            replica_name=args.replica_name,
+            leader_ttl=args.leader_ttl,
         )
 
 
@@ -328,12 +350,23 @@ class Ubiq:
         )
         self.loop: PlacementLoop | None = None
         self.poller: FeedbackPoller | None = None
+        self.replica: ReplicaServing | None = None
         if options.prometheus is not None:
             self.loop = PlacementLoop(
                 on_model=self._serve_model,
                 on_decisions=self._serve_decisions,
                 registry=self.registry,
             )
+            location = getattr(self.store, "location", None)
+            if location is not None:  # etcd: the loop runs on the elected leader only
+                self.replica = ReplicaServing(
+                    self,
+                    self.loop,
+                    EtcdClient(location.endpoints),
+                    location.prefix,
+                    name=options.replica_name,
+                    ttl_s=options.leader_ttl,
+                )
         self.api = ApiServer(create_app(self), *options.api) if options.api is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -343,7 +376,9 @@ class Ubiq:
     async def start(self) -> None:
         """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
         model = self.store.load()
-        if self.loop is not None:
+        if self.replica is not None:
+            model = await self.replica.first_model(model)
+        elif self.loop is not None:
             model = self.loop.effective_model(model)
         host, port = self.options.xds
         try:
@@ -355,21 +390,16 @@ class Ubiq:
                 await _bind("--dns", self.gtm.start(model))
             if self.api is not None:
                 await _bind("--api", self.api.start())
-            if self.loop is not None and self.options.prometheus is not None:
-                self.poller = FeedbackPoller(
-                    self.options.prometheus,
-                    self.loop.update_signals,
-                    zones=zones_from_model(model),
-                    services=frozenset(model.services),
-                    settings=PollerSettings(interval=self.options.feedback_interval),
-                    metrics=FeedbackMetrics(self.registry),
-                )
-                self.poller.start()
+            if self.loop is not None:
+                if self.replica is None:
+                    self.start_poller(model)
                 self._serve_decisions(model, self.loop.decisions)
         except BaseException:
             await self.stop()
             raise
         self.store.subscribe(self._on_model)
+        if self.replica is not None:
+            self.replica.start()
         self._watch = asyncio.create_task(self.store.watch())
         self._watch.add_done_callback(self._watch_ended)
         log.info(
@@ -380,6 +410,32 @@ class Ubiq:
             dns=[f"{h}:{p}" for h, p in self.options.dns],
             api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
         )
+
+    def start_poller(self, model: Model) -> None:
+        """The Prometheus poller feeding the loop (on the leader only, with replicas)."""
+        if self.loop is None or self.options.prometheus is None or self.poller is not None:
+            return
+        self.poller = FeedbackPoller(
+            self.options.prometheus,
+            self.loop.update_signals,
+            zones=zones_from_model(model),
+            services=frozenset(model.services),
+            settings=PollerSettings(interval=self.options.feedback_interval),
+            metrics=FeedbackMetrics(self.registry),
+        )
+        self.poller.start()
+
+    async def stop_poller(self) -> None:
+        poller, self.poller = self.poller, None
+        if poller is not None:
+            await poller.stop()
+
+    def follow_model(self, model: Model) -> None:
+        if self.poller is not None:
+            try:
+                self.poller.follow_model(model)
+            except Exception as exc:  # QueryError: a zone in two regions; keep the last plan
+                log.error("feedback.model.rejected", error=str(exc))
 
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -395,11 +451,10 @@ class Ubiq:
         if self.loop is None:
             self._serve_model(model)
             return
-        if self.poller is not None:
-            try:
-                self.poller.follow_model(model)
-            except Exception as exc:  # QueryError: a zone in two regions; keep the last plan
-                log.error("feedback.model.rejected", error=str(exc))
+        if self.replica is not None:
+            self.replica.on_model(model)
+            return
+        self.follow_model(model)
         self.loop.update_model(model)
 
     def _on_health(self, view: HealthView) -> None:
@@ -407,7 +462,17 @@ class Ubiq:
             return
         known = {key[0] for key in view.known}
         healthy = {key[0] for key in view.healthy}
-        self.loop.update_health({cluster: cluster in healthy for cluster in known})
+        health = {cluster: cluster in healthy for cluster in known}
+        if self.replica is not None:
+            self.replica.on_health(health)
+        else:
+            self.loop.update_health(health)
+
+    def serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
+        self._serve_decisions(model, decisions)
+
+    def serve_model(self, model: Model) -> None:
+        self._serve_model(model)
 
     def _serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
         """Hand placement decisions to Envoy (EDS weights) and to the GTM (regions left)."""
@@ -427,10 +492,11 @@ class Ubiq:
     async def stop(self) -> None:
         """Stop every part that runs, each on its own: one failing does not keep the others up."""
         self.store.stop()
+        if self.replica is not None:
+            await self.replica.stop()  # a leader resigns: the next one takes over at once
         if self.loop is not None:
             self.loop.stop()
-        if self.poller is not None:
-            await self.poller.stop()
+        await self.stop_poller()
         pending = [t for t in (self._watch, *self._tasks) if t is not None]
         for task in pending:
             if task is not self._watch:
@@ -489,6 +555,7 @@ class Ubiq:
         signals = self.loop.signals
         return {
             "loop": "on",
+            "replica": None if self.replica is None else self.replica.status(),
             "decisions": {n: d.as_dict() for n, d in sorted(self.loop.decisions.items())},
             "signals": None
             if signals is None
@@ -507,6 +574,11 @@ class Ubiq:
     def canary_command(self, name: str, action: str) -> Mapping[str, Any]:
         if self.loop is None:
             raise KeyError(name)
+        if self.replica is not None and not self.replica.leading:
+            leader = self.replica.status()["leader"] or "no replica yet"
+            raise ValueError(
+                f"this replica does not run the canaries; send it to the leader ({leader})"
+            )
         command = {"pause": self.loop.pause, "resume": self.loop.resume, "abort": self.loop.abort}
         return command[action](name).as_dict()
 

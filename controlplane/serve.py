@@ -26,6 +26,10 @@ from prometheus_client import CollectorRegistry
 
 from controlplane.api.app import create_app
 from controlplane.api.server import ApiServer
+from controlplane.endpoints.etcd_registry import EtcdRegistry
+from controlplane.endpoints.memory import MemoryRegistry
+from controlplane.endpoints.model import merge_registered
+from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
 from controlplane.etcd.client import EtcdClient
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
@@ -351,13 +355,20 @@ class Ubiq:
         self.loop: PlacementLoop | None = None
         self.poller: FeedbackPoller | None = None
         self.replica: ReplicaServing | None = None
+        location = getattr(self.store, "location", None)  # an etcd store: shared by replicas
+        self.endpoints: EndpointRegistry = (
+            EtcdRegistry(EtcdClient(location.endpoints), location.prefix)
+            if location is not None
+            else MemoryRegistry()
+        )
+        self.endpoints.subscribe(self._endpoints_changed)
+        self._store_model = Model.empty()
         if options.prometheus is not None:
             self.loop = PlacementLoop(
                 on_model=self._serve_model,
                 on_decisions=self._serve_decisions,
                 registry=self.registry,
             )
-            location = getattr(self.store, "location", None)
             if location is not None:  # etcd: the loop runs on the elected leader only
                 self.replica = ReplicaServing(
                     self,
@@ -375,7 +386,9 @@ class Ubiq:
 
     async def start(self) -> None:
         """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
-        model = self.store.load()
+        self._store_model = self.store.load()
+        await self.endpoints.load()
+        model = self._merged(self._store_model)
         if self.replica is not None:
             model = await self.replica.first_model(model)
         elif self.loop is not None:
@@ -397,7 +410,8 @@ class Ubiq:
         except BaseException:
             await self.stop()
             raise
-        self.store.subscribe(self._on_model)
+        self.store.subscribe(self._on_store_model)
+        await self.endpoints.start()
         if self.replica is not None:
             self.replica.start()
         self._watch = asyncio.create_task(self.store.watch())
@@ -446,6 +460,24 @@ class Ubiq:
             )
             self.failed.set()
 
+    def store_model(self) -> Model:
+        """The policy as the store holds it (registrations are checked against it)."""
+        return self._store_model
+
+    def _merged(self, model: Model) -> Model:
+        try:
+            return merge_registered(model, self.endpoints.registered())
+        except Exception:  # a bug must not stop serving the policy itself
+            log.exception("endpoints.merge.failed", detail="serving without registered endpoints")
+            return model
+
+    def _on_store_model(self, model: Model) -> None:
+        self._store_model = model
+        self._on_model(self._merged(model))
+
+    def _endpoints_changed(self) -> None:
+        self._on_model(self._merged(self._store_model))
+
     def _on_model(self, model: Model) -> None:
         """A new model from the store: through the loop (canary weights) when it runs."""
         if self.loop is None:
@@ -492,6 +524,7 @@ class Ubiq:
     async def stop(self) -> None:
         """Stop every part that runs, each on its own: one failing does not keep the others up."""
         self.store.stop()
+        await self.endpoints.stop()
         if self.replica is not None:
             await self.replica.stop()  # a leader resigns: the next one takes over at once
         if self.loop is not None:

@@ -17,6 +17,8 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from controlplane.api.endpoints import endpoints_router
+
 CANARY_ACTIONS = ("pause", "resume", "abort")
 
 
@@ -128,4 +130,5 @@ def create_app(runtime: RuntimeView) -> FastAPI:
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(endpoints_router(runtime))
     return app

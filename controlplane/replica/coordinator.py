@@ -19,6 +19,7 @@ import structlog
 
 from controlplane.canary.controller import CanaryStatus
 from controlplane.etcd.client import EtcdClient, EtcdError, RangeResult
+from controlplane.etcd.follow import RETRY_S, follow_range
 from controlplane.placement.decision import Decision
 from controlplane.replica.leader import (
     DEFAULT_TTL_S,
@@ -41,7 +42,6 @@ from controlplane.replica.state import (
 log = structlog.get_logger("ubiq.replica")
 
 PUBLISH_CHECK_S = 0.1  # how often the leader looks for a changed state to publish
-RETRY_S = (0.1, 0.2, 0.5, 1.0)
 
 LoopState = tuple[Mapping[str, Decision], Mapping[str, CanaryStatus]]
 
@@ -73,27 +73,6 @@ def encode_state(state: LoopState) -> dict[str, str]:
             {n: encode_canary(s) for n, s in sorted(canaries.items())}, sort_keys=True
         ),
     }
-
-
-async def follow_range(
-    client: EtcdClient, key: str, *, prefix: bool, on_read: Callable[[RangeResult], None]
-) -> None:
-    """Read ``key`` (or every key under it), hand it on, and again after every change, forever;
-    while etcd does not answer, retry with a short backoff."""
-    failures = 0
-    while True:
-        try:
-            result = await client.range(key, prefix=prefix)
-            on_read(result)
-            async for _ in client.watch(key, prefix=prefix, start_revision=result.revision + 1):
-                failures = 0
-                result = await client.range(key, prefix=prefix)
-                on_read(result)
-        except EtcdError as exc:
-            delay = RETRY_S[min(failures, len(RETRY_S) - 1)]
-            failures += 1
-            log.warning("replica.etcd.unavailable", key=key, error=str(exc)[:200], retry_in_s=delay)
-            await asyncio.sleep(delay)
 
 
 class Coordinator:

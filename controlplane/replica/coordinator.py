@@ -114,15 +114,15 @@ class Coordinator:
             ),
             asyncio.create_task(self._run()),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_ended)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.leading:
-            with contextlib.suppress(EtcdError):
-                await self.election.resign()
-            self.leading = False
+        await self._resign()
+        self.leading = False
         await self.client.aclose()
 
     def status(self) -> dict[str, Any]:
@@ -160,15 +160,30 @@ class Coordinator:
                 await asyncio.gather(watcher, return_exceptions=True)
             self.leading = True
             self.leader = self.name
+            failed = False
             try:
                 published = await self.read_published()
                 log.info("replica.leading", name=self.name, resumed_from=published.revision)
                 await self._lead(published)
                 await self._publish_while_leading(leadership)
+            except EtcdError as exc:
+                failed = True
+                log.warning("replica.leading.failed", error=str(exc)[:200])
+            except Exception:  # a bug while leading: hand leadership on, keep serving
+                failed = True
+                log.exception("replica.leading.failed")
             finally:
                 self.leading = False
                 log.warning("replica.following", name=self.name)
+                await self._resign()  # stopping (SIGTERM) included: the next one leads at once
                 await self._follow()
+            if failed:
+                await asyncio.sleep(RETRY_S[-1])
+
+    async def _resign(self) -> None:
+        if self.election.leadership is not None:
+            with contextlib.suppress(EtcdError):
+                await self.election.resign()
 
     async def _campaign(self) -> Leadership:
         failures = 0
@@ -207,3 +222,8 @@ class Coordinator:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PUBLISH_CHECK_S):
                     await self.election.lost.wait()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("replica.coordinator.stopped", error=repr(task.exception()))

@@ -47,3 +47,22 @@ def _call(method: str, api: str, path: str, params: Mapping[str, str] | None) ->
             detail = reply.text
         raise UbiqError(f"{base}{path}: HTTP {reply.status_code}: {detail}")
     return reply.json()
+
+
+def send_json(api: str, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    """``method`` ``path`` with a JSON body; the reply's JSON (None for an empty reply), with the
+    same errors as ``get_json``."""
+    import httpx
+
+    base = api_url(api)
+    try:
+        reply = httpx.request(method, f"{base}{path}", json=body, timeout=5)
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"cannot reach the Ubiq API at {base}: {exc}") from None
+    if reply.status_code >= 400:
+        try:
+            detail = reply.json().get("detail", reply.text)
+        except ValueError:
+            detail = reply.text
+        raise UbiqError(f"{base}{path}: HTTP {reply.status_code}: {detail}")
+    return reply.json() if reply.content else None

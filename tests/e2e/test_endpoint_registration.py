@@ -7,6 +7,7 @@ replica, heartbeats through the other, and both serve it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -18,6 +19,7 @@ import pytest
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.policy.etcd_store import EtcdStore
+from tests.support.cli import ubiq
 from tests.support.etcd import etcd_cluster
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
@@ -221,6 +223,32 @@ def test_registration_on_a_policy_directory(tmp_path: Path, backends: int) -> No
         )
         envoy = stack.enter_context(envoy_on(stack, tmp_path / "envoy", served.xds_port))
         scenario(served.api, [served.api], [served.dns_port], envoy, listener, backends)
+
+        # the same through `ubiq endpoint`
+        api = ["--api", served.api]
+        out = ubiq(
+            "endpoint", "register", "edge", "--cluster", "eu-west", "--address", VM,
+            "--port", str(backends), "--label", "version=v9", "--ttl", "30", *api,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert f"edge/eu-west.{VM}.{backends}  eu-west  {VM}:{backends}" in out.stdout
+        wait_until(lambda: VM in eds_addresses(envoy), 15, "the VM in EDS (CLI)")
+        listed = json.loads(ubiq("endpoint", "list", "-o", "json", *api).stdout)
+        assert [(e["id"], e["labels"]) for e in listed] == [
+            (f"eu-west.{VM}.{backends}", {"version": "v9"})
+        ]
+        beat = ubiq("endpoint", "heartbeat", "edge", f"eu-west.{VM}.{backends}", *api)
+        assert beat.returncode == 0 and "ttl 30s" in beat.stdout, beat.stderr
+        gone = ubiq("endpoint", "deregister", "edge", f"eu-west.{VM}.{backends}", *api)
+        assert gone.returncode == 0, gone.stderr
+        wait_until(lambda: VM not in eds_addresses(envoy), 15, "the VM gone (CLI)")
+        refused = ubiq(
+            "endpoint", "register", "fixed", "--cluster", "eu-west", "--address", VM, *api
+        )
+        assert refused.returncode == 1 and "discovery: api" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        late = ubiq("endpoint", "heartbeat", "edge", "nobody", *api)
+        assert late.returncode == 1 and "HTTP 404" in late.stderr
 
 
 def test_registration_shared_through_etcd(tmp_path: Path, backends: int) -> None:

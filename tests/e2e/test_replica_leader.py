@@ -2,7 +2,8 @@
 replicas on a 3-member etcd cluster, each with a real Envoy attached. Only the elected leader runs
 the loop and the canary controller; it publishes decisions and canary state to etcd and every
 replica's Envoy serves what was published. Killing the leader moves the loop to another replica,
-which resumes the canary where it was (same step, same step start) instead of starting it again."""
+which resumes the canary where it was (same step, same step start) instead of starting it again.
+Losing one etcd member before that changes nothing visible."""
 
 from __future__ import annotations
 
@@ -159,6 +160,19 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
             "every replica serving the leader's placement decision",
         )
         assert len({xds_versions(r.xds, "eu-west") for r in replicas}) == 1
+
+        # losing the etcd member every replica talks to first changes nothing visible: the leader
+        # keeps its lease and goes on publishing, and every replica follows
+        published = max(replica_state(r)["publishedRevision"] for r in replicas)
+        etcd.members[0].kill()
+        wait_until(
+            lambda: all(replica_state(r)["publishedRevision"] > published for r in replicas),
+            20,
+            "state published after losing an etcd member, seen by every replica",
+        )
+        assert one_leader(replicas) == leader.name
+        assert canary(leader)["stepStartedAt"] == before["stepStartedAt"]
+        assert all(api_route_weights(envoys[r.name]) == [30, 70] for r in replicas)
 
         # the leader dies: another one leads within the lease TTL and resumes the canary
         procs[leader.name].kill()

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from controlplane.demo.envoys import EnvoyProcess, start_envoy
@@ -174,6 +175,19 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
         assert canary(leader)["stepStartedAt"] == before["stepStartedAt"]
         assert all(api_route_weights(envoys[r.name]) == [30, 70] for r in replicas)
 
+        # canary commands go to the leader; a follower names it
+        follower = next(r for r in replicas if r is not leader)
+        refused = httpx.post(f"{follower.api}/v1/canaries/{CANARY}/pause", timeout=5)
+        assert refused.status_code == 409 and leader.name in refused.text, refused.text
+        paused = httpx.post(f"{leader.api}/v1/canaries/{CANARY}/pause", timeout=5)
+        assert paused.status_code == 200, paused.text
+        wait_until(
+            lambda: all(canary(r)["phase"] == "paused" for r in replicas),
+            10,
+            "the paused canary published to every replica",
+        )
+        before = canary(leader)
+
         # the leader dies: another one leads within the lease TTL and resumes the canary
         procs[leader.name].kill()
         procs[leader.name].wait(5)
@@ -190,6 +204,7 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
             before["weight"],
             before["stepStartedAt"],
         )
+        assert after["phase"] == "paused"  # a restarted canary would be progressing again
         assert after["events"][0] == before["events"][0]  # resumed, not started again
         assert not any(e["kind"] == "started" for e in after["events"][1:])
         # the successor publishes: the other survivor follows its state
@@ -205,6 +220,11 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
         )
         for r in survivors:
             assert api_route_weights(envoys[r.name]) == [30, 70]
+        resumed = httpx.post(f"{successor.api}/v1/canaries/{CANARY}/resume", timeout=5)
+        assert resumed.status_code == 200 and resumed.json()["phase"] == "progressing"
+        wait_until(
+            lambda: canary(other)["phase"] == "progressing", 10, "the resumed canary published"
+        )
         assert len({xds_versions(r.xds, "eu-west") for r in survivors}) == 1
         answers = {
             tuple(

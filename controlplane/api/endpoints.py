@@ -8,10 +8,11 @@ application; ``runtime.endpoints`` is the registry (None: registration is off) a
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import structlog
-from fastapi import APIRouter, Body, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from controlplane.endpoints.model import (
     ID_RE,
@@ -28,7 +29,23 @@ log = structlog.get_logger("ubiq.api.endpoints")
 
 SERVICE = Path(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 ENDPOINT_ID = Path(pattern=ID_RE.pattern)
-BODY = Body(...)
+MAX_BODY_BYTES = 16 * 1024  # a registration is a few hundred bytes
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read up to MAX_BODY_BYTES (413 past it, 400 if not JSON)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise HTTPException(413, f"body: at most {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(400, f"body: expected a JSON object ({exc})") from None
+    if not isinstance(data, dict):
+        raise HTTPException(400, "body: expected a JSON object")
+    return data
 
 
 class EndpointsView(Protocol):
@@ -47,9 +64,10 @@ def endpoints_router(runtime: object) -> APIRouter:
         return found
 
     @router.post("/{service}", status_code=201)
-    async def register(service: str = SERVICE, body: dict[str, Any] = BODY) -> Any:
+    async def register(request: Request, service: str = SERVICE) -> Any:
         """Register (or re-register) one endpoint of ``service``; send heartbeats within ``ttl``."""
         held = registry()
+        body = await json_object(request)
         view: EndpointsView = runtime  # type: ignore[assignment]
         try:
             reg = parse_registration(service, body)

@@ -30,6 +30,7 @@ DEFAULT_TTL_S = 15
 MIN_TTL_S = 2  # etcd grants no shorter lease than ~1.5 election timeouts
 MAX_TTL_S = 3600
 MAX_REGISTRATIONS = 10_000
+MAX_LABELS = 32
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -107,6 +108,8 @@ def parse_registration(service: str, body: Mapping[str, Any]) -> Registered:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise RegistrationError(f"{where}: {first['msg']}") from None
+    if len(reg.labels) > MAX_LABELS:
+        raise RegistrationError(f"labels: at most {MAX_LABELS}, got {len(reg.labels)}")
     return Registered(
         service=service,
         id=reg.id or default_id(reg.cluster, reg.address, reg.port),

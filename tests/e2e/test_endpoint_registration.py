@@ -158,6 +158,14 @@ def scenario(
         reply = httpx.post(f"{register_api}/v1/endpoints/{service}", json=body, timeout=5)
         assert reply.status_code == 422 and expected in reply.text, reply.text
 
+    for content, status in ((b"{not json", 400), (b"[]", 400), (b"{" + b" " * 20_000 + b"}", 413)):
+        reply = httpx.post(f"{register_api}/v1/endpoints/edge", content=content, timeout=5)
+        assert reply.status_code == status, reply.text
+    many = {"cluster": "eu-west", "address": VM, "labels": {f"k{i}": "v" for i in range(33)}}
+    reply = httpx.post(f"{register_api}/v1/endpoints/edge", json=many, timeout=5)
+    assert reply.status_code == 422 and "labels: at most 32" in reply.text, reply.text
+    assert httpx.get(f"{register_api}/v1/endpoints", timeout=5).json() == []
+
     body = {"cluster": "eu-west", "address": VM, "port": port, "ttl": TTL_S, "id": "vm-1"}
     reply = httpx.post(f"{register_api}/v1/endpoints/edge", json=body, timeout=5)
     assert reply.status_code == 201, reply.text

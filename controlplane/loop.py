@@ -145,6 +145,20 @@ class PlacementLoop:
             self._health = dict(health)
             self._decide()
 
+    def restore(
+        self,
+        model: Model,
+        decisions: Mapping[str, Decision],
+        canaries: Mapping[str, CanaryStatus],
+    ) -> None:
+        """Resume from state another replica published (this one just became the leader):
+        decide from there and hand the result on, even when it equals what is served."""
+        self._model = model
+        self.decisions, self.canaries = dict(decisions), dict(canaries)
+        self._served = self._served_from = Model.empty()
+        self._served_weights = {}
+        self._decide()
+
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

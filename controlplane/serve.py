@@ -34,7 +34,12 @@ from controlplane.api.auth import (
 from controlplane.api.dryrun import DiffContext
 from controlplane.api.server import ApiServer
 from controlplane.api.writers import backend_for
+from controlplane.endpoints.etcd_registry import EtcdRegistry
+from controlplane.endpoints.memory import MemoryRegistry
+from controlplane.endpoints.model import merge_registered
+from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
+from controlplane.etcd.client import EtcdClient
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
@@ -49,6 +54,8 @@ from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
+from controlplane.replica.leader import DEFAULT_TTL_S
+from controlplane.replica.serving import ReplicaServing
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.metrics import MeteredStatus
@@ -165,6 +172,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between Prometheus polls",
     )
+    p.add_argument(
+        "--replica-name",
+        default=env_default("UBIQ_REPLICA_NAME", ""),
+        metavar="NAME",
+        help="this replica's name in the leader election (with --store etcd:// and --prometheus;"
+        " default: HOSTNAME-PID; env UBIQ_REPLICA_NAME)",
+    )
+    p.add_argument(
+        "--leader-ttl",
+        type=int,
+        default=DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help=f"lease TTL of the elected leader: a new one leads within it when the leader dies"
+        f" (default {DEFAULT_TTL_S})",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +204,8 @@ class ServeOptions:
     api_token_file: Path | None = None
     api_allowed_hosts: tuple[str, ...] = ()  # empty: the defaults (localhost, loopback, --api host)
     api_tls: tuple[Path, Path] | None = None  # (certificate, key)
+    replica_name: str = ""  # default: HOSTNAME-PID
+    leader_ttl: int = DEFAULT_TTL_S
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -226,6 +250,8 @@ class ServeOptions:
             api_token_file=args.api_token_file,
             api_allowed_hosts=tuple(check_allowed_host(h) for h in args.api_allowed_host),
             api_tls=_tls_pair(args.api_tls_cert, args.api_tls_key),
+            replica_name=args.replica_name,
+            leader_ttl=args.leader_ttl,
         )
 
 
@@ -379,12 +405,30 @@ class Ubiq:
         )
         self.loop: PlacementLoop | None = None
         self.poller: FeedbackPoller | None = None
+        self.replica: ReplicaServing | None = None
+        location = getattr(self.store, "location", None)  # an etcd store: shared by replicas
+        self.endpoints: EndpointRegistry = (
+            EtcdRegistry(EtcdClient(location.endpoints), location.prefix)
+            if location is not None
+            else MemoryRegistry()
+        )
+        self.endpoints.subscribe(self._endpoints_changed)
+        self._store_model = Model.empty()
         if options.prometheus is not None:
             self.loop = PlacementLoop(
                 on_model=self._serve_model,
                 on_decisions=self._serve_decisions,
                 registry=self.registry,
             )
+            if location is not None:  # etcd: the loop runs on the elected leader only
+                self.replica = ReplicaServing(
+                    self,
+                    self.loop,
+                    EtcdClient(location.endpoints),
+                    location.prefix,
+                    name=options.replica_name,
+                    ttl_s=options.leader_ttl,
+                )
         self.api = self._api_server(options)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -427,8 +471,12 @@ class Ubiq:
 
     async def start(self) -> None:
         """Start every part; if one cannot start, stop the ones that did and raise UbiqError."""
-        model = self.store.load()
-        if self.loop is not None:
+        self._store_model = self.store.load()
+        await self.endpoints.load()
+        model = self._merged(self._store_model)
+        if self.replica is not None:
+            model = await self.replica.first_model(model)
+        elif self.loop is not None:
             model = self.loop.effective_model(model)
         host, port = self.options.xds
         try:
@@ -440,21 +488,17 @@ class Ubiq:
                 await _bind("--dns", self.gtm.start(model))
             if self.api is not None:
                 await _bind("--api", self.api.start())
-            if self.loop is not None and self.options.prometheus is not None:
-                self.poller = FeedbackPoller(
-                    self.options.prometheus,
-                    self.loop.update_signals,
-                    zones=zones_from_model(model),
-                    services=frozenset(model.services),
-                    settings=PollerSettings(interval=self.options.feedback_interval),
-                    metrics=FeedbackMetrics(self.registry),
-                )
-                self.poller.start()
+            if self.loop is not None:
+                if self.replica is None:
+                    self.start_poller(model)
                 self._serve_decisions(model, self.loop.decisions)
         except BaseException:
             await self.stop()
             raise
-        self.store.subscribe(self._on_model)
+        self.store.subscribe(self._on_store_model)
+        await self.endpoints.start()
+        if self.replica is not None:
+            self.replica.start()
         self._watch = asyncio.create_task(self.store.watch())
         self._watch.add_done_callback(self._watch_ended)
         log.info(
@@ -466,6 +510,32 @@ class Ubiq:
             api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
         )
 
+    def start_poller(self, model: Model) -> None:
+        """The Prometheus poller feeding the loop (on the leader only, with replicas)."""
+        if self.loop is None or self.options.prometheus is None or self.poller is not None:
+            return
+        self.poller = FeedbackPoller(
+            self.options.prometheus,
+            self.loop.update_signals,
+            zones=zones_from_model(model),
+            services=frozenset(model.services),
+            settings=PollerSettings(interval=self.options.feedback_interval),
+            metrics=FeedbackMetrics(self.registry),
+        )
+        self.poller.start()
+
+    async def stop_poller(self) -> None:
+        poller, self.poller = self.poller, None
+        if poller is not None:
+            await poller.stop()
+
+    def follow_model(self, model: Model) -> None:
+        if self.poller is not None:
+            try:
+                self.poller.follow_model(model)
+            except Exception as exc:  # QueryError: a zone in two regions; keep the last plan
+                log.error("feedback.model.rejected", error=str(exc))
+
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error(
@@ -475,16 +545,33 @@ class Ubiq:
             )
             self.failed.set()
 
+    def store_model(self) -> Model:
+        """The policy as the store holds it (registrations are checked against it)."""
+        return self._store_model
+
+    def _merged(self, model: Model) -> Model:
+        try:
+            return merge_registered(model, self.endpoints.registered())
+        except Exception:  # a bug must not stop serving the policy itself
+            log.exception("endpoints.merge.failed", detail="serving without registered endpoints")
+            return model
+
+    def _on_store_model(self, model: Model) -> None:
+        self._store_model = model
+        self._on_model(self._merged(model))
+
+    def _endpoints_changed(self) -> None:
+        self._on_model(self._merged(self._store_model))
+
     def _on_model(self, model: Model) -> None:
         """A new model from the store: through the loop (canary weights) when it runs."""
         if self.loop is None:
             self._serve_model(model)
             return
-        if self.poller is not None:
-            try:
-                self.poller.follow_model(model)
-            except Exception as exc:  # QueryError: a zone in two regions; keep the last plan
-                log.error("feedback.model.rejected", error=str(exc))
+        if self.replica is not None:
+            self.replica.on_model(model)
+            return
+        self.follow_model(model)
         self.loop.update_model(model)
 
     def _on_health(self, view: HealthView) -> None:
@@ -492,7 +579,17 @@ class Ubiq:
             return
         known = {key[0] for key in view.known}
         healthy = {key[0] for key in view.healthy}
-        self.loop.update_health({cluster: cluster in healthy for cluster in known})
+        health = {cluster: cluster in healthy for cluster in known}
+        if self.replica is not None:
+            self.replica.on_health(health)
+        else:
+            self.loop.update_health(health)
+
+    def serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
+        self._serve_decisions(model, decisions)
+
+    def serve_model(self, model: Model) -> None:
+        self._serve_model(model)
 
     def _serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
         """Hand placement decisions to Envoy (EDS weights) and to the GTM (regions left)."""
@@ -512,10 +609,12 @@ class Ubiq:
     async def stop(self) -> None:
         """Stop every part that runs, each on its own: one failing does not keep the others up."""
         self.store.stop()
+        await self.endpoints.stop()
+        if self.replica is not None:
+            await self.replica.stop()  # a leader resigns: the next one takes over at once
         if self.loop is not None:
             self.loop.stop()
-        if self.poller is not None:
-            await self.poller.stop()
+        await self.stop_poller()
         pending = [t for t in (self._watch, *self._tasks) if t is not None]
         for task in pending:
             if task is not self._watch:
@@ -574,6 +673,7 @@ class Ubiq:
         signals = self.loop.signals
         return {
             "loop": "on",
+            "replica": None if self.replica is None else self.replica.status(),
             "decisions": {n: d.as_dict() for n, d in sorted(self.loop.decisions.items())},
             "signals": None
             if signals is None
@@ -592,6 +692,11 @@ class Ubiq:
     def canary_command(self, name: str, action: str) -> Mapping[str, Any]:
         if self.loop is None:
             raise KeyError(name)
+        if self.replica is not None and not self.replica.leading:
+            leader = self.replica.status()["leader"] or "no replica yet"
+            raise ValueError(
+                f"this replica does not run the canaries; send it to the leader ({leader})"
+            )
         command = {"pause": self.loop.pause, "resume": self.loop.resume, "abort": self.loop.abort}
         return command[action](name).as_dict()
 

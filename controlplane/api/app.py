@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from controlplane.api import problems
 from controlplane.api.auth import ApiSecurity, HostGuard
 from controlplane.api.dryrun import DiffContext
+from controlplane.api.endpoints import endpoints_router
 from controlplane.api.policies import policies_router
 from controlplane.api.runtime import RuntimeView, to_jsonable
 from controlplane.api.status import CANARY_ACTIONS, status_router
@@ -58,4 +59,5 @@ def create_app(
 
     app.include_router(status_router(runtime))
     app.include_router(policies_router(lambda: policies, diff_context))
+    app.include_router(endpoints_router(runtime))
     return app

@@ -88,6 +88,11 @@ def _key(spec: CanarySpec) -> tuple[object, ...]:
     return (spec.service, spec.route_policy, spec.stable_subset, spec.canary_subset, spec.steps)
 
 
+def spec_key(spec: CanarySpec) -> tuple[object, ...]:
+    """What a status must match to continue under ``spec`` (a changed canary starts again)."""
+    return _key(spec)
+
+
 def start(name: str, spec: CanarySpec, now: float) -> CanaryStatus:
     weight = spec.steps[0]
     return CanaryStatus(

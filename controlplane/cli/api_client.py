@@ -8,6 +8,7 @@ server's ``TOKEN SCOPE[,SCOPE]`` format), else ``$UBIQ_API_TOKEN``, else the fir
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import ssl
 from collections.abc import Mapping
@@ -113,7 +114,7 @@ def call(
         raise UnreachableError(f"cannot reach the Ubiq API at {t.url}: {exc}") from None
     if reply.status_code >= 400:
         raise ApiReplyError(f"{t.url}{path}", reply.status_code, _problem(reply))
-    return reply.json()
+    return reply.json() if reply.content else None
 
 
 def _verify(ca: str | None) -> ssl.SSLContext | bool:
@@ -142,3 +143,13 @@ class ApiReplyError(UbiqError):
         self.status, self.problem = status, problem
         hint = " (send one with --token-file FILE or $UBIQ_API_TOKEN)" if status == 401 else ""
         super().__init__(f"{where}: HTTP {status}: {problem.get('detail', '')}{hint}")
+
+
+def send_json(
+    api: str | ApiTarget, method: str, path: str, body: Mapping[str, Any] | None = None
+) -> Any:
+    """``method`` ``path`` with a JSON body; the reply's JSON (None for an empty reply), with the
+    same errors as ``get_json``."""
+    content = None if body is None else json.dumps(body).encode()
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    return call(method, api, path, content=content, headers=headers)

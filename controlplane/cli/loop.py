@@ -8,6 +8,7 @@ from typing import Any
 
 from controlplane.cli.api_client import get_json, post_json, target
 from controlplane.cli.output import emit
+from controlplane.cli.status import replica_line
 from controlplane.errors import UbiqError
 
 
@@ -29,6 +30,8 @@ def placement_text(data: Mapping[str, Any], *, one: bool) -> str:
         state = f"STALE ({signals.get('error')})" if signals.get("stale") else "fresh"
         head = f"signals: {state}, {signals.get('series', 0)} series"
     decisions = data.get("decisions") or {}
+    if data.get("replica"):
+        head += "\n" + replica_line(data["replica"])
     lines = [head, *(_decision_text(d).rstrip("\n") for d in decisions.values())]
     if not decisions:
         lines.append("no loop-driven service (a Placement with an slo or a metric strategy)")

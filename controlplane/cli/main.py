@@ -19,6 +19,7 @@ from controlplane.cli.common import (
     resolve_policy_dir,
 )
 from controlplane.cli.dns import cmd_dns_explain
+from controlplane.cli.endpoint import add_endpoint_arguments, cmd_endpoint
 from controlplane.cli.loop import cmd_canary, cmd_placement
 from controlplane.cli.output import add_output_format
 from controlplane.cli.policy import cmd_render, cmd_schema, cmd_validate
@@ -146,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_option(p)
     add_output_format(p)
     p.set_defaults(handler=cmd_canary)
+
+    p = sub.add(
+        "endpoint", help="register, heartbeat, deregister, list endpoints (VMs, edge nodes)"
+    )
+    add_endpoint_arguments(p)
+    add_api_option(p)
+    add_output_format(p)
+    p.set_defaults(handler=cmd_endpoint)
 
     dns = sub.add("dns", help="global traffic manager tools")
     dns_sub = _Subcommands(

@@ -15,7 +15,11 @@ TYPES = ("CDS", "EDS", "LDS", "RDS")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = get_json(target(args), "/v1/status")
+    api = target(args)
+    status = get_json(api, "/v1/status")
+    replica = get_json(api, "/v1/placement").get("replica")
+    if replica:
+        status = {**status, "replica": replica}
     emit(status, args.format, lambda: status_text(status, now=time.time()))
     return 0 if status["policy"]["ok"] else EXIT_REJECTED
 
@@ -29,12 +33,20 @@ def status_text(status: Mapping[str, Any], *, now: float) -> str:
     lines.append(f"proxies {len(proxies)}")
     if proxies:
         lines.extend(_proxy_table(proxies, now))
+    if status.get("replica"):
+        lines.append(replica_line(status["replica"]))
     lines.append(f"gtm targets {len(status['gtm'])}")
     for t in status["gtm"]:
         health = {True: "healthy", False: "UNHEALTHY", None: "unchecked"}[t["healthy"]]
         error = f"  ({t['lastError']})" if t["lastError"] and t["healthy"] is False else ""
         lines.append(f"  {t['cluster']:12} {t['address']}:{t['port']:<6} {health}{error}")
     return "\n".join(lines)
+
+
+def replica_line(replica: Mapping[str, Any]) -> str:
+    """Who runs the feedback loop among the replicas sharing the store."""
+    leader = replica.get("leader") or "none (an election is under way)"
+    return f"replica {replica.get('name')}  {replica.get('role')}  leader {leader}"
 
 
 def _proxy_table(proxies: list[Mapping[str, Any]], now: float) -> list[str]:

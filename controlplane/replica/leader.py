@@ -162,3 +162,20 @@ async def read_decisions(client: EtcdClient, prefix: str) -> tuple[int, dict[str
     result = await client.range(decisions_prefix(prefix), prefix=True)
     start = len(decisions_prefix(prefix))
     return result.revision, {kv.key[start:]: json.loads(kv.value) for kv in result.kvs}
+
+
+async def publish_state(
+    client: EtcdClient, prefix: str, leadership: Leadership, values: Mapping[str, str]
+) -> int:
+    """Write several published values (name -> JSON text) in one transaction under the fence
+    (NotLeader when it no longer holds); returns the new revision."""
+    result = await client.txn(
+        [create_revision_is(leader_key(prefix), leadership.fence)],
+        [
+            put_op(f"{decisions_prefix(prefix)}{name}", text)
+            for name, text in sorted(values.items())
+        ],
+    )
+    if not result.succeeded:
+        raise NotLeader(f"{leadership.name} no longer leads; state not published")
+    return result.revision

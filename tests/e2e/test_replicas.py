@@ -7,89 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
-import grpc
 import httpx
 import pytest
-from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import struct_pb2
 
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import start_envoy
 from controlplane.etcd.process import EtcdCluster
 from controlplane.policy.etcd_store import EtcdStore
-from controlplane.xds.node import CLUSTER_KEY
 from tests.support.dns import dig
 from tests.support.etcd import etcd_cluster
 from tests.support.poll import wait_until
-from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running, wait_for_port
+from tests.support.procs import free_port, require_binary, running, wait_for_port
+from tests.support.replicas import CDS, Replica, xds_versions
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
-CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CANARY = {"host": "checkout.mesh.example", "x-canary": "true"}
-
-
-class Replica:
-    def __init__(self, name: str, store: str, listener: int, log: Path) -> None:
-        self.name, self.store, self.listener, self.log = name, store, listener, log
-        self.xds, self.dns, self.api_port = free_port(), free_udp_tcp_port(), free_port()
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def argv(self) -> list[str]:
-        return [
-            sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve",
-            "--store", self.store, "--xds", f"127.0.0.1:{self.xds}",
-            "--dns", f"127.0.0.1:{self.dns}", "--api", f"127.0.0.1:{self.api_port}",
-            "--listener-address", "127.0.0.1", "--listener-port", str(self.listener),
-        ]  # fmt: skip
-
-    def status(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.api}/v1/status", timeout=5).json())
-
-    def model_hash(self) -> str:
-        return str(self.status()["policy"]["modelHash"])
-
-    def proxy_versions(self, node_id: str) -> dict[str, str] | None:
-        for proxy in self.status()["proxies"]:
-            if proxy["nodeId"] == node_id:
-                return dict(proxy["acked"])
-        return None
-
-
-def xds_version(port: int, cluster: str, type_url: str) -> str:
-    """The version_info a replica serves to a node of ``cluster``, over a real ADS stream."""
-    metadata = struct_pb2.Struct()
-    metadata.update({CLUSTER_KEY: cluster})
-    node = base_pb2.Node(id="probe", cluster=cluster, metadata=metadata)
-    done = threading.Event()
-
-    def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
-        yield discovery_pb2.DiscoveryRequest(node=node, type_url=type_url)
-        done.wait(10)
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(
-            requests(), timeout=10
-        )
-        response = next(call)
-        done.set()
-        call.cancel()
-    return str(response.version_info)
-
-
-def xds_versions(port: int, cluster: str) -> tuple[str, str]:
-    return xds_version(port, cluster, CDS), xds_version(port, cluster, LDS)
 
 
 @pytest.fixture
@@ -115,7 +52,7 @@ def backend_port() -> Iterator[int]:
 
 def version(client: httpx.Client) -> str:
     reply = client.get("/api/x", headers=CANARY)
-    return reply.headers.get("x-ubiq-version", str(reply.status_code))
+    return str(reply.headers.get("x-ubiq-version", str(reply.status_code)))
 
 
 class RequestLoop(threading.Thread):

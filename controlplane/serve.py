@@ -30,6 +30,8 @@ from controlplane.errors import ListenError, UbiqError
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
+from controlplane.gtm.dns.rrl_options import add_rrl_arguments, rrl_config_from_args
 from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
@@ -131,6 +133,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between Prometheus polls",
     )
+    add_rrl_arguments(p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class ServeOptions:
     store: str | None = None  # etcd://... instead of the directory
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
+    rrl: RrlConfig = field(default_factory=RrlConfig)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -186,6 +190,7 @@ class ServeOptions:
             store=args.store,
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
+            rrl=rrl_config_from_args(args),
         )
 
 
@@ -230,7 +235,9 @@ class GtmService:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         on_health: Callable[[HealthView], None] | None = None,
+        rrl: RrlConfig | None = None,
     ) -> None:
+        self._rrl = rrl
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
         self._on_health = on_health
@@ -250,7 +257,9 @@ class GtmService:
 
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
-        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics)
+        rrl = self._rrl
+        limiter = ResponseRateLimiter(rrl, time.monotonic) if rrl and rrl.enabled else None
+        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics, rrl=limiter)
         await self.server.start()
         await self.checker.start()
         self._rotator = asyncio.get_running_loop().create_task(self._rotate())
@@ -322,6 +331,7 @@ class Ubiq:
                 config=options.gtm,
                 registry=self.registry,
                 on_health=self._on_health,
+                rrl=options.rrl,
             )
             if options.dns
             else None

@@ -175,10 +175,10 @@ def parse_documents(text: str, file: str) -> list[RawDocument]:
     except _YamlShapeError as exc:
         raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow; no mark, a position
-        line = text.count("\n", 0, exc.position) + 1
+        at = text.count("\n", 0, exc.position) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise PolicyError(
-            [Problem(file, line, "", f"invalid YAML: character #x{char:04x}: {exc.reason}")]
+            [Problem(file, at, "", f"invalid YAML: character #x{char:04x}: {exc.reason}")]
         ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

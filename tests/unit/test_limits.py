@@ -53,3 +53,22 @@ def test_a_snapshot_over_its_byte_limit_is_refused(monkeypatch: pytest.MonkeyPat
         SnapshotTooLargeError, match=f"CDS resources of {size} bytes for one proxy group"
     ):
         snap.check_consistent()
+
+
+def test_table_builds_with_new_serials_do_not_grow_the_rrset_cache() -> None:
+    """The SOA serial changes with every build; caching it grew memory one build at a time."""
+    import dataclasses
+
+    from controlplane.gtm.dns import records
+    from controlplane.gtm.dns.table import AnswerTable
+    from tests.support.dns import sample_decisions, sample_groups, sample_policy, sample_zone
+
+    def build(serial: int) -> None:
+        zone = dataclasses.replace(sample_zone(), serial=serial)
+        AnswerTable.build([zone], sample_decisions(), sample_groups(), [sample_policy()])
+
+    build(1)
+    cached = records._cached_rrset.cache_info().currsize
+    for serial in range(2, 50):
+        build(serial)
+    assert records._cached_rrset.cache_info().currsize == cached

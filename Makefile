@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl curl
 
-.PHONY: demo test test-unit lint fmt bench system-deps clean deploy
+.PHONY: demo test test-unit lint fmt bench soak system-deps clean deploy
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || bash scripts/system-deps.sh python3-venv
@@ -46,3 +46,7 @@ bench: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# About 10 minutes of churn against real Envoys and Prometheus (not in CI); SOAK_SECONDS=180 for a short run.
+soak: $(STAMP) system-deps
+	$(BIN)/python -m bench.soak

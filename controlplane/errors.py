@@ -9,6 +9,7 @@
     ├── SourceError                  a policy source (directory, store) cannot be read at all
     ├── XdsError
     │   ├── InconsistentSnapshotError    a snapshot's cross-references do not hold; never published
+    │   │   └── SnapshotTooLargeError    a snapshot is over its resource or byte limit; never published
     │   └── XdsRequestError              an xDS request that cannot be served (carries a gRPC status)
     └── GtmError
         └── DnsFormatError               a DNS query we cannot parse (answered FORMERR)
@@ -85,6 +86,10 @@ class XdsError(UbiqError):
 
 class InconsistentSnapshotError(XdsError):
     pass
+
+
+class SnapshotTooLargeError(InconsistentSnapshotError):
+    """A proxy group's snapshot is over a limit (resources or bytes of one type); never published."""
 
 
 class XdsRequestError(XdsError):

@@ -43,6 +43,8 @@ from controlplane.etcd.client import EtcdClient
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
+from controlplane.gtm.dns.rrl_options import add_rrl_arguments, rrl_config_from_args
 from controlplane.gtm.dns.server import DnsServer
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
@@ -187,6 +189,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help=f"lease TTL of the elected leader: a new one leads within it when the leader dies"
         f" (default {DEFAULT_TTL_S})",
     )
+    add_rrl_arguments(p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,7 @@ class ServeOptions:
     api_tls: tuple[Path, Path] | None = None  # (certificate, key)
     replica_name: str = ""  # default: HOSTNAME-PID
     leader_ttl: int = DEFAULT_TTL_S
+    rrl: RrlConfig = field(default_factory=RrlConfig)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -252,6 +256,7 @@ class ServeOptions:
             api_tls=_tls_pair(args.api_tls_cert, args.api_tls_key),
             replica_name=args.replica_name,
             leader_ttl=args.leader_ttl,
+            rrl=rrl_config_from_args(args),
         )
 
 
@@ -307,7 +312,9 @@ class GtmService:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         on_health: Callable[[HealthView], None] | None = None,
+        rrl: RrlConfig | None = None,
     ) -> None:
+        self._rrl = rrl
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
         self._on_health = on_health
@@ -327,7 +334,9 @@ class GtmService:
 
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
-        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics)
+        rrl = self._rrl
+        limiter = ResponseRateLimiter(rrl, time.monotonic) if rrl and rrl.enabled else None
+        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics, rrl=limiter)
         await self.server.start()
         await self.checker.start()
         self._rotator = asyncio.get_running_loop().create_task(self._rotate())
@@ -399,6 +408,7 @@ class Ubiq:
                 config=options.gtm,
                 registry=self.registry,
                 on_health=self._on_health,
+                rrl=options.rrl,
             )
             if options.dns
             else None

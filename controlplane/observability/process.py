@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -14,7 +15,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from controlplane.policy.store import StoreStatus
 
-__all__ = ["BuildInfo", "PolicyCollector", "register_process_metrics", "version"]
+__all__ = ["AsyncioTasks", "BuildInfo", "PolicyCollector", "register_process_metrics", "version"]
 
 
 def version() -> str:
@@ -73,9 +74,24 @@ class PolicyCollector(Collector):
         )
 
 
+class AsyncioTasks(Collector):
+    """``ubiq_asyncio_tasks``: tasks alive on the event loop that serves the scrape (the API runs
+    on the main loop), so a leak of tasks shows as a rising line. Absent off any loop."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            tasks = asyncio.all_tasks()
+        except RuntimeError:  # no running loop in this thread
+            return
+        yield GaugeMetricFamily(
+            "ubiq_asyncio_tasks", "asyncio tasks alive on the serving event loop", value=len(tasks)
+        )
+
+
 def register_process_metrics(registry: CollectorRegistry) -> None:
     """Process (CPU, memory, file descriptors), platform (Python version), GC and build info."""
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     registry.register(BuildInfo())
+    registry.register(AsyncioTasks())

@@ -115,7 +115,8 @@ Labels = dict[LabelKey, str]
 def _in_range(lo: float, hi: float) -> Any:
     def check(value: float) -> float:
         if not lo <= value <= hi:
-            raise ValueError(f"must be {lo:g}..{hi:g}, got {value:g}")
+            shown = f"{value:g}" if abs(value) < 1e300 else "a number over 1e300"
+            raise ValueError(f"must be {lo:g}..{hi:g}, got {shown}")
         return value
 
     return check

@@ -22,6 +22,8 @@ from controlplane.policy.yamlsource import decode, parse_documents
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # every file of a policy set together
+MAX_DOCUMENTS = 10_000  # documents (services, routes, clusters, ...) in a policy set
 
 
 def is_policy_file(path: Path) -> bool:
@@ -102,7 +104,17 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]]) -> Model:
     located: list[Located] = []
     failed: set[tuple[str, str]] = set()
     unreadable = False  # a file we could not parse may define anything: skip cross-checks
+    total = documents = 0
     for name, content in texts:
+        total += len(content)
+        if total > MAX_TOTAL_BYTES:
+            raise PolicyError(
+                [
+                    Problem(
+                        name, None, "", f"the policy set exceeds {MAX_TOTAL_BYTES} bytes in total"
+                    )
+                ]
+            )
         try:
             text = decode(content, name) if isinstance(content, bytes) else content
             raws = parse_documents(text, name)
@@ -110,6 +122,11 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]]) -> Model:
             problems.extend(exc.problems)
             unreadable = True
             continue
+        documents += len(raws)
+        if documents > MAX_DOCUMENTS:
+            raise PolicyError(
+                [Problem(name, None, "", f"more than {MAX_DOCUMENTS} documents in the policy set")]
+            )
         for raw in raws:
             result = validate_document(raw)
             if isinstance(result, list):

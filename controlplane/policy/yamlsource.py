@@ -86,6 +86,11 @@ class _Converter:
                 return self.scalars.construct_object(node)
             except ConstructorError as exc:
                 raise _YamlShapeError(line, f"unsupported value tag {node.tag!r}") from exc
+            except (ValueError, OverflowError) as exc:  # 5000 digits, a 13th month
+                shown = node.value if len(node.value) <= 40 else f"{node.value[:40]}…"
+                raise _YamlShapeError(
+                    line, f"{shown!r} ({len(node.value)} chars) is no valid {node.tag[18:]}"
+                ) from exc
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ_TAG:
                 raise _YamlShapeError(line, f"unsupported tag {node.tag!r}")
@@ -169,13 +174,20 @@ def parse_documents(text: str, file: str) -> list[RawDocument]:
             docs.append(RawDocument(file, index, node.start_mark.line + 1, data, converter.lines))
     except _YamlShapeError as exc:
         raise PolicyError([Problem(file, exc.line, "", exc.message)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; no mark, a position
+        at = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise PolicyError(
+            [Problem(file, at, "", f"invalid YAML: character #x{char:04x}: {exc.reason}")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = " ".join(p for p in (exc.context, exc.problem) if p)
         raise PolicyError([Problem(file, line, "", f"invalid YAML: {what}")]) from None
     except yaml.YAMLError as exc:
-        raise PolicyError([Problem(file, None, "", f"invalid YAML: {exc}")]) from None
+        what = " ".join(str(exc).split())
+        raise PolicyError([Problem(file, None, "", f"invalid YAML: {what}")]) from None
     except RecursionError:
         raise PolicyError([Problem(file, None, "", "YAML nested too deeply")]) from None
     if not docs:

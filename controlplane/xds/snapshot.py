@@ -29,7 +29,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf.message import Message
 
-from controlplane.errors import InconsistentSnapshotError
+from controlplane.errors import InconsistentSnapshotError, SnapshotTooLargeError
 from controlplane.xds import wire
 from controlplane.xds.resources import (
     CLUSTER,
@@ -42,6 +42,8 @@ from controlplane.xds.resources import (
 )
 
 _HASH_CHARS = 16
+MAX_RESOURCES_PER_TYPE = 100_000  # resources of one type in one proxy group's snapshot
+MAX_TYPE_BYTES = 32 * 1024 * 1024  # one type's serialized resources: a SotW response carries all
 
 
 def content_hash(data: bytes) -> str:
@@ -190,6 +192,22 @@ class Snapshot:
             problems.append(f"listener wants RouteConfiguration {name!r}, which is missing")
         if problems:
             raise InconsistentSnapshotError(f"snapshot {self.version}: " + "; ".join(problems))
+        self.check_size()
+
+    def check_size(self) -> None:
+        """Raise SnapshotTooLargeError when one type has too many resources or bytes to send."""
+        for type_url, ts in self.types.items():
+            if len(ts.entries) > MAX_RESOURCES_PER_TYPE:
+                raise SnapshotTooLargeError(
+                    f"{len(ts.entries)} {short_name(type_url)} resources for one proxy group;"
+                    f" the limit is {MAX_RESOURCES_PER_TYPE}"
+                )
+            size = sum(len(e.sotw_bytes) for e in ts.entries.values())
+            if size > MAX_TYPE_BYTES:
+                raise SnapshotTooLargeError(
+                    f"{short_name(type_url)} resources of {size} bytes for one proxy group;"
+                    f" the limit is {MAX_TYPE_BYTES} (one response carries them all)"
+                )
 
     def summary(self) -> dict[str, int]:
         return {short_name(t): len(ts) for t, ts in self.types.items()}

@@ -57,6 +57,18 @@ OTHER_QTYPE = -1
 LATENCY_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005)
 
 
+class RrlInfo(Protocol):
+    """What the RRL metrics read from the rate limiter."""
+
+    limited: int
+    slipped: int
+    dropped: int
+    evicted: int
+
+    @property
+    def accounts(self) -> int: ...
+
+
 class TableInfo(Protocol):
     """What the gauges read from the live table."""
 
@@ -79,12 +91,16 @@ class DnsMetrics(Collector):
         # qtype -> bucket counts (the last one +Inf), then the sum of seconds
         self._buckets: dict[int, list[float]] = {}
         self._table: Callable[[], TableInfo] | None = None
+        self._rrl: RrlInfo | None = None
         self._region_of: Callable[[str], str] = _no_region
         if registry is not None:
             registry.register(self)
 
     def watch_table(self, table: Callable[[], TableInfo]) -> None:
         self._table = table
+
+    def watch_rrl(self, rrl: RrlInfo) -> None:
+        self._rrl = rrl
 
     def watch_regions(self, region_of: Callable[[str], str]) -> None:
         """``region_of(address)``: the region of the target with that address ("" if none)."""
@@ -194,11 +210,37 @@ class DnsMetrics(Collector):
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             durations.add_metric([QTYPES.get(qtype, "OTHER")], buckets, sum_value=counts[-1])
         yield durations
+        if self._rrl is not None:
+            yield from _rrl_metrics(self._rrl)
         if self._table is not None:
             table = self._table()
             yield GaugeMetricFamily(
                 "ubiq_dns_table_entries", "Precomputed answers in the live table", value=table.size
             )
+
+
+def _rrl_metrics(rrl: RrlInfo) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "ubiq_dns_rrl_limited",
+        "UDP responses over their prefix's rate (response-rate limiting): slipped + dropped",
+        value=rrl.limited,
+    )
+    yield CounterMetricFamily(
+        "ubiq_dns_rrl_slipped",
+        "Rate-limited UDP responses sent truncated (TC=1) so a real client retries over TCP",
+        value=rrl.slipped,
+    )
+    yield CounterMetricFamily(
+        "ubiq_dns_rrl_dropped", "Rate-limited UDP responses not sent", value=rrl.dropped
+    )
+    yield CounterMetricFamily(
+        "ubiq_dns_rrl_evicted",
+        "RRL accounts evicted (least recently used) to stay within the table size",
+        value=rrl.evicted,
+    )
+    yield GaugeMetricFamily(
+        "ubiq_dns_rrl_accounts", "RRL accounts held (prefix x kind of response)", value=rrl.accounts
+    )
 
 
 def _no_region(address: str) -> str:

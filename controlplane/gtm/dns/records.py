@@ -185,12 +185,20 @@ def _servfail_or_nodata(
 
 
 def rrset(name: str, ttl: int, rdtype: int, texts: Sequence[str]) -> dns.rrset.RRset:
-    """Parsed once per content; callers never modify the RRset they get."""
+    """Parsed once per content; callers never modify the RRset they get. Not SOA: its serial
+    changes with every table build, so each build's SOA would stay in the cache until 65,536
+    builds had pushed it out: memory grew with every policy change (found by the soak)."""
+    if rdtype == SOA:
+        return _parse_rrset(name, ttl, rdtype, tuple(texts))
     return _cached_rrset(name, ttl, rdtype, tuple(texts))
 
 
 @functools.lru_cache(maxsize=65536)
 def _cached_rrset(name: str, ttl: int, rdtype: int, texts: tuple[str, ...]) -> dns.rrset.RRset:
+    return _parse_rrset(name, ttl, rdtype, texts)
+
+
+def _parse_rrset(name: str, ttl: int, rdtype: int, texts: tuple[str, ...]) -> dns.rrset.RRset:
     rdatas = [
         dns.rdata.from_text(
             IN, dns.rdatatype.RdataType.make(rdtype), t, origin=dns.name.root, relativize=False

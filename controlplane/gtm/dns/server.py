@@ -27,6 +27,7 @@ import structlog
 
 from controlplane.gtm.dns.answer import Client, Transfer, answer
 from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.rrl import ResponseRateLimiter
 from controlplane.gtm.dns.table import AnswerTable
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         except Exception:
             log.exception("dns.answer_failed", transport="udp", client=addr[0])
             response = None
+        if response is not None and server.rrl is not None:
+            response = server.rrl.filter(response, addr[0])
         server.metrics.observe("udp", response, time.perf_counter() - start)
         if response is not None and self._transport is not None:
             self._transport.sendto(response, addr)
@@ -211,11 +214,15 @@ class DnsServer:
         max_tcp_connections: int = 1024,
         max_tcp_per_source: int = 64,
         udp_receive_buffer: int = 4 << 20,
+        rrl: ResponseRateLimiter | None = None,
     ) -> None:
         self.table = table
         self.listen = tuple(listen)
         self.metrics = metrics or DnsMetrics()
         self.metrics.watch_table(lambda: self.table)
+        self.rrl = rrl  # UDP response-rate limiting (rrl.py); None: off
+        if rrl is not None:
+            self.metrics.watch_rrl(rrl)
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_message_timeout = tcp_message_timeout
         self.max_tcp_connections = max_tcp_connections

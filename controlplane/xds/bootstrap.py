@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from controlplane.templating import render
@@ -20,6 +21,17 @@ RQ_TIME_BUCKETS_MS = (
     1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400, 500,
     600, 750, 1000, 1250, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class XdsClientTls:
+    """The files an Envoy uses to reach Ubiq's xDS over mTLS (paths as the Envoy sees them),
+    and the SPIFFE ID Ubiq's server certificate must carry."""
+
+    cert: str
+    key: str
+    ca: str
+    server_id: str
 
 
 def _is_ip(host: str) -> bool:
@@ -44,6 +56,7 @@ def render_bootstrap(
     role: str = DEFAULT_ROLE,
     admin_host: str = "127.0.0.1",
     more_xds: Sequence[tuple[str, int]] = (),
+    tls: XdsClientTls | None = None,
 ) -> str:
     """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer).
 
@@ -67,6 +80,7 @@ def render_bootstrap(
         api_type=_API_TYPES[mode],
         listenerless=listenerless,
         rq_time_buckets_ms=RQ_TIME_BUCKETS_MS,
+        tls=tls,
     )
 
 

@@ -47,6 +47,7 @@ from controlplane.xds.metrics import MeteredStatus
 from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.sync_state import overall, proxy_sync
+from controlplane.xds.tls import ReloadingTls, TlsFiles
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -131,6 +132,50 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between Prometheus polls",
     )
+    add_xds_tls_arguments(p)
+
+
+# --- xDS mTLS options (docs/security.md) ---------------------------------------------------------
+
+
+def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--xds-tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="serve xDS over TLS with this certificate (chain); re-read when it changes."
+        " Needs --xds-tls-key and --xds-tls-client-ca (default: plaintext xDS)",
+    )
+    p.add_argument(
+        "--xds-tls-key", type=Path, metavar="PEM", help="the private key of --xds-tls-cert"
+    )
+    p.add_argument(
+        "--xds-tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="CA bundle xDS clients' certificates must chain to; each certificate's"
+        " spiffe://TD/cluster/CLUSTER/node/NODE must match the node it serves",
+    )
+
+
+def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
+    given = {
+        "--xds-tls-cert": args.xds_tls_cert,
+        "--xds-tls-key": args.xds_tls_key,
+        "--xds-tls-client-ca": args.xds_tls_client_ca,
+    }
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise UbiqError(
+            f"{', '.join(missing)}: required with {', '.join(f for f in given if f not in missing)}"
+            " (xDS over TLS needs a certificate, its key and the clients' CA)"
+        )
+    return TlsFiles(cert=args.xds_tls_cert, key=args.xds_tls_key, client_ca=args.xds_tls_client_ca)
+
+
+# --- end of xDS mTLS options ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +190,7 @@ class ServeOptions:
     store: str | None = None  # etcd://... instead of the directory
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
+    xds_tls: TlsFiles | None = None  # None: plaintext xDS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -186,6 +232,7 @@ class ServeOptions:
             store=args.store,
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
+            xds_tls=xds_tls_from_args(args),
         )
 
 
@@ -314,7 +361,8 @@ class Ubiq:
         self.registry.register(PolicyCollector(lambda: self.store.status))
         cache = SnapshotCache()
         status = MeteredStatus(cache, self.registry)
-        server = XdsServer(cache, status=status)
+        tls = ReloadingTls(options.xds_tls) if options.xds_tls is not None else None
+        server = XdsServer(cache, status=status, tls=tls)
         self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
         self.gtm = (
             GtmService(

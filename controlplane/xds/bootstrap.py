@@ -85,20 +85,40 @@ def render_bootstrap(
 
 
 def render_grpc_bootstrap(
-    node_id: str, cluster: str, region: str, zone: str, xds_host: str, xds_port: int
+    node_id: str,
+    cluster: str,
+    region: str,
+    zone: str,
+    xds_host: str,
+    xds_port: int,
+    *,
+    tls: XdsClientTls | None = None,
 ) -> str:
     """JSON bootstrap for a proxyless gRPC client (``GRPC_XDS_BOOTSTRAP``; targets ``xds:///HOST``).
 
     The node's role is ``grpc``, so Ubiq gives it API listeners (one per gRPC host) instead of
-    Envoy's socket listener; gRPC's xDS client speaks State-of-the-World only.
+    Envoy's socket listener; gRPC's xDS client speaks State-of-the-World only. With ``tls`` the
+    channel uses gRPC's ``tls`` credentials (gRFC A65: files re-read every 10 minutes, by default)
+    and checks the server's certificate against the CA; the host dialled must be in its SANs.
     """
+    creds: dict[str, object] = {"type": "insecure"}
+    if tls is not None:
+        creds = {
+            "type": "tls",
+            "config": {
+                "ca_certificate_file": tls.ca,
+                "certificate_file": tls.cert,
+                "private_key_file": tls.key,
+                "refresh_interval": "600s",
+            },
+        }
     return (
         json.dumps(
             {
                 "xds_servers": [
                     {
                         "server_uri": f"{xds_host}:{xds_port}",
-                        "channel_creds": [{"type": "insecure"}],
+                        "channel_creds": [creds],
                         "server_features": ["xds_v3"],
                     }
                 ],

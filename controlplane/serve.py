@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import os
 import signal
@@ -18,6 +19,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +50,7 @@ from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.sync_state import overall, proxy_sync
 from controlplane.xds.tls import ReloadingTls, TlsFiles
+from controlplane.xds.workload_certs import WorkloadCerts
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -133,9 +136,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds between Prometheus polls",
     )
     add_xds_tls_arguments(p)
+    add_workload_ca_arguments(p)
 
 
-# --- xDS mTLS options (docs/security.md) ---------------------------------------------------------
+# --- xDS mTLS and workload CA options (docs/security.md) ---------------------------------------------------------
 
 
 def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
@@ -158,6 +162,60 @@ def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_workload_ca_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workload-ca-cert",
+        type=Path,
+        metavar="PEM",
+        help="CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
+        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
+        " endpoints)",
+    )
+    p.add_argument(
+        "--workload-ca-key", type=Path, metavar="PEM", help="the private key of --workload-ca-cert"
+    )
+    p.add_argument(
+        "--workload-cert-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="lifetime of each workload certificate; re-issued and pushed at half of it",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadCa:
+    cert: Path
+    key: Path
+    ttl_seconds: float = 3600.0
+
+
+def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
+    if args.workload_ca_cert is None and args.workload_ca_key is None:
+        return None
+    if args.workload_ca_cert is None or args.workload_ca_key is None:
+        missing = "--workload-ca-key" if args.workload_ca_key is None else "--workload-ca-cert"
+        raise UbiqError(f"{missing}: required with the other --workload-ca-* option")
+    if args.workload_cert_ttl < 2:
+        raise UbiqError(f"--workload-cert-ttl: at least 2 seconds, got {args.workload_cert_ttl}")
+    return WorkloadCa(args.workload_ca_cert, args.workload_ca_key, args.workload_cert_ttl)
+
+
+def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
+    from controlplane.pki.certs import Authority
+
+    pems = []
+    for flag, path in (("--workload-ca-cert", ca.cert), ("--workload-ca-key", ca.key)):
+        try:
+            pems.append(path.read_bytes())
+        except OSError as exc:
+            raise UbiqError(f"{flag} {path}: {exc.strerror or exc}") from None
+    authority = Authority.load(
+        pems[0], pems[1], f"--workload-ca-cert {ca.cert} / --workload-ca-key"
+    )
+    return WorkloadCerts(authority, ttl=dt.timedelta(seconds=ca.ttl_seconds))
+
+
 def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
     given = {
         "--xds-tls-cert": args.xds_tls_cert,
@@ -175,7 +233,7 @@ def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
     return TlsFiles(cert=args.xds_tls_cert, key=args.xds_tls_key, client_ca=args.xds_tls_client_ca)
 
 
-# --- end of xDS mTLS options ---------------------------------------------------------------------
+# --- end of xDS mTLS and workload CA options ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +249,7 @@ class ServeOptions:
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
     xds_tls: TlsFiles | None = None  # None: plaintext xDS
+    workload_ca: WorkloadCa | None = None  # None: no workload certificates (SDS)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -233,6 +292,7 @@ class ServeOptions:
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
             xds_tls=xds_tls_from_args(args),
+            workload_ca=workload_ca_from_args(args),
         )
 
 
@@ -363,7 +423,20 @@ class Ubiq:
         status = MeteredStatus(cache, self.registry)
         tls = ReloadingTls(options.xds_tls) if options.xds_tls is not None else None
         server = XdsServer(cache, status=status, tls=tls)
-        self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
+        workload = load_workload_certs(options.workload_ca) if options.workload_ca else None
+        compile_options = options.compile
+        if workload is not None:
+            compile_options = dc_replace(
+                compile_options, workload_trust_domain=workload.trust_domain
+            )
+        self.xds = XdsRuntime(
+            cache,
+            status,
+            server,
+            compile_options,
+            registry=self.registry,
+            workload_certs=workload,
+        )
         self.gtm = (
             GtmService(
                 options.dns,

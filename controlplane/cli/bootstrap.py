@@ -50,6 +50,8 @@ def client_tls(args: argparse.Namespace) -> XdsClientTls | None:
         "--xds-tls-ca": args.xds_tls_ca,
     }
     if not any(given.values()):
+        if args.xds_tls_sds_file:
+            raise UbiqError("--xds-tls-sds-file: needs --xds-tls-cert, --xds-tls-key, --xds-tls-ca")
         return None
     missing = [flag for flag, value in given.items() if not value]
     if missing:
@@ -80,6 +82,7 @@ def client_tls(args: argparse.Namespace) -> XdsClientTls | None:
         key=args.xds_tls_key,
         ca=args.xds_tls_ca,
         server_id=server_spiffe_id(identity.trust_domain),
+        sds_file=args.xds_tls_sds_file or "",
     )
 
 
@@ -105,4 +108,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         more_xds=more,
         tls=tls,
     )
+    if tls is not None and tls.sds_file:
+        from controlplane.xds.bootstrap import render_client_sds
+
+        try:
+            Path(tls.sds_file).write_text(render_client_sds(tls))
+        except OSError as exc:
+            raise UbiqError(f"--xds-tls-sds-file {tls.sds_file}: {exc.strerror or exc}") from None
     return write_output(text, args.output)

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--xds-tls-key", help="the private key of --xds-tls-cert")
     p.add_argument("--xds-tls-ca", help="the CA that signed ubiq serve's --xds-tls-cert")
+    p.add_argument(
+        "--xds-tls-sds-file",
+        help="also write this file-based SDS secret naming the node certificate, and point the"
+        " bootstrap at it: Envoy then picks up a renewed certificate without a restart",
+    )
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_bootstrap)
 

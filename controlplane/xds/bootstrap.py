@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os.path
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -32,6 +33,28 @@ class XdsClientTls:
     key: str
     ca: str
     server_id: str
+    #: file-based SDS secret holding the node certificate (``render_client_sds``); "" reads the
+    #: files once at start (a new certificate then needs an Envoy restart)
+    sds_file: str = ""
+
+
+#: the SDS secret (in ``XdsClientTls.sds_file``) with the node certificate for Ubiq's xDS
+SDS_SECRET_NAME = "ubiq_xds_client"
+
+
+def render_client_sds(tls: XdsClientTls) -> str:
+    """The file-based SDS response naming the node certificate and key; Envoy re-reads them when
+    a file is renamed into their directory (``watched_directory``)."""
+    secret = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "name": SDS_SECRET_NAME,
+        "tls_certificate": {
+            "certificate_chain": {"filename": tls.cert},
+            "private_key": {"filename": tls.key},
+            "watched_directory": {"path": os.path.dirname(os.path.abspath(tls.cert))},
+        },
+    }
+    return json.dumps({"resources": [secret]}, indent=2) + "\n"
 
 
 def _is_ip(host: str) -> bool:
@@ -81,6 +104,7 @@ def render_bootstrap(
         listenerless=listenerless,
         rq_time_buckets_ms=RQ_TIME_BUCKETS_MS,
         tls=tls,
+        sds_secret_name=SDS_SECRET_NAME,
     )
 
 

@@ -110,6 +110,23 @@ def test_bootstrap_with_tls_is_accepted_by_envoy(tmp_path: Path) -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
 
+    sds = tmp_path / "xds-client-sds.json"
+    out = ubiq(
+        "bootstrap", "--node-id", "envoy-eu", "--cluster", "eu-west", "--region", "eu-west",
+        "--xds-tls-cert", str(pki / "eu.pem"), "--xds-tls-key", str(pki / "eu-key.pem"),
+        "--xds-tls-ca", str(pki / "ca.pem"), "--xds-tls-sds-file", str(sds), "-o", str(target),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert str(sds) in target.read_text() and str(pki / "eu-key.pem") in sds.read_text()
+    check = subprocess.run(
+        [require_binary("envoy"), "--mode", "validate", "-c", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
     wrong = ubiq(
         "bootstrap", "--node-id", "envoy-us", "--cluster", "us-west", "--region", "us-west",
         "--xds-tls-cert", str(pki / "eu.pem"), "--xds-tls-key", str(pki / "eu-key.pem"),

@@ -17,7 +17,7 @@ from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from controlplane.xds.tls import ReloadingTls
-from tests.support.envoy import envoy, http_backend
+from tests.support.envoy import EnvoyProcess, envoy, http_backend
 from tests.support.pki import TestPki
 from tests.support.poll import wait_until
 from tests.support.procs import free_port
@@ -106,3 +106,46 @@ def test_envoy_over_mtls_serves_routes_and_keeps_its_stream_through_rotation(
         assert proxy.stat("cluster.ubiq_xds.upstream_cx_total") == connections
         (proxy_status,) = [p for p in status.proxies() if p.node_id == NODE_ID]
         assert proxy_status.last_nack is None
+
+
+def certs_in_use(proxy: EnvoyProcess) -> set[int]:
+    """Serial numbers of the certificates Envoy's TLS contexts hold (admin ``/certs``)."""
+    reply = httpx.get(f"{proxy.admin}/certs", timeout=5)
+    reply.raise_for_status()
+    serials = set()
+    for context in reply.json().get("certificates", []):
+        for cert in context.get("cert_chain", []):
+            serials.add(int(cert["serial_number"], 16))
+    return serials
+
+
+def test_envoys_node_certificate_is_rotated_live_through_file_sds(tmp_path: Path) -> None:
+    pki = TestPki(tmp_path / "pki")
+    tls_files = pki.envoy_tls(CLUSTER_NAME, NODE_ID, sds=True)
+    first = x509.load_pem_x509_certificate(Path(tls_files.cert).read_bytes())
+    cache, status = SnapshotCache(), StatusRegistry()
+    listener_port = free_port()
+    with (
+        http_backend("a") as port_a,
+        xds_server_thread(XdsServer(cache, status=status, tls=ReloadingTls(pki.server_files()))) as xds,
+        envoy(tmp_path, xds_port=xds.port, node_id=NODE_ID, cluster=CLUSTER_NAME, tls=tls_files) as proxy,
+    ):  # fmt: skip
+
+        def publish(tag: str) -> Snapshot:
+            snapshot = Snapshot.build(make_resources(listener_port, {"a": [port_a]}, "a", tag))
+            cache.set_snapshot(group_key(CLUSTER_NAME), snapshot)
+            return snapshot
+
+        wait_acked(status, NODE_ID, publish("v1"))
+        assert first.serial_number in certs_in_use(proxy)
+        connections = proxy.stat("cluster.ubiq_xds.upstream_cx_total")
+
+        renewed = pki.renew_node(CLUSTER_NAME, NODE_ID)
+        wait_until(
+            lambda: renewed.serial_number in certs_in_use(proxy), 15, "Envoy holding the new cert"
+        )
+        assert first.serial_number not in certs_in_use(proxy)
+        # the stream was not dropped: the next push is ACKed on the same connection
+        wait_acked(status, NODE_ID, publish("v2"))
+        assert proxy.stat("cluster.ubiq_xds.upstream_cx_total") == connections
+        assert proxy.stat("control_plane.connected_state") == 1

@@ -163,3 +163,12 @@ def test_serve_options(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(UbiqError, match="--workload-ca-cert"):
         Ubiq(bad)
+
+
+def test_validate_warns_when_mutual_endpoints_have_no_gateway_port() -> None:
+    warnings = [str(w) for w in model(us_mtls="").warnings]
+    assert warnings == [
+        "p.yaml:24: spec.tls.mode: ISTIO_MUTUAL: the endpoints of 'pay' in us are unreachable"
+        " from other clusters (their Cluster's gateway has no mtlsPort)"
+    ]
+    assert model().warnings == ()

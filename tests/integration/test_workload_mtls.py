@@ -30,6 +30,7 @@ from controlplane.xds.resources import SECRET
 from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.status import StatusRegistry
+from controlplane.xds.sync_state import overall, proxy_sync
 from controlplane.xds.workload_certs import WorkloadCerts
 from tests.support.backends import Backend
 from tests.support.loop import loop_thread
@@ -193,6 +194,17 @@ def test_mutual_tls_between_gateways_refuses_plaintext_and_serves_mtls(tmp_path:
         # the hop went through us-west's east-west listener, as TLS, with a client certificate
         assert stat(r.us, "listener.{}_{}.ssl.handshake".format(*r.us_mtls)) >= 1
         assert stat(r.eu, "cluster.secure.ssl.handshake") >= 1
+
+        def synced() -> bool:
+            rows = [
+                proxy_sync(p, r.runtime.cache.get(p.group), r.runtime.cache.groups())
+                for p in r.runtime.status.proxies()
+            ]
+            return len(rows) == 2 and all(
+                overall(x["sync"], x["problem"]) == "SYNCED" for x in rows
+            )
+
+        wait_until(synced, 15, "both Envoys SYNCED, SDS included")
         snapshot = r.runtime.cache.get("eu-west/proxy")
         assert snapshot is not None and set(snapshot.get(SECRET).entries) == {
             "ubiq-gateway-identity",

@@ -172,3 +172,16 @@ def test_validate_warns_when_mutual_endpoints_have_no_gateway_port() -> None:
         " from other clusters (their Cluster's gateway has no mtlsPort)"
     ]
     assert model().warnings == ()
+
+
+def test_a_moved_gateway_is_followed_through_the_compile_cache() -> None:
+    from controlplane.xds.compiler.memo import CompileCache
+
+    cache = CompileCache()
+    before = compile_node_resources(model(), EU, TD, cache=cache)
+    assert addresses(before)[1:] == [("10.0.2.1", 15443, 5)]
+    moved = load_texts([("p.yaml", POLICY.format(mode="ISTIO_MUTUAL", us_mtls=", mtlsPort: 15443")
+                         .replace("10.0.2.1", "10.0.9.9"))])  # fmt: skip
+    assert addresses(compile_node_resources(moved, EU, TD, cache=cache))[1:] == [
+        ("10.0.9.9", 15443, 5)
+    ]

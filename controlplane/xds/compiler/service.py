@@ -49,7 +49,9 @@ class ServiceInputs:
     localities: tuple[tuple[str, str, str], ...]
     region: str
     options: CompileOptions
-    home: str  # the node's cluster, for services in mutual TLS (else ""): their resources depend on it
+    # mutual TLS only (else "" and ()): the node's cluster and every east-west gateway
+    home: str
+    gateways: tuple[tuple[str, tuple[str, int]], ...]
 
     @classmethod
     def gather(
@@ -58,6 +60,7 @@ class ServiceInputs:
         service = index.model.services[name]
         placed = index.placed(name)
         clusters = index.model.clusters
+        mutual = _any_mutual(index, name)
         return cls(
             service=service,
             traffic=index.traffic_inputs(name, [s.name for s in service.spec.subsets]),
@@ -71,7 +74,8 @@ class ServiceInputs:
             ),
             region=node.region,
             options=options,
-            home=node.cluster if _any_mutual(index, name) else "",
+            home=node.cluster if mutual else "",
+            gateways=tuple(sorted(gateways(index.model).items())) if mutual else (),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import os
 import signal
@@ -18,6 +19,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +66,8 @@ from controlplane.xds.metrics import MeteredStatus
 from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.sync_state import overall, proxy_sync
+from controlplane.xds.tls import ReloadingTls, TlsFiles
+from controlplane.xds.workload_certs import WorkloadCerts
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -190,6 +194,105 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         f" (default {DEFAULT_TTL_S})",
     )
     add_rrl_arguments(p)
+    add_xds_tls_arguments(p)
+    add_workload_ca_arguments(p)
+
+
+# --- xDS mTLS and workload CA options (docs/security.md) ---------------------------------------------------------
+
+
+def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--xds-tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="serve xDS over TLS with this certificate (chain); re-read when it changes."
+        " Needs --xds-tls-key and --xds-tls-client-ca (default: plaintext xDS)",
+    )
+    p.add_argument(
+        "--xds-tls-key", type=Path, metavar="PEM", help="the private key of --xds-tls-cert"
+    )
+    p.add_argument(
+        "--xds-tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="CA bundle xDS clients' certificates must chain to; each certificate's"
+        " spiffe://TD/cluster/CLUSTER/node/NODE must match the node it serves",
+    )
+
+
+def add_workload_ca_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workload-ca-cert",
+        type=Path,
+        metavar="PEM",
+        help="CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
+        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
+        " endpoints)",
+    )
+    p.add_argument(
+        "--workload-ca-key", type=Path, metavar="PEM", help="the private key of --workload-ca-cert"
+    )
+    p.add_argument(
+        "--workload-cert-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="lifetime of each workload certificate; re-issued and pushed at half of it",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadCa:
+    cert: Path
+    key: Path
+    ttl_seconds: float = 3600.0
+
+
+def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
+    if args.workload_ca_cert is None and args.workload_ca_key is None:
+        return None
+    if args.workload_ca_cert is None or args.workload_ca_key is None:
+        missing = "--workload-ca-key" if args.workload_ca_key is None else "--workload-ca-cert"
+        raise UbiqError(f"{missing}: required with the other --workload-ca-* option")
+    if args.workload_cert_ttl < 2:
+        raise UbiqError(f"--workload-cert-ttl: at least 2 seconds, got {args.workload_cert_ttl}")
+    return WorkloadCa(args.workload_ca_cert, args.workload_ca_key, args.workload_cert_ttl)
+
+
+def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
+    from controlplane.pki.certs import Authority
+
+    pems = []
+    for flag, path in (("--workload-ca-cert", ca.cert), ("--workload-ca-key", ca.key)):
+        try:
+            pems.append(path.read_bytes())
+        except OSError as exc:
+            raise UbiqError(f"{flag} {path}: {exc.strerror or exc}") from None
+    authority = Authority.load(
+        pems[0], pems[1], f"--workload-ca-cert {ca.cert} / --workload-ca-key"
+    )
+    return WorkloadCerts(authority, ttl=dt.timedelta(seconds=ca.ttl_seconds))
+
+
+def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
+    given = {
+        "--xds-tls-cert": args.xds_tls_cert,
+        "--xds-tls-key": args.xds_tls_key,
+        "--xds-tls-client-ca": args.xds_tls_client_ca,
+    }
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise UbiqError(
+            f"{', '.join(missing)}: required with {', '.join(f for f in given if f not in missing)}"
+            " (xDS over TLS needs a certificate, its key and the clients' CA)"
+        )
+    return TlsFiles(cert=args.xds_tls_cert, key=args.xds_tls_key, client_ca=args.xds_tls_client_ca)
+
+
+# --- end of xDS mTLS and workload CA options ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +313,8 @@ class ServeOptions:
     replica_name: str = ""  # default: HOSTNAME-PID
     leader_ttl: int = DEFAULT_TTL_S
     rrl: RrlConfig = field(default_factory=RrlConfig)
+    xds_tls: TlsFiles | None = None  # None: plaintext xDS
+    workload_ca: WorkloadCa | None = None  # None: no workload certificates (SDS)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -257,6 +362,8 @@ class ServeOptions:
             replica_name=args.replica_name,
             leader_ttl=args.leader_ttl,
             rrl=rrl_config_from_args(args),
+            xds_tls=xds_tls_from_args(args),
+            workload_ca=workload_ca_from_args(args),
         )
 
 
@@ -400,8 +507,22 @@ class Ubiq:
         self.registry.register(PolicyCollector(lambda: self.store.status))
         cache = SnapshotCache()
         status = MeteredStatus(cache, self.registry)
-        server = XdsServer(cache, status=status)
-        self.xds = XdsRuntime(cache, status, server, options.compile, registry=self.registry)
+        tls = ReloadingTls(options.xds_tls) if options.xds_tls is not None else None
+        server = XdsServer(cache, status=status, tls=tls)
+        workload = load_workload_certs(options.workload_ca) if options.workload_ca else None
+        compile_options = options.compile
+        if workload is not None:
+            compile_options = dc_replace(
+                compile_options, workload_trust_domain=workload.trust_domain
+            )
+        self.xds = XdsRuntime(
+            cache,
+            status,
+            server,
+            compile_options,
+            registry=self.registry,
+            workload_certs=workload,
+        )
         self.gtm = (
             GtmService(
                 options.dns,

@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a JSON bootstrap for a proxyless gRPC client (GRPC_XDS_BOOTSTRAP) instead of Envoy's",
     )
+    p.add_argument(
+        "--xds-tls-cert",
+        help="reach xDS over mTLS with this node certificate (`ubiq certs node`; the path as the"
+        " proxy sees it); needs --xds-tls-key and --xds-tls-ca (default: plaintext)",
+    )
+    p.add_argument("--xds-tls-key", help="the private key of --xds-tls-cert")
+    p.add_argument("--xds-tls-ca", help="the CA that signed ubiq serve's --xds-tls-cert")
+    p.add_argument(
+        "--xds-tls-sds-file",
+        help="also write this file-based SDS secret naming the node certificate, and point the"
+        " bootstrap at it: Envoy then picks up a renewed certificate without a restart",
+    )
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_bootstrap)
 
@@ -174,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_store_commands(sub.action)
     add_policy_commands(sub)
+    _add_certs_commands(sub)
 
     p = sub.add("demo", help="run the bundled three-region demo")
     add_policy_dir(p)
@@ -187,6 +200,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_completion)
     mark_completions(parser)
     return parser
+
+
+def _add_certs_commands(sub: _Subcommands) -> None:
+    from controlplane.cli.certs import cmd_certs_ca, cmd_certs_node, cmd_certs_server
+
+    certs = sub.add("certs", help="a CA and certificates for xDS mTLS (docs/security.md)")
+    certs_sub = _Subcommands(
+        certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND"), sub.common
+    )
+
+    def issuer(p: argparse.ArgumentParser, days: int) -> None:
+        p.add_argument("--ca", type=Path, default=Path("ca.pem"), help="the CA certificate")
+        p.add_argument("--ca-key", type=Path, default=Path("ca-key.pem"), help="the CA's key")
+        p.add_argument("--days", type=int, default=days, help="validity in days")
+        p.add_argument("--force", action="store_true", help="replace existing files")
+
+    p = certs_sub.add("ca", help="create a CA: OUT.pem and OUT-key.pem (mode 0600)")
+    p.add_argument("--trust-domain", required=True, help="SPIFFE trust domain, e.g. prod.example")
+    p.add_argument("--out", default="ca", help="file prefix")
+    p.add_argument("--days", type=int, default=3650, help="validity in days")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.set_defaults(handler=cmd_certs_ca)
+
+    p = certs_sub.add(
+        "server", help="a certificate for ubiq serve's xDS (spiffe://TD/ubiq/control-plane)"
+    )
+    issuer(p, days=365)
+    p.add_argument("--dns", action="append", help="DNS name clients dial, repeatable")
+    p.add_argument("--ip", action="append", help="IP address clients dial, repeatable")
+    p.add_argument("--out", default="xds-server", help="file prefix")
+    p.set_defaults(handler=cmd_certs_server)
+
+    p = certs_sub.add(
+        "node", help="a client certificate for one proxy (spiffe://TD/cluster/C/node/N)"
+    )
+    issuer(p, days=90)
+    p.add_argument("--node-id", required=True, help="the node's id, as in its bootstrap")
+    p.add_argument("--cluster", required=True, help="the Ubiq cluster the node runs in")
+    p.add_argument("--out", help="file prefix (default: the node id, made file-safe)")
+    p.set_defaults(handler=cmd_certs_node)
 
 
 def version() -> str:

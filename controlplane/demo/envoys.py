@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controlplane.errors import UbiqError
 from controlplane.ports import free_port
-from controlplane.xds.bootstrap import render_bootstrap
+from controlplane.xds.bootstrap import XdsClientTls, render_bootstrap
 
 
 def envoy_binary() -> str:
@@ -59,6 +59,7 @@ def start_envoy(
     log_level: str = "warning",
     extra_args: Sequence[str] = (),
     more_xds_ports: Sequence[int] = (),
+    tls: XdsClientTls | None = None,
 ) -> EnvoyProcess:
     """A real Envoy (``--concurrency 1 --disable-hot-restart``, its own admin port) following
     Ubiq's xDS server on loopback (and ``more_xds_ports``: other replicas to fail over to); its
@@ -78,6 +79,7 @@ def start_envoy(
             mode="ads-delta" if delta else "ads-sotw",
             listenerless=listenerless,
             more_xds=[("127.0.0.1", port) for port in more_xds_ports],
+            tls=tls,
         )
     )
     log = workdir / f"{node_id}.log"

@@ -6,7 +6,9 @@ Not errors (the set loads and serves); ``ubiq validate`` prints them, located li
   with the effective order and the way to keep the written one (``ruleOrder: firstMatch``);
 - a RoutePolicy served to proxyless gRPC clients (it routes to a GRPC port) that uses something
   gRPC's xDS client ignores, and a TrafficPolicy of a GRPC service likewise (docs/xds.md has the
-  table of what reaches proxyless clients).
+  table of what reaches proxyless clients);
+- a TrafficPolicy with ``tls: {mode: ISTIO_MUTUAL}`` for a service with endpoints in a cluster
+  whose gateway has no ``mtlsPort``: those endpoints are unreachable from other clusters.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 
 from controlplane.errors import Problem
 from controlplane.policy.crosscheck import Located
-from controlplane.policy.documents import RoutePolicy, Service, TrafficPolicy
+from controlplane.policy.documents import Cluster, RoutePolicy, Service, TrafficPolicy
 from controlplane.policy.route import HttpRule
 from controlplane.policy.route_order import effective_order, reordered_pairs
 from controlplane.policy.yamlsource import Path
@@ -34,8 +36,11 @@ def policy_warnings(located: list[Located]) -> list[Problem]:
     grpc = {
         name for name, svc in services.items() if any(p.protocol == "GRPC" for p in svc.spec.ports)
     }
+    clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
     out: list[Problem] = []
     for item in located:
+        if isinstance(item.doc, TrafficPolicy):
+            out += _mutual_without_gateway(item, item.doc, services, clusters)
         if isinstance(item.doc, RoutePolicy):
             out += _rule_order(item, item.doc)
             if _served_to_grpc(item.doc, services):
@@ -144,3 +149,25 @@ def _proxyless_traffic(item: Located, policy: TrafficPolicy) -> Iterator[Problem
                 ("spec", "connectionPool"),
                 f"{PROXYLESS} connectionPool {', '.join(ignored)} (only maxRequests)",
             )
+
+
+def _mutual_without_gateway(
+    item: Located, policy: TrafficPolicy, services: dict[str, Service], clusters: dict[str, Cluster]
+) -> Iterator[Problem]:
+    tls = policy.spec.tls
+    service = services.get(policy.spec.service)
+    if tls is None or tls.mode != "ISTIO_MUTUAL" or service is None:
+        return
+
+    def no_port(name: str) -> bool:
+        gateway = clusters[name].spec.gateway
+        return gateway is None or gateway.mtls_port is None
+
+    closed = sorted({ep.cluster for ep in service.spec.endpoints if ep.cluster in clusters})
+    closed = [name for name in closed if no_port(name)]
+    if closed:
+        yield item.problem(
+            ("spec", "tls", "mode"),
+            f"ISTIO_MUTUAL: the endpoints of {policy.spec.service!r} in {', '.join(closed)} are"
+            " unreachable from other clusters (their Cluster's gateway has no mtlsPort)",
+        )

@@ -26,6 +26,9 @@ class Gateway(Spec):
 
     address: Address
     port: Port = 443
+    #: the gateway Envoy's mTLS listener for services whose TrafficPolicy has
+    #: ``tls: {mode: ISTIO_MUTUAL}``; none: such services are not reachable here from elsewhere
+    mtls_port: Port | None = None
 
 
 class Capacity(Spec):

@@ -160,6 +160,14 @@ class Locality(Spec):
         return self
 
 
+class ClientTls(Spec):
+    """How a service's Envoys reach its endpoints in other clusters (Istio DestinationRule
+    ``trafficPolicy.tls``): ``ISTIO_MUTUAL`` through the remote cluster's east-west gateway over
+    mTLS with certificates Ubiq issues and delivers over SDS; ``DISABLE`` in plaintext."""
+
+    mode: Literal["DISABLE", "ISTIO_MUTUAL"] = "DISABLE"
+
+
 class TrafficPolicySpec(Spec):
     service: Name
     subset: Label | None = None
@@ -168,3 +176,4 @@ class TrafficPolicySpec(Spec):
     outlier_detection: OutlierDetection | None = None
     load_balancer: LoadBalancer | None = None
     locality: Locality | None = None
+    tls: ClientTls | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os.path
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from controlplane.templating import render
@@ -20,6 +22,39 @@ RQ_TIME_BUCKETS_MS = (
     1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250, 300, 400, 500,
     600, 750, 1000, 1250, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class XdsClientTls:
+    """The files an Envoy uses to reach Ubiq's xDS over mTLS (paths as the Envoy sees them),
+    and the SPIFFE ID Ubiq's server certificate must carry."""
+
+    cert: str
+    key: str
+    ca: str
+    server_id: str
+    #: file-based SDS secret holding the node certificate (``render_client_sds``); "" reads the
+    #: files once at start (a new certificate then needs an Envoy restart)
+    sds_file: str = ""
+
+
+#: the SDS secret (in ``XdsClientTls.sds_file``) with the node certificate for Ubiq's xDS
+SDS_SECRET_NAME = "ubiq_xds_client"
+
+
+def render_client_sds(tls: XdsClientTls) -> str:
+    """The file-based SDS response naming the node certificate and key; Envoy re-reads them when
+    a file is renamed into their directory (``watched_directory``)."""
+    secret = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "name": SDS_SECRET_NAME,
+        "tls_certificate": {
+            "certificate_chain": {"filename": tls.cert},
+            "private_key": {"filename": tls.key},
+            "watched_directory": {"path": os.path.dirname(os.path.abspath(tls.cert))},
+        },
+    }
+    return json.dumps({"resources": [secret]}, indent=2) + "\n"
 
 
 def _is_ip(host: str) -> bool:
@@ -44,6 +79,7 @@ def render_bootstrap(
     role: str = DEFAULT_ROLE,
     admin_host: str = "127.0.0.1",
     more_xds: Sequence[tuple[str, int]] = (),
+    tls: XdsClientTls | None = None,
 ) -> str:
     """Bootstrap YAML. ``listenerless`` leaves out LDS (clusters only, e.g. a proxyless peer).
 
@@ -67,24 +103,46 @@ def render_bootstrap(
         api_type=_API_TYPES[mode],
         listenerless=listenerless,
         rq_time_buckets_ms=RQ_TIME_BUCKETS_MS,
+        tls=tls,
+        sds_secret_name=SDS_SECRET_NAME,
     )
 
 
 def render_grpc_bootstrap(
-    node_id: str, cluster: str, region: str, zone: str, xds_host: str, xds_port: int
+    node_id: str,
+    cluster: str,
+    region: str,
+    zone: str,
+    xds_host: str,
+    xds_port: int,
+    *,
+    tls: XdsClientTls | None = None,
 ) -> str:
     """JSON bootstrap for a proxyless gRPC client (``GRPC_XDS_BOOTSTRAP``; targets ``xds:///HOST``).
 
     The node's role is ``grpc``, so Ubiq gives it API listeners (one per gRPC host) instead of
-    Envoy's socket listener; gRPC's xDS client speaks State-of-the-World only.
+    Envoy's socket listener; gRPC's xDS client speaks State-of-the-World only. With ``tls`` the
+    channel uses gRPC's ``tls`` credentials (gRFC A65: files re-read every 10 minutes, by default)
+    and checks the server's certificate against the CA; the host dialled must be in its SANs.
     """
+    creds: dict[str, object] = {"type": "insecure"}
+    if tls is not None:
+        creds = {
+            "type": "tls",
+            "config": {
+                "ca_certificate_file": tls.ca,
+                "certificate_file": tls.cert,
+                "private_key_file": tls.key,
+                "refresh_interval": "600s",
+            },
+        }
     return (
         json.dumps(
             {
                 "xds_servers": [
                     {
                         "server_uri": f"{xds_host}:{xds_port}",
-                        "channel_creds": [{"type": "insecure"}],
+                        "channel_creds": [creds],
                         "server_features": ["xds_v3"],
                     }
                 ],

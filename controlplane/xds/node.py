@@ -37,8 +37,13 @@ def _metadata_string(node: base_pb2.Node, key: str) -> str:
     return ""
 
 
+def node_cluster(node: base_pb2.Node) -> str:
+    """The Ubiq cluster a node claims: metadata ``ubiq.cluster``, else ``node.cluster``."""
+    return _metadata_string(node, CLUSTER_KEY) or str(node.cluster)
+
+
 def group_by_cluster(node: base_pb2.Node) -> str:
     """Default grouping: Ubiq cluster (metadata ``ubiq.cluster``, else node.cluster) + role."""
-    cluster = _metadata_string(node, CLUSTER_KEY) or str(node.cluster)
+    cluster = node_cluster(node)
     role = _metadata_string(node, ROLE_KEY) or DEFAULT_ROLE
     return group_key(cluster, role)

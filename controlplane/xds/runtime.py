@@ -29,12 +29,15 @@ from controlplane.xds.compiler.effective import Decisions
 from controlplane.xds.compiler.generate import NodeCompilation, compile_node
 from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
+from controlplane.xds.compiler.mtls import workload_secret_names
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.metrics import MeteredStatus, register_metrics
 from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
+from controlplane.xds.resources import SECRET, Resources
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import EntryMemo, Snapshot
 from controlplane.xds.status import StatusRegistry
+from controlplane.xds.workload_certs import WorkloadCerts
 
 log = structlog.get_logger("ubiq.xds")
 
@@ -55,6 +58,7 @@ def build_groups(
     previous: Mapping[str, GroupBuild] | None = None,
     cache: CompileCache | None = None,
     decisions: Decisions | None = None,
+    secrets: WorkloadCerts | None = None,
 ) -> dict[str, GroupBuild]:
     """One compilation + snapshot per Ubiq cluster, incremental from ``previous`` where it has
     the same node and options; ``decisions`` (service -> placed clusters, from the placement
@@ -76,7 +80,7 @@ def build_groups(
             or before.compilation.options != options
         ):
             compilation = compile_node(model, node, options, decisions=decisions, cache=cache)
-            snapshot = Snapshot.build(compilation.resources, memo=memo)
+            snapshot = Snapshot.build(_with_secrets(compilation, secrets), memo=memo)
         else:
             old = before.compilation
             changes = diffs.get(id(old.model))
@@ -84,7 +88,7 @@ def build_groups(
                 changes = diffs[id(old.model)] = diff(old.model, model)
             compilation = recompile_node(old, model, changes, decisions=decisions, cache=cache)
             snapshot = Snapshot.build(
-                compilation.resources,
+                _with_secrets(compilation, secrets),
                 previous=before.snapshot,
                 previous_resources=old.resources,
                 memo=memo,
@@ -92,6 +96,15 @@ def build_groups(
         snapshot.check_consistent()
         out[key] = GroupBuild(compilation, snapshot)
     return out
+
+
+def _with_secrets(compilation: NodeCompilation, secrets: WorkloadCerts | None) -> Resources:
+    """The compiled resources plus the SDS secrets they reference (workload mTLS)."""
+    node = compilation.node
+    names = workload_secret_names(compilation.model, node, compilation.options)
+    if not names or secrets is None or node.role != DEFAULT_ROLE:
+        return compilation.resources
+    return {**compilation.resources, SECRET: secrets.secrets(node.cluster, names)}
 
 
 class XdsRuntime:
@@ -107,8 +120,11 @@ class XdsRuntime:
         options: CompileOptions | None = None,
         *,
         registry: CollectorRegistry | None = None,
+        workload_certs: WorkloadCerts | None = None,
     ) -> None:
         self.options = options or CompileOptions()
+        self.workload_certs = workload_certs
+        self._renewer: asyncio.Task[None] | None = None
         self.registry = registry if registry is not None else CollectorRegistry()
         self.cache = cache
         self.status = status
@@ -141,11 +157,29 @@ class XdsRuntime:
             raise RuntimeError("this XdsRuntime was given no server to start")
         await self.update_model(model)
         self.port = await self.server.start(address)
+        if self.workload_certs is not None:
+            self._renewer = asyncio.create_task(self._renew_workload_certs())
         return self.port
 
     async def stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.wait({self._renewer})
         if self.server is not None:
             await self.server.stop()
+
+    async def _renew_workload_certs(self) -> None:
+        """Re-issue workload certificates when due and push them (SDS): a compile of the same
+        model, in which only the secrets changed. Looks again at least every second."""
+        certs = self.workload_certs
+        assert certs is not None
+        while True:
+            due = certs.next_refresh()
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
+            await asyncio.sleep(wait)
+            due = certs.next_refresh()
+            if due is not None and due <= time.time() and self._model is not None:
+                await self._request_compile()
 
     async def update_model(self, model: Model) -> None:
         """Compile and publish ``model``; returns once it, or a newer model given meanwhile, is
@@ -185,7 +219,13 @@ class XdsRuntime:
         started = time.perf_counter()
         try:
             groups = await asyncio.to_thread(
-                build_groups, model, self.options, self._groups, self._compile_cache, decisions
+                build_groups,
+                model,
+                self.options,
+                self._groups,
+                self._compile_cache,
+                decisions,
+                self.workload_certs,
             )
         except Exception as exc:  # never lose the last good config
             self._compiles.labels("rejected").inc()

@@ -28,9 +28,11 @@ from controlplane.errors import XdsRequestError
 from controlplane.xds import resources as rs
 from controlplane.xds.events import Event, Nacked, Response, Step
 from controlplane.xds.node import NodeGrouper, group_by_cluster
+from controlplane.xds.peer import peer_spiffe_ids, refusal
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import StatusRegistry
 from controlplane.xds.stream import XdsStream
+from controlplane.xds.tls import ReloadingTls
 
 
 class Cancellable(Protocol):
@@ -98,8 +100,12 @@ class XdsServer:
         cache: SnapshotSource,
         grouper: NodeGrouper = group_by_cluster,
         status: StreamCallbacks | None = None,
+        tls: ReloadingTls | None = None,
     ) -> None:
+        """``tls``: serve over TLS, require a client certificate, and give each stream only the
+        configuration of the node its certificate names (docs/security.md)."""
         self.cache = cache
+        self.tls = tls
         self.grouper = grouper
         self.status: StreamCallbacks = status if status is not None else StatusRegistry()
         self._ids = itertools.count(1)
@@ -140,12 +146,15 @@ class XdsServer:
         self.add_to_server(server)
         _check_free(address)
         try:
-            port = server.add_insecure_port(address)
+            if self.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self.tls.credentials())
         except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
             raise OSError(errno.EADDRINUSE, "address in use (or not available)") from exc
         await server.start()
         self._server = server
-        log.info("xds.listening", address=address, port=port)
+        log.info("xds.listening", address=address, port=port, tls=self.tls is not None)
         return port
 
     async def stop(self, grace: float | None = 1.0) -> None:
@@ -228,6 +237,8 @@ class XdsServer:
                         if machine.node is None:
                             error = XdsRequestError("the first request on a stream must carry node")
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                        if self.tls is not None:
+                            await self._authorize(machine.node, context, stream_id)
                         group = self.grouper(machine.node)
                         self.status.connect(stream_id, machine.node, group, _mode(delta))
                         watch = self.cache.watch(group, on_snapshot)
@@ -265,6 +276,26 @@ class XdsServer:
             self.status.disconnect(stream_id)
             reader.cancel()
             await asyncio.wait({reader})  # never raises the reader's error nor eats our cancel
+
+    async def _authorize(
+        self,
+        node: base_pb2.Node,
+        context: grpc.aio.ServicerContext[Any, bytes],
+        stream_id: int,
+    ) -> None:
+        """Abort with PERMISSION_DENIED unless the client's certificate names this node."""
+        assert self.tls is not None
+        ids = peer_spiffe_ids(context.auth_context())
+        reason = refusal(node, ids, self.tls.trust_domains)
+        if reason is not None:
+            log.warning(
+                "xds.permission_denied",
+                stream=stream_id,
+                node=node.id[:200],
+                peer=ids[:2],
+                reason=reason,
+            )
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
 
 
 def _check_free(address: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from controlplane.demo.envoys import start_envoy
-from controlplane.xds.bootstrap import Mode
+from controlplane.xds.bootstrap import Mode, XdsClientTls
 from tests.support.poll import wait_until
 from tests.support.procs import require_binary
 
@@ -68,6 +68,7 @@ def envoy(
     region: str = "eu-west",
     zone: str = "eu-west-1a",
     listenerless: bool = False,
+    tls: XdsClientTls | None = None,
 ) -> Iterator[EnvoyProcess]:
     """Start Envoy (the product's ``start_envoy``) until the with-block ends; fails, never skips,
     when the binary is missing."""
@@ -81,6 +82,7 @@ def envoy(
         delta=mode == "ads-delta",
         node_id=node_id,
         listenerless=listenerless,
+        tls=tls,
         log_level="info",
         extra_args=("--component-log-level", "config:debug,upstream:info"),
     )

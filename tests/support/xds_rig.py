@@ -16,6 +16,7 @@ from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.snapshot import Snapshot
 from controlplane.xds.status import ProxyStatus, StatusRegistry
+from controlplane.xds.tls import ReloadingTls
 from tests.support.loop import loop_thread
 from tests.support.poll import wait_until
 
@@ -44,13 +45,13 @@ def xds_server_thread(server: XdsServer, port: int = 0) -> Iterator[XdsServerThr
 
 @contextlib.contextmanager
 def runtime_thread(
-    model: Model, options: CompileOptions | None = None
+    model: Model, options: CompileOptions | None = None, *, tls: ReloadingTls | None = None
 ) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
     """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
     with loop_thread("xds-runtime") as lt:
         cache, status = SnapshotCache(), StatusRegistry()
         runtime = XdsRuntime(
-            cache, status, XdsServer(cache, status=status), options or CompileOptions()
+            cache, status, XdsServer(cache, status=status, tls=tls), options or CompileOptions()
         )
         try:
             port = lt.run(runtime.start("127.0.0.1:0", model), 20)

@@ -73,4 +73,8 @@ def build_node_listeners(
     """What LDS gives a node: API listeners for proxyless gRPC clients, a socket for Envoys."""
     if node.role == PROXYLESS_ROLE:
         return build_api_listeners(model, options)
-    return build_listeners(node, options)
+    from controlplane.xds.compiler.mtls import build_east_west_listener
+
+    east_west = build_east_west_listener(model, node, options)
+    listeners = build_listeners(node, options)
+    return listeners if east_west is None else sorted([*listeners, east_west], key=lambda x: x.name)

@@ -17,7 +17,14 @@ from controlplane.policy.model import Model
 from controlplane.policy.traffic import HashKey, TrafficPolicySpec
 from controlplane.xds.compiler.options import cluster_name
 
-_FIELDS = ("connect_timeout", "connection_pool", "outlier_detection", "load_balancer", "locality")
+_FIELDS = (
+    "connect_timeout",
+    "connection_pool",
+    "outlier_detection",
+    "load_balancer",
+    "locality",
+    "tls",
+)
 
 Decisions = Mapping[str, Sequence[PlacedCluster]]
 

@@ -133,18 +133,31 @@ def endpoint_port(endpoint: Endpoint, service: ServiceSpec, port: ServicePort) -
     return port.port
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteRule:
+    """Mutual TLS (see ``mtls``): endpoints outside ``home`` are reached through their cluster's
+    gateway ``(address, mtlsPort)``; a cluster missing from ``gateways`` gets none."""
+
+    home: str
+    gateways: Mapping[str, tuple[str, int]]
+
+
 def build_load_assignment(
     name: str,
     service: ServiceSpec,
     port: ServicePort,
     labels: Mapping[str, str] | None,
     slots: Sequence[LocalitySlot],
+    *,
+    remote: RemoteRule | None = None,
 ) -> endpoint_pb2.ClusterLoadAssignment:
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     by_cluster: dict[str, list[Endpoint]] = {}
     for ep in service.endpoints:
         if labels and any(ep.labels.get(k) != v for k, v in labels.items()):
             continue
+        if remote is not None and ep.cluster != remote.home and ep.cluster not in remote.gateways:
+            continue  # never plaintext across clusters for a mutual service
         by_cluster.setdefault(ep.cluster, []).append(ep)
     share_totals: dict[str, int] = {}
     for s in slots:
@@ -168,6 +181,12 @@ def build_load_assignment(
             priority=dense[s.priority],
         )
         group.load_balancing_weight.value = weight
+        if remote is not None and s.cluster != remote.home:
+            from controlplane.xds.compiler.mtls import gateway_endpoint
+
+            address, mtls_port = remote.gateways[s.cluster]
+            group.lb_endpoints.append(gateway_endpoint(address, mtls_port, total))
+            continue
         for ep in members:
             group.lb_endpoints.append(
                 ec_pb2.LbEndpoint(

@@ -36,6 +36,9 @@ class CompileOptions:
     access_log_cluster: str | None = None
     access_log_flush_ms: int = 1000  # Envoy batches entries at most this long
     access_log_buffer_bytes: int = 16384  # ... or until this many bytes
+    #: SPIFFE trust domain of the workload CA (``serve --workload-ca-cert``); "" (none): services
+    #: with ``tls: {mode: ISTIO_MUTUAL}`` get no endpoints in other clusters (fail closed)
+    workload_trust_domain: str = ""
 
     def port_for(self, node: NodeIdentity) -> int:
         return self.listener_ports.get(node.cluster, self.listener_port)

@@ -14,7 +14,20 @@ from controlplane.placement.static import PlacedCluster
 from controlplane.policy.documents import Service
 from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
 from controlplane.xds.compiler.effective import ModelIndex
-from controlplane.xds.compiler.endpoints import build_load_assignment, plan_decided, plan_localities
+from controlplane.xds.compiler.endpoints import (
+    RemoteRule,
+    build_load_assignment,
+    endpoint_port,
+    plan_decided,
+    plan_localities,
+)
+from controlplane.xds.compiler.mtls import (
+    build_inbound_cluster,
+    gateways,
+    is_mutual,
+    sni,
+    upstream_socket_match,
+)
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 
 
@@ -36,6 +49,9 @@ class ServiceInputs:
     localities: tuple[tuple[str, str, str], ...]
     region: str
     options: CompileOptions
+    # mutual TLS only (else "" and ()): the node's cluster and every east-west gateway
+    home: str
+    gateways: tuple[tuple[str, tuple[str, int]], ...]
 
     @classmethod
     def gather(
@@ -44,6 +60,7 @@ class ServiceInputs:
         service = index.model.services[name]
         placed = index.placed(name)
         clusters = index.model.clusters
+        mutual = _any_mutual(index, name)
         return cls(
             service=service,
             traffic=index.traffic_inputs(name, [s.name for s in service.spec.subsets]),
@@ -57,7 +74,14 @@ class ServiceInputs:
             ),
             region=node.region,
             options=options,
+            home=node.cluster if mutual else "",
+            gateways=tuple(sorted(gateways(index.model).items())) if mutual else (),
         )
+
+
+def _any_mutual(index: ModelIndex, name: str) -> bool:
+    subsets = [s.name for s in index.model.services[name].spec.subsets]
+    return any(is_mutual(index.traffic(name, s)) for s in (None, *subsets))
 
 
 def compile_service(
@@ -68,6 +92,7 @@ def compile_service(
     residency = index.residency(name)
     decided = index.decided(name)
     clusters: list[cluster_pb2.Cluster] = []
+    inbound: list[cluster_pb2.Cluster] = []
     assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
     for cname, port, subset in cluster_targets(name, spec):
         traffic = index.traffic(name, subset)
@@ -78,10 +103,25 @@ def compile_service(
             slots, weighted = plan_localities(
                 placed, index.model.clusters, node, locality, residency
             )
-        clusters.append(
-            build_cluster(cname, port, spec, traffic, options, locality_weighted=weighted)
-        )
+        cluster = build_cluster(cname, port, spec, traffic, options, locality_weighted=weighted)
         chosen = spec.subset(subset) if subset is not None else None
         labels = chosen.labels if chosen is not None else None
-        assignments.append(build_load_assignment(cname, spec, port, labels, slots))
-    return ServiceResources(tuple(clusters), tuple(assignments))
+        remote: RemoteRule | None = None
+        if is_mutual(traffic):
+            td = options.workload_trust_domain
+            remote = RemoteRule(node.cluster, gateways(index.model) if td else {})
+            if td:
+                cluster.transport_socket_matches.append(
+                    upstream_socket_match(name, sni(name, subset, port.port), td)
+                )
+            local = [
+                (ep.address, endpoint_port(ep, spec, port), ep.weight)
+                for ep in spec.endpoints
+                if ep.cluster == node.cluster
+                and all(ep.labels.get(k) == v for k, v in (labels or {}).items())
+            ]
+            if td and local and node.cluster in remote.gateways:
+                inbound.append(build_inbound_cluster(cname, local, options))
+        clusters.append(cluster)
+        assignments.append(build_load_assignment(cname, spec, port, labels, slots, remote=remote))
+    return ServiceResources(tuple(clusters + inbound), tuple(assignments))

@@ -86,7 +86,7 @@ def test_serve_over_mtls_gives_each_proxy_only_its_cluster(tmp_path: Path) -> No
                 assert dynamic_names(intruder.config_dump(), "listeners") == []
             proxies = httpx.get(f"http://127.0.0.1:{api}/v1/proxies", timeout=5).json()
             rows = proxies if isinstance(proxies, list) else proxies.get("proxies", [])
-            assert {(p["node_id"], p["group"]) for p in rows} == {("envoy-eu", "eu-west/proxy")}
+            assert {(p["nodeId"], p["group"]) for p in rows} == {("envoy-eu", "eu-west/proxy")}
 
 
 def test_bootstrap_with_tls_is_accepted_by_envoy(tmp_path: Path) -> None:

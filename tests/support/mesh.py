@@ -43,12 +43,12 @@ POLICY = """\
 apiVersion: ubiq.io/v1alpha1
 kind: Cluster
 metadata: {{name: eu-west}}
-spec: {{region: eu-west, zone: eu-west-1a, labels: {{tier: primary}}, gateway: {{address: {eu_gw}, port: {eu_port}}}}}
+spec: {{region: eu-west, zone: eu-west-1a, costWeight: {eu_cost}, labels: {{tier: primary}}, gateway: {{address: {eu_gw}, port: {eu_port}}}}}
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: Cluster
 metadata: {{name: us-west}}
-spec: {{region: us-west, zone: us-west-1a, labels: {{tier: primary}}, gateway: {{address: {us_gw}, port: {us_port}}}}}
+spec: {{region: us-west, zone: us-west-1a, costWeight: {us_cost}, labels: {{tier: primary}}, gateway: {{address: {us_gw}, port: {us_port}}}}}
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: Service
@@ -171,9 +171,18 @@ def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
 
 
 @contextlib.contextmanager
-def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> Iterator[Mesh]:
+def mesh(
+    workdir: Path,
+    *,
+    feedback: bool = False,
+    extra_policy: str = "",
+    costs: tuple[float, float] = (1.0, 1.0),
+    extra_backends: tuple[str, ...] = (),
+) -> Iterator[Mesh]:
     """The whole rig, torn down in reverse order when the block ends. ``feedback``: Ubiq runs
-    its feedback loop on this Prometheus (``--prometheus``), polling every second."""
+    its feedback loop on this Prometheus (``--prometheus``), polling every second. ``costs``:
+    the ``costWeight`` of eu-west and us-west. ``extra_backends``: more backends by name (in
+    ``Mesh.backends``), for policy documents a test writes into ``Mesh.root``."""
     require_binary("envoy")
     require_binary("prometheus")
     rng = random.Random()
@@ -183,7 +192,7 @@ def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> It
         for region, gw in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
     }
     names = ("checkout_eu_v1", "checkout_eu_v2", "checkout_us_v1", "checkout_us_v2")
-    names += ("catalog_eu", "catalog_us")
+    names += ("catalog_eu", "catalog_us", *extra_backends)
     root = workdir / "policies"
     root.mkdir(parents=True)
     loop, thread = _loop_thread()
@@ -196,6 +205,8 @@ def mesh(workdir: Path, *, feedback: bool = False, extra_policy: str = "") -> It
                 us_gw=gateways["us-west"][0],
                 us_port=gateways["us-west"][1],
                 gtm_name=GTM_NAME,
+                eu_cost=costs[0],
+                us_cost=costs[1],
                 **{name: b.port for name, b in backends.items()},
             )
         )

@@ -27,7 +27,12 @@ from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.demo.envoys import wait_ready as wait_envoy
 from controlplane.ports import free_port
 from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job, render_config
-from controlplane.prometheus.process import PrometheusProcess, wait_for_series
+from controlplane.prometheus.process import (
+    PrometheusProcess,
+    start_prometheus,
+    wait_for_series,
+)
+from controlplane.prometheus.process import wait_ready as wait_prometheus
 from controlplane.serve import ServeOptions, Ubiq
 from controlplane.xds.compiler.options import CompileOptions
 from tests.support.backends import Backend
@@ -136,6 +141,16 @@ class Mesh:
     envoys: list[EnvoyProcess] = field(default_factory=list)
     backends: dict[str, Backend] = field(default_factory=dict)
     prom: PrometheusProcess | None = None
+
+    def restart_prometheus(self) -> PrometheusProcess:
+        """Stop Prometheus, then start it again on the same port, config and data directory (the
+        feedback loop's URL stays valid); the rig's teardown stops the new one."""
+        old = self.prom
+        assert old is not None
+        old.stop()
+        self.prom = start_prometheus(old.workdir, old.config.read_text(), port=old.port)
+        wait_prometheus(self.prom)
+        return self.prom
 
     def set_weights(self, v1: int, v2: int) -> None:
         (self.root / "routes.yaml").write_text(ROUTES.format(v1=v1, v2=v2))
@@ -263,6 +278,7 @@ def mesh(
             prom.config.write_text(render_config(jobs, rule_files=rules))
             prom.reload()
             rig.prom = prom
+        stack.callback(lambda: rig.prom.stop() if rig.prom is not None else None)  # restarted
         # ready once every target has been scraped: traffic from now on shows up as a rate
         wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig

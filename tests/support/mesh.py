@@ -206,7 +206,12 @@ def mesh(
         region: (gw, free_port(gw))
         for region, gw in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
     }
-    names = ("checkout_eu_v1", "checkout_eu_v2", "checkout_us_v1", "checkout_us_v2")
+    names: tuple[str, ...] = (
+        "checkout_eu_v1",
+        "checkout_eu_v2",
+        "checkout_us_v1",
+        "checkout_us_v2",
+    )
     names += ("catalog_eu", "catalog_us", *extra_backends)
     root = workdir / "policies"
     root.mkdir(parents=True)

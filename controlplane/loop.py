@@ -123,6 +123,7 @@ class PlacementLoop:
         self._worker: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._dirty = False
+        self._stopped = False
         self._commands = 0
         self.ticks = 0  # ticks decided on the worker thread (coalesced requests count once)
         if registry is not None:
@@ -153,6 +154,7 @@ class PlacementLoop:
             self._decide()
 
     def stop(self) -> None:
+        self._stopped = True  # inputs that still arrive (health checks stopping) decide nothing
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -197,6 +199,8 @@ class PlacementLoop:
         inside one, on the worker thread (a tick with every value changed takes a second at 50
         regions x 1,000 services): requests that arrive meanwhile coalesce into one more run,
         with the newest inputs, and results are applied on the event loop."""
+        if self._stopped:
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -217,6 +221,8 @@ class PlacementLoop:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(1, "ubiq-decide")
             result = await running.run_in_executor(self._executor, _compute, inputs)
+            if self._stopped:
+                return
             self.ticks += 1
             self._apply(inputs, result, notify=True)
 

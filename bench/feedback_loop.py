@@ -203,14 +203,19 @@ def main() -> None:
             rounds.append(reaction_round(Path(tmp)))
         print(f"round {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in rounds[-1].items()))
     print()
-    print("| from first bad scrape to | rounds | median s | max s | median / 10 s target |")
+    print("| interval | rounds | median s | max s | median / 10 s target |")
     print("|---|---:|---:|---:|---:|")
     reaction: dict[str, Any] = {}
     for key in rounds[0]:
         values = [r[key] for r in rounds]
         median, worst = statistics.median(values), max(values)
         reaction[key] = {"median_s": median, "max_s": worst, "values": values}
-        label = key.removeprefix("scrape_to_").replace("_", " ")
+        label = {
+            "fault_to_first_bad_scrape": "baseline: fault -> first bad scrape (Prometheus)",
+            "scrape_to_decision": "first bad scrape -> decision leaves us-west",
+            "scrape_to_envoy": "first bad scrape -> every Envoy's weights changed",
+            "scrape_to_dns": "first bad scrape -> DNS answer changed",
+        }[key]
         print(
             f"| {label} | {len(values)} | {median:.2f} | {worst:.2f} | {median / TARGET_S:.2f}x |"
         )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -311,8 +313,29 @@ class _Inputs:
 _Result = tuple[dict[str, Decision], dict[str, CanaryStatus]]
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic GC paused for one tick. A tick allocates hundreds of thousands of short-lived,
+    acyclic objects; the full collections they trigger walk the whole heap (models included) and
+    stop every thread, the event loop too. Measured (bench/feedback_loop.py, 50 regions x 1,000
+    services, every value moved): tick 2.0 s -> 0.44 s, longest event-loop stall 0.13 s -> 0.012 s.
+    Re-enabled only if it was enabled (the policy loader pauses it the same way)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _compute(inputs: _Inputs) -> _Result | None:
     """The pure part of a tick (runs on the worker thread); None when it raised."""
+    with _gc_paused():
+        return _compute_now(inputs)
+
+
+def _compute_now(inputs: _Inputs) -> _Result | None:
     model = inputs.model
     driven = loop_driven(model)
     try:

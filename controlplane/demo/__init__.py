@@ -33,7 +33,7 @@ import httpx
 
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
-from controlplane.demo.loop import show_loop, show_region_left
+from controlplane.demo.loop import show_loop, show_region_back, show_region_left
 from controlplane.demo.observability import (
     scrape_demo,
     start_demo_prometheus,
@@ -394,6 +394,7 @@ async def _failover(
         f"envoy eu-west  ready again: gateway {spec.gateway.address}:{spec.gateway.port},"
         f" admin 127.0.0.1:{envoys[index].admin_port}; GTM health checks see it healthy"
     )
+    await show_region_back(ubiq, "eu-west")
     now = await dig(server, name, "203.0.113.0/24")
     show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(now))
     if ubiq.gtm is not None:

@@ -112,3 +112,22 @@ async def show_region_left(ubiq: Ubiq, region: str, wait_s: float = 10.0) -> Non
         await asyncio.sleep(0.1)
     print(f"placement decisions now (Envoy weights; {region} left while its gateway is down):")
     print(placement_text(ubiq.placement(), one=False).rstrip())
+
+
+async def show_region_back(ubiq: Ubiq, region: str, wait_s: float = 45.0) -> None:
+    """With the loop: wait (bounded) until a decision weights ``region`` again -- healthy again,
+    it returns after the Placement's minimum dwell, then by paced steps -- and show the
+    decisions."""
+    if ubiq.loop is None:
+        return
+    loop = ubiq.loop
+    started = time.monotonic()
+    while time.monotonic() - started < wait_s:
+        if any(region in d.weights for d in loop.decisions.values()):
+            break
+        await asyncio.sleep(0.1)
+    took = time.monotonic() - started
+    print(
+        f"placement decisions now ({region} weighted again after {took:.1f}s: dwell, then steps):"
+    )
+    print(placement_text(ubiq.placement(), one=False).rstrip())

@@ -1,7 +1,7 @@
 """`ubiq demo examples/three-regions-loop --loop` (what `make demo` runs): Prometheus starts before
 Ubiq and is its feedback source; under the demo's traffic the canary steps through every weight
 to promotion, the placement decisions are shown from fresh signals, the stopped gateway's region
-is left by every decision, and the demo exits cleanly."""
+is left by every decision and weighted again once it is back, and the demo exits cleanly."""
 
 from __future__ import annotations
 
@@ -40,4 +40,7 @@ def test_make_demo_shows_the_canary_progressing_and_placement() -> None:
     checkout = next(line for line in after if line.startswith("checkout (failover): "))
     # eu-west left at once; cn-east (next in order) comes in at the paced step, us-west holds the rest
     assert "eu-west" not in checkout and "us-west" in checkout, after[:8]
+    back = text[text.index("weighted again after") :].splitlines()
+    checkout = next(line for line in back if line.startswith("checkout (failover): "))
+    assert "eu-west" in checkout, back[:8]  # healthy again: back after the dwell
     assert "demo finished" in text

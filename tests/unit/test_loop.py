@@ -12,8 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from controlplane import loop as loop_module
 from controlplane.canary.controller import CanaryStatus, CommandError
+from controlplane.canary.controller import advance_all as real_advance_all
 from controlplane.loop import PlacementLoop, excluded_clusters, loop_driven
 from controlplane.placement.decision import Decision
+from controlplane.placement.engine import decide_all as real_decide_all
 from controlplane.policy.model import Model
 from tests.support.policy import doc, load
 from tests.support.poll import until
@@ -135,7 +137,7 @@ async def test_ticks_run_off_the_event_loop_and_requests_coalesce(
     loop.effective_model(model("clusters: [a, b]\n" + SLO))  # inline: no event loop work yet
     release, started = threading.Event(), threading.Event()
     threads: list[str] = []
-    real = loop_module.decide_all
+    real = real_decide_all
 
     def blocked(*args: object, **kwargs: object) -> dict[str, Decision]:
         threads.append(threading.current_thread().name)
@@ -166,7 +168,7 @@ async def test_a_command_during_a_tick_wins_over_the_tick(monkeypatch: pytest.Mo
     loop = sink.loop(clock)
     loop.effective_model(load(ROUTE, canary("", ANALYSIS)))
     release, started = threading.Event(), threading.Event()
-    real = loop_module.advance_all
+    real = real_advance_all
 
     def blocked(*args: object, **kwargs: object) -> dict[str, CanaryStatus]:
         started.set()

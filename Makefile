@@ -21,7 +21,7 @@ system-deps:
 	@bash scripts/system-deps.sh $(APT_PACKAGES)
 
 demo: $(STAMP) system-deps
-	$(BIN)/ubiq demo examples/three-regions
+	$(BIN)/ubiq demo examples/three-regions-loop --loop
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -21,6 +21,7 @@ BENCHMARKS = (
     "gtm_failover",
     "etcd_client",
     "placement_decide",
+    "feedback_loop",
 )
 DECISIONS = (
     "decision_protos",

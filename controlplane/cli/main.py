@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xds", default="127.0.0.1:0", help="the demo's xDS address (port 0: any free)")
     p.add_argument("--dns", default="127.0.0.1:0", help="the demo's DNS address (port 0: any free)")
     p.add_argument("--api", default="127.0.0.1:0", help="the demo's API address (port 0: any free)")
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="run the feedback loop on the demo's Prometheus (placement decisions, canaries)",
+    )
     p.set_defaults(handler=cmd_demo)
     p = sub.add("completion", help='a shell completion script: eval "$(ubiq completion bash)"')
     p.add_argument("shell", choices=["bash", "zsh"])

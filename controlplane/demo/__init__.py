@@ -35,7 +35,12 @@ import httpx
 
 from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy, wait_ready
-from controlplane.demo.observability import start_demo_prometheus, write_demo_dashboards
+from controlplane.demo.loop import show_loop, show_region_back, show_region_left
+from controlplane.demo.observability import (
+    scrape_demo,
+    start_demo_prometheus,
+    write_demo_dashboards,
+)
 from controlplane.errors import UbiqError
 from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
@@ -93,7 +98,12 @@ def run_demo(args: argparse.Namespace) -> int:
     addresses = DemoAddresses.from_args(args)
     return asyncio.run(
         _until_stop_signal(
-            _demo(Path(args.directory), keep_running=args.keep_running, at=addresses)
+            _demo(
+                Path(args.directory),
+                keep_running=args.keep_running,
+                at=addresses,
+                loop=args.loop,
+            )
         )
     )
 
@@ -123,7 +133,13 @@ async def _until_stop_signal(demo: Coroutine[Any, Any, int]) -> int:
             loop.remove_signal_handler(sig)
 
 
-async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = DemoAddresses()) -> int:
+async def _demo(
+    directory: Path,
+    *,
+    keep_running: bool,
+    at: DemoAddresses = DemoAddresses(),
+    loop: bool = False,
+) -> int:
     model = load_directory(directory)
     work = Path(tempfile.mkdtemp(prefix="ubiq-demo-"))
     policies = work / "policies"
@@ -132,6 +148,11 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
     clusters = {n: c.spec for n, c in model.clusters.items() if c.spec.gateway is not None}
     dns_host, dns_port = at.dns[0], at.dns[1] or free_port(at.dns[0], udp_too=True)
     token, token_file = write_demo_token(work)
+    # Prometheus first: Ubiq is told its URL (the feedback loop); the Envoys are added later
+    prom = await _start_prometheus(work)
+    if loop and prom is None:
+        shutil.rmtree(work, ignore_errors=True)
+        raise UbiqError("--loop needs Prometheus (apt-get install prometheus)")
     options = ServeOptions(
         directory=policies,
         xds=at.xds,
@@ -143,17 +164,26 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
         ),
         debounce_ms=50,
         api_token_file=token_file,
+        prometheus=prom.url if loop and prom is not None else None,
+        feedback_interval=1.0,
     )
     backends = backends_for(model)
     envoys: list[EnvoyProcess] = []
-    prom: PrometheusProcess | None = None
-    ubiq = Ubiq(options)
+    try:
+        ubiq = Ubiq(options)
+    except BaseException:
+        if prom is not None:
+            prom.stop()
+        raise
     keep_logs = True
     try:
         step(f"starting {len(backends)} demo backends")
         for backend in backends:
             await backend.start()
-        step("starting Ubiq: xDS, GTM (DNS), API")
+        step(
+            "starting Ubiq: xDS, GTM (DNS), API"
+            + (f", feedback loop on {prom.url}" if options.prometheus and prom else "")
+        )
         await ubiq.start()
         assert ubiq.xds_port is not None and options.api is not None
         api = f"http://{options.api[0]}:{options.api[1]}"
@@ -182,7 +212,7 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
                 f"envoy {envoy.cluster:8} ready: gateway {gw.address}:{gw.port},"
                 f" admin 127.0.0.1:{envoy.admin_port}"
             )
-        prom = await _start_observability(work, envoys, clusters, api)
+        await _scrape(work, prom, envoys, clusters, api)
         await _show_routing(clusters)
         step(f"status: curl -H 'Authorization: Bearer {token}' {api}/v1/status")
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
@@ -193,7 +223,11 @@ async def _demo(directory: Path, *, keep_running: bool, at: DemoAddresses = Demo
         print(f"(the same as a table: ubiq status --api {api} --token-file {token_file})")
         await _wait_gtm_healthy(ubiq)
         await _show_gtm(ubiq, (dns_host, dns_port), f"{api} --token-file {token_file}")
+        await show_loop(ubiq, api, clusters, token=token, token_file=token_file)
         await _failover(ubiq, (dns_host, dns_port), envoys, work, clusters)
+        await _scrape(
+            work, prom, envoys, clusters, api, quiet=True
+        )  # the restarted Envoy's admin port
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
             await asyncio.Event().wait()  # until a stop signal cancels the demo
@@ -227,27 +261,41 @@ def write_demo_token(work: Path) -> tuple[str, Path]:
     return token, path
 
 
-async def _start_observability(
-    work: Path, envoys: list[EnvoyProcess], clusters: Mapping[str, ClusterSpec], api: str
-) -> PrometheusProcess | None:
-    """Prometheus scraping the Envoys and Ubiq, and the Grafana dashboards; the demo goes on
-    without Prometheus when it cannot start (say why)."""
-    step("starting Prometheus: every Envoy's /stats/prometheus and Ubiq's /metrics, every 1s")
-    regions = {name: spec.region for name, spec in clusters.items()}
-    prom = None
+async def _start_prometheus(work: Path) -> PrometheusProcess | None:
+    """Prometheus before Ubiq; the demo goes on without it when it cannot start (say why)."""
+    step("starting Prometheus (1s scrape; the Envoys and Ubiq are added once they run)")
     try:
-        prom = await asyncio.to_thread(
-            start_demo_prometheus, work, envoys, regions, api.removeprefix("http://")
-        )
-        print(f"Prometheus on {prom.url} (alert rules loaded: {prom.url}/alerts)")
+        prom = await asyncio.to_thread(start_demo_prometheus, work)
     except UbiqError as exc:
         print(f"Prometheus not started: {exc}")
+        return None
+    print(f"Prometheus on {prom.url} (alert rules loaded: {prom.url}/alerts)")
+    return prom
+
+
+async def _scrape(
+    work: Path,
+    prom: PrometheusProcess | None,
+    envoys: list[EnvoyProcess],
+    clusters: Mapping[str, ClusterSpec],
+    api: str,
+    *,
+    quiet: bool = False,
+) -> None:
+    """Point Prometheus at every Envoy's /stats/prometheus and Ubiq's /metrics; the first time,
+    also write the Grafana dashboards."""
+    if prom is not None:
+        regions = {name: spec.region for name, spec in clusters.items()}
+        await asyncio.to_thread(scrape_demo, prom, envoys, regions, api.removeprefix("http://"))
+    if quiet:
+        return
+    if prom is not None:
+        print(f"Prometheus scraping {len(envoys)} Envoys and Ubiq every 1s: {prom.url}/targets")
     dashboards = write_demo_dashboards(work)
     print(
         f"Grafana dashboards: {dashboards} (provision them with deploy/grafana/provisioning,"
         " datasource pointing at this Prometheus; see docs/observability.md)"
     )
-    return prom
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:
@@ -349,6 +397,7 @@ async def _failover(
         f"europe clients: {', '.join(before)} -> {', '.join(after.answer)} after {after.took:.1f}s"
     )
     show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(after.answer))
+    await show_region_left(ubiq, "eu-west")
     step("restore: start the eu-west Envoy again, so every command above works again")
     spec = clusters["eu-west"]
     assert ubiq.xds_port is not None and spec.gateway is not None
@@ -364,6 +413,7 @@ async def _failover(
         f"envoy eu-west  ready again: gateway {spec.gateway.address}:{spec.gateway.port},"
         f" admin 127.0.0.1:{envoys[index].admin_port}; GTM health checks see it healthy"
     )
+    await show_region_back(ubiq, "eu-west")
     now = await dig(server, name, "203.0.113.0/24")
     show(f"dig @{host} -p {port} {name} +subnet=203.0.113.0/24 +short", "\n".join(now))
     if ubiq.gtm is not None:

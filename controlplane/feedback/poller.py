@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import inspect
 import re
 import time
@@ -159,6 +158,7 @@ class FeedbackPoller:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "ubiq-feedback")
         self._running: concurrent.futures.Future[dict[str, Any]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.last: Signals | None = None
 
     def set_inventory(self, zones: Mapping[str, str], services: Collection[str] | None) -> None:
@@ -257,7 +257,7 @@ class FeedbackPoller:
 
     async def run(self) -> None:
         """Poll until cancelled, one poll per interval (a slow poll delays the next)."""
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             await self._deliver(await self.poll_once())
             await asyncio.sleep(max(0.0, self.settings.interval - (time.monotonic() - started)))
@@ -267,11 +267,20 @@ class FeedbackPoller:
         return self._task
 
     async def stop(self) -> None:
+        """Cancel the polling task and wait for it, bounded. Python 3.11's ``asyncio.wait_for``
+        swallows a cancel that lands just as the poll's future completes (seen when Prometheus
+        had just gone away: polls fail at once); the ``_stopping`` flag then ends the loop within
+        one interval."""
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            bound = self.settings.interval + self.settings.poll_timeout + 1.0
+            await asyncio.wait({task}, timeout=bound)
+            if not task.done():
+                log.error("feedback.poller.stop.timeout", waited_s=bound)
+            elif not task.cancelled() and (failure := task.exception()) is not None:
+                log.error("feedback.poller.failed", error=_describe(failure))
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._querier.close()
 

@@ -5,20 +5,15 @@ stops answering it. Healed, it comes back after the dwell."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import dns.edns
-import dns.message
-import dns.query
 import httpx
 import pytest
 
 from tests.support.cli import ubiq
-from tests.support.mesh import GTM_NAME, Mesh, mesh
+from tests.support.loop_e2e import AMERICA, answer, placement, traffic
+from tests.support.mesh import Mesh, mesh
 from tests.support.poll import wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,55 +36,6 @@ metadata: {name: checkout-v2}
 spec: {service: checkout, routePolicy: checkout, stableSubset: v1, canarySubset: v2,
        steps: [20, 50, 100], interval: 10m}
 """
-AMERICA = "192.0.2.0/24"  # the GTM client group answered from us-west while it is healthy
-
-
-def placement(rig: Mesh) -> dict[str, Any]:
-    reply = httpx.get(f"{rig.api}/v1/placement/checkout", timeout=5)
-    reply.raise_for_status()
-    data: dict[str, Any] = reply.json()
-    return data
-
-
-def answer(rig: Mesh, subnet: str) -> list[str]:
-    host, port = rig.dns
-    query = dns.message.make_query(
-        GTM_NAME, "A", use_edns=0, options=[dns.edns.ECSOption.from_text(subnet)]
-    )
-    response = dns.query.udp(query, host, port=port, timeout=2)
-    return sorted(str(rr) for rrset in response.answer for rr in rrset)
-
-
-@contextmanager
-def traffic(rig: Mesh) -> Iterator[None]:
-    """Requests through every gateway until the block ends (bounded: at most 20,000, each with
-    a 5 s timeout), so Prometheus always has a fresh rate."""
-    done = threading.Event()
-
-    def run() -> None:
-        clients = [
-            httpx.Client(base_url=f"http://{address}:{port}", timeout=5)
-            for address, port in rig.gateways.values()
-        ]
-        try:
-            for _ in range(10_000):
-                if done.is_set():
-                    return
-                for client in clients:
-                    with suppress(httpx.HTTPError):
-                        client.get("/api/cart", headers={"host": "checkout.mesh.example"})
-                done.wait(0.02)
-        finally:
-            for client in clients:
-                client.close()
-
-    thread = threading.Thread(target=run, name="traffic", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(30)
 
 
 def us_west_requests(rig: Mesh) -> int:
@@ -102,9 +48,11 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
         eu_gateway = rig.gateways["eu-west"][0]
         wait_until(lambda: answer(rig, AMERICA) == [us_gateway], 30, "america answered by us-west")
         wait_until(
-            lambda: placement(rig)["signalsAt"] is not None, 30, "the loop's first fresh signals"
+            lambda: placement(rig, "checkout")["signalsAt"] is not None,
+            30,
+            "the loop's first fresh signals",
         )
-        assert placement(rig)["weights"].get("us-west", 0) > 0
+        assert placement(rig, "checkout")["weights"].get("us-west", 0) > 0
 
         # the same decision as `ubiq placement` shows it
         shown = ubiq("placement", "checkout", "--api", rig.api)
@@ -116,11 +64,11 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
                 backend.fail_ratio = 0.3
 
         wait_until(
-            lambda: placement(rig)["weights"] == {"eu-west": 100},
+            lambda: placement(rig, "checkout")["weights"] == {"eu-west": 100},
             30,
             "the decision to leave us-west (success rate under the 0.95 SLO)",
         )
-        decision = placement(rig)
+        decision = placement(rig, "checkout")
         assert decision["reason"]["rule"], decision
         us = next(r for r in decision["regions"] if r["region"] == "us-west")
         assert us["successRate"] is not None and us["successRate"] < 0.95, us
@@ -137,7 +85,7 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
             if name.startswith("checkout_us"):
                 backend.fail_ratio = 0.0
         wait_until(
-            lambda: placement(rig)["weights"].get("us-west", 0) > 0,
+            lambda: placement(rig, "checkout")["weights"].get("us-west", 0) > 0,
             60,
             "us-west weighted again after the dwell",
         )

@@ -28,7 +28,12 @@ from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.demo.envoys import wait_ready as wait_envoy
 from controlplane.ports import free_port
 from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job, render_config
-from controlplane.prometheus.process import PrometheusProcess, wait_for_series
+from controlplane.prometheus.process import (
+    PrometheusProcess,
+    start_prometheus,
+    wait_for_series,
+)
+from controlplane.prometheus.process import wait_ready as wait_prometheus
 from controlplane.serve import ServeOptions, Ubiq
 from controlplane.xds.compiler.options import CompileOptions
 from tests.support.backends import Backend
@@ -44,12 +49,12 @@ POLICY = """\
 apiVersion: ubiq.io/v1alpha1
 kind: Cluster
 metadata: {{name: eu-west}}
-spec: {{region: eu-west, zone: eu-west-1a, labels: {{tier: primary}}, gateway: {{address: {eu_gw}, port: {eu_port}}}}}
+spec: {{region: eu-west, zone: eu-west-1a, costWeight: {eu_cost}, labels: {{tier: primary}}, gateway: {{address: {eu_gw}, port: {eu_port}}}}}
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: Cluster
 metadata: {{name: us-west}}
-spec: {{region: us-west, zone: us-west-1a, labels: {{tier: primary}}, gateway: {{address: {us_gw}, port: {us_port}}}}}
+spec: {{region: us-west, zone: us-west-1a, costWeight: {us_cost}, labels: {{tier: primary}}, gateway: {{address: {us_gw}, port: {us_port}}}}}
 ---
 apiVersion: ubiq.io/v1alpha1
 kind: Service
@@ -139,6 +144,16 @@ class Mesh:
     prom: PrometheusProcess | None = None
     token_file: Path | None = None  # the API's read,write token (``api_token=True``)
 
+    def restart_prometheus(self) -> PrometheusProcess:
+        """Stop Prometheus, then start it again on the same port, config and data directory (the
+        feedback loop's URL stays valid); the rig's teardown stops the new one."""
+        old = self.prom
+        assert old is not None
+        old.stop()
+        self.prom = start_prometheus(old.workdir, old.config.read_text(), port=old.port)
+        wait_prometheus(self.prom)
+        return self.prom
+
     def set_weights(self, v1: int, v2: int) -> None:
         (self.root / "routes.yaml").write_text(ROUTES.format(v1=v1, v2=v2))
 
@@ -174,12 +189,20 @@ def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
 
 @contextlib.contextmanager
 def mesh(
-    workdir: Path, *, feedback: bool = False, extra_policy: str = "", api_token: bool = False
+    workdir: Path,
+    *,
+    feedback: bool = False,
+    extra_policy: str = "",
+    api_token: bool = False,
+    costs: tuple[float, float] = (1.0, 1.0),
+    extra_backends: tuple[str, ...] = (),
 ) -> Iterator[Mesh]:
     """The whole rig, torn down in reverse order when the block ends. ``feedback``: Ubiq runs
     its feedback loop on this Prometheus (``--prometheus``), polling every second.
     ``api_token``: the API takes a read,write token from ``Mesh.token_file`` (writes such as
-    canary commands need one)."""
+    canary commands need one). ``costs``: the ``costWeight`` of eu-west and us-west.
+    ``extra_backends``: more backends by name (in ``Mesh.backends``), for policy documents a test
+    writes into ``Mesh.root``."""
     require_binary("envoy")
     require_binary("prometheus")
     rng = random.Random()
@@ -188,8 +211,13 @@ def mesh(
         region: (gw, free_port(gw))
         for region, gw in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
     }
-    names = ("checkout_eu_v1", "checkout_eu_v2", "checkout_us_v1", "checkout_us_v2")
-    names += ("catalog_eu", "catalog_us")
+    names: tuple[str, ...] = (
+        "checkout_eu_v1",
+        "checkout_eu_v2",
+        "checkout_us_v1",
+        "checkout_us_v2",
+    )
+    names += ("catalog_eu", "catalog_us", *extra_backends)
     root = workdir / "policies"
     root.mkdir(parents=True)
     loop, thread = _loop_thread()
@@ -202,6 +230,8 @@ def mesh(
                 us_gw=gateways["us-west"][0],
                 us_port=gateways["us-west"][1],
                 gtm_name=GTM_NAME,
+                eu_cost=costs[0],
+                us_cost=costs[1],
                 **{name: b.port for name, b in backends.items()},
             )
         )
@@ -265,6 +295,7 @@ def mesh(
             prom.config.write_text(render_config(jobs, rule_files=rules))
             prom.reload()
             rig.prom = prom
+        stack.callback(lambda: rig.prom.stop() if rig.prom is not None else None)  # restarted
         # ready once every target has been scraped: traffic from now on shows up as a rate
         wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig

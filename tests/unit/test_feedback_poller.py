@@ -229,3 +229,29 @@ def test_query_timeout_is_sent_as_a_duration_prometheus_parses() -> None:
         querier.query("up", 1.66246, at=1700000000.25)
         querier.close()
     assert "timeout=1662ms" in seen[0] and "time=1700000000.25" in seen[0]
+
+
+async def test_stop_ends_polling_even_when_a_cancel_is_swallowed() -> None:
+    """Python 3.11's asyncio.wait_for returns the result instead of raising when the cancel lands
+    as its future completes; stop() must still end the loop (seen in `ubiq demo --loop`, whose
+    Prometheus stops first)."""
+    poller = FeedbackPoller(
+        "http://127.0.0.1:9",
+        lambda s: None,
+        zones={},
+        settings=PollerSettings(interval=0.05),
+        metrics=FeedbackMetrics(CollectorRegistry()),
+    )
+    polling = asyncio.Event()
+
+    async def swallowing() -> Signals:
+        polling.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for can do
+            await asyncio.Event().wait()
+        return Signals(at=0.0, stale=True, error="cancel swallowed")
+
+    poller.poll_once = swallowing  # type: ignore[method-assign]
+    task = poller.start()
+    await asyncio.wait_for(polling.wait(), 5)
+    await asyncio.wait_for(poller.stop(), 5)
+    assert task.done()

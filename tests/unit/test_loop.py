@@ -3,16 +3,22 @@ xDS and the GTM, canary weights written into the served model, commands, and its
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controlplane.canary.controller import CommandError
+from controlplane import loop as loop_module
+from controlplane.canary.controller import CanaryStatus, CommandError
+from controlplane.canary.controller import advance_all as real_advance_all
 from controlplane.loop import PlacementLoop, excluded_clusters, loop_driven
 from controlplane.placement.decision import Decision
+from controlplane.placement.engine import decide_all as real_decide_all
 from controlplane.policy.model import Model
 from tests.support.policy import doc, load
+from tests.support.poll import until
 from tests.unit.placement_helpers import BASE, model, signals
 from tests.unit.test_canary import ANALYSIS, HEALTHY, ROUTE, canary, sig
 
@@ -119,3 +125,66 @@ def test_placement_weights_are_exported() -> None:
     }
     assert weights["ra"] is not None and weights["rb"] is not None
     assert weights["ra"] + weights["rb"] == 100
+
+
+async def test_ticks_run_off_the_event_loop_and_requests_coalesce(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside a running event loop a tick runs on the worker thread; inputs that arrive while
+    it runs make one more tick (with the newest inputs), not one each; results land on the loop."""
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    loop.effective_model(model("clusters: [a, b]\n" + SLO))  # inline: no event loop work yet
+    release, started = threading.Event(), threading.Event()
+    threads: list[str] = []
+    real = real_decide_all
+
+    def blocked(*args: object, **kwargs: object) -> dict[str, Decision]:
+        threads.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop_module, "decide_all", blocked)
+    try:
+        loop.update_signals(signals(1001.0, {"ra": (0.999, 50.0), "rb": (0.99, 50.0)}))
+        await asyncio.to_thread(started.wait, 10)  # the tick is running; this loop is not blocked
+        for i in range(5):
+            loop.update_signals(signals(1002.0 + i, {"ra": (0.999, 50.0), "rb": (0.70, 50.0)}))
+        assert set(loop.decisions["web"].weights) == {"ra", "rb"}  # nothing applied yet
+        release.set()
+        await until(lambda: loop.ticks >= 2, what="the first tick and one coalesced tick")
+        assert set(loop.decisions["web"].weights) == {"ra"}  # the newest signals were decided
+        assert sink.decisions[-1]["web"] is loop.decisions["web"]
+        assert len(threads) == loop.ticks == 2, threads
+        assert all(name.startswith("ubiq-decide") for name in threads), threads
+    finally:
+        release.set()
+        loop.stop()
+
+
+async def test_a_command_during_a_tick_wins_over_the_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, clock = Sink(), [0.0]
+    loop = sink.loop(clock)
+    loop.effective_model(load(ROUTE, canary("", ANALYSIS)))
+    release, started = threading.Event(), threading.Event()
+    real = real_advance_all
+
+    def blocked(*args: object, **kwargs: object) -> dict[str, CanaryStatus]:
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop_module, "advance_all", blocked)
+    try:
+        clock[0] = 60.0
+        loop.update_signals(sig(60.0, HEALTHY))  # would step the canary to 50 %
+        await asyncio.to_thread(started.wait, 10)
+        assert loop.pause("web-v2").phase == "paused"
+        release.set()
+        await until(lambda: loop.ticks >= 2, what="the tick and the one after the command")
+        assert loop.canaries["web-v2"].phase == "paused"
+        assert loop.canaries["web-v2"].weight == 10  # the step the tick computed was dropped
+    finally:
+        release.set()
+        loop.stop()

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 
 #: Metrics the placement and canary controllers export (the contract the dashboards read).
-#: Until they exist their panels are ``pending``; the live test checks they are still absent.
+#: Only the feedback loop (``--prometheus``) exports them; their panels are marked ``pending`` and
+#: the live test proves them with the loop running (tests/e2e/test_observability.py).
 CONTRACT_METRICS = frozenset({"ubiq_placement_weight", "ubiq_canary_weight", "ubiq_canary_step"})
 
 _NAME = re.compile(r"(?<![\w\"])((?:envoy|ubiq|process)_\w+)\b(?!\s*(?:=|!=|=~|!~)\s*\")")

@@ -31,6 +31,7 @@ from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, Poller
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.server import DnsServer
+from controlplane.gtm.dns.workers import DnsWorkers
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
@@ -83,6 +84,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         help="DNS listen address, repeatable (default: $UBIQ_DNS, comma-separated, else"
         " 127.0.0.1:5353); 'off' disables the GTM",
+    )
+    p.add_argument(
+        "--dns-workers",
+        default=env_default("UBIQ_DNS_WORKERS", "auto"),
+        metavar="N",
+        help="processes answering DNS over UDP (SO_REUSEPORT); 0 answers in the main process;"
+        " auto: one per CPU this process may use (env UBIQ_DNS_WORKERS; default auto)",
     )
     p.add_argument(
         "--ns-label",
@@ -145,6 +153,7 @@ class ServeOptions:
     store: str | None = None  # etcd://... instead of the directory
     prometheus: str | None = None  # the feedback loop's source; None: the loop is off
     feedback_interval: float = 2.0
+    dns_workers: int = 0  # UDP answered by this many worker processes; 0: in the main process
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -186,7 +195,21 @@ class ServeOptions:
             store=args.store,
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
+            dns_workers=dns_workers(args.dns_workers),
         )
+
+
+def dns_workers(value: str) -> int:
+    """``--dns-workers``: a count, or ``auto`` = the CPUs this process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 256:
+        raise UbiqError(f"--dns-workers: expected 0..256 or auto, got {value!r}")
+    return count
 
 
 def _check_free(what: str, host: str, port: int) -> None:
@@ -230,9 +253,12 @@ class GtmService:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         on_health: Callable[[HealthView], None] | None = None,
+        workers: int = 0,
     ) -> None:
+        """``workers``: DNS worker processes answering UDP (0: UDP in this process)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
+        self._worker_count = workers
         self._on_health = on_health
         self._clock = clock
         self.planner = GtmRuntime(
@@ -246,15 +272,29 @@ class GtmService:
         self.metrics = DnsMetrics(self.registry)
         self.metrics.watch_regions(self.planner.region_of)
         self.server: DnsServer | None = None
+        self.workers: DnsWorkers | None = None
         self._rotator: asyncio.Task[None] | None = None
 
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
-        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics)
+        if self._worker_count:
+            self.workers = DnsWorkers(
+                self._listen, self._worker_count, self.metrics, registry=self.registry
+            )
+            await self.workers.start(plan.table)
+        # TCP always here; UDP here only without workers
+        self.server = DnsServer(
+            plan.table, self._listen, metrics=self.metrics, udp=self.workers is None
+        )
         await self.server.start()
         await self.checker.start()
         self._rotator = asyncio.get_running_loop().create_task(self._rotate())
-        log.info("gtm.serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+        addresses = [*(self.workers.addresses if self.workers else ()), *self.server.addresses]
+        log.info(
+            "gtm.serving",
+            listen=[f"{t}:{h}:{p}" for t, h, p in addresses],
+            dns_workers=self._worker_count,
+        )
 
     async def stop(self) -> None:
         await self.checker.stop()
@@ -264,6 +304,13 @@ class GtmService:
         await self.planner.stop()
         if self.server is not None:
             await self.server.stop()
+        if self.workers is not None:
+            await self.workers.stop()
+
+    async def gather_counts(self) -> None:
+        """Bring the DNS workers' query counts into ``metrics`` (before a scrape)."""
+        if self.workers is not None:
+            await self.workers.gather_counts()
 
     def update_model(self, model: Model) -> None:
         self.planner.update_model(model)
@@ -276,6 +323,8 @@ class GtmService:
     def _serve_plan(self, plan: DecidedPlan) -> None:
         if self.server is not None:
             self.server.swap_table(plan.table)
+        if self.workers is not None:
+            self.workers.publish(plan.table)
 
     async def _rotate(self) -> None:
         """Decide again at every rotation boundary of a rotating policy (roundRobin, non-sticky
@@ -322,6 +371,7 @@ class Ubiq:
                 config=options.gtm,
                 registry=self.registry,
                 on_health=self._on_health,
+                workers=options.dns_workers,
             )
             if options.dns
             else None
@@ -378,6 +428,7 @@ class Ubiq:
             model=model.hash[:12],
             xds=f"{host}:{self.xds_port}",
             dns=[f"{h}:{p}" for h, p in self.options.dns],
+            dns_workers=self.options.dns_workers if self.gtm is not None else 0,
             api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
         )
 
@@ -446,6 +497,11 @@ class Ubiq:
                 log.exception("serve.stop.failed", part=type(part).__name__)
 
     # --- RuntimeView for the API ---------------------------------------------------------------
+
+    async def gather_metrics(self) -> None:
+        """Counts kept outside this process (DNS workers) merged in, before /metrics renders."""
+        if self.gtm is not None:
+            await self.gtm.gather_counts()
 
     def policy_status(self) -> Mapping[str, Any]:
         s = self.store.status

@@ -37,6 +37,8 @@ class RuntimeView(Protocol):
 
     def canary_command(self, name: str, action: str) -> Mapping[str, Any]: ...
 
+    async def gather_metrics(self) -> None: ...
+
 
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -126,6 +128,7 @@ def create_app(runtime: RuntimeView) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
+        await runtime.gather_metrics()
         return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

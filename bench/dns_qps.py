@@ -53,8 +53,9 @@ UBIQ_QUERIES = (
 )
 
 
-def serve_bare(port: int, directory: str) -> None:
-    """Child process: the bare DnsServer (uvloop) with the table ``directory``'s policy gives."""
+def serve_bare(port: int, directory: str, plain_asyncio: bool = False) -> None:
+    """Child process: the bare DnsServer (uvloop, or asyncio's own loop) with the table
+    ``directory``'s policy gives."""
     import asyncio
 
     from controlplane.gtm.dns.server import DnsServer, run
@@ -68,7 +69,31 @@ def serve_bare(port: int, directory: str) -> None:
         return plan.table
 
     table = asyncio.run(plan_table())
-    run(DnsServer(table, listen=[("127.0.0.1", port)]))  # type: ignore[arg-type]
+    server = DnsServer(table, listen=[("127.0.0.1", port)])  # type: ignore[arg-type]
+    if plain_asyncio:
+        run(server, loop_factory=asyncio.new_event_loop)
+    else:
+        run(server)
+
+
+def bare_argv(port: int, policy: Path, plain_asyncio: bool = False) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.dns_qps",
+        "--serve-bare",
+        str(port),
+        "--policy",
+        str(policy),
+    ]
+    return [*argv, "--plain-asyncio"] if plain_asyncio else argv
+
+
+def check_steered(port: int, what: str) -> None:
+    """Europe's subnet gets eu-west's address (every target healthy), else RuntimeError."""
+    got = dig(port, "checkout.gtm.example", "203.0.113.0/24").split()
+    if got != ["127.0.0.12"]:
+        raise RuntimeError(f"{what}: europe answered {got}, expected 127.0.0.12")
 
 
 PDNS_CONF = """launch=bind
@@ -195,9 +220,10 @@ def main() -> int:
     parser.add_argument("--workers", default="auto", help="ubiq serve --dns-workers")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
+    parser.add_argument("--plain-asyncio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        serve_bare(args.serve_bare, args.policy)
+        serve_bare(args.serve_bare, args.policy, args.plain_asyncio)
         return 0
     pdns_binary = require_binary("pdns_server")
     rounds: list[dict[str, dict[str, float | str]]] = []
@@ -222,10 +248,6 @@ def main() -> int:
         static_file, lua_file = workdir / "static.txt", workdir / "lua.txt"
         static_file.write_text("static.pdns.bench A\n")
         lua_file.write_text("lua.pdns.bench A\n")
-        bare_argv = [
-            sys.executable, "-m", "bench.dns_qps", "--serve-bare", str(ports["bare"]),
-            "--policy", str(policy),
-        ]  # fmt: skip
         pdns_argv = [
             pdns_binary, f"--config-dir={workdir}", "--daemon=no", "--guardian=no",
             f"--socket-dir={workdir}",
@@ -236,7 +258,7 @@ def main() -> int:
             with (
                 running(workers_argv, log=workdir / "ubiq-workers.log"),
                 running(inproc_argv, log=workdir / "ubiq-inproc.log"),
-                running(bare_argv, log=workdir / "bare.log"),
+                running(bare_argv(ports["bare"], policy), log=workdir / "bare.log"),
                 running(pdns_argv, log=workdir / "pdns.log"),
             ):
                 for api in apis.values():
@@ -245,9 +267,7 @@ def main() -> int:
                     wait_for_port("127.0.0.1", ports[key], 30)
                 time.sleep(1.5)  # ifportup's first checks
                 for key in ("workers", "inproc", "bare"):
-                    got = dig(ports[key], "checkout.gtm.example", "203.0.113.0/24").split()
-                    if got != ["127.0.0.12"]:
-                        raise RuntimeError(f"{key}: europe answered {got}, expected 127.0.0.12")
+                    check_steered(ports[key], key)
                 for qname in ("static.pdns.bench", "lua.pdns.bench"):
                     if not dig(ports["pdns"], qname).strip():
                         raise RuntimeError(f"PowerDNS: no answer for {qname}")

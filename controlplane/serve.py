@@ -278,6 +278,9 @@ class GtmService:
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
         if self._worker_count:
+            # Every UDP-path option of DnsServer must reach the workers through server_options
+            # (TODO at the merge of branch dnsguard: its response-rate limiting settings go here;
+            # each worker then limits the sources the kernel hashes to it).
             self.workers = DnsWorkers(
                 self._listen, self._worker_count, self.metrics, registry=self.registry
             )

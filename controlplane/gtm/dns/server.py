@@ -75,6 +75,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        """The one UDP path, in the main process (``--dns-workers 0``) and in every DNS worker:
+        per-query hooks such as response-rate limiting belong here, their settings in
+        DnsServer's options (which ``WorkerConfig.server_options`` carries to the workers)."""
         server = self._server
         start = time.perf_counter()
         try:

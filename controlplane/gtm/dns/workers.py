@@ -331,6 +331,8 @@ def _spawn_process(control: int, sockets: tuple[int, ...]) -> subprocess.Popen[b
             [sys.executable, "-m", "controlplane.gtm.dns.worker", str(control)],
             stdin=subprocess.DEVNULL,
             close_fds=False,
+            # the worker imports what this process imported, wherever it was found
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
     finally:
         for fd in inherited:

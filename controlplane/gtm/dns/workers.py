@@ -55,6 +55,7 @@ log = structlog.get_logger("ubiq.dns.workers")
 
 START_TIMEOUT = 30.0  # seconds for a worker to import, bind and say ready
 STOP_TIMEOUT = 5.0
+SEND_TIMEOUT = 30.0  # a worker that has not read a table in this long is restarted
 GATHER_TIMEOUT = 1.0  # a scrape waits at most this long for the workers' counts
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
@@ -138,7 +139,7 @@ class DnsWorkers(Collector):
         loop = asyncio.get_running_loop()
         waiting: list[asyncio.Future[None]] = []
         for worker in self._workers:
-            if worker is None or not worker.ready.done() or worker.writer.is_closing():
+            if worker is None or not _ready(worker) or worker.writer.is_closing():
                 continue
             self._seq += 1
             future: asyncio.Future[None] = loop.create_future()
@@ -211,8 +212,9 @@ class DnsWorkers(Collector):
         level, fmt = _log_settings()
         config = WorkerConfig(index, fds, self.server_options, log_level=level, log_format=fmt)
         # no await between reading the newest payload and joining the list the sender writes to
+        sent = self._payload
         writer.write(frame(CONFIG, pickle.dumps(config)))
-        writer.write(frame(TABLE, self._payload))
+        writer.write(frame(TABLE, sent))
         self._workers[index] = worker
         worker.reading = loop.create_task(self._read(worker))
         try:
@@ -221,6 +223,8 @@ class DnsWorkers(Collector):
             await self._reap(worker, kill=True)
             self._workers[index] = None
             raise
+        if self._payload is not sent:  # a newer table was decided while it started
+            writer.write(frame(TABLE, self._payload))
         return worker
 
     async def _read(self, worker: _Worker) -> None:
@@ -306,11 +310,15 @@ class DnsWorkers(Collector):
                 continue  # a newer table arrived while pickling: send that one
             self._payload = payload
             data = frame(TABLE, payload)
-            live = [w for w in self._workers if w is not None and not w.writer.is_closing()]
+            live = [  # a worker still starting gets the newest table once ready (_spawn)
+                w
+                for w in self._workers
+                if w is not None and _ready(w) and not w.writer.is_closing()
+            ]
             for worker in live:
                 worker.writer.write(data)
             results = await asyncio.gather(
-                *(asyncio.wait_for(w.writer.drain(), STOP_TIMEOUT) for w in live),
+                *(asyncio.wait_for(w.writer.drain(), SEND_TIMEOUT) for w in live),
                 return_exceptions=True,
             )
             for worker, result in zip(live, results, strict=True):
@@ -318,6 +326,10 @@ class DnsWorkers(Collector):
                     log.error("dns.worker.unresponsive", worker=worker.index, error=repr(result))
                     if not worker.exited.done():
                         worker.proc.kill()
+
+
+def _ready(worker: _Worker) -> bool:
+    return worker.ready.done() and not worker.ready.cancelled() and not worker.ready.exception()
 
 
 def _spawn_process(control: int, sockets: tuple[int, ...]) -> subprocess.Popen[bytes]:

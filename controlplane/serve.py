@@ -31,7 +31,7 @@ from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, Poller
 from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.server import DnsServer
-from controlplane.gtm.dns.workers import DnsWorkers
+from controlplane.gtm.dns.workers import DnsWorkers, WorkerCollector
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
@@ -273,6 +273,7 @@ class GtmService:
         self.metrics.watch_regions(self.planner.region_of)
         self.server: DnsServer | None = None
         self.workers: DnsWorkers | None = None
+        self.registry.register(WorkerCollector(lambda: self.workers))
         self._rotator: asyncio.Task[None] | None = None
 
     async def start(self, model: Model) -> None:
@@ -281,9 +282,7 @@ class GtmService:
             # Every UDP-path option of DnsServer must reach the workers through server_options
             # (TODO at the merge of branch dnsguard: its response-rate limiting settings go here;
             # each worker then limits the sources the kernel hashes to it).
-            self.workers = DnsWorkers(
-                self._listen, self._worker_count, self.metrics, registry=self.registry
-            )
+            self.workers = DnsWorkers(self._listen, self._worker_count, self.metrics)
             await self.workers.start(plan.table)
         # TCP always here; UDP here only without workers
         self.server = DnsServer(

@@ -28,13 +28,13 @@ import pickle
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from controlplane.gtm.dns.metrics import CountsDelta, DnsMetrics
 from controlplane.gtm.dns.server import udp_socket
@@ -75,7 +75,28 @@ class _Worker:
     reading: asyncio.Task[None] | None = None
 
 
-class DnsWorkers(Collector):
+class WorkerCollector(Collector):
+    """``ubiq_dns_workers`` and ``ubiq_dns_worker_restarts_total``; 0 while UDP is answered in
+    the main process (``workers()`` gives None)."""
+
+    def __init__(self, workers: Callable[[], DnsWorkers | None]) -> None:
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        workers = self._workers()
+        yield GaugeMetricFamily(
+            "ubiq_dns_workers",
+            "DNS worker processes answering UDP (--dns-workers)",
+            value=len(workers.pids) if workers is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "ubiq_dns_worker_restarts",
+            "DNS worker processes restarted after they exited",
+            value=workers.restarts if workers is not None else 0,
+        )
+
+
+class DnsWorkers:
     """``count`` worker processes answering UDP on ``listen`` with the newest table."""
 
     def __init__(
@@ -84,7 +105,6 @@ class DnsWorkers(Collector):
         count: int,
         metrics: DnsMetrics,
         *,
-        registry: CollectorRegistry | None = None,
         server_options: dict[str, Any] | None = None,
         receive_buffer: int = 4 << 20,
     ) -> None:
@@ -106,8 +126,6 @@ class DnsWorkers(Collector):
         self._sender: asyncio.Task[None] | None = None
         self._stopping = False
         self._seq = 0
-        if registry is not None:
-            registry.register(self)
 
     @property
     def pids(self) -> list[int]:
@@ -168,18 +186,6 @@ class DnsWorkers(Collector):
             for sock in sockets:
                 sock.close()
         self._sockets.clear()
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "ubiq_dns_workers",
-            "DNS worker processes answering UDP (--dns-workers)",
-            value=len(self.pids),
-        )
-        yield CounterMetricFamily(
-            "ubiq_dns_worker_restarts",
-            "DNS worker processes restarted after they exited",
-            value=self.restarts,
-        )
 
     # --- internals ------------------------------------------------------------------------------
 

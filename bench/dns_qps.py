@@ -1,63 +1,99 @@
-"""DNS queries per second: Ubiq's GTM (steered answer, uvloop) vs PowerDNS 4.7 (static and LUA ifportup).
+"""DNS queries per second: `ubiq serve` (the product) vs PowerDNS 4.7 static and LUA ifportup.
 
-Everything runs on loopback in the same run: the Ubiq server in a subprocess, ``pdns_server``
-with the bind backend and its own config dir, and ``dnsperf`` against each in turn.
+Everything runs on loopback in the same run, on the same machine as dnsperf:
 
-    .venv/bin/python -m bench.dns_qps [--seconds 10] [--clients 4] [--outstanding 200]
+* ``ubiq serve`` on a copy of ``examples/three-regions`` (health-check port moved to a free one,
+  every target healthy: the bench answers the probes), with ``--dns-workers auto`` and again with
+  ``--dns-workers 0`` (UDP in the main process, as before the workers);
+* the bare ``DnsServer`` alone in a process (uvloop), serving the table the same policy gives,
+  so the cost of the process around it stays visible;
+* ``pdns_server`` (bind backend, own config dir) serving a static A and a LUA ``ifportup`` A.
+
+Load: ``--subnets`` dnsperf processes at once, each sending an EDNS Client Subnet option of its
+own (europe, america, asia and an unlisted /24 that falls to the default group) with
+``-c CLIENTS -q OUTSTANDING``; Ubiq's query file mixes steered names (``checkout``, its alias
+``shop``) and static ones (``ns1`` glue, the zone SOA). QPS is the sum over the processes. The
+servers are measured in turn, round after round (``--repeat``), so the ratios of each round come
+from the same minutes of a shared machine.
+
+    .venv/bin/python -m bench.dns_qps [--seconds 8] [--subnets 4] [--clients 8]
+        [--outstanding 25] [--repeat 1] [--workers auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import ipaddress
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import httpx
+
+from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running, wait_for_port
 
 RESULTS = Path(__file__).parent / "results"
-UBIQ_NAME = "app.bench.example"
+EXAMPLE = Path(__file__).parents[1] / "examples" / "three-regions"
+TARGETS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+SUBNETS = ("203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24", "100.64.7.0/24")
+UBIQ_QUERIES = (
+    "checkout.gtm.example A\nshop.gtm.example A\ncheckout.gtm.example A\n"
+    "ns1.gtm.example A\ngtm.example SOA\n"
+)
 
 
-def serve(port: int, plain_asyncio: bool = False) -> None:
-    """Child process: the Ubiq DNS server with a steered name, on uvloop (or asyncio's loop)."""
+def serve_bare(port: int, directory: str, plain_asyncio: bool = False) -> None:
+    """Child process: the bare DnsServer (uvloop, or asyncio's own loop) with the table
+    ``directory``'s policy gives."""
     import asyncio
 
     from controlplane.gtm.dns.server import DnsServer, run
-    from controlplane.gtm.dns.table import AnswerTable
-    from controlplane.gtm.dns.zone import Zone
-    from controlplane.gtm.groups import ClientGroups
-    from controlplane.gtm.types import ClientGroup, Decision, SteeringPolicy, Target
+    from controlplane.gtm.plan import GtmConfig
+    from controlplane.gtm.runtime import GtmRuntime
+    from controlplane.policy.loader import load_directory
 
-    net = ipaddress.ip_network
-    groups = ClientGroups(
-        [ClientGroup("eu", (net("10.1.0.0/16"),)), ClientGroup("us", (net("10.2.0.0/16"),))]
-    )
-    policy = SteeringPolicy(
-        name=UBIQ_NAME,
-        zone="bench.example",
-        strategy="geo",
-        targets=(Target("eu-1", "eu", "127.0.0.10", 80), Target("us-1", "us", "127.0.0.11", 80)),
-        ttl=10,
-    )
-    decisions = [
-        Decision(UBIQ_NAME, "eu", ("127.0.0.10",)),
-        Decision(UBIQ_NAME, "us", ("127.0.0.11",)),
-        Decision(UBIQ_NAME, "default", ("127.0.0.10",)),
-    ]
-    zone = Zone("bench.example", ("ns1.bench.example",), glue={"ns1.bench.example": ("127.0.0.1",)})
-    table = AnswerTable.build([zone], decisions, groups, [policy], generation=1)
-    server = DnsServer(table, listen=[("127.0.0.1", port)])
+    async def plan_table() -> object:
+        runtime = GtmRuntime(GtmConfig(ns_addresses=("127.0.0.1",)))
+        plan = await runtime.start(load_directory(directory))  # undecided health: all serve
+        return plan.table
+
+    table = asyncio.run(plan_table())
+    server = DnsServer(table, listen=[("127.0.0.1", port)])  # type: ignore[arg-type]
     if plain_asyncio:
         run(server, loop_factory=asyncio.new_event_loop)
     else:
         run(server)
+
+
+def bare_argv(port: int, policy: Path, plain_asyncio: bool = False) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.dns_qps",
+        "--serve-bare",
+        str(port),
+        "--policy",
+        str(policy),
+    ]
+    return [*argv, "--plain-asyncio"] if plain_asyncio else argv
+
+
+def check_steered(port: int, what: str) -> None:
+    """Europe's subnet gets eu-west's address (every target healthy), else RuntimeError."""
+    got = dig(port, "checkout.gtm.example", "203.0.113.0/24").split()
+    if got != ["127.0.0.12"]:
+        raise RuntimeError(f"{what}: europe answered {got}, expected 127.0.0.12")
 
 
 PDNS_CONF = """launch=bind
@@ -83,117 +119,215 @@ lua     10 IN LUA A "ifportup({check_port}, {{'127.0.0.10', '127.0.0.11'}})"
 """
 
 
-def dnsperf(
-    port: int, qname: str, workdir: Path, args: argparse.Namespace
-) -> dict[str, float | str]:
-    queries = workdir / f"{qname}.txt"
-    queries.write_text(f"{qname} A\n")
+def ecs_option(subnet: str) -> str:
+    """dnsperf ``-E`` value: EDNS option 8 (client subnet), hex (RFC 7871 6)."""
+    net = ipaddress.ip_network(subnet)
+    family = 1 if net.version == 4 else 2
+    address = net.network_address.packed[: (net.prefixlen + 7) // 8]
+    return f"8:{family:04x}{net.prefixlen:02x}00{address.hex()}"
+
+
+def dnsperf_one(port: int, queries: Path, subnet: str, args: argparse.Namespace) -> str:
     argv = [
         require_binary("dnsperf"),
-        *("-s", "127.0.0.1", "-p", str(port), "-d", str(queries)),
+        *("-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-E", ecs_option(subnet)),
         *("-l", str(args.seconds), "-c", str(args.clients), "-q", str(args.outstanding)),
     ]
-    out = subprocess.run(
+    return subprocess.run(
         argv, capture_output=True, text=True, timeout=args.seconds + 60, check=True
     ).stdout
 
-    def number(label: str) -> float:
+
+def dnsperf(port: int, queries: Path, args: argparse.Namespace) -> dict[str, float | str]:
+    """``--subnets`` dnsperf processes at once, one client subnet each; their sum."""
+    subnets = [SUBNETS[i % len(SUBNETS)] for i in range(args.subnets)]
+    with ThreadPoolExecutor(len(subnets)) as pool:
+        outs = list(pool.map(lambda s: dnsperf_one(port, queries, s, args), subnets))
+
+    def number(out: str, label: str) -> float:
         match = re.search(rf"{label}:\s+([0-9.]+)", out)
         return float(match.group(1)) if match else float("nan")
 
-    codes = re.search(r"Response codes:\s+(.*)", out)
+    qps = [number(o, r"Queries per second") for o in outs]
+    latency = [number(o, r"Average Latency \(s\)") * 1000 for o in outs]
+    codes = sorted(
+        {m.group(1).strip() for o in outs if (m := re.search(r"Response codes:\s+(.*)", o))}
+    )
     return {
-        "qps": number(r"Queries per second"),
-        "avg_latency_ms": number(r"Average Latency \(s\)") * 1000,
-        "stddev_latency_ms": number(r"Latency StdDev \(s\)") * 1000,
-        "lost": number(r"Queries lost"),
-        "rcodes": codes.group(1).strip() if codes else "",
-        "command": " ".join(argv),
+        "qps": sum(qps),
+        "avg_latency_ms": sum(q * lat for q, lat in zip(qps, latency, strict=True)) / sum(qps),
+        "lost": sum(number(o, r"Queries lost") for o in outs),
+        "rcodes": " | ".join(codes),
+        "command": f"{args.subnets} x dnsperf -s 127.0.0.1 -p PORT -d {queries.name} -E 8:<subnet>"
+        f" -l {args.seconds} -c {args.clients} -q {args.outstanding}",
     }
 
 
-def check_answer(port: int, qname: str) -> None:
-    out = subprocess.run(
-        [require_binary("dig"), "@127.0.0.1", "-p", str(port), qname, "A", "+short", "+time=2"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    ).stdout
-    if not out.strip():
-        raise RuntimeError(f"no answer for {qname} on port {port}")
+def dig(port: int, qname: str, subnet: str | None = None) -> str:
+    argv = [require_binary("dig"), "@127.0.0.1", "-p", str(port), qname, "A", "+short", "+time=2"]
+    if subnet:
+        argv.append(f"+subnet={subnet}")
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def health_backends() -> tuple[int, list[http.server.ThreadingHTTPServer]]:
+    """One HTTP server answering 200 on each target address, all on one port."""
+    while True:
+        port = free_port(TARGETS[0])
+        servers: list[http.server.ThreadingHTTPServer] = []
+        try:
+            for host in TARGETS:
+                servers.append(http.server.ThreadingHTTPServer((host, port), _Healthy))
+        except OSError:
+            for server in servers:
+                server.server_close()
+            continue
+        for server in servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return port, servers
+
+
+def ubiq_serve_argv(policy: Path, dns: int, api: int, workers: str) -> list[str]:
+    return [
+        sys.executable, "-m", "controlplane.cli", "--log-level", "warning", "serve", str(policy),
+        "--xds", "127.0.0.1:0", "--api", f"127.0.0.1:{api}", "--dns", f"127.0.0.1:{dns}",
+        "--dns-workers", workers,
+    ]  # fmt: skip
+
+
+def all_healthy(api: int) -> bool:
+    rows = httpx.get(f"http://127.0.0.1:{api}/v1/gtm/health", timeout=2).json()
+    return bool(rows) and all(r["healthy"] is True for r in rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--outstanding", type=int, default=200)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--subnets", type=int, default=4, help="dnsperf processes, one subnet each")
+    parser.add_argument("--clients", type=int, default=8, help="dnsperf -c, per process")
+    parser.add_argument("--outstanding", type=int, default=25, help="dnsperf -q, per process")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over every server")
+    parser.add_argument("--workers", default="auto", help="ubiq serve --dns-workers")
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--plain-asyncio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.plain_asyncio)
+    if args.serve_bare:
+        serve_bare(args.serve_bare, args.policy, args.plain_asyncio)
         return 0
     pdns_binary = require_binary("pdns_server")
-    results: dict[str, dict[str, float | str]] = {}
+    rounds: list[dict[str, dict[str, float | str]]] = []
     with tempfile.TemporaryDirectory(prefix="ubiq-dnsperf-") as tmp:
         workdir = Path(tmp)
-        ubiq_port, pdns_port = free_udp_tcp_port(), free_udp_tcp_port()
+        health_port, backends = health_backends()
+        policy = workdir / "policy"
+        shutil.copytree(EXAMPLE, policy)
+        clusters = policy / "clusters.yaml"
+        clusters.write_text(clusters.read_text().replace("port: 15443", f"port: {health_port}"))
+        ports = {k: free_udp_tcp_port() for k in ("workers", "inproc", "bare", "pdns")}
+        apis = {k: free_port() for k in ("workers", "inproc")}
         check_port = free_port("127.0.0.10")
-        (workdir / "pdns.conf").write_text(PDNS_CONF.format(dir=workdir, port=pdns_port))
+        (workdir / "pdns.conf").write_text(PDNS_CONF.format(dir=workdir, port=ports["pdns"]))
         (workdir / "named.conf").write_text(
             f'zone "pdns.bench" {{ type master; file "{workdir}/pdns.bench.zone"; }};\n'
         )
         (workdir / "pdns.bench.zone").write_text(ZONE.format(check_port=check_port))
         up = [socket.create_server((host, check_port)) for host in ("127.0.0.10", "127.0.0.11")]
-        ubiq_argv = [sys.executable, "-m", "bench.dns_qps", "--serve", str(ubiq_port)]
+        ubiq_file = workdir / "ubiq.txt"
+        ubiq_file.write_text(UBIQ_QUERIES)
+        static_file, lua_file = workdir / "static.txt", workdir / "lua.txt"
+        static_file.write_text("static.pdns.bench A\n")
+        lua_file.write_text("lua.pdns.bench A\n")
         pdns_argv = [
-            pdns_binary,
-            f"--config-dir={workdir}",
-            "--daemon=no",
-            "--guardian=no",
+            pdns_binary, f"--config-dir={workdir}", "--daemon=no", "--guardian=no",
             f"--socket-dir={workdir}",
-        ]
+        ]  # fmt: skip
+        workers_argv = ubiq_serve_argv(policy, ports["workers"], apis["workers"], args.workers)
+        inproc_argv = ubiq_serve_argv(policy, ports["inproc"], apis["inproc"], "0")
         try:
             with (
-                running(ubiq_argv, log=workdir / "ubiq.log"),
+                running(workers_argv, log=workdir / "ubiq-workers.log"),
+                running(inproc_argv, log=workdir / "ubiq-inproc.log"),
+                running(bare_argv(ports["bare"], policy), log=workdir / "bare.log"),
                 running(pdns_argv, log=workdir / "pdns.log"),
             ):
-                wait_for_port("127.0.0.1", ubiq_port)
-                wait_for_port("127.0.0.1", pdns_port)
+                for api in apis.values():
+                    wait_until(partial(all_healthy, api), 60, f"ubiq serve (API {api}) healthy")
+                for key in ports:
+                    wait_for_port("127.0.0.1", ports[key], 30)
                 time.sleep(1.5)  # ifportup's first checks
-                for port, qname in (
-                    (ubiq_port, UBIQ_NAME),
-                    (pdns_port, "static.pdns.bench"),
-                    (pdns_port, "lua.pdns.bench"),
-                ):
-                    check_answer(port, qname)
-                results["ubiq steered (uvloop)"] = dnsperf(ubiq_port, UBIQ_NAME, workdir, args)
-                results["powerdns static"] = dnsperf(pdns_port, "static.pdns.bench", workdir, args)
-                results["powerdns lua ifportup"] = dnsperf(
-                    pdns_port, "lua.pdns.bench", workdir, args
-                )
+                for key in ("workers", "inproc", "bare"):
+                    check_steered(ports[key], key)
+                for qname in ("static.pdns.bench", "lua.pdns.bench"):
+                    if not dig(ports["pdns"], qname).strip():
+                        raise RuntimeError(f"PowerDNS: no answer for {qname}")
+                for _ in range(args.repeat):
+                    rows = {
+                        f"ubiq serve --dns-workers {args.workers}": dnsperf(
+                            ports["workers"], ubiq_file, args
+                        ),
+                        "ubiq serve --dns-workers 0": dnsperf(ports["inproc"], ubiq_file, args),
+                        "bare DnsServer (one process)": dnsperf(ports["bare"], ubiq_file, args),
+                        "powerdns static": dnsperf(ports["pdns"], static_file, args),
+                        "powerdns lua ifportup": dnsperf(ports["pdns"], lua_file, args),
+                    }
+                    rounds.append(rows)
+                    report(rows)
         finally:
             for sock in up:
                 sock.close()
-    ubiq = float(results["ubiq steered (uvloop)"]["qps"])
-    ratios = {
-        "ubiq / powerdns lua": ubiq / float(results["powerdns lua ifportup"]["qps"]),
-        "ubiq / powerdns static": ubiq / float(results["powerdns static"]["qps"]),
-    }
-    print(f"{'server':28} {'qps':>10} {'avg ms':>8} {'sd ms':>8} {'lost':>6}  rcodes")
-    for name, row in results.items():
-        print(
-            f"{name:28} {float(row['qps']):>10.0f} {float(row['avg_latency_ms']):>8.3f} "
-            f"{float(row['stddev_latency_ms']):>8.3f} {float(row['lost']):>6.0f}  {row['rcodes']}"
-        )
-    for name, ratio in ratios.items():
-        print(f"{name:28} {ratio:>10.2f}x")
+            for server in backends:
+                server.shutdown()
+                server.server_close()
+    summary = summarize(rounds)
     RESULTS.mkdir(exist_ok=True)
-    out = {"results": results, "ratios": ratios, "args": vars(args), "time": time.time()}
+    out = {"rounds": rounds, "summary": summary, "args": vars(args), "time": time.time()}
     (RESULTS / "dns_qps.json").write_text(json.dumps(out, indent=2))
     return 0
+
+
+def ratios(rows: dict[str, dict[str, float | str]]) -> dict[str, float]:
+    static = float(rows["powerdns static"]["qps"])
+    lua = float(rows["powerdns lua ifportup"]["qps"])
+    out = {}
+    for name, row in rows.items():
+        if name.startswith(("ubiq", "bare")):
+            out[f"{name} / static"] = float(row["qps"]) / static
+            out[f"{name} / lua"] = float(row["qps"]) / lua
+    return out
+
+
+def report(rows: dict[str, dict[str, float | str]]) -> None:
+    print(f"{'server':34} {'qps':>9} {'avg ms':>7} {'lost':>6}  rcodes", flush=True)
+    for name, row in rows.items():
+        print(
+            f"{name:34} {float(row['qps']):>9.0f} {float(row['avg_latency_ms']):>7.2f} "
+            f"{float(row['lost']):>6.0f}  {row['rcodes']}"
+        )
+    for name, ratio in ratios(rows).items():
+        print(f"  {name:48} {ratio:>7.2f}x")
+    print(flush=True)
+
+
+def summarize(rounds: list[dict[str, dict[str, float | str]]]) -> dict[str, list[float]]:
+    """Per ratio: [min, max] over the rounds."""
+    every = [ratios(r) for r in rounds]
+    summary = {k: [min(r[k] for r in every), max(r[k] for r in every)] for k in every[0]}
+    if len(rounds) > 1:
+        print("ratios over the rounds (min - max):")
+        for name, (low, high) in summary.items():
+            print(f"  {name:48} {low:>7.2f} - {high:.2f}x")
+    return summary
 
 
 if __name__ == "__main__":

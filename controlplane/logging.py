@@ -38,9 +38,15 @@ def _stderr_logger(*_: object) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
+#: (level, format) of the last ``configure_logging``: child processes (DNS workers) log alike
+configured: tuple[str, Format] | None = None
+
+
 def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
+    global configured
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    configured = (level, fmt)
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"

@@ -48,6 +48,7 @@ from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
 from controlplane.gtm.dns.rrl_options import add_rrl_arguments, rrl_config_from_args
 from controlplane.gtm.dns.server import DnsServer
+from controlplane.gtm.dns.workers import DnsWorkers, WorkerCollector
 from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
@@ -104,6 +105,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         help="DNS listen address, repeatable (default: $UBIQ_DNS, comma-separated, else"
         " 127.0.0.1:5353); 'off' disables the GTM",
+    )
+    p.add_argument(
+        "--dns-workers",
+        default=env_default("UBIQ_DNS_WORKERS", "auto"),
+        metavar="N",
+        help="processes answering DNS over UDP (SO_REUSEPORT); 0 answers in the main process;"
+        " auto: one per CPU this process may use (env UBIQ_DNS_WORKERS; default auto)",
     )
     p.add_argument(
         "--ns-label",
@@ -315,6 +323,7 @@ class ServeOptions:
     rrl: RrlConfig = field(default_factory=RrlConfig)
     xds_tls: TlsFiles | None = None  # None: plaintext xDS
     workload_ca: WorkloadCa | None = None  # None: no workload certificates (SDS)
+    dns_workers: int = 0  # UDP answered by this many worker processes; 0: in the main process
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -364,6 +373,7 @@ class ServeOptions:
             rrl=rrl_config_from_args(args),
             xds_tls=xds_tls_from_args(args),
             workload_ca=workload_ca_from_args(args),
+            dns_workers=dns_workers(args.dns_workers),
         )
 
 
@@ -376,6 +386,19 @@ def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
         if not path.is_file():
             raise UbiqError(f"{flag}: {path}: no such file")
     return cert, key
+
+
+def dns_workers(value: str) -> int:
+    """``--dns-workers``: a count, or ``auto`` = the CPUs this process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 256:
+        raise UbiqError(f"--dns-workers: expected 0..256 or auto, got {value!r}")
+    return count
 
 
 def _check_free(what: str, host: str, port: int) -> None:
@@ -420,10 +443,13 @@ class GtmService:
         clock: Callable[[], float] = time.time,
         on_health: Callable[[HealthView], None] | None = None,
         rrl: RrlConfig | None = None,
+        workers: int = 0,
     ) -> None:
+        """``workers``: DNS worker processes answering UDP (0: UDP in this process)."""
         self._rrl = rrl
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
+        self._worker_count = workers
         self._on_health = on_health
         self._clock = clock
         self.planner = GtmRuntime(
@@ -437,17 +463,39 @@ class GtmService:
         self.metrics = DnsMetrics(self.registry)
         self.metrics.watch_regions(self.planner.region_of)
         self.server: DnsServer | None = None
+        self.workers: DnsWorkers | None = None
+        self.registry.register(WorkerCollector(lambda: self.workers))
         self._rotator: asyncio.Task[None] | None = None
 
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
         rrl = self._rrl
         limiter = ResponseRateLimiter(rrl, time.monotonic) if rrl and rrl.enabled else None
-        self.server = DnsServer(plan.table, self._listen, metrics=self.metrics, rrl=limiter)
+        if self._worker_count:
+            # every UDP-path option of DnsServer reaches the workers through server_options;
+            # each worker limits (RRL) the sources the kernel hashes to it
+            options = {"rrl_config": rrl} if rrl and rrl.enabled else {}
+            self.workers = DnsWorkers(
+                self._listen, self._worker_count, self.metrics, server_options=options
+            )
+            await self.workers.start(plan.table)
+        # TCP always here; UDP here only without workers
+        self.server = DnsServer(
+            plan.table,
+            self._listen,
+            metrics=self.metrics,
+            udp=self.workers is None,
+            rrl=limiter if self.workers is None else None,
+        )
         await self.server.start()
         await self.checker.start()
         self._rotator = asyncio.get_running_loop().create_task(self._rotate())
-        log.info("gtm.serving", listen=[f"{t}:{h}:{p}" for t, h, p in self.server.addresses])
+        addresses = [*(self.workers.addresses if self.workers else ()), *self.server.addresses]
+        log.info(
+            "gtm.serving",
+            listen=[f"{t}:{h}:{p}" for t, h, p in addresses],
+            dns_workers=self._worker_count,
+        )
 
     async def stop(self) -> None:
         await self.checker.stop()
@@ -457,6 +505,13 @@ class GtmService:
         await self.planner.stop()
         if self.server is not None:
             await self.server.stop()
+        if self.workers is not None:
+            await self.workers.stop()
+
+    async def gather_counts(self) -> None:
+        """Bring the DNS workers' query counts into ``metrics`` (before a scrape)."""
+        if self.workers is not None:
+            await self.workers.gather_counts()
 
     def update_model(self, model: Model) -> None:
         self.planner.update_model(model)
@@ -469,6 +524,8 @@ class GtmService:
     def _serve_plan(self, plan: DecidedPlan) -> None:
         if self.server is not None:
             self.server.swap_table(plan.table)
+        if self.workers is not None:
+            self.workers.publish(plan.table)
 
     async def _rotate(self) -> None:
         """Decide again at every rotation boundary of a rotating policy (roundRobin, non-sticky
@@ -530,6 +587,7 @@ class Ubiq:
                 registry=self.registry,
                 on_health=self._on_health,
                 rrl=options.rrl,
+                workers=options.dns_workers,
             )
             if options.dns
             else None
@@ -638,6 +696,7 @@ class Ubiq:
             model=model.hash[:12],
             xds=f"{host}:{self.xds_port}",
             dns=[f"{h}:{p}" for h, p in self.options.dns],
+            dns_workers=self.options.dns_workers if self.gtm is not None else 0,
             api=f"{self.options.api[0]}:{self.options.api[1]}" if self.options.api else None,
         )
 
@@ -761,6 +820,11 @@ class Ubiq:
                 log.exception("serve.stop.failed", part=type(part).__name__)
 
     # --- RuntimeView for the API ---------------------------------------------------------------
+
+    async def gather_metrics(self) -> None:
+        """Counts kept outside this process (DNS workers) merged in, before /metrics renders."""
+        if self.gtm is not None:
+            await self.gtm.gather_counts()
 
     def policy_status(self) -> Mapping[str, Any]:
         s = self.store.status

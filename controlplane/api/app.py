@@ -55,6 +55,7 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["probes"])
     async def metrics() -> PlainTextResponse:
+        await runtime.gather_metrics()
         return PlainTextResponse(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(status_router(runtime))

@@ -26,6 +26,9 @@ class RuntimeView(Protocol):
 
     def canary_command(self, name: str, action: str) -> Mapping[str, Any]: ...
 
+    async def gather_metrics(self) -> None:
+        """Bring counts kept elsewhere (DNS worker processes) into ``registry`` before a scrape."""
+
 
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -95,6 +95,15 @@ class ClientGroups:
         for group in self.groups:
             self._by_name.setdefault(group.name, group)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (to DNS workers) without the lookup memo: it is rebuilt on use."""
+        return {slot: getattr(self, slot) for slot in self.__slots__ if slot != "_memo"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for slot, value in state.items():
+            object.__setattr__(self, slot, value)
+        self._memo = {}
+
     @property
     def names(self) -> tuple[str, ...]:
         """Every group name that can be answered, the default group last; no duplicates."""

@@ -18,6 +18,7 @@ class Response:
     entries: tuple[Entry, ...]
     removed: tuple[str, ...] = ()
     delta: bool = False
+    joined: bytes | None = None  # SotW: the entries' resource bytes, joined once per snapshot
 
     def encode(self) -> bytes:
         if self.delta:
@@ -28,6 +29,8 @@ class Response:
                 self.nonce,
                 self.removed,
             )
+        if self.joined is not None:
+            return wire.sotw_response(self.version_info, (self.joined,), self.type_url, self.nonce)
         return wire.sotw_response(
             self.version_info, (e.sotw_bytes for e in self.entries), self.type_url, self.nonce
         )

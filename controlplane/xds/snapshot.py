@@ -120,9 +120,18 @@ class TypeSnapshot:
     type_url: str
     version: str
     entries: Mapping[str, Entry]
+    _joined: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def sotw_resources(self) -> bytes:
+        """Every entry's SotW resource bytes joined, once per type snapshot: the streams that
+        are sent the whole type share these bytes instead of each joining them."""
+        joined = self._joined
+        if not joined:
+            joined.append(b"".join([e.sotw_bytes for e in self.entries.values()]))
+        return joined[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -422,11 +422,16 @@ class XdsStream:
                 sent = {name: merged[name] for name in sorted(merged)}
             else:
                 sent = desired
-            if sent is snapshot.get(st.type_url).entries:
+            whole = snapshot.get(st.type_url)
+            joined = None
+            if sent is whole.entries:
                 version_info = snapshot.type_version(st.type_url)
+                joined = whole.sotw_resources()
             else:
                 version_info = version_of({name: e.version for name, e in sent.items()})
-            response = Response(st.type_url, nonce, version_info, tuple(sent.values()))
+            response = Response(
+                st.type_url, nonce, version_info, tuple(sent.values()), joined=joined
+            )
         st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
         st.last_nonce = nonce
         st.must_respond = False

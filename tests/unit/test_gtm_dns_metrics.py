@@ -3,6 +3,8 @@ answers being served (ubiq_gtm_answer), read from the live plan."""
 
 from __future__ import annotations
 
+import pickle
+
 import dns.message
 import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest
@@ -124,3 +126,25 @@ def test_observe_never_raises_on_short_or_odd_responses() -> None:
     for n in range(12, len(response) + 1):
         metrics.observe("udp", response[:n], 0.00001)
     assert sum(metrics.responses.values()) == len(response) - 11
+
+
+def test_worker_counts_taken_as_deltas_add_up_in_the_main_metrics() -> None:
+    """A worker's counts travel as deltas (pickled over its socket pair): after any number of
+    takes, the main process shows the sum of everything every worker counted."""
+    registry = CollectorRegistry()
+    main = DnsMetrics(registry)
+    table = sample_table()
+    query = dns.message.make_query(f"app.{ORIGIN}", "A").to_wire()
+    response = answer(query, table, Client("127.0.0.2"))
+    workers = [DnsMetrics(), DnsMetrics()]
+    for rounds, worker in zip((3, 5), workers, strict=True):
+        for _ in range(rounds):
+            worker.observe("udp", response, 0.00002)
+            worker.observe("udp", None, 0.0)
+            main.merge(pickle.loads(pickle.dumps(worker.take())))
+        assert worker.take().responses == {}  # nothing counted twice
+    main.merge(workers[0].take())  # an empty delta changes nothing
+    text = generate_latest(registry).decode()
+    assert 'ubiq_dns_responses_total{proto="udp",rcode="NOERROR",type="A"} 8.0' in text
+    assert 'ubiq_dns_dropped_total{proto="udp"} 8.0' in text
+    assert 'ubiq_dns_request_duration_seconds_count{type="A"} 8.0' in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from controlplane.xds.events import Acked, InSync, Nacked, StaleIgnored
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.stream import XdsStream
@@ -274,3 +276,18 @@ def test_per_type_stream_ignores_other_type_urls() -> None:
     cds = only(stream.on_request(sotw("")))
     assert cds.type_url == CLUSTER
     assert stream.tracked_types() == [CLUSTER]
+
+
+def test_streams_sent_a_whole_type_share_its_joined_bytes() -> None:
+    """The resources of a whole-type response are joined once per snapshot, not per stream; the
+    encoded response is byte-identical to joining the entries."""
+    snap = snapshot()
+    first, second = XdsStream(delta=False), XdsStream(delta=False)
+    first.on_request(sotw(CLUSTER))
+    second.on_request(sotw(CLUSTER))
+    a, b = only(first.on_snapshot(snap)), only(second.on_snapshot(snap))
+    assert a.joined is not None and a.joined is b.joined
+    assert a.joined == b"".join(e.sotw_bytes for e in a.entries)
+    unjoined = dataclasses.replace(a, joined=None)
+    assert a.encode() == unjoined.encode()
+    assert [r.type_url for r in decode_sotw(a).resources] == [CLUSTER, CLUSTER]

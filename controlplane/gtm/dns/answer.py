@@ -214,10 +214,9 @@ def _respond(query: bytes, q: _Query, table: AnswerTable, client: Client) -> byt
     groups = table.groups
     if ecs is None:
         group = groups.lookup(client.host)
-    elif ecs.family == 1:
-        group = groups.lookup_v4(ecs.address, ecs.source)
     else:
-        group = groups.lookup_v6(ecs.address, ecs.source)
+        view = table.ecs_memo.get(ecs.data)
+        group = (view or _ecs_view(table, ecs))[0]
     entry = slot.get(group) or slot[groups.default]
     return _finish(query, q, entry, table, client)
 
@@ -236,14 +235,8 @@ def _finish(
         if ecs is None:
             opt = table.opt
         else:
-            scope = 0
-            if entry.depends_on_client and ecs.source:
-                groups = table.groups
-                if ecs.family == 1:
-                    scope = groups.scope_v4(ecs.address, ecs.source)
-                else:
-                    scope = groups.scope_v6(ecs.address, ecs.source)
-            opt = make_opt(table.udp_size, echo_option(ecs, scope))
+            view = table.ecs_memo.get(ecs.data) or _ecs_view(table, ecs)
+            opt = view[1] if entry.depends_on_client else view[2]
         response = b"".join(
             (query[:2], _FLAGS[index], _QDCOUNT1, entry.counts_edns, q.question, entry.body, opt)
         )
@@ -255,6 +248,30 @@ def _finish(
     return b"".join(
         (query[:2], _TC_FLAGS[index], _QDCOUNT1, _EMPTY_COUNTS_EDNS, q.question, table.opt)
     )
+
+
+_ECS_MEMO_LIMIT = 65536
+
+
+def _ecs_view(table: AnswerTable, ecs: ClientSubnet) -> tuple[str, bytes, bytes]:
+    """The client group of an ECS subnet and the two OPT echoes, memoised on the table."""
+    groups = table.groups
+    if ecs.family == 1:
+        group = groups.lookup_v4(ecs.address, ecs.source)
+        scope = groups.scope_v4(ecs.address, ecs.source) if ecs.source else 0
+    else:
+        group = groups.lookup_v6(ecs.address, ecs.source)
+        scope = groups.scope_v6(ecs.address, ecs.source) if ecs.source else 0
+    view = (
+        group,
+        make_opt(table.udp_size, echo_option(ecs, scope)),
+        make_opt(table.udp_size, echo_option(ecs, 0)),
+    )
+    memo = table.ecs_memo
+    if len(memo) >= _ECS_MEMO_LIMIT:
+        memo.clear()
+    memo[ecs.data] = view
+    return view
 
 
 def _special(query: bytes, q: _Query, table: AnswerTable, client: Client) -> bytes | None:

@@ -24,7 +24,22 @@ class ClientSubnet(NamedTuple):
     data: bytes  # the option data as received, for the echo
 
 
+_PARSED: dict[bytes, ClientSubnet] = {}  # resolvers repeat their subnets: parse each once
+_PARSED_LIMIT = 65536
+
+
 def parse_ecs(data: bytes) -> ClientSubnet:
+    found = _PARSED.get(data)
+    if found is not None:
+        return found
+    ecs = _parse_ecs(data)
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[data] = ecs
+    return ecs
+
+
+def _parse_ecs(data: bytes) -> ClientSubnet:
     if len(data) < 4:
         raise DnsFormatError(f"ECS option too short: {len(data)} bytes")
     family = int.from_bytes(data[0:2])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -78,6 +78,15 @@ class TableInfo(Protocol):
     def size(self) -> int: ...
 
 
+class CountsDelta(NamedTuple):
+    """Query counts of one interval, as ``DnsMetrics`` keeps them (picklable)."""
+
+    responses: dict[tuple[str, int, int, bytes | None], int]
+    dropped: dict[str, int]
+    truncated: int
+    buckets: dict[int, list[float]]
+
+
 class DnsMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # (transport, qtype or OTHER_QTYPE, rcode, first A/AAAA rdata of a NOERROR answer or
@@ -105,6 +114,28 @@ class DnsMetrics(Collector):
     def watch_regions(self, region_of: Callable[[str], str]) -> None:
         """``region_of(address)``: the region of the target with that address ("" if none)."""
         self._region_of = region_of
+
+    def take(self) -> CountsDelta:
+        """The query counts since the last ``take`` (a DNS worker ships them to the main
+        process); counting starts again from zero."""
+        delta = CountsDelta(self.responses, self.dropped, self.truncated, self._buckets)
+        self.responses, self.dropped, self.truncated, self._buckets = {}, {}, 0, {}
+        return delta
+
+    def merge(self, delta: CountsDelta) -> None:
+        """Add a worker's counts to these (the main process's, which /metrics shows)."""
+        for key, n in delta.responses.items():
+            self.responses[key] = self.responses.get(key, 0) + n
+        for transport, n in delta.dropped.items():
+            self.dropped[transport] = self.dropped.get(transport, 0) + n
+        self.truncated += delta.truncated
+        for qtype, counts in delta.buckets.items():
+            mine = self._buckets.get(qtype)
+            if mine is None:
+                self._buckets[qtype] = list(counts)
+            else:
+                for i, value in enumerate(counts):
+                    mine[i] += value
 
     def observe(self, transport: str, response: bytes | None, seconds: float) -> None:
         # runs once per query: one dict operation per family, the answered address folded into

@@ -76,6 +76,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        """The one UDP path, in the main process (``--dns-workers 0``) and in every DNS worker:
+        per-query hooks such as response-rate limiting belong here, their settings in
+        DnsServer's options (which ``WorkerConfig.server_options`` carries to the workers)."""
         server = self._server
         start = time.perf_counter()
         try:
@@ -215,9 +218,17 @@ class DnsServer:
         max_tcp_per_source: int = 64,
         udp_receive_buffer: int = 4 << 20,
         rrl: ResponseRateLimiter | None = None,
+        udp: bool = True,
+        tcp: bool = True,
+        udp_sockets: Sequence[socket.socket] = (),
     ) -> None:
+        """``udp``/``tcp``: which transports to bind on ``listen``; ``udp_sockets``: UDP sockets
+        bound already (a DNS worker's SO_REUSEPORT sockets), served as well."""
         self.table = table
         self.listen = tuple(listen)
+        self.udp = udp
+        self.tcp = tcp
+        self._udp_sockets = tuple(udp_sockets)
         self.metrics = metrics or DnsMetrics()
         self.metrics.watch_table(lambda: self.table)
         self.rrl = rrl  # UDP response-rate limiting (rrl.py); None: off
@@ -267,29 +278,30 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            for sock in self._udp_sockets:
+                await self._serve_udp(sock)
             for host, port in self.listen:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.udp_receive_buffer)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((host, port))
-                sock.setblocking(False)
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self), sock=sock
-                )
-                self._udp.append(transport)
-                self.addresses.append(("udp", host, sock.getsockname()[1]))
-                server = await loop.create_server(
-                    lambda: _TcpProtocol(self), host, port, reuse_address=True, backlog=1024
-                )
-                self._tcp.append(server)
-                self.addresses.append(("tcp", host, server.sockets[0].getsockname()[1]))
+                if self.udp:
+                    await self._serve_udp(udp_socket(host, port, self.udp_receive_buffer))
+                if self.tcp:
+                    server = await loop.create_server(
+                        lambda: _TcpProtocol(self), host, port, reuse_address=True, backlog=1024
+                    )
+                    self._tcp.append(server)
+                    self.addresses.append(("tcp", host, server.sockets[0].getsockname()[1]))
         except BaseException:
             await self.stop()
             raise
         log.info("dns.listening", addresses=self.addresses, generation=self.table.generation)
+
+    async def _serve_udp(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _UdpProtocol(self), sock=sock
+        )
+        self._udp.append(transport)
+        host, port = sock.getsockname()[:2]
+        self.addresses.append(("udp", host, port))
 
     async def stop(self) -> None:
         for server in self._tcp:
@@ -302,6 +314,27 @@ class DnsServer:
             await server.wait_closed()
         self._tcp.clear()
         self._udp.clear()
+
+
+def udp_socket(
+    host: str, port: int, receive_buffer: int = 4 << 20, *, reuse_port: bool = False
+) -> socket.socket:
+    """A bound UDP socket for DNS; ``reuse_port``: one of a SO_REUSEPORT group (DNS workers),
+    among which the kernel spreads queries by source address and port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -48,6 +48,11 @@ class AnswerTable:
     allow_transfer: ClientGroups = field(default_factory=lambda: ClientGroups(default=""))
     udp_size: int = DEFAULT_UDP_SIZE
     opt: bytes = field(init=False)  # our OPT RR for EDNS answers without options
+    #: ECS option data -> (client group, OPT echoing it with the group's scope, OPT with scope 0),
+    #: filled by the answer path (resolvers repeat their subnets); bounded there
+    ecs_memo: dict[bytes, tuple[str, bytes, bytes]] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "opt", make_opt(self.udp_size))

@@ -15,6 +15,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 
 from controlplane.api.auth import require_scope
+from controlplane.api.models import ProblemDetails
 from controlplane.endpoints.model import (
     ID_RE,
     RegistrationError,
@@ -55,12 +56,16 @@ class EndpointsView(Protocol):
     def store_model(self) -> Model: ...
 
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetails, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 403, 404, 409, 413, 421, 422, 503)
+}
 READ = [Depends(require_scope("read"))]
 WRITE = [Depends(require_scope("write"))]
 
 
 def endpoints_router(runtime: object) -> APIRouter:
-    router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
+    router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], responses=ERRORS)
 
     def registry() -> EndpointRegistry:
         found: EndpointRegistry | None = getattr(runtime, "endpoints", None)

@@ -111,6 +111,8 @@ def serve_args(v: DeployValues, *, store: str | None) -> list[str]:
         "--xds", f"0.0.0.0:{v.xds_port}",
         "--dns", f"0.0.0.0:{v.dns_container_port}",
         "--api", f"0.0.0.0:{v.api_port}",
+        # Prometheus and in-cluster clients reach the pod by IP; the NetworkPolicy bounds who can
+        "--api-allowed-host", "*",
         "--listener-port", str(v.listener_port),
         "--listener-address", "0.0.0.0",
     ]  # fmt: skip

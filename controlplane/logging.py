@@ -34,8 +34,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _stderr_logger(*_: object) -> structlog.PrintLogger:
-    return structlog.PrintLogger(sys.stderr)
+def _stderr_logger(*_: object) -> structlog.WriteLogger:
+    """One ``write`` per line (``print`` makes two): DNS worker processes share this stderr,
+    and a line written in one piece is not split by another process's line."""
+    return structlog.WriteLogger(sys.stderr)
 
 
 #: (level, format) of the last ``configure_logging``: child processes (DNS workers) log alike

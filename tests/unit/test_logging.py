@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import logging
 import re
 from pathlib import Path
@@ -85,3 +86,33 @@ async def test_a_target_turning_unhealthy_logs_a_warning() -> None:
         await checker.check_once()
     changes = [e for e in logs if e["event"] == "gtm.health.change"]
     assert [(e["log_level"], e["healthy"]) for e in changes] == [("info", True), ("warning", False)]
+
+
+_WRITER = """
+import structlog, sys
+from controlplane.logging import configure_logging
+configure_logging("info", "json")
+for n in range(300):
+    structlog.get_logger().info("writer.line", writer=sys.argv[1], n=n, pad="x" * 200)
+"""
+
+
+def test_lines_from_several_processes_on_one_stderr_stay_whole() -> None:
+    """DNS workers share ``ubiq serve``'s stderr: a line is one write, never split by another."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(k)], stderr=write) for k in range(4)
+    ]
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        lines = pipe.read().splitlines()
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 4 * 300
+    assert {(r["writer"], r["n"]) for r in records} == {
+        (str(k), n) for k in range(4) for n in range(300)
+    }

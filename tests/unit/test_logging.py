@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import logging
+import os
 import re
 from pathlib import Path
 

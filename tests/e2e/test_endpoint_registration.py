@@ -21,6 +21,7 @@ from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.policy.etcd_store import EtcdStore
 from tests.support.cli import ubiq
 from tests.support.etcd import etcd_cluster
+from tests.support.gtm_helpers import clusters
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
 from tests.support.replicas import API_TOKEN, AUTH, Replica
@@ -33,11 +34,6 @@ NAME = "edge.gtm.example"
 TTL_S = 2
 
 POLICY = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west}}
----
 apiVersion: ubiq.io/v1alpha1
 kind: Service
 metadata: {{name: edge}}
@@ -102,7 +98,9 @@ def backends() -> Iterator[int]:
 
 def write_policy(root: Path, port: int) -> None:
     root.mkdir(parents=True)
-    (root / "edge.yaml").write_text(POLICY.format(port=port, static=STATIC, name=NAME))
+    (root / "edge.yaml").write_text(
+        clusters("eu-west") + POLICY.format(port=port, static=STATIC, name=NAME)
+    )
 
 
 class Heartbeats(threading.Thread):

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.policy.etcd_store import EtcdStore
 from tests.support.cli import ubiq
@@ -24,7 +23,7 @@ from tests.support.etcd import etcd_cluster
 from tests.support.gtm_helpers import clusters
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
-from tests.support.replicas import API_TOKEN, AUTH, Replica
+from tests.support.replicas import API_TOKEN, AUTH, Replica, demo_backends
 from tests.support.ubiq_serve import query, serving
 
 pytestmark = pytest.mark.integration
@@ -79,21 +78,10 @@ def _api_token(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def backends() -> Iterator[int]:
     """The static endpoint's backend and the "VM"'s, on one free port at two addresses."""
-    port = free_port(STATIC)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    started = [
-        DemoBackend("edge", "eu-west", "static", STATIC, port),
-        DemoBackend("edge", "eu-west", "vm", VM, port),
-    ]
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield port
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with demo_backends(
+        free_port(STATIC), ("edge", "eu-west", "static", STATIC), ("edge", "eu-west", "vm", VM)
+    ) as port:
+        yield port
 
 
 def write_policy(root: Path, port: int) -> None:

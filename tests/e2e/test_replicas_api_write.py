@@ -14,7 +14,6 @@ hosts every gateway binds the same port); nothing else differs between the repli
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import start_envoy
 from controlplane.policy.etcd_store import EtcdStore
 from tests.support.dns import dig
@@ -30,7 +28,7 @@ from tests.support.etcd import etcd_cluster
 from tests.support.gtm_helpers import clusters
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
-from tests.support.replicas import API_TOKEN, AUTH, Replica
+from tests.support.replicas import API_TOKEN, AUTH, Replica, demo_backends
 
 pytestmark = pytest.mark.integration
 
@@ -117,21 +115,10 @@ def _api_token(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def backend_port() -> Iterator[int]:
     """The old service's backend and the new one's, on one free port at two addresses."""
-    port = free_port(OLD)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    started = [
-        DemoBackend("web", "eu-west", "v1", OLD, port),
-        DemoBackend("shop", "eu-west", "v1", NEW, port),
-    ]
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield port
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with demo_backends(
+        free_port(OLD), ("web", "eu-west", "v1", OLD), ("shop", "eu-west", "v1", NEW)
+    ) as port:
+        yield port
 
 
 def served_by(listener: int, host: str) -> str:

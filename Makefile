@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_ARGS ?= # e.g. make demo DEMO_ARGS=--keep-running
 APT_PACKAGES := prometheus bind9-dnsutils knot-dnsutils unbound dnsperf pdns-server pdns-backend-bind etcd-server openssl curl
 
 .PHONY: demo test test-unit lint fmt bench soak system-deps clean deploy
@@ -21,7 +22,7 @@ system-deps:
 	@bash scripts/system-deps.sh $(APT_PACKAGES)
 
 demo: $(STAMP) system-deps
-	$(BIN)/ubiq demo examples/three-regions-loop --loop
+	$(BIN)/ubiq demo examples/three-regions-loop --loop $(DEMO_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -15,7 +15,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 
 from controlplane.api.auth import require_scope
-from controlplane.api.models import ProblemDetails
+from controlplane.api.models import HeartbeatReply, ProblemDetails, RegisteredEndpoint
 from controlplane.endpoints.model import (
     ID_RE,
     RegistrationError,
@@ -73,7 +73,9 @@ def endpoints_router(runtime: object) -> APIRouter:
             raise HTTPException(503, "endpoint registration is off in this process")
         return found
 
-    @router.post("/{service}", status_code=201, dependencies=WRITE)
+    @router.post(
+        "/{service}", status_code=201, dependencies=WRITE, response_model=RegisteredEndpoint
+    )
     async def register(request: Request, service: str = SERVICE) -> Any:
         """Register (or re-register) one endpoint of ``service``; send heartbeats within ``ttl``."""
         held = registry()
@@ -90,7 +92,9 @@ def endpoints_router(runtime: object) -> APIRouter:
         log.info("endpoint.registered", service=service, id=reg.id, ttl=reg.ttl_s)
         return reg.as_dict()
 
-    @router.post("/{service}/{endpoint_id}/heartbeat", dependencies=WRITE)
+    @router.post(
+        "/{service}/{endpoint_id}/heartbeat", dependencies=WRITE, response_model=HeartbeatReply
+    )
     async def heartbeat(service: str = SERVICE, endpoint_id: str = ENDPOINT_ID) -> Any:
         try:
             ttl = await registry().heartbeat(service, endpoint_id)
@@ -111,11 +115,11 @@ def endpoints_router(runtime: object) -> APIRouter:
         log.info("endpoint.deregistered", service=service, id=endpoint_id)
         return Response(status_code=204)
 
-    @router.get("", dependencies=READ)
+    @router.get("", dependencies=READ, response_model=list[RegisteredEndpoint])
     async def listing() -> Any:
         return [r.as_dict() for r in registry().registered()]
 
-    @router.get("/{service}", dependencies=READ)
+    @router.get("/{service}", dependencies=READ, response_model=list[RegisteredEndpoint])
     async def of_service(service: str = SERVICE) -> Any:
         return [r.as_dict() for r in registry().registered() if r.service == service]
 

@@ -7,6 +7,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from controlplane.canary.analysis import Outcome
+from controlplane.canary.controller import Phase
+from controlplane.placement.decision import Rule, Verdict
+
 
 class ApiModel(BaseModel):
     """Fields are snake_case in Python and camelCase on the wire (as in the policy language)."""
@@ -177,3 +181,213 @@ class StatusReply(ApiModel):
     policy: PolicyStatus
     proxies: list[ProxyRow]
     gtm: list[GtmTarget]
+
+
+# --- GTM explain ---------------------------------------------------------------------------------
+
+
+class ExplainGroup(OpenModel):
+    """The client group the client falls in (longest prefix, else the default group)."""
+
+    name: str
+    region: str | None
+    networks: list[str]
+    geo_preference: list[str]
+
+
+class ExplainPolicy(OpenModel):
+    """The GlobalService's steering settings, defaults written out."""
+
+    strategy: str
+    ttl: int
+    max_answers: int
+    all_down: str
+    fallback: list[str]
+    sticky: bool
+    latency_switch_pct: float
+    latency_switch_ms: float
+    min_dwell_s: float
+
+
+class ExplainAnswer(OpenModel):
+    """What DNS answers this client group now."""
+
+    addresses: list[str]
+    regions: list[str]
+    servfail: bool
+    all_down: bool = Field(description="no target was healthy: the allDown behaviour answered")
+    depends_on_client: bool = Field(description="false: the answer is the same for every client")
+    epoch: int
+    since_epoch: int
+    since: float
+    answered_for_s: float | None
+    dwell_until: float | None
+    dwell_ends_in_s: float | None
+
+
+class ExplainTarget(OpenModel):
+    label: str
+    cluster: str
+    region: str
+    address: str
+    port: int
+    weight: int
+    tier: int
+    healthy: bool
+    checked: bool = Field(description="health checks have decided (false: assumed healthy)")
+    detail: str | None = Field(description="why it is unhealthy")
+    latency_ms: float | None
+    answered: bool
+
+
+class GtmExplanation(OpenModel):
+    """``GET /v1/gtm/explain``: why NAME answers CLIENT as it does (``ubiq dns explain``)."""
+
+    name: str
+    alias: str | None = Field(description="the name asked for, when it is a CNAME to `name`")
+    client: str | None
+    group: ExplainGroup
+    policy: ExplainPolicy
+    answer: ExplainAnswer
+    reasons: list[str]
+    targets: list[ExplainTarget]
+
+
+# --- placement -----------------------------------------------------------------------------------
+
+
+class PlacementReason(OpenModel):
+    rule: Rule
+    summary: str
+    details: list[str]
+    thresholds: dict[str, float | str | None]
+
+
+class PlacementRegion(OpenModel):
+    """One candidate region as the engine saw it: inputs and the verdict against thresholds."""
+
+    region: str
+    clusters: list[str]
+    healthy: bool
+    verdict: Verdict
+    weight: int = Field(description="percent of the service's traffic now")
+    target: int = Field(description="percent the engine is moving toward")
+    judged: bool = Field(description="enough requests this poll to judge the region")
+    requests: float | None
+    success_rate: float | None
+    latency_ms: float | None
+    cost: float
+    capacity: float | None
+    note: str
+
+
+class PlacedClusterItem(OpenModel):
+    cluster: str
+    region: str
+    weight: int
+    priority: int
+
+
+class PlacementDecision(OpenModel):
+    """One service's decision, the one both Envoy (EDS) and the GTM are given."""
+
+    service: str
+    strategy: str
+    weights: dict[str, int] = Field(description="region -> percent now")
+    target: dict[str, int] = Field(description="region -> percent being moved toward")
+    reason: PlacementReason
+    regions: list[PlacementRegion]
+    placed: list[PlacedClusterItem]
+    made_at: float
+    since: float
+    changed_at: float
+    dwell_until: float
+    next_decision_at: float | None
+    stale: bool
+    signals_at: float | None
+    breached: dict[str, float] = Field(description="region -> when it broke the SLO")
+    xds: dict[str, Any] | None = Field(None, description="what the xDS compiler was given")
+    gtm: dict[str, Any] | None = Field(None, description="what the GTM was given")
+
+
+class ReplicaStatus(OpenModel):
+    name: str
+    role: Literal["leader", "follower"]
+    leader: str | None
+    lease_ttl_seconds: int
+    published_revision: int
+
+
+class SignalsState(OpenModel):
+    at: float | None = Field(description="when the last poll was answered")
+    stale: bool
+    error: str | None
+    series: int
+
+
+class PlacementReply(OpenModel):
+    """``GET /v1/placement``: every loop-driven service's decision; the feedback source."""
+
+    loop: Literal["on", "off"]
+    replica: ReplicaStatus | None = Field(None, description="with --etcd: this replica's role")
+    decisions: dict[str, PlacementDecision]
+    signals: SignalsState | None
+
+
+# --- canaries ------------------------------------------------------------------------------------
+
+
+class CanaryCheck(OpenModel):
+    metric: str
+    value: float | None
+    threshold: float
+    comparison: Literal[">=", "<="]
+    ok: bool | None = Field(description="null: could not be evaluated")
+
+
+class CanaryEvent(OpenModel):
+    at: float
+    kind: str
+    message: str
+
+
+class CanaryState(OpenModel):
+    """One canary's status: step, metric values against thresholds, why, its event log."""
+
+    name: str
+    service: str
+    phase: Phase
+    step: int
+    weight: int = Field(description="percent of the rule's traffic on the canary subset")
+    stable_weight: int
+    step_started_at: float
+    next_analysis_at: float | None
+    failures: int
+    inconclusive: int
+    outcome: Outcome | None
+    checks: list[CanaryCheck]
+    why: str
+    updated_at: float
+    events: list[CanaryEvent]
+
+
+# --- endpoint registration -----------------------------------------------------------------------
+
+
+class RegisteredEndpoint(OpenModel):
+    """One live registration (it leaves when heartbeats stop for ``ttl`` seconds)."""
+
+    service: str
+    id: str
+    cluster: str
+    address: str
+    port: int | None
+    labels: dict[str, str]
+    weight: int
+    ttl: int = Field(description="seconds")
+
+
+class HeartbeatReply(OpenModel):
+    service: str
+    id: str
+    ttl: int = Field(description="seconds until it expires without another heartbeat")

@@ -10,7 +10,17 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from controlplane.api.auth import require_scope
 from controlplane.api.keys import camelize
-from controlplane.api.models import GtmTarget, PolicyStatus, ProblemDetails, ProxyRow, StatusReply
+from controlplane.api.models import (
+    CanaryState,
+    GtmExplanation,
+    GtmTarget,
+    PlacementDecision,
+    PlacementReply,
+    PolicyStatus,
+    ProblemDetails,
+    ProxyRow,
+    StatusReply,
+)
 from controlplane.api.problems import ApiProblem
 from controlplane.api.runtime import RuntimeView, to_jsonable
 
@@ -51,10 +61,10 @@ def status_router(runtime: RuntimeView) -> APIRouter:
     async def gtm_health() -> Any:
         return jsonable(runtime.gtm_health())
 
-    @reads.get("/v1/gtm/explain")
+    @reads.get("/v1/gtm/explain", response_model=GtmExplanation)
     async def explain(
         name: Annotated[str, Query(max_length=255)], client: Annotated[str, Query(max_length=64)]
-    ) -> dict[str, Any]:
+    ) -> Any:
         try:
             ipaddress.ip_address(client)
         except ValueError:
@@ -66,30 +76,31 @@ def status_router(runtime: RuntimeView) -> APIRouter:
             raise ApiProblem(404, "not-found", f"no GlobalService serves {name[:255]!r}")
         return dict(jsonable(result))
 
-    @reads.get("/v1/placement")
-    async def placement() -> dict[str, Any]:
+    @reads.get("/v1/placement", response_model=PlacementReply)
+    async def placement() -> Any:
         """Every loop-driven service's decision and why; the feedback source's state."""
         return dict(jsonable(runtime.placement()))
 
-    @reads.get("/v1/placement/{service}")
-    async def placement_of(service: Annotated[str, Path(max_length=253)]) -> dict[str, Any]:
+    @reads.get("/v1/placement/{service}", response_model=PlacementDecision)
+    async def placement_of(service: Annotated[str, Path(max_length=253)]) -> Any:
         decision = runtime.placement().get("decisions", {}).get(service)
         if decision is None:
             raise ApiProblem(404, "not-found", f"no placement decision for service {service!r}")
         return dict(jsonable(decision))
 
-    @reads.get("/v1/canaries")
-    async def canaries() -> dict[str, Any]:
+    @reads.get("/v1/canaries", response_model=dict[str, CanaryState])
+    async def canaries() -> Any:
+        """Every canary's status, by name."""
         return dict(jsonable(runtime.canaries()))
 
     writes = APIRouter(
         tags=["canaries"], dependencies=[Depends(require_scope("write"))], responses=ERRORS
     )
 
-    @writes.post("/v1/canaries/{name}/{action}")
+    @writes.post("/v1/canaries/{name}/{action}", response_model=CanaryState)
     async def canary_command(
         name: Annotated[str, Path(max_length=253)], action: Annotated[str, Path(max_length=16)]
-    ) -> dict[str, Any]:
+    ) -> Any:
         if action not in CANARY_ACTIONS:
             raise ApiProblem(404, "not-found", f"action must be one of {', '.join(CANARY_ACTIONS)}")
         try:

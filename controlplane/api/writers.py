@@ -30,11 +30,11 @@ from typing import Literal, Protocol
 import yaml
 
 from controlplane.errors import PolicyError, Problem, UbiqError
-from controlplane.policy.etcd_store import EtcdStore, RevisionConflict
+from controlplane.policy.etcd_store import Document, EtcdStore, RevisionConflict, split_documents
 from controlplane.policy.loader import load_texts, policy_files, read_file
 from controlplane.policy.model import KIND_ORDER, Model
 from controlplane.policy.store import DirectoryStore, ModelKeeper, PolicySource
-from controlplane.policy.yamlsource import decode, parse_documents
+from controlplane.policy.yamlsource import decode
 
 SERVED_WAIT_S = 10.0  # a write returns once the server serves it, or after this long
 
@@ -129,30 +129,6 @@ class ServedWaiter:
 # --- directory --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    kind: str
-    name: str
-    text: str
-    line: int
-
-
-def _pieces(text: str, source: str) -> list[_Piece]:
-    """The documents of one file, each with its text as written and its first line."""
-    raws = parse_documents(text, source)
-    nodes = [n for n in yaml.compose_all(text, Loader=yaml.SafeLoader) if n is not None]
-    out: list[_Piece] = []
-    for raw, node in zip(raws, nodes, strict=False):
-        data = raw.data if isinstance(raw.data, dict) else {}
-        meta = data.get("metadata")
-        name = str(meta.get("name")) if isinstance(meta, dict) else ""
-        piece = text[node.start_mark.index : node.end_mark.index].rstrip() + "\n"
-        if node.start_mark.column != 0 or yaml.safe_load(piece) != raw.data:
-            piece = yaml.safe_dump(raw.data, sort_keys=False)
-        out.append(_Piece(str(data.get("kind", "")), name, piece, node.start_mark.line + 1))
-    return out
-
-
 def _join(pieces: list[str]) -> str:
     return "---\n".join(pieces)
 
@@ -206,10 +182,12 @@ class DirectoryBackend:
         inside = self.root if self.root.is_dir() else None
         return {p: decode(read_file(p, inside), str(p)) for p in files}
 
-    def _scan(self) -> tuple[dict[Path, str], list[tuple[Path, _Piece]]]:
+    def _scan(self) -> tuple[dict[Path, str], list[tuple[Path, Document]]]:
         texts = self._read()
         found = [
-            (path, piece) for path, text in texts.items() for piece in _pieces(text, str(path))
+            (path, piece)
+            for path, text in texts.items()
+            for piece in split_documents(text, str(path))
         ]
         return texts, found
 
@@ -266,7 +244,7 @@ class DirectoryBackend:
                 "deleted" if text is None else ("unchanged" if text == piece.text else "replaced")
             )
             parts: list[str] = []
-            for p in _pieces(texts[path], str(path)):
+            for p in split_documents(texts[path], str(path)):
                 if (p.kind, p.name) != (kind, name):
                     parts.append(p.text)
                 elif text is not None:

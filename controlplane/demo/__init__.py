@@ -41,6 +41,7 @@ from controlplane.demo.observability import (
     start_demo_prometheus,
     write_demo_dashboards,
 )
+from controlplane.demo.summary import DemoPlaces, where_to_look
 from controlplane.errors import UbiqError
 from controlplane.policy.cluster import ClusterSpec
 from controlplane.policy.loader import load_directory
@@ -213,6 +214,7 @@ async def _demo(
                 f" admin 127.0.0.1:{envoy.admin_port}"
             )
         await _scrape(work, prom, envoys, clusters, api)
+        dashboards = _write_dashboards(work)
         await _show_routing(clusters)
         step(f"status: curl -H 'Authorization: Bearer {token}' {api}/v1/status")
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
@@ -228,6 +230,8 @@ async def _demo(
         await _scrape(
             work, prom, envoys, clusters, api, quiet=True
         )  # the restarted Envoy's admin port
+        places = DemoPlaces(api, token, token_file, prom.url if prom else None, *dashboards)
+        print("\n" + where_to_look(places, keep_running=keep_running), flush=True)
         if keep_running:
             step("running; Ctrl-C to stop. Try the commands above.")
             await asyncio.Event().wait()  # until a stop signal cancels the demo
@@ -282,20 +286,21 @@ async def _scrape(
     *,
     quiet: bool = False,
 ) -> None:
-    """Point Prometheus at every Envoy's /stats/prometheus and Ubiq's /metrics; the first time,
-    also write the Grafana dashboards."""
+    """Point Prometheus at every Envoy's /stats/prometheus and Ubiq's /metrics."""
     if prom is not None:
         regions = {name: spec.region for name, spec in clusters.items()}
         await asyncio.to_thread(scrape_demo, prom, envoys, regions, api.removeprefix("http://"))
-    if quiet:
-        return
-    if prom is not None:
-        print(f"Prometheus scraping {len(envoys)} Envoys and Ubiq every 1s: {prom.url}/targets")
-    dashboards = write_demo_dashboards(work)
+        if not quiet:
+            print(f"Prometheus scraping {len(envoys)} Envoys and Ubiq every 1s: {prom.url}/targets")
+
+
+def _write_dashboards(work: Path) -> tuple[Path, int]:
+    dashboards, written = write_demo_dashboards(work)
     print(
         f"Grafana dashboards: {dashboards} (provision them with deploy/grafana/provisioning,"
         " datasource pointing at this Prometheus; see docs/observability.md)"
     )
+    return dashboards, written
 
 
 async def _show_routing(clusters: Mapping[str, ClusterSpec]) -> None:

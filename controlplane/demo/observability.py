@@ -48,7 +48,7 @@ def scrape_demo(
     prom.reload()
 
 
-def write_demo_dashboards(workdir: Path) -> Path:
+def write_demo_dashboards(workdir: Path) -> tuple[Path, int]:
+    """Every dashboard's JSON in ``workdir/grafana-dashboards``: the directory and how many."""
     directory = workdir / "grafana-dashboards"
-    write_dashboards(directory)
-    return directory
+    return directory, len(write_dashboards(directory))

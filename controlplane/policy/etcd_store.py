@@ -91,6 +91,7 @@ class Document:
     kind: str
     name: str
     text: str
+    line: int = 1  # where the document starts in its source
 
 
 def split_documents(text: str, source: str) -> list[Document]:
@@ -106,7 +107,7 @@ def split_documents(text: str, source: str) -> list[Document]:
         piece = text[node.start_mark.index : node.end_mark.index].rstrip() + "\n"
         if node.start_mark.column != 0 or yaml.safe_load(piece) != raw.data:
             piece = yaml.safe_dump(raw.data, sort_keys=False)
-        out.append(Document(str(data.get("kind", "")), name, piece))
+        out.append(Document(str(data.get("kind", "")), name, piece, node.start_mark.line + 1))
     return out
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from controlplane.observability.panels import all_dashboards
+from tests.support.demo import where_to_look
 from tests.support.procs import (
     free_port,
     free_udp_tcp_port,
@@ -53,6 +55,13 @@ def check_printed_commands(log: Path, demo: subprocess.Popen[bytes], api: int, d
     assert httpx.get(url, timeout=10).status_code == 401
     listed = httpx.get(url, headers={"Authorization": f"Bearer {token[1]}"}, timeout=10)
     assert listed.status_code == 200 and listed.json()["items"]
+    # the closing block says where everything is, and each of them is live while it runs
+    places = where_to_look(text)
+    assert places["API"] == f"http://127.0.0.1:{api}" and places["API token"] == token[1]
+    assert httpx.get(f"{places['Prometheus']}/-/ready", timeout=10).status_code == 200
+    dashboards = sorted(p.name for p in Path(places["Dashboards"]).glob("*.json"))
+    assert dashboards == sorted(f"{d.uid}.json" for d in all_dashboards())
+    assert "All of it runs until Ctrl-C." in text
     commands = [line[2:] for line in text.splitlines() if line.startswith("$ ")]
     assert any(c.startswith("curl ") for c in commands)
     explain = next(c for c in commands if c.startswith("ubiq dns explain"))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demo import where_to_look
+
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions-loop"
@@ -43,4 +45,13 @@ def test_make_demo_shows_the_canary_progressing_and_placement() -> None:
     back = text[text.index("weighted again after") :].splitlines()
     checkout = next(line for line in back if line.startswith("checkout (failover): "))
     assert "eu-west" in checkout, back[:8]  # healthy again: back after the dwell
+    # `make demo` ends by saying where the API, its token, Prometheus and the dashboards are
+    places = where_to_look(text)
+    api = next(line for line in lines if ", API on http://" in line).split(", API on ")[1]
+    assert places["API"] == api
+    token = next(line for line in lines if line.startswith("API token (scopes read,write): "))
+    assert places["API token"] == token.split(": ", 1)[1]
+    assert lines[prom].startswith(f"Prometheus on {places['Prometheus']} ")
+    assert places["Dashboards"].endswith("grafana-dashboards")
+    assert "make demo DEMO_ARGS=--keep-running" in text[text.index("== where to look") :]
     assert "demo finished" in text

@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import EnvoyProcess, start_envoy
 from controlplane.policy.etcd_store import EtcdStore
 from tests.support.cli import ubiq
 from tests.support.etcd import etcd_cluster
+from tests.support.gtm_helpers import clusters
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
-from tests.support.replicas import API_TOKEN, AUTH, Replica
+from tests.support.replicas import API_TOKEN, AUTH, Replica, demo_backends
 from tests.support.ubiq_serve import query, serving
 
 pytestmark = pytest.mark.integration
@@ -33,11 +33,6 @@ NAME = "edge.gtm.example"
 TTL_S = 2
 
 POLICY = """\
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west}}
----
 apiVersion: ubiq.io/v1alpha1
 kind: Service
 metadata: {{name: edge}}
@@ -83,26 +78,17 @@ def _api_token(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def backends() -> Iterator[int]:
     """The static endpoint's backend and the "VM"'s, on one free port at two addresses."""
-    port = free_port(STATIC)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    started = [
-        DemoBackend("edge", "eu-west", "static", STATIC, port),
-        DemoBackend("edge", "eu-west", "vm", VM, port),
-    ]
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield port
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with demo_backends(
+        free_port(STATIC), ("edge", "eu-west", "static", STATIC), ("edge", "eu-west", "vm", VM)
+    ) as port:
+        yield port
 
 
 def write_policy(root: Path, port: int) -> None:
     root.mkdir(parents=True)
-    (root / "edge.yaml").write_text(POLICY.format(port=port, static=STATIC, name=NAME))
+    (root / "edge.yaml").write_text(
+        clusters("eu-west") + POLICY.format(port=port, static=STATIC, name=NAME)
+    )
 
 
 class Heartbeats(threading.Thread):

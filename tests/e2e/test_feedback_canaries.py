@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.cli import ubiq
+from tests.support.dashboards import prove_annotation
 from tests.support.loop_e2e import canary, placement, serving_regions, traffic, ubiq_metric
 from tests.support.mesh import REGIONS, Mesh, mesh
 from tests.support.poll import wait_until
@@ -130,6 +131,10 @@ def test_a_healthy_canary_is_promoted_through_every_step(rig: Mesh) -> None:
     assert steps == ["step 2 of 3: canary at 50%", "step 3 of 3: canary at 100%"], steps
     assert kinds(status).count("analysis.pass") == 3, kinds(status)
     assert "analysis.fail" not in kinds(status)
+    # the Placement dashboard's "Canary steps" annotation marks the steps, naming the canary
+    assert rig.prom is not None
+    marks = prove_annotation(rig.prom, "Canary steps", canary="checkout-v2")
+    assert {m["metric"]["canary"] for m in marks} == {"checkout-v2"}, marks
     # Envoy routes by the promoted weights: the stable subset gets nothing
     wait_until(
         lambda: set(served_by(rig, "checkout.mesh.example")) <= {"checkout_eu_v2"},

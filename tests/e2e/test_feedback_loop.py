@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.cli import ubiq
+from tests.support.dashboards import prove_annotation
 from tests.support.loop_e2e import AMERICA, answer, placement, traffic
 from tests.support.mesh import Mesh, mesh
 from tests.support.poll import wait_until
@@ -72,6 +73,10 @@ def test_a_failing_region_is_left_by_envoy_and_dns_and_comes_back(tmp_path: Path
         assert decision["reason"]["rule"], decision
         us = next(r for r in decision["regions"] if r["region"] == "us-west")
         assert us["successRate"] is not None and us["successRate"] < 0.95, us
+        # the Placement dashboard's decision annotation marks it, naming the clusters it moved
+        assert rig.prom is not None
+        marks = prove_annotation(rig.prom, "Placement decisions")
+        assert {m["metric"]["service"] for m in marks} == {"checkout"}, marks
 
         # DNS follows the same decision: america is answered from eu-west now, though every
         # gateway still passes its health check

@@ -17,22 +17,13 @@ import pytest
 from controlplane.errors import UbiqError
 from controlplane.observability.panels import CONTRACT_METRICS, Dashboard, all_dashboards
 from controlplane.prometheus.process import PrometheusProcess, wait_for_series
+from tests.support.dashboards import VALUES, substitute
 from tests.support.mesh import GTM_NAME, Mesh, mesh
 from tests.support.poll import wait_until
 from tests.support.procs import require_binary
 
 pytestmark = pytest.mark.integration
 
-# what a Grafana user would pick; $__rate_interval as Grafana computes it for a 1 s scrape, rounded up
-VALUES = {
-    "service": "checkout",
-    "region": "eu-west|us-west",
-    "name": GTM_NAME,
-    "canary": ".*",
-    "__rate_interval": "15s",
-    "__interval": "5s",
-    "__range": "5m",
-}
 DASHBOARDS = all_dashboards()
 # the feedback loop runs (--prometheus) so the placement and canary gauges exist: a Placement
 # with an SLO no region breaks (nothing moves) and a canary on its own RoutePolicy (so the weight
@@ -61,14 +52,6 @@ metadata: {name: checkout-v2}
 spec: {service: checkout, routePolicy: checkout-canary, stableSubset: v1, canarySubset: v2,
        steps: [10, 50, 100], interval: 10m}
 """
-
-
-def substitute(expr: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return VALUES[name] if name in VALUES else match.group(0)
-
-    return re.sub(r"\$([A-Za-z_]\w*)", value, expr)
 
 
 def prom_of(rig: Mesh) -> PrometheusProcess:
@@ -249,8 +232,9 @@ def test_every_shipped_rule_evaluates_cleanly_on_live_data(live: Mesh) -> None:
 def test_contract_panels_have_data_from_the_loop(live: Mesh) -> None:
     """The placement/canary panels (``CONTRACT_METRICS``) read the gauges the feedback loop
     exports under --prometheus: each of their queries returns a series from the live Prometheus,
-    and the canary variable lists the running canary. (Their annotations look for a change in
-    the last minute; tests/e2e/test_feedback_*.py make such changes.)"""
+    and the canary variable lists the running canary. (Nothing is decided here; the decision
+    annotations are proven where decisions are made: tests/e2e/test_feedback_loop.py and
+    test_feedback_canaries.py, with tests.support.dashboards.prove_annotation.)"""
     prom = prom_of(live)
     contract = [p for d in DASHBOARDS for p in d.panels() if p.pending]
     assert len(contract) == 3

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.demo.backends import DemoBackend
 from controlplane.demo.envoys import start_envoy
 from controlplane.etcd.process import EtcdCluster
 from controlplane.policy.etcd_store import EtcdStore
@@ -23,7 +22,7 @@ from tests.support.dns import dig
 from tests.support.etcd import etcd_cluster
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
-from tests.support.replicas import CDS, Replica, xds_versions
+from tests.support.replicas import CDS, Replica, demo_backends, xds_versions
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 CANARY = {"host": "checkout.mesh.example", "x-canary": "true"}
@@ -33,21 +32,12 @@ CANARY = {"host": "checkout.mesh.example", "x-canary": "true"}
 def backend_port() -> Iterator[int]:
     """eu-west's checkout v1/v2 backends on a port of their own (the example's fixed 18001 may be
     taken by another test run on this machine); the test rewrites the example to match."""
-    port = free_port("127.0.2.1")
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    started = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", port),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", port),
-    ]
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
-    yield port
-    for b in started:
-        asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with demo_backends(
+        free_port("127.0.2.1"),
+        ("checkout", "eu-west", "v1", "127.0.2.1"),
+        ("checkout", "eu-west", "v2", "127.0.2.2"),
+    ) as port:
+        yield port
 
 
 def version(client: httpx.Client) -> str:

@@ -19,17 +19,28 @@ def write_mmdb(path: Path, networks: Iterable[tuple[str, dict[str, Any]]]) -> Pa
     return path
 
 
-TWO_REGIONS = """\
+CLUSTER = """\
 apiVersion: ubiq.io/v1alpha1
 kind: Cluster
-metadata: {{name: eu-west}}
-spec: {{region: eu-west}}
+metadata: {{name: {region}}}
+spec: {{region: {region}}}
 ---
-apiVersion: ubiq.io/v1alpha1
-kind: Cluster
-metadata: {{name: us-west}}
-spec: {{region: us-west}}
----
+"""
+
+
+def clusters(*regions: str) -> str:
+    """One Cluster document per region (named as its region), each followed by ``---``."""
+    return "".join(CLUSTER.format(region=region) for region in regions)
+
+
+def format_escaped(text: str) -> str:
+    """``text`` as the start of a ``str.format`` template (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+TWO_REGIONS = (
+    format_escaped(clusters("eu-west", "us-west"))
+    + """\
 apiVersion: ubiq.io/v1alpha1
 kind: Service
 metadata: {{name: app}}
@@ -40,5 +51,6 @@ spec:
   - {{cluster: us-west, address: {us}, port: {us_port}}}
 ---
 """
+)
 """Clusters eu-west and us-west and a Service ``app`` with one endpoint in each: prepend it to a
 GlobalService document (a ``str.format`` template with ``eu``, ``us``, ``eu_port``, ``us_port``)."""

@@ -3,9 +3,11 @@ xDS version each serves over a real ADS stream."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import struct_pb2
 
+from controlplane.demo.backends import DemoBackend
 from controlplane.xds.node import CLUSTER_KEY
 from tests.support.procs import free_port, free_udp_tcp_port
 
@@ -24,6 +27,25 @@ LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
 #: the token the replica tests give ``ubiq serve`` (env UBIQ_API_TOKEN) and send
 API_TOKEN = "replica-tests-token"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@contextmanager
+def demo_backends(port: int, *backends: tuple[str, str, str, str]) -> Iterator[int]:
+    """Demo backends ``(service, cluster, version, address)``, all on ``port``, served from an
+    event loop in a thread of their own for the block; yields ``port``."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    started = [DemoBackend(*b, port) for b in backends]
+    try:
+        for b in started:
+            asyncio.run_coroutine_threadsafe(b.start(), loop).result(5)
+        yield port
+    finally:
+        for b in started:
+            asyncio.run_coroutine_threadsafe(b.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 class Replica:

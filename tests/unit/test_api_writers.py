@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.api.writers import _pieces, atomic_write
+from controlplane.api.writers import atomic_write
+from controlplane.policy.etcd_store import split_documents
 from controlplane.policy.store import _relevant
 
 
@@ -40,13 +41,13 @@ def test_the_watcher_ignores_the_temporary_file() -> None:
     assert not _relevant(watchfiles.Change.added, "/p/.routes.yaml.abc123.tmp")
 
 
-def test_pieces_keep_each_documents_text_and_line() -> None:
+def test_split_documents_keeps_each_documents_text_and_line() -> None:
     text = (
         "# header\n"
         "kind: Service\nmetadata: {name: a}  # a comment\nspec: {}\n"
         "---\n"
         "kind: Service\nmetadata:\n  name: b\nspec: {}\n"
     )
-    pieces = _pieces(text, "f.yaml")
+    pieces = split_documents(text, "f.yaml")
     assert [(p.kind, p.name, p.line) for p in pieces] == [("Service", "a", 2), ("Service", "b", 6)]
     assert "# a comment" in pieces[0].text

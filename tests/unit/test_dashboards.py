@@ -14,6 +14,7 @@ import yaml
 
 from controlplane.observability import dashboards
 from controlplane.observability.panels import CONTRACT_METRICS, Dashboard, all_dashboards
+from tests.support.dashboards import decision_annotations, title_labels
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = json.loads((ROOT / "tests/support/grafana/dashboard.jsonschema.json").read_text())
@@ -73,6 +74,15 @@ def test_contract_panels_are_the_placement_and_canary_ones() -> None:
         ("ubiq-placement", "Canary step"),
     }
     assert {"ubiq_placement_weight", "ubiq_canary_weight", "ubiq_canary_step"} == CONTRACT_METRICS
+
+
+def test_decision_annotations_are_the_ones_the_feedback_e2e_proves() -> None:
+    """Each is run live where a decision is made (tests/e2e/test_feedback_loop.py and
+    test_feedback_canaries.py): a new one must be proven there too."""
+    annotations = decision_annotations()
+    assert set(annotations) == {"Placement decisions", "Canary steps"}
+    assert title_labels(annotations["Placement decisions"]) == {"cluster"}
+    assert title_labels(annotations["Canary steps"]) == {"canary"}
 
 
 def test_generator_writes_one_file_per_dashboard_for_the_provisioned_datasource(

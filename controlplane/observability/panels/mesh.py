@@ -8,46 +8,23 @@ from controlplane.observability.panels.promql import (
     POLICY_CHANGES,
     REGION,
     REJECTED_CHANGES,
-    latency,
     rate_by,
-    requests,
-    success_ratio,
 )
+from controlplane.observability.panels.traffic import traffic_row
 
 _ENVOY = ENVOY + ',ubiq_region=~"$region"'
 
 
 def mesh_overview() -> Dashboard:
-    traffic = Row(
+    traffic = traffic_row(
         "Traffic",
-        (
-            graph(
-                "Requests per second by region",
-                "Requests every Envoy sent upstream, by the region of the Envoy.",
-                Query(requests(_ENVOY, "ubiq_region"), "{{ubiq_region}}"),
-                unit="reqps",
-            ),
-            graph(
-                "Requests per second by service",
-                "Upstream requests by service (all subsets and regions).",
-                Query(requests(_ENVOY, "service", "service"), "{{service}}"),
-                unit="reqps",
-            ),
-            graph(
-                "Success rate by service",
-                "Share of upstream responses that were not 5xx.",
-                Query(success_ratio(_ENVOY, "service", "service"), "{{service}}"),
-                unit="percentunit",
-                min=0,
-                max=1,
-            ),
-            graph(
-                "Latency p99 by service",
-                "99th percentile of upstream request time (Envoy's upstream_rq_time).",
-                Query(latency(0.99, _ENVOY, "service", "service"), "{{service}}"),
-                unit="ms",
-            ),
-        ),
+        _ENVOY,
+        region_text="Requests every Envoy sent upstream, by the region of the Envoy.",
+        split="service",
+        split_text="Upstream requests by service (all subsets and regions).",
+        quality_by="service",
+        quantiles=(0.99,),
+        latency_text="99th percentile of upstream request time (Envoy's upstream_rq_time).",
     )
     control = Row(
         "Control plane and GTM",

@@ -9,11 +9,9 @@ from controlplane.observability.panels.promql import (
     SERVICE,
     SERVICE_BASE,
     SERVICE_VAR,
-    latency,
     per_region,
-    requests,
-    success_ratio,
 )
+from controlplane.observability.panels.traffic import traffic_row
 
 
 def _endpoints(stat: str, legend: str) -> Query:
@@ -21,37 +19,15 @@ def _endpoints(stat: str, legend: str) -> Query:
 
 
 def service_detail() -> Dashboard:
-    requests_row = Row(
+    requests_row = traffic_row(
         "Requests",
-        (
-            graph(
-                "Requests per second by region",
-                "Upstream requests to the service from the Envoys of each region.",
-                Query(requests(SERVICE, "ubiq_region"), "{{ubiq_region}}"),
-                unit="reqps",
-            ),
-            graph(
-                "Requests per second by subset",
-                "Upstream requests per subset (empty: the whole service).",
-                Query(requests(SERVICE, "subset", "subset"), "{{subset}}"),
-                unit="reqps",
-            ),
-            graph(
-                "Success rate by region",
-                "Share of upstream responses that were not 5xx.",
-                Query(success_ratio(SERVICE, "ubiq_region"), "{{ubiq_region}}"),
-                unit="percentunit",
-                min=0,
-                max=1,
-            ),
-            graph(
-                "Latency p50 and p99 by region",
-                "Upstream request time percentiles.",
-                Query(latency(0.5, SERVICE, "ubiq_region"), "p50 {{ubiq_region}}"),
-                Query(latency(0.99, SERVICE, "ubiq_region"), "p99 {{ubiq_region}}"),
-                unit="ms",
-            ),
-        ),
+        SERVICE,
+        region_text="Upstream requests to the service from the Envoys of each region.",
+        split="subset",
+        split_text="Upstream requests per subset (empty: the whole service).",
+        quality_by="ubiq_region",
+        quantiles=(0.5, 0.99),
+        latency_text="Upstream request time percentiles.",
     )
     bytes_row = Row(
         "Bytes",

@@ -53,6 +53,7 @@ from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.gtm.types import HealthView
+from controlplane.heaptrace import HeapTrace
 from controlplane.loop import PlacementLoop, excluded_clusters
 from controlplane.observability.process import PolicyCollector, register_process_metrics
 from controlplane.placement.decision import Decision, compiler_decisions
@@ -897,6 +898,9 @@ class Ubiq:
 
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:
+    heap = HeapTrace.from_env(os.environ)  # UBIQ_TRACEMALLOC_DIR: leak hunting, off by default
+    if heap is not None:
+        heap.start()
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -921,3 +925,5 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        if heap is not None:
+            await heap.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,7 +69,16 @@ class HeapTrace:
     def dump(self) -> Path:
         path = self.directory / f"heap-{self.count:04d}.pickle"
         self.count += 1
+        started = time.perf_counter()
         tracemalloc.take_snapshot().filter_traces(_NOISE).dump(str(path))
+        traced, peak = tracemalloc.get_traced_memory()
+        log.warning(
+            "heaptrace.snapshot",
+            path=str(path),
+            seconds=round(time.perf_counter() - started, 2),
+            traced_mib=round(traced / (1 << 20), 1),
+            peak_mib=round(peak / (1 << 20), 1),
+        )
         return path
 
     async def _every(self) -> None:

@@ -14,7 +14,6 @@ one keeps serving.
 from __future__ import annotations
 
 import argparse
-import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from controlplane.errors import UbiqError
+from controlplane.pki.stamps import file_stamps
 
 log = structlog.get_logger("ubiq.dns.tls")
 
@@ -95,24 +95,14 @@ class ReloadingContext:
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.cert, self.key = cert, key
-        self._stamp = self._stat()
+        self._stamp = file_stamps(self.cert, self.key)
         self.current = server_context(cert, key)
         self.context = server_context(cert, key)  # the one asyncio holds: it only dispatches
         self.context.sni_callback = self._on_hello
         self.reloads = 0
 
-    def _stat(self) -> tuple[tuple[int, int, int], ...]:
-        stamps = []
-        for path in (self.cert, self.key):
-            try:
-                st = os.stat(path)
-                stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                stamps.append((0, 0, 0))
-        return tuple(stamps)
-
     def _on_hello(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: object) -> None:
-        stamp = self._stat()
+        stamp = file_stamps(self.cert, self.key)
         if stamp != self._stamp:
             self._stamp = stamp
             try:

@@ -63,18 +63,23 @@ class HeapTrace:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task})
-        self.dump()
+        await self.dump()
         tracemalloc.stop()
 
-    def dump(self) -> Path:
+    async def dump(self) -> Path:
+        """Take a snapshot (quick, holds the loop) and write it in a thread (slow: filtering and
+        pickling every trace), so DNS and xDS keep answering meanwhile."""
         path = self.directory / f"heap-{self.count:04d}.pickle"
         self.count += 1
         started = time.perf_counter()
-        tracemalloc.take_snapshot().filter_traces(_NOISE).dump(str(path))
+        snapshot = tracemalloc.take_snapshot()
+        taken = time.perf_counter() - started
+        await asyncio.to_thread(_write, snapshot, path)
         traced, peak = tracemalloc.get_traced_memory()
         log.warning(
             "heaptrace.snapshot",
             path=str(path),
+            blocked_seconds=round(taken, 2),
             seconds=round(time.perf_counter() - started, 2),
             traced_mib=round(traced / (1 << 20), 1),
             peak_mib=round(peak / (1 << 20), 1),
@@ -84,7 +89,11 @@ class HeapTrace:
     async def _every(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.dump()
+            await self.dump()
+
+
+def _write(snapshot: tracemalloc.Snapshot, path: Path) -> None:
+    snapshot.filter_traces(_NOISE).dump(str(path))
 
 
 def growth(first: Path, last: Path, top: int = 25) -> list[str]:

@@ -62,6 +62,7 @@ from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.gtm.types import HealthView
 from controlplane.heaptrace import HeapTrace
 from controlplane.loop import PlacementLoop, excluded_clusters
+from controlplane.malloctrim import trim_forever
 from controlplane.observability.process import PolicyCollector, register_process_metrics
 from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.policy.model import Model
@@ -929,6 +930,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    trimming = loop.create_task(trim_forever())  # RSS follows the C heap in use (malloctrim.py)
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -947,6 +949,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         if ubiq.failed.is_set():
             raise UbiqError("a part of Ubiq stopped unexpectedly; see the log")
     finally:
+        trimming.cancel()
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

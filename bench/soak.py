@@ -14,7 +14,9 @@ A request or query that fails outside a region failure (and its 15 s recovery) i
 Ubiq; inside, the count is reported per phase. Every 5 s the server's RSS, open descriptors,
 sockets, threads and asyncio tasks (``ubiq_asyncio_tasks``) are sampled; the RSS slope over the
 run after warm-up is reported in MiB/hour. Writes bench/results/soak.json; exits 1 when a
-steady-state request failed or a resource kept growing.
+steady-state request failed or a resource kept growing. The rig (gateway addresses, backends,
+policies) is tests/support/mesh.py's. To see what grows, set ``UBIQ_TRACEMALLOC_DIR`` (the
+server inherits it; ``python -m controlplane.heaptrace DIR`` diffs its snapshots).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ A request or query that fails outside a region failure (and its 15 s recovery) i
 Ubiq; inside, the count is reported per phase. Every 5 s the server's RSS, open descriptors,
 sockets, threads and asyncio tasks (``ubiq_asyncio_tasks``) are sampled; the RSS slope over the
 run after warm-up is reported in MiB/hour. Writes bench/results/soak.json; exits 1 when a
-steady-state request failed or a resource kept growing.
+steady-state request failed or a resource kept growing. The rig (gateway addresses, backends,
+policies) is tests/support/mesh.py's. To see what grows, set ``UBIQ_TRACEMALLOC_DIR`` (the
+server inherits it; ``python -m controlplane.heaptrace DIR`` diffs its snapshots).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import sys
 import tempfile
 import threading
@@ -46,7 +47,6 @@ from bench._common import save
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 SAMPLE_EVERY = 5.0
 GRACE = 15.0  # after a region fails or recovers: the time detection and failover may take
-REGIONS = ("eu-west", "us-west")
 ROUTES = """\
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
@@ -271,9 +271,9 @@ def _quiet(request: object, address: object) -> None:
 @contextlib.contextmanager
 def backends() -> Iterator[dict[str, Any]]:
     from tests.support.backends import Backend
+    from tests.support.mesh import BACKENDS
 
-    names = ("checkout_eu_v1", "checkout_eu_v2", "checkout_us_v1", "checkout_us_v2")
-    made = {n: Backend(n).start() for n in (*names, "catalog_eu", "catalog_us")}
+    made = {n: Backend(n).start() for n in BACKENDS}
     for backend in made.values():  # an Envoy stopped mid keep-alive resets: not worth a traceback
         setattr(backend._server, "handle_error", _quiet)  # noqa: B010
     try:
@@ -294,16 +294,12 @@ def schedule(seconds: int) -> tuple[list[float], list[float], tuple[float, float
 def run(seconds: int) -> dict[str, Any]:
     from controlplane.ports import free_port
     from controlplane.prometheus.process import start_prometheus, wait_ready
-    from tests.support.mesh import POLICY
+    from tests.support.mesh import pick_gateways, write_policies
 
     workdir = Path(tempfile.mkdtemp(prefix="ubiq-soak-"))
     root = workdir / "policies"
     root.mkdir()
-    net = random.randint(100, 250)
-    gateways = [
-        Gateway(r, a, free_port(a))
-        for r, a in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
-    ]
+    gateways = [Gateway(r, a, p) for r, (a, p) in pick_gateways().items()]
     xds, dns_port, api = free_port(), free_port(udp_too=True), free_port()
     prom_port = free_port()
     stop = threading.Event()
@@ -311,18 +307,12 @@ def run(seconds: int) -> dict[str, Any]:
     samples: list[Sample] = []
     events: list[str] = []
     with backends() as bk, contextlib.ExitStack() as stack:
-        by_gw = {g.region: g for g in gateways}
-        (root / "mesh.yaml").write_text(
-            POLICY.format(
-                eu_gw=by_gw["eu-west"].address,
-                eu_port=by_gw["eu-west"].port,
-                us_gw=by_gw["us-west"].address,
-                us_port=by_gw["us-west"].port,
-                gtm_name="checkout.gtm.example",
-                **{name: b.port for name, b in bk.items()},
-            )
+        write_policies(
+            root,
+            {g.region: (g.address, g.port) for g in gateways},
+            {name: b.port for name, b in bk.items()},
+            routes=ROUTES,
         )
-        (root / "routes.yaml").write_text(ROUTES.format(v1=90, v2=10))
         prom = start_prometheus(workdir / "prometheus", "scrape_configs: []\n", port=prom_port)
         wait_ready(prom)
         config = workdir / "serve.json"

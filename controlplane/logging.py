@@ -40,6 +40,61 @@ def _stderr_logger(*_: object) -> structlog.WriteLogger:
     return structlog.WriteLogger(sys.stderr)
 
 
+#: the longest string value a log line carries; the rest is cut (a node id is the client's choice)
+MAX_VALUE_CHARS = 2048
+
+
+def escape_untrusted(
+    _logger: object, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Console lines carry plain values as they are, so a value from a client (an xDS node id, a
+    DNS name) with a newline, a carriage return or an ANSI escape could forge a log line or
+    rewrite the operator's terminal. A value with any character that is not printable (controls,
+    format characters such as bidi overrides, line separators) is shown as its Python repr, in
+    which they are escapes (``'a\\nb\\x1b'``), the event name too; a value is cut at
+    MAX_VALUE_CHARS. A traceback keeps its newlines; its other controls are escaped."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            if key == "exception":
+                event[key] = "\n".join(_escape(line) for line in value.split("\n"))
+            else:
+                event[key] = _shown(_cut(value))
+    return event
+
+
+class _Repr(str):
+    """A value already in repr form: the console renderer quotes a str by calling repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _shown(text: str) -> str:
+    return text if text.isprintable() else _Repr(repr(text))
+
+
+def cut_long_values(
+    _logger: object, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """JSON escapes every control character itself; only the length needs a bound."""
+    for key, value in event.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            event[key] = _cut(value)
+    return event
+
+
+def _cut(text: str) -> str:
+    if len(text) > MAX_VALUE_CHARS:
+        return f"{text[:MAX_VALUE_CHARS]}…({len(text)} chars)"
+    return text
+
+
+def _escape(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 #: (level, format) of the last ``configure_logging``: child processes (DNS workers) log alike
 configured: tuple[str, Format] | None = None
 
@@ -54,6 +109,7 @@ def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
         if fmt == "console"
         else structlog.processors.JSONRenderer(sort_keys=True)
     )
+    safe_values = escape_untrusted if fmt == "console" else cut_long_values
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -66,6 +122,7 @@ def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                safe_values,
                 renderer,
             ],
         )
@@ -78,7 +135,7 @@ def configure_logging(level: str = "info", fmt: Format = "auto") -> None:
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, safe_values, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,

@@ -44,6 +44,13 @@ from controlplane.errors import ListenError, UbiqError
 from controlplane.etcd.client import EtcdClient
 from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
 from controlplane.feedback.queries import zones_from_model
+from controlplane.gtm.dns.dot import (
+    HANDSHAKE_TIMEOUT,
+    DotSettings,
+    ReloadingContext,
+    add_dot_arguments,
+    dot_from_args,
+)
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
 from controlplane.gtm.dns.rrl_options import add_rrl_arguments, rrl_config_from_args
@@ -53,7 +60,9 @@ from controlplane.gtm.health.checker import HealthChecker
 from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.gtm.types import HealthView
+from controlplane.heaptrace import HeapTrace
 from controlplane.loop import PlacementLoop, excluded_clusters
+from controlplane.malloctrim import trim_forever
 from controlplane.observability.process import PolicyCollector, register_process_metrics
 from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.policy.model import Model
@@ -202,6 +211,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         f" (default {DEFAULT_TTL_S})",
     )
     add_rrl_arguments(p)
+    add_dot_arguments(p)
     add_xds_tls_arguments(p)
     add_workload_ca_arguments(p)
 
@@ -324,6 +334,7 @@ class ServeOptions:
     xds_tls: TlsFiles | None = None  # None: plaintext xDS
     workload_ca: WorkloadCa | None = None  # None: no workload certificates (SDS)
     dns_workers: int = 0  # UDP answered by this many worker processes; 0: in the main process
+    dns_tls: DotSettings | None = None  # DNS over TLS listeners; None: off
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -374,7 +385,15 @@ class ServeOptions:
             xds_tls=xds_tls_from_args(args),
             workload_ca=workload_ca_from_args(args),
             dns_workers=dns_workers(args.dns_workers),
+            dns_tls=_dot(args, dns),
         )
+
+
+def _dot(args: argparse.Namespace, dns: tuple[tuple[str, int], ...]) -> DotSettings | None:
+    settings = dot_from_args(args, parse_hostport)
+    if settings is not None and not dns:
+        raise UbiqError("--dns-tls: needs the GTM, which --dns off turns off")
+    return settings
 
 
 def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
@@ -444,9 +463,13 @@ class GtmService:
         on_health: Callable[[HealthView], None] | None = None,
         rrl: RrlConfig | None = None,
         workers: int = 0,
+        dot: DotSettings | None = None,
     ) -> None:
-        """``workers``: DNS worker processes answering UDP (0: UDP in this process)."""
+        """``workers``: DNS worker processes answering UDP (0: UDP in this process); ``dot``: DNS
+        over TLS listeners, served here with TCP."""
         self._rrl = rrl
+        self._dot = dot
+        self.dot_tls = ReloadingContext(dot.cert, dot.key) if dot is not None else None
         self.registry = registry if registry is not None else CollectorRegistry()
         self._listen = list(listen)
         self._worker_count = workers
@@ -486,6 +509,9 @@ class GtmService:
             metrics=self.metrics,
             udp=self.workers is None,
             rrl=limiter if self.workers is None else None,
+            tls_listen=self._dot.listen if self._dot is not None else (),
+            tls=self.dot_tls.context if self.dot_tls is not None else None,
+            tls_handshake_timeout=HANDSHAKE_TIMEOUT,
         )
         await self.server.start()
         await self.checker.start()
@@ -588,6 +614,7 @@ class Ubiq:
                 on_health=self._on_health,
                 rrl=options.rrl,
                 workers=options.dns_workers,
+                dot=options.dns_tls,
             )
             if options.dns
             else None
@@ -897,9 +924,13 @@ class Ubiq:
 
 
 async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) -> None:
+    heap = HeapTrace.from_env(os.environ)  # UBIQ_TRACEMALLOC_DIR: leak hunting, off by default
+    if heap is not None:
+        heap.start()
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    trimming = loop.create_task(trim_forever())  # RSS follows the C heap in use (malloctrim.py)
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -918,6 +949,9 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
         if ubiq.failed.is_set():
             raise UbiqError("a part of Ubiq stopped unexpectedly; see the log")
     finally:
+        trimming.cancel()
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        if heap is not None:
+            await heap.stop()

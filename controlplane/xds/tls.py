@@ -9,7 +9,6 @@ certificate) is logged once and the last good set keeps serving.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import grpc
 import structlog
 
 from controlplane.pki.certs import CertError, check_key_pair, load_bundle, trust_domains
+from controlplane.pki.stamps import Stamp, file_stamps
 
 log = structlog.get_logger(__name__)
 
@@ -60,15 +60,8 @@ def load_files(files: TlsFiles) -> _Loaded:
     return _Loaded(cert, key, client_ca, domains)
 
 
-def _stamp(files: TlsFiles) -> tuple[tuple[int, int, int], ...]:
-    out = []
-    for path in (files.cert, files.key, files.client_ca):
-        try:
-            st = os.stat(path)
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((0, 0, 0))
-    return tuple(out)
+def _stamp(files: TlsFiles) -> Stamp:
+    return file_stamps(files.cert, files.key, files.client_ca)
 
 
 def _configuration(loaded: _Loaded) -> grpc.ServerCertificateConfiguration:

@@ -187,6 +187,51 @@ def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     return loop, thread
 
 
+BACKENDS = (
+    "checkout_eu_v1",
+    "checkout_eu_v2",
+    "checkout_us_v1",
+    "checkout_us_v2",
+    "catalog_eu",
+    "catalog_us",
+)
+
+
+def pick_gateways() -> dict[str, tuple[str, int]]:
+    """cluster -> (address, port): each cluster's gateway on its own random 127.x.y.1 address."""
+    net = random.Random().randint(100, 250)
+    return {
+        region: (gw, free_port(gw))
+        for region, gw in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
+    }
+
+
+def write_policies(
+    root: Path,
+    gateways: dict[str, tuple[str, int]],
+    ports: dict[str, int],
+    *,
+    costs: tuple[float, float] = (1.0, 1.0),
+    routes: str = ROUTES,
+    weights: tuple[int, int] = (90, 10),
+) -> None:
+    """The mesh's policy set in ``root``: ``mesh.yaml`` (clusters, services, the GTM name) with
+    the backends' ``ports`` by name, and ``routes.yaml`` (``routes`` with the v1/v2 weights)."""
+    (root / "mesh.yaml").write_text(
+        POLICY.format(
+            eu_gw=gateways["eu-west"][0],
+            eu_port=gateways["eu-west"][1],
+            us_gw=gateways["us-west"][0],
+            us_port=gateways["us-west"][1],
+            gtm_name=GTM_NAME,
+            eu_cost=costs[0],
+            us_cost=costs[1],
+            **ports,
+        )
+    )
+    (root / "routes.yaml").write_text(routes.format(v1=weights[0], v2=weights[1]))
+
+
 @contextlib.contextmanager
 def mesh(
     workdir: Path,
@@ -205,37 +250,14 @@ def mesh(
     writes into ``Mesh.root``."""
     require_binary("envoy")
     require_binary("prometheus")
-    rng = random.Random()
-    net = rng.randint(100, 250)
-    gateways = {
-        region: (gw, free_port(gw))
-        for region, gw in zip(REGIONS, (f"127.{net}.1.1", f"127.{net}.2.1"), strict=True)
-    }
-    names: tuple[str, ...] = (
-        "checkout_eu_v1",
-        "checkout_eu_v2",
-        "checkout_us_v1",
-        "checkout_us_v2",
-    )
-    names += ("catalog_eu", "catalog_us", *extra_backends)
+    gateways = pick_gateways()
+    names = (*BACKENDS, *extra_backends)
     root = workdir / "policies"
     root.mkdir(parents=True)
     loop, thread = _loop_thread()
     with contextlib.ExitStack() as stack:
         backends = {name: stack.enter_context(_backend(name)) for name in names}
-        (root / "mesh.yaml").write_text(
-            POLICY.format(
-                eu_gw=gateways["eu-west"][0],
-                eu_port=gateways["eu-west"][1],
-                us_gw=gateways["us-west"][0],
-                us_port=gateways["us-west"][1],
-                gtm_name=GTM_NAME,
-                eu_cost=costs[0],
-                us_cost=costs[1],
-                **{name: b.port for name, b in backends.items()},
-            )
-        )
-        (root / "routes.yaml").write_text(ROUTES.format(v1=90, v2=10))
+        write_policies(root, gateways, {n: b.port for n, b in backends.items()}, costs=costs)
         if extra_policy:
             (root / "extra.yaml").write_text(extra_policy)
         prom: PrometheusProcess | None = None

@@ -132,10 +132,12 @@ class Asking:
 
 
 @contextlib.contextmanager
-def serving(root: Path, workdir: Path, *extra_args: str) -> Iterator[Served]:
+def serving(
+    root: Path, workdir: Path, *extra_args: str, log_format: str = "json"
+) -> Iterator[Served]:
     dns_port, api_port, xds_port = free_udp_tcp_port(), free_port(), free_port()
     argv = [
-        sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve", str(root),
+        sys.executable, "-m", "controlplane.cli", "--log-format", log_format, "serve", str(root),
         "--xds", f"127.0.0.1:{xds_port}", "--api", f"127.0.0.1:{api_port}",
         "--dns", f"127.0.0.1:{dns_port}", "--debounce-ms", "20", *extra_args,
     ]  # fmt: skip

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple, Protocol, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -78,13 +78,50 @@ class TableInfo(Protocol):
     def size(self) -> int: ...
 
 
+class RrlCounts(NamedTuple):
+    """A rate limiter's counters (``RrlInfo``) as plain numbers, to ship between processes."""
+
+    limited: int = 0
+    slipped: int = 0
+    dropped: int = 0
+    evicted: int = 0
+    accounts: int = 0
+
+    @classmethod
+    def of(cls, rrl: RrlInfo) -> RrlCounts:
+        return cls(rrl.limited, rrl.slipped, rrl.dropped, rrl.evicted, rrl.accounts)
+
+
 class CountsDelta(NamedTuple):
-    """Query counts of one interval, as ``DnsMetrics`` keeps them (picklable)."""
+    """Query counts of one interval, as ``DnsMetrics`` keeps them (picklable). ``rrl``: the
+    counters of the worker's rate limiter since the last delta, and ``accounts`` as it stands
+    now (None without RRL)."""
 
     responses: dict[tuple[str, int, int, bytes | None], int]
     dropped: dict[str, int]
     truncated: int
     buckets: dict[int, list[float]]
+    rrl: RrlCounts | None = None
+
+
+class RrlTotals:
+    """The RRL counters of every DNS worker, summed (an ``RrlInfo`` for the main process's
+    /metrics). Accounts are a gauge: the newest figure of each worker, summed."""
+
+    def __init__(self) -> None:
+        self.limited = self.slipped = self.dropped = self.evicted = 0
+        self._accounts: dict[int, int] = {}
+
+    @property
+    def accounts(self) -> int:
+        return sum(self._accounts.values())
+
+    def add(self, worker: int, delta: RrlCounts) -> None:
+        self.limited += delta.limited
+        self.slipped += delta.slipped
+        self.dropped += delta.dropped
+        self.evicted += delta.evicted
+        self._accounts[worker] = delta.accounts
 
 
 class DnsMetrics(Collector):
@@ -100,7 +137,9 @@ class DnsMetrics(Collector):
         # qtype -> bucket counts (the last one +Inf), then the sum of seconds
         self._buckets: dict[int, list[float]] = {}
         self._table: Callable[[], TableInfo] | None = None
-        self._rrl: RrlInfo | None = None
+        self._rrl: RrlInfo | None = None  # this process's rate limiter
+        self._rrl_sent = RrlCounts()  # what ``take`` has shipped of it
+        self._worker_rrl: RrlTotals | None = None  # the workers' rate limiters (``merge``)
         self._region_of: Callable[[str], str] = _no_region
         if registry is not None:
             registry.register(self)
@@ -118,12 +157,27 @@ class DnsMetrics(Collector):
     def take(self) -> CountsDelta:
         """The query counts since the last ``take`` (a DNS worker ships them to the main
         process); counting starts again from zero."""
-        delta = CountsDelta(self.responses, self.dropped, self.truncated, self._buckets)
+        rrl = None
+        if self._rrl is not None:
+            now, sent = RrlCounts.of(self._rrl), self._rrl_sent
+            rrl = RrlCounts(
+                now.limited - sent.limited,
+                now.slipped - sent.slipped,
+                now.dropped - sent.dropped,
+                now.evicted - sent.evicted,
+                now.accounts,
+            )
+            self._rrl_sent = now
+        delta = CountsDelta(self.responses, self.dropped, self.truncated, self._buckets, rrl)
         self.responses, self.dropped, self.truncated, self._buckets = {}, {}, 0, {}
         return delta
 
-    def merge(self, delta: CountsDelta) -> None:
-        """Add a worker's counts to these (the main process's, which /metrics shows)."""
+    def merge(self, delta: CountsDelta, worker: int = 0) -> None:
+        """Add worker ``worker``'s counts to these (the main process's, which /metrics shows)."""
+        if delta.rrl is not None:
+            if self._worker_rrl is None:
+                self._worker_rrl = RrlTotals()
+            self._worker_rrl.add(worker, delta.rrl)
         for key, n in delta.responses.items():
             self.responses[key] = self.responses.get(key, 0) + n
         for transport, n in delta.dropped.items():
@@ -167,67 +221,58 @@ class DnsMetrics(Collector):
         buckets[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "ubiq_dns_requests",
-            "DNS queries received, by transport and query type (NONE: no readable question)",
-            labels=["proto", "type"],
-        )
         received: dict[tuple[str, str], int] = {}
-        for (transport, qtype, _, _), n in self.responses.items():
-            key = (transport, QTYPES.get(qtype, "OTHER"))
-            received[key] = received.get(key, 0) + n
-        for transport, n in self.dropped.items():
-            received[(transport, "NONE")] = received.get((transport, "NONE"), 0) + n
-        for labels, n in sorted(received.items()):
-            requests.add_metric(list(labels), n)
-        yield requests
-        responses = CounterMetricFamily(
-            "ubiq_dns_responses",
-            "DNS responses sent, by transport, query type and rcode",
-            labels=["proto", "type", "rcode"],
-        )
         sent: dict[tuple[str, str, str], int] = {}
         by_address: dict[tuple[str, str], int] = {}
         for (transport, qtype, rcode, address), n in self.responses.items():
-            sent_key = (transport, QTYPES.get(qtype, "OTHER"), RCODE_LABELS.get(rcode, str(rcode)))
-            sent[sent_key] = sent.get(sent_key, 0) + n
+            qname = QTYPES.get(qtype, "OTHER")
+            _add(received, (transport, qname), n)
+            _add(sent, (transport, qname, RCODE_LABELS.get(rcode, str(rcode))), n)
             if address is not None:
                 text = str(ipaddress.ip_address(address))
-                where = (self._region_of(text), text)
-                by_address[where] = by_address.get(where, 0) + n
-        for sent_labels, n in sorted(sent.items()):
-            responses.add_metric(list(sent_labels), n)
-        yield responses
-        answers = CounterMetricFamily(
+                _add(by_address, (self._region_of(text), text), n)
+        for transport, n in self.dropped.items():
+            _add(received, (transport, "NONE"), n)
+        yield _labelled(
+            "ubiq_dns_requests",
+            "DNS queries received, by transport and query type (NONE: no readable question)",
+            ["proto", "type"],
+            received,
+        )
+        yield _labelled(
+            "ubiq_dns_responses",
+            "DNS responses sent, by transport, query type and rcode",
+            ["proto", "type", "rcode"],
+            sent,
+        )
+        yield _labelled(
             "ubiq_dns_answers",
             "NOERROR answers carrying an address, by the first address and its region"
             ' ("" for an address that is no current target, e.g. a fallback)',
-            labels=["region", "address"],
+            ["region", "address"],
+            by_address,
         )
-        for where, n in sorted(by_address.items()):
-            answers.add_metric(list(where), n)
-        yield answers
-        dropped = CounterMetricFamily(
-            "ubiq_dns_dropped", "Queries dropped without a response", labels=["proto"]
+        yield _labelled(
+            "ubiq_dns_dropped",
+            "Queries dropped without a response",
+            ["proto"],
+            {(t,): n for t, n in self.dropped.items()},
         )
-        for transport, n in sorted(self.dropped.items()):
-            dropped.add_metric([transport], n)
-        yield dropped
-        yield CounterMetricFamily(
-            "ubiq_dns_truncated", "UDP responses sent with TC", value=self.truncated
-        )
-        yield CounterMetricFamily(
-            "ubiq_dns_tcp_rejected",
-            "TCP connections refused: their source holds max_tcp_per_source already",
-            value=self.tcp_rejected,
-        )
-        yield CounterMetricFamily(
-            "ubiq_dns_tcp_shed",
-            "TCP connections closed to make room for a newcomer (the quietest one)",
-            value=self.tcp_shed,
-        )
-        yield GaugeMetricFamily(
-            "ubiq_dns_tcp_connections", "Open TCP connections", value=self.tcp_connections
+        yield from _scalars(
+            (COUNTER, "ubiq_dns_truncated", "UDP responses sent with TC", self.truncated),
+            (
+                COUNTER,
+                "ubiq_dns_tcp_rejected",
+                "TCP connections refused: their source holds max_tcp_per_source already",
+                self.tcp_rejected,
+            ),
+            (
+                COUNTER,
+                "ubiq_dns_tcp_shed",
+                "TCP connections closed to make room for a newcomer (the quietest one)",
+                self.tcp_shed,
+            ),
+            (GAUGE, "ubiq_dns_tcp_connections", "Open TCP connections", self.tcp_connections),
         )
         durations = HistogramMetricFamily(
             "ubiq_dns_request_duration_seconds",
@@ -241,36 +286,70 @@ class DnsMetrics(Collector):
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             durations.add_metric([QTYPES.get(qtype, "OTHER")], buckets, sum_value=counts[-1])
         yield durations
-        if self._rrl is not None:
-            yield from _rrl_metrics(self._rrl)
+        rrl = self._rrl if self._rrl is not None else self._worker_rrl
+        if rrl is not None:
+            yield from _rrl_metrics(rrl)
         if self._table is not None:
-            table = self._table()
             yield GaugeMetricFamily(
-                "ubiq_dns_table_entries", "Precomputed answers in the live table", value=table.size
+                "ubiq_dns_table_entries",
+                "Precomputed answers in the live table",
+                value=self._table().size,
             )
 
 
+COUNTER, GAUGE = CounterMetricFamily, GaugeMetricFamily
+K = TypeVar("K")
+L = TypeVar("L", bound=tuple[str, ...])  # label values
+
+
+def _add(counts: dict[K, int], key: K, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def _labelled(
+    name: str, text: str, labels: list[str], counts: Mapping[L, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, text, labels=labels)
+    for values, n in sorted(counts.items()):
+        family.add_metric(list(values), n)
+    return family
+
+
+def _scalars(
+    *rows: tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str, str, float],
+) -> Iterator[Metric]:
+    """One unlabelled family per (kind, name, help, value)."""
+    for kind, name, text, value in rows:
+        yield kind(name, text, value=value)
+
+
 def _rrl_metrics(rrl: RrlInfo) -> Iterator[Metric]:
-    yield CounterMetricFamily(
-        "ubiq_dns_rrl_limited",
-        "UDP responses over their prefix's rate (response-rate limiting): slipped + dropped",
-        value=rrl.limited,
-    )
-    yield CounterMetricFamily(
-        "ubiq_dns_rrl_slipped",
-        "Rate-limited UDP responses sent truncated (TC=1) so a real client retries over TCP",
-        value=rrl.slipped,
-    )
-    yield CounterMetricFamily(
-        "ubiq_dns_rrl_dropped", "Rate-limited UDP responses not sent", value=rrl.dropped
-    )
-    yield CounterMetricFamily(
-        "ubiq_dns_rrl_evicted",
-        "RRL accounts evicted (least recently used) to stay within the table size",
-        value=rrl.evicted,
-    )
-    yield GaugeMetricFamily(
-        "ubiq_dns_rrl_accounts", "RRL accounts held (prefix x kind of response)", value=rrl.accounts
+    return _scalars(
+        (
+            COUNTER,
+            "ubiq_dns_rrl_limited",
+            "UDP responses over their prefix's rate (response-rate limiting): slipped + dropped",
+            rrl.limited,
+        ),
+        (
+            COUNTER,
+            "ubiq_dns_rrl_slipped",
+            "Rate-limited UDP responses sent truncated (TC=1) so a real client retries over TCP",
+            rrl.slipped,
+        ),
+        (COUNTER, "ubiq_dns_rrl_dropped", "Rate-limited UDP responses not sent", rrl.dropped),
+        (
+            COUNTER,
+            "ubiq_dns_rrl_evicted",
+            "RRL accounts evicted (least recently used) to stay within the table size",
+            rrl.evicted,
+        ),
+        (
+            GAUGE,
+            "ubiq_dns_rrl_accounts",
+            "RRL accounts held (prefix x kind of response); with DNS workers, the sum over them",
+            rrl.accounts,
+        ),
     )
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -97,8 +98,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, server: DnsServer) -> None:
+    """DNS over TCP; also over TLS (``transport`` "tls"), where asyncio decrypts beneath."""
+
+    def __init__(self, server: DnsServer, transport: str = "tcp") -> None:
         self._server = server
+        self._kind = transport
         self._framer = TcpFramer()
         self._transport: asyncio.Transport | None = None
         self._client = Client("", True)
@@ -149,9 +153,9 @@ class _TcpProtocol(asyncio.Protocol):
             try:
                 response = answer(message, server.table, self._client)
             except Exception:
-                log.exception("dns.answer_failed", transport="tcp", client=self._client.host)
+                log.exception("dns.answer_failed", transport=self._kind, client=self._client.host)
                 response = None
-            server.metrics.observe("tcp", response, time.perf_counter() - start)
+            server.metrics.observe(self._kind, response, time.perf_counter() - start)
             if response is None:
                 continue
             if type(response) is Transfer:
@@ -221,9 +225,18 @@ class DnsServer:
         udp: bool = True,
         tcp: bool = True,
         udp_sockets: Sequence[socket.socket] = (),
+        tls_listen: Sequence[tuple[str, int]] = (),
+        tls: ssl.SSLContext | None = None,
+        tls_handshake_timeout: float = 5.0,
     ) -> None:
         """``udp``/``tcp``: which transports to bind on ``listen``; ``udp_sockets``: UDP sockets
-        bound already (a DNS worker's SO_REUSEPORT sockets), served as well."""
+        bound already (a DNS worker's SO_REUSEPORT sockets), served as well; ``tls_listen``:
+        DNS over TLS addresses (RFC 7858) served with ``tls``, under the TCP limits."""
+        if tls_listen and tls is None:
+            raise ValueError("tls_listen needs a tls context")
+        self.tls_listen = tuple(tls_listen)
+        self.tls = tls
+        self.tls_handshake_timeout = tls_handshake_timeout
         self.table = table
         self.listen = tuple(listen)
         self.udp = udp
@@ -289,6 +302,18 @@ class DnsServer:
                     )
                     self._tcp.append(server)
                     self.addresses.append(("tcp", host, server.sockets[0].getsockname()[1]))
+            for host, port in self.tls_listen:
+                server = await loop.create_server(
+                    lambda: _TcpProtocol(self, "tls"),
+                    host,
+                    port,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl=self.tls,
+                    ssl_handshake_timeout=self.tls_handshake_timeout,
+                )
+                self._tcp.append(server)
+                self.addresses.append(("tls", host, server.sockets[0].getsockname()[1]))
         except BaseException:
             await self.stop()
             raise

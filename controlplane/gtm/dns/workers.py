@@ -14,7 +14,8 @@ their own cores from the newest table; planning, probing and explaining stay in 
   newest pending table is sent. A worker swaps it in after unpickling in its own thread.
 * Counters: a worker pushes its query counts every second and when asked (``gather_counts``, which
   /metrics awaits before rendering), as deltas merged into the main ``DnsMetrics``: a worker that
-  dies loses at most its last second of counts, and totals never go backwards.
+  dies loses at most its last second of counts, and totals never go backwards. Its response-rate
+  limiter's counters ride along (``CountsDelta.rrl``), so ``ubiq_dns_rrl_*`` are the workers' sums.
 * A worker that exits is restarted (after 0.5 s, doubling to 30 s while it keeps dying within
   10 s of its start) with the newest table; ``ubiq_dns_worker_restarts_total`` counts that.
 """
@@ -242,7 +243,7 @@ class DnsWorkers:
                 elif kind == COUNTS:
                     seq = int.from_bytes(payload[:8])
                     delta: CountsDelta = pickle.loads(payload[8:])
-                    self.metrics.merge(delta)
+                    self.metrics.merge(delta, worker.index)
                     waiter = worker.waiters.pop(seq, None) if seq else None
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)

@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,19 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
 # -- server side (one process per N) -------------------------------------------------------
 
 
-async def _serve(count: int, rounds: int) -> dict[str, Any]:
+def _traced_growth(before: Any, after: Any, count: int, top: int = 15) -> dict[str, Any]:
+    """Python-heap growth (tracemalloc) per client, by allocating line, largest first."""
+    stats = after.compare_to(before, "lineno")
+    total = sum(s.size_diff for s in stats)
+    rows = [
+        {"where": str(s.traceback[0]), "bytes_per_client": s.size_diff / count,
+         "blocks_per_client": s.count_diff / count}
+        for s in stats[:top]
+    ]  # fmt: skip
+    return {"python_bytes_per_client": total / count, "top": rows}
+
+
+async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -> dict[str, Any]:
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.events import Event
     from controlplane.xds.node import group_key
@@ -152,12 +165,22 @@ async def _serve(count: int, rounds: int) -> dict[str, Any]:
     target.update({t: first.type_version(t) for t in ORDER})
     gc.collect()
     rss_before = _rss_bytes()
+    if trace:
+        tracemalloc.start()
+        traced_before = tracemalloc.take_snapshot()
 
     ctx = mp.get_context("spawn")
-    stop, ready = ctx.Event(), ctx.Event()
+    stop = ctx.Event()
     names = sorted(first.get(ORDER[1]).entries)
-    proc = ctx.Process(target=_client_process, args=(port, count, names, stop, ready))
-    proc.start()
+    shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+    readies = [ctx.Event() for _ in shares]  # held here: a dropped Event's semaphore is gone
+    clients = [
+        ctx.Process(target=_client_process, args=(port, share, names, stop, ready))
+        for share, ready in zip(shares, readies, strict=True)
+        if share
+    ]
+    for proc in clients:
+        proc.start()
 
     async def until_all(deadline_s: float) -> None:
         deadline = time.perf_counter() + deadline_s
@@ -172,9 +195,21 @@ async def _serve(count: int, rounds: int) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     gc.collect()
     rss_after = _rss_bytes()
+    traced: dict[str, Any] = {}
+    if trace:
+        traced = _traced_growth(traced_before, tracemalloc.take_snapshot(), count)
+        tracemalloc.stop()
 
     latencies: list[float] = []
     all_acked: list[float] = []
+    cpu_started = time.process_time()
+    profile = os.environ.get("XDS_FANOUT_PROFILE")
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     for round_no in range(1, rounds + 1):
         snap = _snapshot(round_no)
         done.clear()
@@ -187,27 +222,46 @@ async def _serve(count: int, rounds: int) -> dict[str, Any]:
         all_acked.append(max(done.values()) - t0)
         await asyncio.sleep(0.2)
 
+    server_cpu_s = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile or "")
     stop.set()
-    proc.join(30)
+    for proc in clients:
+        proc.join(30)
     await server.stop(0)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {
         "clients": count,
+        "client_processes": len(clients),
         "rounds": rounds,
         "snapshot_build_s": build_seconds,
         "initial_sync_s": connect_seconds,
         "push_p50_s": statistics.median(latencies),
+        "server_cpu_per_round_s": server_cpu_s / rounds,
         "push_p99_s": quantiles[98],
         "all_acked_max_s": max(all_acked),
         "rss_before_mib": rss_before / 2**20,
         "rss_after_mib": rss_after / 2**20,
         "bytes_per_client": (rss_after - rss_before) / count,
+        **({"tracemalloc": traced} if trace else {}),
     }
 
 
-def _run_one(count: int, rounds: int) -> dict[str, Any]:
+def _run_one(count: int, rounds: int, trace: bool, procs: int) -> dict[str, Any]:
+    extra = ["--tracemalloc"] if trace else []
+    extra += ["--client-procs", str(procs)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count), "--rounds", str(rounds)],
+        [
+            sys.executable,
+            "-m",
+            "bench.xds_fanout",
+            "--serve",
+            str(count),
+            "--rounds",
+            str(rounds),
+            *extra,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -220,14 +274,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,100,1000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="processes the simulated clients are spread over (one event loop each)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also report where the server's Python heap grows per client (slower, and the"
+        " latency figures of such a run are not comparable)",
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.serve is not None:
-        print(json.dumps(asyncio.run(_serve(args.serve, args.rounds))), flush=True)
+        result = asyncio.run(_serve(args.serve, args.rounds, args.tracemalloc, args.client_procs))
+        print(json.dumps(result), flush=True)
         return 0
 
     counts = [int(c) for c in args.clients.split(",")]
-    rows = [_run_one(count, args.rounds) for count in counts]
+    rows = [_run_one(count, args.rounds, args.tracemalloc, args.client_procs) for count in counts]
     base = rows[0]
     print(
         f"xDS fan-out: {CLUSTERS} EDS clusters; each round changes RDS + {CHANGED_PER_ROUND} CLAs"
@@ -253,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
         )
+    for row in rows:
+        traced = row.get("tracemalloc")
+        if traced:
+            print(f"\n{row['clients']} clients: Python heap "
+                  f"{traced['python_bytes_per_client'] / 1024:.1f} KiB/client (tracemalloc), by line:")  # fmt: skip
+            for t in traced["top"]:
+                print(
+                    f"  {t['bytes_per_client']:8.0f} B {t['blocks_per_client']:6.1f} blocks  {t['where']}"
+                )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "xds_fanout.json").write_text(json.dumps({"baseline": base, "runs": rows}, indent=2))
     return 0

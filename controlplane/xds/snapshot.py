@@ -46,6 +46,7 @@ from controlplane.xds.resources import (
 _HASH_CHARS = 16
 MAX_RESOURCES_PER_TYPE = 100_000  # resources of one type in one proxy group's snapshot
 MAX_TYPE_BYTES = 32 * 1024 * 1024  # one type's serialized resources: a SotW response carries all
+MAX_SUBSETS = 64  # distinct subscribed name sets remembered per type snapshot
 
 
 def content_hash(data: bytes) -> str:
@@ -138,6 +139,11 @@ class TypeSnapshot:
     entries: Mapping[str, Entry]
     _joined: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
     _size: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    # subscribed name set -> the entries it selects (read-only, shared by every stream that
+    # subscribes to an equal set: streams of a group hold one interned set)
+    _subsets: dict[frozenset[str], Mapping[str, Entry]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -147,6 +153,23 @@ class TypeSnapshot:
         if not self._size:
             self._size.append(sum(len(e.sotw_bytes) for e in self.entries.values()))
         return self._size[0]
+
+    def subset(self, names: frozenset[str]) -> Mapping[str, Entry]:
+        """The entries named in ``names``, in name order; ``entries`` itself when ``names``
+        covers them all. Worked out once per distinct set and type snapshot (at most
+        ``MAX_SUBSETS`` kept), not once per stream."""
+        found = self._subsets.get(names)
+        if found is not None:
+            return found
+        entries = self.entries
+        if len(names) >= len(entries) and all(n in names for n in entries):
+            chosen: Mapping[str, Entry] = entries
+        else:
+            chosen = MappingProxyType({n: entries[n] for n in sorted(names) if n in entries})
+        if len(self._subsets) >= MAX_SUBSETS:
+            self._subsets.clear()
+        self._subsets[names] = chosen
+        return chosen
 
     def sotw_resources(self) -> bytes:
         """Every entry's SotW resource bytes joined, once per type snapshot: the streams that

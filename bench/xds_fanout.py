@@ -37,6 +37,8 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 CLUSTERS = 100
 CHANGED_PER_ROUND = 10
+RAMP_BATCH = 250  # clients a client process connects at once
+RAMP_WAIT_S = 20.0  # at most this long for a batch's first responses before the next batch
 
 
 def _raise_fd_limit() -> None:
@@ -68,12 +70,16 @@ def _snapshot(round_no: int) -> Any:
 # -- clients (separate process) ---------------------------------------------------------
 
 
-def _client_process(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+def _client_process(
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+) -> None:
     _raise_fd_limit()
-    asyncio.run(_clients(port, count, names, stop, ready))
+    asyncio.run(_clients(port, first, count, names, stop, ready))
 
 
-async def _clients(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+async def _clients(
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+) -> None:
     import grpc
     from envoy.config.core.v3 import base_pb2
     from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -82,8 +88,8 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
 
     wanted = {CLUSTER: [], ENDPOINT: names, LISTENER: [], ROUTE: ["main"]}
 
-    async def one(i: int) -> None:
-        node = base_pb2.Node(id=f"bench-{i}", cluster="bench")
+    async def one(i: int, synced: asyncio.Event) -> None:
+        node = base_pb2.Node(id=f"bench-{first + i}", cluster="bench")
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for type_url, subscribed in wanted.items():
             queue.put_nowait(
@@ -101,7 +107,12 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = stub.StreamAggregatedResources(requests())
+            seen: set[str] = set()
             async for response in call:
+                if not synced.is_set():
+                    seen.add(response.type_url)
+                    if len(seen) == len(wanted):
+                        synced.set()
                 queue.put_nowait(
                     discovery_pb2.DiscoveryRequest(
                         type_url=response.type_url,
@@ -111,7 +122,16 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
                     )
                 )
 
-    tasks = [asyncio.create_task(one(i)) for i in range(count)]
+    # connect in batches, each once the previous one has its first responses: 5,000 connects
+    # at once overflow the listen backlog, and gRPC's reconnect backoff then takes minutes
+    tasks: list[asyncio.Task[None]] = []
+    for start in range(0, count, RAMP_BATCH):
+        synced = [asyncio.Event() for _ in range(start, min(count, start + RAMP_BATCH))]
+        tasks += [asyncio.create_task(one(start + k, e)) for k, e in enumerate(synced)]
+        waits = [asyncio.create_task(e.wait()) for e in synced]
+        await asyncio.wait(waits, timeout=RAMP_WAIT_S)
+        for w in waits:
+            w.cancel()
     ready.set()
     while not stop.is_set():
         await asyncio.sleep(0.1)
@@ -174,9 +194,14 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
     names = sorted(first.get(ORDER[1]).entries)
     shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
     readies = [ctx.Event() for _ in shares]  # held here: a dropped Event's semaphore is gone
+    firsts = [sum(shares[:i]) for i in range(len(shares))]
     clients = [
-        ctx.Process(target=_client_process, args=(port, share, names, stop, ready))
-        for share, ready in zip(shares, readies, strict=True)
+        ctx.Process(
+            target=_client_process,
+            args=(port, first, share, names, stop, ready),
+            daemon=True,  # a failed run must not wait forever for its clients
+        )
+        for first, share, ready in zip(firsts, shares, readies, strict=True)
         if share
     ]
     for proc in clients:
@@ -186,11 +211,15 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
         deadline = time.perf_counter() + deadline_s
         while len(done) < count or len(status) < count:
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"{len(done)}/{count} clients in sync")
+                stop.set()
+                raise TimeoutError(
+                    f"{len(done)}/{count} clients in sync, {len(status)} connected"
+                    f" after {deadline_s} s"
+                )
             await asyncio.sleep(0.002)
 
     connect_started = time.perf_counter()
-    await until_all(120)
+    await until_all(180)
     connect_seconds = time.perf_counter() - connect_started
     await asyncio.sleep(0.5)
     gc.collect()
@@ -251,21 +280,18 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
 def _run_one(count: int, rounds: int, trace: bool, procs: int) -> dict[str, Any]:
     extra = ["--tracemalloc"] if trace else []
     extra += ["--client-procs", str(procs)]
+    command = [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count)]
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.xds_fanout",
-            "--serve",
-            str(count),
-            "--rounds",
-            str(rounds),
-            *extra,
-        ],
-        check=True,
+        [*command, "--rounds", str(rounds), *extra],
+        check=False,
         capture_output=True,
         text=True,
+        timeout=600,
     )
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        print(f"{count} clients: failed: {tail[0]}", file=sys.stderr)
+        return {"clients": count, "failed": tail[0]}
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -305,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(" | ".join(header))
     for row in rows:
+        if "failed" in row:
+            print(f"{row['clients']} | failed: {row['failed']}")
+            continue
         print(
             " | ".join(
                 [

@@ -343,7 +343,11 @@ class XdsStream:
                 st.type_url, flight.version_info, flight.nonce, names, detail.message, detail.code
             )
         whole = not self.delta and st.type_url in WILDCARD_TYPES  # SotW: the whole set
-        if whole or all(n in flight.entries or n in flight.removed for n in st.acked):
+        if (
+            whole
+            or st.acked.keys() <= flight.entries.keys()  # in C: the usual case, all re-sent
+            or all(n in flight.entries or n in flight.removed for n in st.acked)
+        ):
             st.acked = flight.entries
         else:
             held = _own(st)
@@ -424,7 +428,9 @@ class XdsStream:
 
     def _settled(self, st: _TypeState, desired: Mapping[str, Entry], version: str) -> None:
         st.settled_at = version
-        blocked = any(st.nacked.get(name) == e.version for name, e in desired.items())
+        blocked = bool(st.nacked) and any(
+            st.nacked.get(name) == e.version for name, e in desired.items()
+        )
         if not blocked and st.acked_version != version:
             st.acked_version = version
             self._events.append(InSync(st.type_url, version))

@@ -100,6 +100,9 @@ class PreSerialized(Mapping[str, Message]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._items  # Mapping's own would parse the message to find out
+
     def item(self, name: str) -> Spliced[Message]:
         """The held item: the same object means the same bytes (a snapshot reuses its Entry)."""
         return self._items[name]

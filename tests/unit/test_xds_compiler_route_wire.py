@@ -129,3 +129,15 @@ def test_groups_sharing_virtual_hosts_serialize_them_once() -> None:
     for key, group in again.items():
         check(changed, group.compilation, group.snapshot)
         assert group.compilation.virtual_hosts["b"] is groups[key].compilation.virtual_hosts["b"]
+
+
+def test_membership_and_snapshot_builds_never_parse_the_spliced_message() -> None:
+    model = model_of({"a": 1, "b": 2})
+    base = compile_node(model, EU, OPTIONS)
+    routes = base.resources[ROUTE]
+    assert isinstance(routes, PreSerialized)
+    item = routes.item(OPTIONS.route_config_name)
+    assert OPTIONS.route_config_name in routes and "other" not in routes
+    Snapshot.build(base.resources)
+    assert item._message is None  # only the bytes were read
+    assert routes[OPTIONS.route_config_name] == whole(model, base)  # parsed when asked for

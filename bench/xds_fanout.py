@@ -1,19 +1,23 @@
-"""ADS fan-out: N simulated ADS clients (grpc.aio, in another process) on one XdsServer.
+"""ADS fan-out: N simulated ADS clients (grpc.aio, in other processes) on one XdsServer.
 
-Measures, for N = 1 (baseline), 100 and 1,000 clients subscribed to a snapshot of 100 EDS clusters
-(+ 100 ClusterLoadAssignments, 1 listener, 1 route):
+Measures, for N = 1 (baseline), 100 and 1,000 clients (5,000 with ``--clients 1,5000``)
+subscribed to a snapshot of 100 EDS clusters (+ 100 ClusterLoadAssignments, 1 listener, 1 route):
 
 - push latency: from ``cache.set_snapshot`` until each client has ACKed the new versions (the
   route and 10 changed ClusterLoadAssignments change every round), p50/p99 over clients x rounds,
-  and the time until the last client ACKed;
+  and the time until the last client ACKed; the server's CPU time per round;
 - memory per connected client: RSS growth of the server process from "snapshot loaded, no
-  client" to "N clients connected and in sync", divided by N.
+  client" to "N clients connected and in sync", divided by N; with ``--tracemalloc``, where the
+  server's Python heap grew, by allocating line.
 
 Each N runs in a fresh server process (``--serve N``) so RSS figures do not leak between runs;
-the clients run in a separate process. Ratios are against N = 1 measured in the same run (p50: p99 of a handful of
+the clients run in ``--client-procs`` other processes (2) and connect in batches of 250 per
+process, each once the previous batch has its first responses (thousands of connects at once
+overflow the listen backlog). Bounded: 180 s to get every client in sync, 60 s per round, 600 s
+per N. Ratios are against N = 1 measured in the same run (p50: p99 of a handful of
 single-client rounds is one sample).
 
-    .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5]
+    .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5] [--tracemalloc]
 """
 
 from __future__ import annotations

@@ -30,7 +30,25 @@ def endpoint_address(index: int, version: str) -> str:
     return f"127.0.{40 + index}.{1 if version == 'v1' else 2}"
 
 
-def policy_files(clusters: int, port: int) -> dict[str, str]:
+def bulk_yaml(clusters: int, services: int) -> str:
+    """``services`` more services (one endpoint per cluster, never called) and a RoutePolicy
+    each: what a loaded control plane holds beside the one route the benchmark flips."""
+    docs = []
+    for i in range(services):
+        eps = ", ".join(
+            f"{{cluster: c{c:02d}, address: 10.{c}.{i // 250}.{i % 250 + 1}}}"
+            for c in range(clusters)
+        )
+        docs.append(
+            f"apiVersion: ubiq.io/v1alpha1\nkind: Service\nmetadata: {{name: bulk-{i}}}\n"
+            f"spec: {{ports: [{{port: 8080}}], endpoints: [{eps}]}}\n---\n"
+            f"apiVersion: ubiq.io/v1alpha1\nkind: RoutePolicy\nmetadata: {{name: bulk-{i}}}\n"
+            f"spec: {{hosts: [bulk-{i}.mesh.example], http: [{{route: [{{service: bulk-{i}}}]}}]}}\n"
+        )
+    return "---\n".join(docs)
+
+
+def policy_files(clusters: int, port: int, services: int = 0) -> dict[str, str]:
     docs = [
         "apiVersion: ubiq.io/v1alpha1\nkind: Cluster\n"
         f"metadata: {{name: c{i:02d}}}\nspec: {{region: r{i:02d}}}\n"
@@ -48,7 +66,9 @@ def policy_files(clusters: int, port: int) -> dict[str, str]:
         "  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
         "  endpoints:\n" + endpoints
     )
+    bulk = {"bulk.yaml": bulk_yaml(clusters, services)} if services else {}
     return {
+        **bulk,
         "clusters.yaml": "---\n".join(docs),
         "services.yaml": service,
         "routes.yaml": routes_yaml("v1"),

@@ -53,11 +53,13 @@ class Config:
     mode: str  # "sotw" | "delta"
     debounce_ms: int
     watch_step_ms: int | None = None  # None: the store's own step
+    services: int = 0  # extra services loaded beside ``web`` (each with its RoutePolicy)
 
     @property
     def label(self) -> str:
         step = f", step {self.watch_step_ms} ms (patched)" if self.watch_step_ms else ""
-        return f"{self.mode} debounce {self.debounce_ms}{step}"
+        loaded = f", {self.services} services" if self.services else ""
+        return f"{self.mode} debounce {self.debounce_ms}{step}{loaded}"
 
 
 class Poller:
@@ -168,7 +170,7 @@ async def run_config(
     work = Path(tempfile.mkdtemp(prefix="ubiq-conv-"))
     policies = work / "policies"
     policies.mkdir()
-    for name, text in policy_files(envoys, backend_port).items():
+    for name, text in policy_files(envoys, backend_port, config.services).items():
         (policies / name).write_text(text)
     clusters = [f"c{i:02d}" for i in range(envoys)]
     ports = {c: free_port() for c in clusters}
@@ -219,6 +221,7 @@ async def run_config(
                 envoy.stop()
     shutil.rmtree(work, ignore_errors=True)  # kept, with the Envoy logs, when something failed
     return {"config": config.label, "mode": config.mode, "debounce_ms": config.debounce_ms,
+            "services": config.services,
             "watch_step_ms": config.watch_step_ms, "rounds": results}  # fmt: skip
 
 
@@ -293,12 +296,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--watch-step-ms", type=int, default=20, help="extra config with this step; 0: skip it"
     )
+    parser.add_argument(
+        "--services",
+        default="1000",
+        help="extra configs (the first mode and debounce) with this many more services loaded,"
+        " each with a RoutePolicy (a virtual host in every Envoy's routes); comma-separated",
+    )
     args = parser.parse_args(argv)
     configs = [
         Config(mode, int(d)) for d in args.debounce_ms.split(",") for mode in args.modes.split(",")
     ]
     if args.watch_step_ms:
         configs.append(Config(configs[0].mode, configs[0].debounce_ms, args.watch_step_ms))
+    for count in (int(n) for n in args.services.split(",") if n.strip()):
+        if count:
+            configs.append(Config(configs[0].mode, configs[0].debounce_ms, services=count))
     ctx = mp.get_context("spawn")
     backend_port = free_port()
     runs = []

@@ -1,19 +1,23 @@
-"""ADS fan-out: N simulated ADS clients (grpc.aio, in another process) on one XdsServer.
+"""ADS fan-out: N simulated ADS clients (grpc.aio, in other processes) on one XdsServer.
 
-Measures, for N = 1 (baseline), 100 and 1,000 clients subscribed to a snapshot of 100 EDS clusters
-(+ 100 ClusterLoadAssignments, 1 listener, 1 route):
+Measures, for N = 1 (baseline), 100 and 1,000 clients (5,000 with ``--clients 1,5000``)
+subscribed to a snapshot of 100 EDS clusters (+ 100 ClusterLoadAssignments, 1 listener, 1 route):
 
 - push latency: from ``cache.set_snapshot`` until each client has ACKed the new versions (the
   route and 10 changed ClusterLoadAssignments change every round), p50/p99 over clients x rounds,
-  and the time until the last client ACKed;
+  and the time until the last client ACKed; the server's CPU time per round;
 - memory per connected client: RSS growth of the server process from "snapshot loaded, no
-  client" to "N clients connected and in sync", divided by N.
+  client" to "N clients connected and in sync", divided by N; with ``--tracemalloc``, where the
+  server's Python heap grew, by allocating line.
 
 Each N runs in a fresh server process (``--serve N``) so RSS figures do not leak between runs;
-the clients run in a separate process. Ratios are against N = 1 measured in the same run (p50: p99 of a handful of
+the clients run in ``--client-procs`` other processes (2) and connect in batches of 250 per
+process, each once the previous batch has its first responses (thousands of connects at once
+overflow the listen backlog). Bounded: 180 s to get every client in sync, 60 s per round, 600 s
+per N. Ratios are against N = 1 measured in the same run (p50: p99 of a handful of
 single-client rounds is one sample).
 
-    .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5]
+    .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5] [--tracemalloc]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,8 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 CLUSTERS = 100
 CHANGED_PER_ROUND = 10
+RAMP_BATCH = 250  # clients a client process connects at once
+RAMP_WAIT_S = 20.0  # at most this long for a batch's first responses before the next batch
 
 
 def _raise_fd_limit() -> None:
@@ -67,12 +74,16 @@ def _snapshot(round_no: int) -> Any:
 # -- clients (separate process) ---------------------------------------------------------
 
 
-def _client_process(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+def _client_process(
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+) -> None:
     _raise_fd_limit()
-    asyncio.run(_clients(port, count, names, stop, ready))
+    asyncio.run(_clients(port, first, count, names, stop, ready))
 
 
-async def _clients(port: int, count: int, names: list[str], stop: Any, ready: Any) -> None:
+async def _clients(
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+) -> None:
     import grpc
     from envoy.config.core.v3 import base_pb2
     from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -81,8 +92,8 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
 
     wanted = {CLUSTER: [], ENDPOINT: names, LISTENER: [], ROUTE: ["main"]}
 
-    async def one(i: int) -> None:
-        node = base_pb2.Node(id=f"bench-{i}", cluster="bench")
+    async def one(i: int, synced: asyncio.Event) -> None:
+        node = base_pb2.Node(id=f"bench-{first + i}", cluster="bench")
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for type_url, subscribed in wanted.items():
             queue.put_nowait(
@@ -100,7 +111,12 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = stub.StreamAggregatedResources(requests())
+            seen: set[str] = set()
             async for response in call:
+                if not synced.is_set():
+                    seen.add(response.type_url)
+                    if len(seen) == len(wanted):
+                        synced.set()
                 queue.put_nowait(
                     discovery_pb2.DiscoveryRequest(
                         type_url=response.type_url,
@@ -110,7 +126,16 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
                     )
                 )
 
-    tasks = [asyncio.create_task(one(i)) for i in range(count)]
+    # connect in batches, each once the previous one has its first responses: 5,000 connects
+    # at once overflow the listen backlog, and gRPC's reconnect backoff then takes minutes
+    tasks: list[asyncio.Task[None]] = []
+    for start in range(0, count, RAMP_BATCH):
+        synced = [asyncio.Event() for _ in range(start, min(count, start + RAMP_BATCH))]
+        tasks += [asyncio.create_task(one(start + k, e)) for k, e in enumerate(synced)]
+        waits = [asyncio.create_task(e.wait()) for e in synced]
+        await asyncio.wait(waits, timeout=RAMP_WAIT_S)
+        for w in waits:
+            w.cancel()
     ready.set()
     while not stop.is_set():
         await asyncio.sleep(0.1)
@@ -122,7 +147,19 @@ async def _clients(port: int, count: int, names: list[str], stop: Any, ready: An
 # -- server side (one process per N) -------------------------------------------------------
 
 
-async def _serve(count: int, rounds: int) -> dict[str, Any]:
+def _traced_growth(before: Any, after: Any, count: int, top: int = 15) -> dict[str, Any]:
+    """Python-heap growth (tracemalloc) per client, by allocating line, largest first."""
+    stats = after.compare_to(before, "lineno")
+    total = sum(s.size_diff for s in stats)
+    rows = [
+        {"where": str(s.traceback[0]), "bytes_per_client": s.size_diff / count,
+         "blocks_per_client": s.count_diff / count}
+        for s in stats[:top]
+    ]  # fmt: skip
+    return {"python_bytes_per_client": total / count, "top": rows}
+
+
+async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -> dict[str, Any]:
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.events import Event
     from controlplane.xds.node import group_key
@@ -152,29 +189,60 @@ async def _serve(count: int, rounds: int) -> dict[str, Any]:
     target.update({t: first.type_version(t) for t in ORDER})
     gc.collect()
     rss_before = _rss_bytes()
+    if trace:
+        tracemalloc.start()
+        traced_before = tracemalloc.take_snapshot()
 
     ctx = mp.get_context("spawn")
-    stop, ready = ctx.Event(), ctx.Event()
+    stop = ctx.Event()
     names = sorted(first.get(ORDER[1]).entries)
-    proc = ctx.Process(target=_client_process, args=(port, count, names, stop, ready))
-    proc.start()
+    shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+    readies = [ctx.Event() for _ in shares]  # held here: a dropped Event's semaphore is gone
+    firsts = [sum(shares[:i]) for i in range(len(shares))]
+    clients = [
+        ctx.Process(
+            target=_client_process,
+            args=(port, first, share, names, stop, ready),
+            daemon=True,  # a failed run must not wait forever for its clients
+        )
+        for first, share, ready in zip(firsts, shares, readies, strict=True)
+        if share
+    ]
+    for proc in clients:
+        proc.start()
 
     async def until_all(deadline_s: float) -> None:
         deadline = time.perf_counter() + deadline_s
         while len(done) < count or len(status) < count:
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"{len(done)}/{count} clients in sync")
+                stop.set()
+                raise TimeoutError(
+                    f"{len(done)}/{count} clients in sync, {len(status)} connected"
+                    f" after {deadline_s} s"
+                )
             await asyncio.sleep(0.002)
 
     connect_started = time.perf_counter()
-    await until_all(120)
+    await until_all(180)
     connect_seconds = time.perf_counter() - connect_started
     await asyncio.sleep(0.5)
     gc.collect()
     rss_after = _rss_bytes()
+    traced: dict[str, Any] = {}
+    if trace:
+        traced = _traced_growth(traced_before, tracemalloc.take_snapshot(), count)
+        tracemalloc.stop()
 
     latencies: list[float] = []
     all_acked: list[float] = []
+    cpu_started = time.process_time()
+    profile = os.environ.get("XDS_FANOUT_PROFILE")
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     for round_no in range(1, rounds + 1):
         snap = _snapshot(round_no)
         done.clear()
@@ -187,31 +255,47 @@ async def _serve(count: int, rounds: int) -> dict[str, Any]:
         all_acked.append(max(done.values()) - t0)
         await asyncio.sleep(0.2)
 
+    server_cpu_s = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile or "")
     stop.set()
-    proc.join(30)
+    for proc in clients:
+        proc.join(30)
     await server.stop(0)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {
         "clients": count,
+        "client_processes": len(clients),
         "rounds": rounds,
         "snapshot_build_s": build_seconds,
         "initial_sync_s": connect_seconds,
         "push_p50_s": statistics.median(latencies),
+        "server_cpu_per_round_s": server_cpu_s / rounds,
         "push_p99_s": quantiles[98],
         "all_acked_max_s": max(all_acked),
         "rss_before_mib": rss_before / 2**20,
         "rss_after_mib": rss_after / 2**20,
         "bytes_per_client": (rss_after - rss_before) / count,
+        **({"tracemalloc": traced} if trace else {}),
     }
 
 
-def _run_one(count: int, rounds: int) -> dict[str, Any]:
+def _run_one(count: int, rounds: int, trace: bool, procs: int) -> dict[str, Any]:
+    extra = ["--tracemalloc"] if trace else []
+    extra += ["--client-procs", str(procs)]
+    command = [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count), "--rounds", str(rounds)],
-        check=True,
+        [*command, "--rounds", str(rounds), *extra],
+        check=False,
         capture_output=True,
         text=True,
+        timeout=600,
     )
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        print(f"{count} clients: failed: {tail[0]}", file=sys.stderr)
+        return {"clients": count, "failed": tail[0]}
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -220,14 +304,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,100,1000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="processes the simulated clients are spread over (one event loop each)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also report where the server's Python heap grows per client (slower, and the"
+        " latency figures of such a run are not comparable)",
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.serve is not None:
-        print(json.dumps(asyncio.run(_serve(args.serve, args.rounds))), flush=True)
+        result = asyncio.run(_serve(args.serve, args.rounds, args.tracemalloc, args.client_procs))
+        print(json.dumps(result), flush=True)
         return 0
 
     counts = [int(c) for c in args.clients.split(",")]
-    rows = [_run_one(count, args.rounds) for count in counts]
+    rows = [_run_one(count, args.rounds, args.tracemalloc, args.client_procs) for count in counts]
     base = rows[0]
     print(
         f"xDS fan-out: {CLUSTERS} EDS clusters; each round changes RDS + {CHANGED_PER_ROUND} CLAs"
@@ -238,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(" | ".join(header))
     for row in rows:
+        if "failed" in row:
+            print(f"{row['clients']} | failed: {row['failed']}")
+            continue
         print(
             " | ".join(
                 [
@@ -253,6 +353,15 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
         )
+    for row in rows:
+        traced = row.get("tracemalloc")
+        if traced:
+            print(f"\n{row['clients']} clients: Python heap "
+                  f"{traced['python_bytes_per_client'] / 1024:.1f} KiB/client (tracemalloc), by line:")  # fmt: skip
+            for t in traced["top"]:
+                print(
+                    f"  {t['bytes_per_client']:8.0f} B {t['blocks_per_client']:6.1f} blocks  {t['where']}"
+                )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "xds_fanout.json").write_text(json.dumps({"baseline": base, "runs": rows}, indent=2))
     return 0

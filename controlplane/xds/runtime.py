@@ -93,7 +93,7 @@ def build_groups(
                 previous_resources=old.resources,
                 memo=memo,
             )
-        snapshot.check_consistent()
+        snapshot.check_consistent(previous=before.snapshot if before is not None else None)
         out[key] = GroupBuild(compilation, snapshot)
     return out
 
@@ -101,8 +101,10 @@ def build_groups(
 def _with_secrets(compilation: NodeCompilation, secrets: WorkloadCerts | None) -> Resources:
     """The compiled resources plus the SDS secrets they reference (workload mTLS)."""
     node = compilation.node
+    if secrets is None or node.role != DEFAULT_ROLE:
+        return compilation.resources
     names = workload_secret_names(compilation.model, node, compilation.options)
-    if not names or secrets is None or node.role != DEFAULT_ROLE:
+    if not names:
         return compilation.resources
     return {**compilation.resources, SECRET: secrets.secrets(node.cluster, names)}
 

@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from controlplane.errors import XdsRequestError
 from controlplane.xds import resources as rs
 from controlplane.xds.events import Event, Nacked, Response, Step
+from controlplane.xds.inbox import Inbox
 from controlplane.xds.node import NodeGrouper, group_by_cluster
 from controlplane.xds.peer import peer_spiffe_ids, refusal
 from controlplane.xds.snapshot import Snapshot
@@ -181,9 +182,8 @@ class XdsServer:
     ) -> AsyncIterator[bytes]:
         stream_id = next(self._ids)
         machine = XdsStream(delta=delta, type_url=type_url)
-        inbox: asyncio.Queue[object] = asyncio.Queue()
         # bounds the requests waiting in the inbox; snapshot wake-ups are coalesced instead
-        room = asyncio.Semaphore(INBOX_LIMIT)
+        inbox = Inbox(INBOX_LIMIT)
         snapshot_pending = False
 
         def on_snapshot(_: Snapshot) -> None:
@@ -195,8 +195,7 @@ class XdsServer:
         async def read() -> None:
             try:
                 async for request in requests:
-                    await room.acquire()
-                    inbox.put_nowait(request)
+                    await inbox.put_request(request)
             except DecodeError as exc:  # grpc hands the request_deserializer's error on
                 inbox.put_nowait(_Undecodable(str(exc) or type(exc).__name__))
             finally:
@@ -224,7 +223,7 @@ class XdsServer:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
                     return  # abort raises; never reached
                 else:
-                    room.release()
+                    inbox.request_done()
                     try:
                         step = machine.on_request(item)  # type: ignore[arg-type,unused-ignore]
                     except XdsRequestError as refused:

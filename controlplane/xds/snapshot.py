@@ -37,13 +37,16 @@ from controlplane.xds.resources import (
     HTTP_CONNECTION_MANAGER,
     LISTENER,
     ROUTE,
+    PreSerialized,
     Resources,
+    Spliced,
     short_name,
 )
 
 _HASH_CHARS = 16
 MAX_RESOURCES_PER_TYPE = 100_000  # resources of one type in one proxy group's snapshot
 MAX_TYPE_BYTES = 32 * 1024 * 1024  # one type's serialized resources: a SotW response carries all
+MAX_SUBSETS = 64  # distinct subscribed name sets remembered per type snapshot
 
 
 def content_hash(data: bytes) -> str:
@@ -74,7 +77,11 @@ class Entry:
 
     @classmethod
     def make(cls, type_url: str, name: str, message: Message) -> Entry:
-        value = message.SerializeToString(deterministic=True)
+        return cls.of_bytes(type_url, name, message.SerializeToString(deterministic=True))
+
+    @classmethod
+    def of_bytes(cls, type_url: str, name: str, value: bytes) -> Entry:
+        """The Entry of a resource whose deterministic serialization is ``value``."""
         version = content_hash(value)
         any_bytes = wire.any_message(type_url, value)
         return cls(
@@ -96,7 +103,7 @@ class EntryMemo:
     """
 
     def __init__(self) -> None:
-        self._made: dict[tuple[str, str, int], tuple[Message, Entry]] = {}
+        self._made: dict[tuple[str, str, int], tuple[object, Entry]] = {}
 
     def make(self, type_url: str, name: str, message: Message) -> Entry:
         key = (type_url, name, id(message))
@@ -105,6 +112,16 @@ class EntryMemo:
             return found[1]
         entry = Entry.make(type_url, name, message)
         self._made[key] = (message, entry)
+        return entry
+
+    def of_item(self, type_url: str, name: str, item: Spliced[Message]) -> Entry:
+        """The Entry of a pre-serialized item, made once per round (by item identity)."""
+        key = (type_url, name, id(item))
+        found = self._made.get(key)
+        if found is not None and found[0] is item:
+            return found[1]
+        entry = Entry.of_bytes(type_url, name, item.serialized())
+        self._made[key] = (item, entry)
         return entry
 
 
@@ -121,9 +138,38 @@ class TypeSnapshot:
     version: str
     entries: Mapping[str, Entry]
     _joined: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
+    _size: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    # subscribed name set -> the entries it selects (read-only, shared by every stream that
+    # subscribes to an equal set: streams of a group hold one interned set)
+    _subsets: dict[frozenset[str], Mapping[str, Entry]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def size(self) -> int:
+        """Bytes of every entry's SotW resource (what one response carries), summed once."""
+        if not self._size:
+            self._size.append(sum(len(e.sotw_bytes) for e in self.entries.values()))
+        return self._size[0]
+
+    def subset(self, names: frozenset[str]) -> Mapping[str, Entry]:
+        """The entries named in ``names``, in name order; ``entries`` itself when ``names``
+        covers them all. Worked out once per distinct set and type snapshot (at most
+        ``MAX_SUBSETS`` kept), not once per stream."""
+        found = self._subsets.get(names)
+        if found is not None:
+            return found
+        entries = self.entries
+        if len(names) >= len(entries) and all(n in names for n in entries):
+            chosen: Mapping[str, Entry] = entries
+        else:
+            chosen = MappingProxyType({n: entries[n] for n in sorted(names) if n in entries})
+        if len(self._subsets) >= MAX_SUBSETS:
+            self._subsets.clear()
+        self._subsets[names] = chosen
+        return chosen
 
     def sotw_resources(self) -> bytes:
         """Every entry's SotW resource bytes joined, once per type snapshot: the streams that
@@ -172,7 +218,10 @@ class Snapshot:
             if old is not None and by_name is old_by_name:
                 types[type_url] = old
                 continue
-            entries = _entries(type_url, by_name, old, old_by_name, make)
+            if isinstance(by_name, PreSerialized):
+                entries = _preserialized_entries(type_url, by_name, old, old_by_name, memo)
+            else:
+                entries = _entries(type_url, by_name, old, old_by_name, make)
             pairs = map(_NAME_VERSION, entries.values())
             types[type_url] = TypeSnapshot(
                 type_url, _version_of_sorted(pairs), MappingProxyType(entries)
@@ -188,16 +237,30 @@ class Snapshot:
     def type_version(self, type_url: str) -> str:
         return self.get(type_url).version
 
-    def check_consistent(self) -> None:
-        """Raise InconsistentSnapshotError unless EDS names match CDS and RDS names exist."""
+    def check_consistent(self, previous: Snapshot | None = None) -> None:
+        """Raise InconsistentSnapshotError unless EDS names match CDS and RDS names exist.
+
+        ``previous``: a snapshot that passed this check; what this one shares with it by
+        identity (the EDS type and the EDS references: a RoutePolicy change) is not checked
+        again (two 10k-name sets per node group)."""
         problems: list[str] = []
-        clas = set(self.get(ENDPOINT).entries)
-        routes = set(self.get(ROUTE).entries)
-        for name in sorted(set(self.references.eds_by_cluster.values()) - clas):
-            problems.append(f"EDS cluster wants ClusterLoadAssignment {name!r}, which is missing")
-        for name in sorted(clas - set(self.references.eds_by_cluster.values())):
-            problems.append(f"ClusterLoadAssignment {name!r} is not used by any EDS cluster")
-        for name in sorted(self.references.rds_names - routes):
+        eds = self.get(ENDPOINT)
+        same_eds = (
+            previous is not None
+            and eds is previous.types.get(ENDPOINT)
+            and self.references.eds_by_cluster is previous.references.eds_by_cluster
+        )
+        if not same_eds:
+            clas = set(eds.entries)
+            wanted = set(self.references.eds_by_cluster.values())
+            for name in sorted(wanted - clas):
+                problems.append(
+                    f"EDS cluster wants ClusterLoadAssignment {name!r}, which is missing"
+                )
+            for name in sorted(clas - wanted):
+                problems.append(f"ClusterLoadAssignment {name!r} is not used by any EDS cluster")
+        routes = self.get(ROUTE).entries
+        for name in sorted(self.references.rds_names - routes.keys()):
             problems.append(f"listener wants RouteConfiguration {name!r}, which is missing")
         if problems:
             raise InconsistentSnapshotError(f"snapshot {self.version}: " + "; ".join(problems))
@@ -211,7 +274,7 @@ class Snapshot:
                     f"{len(ts.entries)} {short_name(type_url)} resources for one proxy group;"
                     f" the limit is {MAX_RESOURCES_PER_TYPE}"
                 )
-            size = sum(len(e.sotw_bytes) for e in ts.entries.values())
+            size = ts.size()
             if size > MAX_TYPE_BYTES:
                 raise SnapshotTooLargeError(
                     f"{short_name(type_url)} resources of {size} bytes for one proxy group;"
@@ -246,6 +309,31 @@ def _entries(
         message = by_name[name]
         entry = reuse.get(name) if was.get(name) is message else None
         out[name] = entry or make(type_url, name, message)
+    return out
+
+
+def _preserialized_entries(
+    type_url: str,
+    by_name: PreSerialized,
+    old: TypeSnapshot | None,
+    old_by_name: Mapping[str, Message] | None,
+    memo: EntryMemo | None,
+) -> dict[str, Entry]:
+    """Entries from the held bytes (the messages are never built); an item that is the same
+    object as the previous build's keeps its old Entry."""
+    was = old_by_name if isinstance(old_by_name, PreSerialized) else None
+    out: dict[str, Entry] = {}
+    for name in sorted(by_name):
+        item = by_name.item(name)
+        if was is not None and old is not None and name in was and was.item(name) is item:
+            found = old.entries.get(name)
+            if found is not None:
+                out[name] = found
+                continue
+        if memo is not None:
+            out[name] = memo.of_item(type_url, name, item)
+        else:
+            out[name] = Entry.of_bytes(type_url, name, item.serialized())
     return out
 
 

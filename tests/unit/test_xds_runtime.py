@@ -132,9 +132,9 @@ async def test_each_snapshot_is_checked_once_off_the_event_loop(
     real = Snapshot.check_consistent
     threads: list[int] = []
 
-    def check(snapshot: Snapshot) -> None:
+    def check(snapshot: Snapshot, previous: Snapshot | None = None) -> None:
         threads.append(threading.get_ident())
-        real(snapshot)
+        real(snapshot, previous)
 
     monkeypatch.setattr(Snapshot, "check_consistent", check)
     runtime = new_runtime()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from google.protobuf.message import Message
 
 from controlplane.policy.documents import RoutePolicy
@@ -25,7 +24,7 @@ from controlplane.xds.compiler.memo import (
     build_virtual_hosts,
 )
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
-from controlplane.xds.compiler.routes import build_route_configuration
+from controlplane.xds.compiler.route_wire import CompiledHost, route_configuration
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -45,7 +44,9 @@ def compile_node_resources(
 
 @dataclass(frozen=True, slots=True)
 class NodeCompilation:
-    """One node's compiled resources and what an incremental recompile starts from."""
+    """One node's compiled resources and what an incremental recompile starts from.
+
+    Built only by ``assemble`` (the full compile and the incremental one alike)."""
 
     model: Model
     node: NodeIdentity
@@ -53,9 +54,47 @@ class NodeCompilation:
     decisions: Decisions | None
     resources: Mapping[str, Mapping[str, Message]]
     services: Mapping[str, ServiceResources]
-    virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
+    #: RoutePolicy name -> its virtual host with its wire bytes, in RouteConfiguration order
+    virtual_hosts: Mapping[str, CompiledHost]
     #: service -> names of the RoutePolicies whose routes or mirrors name it
     routes_by_service: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def assemble(
+        cls,
+        model: Model,
+        node: NodeIdentity,
+        options: CompileOptions,
+        decisions: Decisions | None,
+        *,
+        listeners: Mapping[str, Message],
+        clusters: Mapping[str, Message],
+        assignments: Mapping[str, Message],
+        services: Mapping[str, ServiceResources],
+        virtual_hosts: Mapping[str, CompiledHost],
+        routes_by_service: Mapping[str, frozenset[str]],
+        routes: Mapping[str, Message] | None = None,
+    ) -> NodeCompilation:
+        """The compilation of these parts; ``routes`` (the RouteConfiguration map) is spliced
+        from ``virtual_hosts`` unless given (an unchanged one is passed on as is)."""
+        if routes is None:
+            routes = route_configuration(options.route_config_name, virtual_hosts.values())
+        resources: dict[str, Mapping[str, Message]] = {
+            LISTENER: listeners,
+            ROUTE: routes,
+            CLUSTER: clusters,
+            ENDPOINT: assignments,
+        }
+        return cls(
+            model=model,
+            node=node,
+            options=options,
+            decisions=decisions,
+            resources=resources,
+            services=services,
+            virtual_hosts=virtual_hosts,
+            routes_by_service=routes_by_service,
+        )
 
 
 def routed_services(policy: RoutePolicy) -> set[str]:
@@ -90,26 +129,15 @@ def compile_node(
     for result in services.values():
         clusters.update((c.name, c) for c in result.clusters)
         assignments.update((a.cluster_name, a) for a in result.assignments)
-    resources: dict[str, Mapping[str, Message]] = {
-        LISTENER: {x.name: x for x in build_node_listeners(model, node, options)},
-        ROUTE: route_resources(options, virtual_hosts),
-        CLUSTER: dict(sorted(clusters.items())),
-        ENDPOINT: dict(sorted(assignments.items())),
-    }
-    return NodeCompilation(
-        model=model,
-        node=node,
-        options=options,
-        decisions=decisions,
-        resources=resources,
+    return NodeCompilation.assemble(
+        model,
+        node,
+        options,
+        decisions,
+        listeners={x.name: x for x in build_node_listeners(model, node, options)},
+        clusters=dict(sorted(clusters.items())),
+        assignments=dict(sorted(assignments.items())),
         services=services,
         virtual_hosts=virtual_hosts,
         routes_by_service={s: frozenset(p) for s, p in users.items()},
     )
-
-
-def route_resources(
-    options: CompileOptions, virtual_hosts: Mapping[str, rc_pb2.VirtualHost]
-) -> dict[str, Message]:
-    route = build_route_configuration(options.route_config_name, list(virtual_hosts.values()))
-    return {route.name: route}

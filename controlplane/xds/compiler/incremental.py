@@ -28,22 +28,18 @@ from controlplane.policy.diff import ModelDiff
 from controlplane.policy.model import Model
 from controlplane.xds.compiler.api_listeners import build_node_listeners
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
-from controlplane.xds.compiler.generate import (
-    NodeCompilation,
-    compile_node,
-    route_resources,
-    routed_services,
-)
+from controlplane.xds.compiler.generate import NodeCompilation, compile_node, routed_services
 from controlplane.xds.compiler.memo import (
     CompileCache,
     build_service_resources,
     cached_virtual_host,
 )
+from controlplane.xds.compiler.route_wire import CompiledHost, reuse
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.node import PROXYLESS_ROLE
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M")
 
 #: kinds the compiler never reads
 IGNORED_KINDS = frozenset({"GlobalService", "Canary"})
@@ -78,8 +74,7 @@ def recompile_node(
             else:
                 edited.pop(name, None)
         services = edited
-    resources: dict[str, Mapping[str, Message]] = dict(previous.resources)
-    resources[CLUSTER], resources[ENDPOINT] = _patch_services(previous, services, affected)
+    clusters, assignments = _patch_services(previous, services, affected)
 
     users = previous.routes_by_service
     if policies:
@@ -88,7 +83,7 @@ def recompile_node(
     for name in affected:
         rebuild |= previous.routes_by_service.get(name, frozenset())
         rebuild |= users.get(name, frozenset())
-    hosts = _Patch(previous.virtual_hosts)
+    hosts: _Patch[CompiledHost] = _Patch(previous.virtual_hosts)
     port = options.port_for(node)
     for name in sorted(rebuild):
         policy = model.route_policies.get(name)
@@ -96,25 +91,26 @@ def recompile_node(
             hosts.remove(name)
             continue
         host = cached_virtual_host(index, policy, port, cache)
-        hosts.put(name, _pick(previous.virtual_hosts.get(name), host))
+        hosts.put(name, reuse(previous.virtual_hosts.get(name), host))
     virtual_hosts = hosts.result()
-    if virtual_hosts is not previous.virtual_hosts:
-        resources[ROUTE] = route_resources(options, virtual_hosts)
+    listeners = previous.resources[LISTENER]
     if node.role == PROXYLESS_ROLE and (affected or policies):
         # which hosts get an API listener depends on services' protocols and routes
-        listeners = {x.name: x for x in build_node_listeners(model, node, options)}
-        before = previous.resources.get(LISTENER, {})
-        if listeners.keys() != before.keys():
-            resources[LISTENER] = listeners
-    return NodeCompilation(
-        model=model,
-        node=node,
-        options=options,
-        decisions=decisions,
-        resources=resources,
+        rebuilt = {x.name: x for x in build_node_listeners(model, node, options)}
+        if rebuilt.keys() != listeners.keys():
+            listeners = rebuilt
+    return NodeCompilation.assemble(
+        model,
+        node,
+        options,
+        decisions,
+        listeners=listeners,
+        clusters=clusters,
+        assignments=assignments,
         services=services,
         virtual_hosts=virtual_hosts,
         routes_by_service=users,
+        routes=previous.resources[ROUTE] if virtual_hosts is previous.virtual_hosts else None,
     )
 
 
@@ -177,7 +173,7 @@ def _same_items(a: tuple[Message, ...], b: tuple[Message, ...]) -> bool:
 
 
 class _Patch(Generic[M]):
-    """Copy-on-write edits of a name -> message map kept sorted by name.
+    """Copy-on-write edits of a name -> value map kept sorted by name.
 
     ``result()`` is the old map itself when no edit changed anything.
     """

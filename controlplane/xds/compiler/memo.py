@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
-
 from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
 from controlplane.xds.compiler.effective import ModelIndex
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.route_wire import CompiledHost
 from controlplane.xds.compiler.routes import build_virtual_host
 from controlplane.xds.compiler.service import ServiceInputs, ServiceResources, compile_service
 
@@ -59,7 +58,7 @@ class _Memo(Generic[K, V]):
 @dataclass
 class CompileCache:
     services: _Memo[tuple[str, str], ServiceResources] = field(default_factory=_Memo)
-    virtual_hosts: _Memo[tuple[str, int], rc_pb2.VirtualHost] = field(default_factory=_Memo)
+    virtual_hosts: _Memo[tuple[str, int], CompiledHost] = field(default_factory=_Memo)
 
     def prune(self, model: Model) -> int:
         """Forget services, regions and RoutePolicies ``model`` no longer has (a memo is keyed
@@ -112,21 +111,27 @@ def build_service_resources(
 
 def cached_virtual_host(
     index: ModelIndex, policy: RoutePolicy, port: int, cache: CompileCache | None = None
-) -> rc_pb2.VirtualHost:
+) -> CompiledHost:
+    """The policy's virtual host with its wire bytes (serialized once, memoised with it)."""
     if cache is None:
-        return build_virtual_host(policy, port, index.cluster_name, index.hash_key, index.is_grpc)
+        return _compile_host(index, policy, port)
     inputs = _vhost_inputs(index, policy, port)
     key = (policy.name, port)
     found = cache.virtual_hosts.get(key, inputs)
     if found is not None:
         return found
-    host = build_virtual_host(policy, port, index.cluster_name, index.hash_key, index.is_grpc)
-    return cache.virtual_hosts.put(key, inputs, host)
+    return cache.virtual_hosts.put(key, inputs, _compile_host(index, policy, port))
+
+
+def _compile_host(index: ModelIndex, policy: RoutePolicy, port: int) -> CompiledHost:
+    return CompiledHost.of(
+        build_virtual_host(policy, port, index.cluster_name, index.hash_key, index.is_grpc)
+    )
 
 
 def build_virtual_hosts(
     index: ModelIndex, port: int, cache: CompileCache | None = None
-) -> list[rc_pb2.VirtualHost]:
+) -> list[CompiledHost]:
     """One virtual host per RoutePolicy, in the model's order."""
     return [
         cached_virtual_host(index, policy, port, cache)

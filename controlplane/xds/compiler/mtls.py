@@ -218,13 +218,15 @@ def build_inbound_cluster(
 
 def workload_secret_names(model: Model, node: NodeIdentity, options: CompileOptions) -> list[str]:
     """The SDS secrets a node's resources reference (none when no service is mutual)."""
+    if not options.workload_trust_domain:
+        return []  # first: the scan below visits every service and subset (~0.1 s at 10k)
     index = ModelIndex(model)
     mutual = any(
         is_mutual(index.traffic(name, s))
         for name, svc in model.services.items()
         for s in (None, *(x.name for x in svc.spec.subsets))
     )
-    if not mutual or not options.workload_trust_domain:
+    if not mutual:
         return []
     names = {WORKLOAD_CA, GATEWAY_IDENTITY}
     if node.cluster in gateways(model):

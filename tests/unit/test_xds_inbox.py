@@ -1,0 +1,40 @@
+"""A stream's inbox: arrival order, requests bounded, wake-ups never wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from controlplane.xds.inbox import Inbox
+
+
+def test_items_come_out_in_arrival_order_and_requests_are_bounded() -> None:
+    async def run() -> None:
+        inbox = Inbox(limit=2)
+        await inbox.put_request("r1")
+        inbox.put_nowait("wake")
+        await inbox.put_request("r2")
+        third = asyncio.create_task(inbox.put_request("r3"))
+        await asyncio.sleep(0)
+        assert not third.done() and len(inbox) == 3  # two requests waiting: the third waits
+        inbox.put_nowait("wake2")  # a wake-up is never held back by the bound
+        assert await inbox.get() == "r1"
+        inbox.request_done()
+        await third  # taking a request frees room for the next
+        assert [await inbox.get() for _ in range(4)] == ["wake", "r2", "wake2", "r3"]
+
+    asyncio.run(run())
+
+
+def test_a_waiting_get_is_woken_by_a_put_and_survives_cancellation() -> None:
+    async def run() -> None:
+        inbox = Inbox(limit=1)
+        cancelled = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        getter = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        inbox.put_nowait("end")
+        assert await getter == "end"
+
+    asyncio.run(run())

@@ -614,6 +614,7 @@ class Ubiq:
         self.endpoints.subscribe(self._endpoints_changed)
         self._store_model = Model.empty()
         self._xds_placed: dict[str, tuple[PlacedCluster, ...]] | None = None  # last handed to xDS
+        self._xds_from: dict[str, float] = {}  # service -> made_at of the Decision handed to xDS
         # the placement step runs in both modes; without --prometheus on the model and health
         # alone (the same on every replica), and without canaries (nothing to analyse)
         self.loop = PlacementLoop(
@@ -794,9 +795,11 @@ class Ubiq:
     def _serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
         """Hand the same placement Decisions to Envoy (EDS weights of the loop-driven services,
         while measured: ``consumers.xds_decisions``) and to the GTM (regions per client group)."""
-        placed = compiler_decisions(xds_decisions(model, decisions, measured=self._measured))
+        given = xds_decisions(model, decisions, measured=self._measured)
+        placed = compiler_decisions(given)
         if placed != self._xds_placed:  # Envoy reads only the placed clusters: compile on change
             self._xds_placed = placed
+            self._xds_from = {name: d.made_at for name, d in given.items()}
             task = asyncio.create_task(self.xds.update_decisions(placed))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -895,9 +898,15 @@ class Ubiq:
             "decisions": {n: d.as_dict() for n, d in sorted(decisions.items())},
             "xds": {
                 service: {
-                    "decisionMadeAt": decisions[service].made_at if service in decisions else None,
+                    "decisionMadeAt": self._xds_from.get(service),
                     "placed": [
-                        {"cluster": p.name, "region": p.region, "weight": p.weight} for p in placed
+                        {
+                            "cluster": p.name,
+                            "region": p.region,
+                            "weight": p.weight,
+                            "priority": p.priority,
+                        }
+                        for p in placed
                     ],
                 }
                 for service, placed in sorted(xds.items())

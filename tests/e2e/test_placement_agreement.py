@@ -7,12 +7,14 @@ cluster) follows its xDS; with ``--prometheus`` a real Prometheus scrapes that E
 one ``GET /v1/placement`` (re-read after the queries, so nothing moved in between):
 
 - DNS (``dig`` with EDNS client subnet, for every client group of every GlobalService and for a
-  client in no group): every answered region has weight in the Decision of the name's service,
-  and it is the region that Decision's group choice (shown in ``gtm``) names for that group;
+  client in no group): the GTM's choice for that group (shown in ``gtm``) was made from the
+  Decision of the name's service (its ``madeAt``), and every answered region is one that choice
+  names and that the Decision gives weight;
 - Envoy (``/config_dump?include_eds``): for a service whose Decision Envoy follows (``xds``:
-  loop-driven, with a feedback source), its serving localities and their weights are the
-  Decision's; for any other service DNS answers, Envoy has a weighted locality in every region
-  DNS answers.
+  loop-driven, with a feedback source), what xDS was given is that Decision's placement (handed
+  from it or an earlier Decision with the same placement) and Envoy's priority-0 localities and
+  their weights are exactly those; for any other service DNS answers, Envoy has a weighted
+  locality with endpoints in every region DNS answers.
 """
 
 from __future__ import annotations
@@ -189,8 +191,8 @@ class Agreement:
                     if choice["decisionMadeAt"] != decision["madeAt"]:
                         self.why = f"{name}/{group}: the GTM used another decision: {choice}"
                         return False
-                    named = [r["region"] for r in choice["regions"]] + choice["fallback"]
-                    if not regions <= weighted or not regions <= set(named[:1]):
+                    named = [r["region"] for r in choice["regions"]]
+                    if not regions <= weighted or not regions <= set(named):
                         self.why = (
                             f"{name}/{group}: DNS answered {regions}; the decision weights"
                             f" {decision['weights']}, its choice for the group {named}"
@@ -203,10 +205,14 @@ class Agreement:
                     self.why = f"{name}/{group}: DNS answered {regions}; Envoy holds {clusters}"
                     return False
                 self.checked += [(name, group, r) for r in regions]
-        for service in before["xds"]:
-            want = {
-                p["cluster"]: p["weight"] for p in decisions[service]["placed"] if p["weight"] > 0
-            }
+        for service, given in before["xds"].items():
+            decision = decisions[service]
+            want = {p["cluster"]: p["weight"] for p in given["placed"] if p["weight"] > 0}
+            decided = {p["cluster"]: p["weight"] for p in decision["placed"] if p["weight"] > 0}
+            handed_at = given["decisionMadeAt"]
+            if want != decided or handed_at is None or handed_at > decision["madeAt"]:
+                self.why = f"{service}: xDS was given {given}; the decision places {decided}"
+                return False
             clusters = of_service(eds, service)
             held = {n: serving_weights(c) for n, c in clusters.items()}
             if not clusters or any(w != want for w in held.values()):

@@ -7,9 +7,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controlplane.gtm.placed import as_placed, place_groups
+from controlplane.gtm.plan import GtmConfig, plan_from_model
+from controlplane.gtm.plan import decide as decide_plan
+from controlplane.gtm.types import HealthView
 from controlplane.placement.engine import decide
 from controlplane.placement.groups import GroupChoice, decide_groups
 from controlplane.policy.model import Model
+from tests.support.policy import doc
 from tests.unit.placement_helpers import model
 
 TWO = (
@@ -75,3 +80,59 @@ def test_minimum_dwell_bounds_the_number_of_switches(
                 switches += 1
         previous = g
     assert switches <= (now - start) // dwell
+
+
+def global_service(strategy: str, latency: list[int]) -> str:
+    """A GlobalService for ``web`` over clusters a, b, c with two client groups."""
+    g1 = ", ".join(f"{r}: {ms}" for r, ms in zip(("ra", "rb", "rc"), latency[:3], strict=True))
+    g2 = ", ".join(f"{r}: {ms}" for r, ms in zip(("ra", "rb", "rc"), latency[3:], strict=True))
+    targets = ", ".join(f"{{cluster: {c}, address: 127.0.9.{i}}}" for i, c in enumerate("abc", 1))
+    return doc(
+        "GlobalService",
+        "web",
+        f"name: web.gtm.example\nzone: gtm.example\nservice: web\nstrategy: {strategy}\n"
+        f"targets: [{targets}]\n"
+        "clientGroups: [{name: g1, cidrs: [10.1.0.0/16]}, {name: g2, cidrs: [10.2.0.0/16]}]\n"
+        f"latency: {{g1: {{{g1}}}, g2: {{{g2}}}}}",
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["lowestLatency", "failover", "weighted", "roundRobin", "geo"]),
+    st.sampled_from(["static", "lowestLatency", "capacity"]),
+    st.integers(1, 3),
+    st.lists(st.integers(1, 300), min_size=6, max_size=6),
+    st.fixed_dictionaries({c: st.booleans() for c in "abc"}),
+    st.fixed_dictionaries({c: st.booleans() for c in "abc"}),
+)
+def test_dns_answers_only_regions_the_decision_serves(
+    gtm_strategy: str,
+    placement: str,
+    k: int,
+    latency: list[int],
+    cluster_health: dict[str, bool],
+    probe_health: dict[str, bool],
+) -> None:
+    """Whatever the strategies, health and latencies: the GTM answers each client group only
+    with regions the service's Decision gives weight (the regions Envoy sends traffic to),
+    unless none of them has a target the GTM's own probes see healthy (then health alone)."""
+    spread = f"clusters: [a, b, c]\nspread: {{minRegions: {k}}}\nstrategy: {{type: {placement}}}\n"
+    m = model(spread, global_service(gtm_strategy, latency))
+    decision = decide(m, "web", now=0, health=cluster_health)
+    plan = plan_from_model(m, GtmConfig())
+    choices = place_groups(plan, m, {"web": decision}, now=0)
+    targets = plan.policies["web.gtm.example"].targets
+    known = frozenset((t.cluster, t.address, t.port) for t in targets)
+    healthy = frozenset(key for key in known if probe_health[key[0]])
+    decided = decide_plan(
+        plan, HealthView(healthy, known), epoch=1, placed=as_placed(choices)
+    ).decisions
+    serving = {r for r, w in decision.weights.items() if w > 0}
+    probed_up = {f"r{c}" for c, up in probe_health.items() if up}
+    for (name, group), answer in decided.items():
+        choice = choices[name][group]
+        allowed = {r for r, _ in choice.regions} | set(choice.fallback)
+        assert allowed <= serving or not serving
+        if serving and allowed & probed_up:
+            assert set(answer.regions) <= allowed, (group, answer, choice)

@@ -178,8 +178,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--prometheus",
         default=os.environ.get("UBIQ_PROMETHEUS") or None,
         metavar="URL",
-        help="Prometheus scraping the Envoys: turns on the feedback loop (metric-driven placement,"
-        " canaries); off without it (env UBIQ_PROMETHEUS)",
+        help="Prometheus scraping the Envoys: closes the feedback loop (metric-driven placement,"
+        " canaries); without it placement decides from the model and health and no canary"
+        " runs (env UBIQ_PROMETHEUS)",
     )
     p.add_argument(
         "--feedback-interval",
@@ -315,7 +316,7 @@ class ServeOptions:
     compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
     store: str | None = None  # etcd://... instead of the directory
-    prometheus: str | None = None  # the feedback loop's source; None: the loop is off
+    prometheus: str | None = None  # None: placement on the model and health, no canaries
     feedback_interval: float = 2.0
     api_token_file: Path | None = None
     api_allowed_hosts: tuple[str, ...] = ()  # empty: the defaults (localhost, loopback, --api host)

@@ -123,6 +123,39 @@ def test_stale_signals_hold_the_decision() -> None:
     assert compiler_decisions({"web": after}) == compiler_decisions({"web": before})
 
 
+def test_without_a_feedback_source_no_canary_runs() -> None:
+    """``canaries=False`` (``ubiq serve`` without --prometheus): the RoutePolicy is served as
+    written and commands find no canary, while placement is still decided."""
+    sink, clock = Sink(), [0.0]
+    loop = PlacementLoop(
+        on_model=sink.models.append,
+        on_decisions=lambda _m, d: sink.decisions.append(dict(d)),
+        clock=lambda: clock[0],
+        canaries=False,
+    )
+    m = load(ROUTE, canary("", ANALYSIS))
+    served = loop.effective_model(m)
+    assert served is m and loop.canaries == {}
+    with pytest.raises(KeyError):
+        loop.pause("web-v2")
+
+
+def test_a_stopped_loop_decides_again_when_restored() -> None:
+    """A replica that led, followed (its loop stopped) and leads again resumes deciding."""
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    m = model("clusters: [a, b]\n" + SLO)
+    loop.effective_model(m)
+    published = dict(loop.decisions)
+    loop.stop()
+    handed = len(sink.decisions)
+    loop.restore(m, published, {})
+    assert len(sink.decisions) == handed + 1  # decided and handed on again
+    clock[0] = 1001.0
+    loop.update_signals(signals(1001.0, {"ra": (0.999, 50.0), "rb": (0.5, 50.0)}))
+    assert set(loop.decisions["web"].weights) == {"ra"}
+
+
 def test_canary_weights_reach_the_served_model_and_commands_work() -> None:
     sink, clock = Sink(), [0.0]
     registry = CollectorRegistry()

@@ -44,7 +44,8 @@ import structlog
 from bench._common import save
 from bench.placement_decide import build_model, build_signals
 from controlplane.feedback.signals import Signals
-from controlplane.loop import PlacementLoop, loop_driven
+from controlplane.loop import PlacementLoop
+from controlplane.placement.consumers import loop_driven
 from controlplane.placement.engine import decide_all
 from controlplane.policy.model import Model
 from tests.support.loop_e2e import AMERICA, answer, placement, serving_regions, traffic

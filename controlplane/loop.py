@@ -7,12 +7,15 @@ controller (both pure, clock injected) for new decisions. It hands on:
 
 - ``on_model``: the model with every canary's current weights written into its RoutePolicy
   (what the xDS compiler and the GTM serve; the store's model when no canary moved);
-- ``on_decisions``: the placement decisions of the *loop-driven* services, for the xDS compiler
-  (EDS locality weights) and the GTM (regions a decision left are not answered).
+- ``on_decisions``: the placement decisions of every decided service
+  (``placement.consumers.decided_services``: loop-driven ones and those a GlobalService steers
+  to), the same Decision objects for the xDS compiler (EDS locality weights:
+  ``consumers.xds_decisions``) and the GTM (the regions each client group is answered with),
+  whenever a Decision is renewed (a new object: weights, a dwell, a verdict or staleness moved).
 
-A service is loop-driven when its Placement asks for measurements: a ``lowestLatency``,
-``lowestCost`` or ``capacity`` strategy, or an ``slo``. Every other service keeps the compiler's
-static locality rules, so running with a feedback source changes nothing for them.
+It runs in both modes of ``ubiq serve``: without a feedback source the signals stay ``None``, the
+decisions follow the model and health alone (the GTM always has a Decision to answer from) and
+no canary runs (``canaries=False``: nothing to analyse).
 """
 
 from __future__ import annotations
@@ -35,38 +38,16 @@ from controlplane.canary.controller import CanaryStatus, advance_all, pause, res
 from controlplane.canary.controller import abort as abort_canary
 from controlplane.canary.routes import apply_canaries
 from controlplane.feedback.signals import Signals
+from controlplane.placement.consumers import METRIC_STRATEGIES, decided_services, loop_driven
 from controlplane.placement.decision import Decision
 from controlplane.placement.engine import decide_all, next_wakeup
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.loop")
 
-METRIC_STRATEGIES = frozenset({"lowestLatency", "lowestCost", "capacity"})
 MAX_IDLE_S = 60.0  # re-decide at least this often (a fresh poll usually comes sooner)
 
-
-def loop_driven(model: Model) -> frozenset[str]:
-    """The services whose placement the loop decides (see the module docstring)."""
-    out = set()
-    for placement in model.placements.values():
-        strategy = placement.spec.strategy
-        if strategy.type in METRIC_STRATEGIES or strategy.slo is not None:
-            out.add(placement.spec.service)
-    return frozenset(out)
-
-
-def excluded_clusters(model: Model, decisions: Mapping[str, Decision]) -> dict[str, frozenset[str]]:
-    """GTM name -> clusters in regions its service's decision sends no traffic to (none when the
-    decision has no region with traffic: DNS then falls back to health alone)."""
-    out: dict[str, frozenset[str]] = {}
-    for gs in model.global_services.values():
-        decision = decisions.get(gs.spec.service)
-        if decision is None or not decision.weights:
-            continue
-        left = frozenset(p.name for p in decision.placed if p.region not in decision.weights)
-        if left:
-            out[gs.spec.name.rstrip(".").lower()] = left
-    return out
+__all__ = ["MAX_IDLE_S", "METRIC_STRATEGIES", "PlacementLoop", "loop_driven"]
 
 
 class _LoopCollector(Collector):
@@ -78,13 +59,14 @@ class _LoopCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         weight = GaugeMetricFamily(
             "ubiq_placement_weight",
-            "Percent of a loop-driven service's traffic the placement decision gives a cluster",
+            "Percent of a decided service's traffic the placement decision gives a cluster",
             labels=["service", "region", "cluster"],
         )
         for service, decision in sorted(self._loop.decisions.items()):
             for placed in decision.placed:
                 weight.add_metric([service, placed.region, placed.name], placed.weight)
-        yield weight
+        if weight.samples:  # nothing decided: no family at all
+            yield weight
         canary_weight = GaugeMetricFamily(
             "ubiq_canary_weight",
             "Percent of the canary rule's traffic on each subset",
@@ -97,8 +79,10 @@ class _LoopCollector(Collector):
             canary_weight.add_metric([name, status.canary_subset], status.weight)
             canary_weight.add_metric([name, status.stable_subset], status.stable_weight)
             step.add_metric([name], status.step)
-        yield canary_weight
-        yield step
+        if canary_weight.samples:  # no canary: no family at all
+            yield canary_weight
+        if step.samples:
+            yield step
 
 
 class PlacementLoop:
@@ -109,7 +93,9 @@ class PlacementLoop:
         on_decisions: Callable[[Model, Mapping[str, Decision]], None],
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        canaries: bool = True,
     ) -> None:
+        self._run_canaries = canaries  # False without a feedback source: nothing to analyse
         self._on_model = on_model
         self._on_decisions = on_decisions
         self._clock = clock
@@ -134,6 +120,11 @@ class PlacementLoop:
     @property
     def signals(self) -> Signals | None:
         return self._signals
+
+    @property
+    def model(self) -> Model:
+        """The store's model the decisions were made from."""
+        return self._model
 
     def effective_model(self, model: Model) -> Model:
         """The first model, decided at once (before the servers start, so nothing is handed on:
@@ -163,6 +154,7 @@ class PlacementLoop:
     ) -> None:
         """Resume from state another replica published (this one just became the leader):
         decide from there and hand the result on, even when it equals what is served."""
+        self._stopped = False  # a replica that led, followed (stopped) and leads again
         self._model = model
         self.decisions, self.canaries = dict(decisions), dict(canaries)
         self._served = self._served_from = Model.empty()
@@ -251,6 +243,7 @@ class PlacementLoop:
             decisions=dict(self.decisions),
             canaries=dict(self.canaries),
             commands=self._commands,
+            run_canaries=self._run_canaries,
         )
 
     def _apply(self, inputs: _Inputs, result: _Result | None, *, notify: bool) -> None:
@@ -265,6 +258,8 @@ class PlacementLoop:
             self._dirty = True
         model = inputs.model
         moved = {n: d for n, d in decisions.items() if self._placed(n) != d.placed}
+        # any new Decision object (a dwell began, a verdict changed: the GTM's reasons read it)
+        renewed = any(self.decisions.get(n) is not d for n, d in decisions.items())
         left = set(self.decisions) - set(decisions)
         weights = {n: c.weight for n, c in canaries.items()}
         weights_moved = weights != self._served_weights
@@ -285,7 +280,7 @@ class PlacementLoop:
                 self._served = served
                 if notify:
                     self._on_model(served)
-        if notify and (moved or left or model_changed):  # a new model may name other targets
+        if notify and (renewed or left or model_changed):  # a new model may name other targets
             self._on_decisions(self._served, decisions)
         self._schedule(self._next_time(now))
 
@@ -322,6 +317,7 @@ class _Inputs:
     decisions: Mapping[str, Decision]
     canaries: Mapping[str, CanaryStatus]
     commands: int  # canary commands applied so far (one landing mid-tick wins over the tick)
+    run_canaries: bool = True  # False without a feedback source
 
 
 _Result = tuple[dict[str, Decision], dict[str, CanaryStatus]]
@@ -352,7 +348,7 @@ def _compute(inputs: _Inputs) -> _Result | None:
 
 def _compute_now(inputs: _Inputs) -> _Result | None:
     model = inputs.model
-    driven = loop_driven(model)
+    driven = decided_services(model)
     try:
         decisions = (
             decide_all(
@@ -366,11 +362,15 @@ def _compute_now(inputs: _Inputs) -> _Result | None:
             if driven
             else {}
         )
-        canaries = advance_all(
-            {n: c.spec for n, c in model.canaries.items()},
-            inputs.canaries,
-            inputs.signals,
-            inputs.now,
+        canaries = (
+            advance_all(
+                {n: c.spec for n, c in model.canaries.items()},
+                inputs.canaries,
+                inputs.signals,
+                inputs.now,
+            )
+            if inputs.run_canaries
+            else {}
         )
     except Exception:
         log.exception("loop.decide.failed", detail="keeping the previous decisions")

@@ -61,10 +61,12 @@ from controlplane.gtm.plan import DecidedPlan, GtmConfig
 from controlplane.gtm.runtime import GtmRuntime, glue_addresses
 from controlplane.gtm.types import HealthView
 from controlplane.heaptrace import HeapTrace
-from controlplane.loop import PlacementLoop, excluded_clusters
+from controlplane.loop import PlacementLoop
 from controlplane.malloctrim import trim_forever
 from controlplane.observability.process import PolicyCollector, register_process_metrics
+from controlplane.placement.consumers import xds_decisions
 from controlplane.placement.decision import Decision, compiler_decisions
+from controlplane.placement.static import PlacedCluster
 from controlplane.policy.model import Model
 from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
@@ -185,8 +187,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "--prometheus",
         default=os.environ.get("UBIQ_PROMETHEUS") or None,
         metavar="URL",
-        help="Prometheus scraping the Envoys: turns on the feedback loop (metric-driven placement,"
-        " canaries); off without it (env UBIQ_PROMETHEUS)",
+        help="Prometheus scraping the Envoys: closes the feedback loop (metric-driven placement,"
+        " canaries); without it placement decides from the model and health and no canary"
+        " runs (env UBIQ_PROMETHEUS)",
     )
     p.add_argument(
         "--feedback-interval",
@@ -268,14 +271,14 @@ class WorkloadCa:
 
 
 def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
-    if args.workload_ca_cert is None and args.workload_ca_key is None:
+    pair = _file_pair(
+        ("--workload-ca-cert", args.workload_ca_cert), ("--workload-ca-key", args.workload_ca_key)
+    )
+    if pair is None:
         return None
-    if args.workload_ca_cert is None or args.workload_ca_key is None:
-        missing = "--workload-ca-key" if args.workload_ca_key is None else "--workload-ca-cert"
-        raise UbiqError(f"{missing}: required with the other --workload-ca-* option")
     if args.workload_cert_ttl < 2:
         raise UbiqError(f"--workload-cert-ttl: at least 2 seconds, got {args.workload_cert_ttl}")
-    return WorkloadCa(args.workload_ca_cert, args.workload_ca_key, args.workload_cert_ttl)
+    return WorkloadCa(*pair, args.workload_cert_ttl)
 
 
 def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
@@ -323,7 +326,7 @@ class ServeOptions:
     compile: CompileOptions = field(default_factory=CompileOptions)
     debounce_ms: int = 100
     store: str | None = None  # etcd://... instead of the directory
-    prometheus: str | None = None  # the feedback loop's source; None: the loop is off
+    prometheus: str | None = None  # None: placement on the model and health, no canaries
     feedback_interval: float = 2.0
     api_token_file: Path | None = None
     api_allowed_hosts: tuple[str, ...] = ()  # empty: the defaults (localhost, loopback, --api host)
@@ -378,7 +381,9 @@ class ServeOptions:
             feedback_interval=args.feedback_interval,
             api_token_file=args.api_token_file,
             api_allowed_hosts=tuple(check_allowed_host(h) for h in args.api_allowed_host),
-            api_tls=_tls_pair(args.api_tls_cert, args.api_tls_key),
+            api_tls=_file_pair(
+                ("--api-tls-cert", args.api_tls_cert), ("--api-tls-key", args.api_tls_key)
+            ),
             replica_name=args.replica_name,
             leader_ttl=args.leader_ttl,
             rrl=rrl_config_from_args(args),
@@ -396,15 +401,22 @@ def _dot(args: argparse.Namespace, dns: tuple[tuple[str, int], ...]) -> DotSetti
     return settings
 
 
-def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
-    if cert is None and key is None:
+def _file_pair(
+    cert: tuple[str, Path | None], key: tuple[str, Path | None]
+) -> tuple[Path, Path] | None:
+    """A certificate and its key, given as (flag, path): both or neither, each an existing file.
+
+    None when neither is given; otherwise a one-line UbiqError naming the flag at fault."""
+    (cert_flag, cert_path), (key_flag, key_path) = cert, key
+    if cert_path is None and key_path is None:
         return None
-    if cert is None or key is None:
-        raise UbiqError("--api-tls-cert and --api-tls-key go together")
-    for flag, path in (("--api-tls-cert", cert), ("--api-tls-key", key)):
+    if cert_path is None or key_path is None:
+        missing, given = (cert_flag, key_flag) if cert_path is None else (key_flag, cert_flag)
+        raise UbiqError(f"{missing}: required with {given} (a certificate and its key)")
+    for flag, path in ((cert_flag, cert_path), (key_flag, key_path)):
         if not path.is_file():
             raise UbiqError(f"{flag}: {path}: no such file")
-    return cert, key
+    return cert_path, key_path
 
 
 def dns_workers(value: str) -> int:
@@ -619,7 +631,6 @@ class Ubiq:
             if options.dns
             else None
         )
-        self.loop: PlacementLoop | None = None
         self.poller: FeedbackPoller | None = None
         self.replica: ReplicaServing | None = None
         location = getattr(self.store, "location", None)  # an etcd store: shared by replicas
@@ -630,21 +641,26 @@ class Ubiq:
         )
         self.endpoints.subscribe(self._endpoints_changed)
         self._store_model = Model.empty()
-        if options.prometheus is not None:
-            self.loop = PlacementLoop(
-                on_model=self._serve_model,
-                on_decisions=self._serve_decisions,
-                registry=self.registry,
+        self._xds_placed: dict[str, tuple[PlacedCluster, ...]] | None = None  # last handed to xDS
+        self._xds_from: dict[str, float] = {}  # service -> made_at of the Decision handed to xDS
+        # the placement step runs in both modes; without --prometheus on the model and health
+        # alone (the same on every replica), and without canaries (nothing to analyse)
+        self.loop = PlacementLoop(
+            on_model=self._serve_model,
+            on_decisions=self._serve_decisions,
+            registry=self.registry,
+            canaries=options.prometheus is not None,
+        )
+        if location is not None and options.prometheus is not None:
+            # etcd with a feedback source: the loop runs on the elected leader only
+            self.replica = ReplicaServing(
+                self,
+                self.loop,
+                EtcdClient(location.endpoints),
+                location.prefix,
+                name=options.replica_name,
+                ttl_s=options.leader_ttl,
             )
-            if location is not None:  # etcd: the loop runs on the elected leader only
-                self.replica = ReplicaServing(
-                    self,
-                    self.loop,
-                    EtcdClient(location.endpoints),
-                    location.prefix,
-                    name=options.replica_name,
-                    ttl_s=options.leader_ttl,
-                )
         self.api = self._api_server(options)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -692,7 +708,7 @@ class Ubiq:
         model = self._merged(self._store_model)
         if self.replica is not None:
             model = await self.replica.first_model(model)
-        elif self.loop is not None:
+        else:
             model = self.loop.effective_model(model)
         host, port = self.options.xds
         try:
@@ -701,13 +717,14 @@ class Ubiq:
                 f"--xds {host}:{port}", self.xds.start(f"{host}:{port}", model)
             )
             if self.gtm is not None:
+                # the first table already answers from the first decisions
+                self.gtm.planner.update_placement(self.loop.decisions, None)
                 await _bind("--dns", self.gtm.start(model))
             if self.api is not None:
                 await _bind("--api", self.api.start())
-            if self.loop is not None:
-                if self.replica is None:
-                    self.start_poller(model)
-                self._serve_decisions(model, self.loop.decisions)
+            if self.replica is None:
+                self.start_poller(model)
+            self._serve_decisions(model, self.loop.decisions)
         except BaseException:
             await self.stop()
             raise
@@ -729,7 +746,7 @@ class Ubiq:
 
     def start_poller(self, model: Model) -> None:
         """The Prometheus poller feeding the loop (on the leader only, with replicas)."""
-        if self.loop is None or self.options.prometheus is None or self.poller is not None:
+        if self.options.prometheus is None or self.poller is not None:
             return
         self.poller = FeedbackPoller(
             self.options.prometheus,
@@ -781,10 +798,7 @@ class Ubiq:
         self._on_model(self._merged(self._store_model))
 
     def _on_model(self, model: Model) -> None:
-        """A new model from the store: through the loop (canary weights) when it runs."""
-        if self.loop is None:
-            self._serve_model(model)
-            return
+        """A new model from the store: through the loop (decisions, canary weights)."""
         if self.replica is not None:
             self.replica.on_model(model)
             return
@@ -792,8 +806,6 @@ class Ubiq:
         self.loop.update_model(model)
 
     def _on_health(self, view: HealthView) -> None:
-        if self.loop is None:
-            return
         known = {key[0] for key in view.known}
         healthy = {key[0] for key in view.healthy}
         health = {cluster: cluster in healthy for cluster in known}
@@ -809,12 +821,24 @@ class Ubiq:
         self._serve_model(model)
 
     def _serve_decisions(self, model: Model, decisions: Mapping[str, Decision]) -> None:
-        """Hand placement decisions to Envoy (EDS weights) and to the GTM (regions left)."""
-        task = asyncio.create_task(self.xds.update_decisions(compiler_decisions(decisions)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Hand the same placement Decisions to Envoy (EDS weights of the loop-driven services,
+        while measured: ``consumers.xds_decisions``) and to the GTM (regions per client group)."""
+        given = xds_decisions(model, decisions, measured=self._measured)
+        placed = compiler_decisions(given)
+        if placed != self._xds_placed:  # Envoy reads only the placed clusters: compile on change
+            self._xds_placed = placed
+            self._xds_from = {name: d.made_at for name, d in given.items()}
+            task = asyncio.create_task(self.xds.update_decisions(placed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         if self.gtm is not None:
-            self.gtm.planner.update_placement(excluded_clusters(model, decisions))
+            signals = self.loop.signals
+            latency = signals.client_latency_ms if signals is not None else None
+            self.gtm.planner.update_placement(decisions, latency)
+
+    @property
+    def _measured(self) -> bool:
+        return self.options.prometheus is not None
 
     def _serve_model(self, model: Model) -> None:
         task = asyncio.create_task(self.xds.update_model(model))
@@ -829,8 +853,7 @@ class Ubiq:
         await self.endpoints.stop()
         if self.replica is not None:
             await self.replica.stop()  # a leader resigns: the next one takes over at once
-        if self.loop is not None:
-            self.loop.stop()
+        self.loop.stop()
         await self.stop_poller()
         pending = [t for t in (self._watch, *self._tasks) if t is not None]
         for task in pending:
@@ -890,13 +913,36 @@ class Ubiq:
         return self.gtm.explain(name, client)
 
     def placement(self) -> Mapping[str, Any]:
-        if self.loop is None:
-            return {"loop": "off", "decisions": {}, "signals": None}
+        """Every Decision, and what each consumer was given from it: ``xds`` (service -> the
+        placed clusters Envoy's EDS weights come from), ``gtm`` (GTM name -> client group -> the
+        group's choice, naming the Decision it was made from)."""
         signals = self.loop.signals
+        decisions = self.loop.decisions
+        choices = self.gtm.planner.choices if self.gtm is not None else {}
+        xds = self._xds_placed or {}
         return {
-            "loop": "on",
+            "loop": "on" if self._measured else "static",
             "replica": None if self.replica is None else self.replica.status(),
-            "decisions": {n: d.as_dict() for n, d in sorted(self.loop.decisions.items())},
+            "decisions": {n: d.as_dict() for n, d in sorted(decisions.items())},
+            "xds": {
+                service: {
+                    "decisionMadeAt": self._xds_from.get(service),
+                    "placed": [
+                        {
+                            "cluster": p.name,
+                            "region": p.region,
+                            "weight": p.weight,
+                            "priority": p.priority,
+                        }
+                        for p in placed
+                    ],
+                }
+                for service, placed in sorted(xds.items())
+            },
+            "gtm": {
+                name: {group: c.as_dict() for group, c in sorted(per.items())}
+                for name, per in sorted(choices.items())
+            },
             "signals": None
             if signals is None
             else {
@@ -908,12 +954,11 @@ class Ubiq:
         }
 
     def canaries(self) -> Mapping[str, Any]:
-        statuses = self.loop.canaries if self.loop is not None else {}
-        return {n: s.as_dict() for n, s in sorted(statuses.items())}
+        return {n: s.as_dict() for n, s in sorted(self.loop.canaries.items())}
 
     def canary_command(self, name: str, action: str) -> Mapping[str, Any]:
-        if self.loop is None:
-            raise KeyError(name)
+        if not self._measured:
+            raise KeyError(name)  # no canary runs without a feedback source
         if self.replica is not None and not self.replica.leading:
             leader = self.replica.status()["leader"] or "no replica yet"
             raise ValueError(

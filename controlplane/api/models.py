@@ -204,9 +204,10 @@ class ExplainPolicy(OpenModel):
     all_down: str
     fallback: list[str]
     sticky: bool
-    latency_switch_pct: float
-    latency_switch_ms: float
-    min_dwell_s: float
+    service: str = Field(
+        description="the Service steered to; its Placement's Decision (damping included)"
+        " bounds the answers"
+    )
 
 
 class ExplainAnswer(OpenModel):
@@ -306,8 +307,39 @@ class PlacementDecision(OpenModel):
     stale: bool
     signals_at: float | None
     breached: dict[str, float] = Field(description="region -> when it broke the SLO")
-    xds: dict[str, Any] | None = Field(None, description="what the xDS compiler was given")
-    gtm: dict[str, Any] | None = Field(None, description="what the GTM was given")
+
+
+class XdsGiven(OpenModel):
+    """What the xDS compiler was given for one service: its Decision's placed clusters."""
+
+    decision_made_at: float | None = Field(
+        description="madeAt of the Decision these were taken from (a later Decision with the"
+        " same placement is not handed on again)"
+    )
+    placed: list[PlacedClusterItem]
+
+
+class GroupRegion(OpenModel):
+    region: str
+    weight: int
+
+
+class GroupChoiceState(OpenModel):
+    """The regions one client group of a GTM name is answered with, from its service's
+    Decision (``placement.groups``)."""
+
+    service: str
+    group: str
+    regions: list[GroupRegion] = Field(description="answered, best first")
+    fallback: list[str] = Field(description="the Decision's other serving regions, best first")
+    reason: PlacementReason
+    decision_rule: str = Field(description="the rule of the Decision this choice was made from")
+    decision_made_at: float | None = Field(description="madeAt of that Decision")
+    made_at: float
+    since: float
+    dwell_until: float
+    held_until: float | None = Field(description="when a minimum dwell holding it ends")
+    latency_ms: dict[str, float] = Field(description="region -> the group's latency, the input")
 
 
 class ReplicaStatus(OpenModel):
@@ -326,11 +358,22 @@ class SignalsState(OpenModel):
 
 
 class PlacementReply(OpenModel):
-    """``GET /v1/placement``: every loop-driven service's decision; the feedback source."""
+    """``GET /v1/placement``: every decided service's Decision, what each consumer was given
+    from it, and the feedback source."""
 
-    loop: Literal["on", "off"]
+    loop: Literal["on", "static"] = Field(
+        description="on: signals from --prometheus; static: decided from the model and health"
+    )
     replica: ReplicaStatus | None = Field(None, description="with --etcd: this replica's role")
     decisions: dict[str, PlacementDecision]
+    xds: dict[str, XdsGiven] = Field(
+        default_factory=dict,
+        description="service -> what the xDS compiler was given (services Envoy follows the"
+        " Decision of: loop-driven, while measured)",
+    )
+    gtm: dict[str, dict[str, GroupChoiceState]] = Field(
+        default_factory=dict, description="GTM name -> client group -> the group's choice"
+    )
     signals: SignalsState | None
 
 

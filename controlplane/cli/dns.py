@@ -39,8 +39,11 @@ def _explain_offline(args: argparse.Namespace) -> dict[str, Any] | None:
     """Every target taken as healthy (no health checks run offline)."""
     from controlplane.gtm.explain import explain_dict, served_name
     from controlplane.gtm.geo_load import GeoDatabases
+    from controlplane.gtm.placed import as_placed, place_groups
     from controlplane.gtm.plan import GtmConfig, decide, plan_from_model
     from controlplane.gtm.types import HealthView
+    from controlplane.placement.consumers import decided_services
+    from controlplane.placement.engine import decide_all
 
     model = load_or_report(args.directory)
     if model is None:
@@ -49,7 +52,11 @@ def _explain_offline(args: argparse.Namespace) -> dict[str, Any] | None:
     geo = GeoDatabases().load(model)
     for error in geo.errors:
         print(f"warning: {error}; using the CIDR client groups", file=sys.stderr)
-    plan = decide(plan_from_model(model, GtmConfig(), geo.groups), health, epoch=1)
+    base = plan_from_model(model, GtmConfig(), geo.groups)
+    # the placement step as `ubiq serve` runs it without signals: every cluster healthy
+    decisions = decide_all(model, now=0.0, services=decided_services(model))
+    choices = place_groups(base, model, decisions, now=0.0)
+    plan = decide(base, health, epoch=1, placed=as_placed(choices))
     served = served_name(plan.policies, plan.zones, args.name)
     if served is None:
         known = ", ".join(sorted(plan.policies)) or "none"

@@ -22,10 +22,10 @@ def cmd_placement(args: argparse.Namespace) -> int:
 def placement_text(data: Mapping[str, Any], *, one: bool) -> str:
     if one:
         return _decision_text(data)
-    if data.get("loop") == "off":
-        return "feedback loop off (start ubiq serve with --prometheus URL)\n"
     signals = data.get("signals") or {}
     head = "signals: none yet"
+    if data.get("loop") == "static":
+        head = "signals: none (no --prometheus): decided from the model and health"
     if signals:
         state = f"STALE ({signals.get('error')})" if signals.get("stale") else "fresh"
         head = f"signals: {state}, {signals.get('series', 0)} series"
@@ -34,7 +34,10 @@ def placement_text(data: Mapping[str, Any], *, one: bool) -> str:
         head += "\n" + replica_line(data["replica"])
     lines = [head, *(_decision_text(d).rstrip("\n") for d in decisions.values())]
     if not decisions:
-        lines.append("no loop-driven service (a Placement with an slo or a metric strategy)")
+        lines.append(
+            "no decided service"
+            " (a Placement that a GlobalService names, or with an slo or a metric strategy)"
+        )
     return "\n".join(lines) + "\n"
 
 

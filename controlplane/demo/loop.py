@@ -69,7 +69,7 @@ async def show_loop(
     token: str,
     token_file: Path,
 ) -> None:
-    if ubiq.loop is None:
+    if ubiq.options.prometheus is None:  # no feedback source: nothing measured, no canary
         return
     _step("feedback loop: Prometheus -> placement decisions and canaries (traffic to checkout)")
     print(
@@ -110,7 +110,7 @@ async def show_loop(
 async def show_region_left(ubiq: Ubiq, region: str, wait_s: float = 10.0) -> None:
     """With the loop: once no decision weights ``region`` (its gateway is down: health leaves it
     at once, so Envoy sends it nothing, as DNS answers show), the decisions (bounded wait)."""
-    if ubiq.loop is None:
+    if ubiq.options.prometheus is None:  # the demo without --loop shows DNS alone
         return
     loop = ubiq.loop
     deadline = time.monotonic() + wait_s
@@ -126,7 +126,7 @@ async def show_region_back(ubiq: Ubiq, region: str, wait_s: float = 45.0) -> Non
     """With the loop: wait (bounded) until a decision weights ``region`` again -- healthy again,
     it returns after the Placement's minimum dwell, then by paced steps -- and show the
     decisions."""
-    if ubiq.loop is None:
+    if ubiq.options.prometheus is None:  # the demo without --loop shows DNS alone
         return
     loop = ubiq.loop
     started = time.monotonic()

@@ -13,7 +13,7 @@ from typing import Any
 from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import rotation_at, steer, target_label
-from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, Placed, SteeringPolicy
 
 __all__ = [
     "Explanation",
@@ -59,10 +59,12 @@ def explain_client(
     epoch: int = 0,
     previous: Decision | None = None,
     now: float = 0.0,
+    placed: Mapping[tuple[str, str], Placed] | None = None,
 ) -> Explanation:
     """Everything ``ubiq dns explain NAME --client ADDR`` prints: the client's group is found the
     way the DNS server finds it (longest prefix, else the default group), then steered afresh
-    (``now``, seconds, as in ``steer_all``: rotation slot and minimum dwell)."""
+    (``now``, seconds, as in ``steer_all``: rotation slot), within what the placement Decision
+    allows the group (``placed``, as the planner builds it) when given."""
     group = groups.group_for(client)
     decision = steer(
         policy,
@@ -72,6 +74,7 @@ def explain_client(
         previous=previous,
         rotation=rotation_at(policy, now),
         now=now,
+        placed=(placed or {}).get((policy.name, group.name)),
     )
     return Explanation(
         group=group,
@@ -133,9 +136,7 @@ def explain_dict(
             "all_down": policy.all_down,
             "fallback": list(policy.fallback),
             "sticky": policy.sticky,
-            "latency_switch_pct": policy.latency_switch_pct,
-            "latency_switch_ms": policy.latency_switch_ms,
-            "min_dwell_s": policy.min_dwell_s,
+            "service": policy.service,
         },
         "answer": {
             "addresses": list(decision.addresses),

@@ -52,10 +52,6 @@ def _targets(model: Model, spec: GlobalServiceSpec) -> tuple[Target, ...]:
 
 def steering_policy(model: Model, name: str) -> SteeringPolicy:
     spec = model.global_services[name].spec
-    hysteresis = None
-    placement = model.placement_for(spec.service)
-    if placement is not None:
-        hysteresis = placement.spec.strategy.hysteresis
     return SteeringPolicy(
         name=spec.name.rstrip(".").lower(),
         zone=spec.zone.rstrip(".").lower(),
@@ -68,8 +64,7 @@ def steering_policy(model: Model, name: str) -> SteeringPolicy:
         latency={g: {r: float(ms) for r, ms in row.items()} for g, row in spec.latency.items()},
         geo=dict(spec.geo),
         sticky=spec.sticky,
-        latency_switch_pct=hysteresis.threshold_percent if hysteresis else 10.0,
-        min_dwell_s=hysteresis.min_dwell / 1000 if hysteresis else 0.0,
+        service=spec.service,
     )
 
 

@@ -20,7 +20,7 @@ from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health.state import CheckedTarget, HealthCheck, checked_targets
 from controlplane.gtm.steering import rotates, rotation_period, steer_all
-from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.gtm.types import ClientGroup, Decision, HealthView, Placed, SteeringPolicy
 from controlplane.policy.globalservice import GtmHealthCheck
 from controlplane.policy.model import Model
 
@@ -158,13 +158,16 @@ def decide(
     config: GtmConfig = GtmConfig(),
     serial: int | None = None,
     now: float = 0.0,
+    placed: Mapping[tuple[str, str], Placed] | None = None,
 ) -> DecidedPlan:
     """Steer every name for every group and precompute the answer table.
 
     ``serial`` is the zones' SOA serial (the caller keeps it increasing, RFC 1982); the answers
     change with health, so secondaries that transfer the zone need it to move too. ``now``
-    (seconds) picks the rotation slot of roundRobin and non-sticky weighted policies."""
-    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous, now)
+    (seconds) picks the rotation slot of roundRobin and non-sticky weighted policies.
+    ``placed``: per (name, group), the regions the service's placement Decision allows
+    (``controlplane.gtm.placed``)."""
+    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous, now, placed)
     zones = plan.zones
     if serial is not None:
         zones = tuple(replace(z, serial=serial % 2**32 or 1) for z in zones)
@@ -190,7 +193,8 @@ def next_rotation(plan: GtmPlan, now: float) -> float | None:
 
 def next_dwell_expiry(plan: DecidedPlan) -> float | None:
     """The earliest time (seconds, the clock ``decide`` was given) at which a minimum dwell that
-    holds an answer ends; None when no answer is held. The answer may move then, with no model
-    or health change to trigger a rebuild, so the runtime must decide again at that time."""
+    holds an answer ends (the placement's dwell for a client group, carried in through
+    ``placed``); None when no answer is held. The answer may move then, with no model or health
+    change to trigger a rebuild, so the runtime must decide again at that time."""
     ends = [d.dwell_until for d in plan.decisions.values() if d.dwell_until is not None]
     return min(ends) if ends else None

@@ -8,8 +8,12 @@ serve; anything else: a bug) is logged and the previous plan keeps serving. GeoI
 named by the policies are read here (``GeoDatabases``, cached); one that cannot be read is
 logged and the plan is built with the policies' CIDR groups alone.
 
+Placement Decisions (``update_placement``, from ``controlplane.loop``: the same Decision objects
+the xDS compiler gets) decide, per GlobalService of a placed service, which regions each client
+group is answered with (``gtm.placed``: ``placement.groups.decide_groups``, damped there).
+
 When the answers may change with no input changing (a rotation boundary of roundRobin or
-non-sticky weighted, the end of a lowestLatency minimum dwell), ``next_wake`` says when and
+non-sticky weighted, the end of a client group's minimum dwell), ``next_wake`` says when and
 ``wake`` decides again; the caller's timer calls them.
 
 The I/O around it (DNS listeners, health checker, that timer) is ``serve.GtmService``'s:
@@ -19,7 +23,6 @@ it passes ``on_plan`` (swap the DNS table) and ``on_targets`` (what to probe).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -35,6 +38,7 @@ from controlplane.gtm.explain import explain_dict, explain_text, served_name
 from controlplane.gtm.failovers import failed_over, failover_keys, regions_by_address
 from controlplane.gtm.geo_load import GeoDatabases, describe
 from controlplane.gtm.health.state import CheckedTarget
+from controlplane.gtm.placed import Choices, as_placed, place_groups
 from controlplane.gtm.plan import (
     DecidedPlan,
     GtmConfig,
@@ -45,6 +49,8 @@ from controlplane.gtm.plan import (
     plan_from_model,
 )
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, SteeringPolicy
+from controlplane.placement.decision import Decision as PlacementDecision
+from controlplane.placement.groups import GroupChoice, next_group_wake
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.gtm")
@@ -101,22 +107,6 @@ class _AnswerCollector(Collector):
         yield failovers
 
 
-def without_placed_out(base: GtmPlan, exclude: Mapping[str, frozenset[str]]) -> GtmPlan:
-    """``base`` with each name's targets in excluded clusters left out (a name would lose every
-    target: it keeps them all, and health alone decides)."""
-    if not exclude:
-        return base
-    policies = dict(base.policies)
-    for name, clusters in exclude.items():
-        policy = policies.get(name)
-        if policy is None:
-            continue
-        kept = tuple(t for t in policy.targets if t.cluster not in clusters)
-        if kept and len(kept) < len(policy.targets):
-            policies[name] = dataclasses.replace(policy, targets=kept)
-    return dataclasses.replace(base, policies=MappingProxyType(policies))
-
-
 class GtmRuntime:
     def __init__(
         self,
@@ -142,7 +132,10 @@ class GtmRuntime:
         self._serial = 0
         self._model: Model | None = None  # the newest model not yet planned
         self._health = HealthView(frozenset())
-        self._exclude: dict[str, frozenset[str]] = {}  # GTM name -> clusters placement left
+        self._planned: Model | None = None  # the model ``_base`` was planned from
+        self._decisions: Mapping[str, PlacementDecision] = MappingProxyType({})
+        self._measured: Mapping[tuple[str, str], float] = MappingProxyType({})
+        self._choices: Choices = MappingProxyType({})  # name -> group -> the served choice
         self._dirty = False
         self._worker: asyncio.Task[None] | None = None
         self._dwell_handled = float("-inf")  # the latest dwell expiry a rebuild was started for
@@ -184,12 +177,30 @@ class GtmRuntime:
         self._health = view
         self.rebuild()
 
-    def update_placement(self, exclude: Mapping[str, frozenset[str]]) -> None:
-        """Decide again leaving out, per GTM name, the targets in these clusters: the regions
-        the placement decision sends no traffic to (``controlplane.loop``)."""
-        if dict(exclude) != self._exclude:
-            self._exclude = dict(exclude)
-            self.rebuild()
+    def update_placement(
+        self,
+        decisions: Mapping[str, PlacementDecision],
+        client_latency: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        """Decide again with these placement Decisions (service -> Decision) and, when given,
+        measured client latency ((group, region) -> ms); each GlobalService of a service with a
+        Decision answers each client group with the regions ``decide_groups`` gives it."""
+        latency = (
+            self._measured if client_latency is None else MappingProxyType(dict(client_latency))
+        )
+        same = dict(decisions).keys() == dict(self._decisions).keys() and all(
+            d is self._decisions[n] for n, d in decisions.items()
+        )
+        if same and latency == self._measured:
+            return
+        self._decisions = MappingProxyType(dict(decisions))
+        self._measured = latency
+        self.rebuild()
+
+    @property
+    def choices(self) -> Choices:
+        """GTM name -> client group -> the placement's GroupChoice the served plan used."""
+        return self._choices
 
     def rebuild(self) -> None:
         """Schedule a rebuild with the newest inputs; must be called on the event loop."""
@@ -210,12 +221,20 @@ class GtmRuntime:
             model, self._model = self._model, None
             previous = self._plan.decisions if self._plan is not None else None
             try:  # the one error boundary: the previous plan keeps serving
-                base, plan = await asyncio.to_thread(
-                    self._work, model, self._base, self._health, previous, self._exclude
+                base, plan, choices = await asyncio.to_thread(
+                    self._work,
+                    model,
+                    self._base,
+                    self._health,
+                    previous,
+                    self._decisions,
+                    self._measured,
                 )
                 if base is not self._base:
                     self._base = base
+                    self._planned = model if model is not None else self._planned
                     self._on_targets(base.checked)
+                self._choices = MappingProxyType(choices)
                 self._apply(plan)
             except GtmError as exc:
                 log.error("gtm.plan.rejected", error=str(exc), detail="keeping previous answers")
@@ -232,23 +251,34 @@ class GtmRuntime:
         base: GtmPlan | None,
         health: HealthView,
         previous: Mapping[tuple[str, str], Decision] | None,
-        exclude: Mapping[str, frozenset[str]],
-    ) -> tuple[GtmPlan, DecidedPlan]:
-        """In the worker thread: plan ``model`` (if any), then decide."""
+        decisions: Mapping[str, PlacementDecision],
+        measured: Mapping[tuple[str, str], float],
+    ) -> tuple[GtmPlan, DecidedPlan, dict[str, dict[str, GroupChoice]]]:
+        """In the worker thread: plan ``model`` (if any), place each group, then decide."""
         if model is not None:
             base = self._plan_model(model)
-        if base is None:
+        planned = model if model is not None else self._planned
+        if base is None or planned is None:
             raise GtmError("no plan to decide")
+        now = self._clock()
+        choices = (
+            place_groups(
+                base, planned, decisions, now=now, measured=measured, previous=self._choices
+            )
+            if decisions
+            else {}
+        )
         plan = decide(
-            without_placed_out(base, exclude),
+            base,
             health,
             epoch=self._epoch + 1,
             previous=previous,
             config=self.config,
             serial=self._next_serial(),
-            now=self._clock(),
+            now=now,
+            placed=as_placed(choices),
         )
-        return base, plan
+        return base, plan, choices
 
     def _plan_model(self, model: Model) -> GtmPlan:
         """A model's health-independent plan; reads the GeoIP databases it names."""
@@ -268,19 +298,30 @@ class GtmRuntime:
         rotation = next_rotation(base, now) if base is not None else None
         if rotation is not None:
             times.append(now + rotation)
-        plan = self._plan
-        dwell = next_dwell_expiry(plan) if plan is not None else None
+        dwell = self._held_until()
         if dwell is not None and dwell > self._dwell_handled:
             times.append(dwell)
         return min(times) if times else None
 
     def wake(self) -> None:
         """Decide again because a rotation boundary or a dwell expiry was reached."""
-        plan = self._plan
-        dwell = next_dwell_expiry(plan) if plan is not None else None
+        dwell = self._held_until()
         if dwell is not None and dwell <= self._clock():
             self._dwell_handled = max(self._dwell_handled, dwell)
         self.rebuild()
+
+    def _held_until(self) -> float | None:
+        """The earliest end of a client group's minimum dwell (placement's) holding an answer."""
+        plan = self._plan
+        ends = [
+            t
+            for t in (
+                next_dwell_expiry(plan) if plan is not None else None,
+                next_group_wake(c for per in self._choices.values() for c in per.values()),
+            )
+            if t is not None
+        ]
+        return min(ends) if ends else None
 
     def _next_serial(self) -> int:
         """SOA serial: the time in seconds, and always more than the last one."""

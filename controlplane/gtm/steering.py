@@ -11,12 +11,13 @@ Invariants every strategy keeps:
   weighted and roundRobin also take ``rotation``, a time slot the caller computes with
   ``rotation_at(policy, now)``);
 * ``epoch`` counts table rebuilds; it only dates decisions (``since_epoch``) and never changes
-  which target is picked; ``now`` (seconds, from the caller) dates them too (``since``) and
-  times lowestLatency's minimum dwell, so rebuilds for unrelated reasons do not shorten it;
+  which target is picked; ``now`` (seconds, from the caller) dates them too (``since``);
 * ``depends_on_client`` is False only when every client group would get the same answer;
-* a Decision that a minimum dwell holds against a better region says until when
-  (``dwell_until``); nothing else in the inputs may change by then, so the caller must decide
-  again at that time (``plan.next_dwell_expiry``).
+* with a ``Placed`` for (name, group) -- what the service's placement Decision allows this group
+  (``controlplane.placement.groups``) -- only targets in its regions are answered, while any of
+  them is healthy; otherwise health alone decides. Steering damps nothing itself: hysteresis and
+  minimum dwell are the placement engine's. A Placed held by a dwell carries ``dwell_until``
+  into the Decision, so the caller decides again then (``plan.next_dwell_expiry``).
 
 Failover, geo and lowestLatency answer within one tier / one region: resolvers rotate RRsets, so
 an address in the answer gets traffic even when it is listed last.
@@ -33,6 +34,7 @@ from controlplane.gtm.types import (
     ClientGroup,
     Decision,
     HealthView,
+    Placed,
     SteeringPolicy,
     Target,
 )
@@ -46,10 +48,9 @@ class StrategyInput:
 
     policy: SteeringPolicy
     group: ClientGroup
-    healthy: tuple[Target, ...]  # non-empty, in policy order
-    previous: Decision | None  # this (name, group)'s last Decision, if any
+    healthy: tuple[Target, ...]  # non-empty, in policy order; within ``placed`` when given
     rotation: int  # the policy's time slot (``rotation_at``)
-    now: float  # seconds, from the caller
+    placed: Placed | None = None  # the placement Decision's regions for this group, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,6 @@ class _Pick:
     targets: tuple[Target, ...]  # ranked, best first; already restricted to the chosen tier/region
     reasons: tuple[str, ...]
     depends_on_client: bool
-    dwell_until: float | None = None  # a minimum dwell holds the answer until then
 
 
 def steer(
@@ -69,18 +69,19 @@ def steer(
     previous: Decision | None = None,
     rotation: int = 0,
     now: float = 0.0,
+    placed: Placed | None = None,
 ) -> Decision:
     """Decide the answers for ``policy.name`` as seen by clients of ``group``.
 
     ``rotation`` is the policy's current time slot (``rotation_at(policy, now)``): roundRobin
     starts at a different target in every slot, non-sticky weighted draws again in every slot.
 
-    ``previous`` is the Decision this (name, group) got last time; lowestLatency uses it for
-    hysteresis and minimum dwell (timed with ``now``, seconds), every strategy uses it to carry
-    ``since_epoch`` and ``since`` forward.
+    ``previous`` is the Decision this (name, group) got last time: it carries ``since_epoch``
+    and ``since`` (``now``, seconds) forward while the first answered region stays.
+    ``placed``: the regions the service's placement Decision allows this group.
     """
     healthy, down = _partition(policy, health)
-    return _decide(policy, group, healthy, down, epoch, previous, rotation, now)
+    return _decide(policy, group, healthy, down, epoch, previous, rotation, now, placed)
 
 
 def rotation_period(policy: SteeringPolicy) -> int:
@@ -118,13 +119,15 @@ def _decide(
     previous: Decision | None,
     rotation: int,
     now: float,
+    placed: Placed | None = None,
 ) -> Decision:
     if previous is not None and (previous.name != policy.name or previous.group != group.name):
         previous = None
     if not healthy:
         return _all_down(policy, group, down, epoch, now)
+    pool, placing, held = _within_placement(policy, healthy, placed)
     pick = _STRATEGIES[policy.strategy](
-        StrategyInput(policy, group, healthy, previous, rotation, now)
+        StrategyInput(policy, group, pool, rotation, placed if held is not None else None)
     )
     targets = _cap(pick.targets, policy.max_answers)
     regions = tuple(dict.fromkeys(t.region for t in targets))
@@ -133,18 +136,42 @@ def _decide(
     since_epoch, since = epoch, now
     if previous is not None and not previous.all_down and previous.regions[:1] == regions[:1]:
         since_epoch, since = previous.since_epoch, previous.since
+    dwell_until = None
+    if held is not None and placed is not None and regions[:1] == placed.regions[:1]:
+        dwell_until = placed.dwell_until
     return Decision(
         name=policy.name,
         group=group.name,
         addresses=addresses,
         depends_on_client=pick.depends_on_client and not single,
-        reasons=pick.reasons + down,
+        reasons=placing + pick.reasons + down,
         regions=regions,
         epoch=epoch,
         since_epoch=since_epoch,
         since=since,
-        dwell_until=pick.dwell_until,
+        dwell_until=dwell_until,
     )
+
+
+def _within_placement(
+    policy: SteeringPolicy, healthy: tuple[Target, ...], placed: Placed | None
+) -> tuple[tuple[Target, ...], tuple[str, ...], Placed | None]:
+    """(the healthy targets steering may pick from, reasons, the Placed in force or None)."""
+    if placed is None:
+        return healthy, (), None
+    allowed = set(placed.regions) | set(placed.fallback)
+    inside = tuple(t for t in healthy if t.region in allowed)
+    named = ", ".join(placed.regions) or "no region"
+    if not inside:
+        why = (
+            f"placement ({placed.rule}) serves {named}: no healthy target there;"
+            " health alone decides until the placement decision follows"
+        )
+        return healthy, (why,), None
+    head = f"placement ({placed.rule}): {named}"
+    if placed.fallback:
+        head += f" (then {', '.join(placed.fallback)})"
+    return inside, (head, *placed.reasons), placed
 
 
 def steer_all(
@@ -154,11 +181,12 @@ def steer_all(
     epoch: int = 0,
     previous: Mapping[tuple[str, str], Decision] | None = None,
     now: float = 0.0,
+    placed: Mapping[tuple[str, str], Placed] | None = None,
 ) -> dict[tuple[str, str], Decision]:
     """One Decision per (policy name, group name), always including the default group.
 
-    ``now`` (seconds) picks each rotating policy's slot (``rotation_at``) and times
-    lowestLatency's minimum dwell.
+    ``now`` (seconds) picks each rotating policy's slot (``rotation_at``) and dates the
+    decisions. ``placed`` (name, group) -> what the placement Decision allows (see ``steer``).
 
     When every group of a policy gets the same answer, all its Decisions are marked
     ``depends_on_client=False`` (ECS scope 0), whatever the strategy.
@@ -167,12 +195,23 @@ def steer_all(
     if all(g.name != DEFAULT_GROUP for g in group_list):
         group_list.append(ClientGroup(DEFAULT_GROUP, ()))
     prev = previous or {}
+    allowed = placed or {}
     out: dict[tuple[str, str], Decision] = {}
     for policy in policies:
         healthy, down = _partition(policy, health)
         rotation = rotation_at(policy, now)
         decisions = [
-            _decide(policy, g, healthy, down, epoch, prev.get((policy.name, g.name)), rotation, now)
+            _decide(
+                policy,
+                g,
+                healthy,
+                down,
+                epoch,
+                prev.get((policy.name, g.name)),
+                rotation,
+                now,
+                allowed.get((policy.name, g.name)),
+            )
             for g in group_list
         ]
         answers = {(d.addresses, d.servfail) for d in decisions}
@@ -278,7 +317,9 @@ def _nearest(
 
 
 def _lowest_latency(s: StrategyInput) -> _Pick:
-    policy, group, healthy, previous, now = s.policy, s.group, s.healthy, s.previous, s.now
+    policy, group, healthy = s.policy, s.group, s.healthy
+    if s.placed is not None:
+        return _placed_order(policy, healthy, s.placed)
     row = policy.latency.get(group.name, {})
     regions = list(dict.fromkeys(t.region for t in _ordered(policy, healthy)))
     measured = {r: float(row[r]) for r in regions if r in row}
@@ -293,32 +334,25 @@ def _lowest_latency(s: StrategyInput) -> _Pick:
     missing = [r for r in regions if r not in measured]
     if missing:
         reasons.append(f"no latency data for {', '.join(missing)}")
-    chosen = best
-    dwell_until: float | None = None
-    prev = previous.regions[0] if previous and previous.regions and not previous.all_down else None
-    if prev is not None and prev != best and prev in measured:
-        # prev is healthy here (measured holds healthy regions only): health overrides the dwell.
-        # A clock that stepped back (negative dwell) does not hold the region.
-        dwell = now - previous.since if previous else 0.0
-        gain = measured[prev] - measured[best]
-        need = max(policy.latency_switch_ms, measured[prev] * policy.latency_switch_pct / 100.0)
-        if 0.0 <= dwell < policy.min_dwell_s:
-            chosen = prev
-            dwell_until = now - dwell + policy.min_dwell_s
-            reasons.append(
-                f"staying on {prev}: answered for {_secs(dwell)}, "
-                f"minimum dwell is {_secs(policy.min_dwell_s)}; deciding again when it ends"
-            )
-        elif gain < need:
-            chosen = prev
-            reasons.append(
-                f"staying on {prev}: {best} is better by {_ms(gain)}, "
-                f"less than the {_ms(need)} switch threshold"
-            )
+    targets = _ordered(policy, [t for t in healthy if t.region == best])
+    return _Pick(tuple(targets), tuple(reasons), True)
+
+
+def _placed_order(policy: SteeringPolicy, healthy: Sequence[Target], placed: Placed) -> _Pick:
+    """The placement's region for this group (damped there), else the next serving one."""
+    for position, region in enumerate((*placed.regions, *placed.fallback)):
+        here = [t for t in healthy if t.region == region]
+        if not here:
+            continue
+        if position < len(placed.regions):
+            why = f"lowestLatency: answering {region}, the placement's choice for this group"
         else:
-            reasons.append(f"switching from {prev} to {best}: better by {_ms(gain)}")
-    targets = _ordered(policy, [t for t in healthy if t.region == chosen])
-    return _Pick(tuple(targets), tuple(reasons), True, dwell_until)
+            why = (
+                f"lowestLatency: {', '.join(placed.regions)} has no healthy target;"
+                f" answering {region}, the next serving region for this group"
+            )
+        return _Pick(tuple(_ordered(policy, here)), (why,), True)
+    raise AssertionError("placed pool without a placed region")  # _within_placement ensures
 
 
 def _round_robin(s: StrategyInput) -> _Pick:
@@ -422,7 +456,3 @@ def _target_id(target: Target) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.0f}ms" if float(value).is_integer() else f"{value:.1f}ms"
-
-
-def _secs(value: float) -> str:
-    return f"{value:.0f}s" if float(value).is_integer() else f"{value:.1f}s"

@@ -60,12 +60,25 @@ class SteeringPolicy:
     # geo: client group -> ordered regions to prefer
     geo: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sticky: bool = True
-    # lowestLatency damping: leave the previous region only for a gain of at least
-    # max(latency_switch_ms, previous latency x latency_switch_pct / 100), and not before it has
-    # been answered for min_dwell_s seconds (health always overrides both).
-    latency_switch_pct: float = 10.0
-    latency_switch_ms: float = 0.0
-    min_dwell_s: float = 0.0
+    service: str = ""  # the Service the name steers to (its placement Decision, if any)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """What the placement Decision lets one (name, client group) be answered with.
+
+    Built from ``controlplane.placement.groups.GroupChoice``: the regions the Decision serves
+    the service from, best first for this group (``regions``), then the Decision's other serving
+    regions (``fallback``). Steering answers only targets in these regions (while any of them
+    has a healthy target); all damping happened in placement, so steering adds none.
+    """
+
+    regions: tuple[str, ...]
+    fallback: tuple[str, ...] = ()
+    rule: str = ""  # the group choice's rule (``hold.dwell``, ``lowestLatency``, ``leave``, ...)
+    reasons: tuple[str, ...] = ()  # why, as the placement engine wrote it
+    dwell_until: float | None = None  # a minimum dwell holds the answer until then
+    since: float | None = None  # the group has been answered these regions since
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,6 @@ class Decision:
     epoch: int = field(default=0, compare=False)
     since_epoch: int = field(default=0, compare=False)  # first epoch this region was answered
     since: float = field(default=0.0, compare=False)  # ``now`` (seconds) when it was first answered
-    # lowestLatency: when a minimum dwell holds this answer against a better region, the time
-    # (seconds, same clock as ``since``) the dwell ends; the runtime decides again then
+    # when a minimum dwell (placement's, for this group) holds this answer against a better
+    # region, the time (seconds, same clock as ``since``) it ends; the runtime decides again then
     dwell_until: float | None = field(default=None, compare=False)

@@ -150,7 +150,10 @@ def _decide(
     details: list[str] = []
     all_excluded = not eligible
     if eligible:
-        choice = STRATEGIES[strategy.type](eligible, strategy, k, prev_target)
+        # without a feedback source there will never be data to wait for: the current choice
+        # is not held for lack of it (a returning region is weighed again, after the dwell)
+        current = prev_target if signals is not None else {}
+        choice = STRATEGIES[strategy.type](eligible, strategy, k, current)
     else:
         anyone = any(f.healthy for f in facts)
         pool = [f for f in facts if f.healthy] or facts

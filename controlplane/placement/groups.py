@@ -1,11 +1,18 @@
 """Per client group: which regions a service's DNS answers name, from the service's Decision.
 
-The GTM consumes this instead of damping on its own. Every strategy but ``lowestLatency``
-answers every group with the Decision's weighted regions. ``lowestLatency`` picks, per group,
-the regions with the lowest latency *as that group sees them* (measured ``client_latency_ms``
-over the GlobalService's typed-in matrix), among the Decision's eligible regions, with the same
-damping as the engine: stickiness bonus, hysteresis band, minimum dwell; a region the Decision
-left (unhealthy, SLO breach) is left at once.
+The GTM consumes this instead of damping on its own: this module and the engine are the one
+place where answers are damped. A group is only ever answered with regions the Decision gives
+weight (the regions Envoy sends the service's traffic to), so DNS and Envoy cannot disagree.
+
+- ``by_latency`` (the GlobalService steers by ``lowestLatency``; by default: the Placement's
+  strategy is ``lowestLatency``): each group gets the serving region with the lowest latency *as
+  that group sees it* (measured ``client_latency_ms`` over the GlobalService's typed-in matrix),
+  damped like the engine: stickiness bonus, hysteresis band (``thresholdPercent``), minimum dwell
+  per group (``minDwell``); a region the Decision stopped serving is left at once. The other
+  serving regions follow in the group's latency order (``fallback``: where DNS goes while the
+  GTM's health checks see the chosen region down and the Decision has not left it yet).
+- otherwise every group gets the Decision's serving regions, heaviest first, and the GTM's own
+  strategy (failover, weighted, geo, roundRobin) picks among them.
 """
 
 from __future__ import annotations
@@ -14,40 +21,58 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from controlplane.placement.decision import Decision, Reason
+from controlplane.placement.decision import Decision, Reason, Rule
 from controlplane.placement.strategies import inside_band, latency_chain, rank_by_latency
-from controlplane.placement.weights import apportion
 from controlplane.policy.model import Model
-from controlplane.policy.placement import Spread, Strategy
+from controlplane.policy.placement import Strategy
 
-__all__ = ["GroupChoice", "client_latency", "decide_groups"]
-
-_OUT: frozenset[str] = frozenset({"unhealthy", "sloBreach"})
+__all__ = ["GroupChoice", "client_latency", "decide_groups", "next_group_wake"]
 
 
 @dataclass(frozen=True, slots=True)
 class GroupChoice:
     service: str
     group: str
-    regions: tuple[tuple[str, int], ...]  # (region, percent), heaviest first; sum 100
+    regions: tuple[tuple[str, int], ...]  # (region, percent), best first; sum 100
     reason: Reason
     made_at: float
     since: float  # these regions have been answered since
-    dwell_until: float
+    dwell_until: float  # before this a better region is held off (rule ``hold.dwell``)
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # the inputs, per region
+    fallback: tuple[str, ...] = ()  # the Decision's other serving regions, best first
+    decision_rule: str = ""  # the service Decision's rule this choice was made from
+    decision_dwell_until: float | None = None  # the Decision's own dwell holds its target
     # change detection: the Decision and latency row this choice was computed from
     source: Decision | None = field(default=None, compare=False, repr=False)
     row: Mapping[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def held_until(self) -> float | None:
+        """When a minimum dwell that holds this group's answer ends: the group's own, or the
+        service Decision's (its next tick then may give the group another region)."""
+        ends = [
+            t
+            for t in (
+                self.dwell_until if self.reason.rule == "hold.dwell" else None,
+                self.decision_dwell_until,
+            )
+            if t is not None
+        ]
+        return min(ends) if ends else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "service": self.service,
             "group": self.group,
             "regions": [{"region": r, "weight": w} for r, w in self.regions],
+            "fallback": list(self.fallback),
             "reason": self.reason.as_dict(),
+            "decisionRule": self.decision_rule,
+            "decisionMadeAt": self.source.made_at if self.source is not None else None,
             "madeAt": self.made_at,
             "since": self.since,
             "dwellUntil": self.dwell_until,
+            "heldUntil": self.held_until,
             "latencyMs": dict(self.latency_ms),
         }
 
@@ -71,15 +96,16 @@ def decide_groups(
     *,
     now: float,
     previous: Mapping[str, GroupChoice] | None = None,
+    by_latency: bool | None = None,
 ) -> dict[str, GroupChoice]:
-    """One GroupChoice per group name for ``decision.service``."""
+    """One GroupChoice per group name for ``decision.service`` at ``now`` (seconds, injected).
+
+    ``previous`` are this name's choices from the last call: the dwell and the hysteresis band
+    are measured against them. ``by_latency`` (default: the Decision's strategy is
+    ``lowestLatency``) picks each group's nearest serving region."""
     placement = model.placement_for(decision.service)
     strategy = placement.spec.strategy if placement is not None else Strategy()
-    spread = (
-        placement.spec.spread
-        if placement is not None and placement.spec.spread is not None
-        else Spread()
-    )
+    rank = decision.strategy == "lowestLatency" if by_latency is None else by_latency
     prev = previous or {}
     out: dict[str, GroupChoice] = {}
     for group in groups:
@@ -95,9 +121,27 @@ def decide_groups(
         ):
             out[group] = last  # nothing this choice depends on changed
             continue
-        choice = _decide_group(decision, group, row, strategy, spread, now, last)
+        if rank:
+            choice = _nearest(decision, group, row, strategy, now, last)
+        else:
+            choice = _follow(decision, group, "follows the service decision", now, last)
         out[group] = replace(choice, source=decision, row=row)
     return out
+
+
+def next_group_wake(choices: Iterable[GroupChoice]) -> float | None:
+    """The earliest end of a minimum dwell holding some group's answer; None when none is held."""
+    ends = [t for c in choices if (t := c.held_until) is not None]
+    return min(ends) if ends else None
+
+
+def _decision_held(decision: Decision) -> float | None:
+    return decision.dwell_until if decision.reason.rule == "hold.dwell" else None
+
+
+def _decision_line(decision: Decision) -> str:
+    rule, summary = decision.reason.rule, decision.reason.summary
+    return f"service decision ({rule}): {summary.removeprefix(f'{rule}: ')}"
 
 
 def _follow(
@@ -105,66 +149,80 @@ def _follow(
 ) -> GroupChoice:
     regions = decision.active_regions
     since = prev.since if prev is not None and prev.regions == regions else now
-    reason = Reason(decision.reason.rule, why, (decision.reason.summary,))
-    return GroupChoice(decision.service, group, regions, reason, now, since, decision.dwell_until)
+    reason = Reason(decision.reason.rule, why, (_decision_line(decision),))
+    return GroupChoice(
+        decision.service,
+        group,
+        regions,
+        reason,
+        now,
+        since,
+        decision.dwell_until,
+        decision_rule=decision.reason.rule,
+        decision_dwell_until=_decision_held(decision),
+    )
 
 
-def _decide_group(
+def _nearest(
     decision: Decision,
     group: str,
     row: Mapping[str, float],
     strategy: Strategy,
-    spread: Spread,
     now: float,
     prev: GroupChoice | None,
 ) -> GroupChoice:
-    if decision.strategy != "lowestLatency":
-        return _follow(
-            decision, group, f"follows the service decision ({decision.reason.rule})", now, prev
-        )
-    eligible = [r for r, verdict in decision.verdicts.items() if verdict not in _OUT]
-    measured = {r: float(row[r]) for r in eligible if r in row}
+    serving = [r for r, _ in decision.active_regions]
+    measured = {r: float(row[r]) for r in serving if r in row}
     if not measured:
         return _follow(
             decision, group, f"no latency data for group {group}: the service decision", now, prev
         )
     dwell = strategy.hysteresis.min_dwell / 1000.0
-    k = min(spread.min_regions, len(measured))
+    candidates = list(decision.verdicts) or serving
+    order = {r: i for i, r in enumerate(candidates)}
+    for r in serving:
+        order.setdefault(r, len(order))
     current = [r for r, _ in prev.regions] if prev is not None else []
     left = [r for r in current if r not in measured]
-    order = {r: i for i, r in enumerate(eligible)}
-    best = rank_by_latency(measured, order, [] if left else current, k, strategy)
+    best = rank_by_latency(measured, order, [] if left else current, 1, strategy)
     details = [f"group {group} latency: {latency_chain(measured, order)}"]
-    rule = "lowestLatency"
+    rule: Rule = "lowestLatency"
     chosen = best
-    if current and not left and set(best) != set(current) and len(current) == k:
+    if current and not left and set(best) != set(current) and len(current) == 1:
         band = inside_band(measured, current, best, strategy)
-        if prev is not None and now < prev.since + dwell:
+        if prev is not None and 0.0 <= now - prev.since < dwell:
             chosen, rule = current, "hold.dwell"
             details.append(
-                f"holding {', '.join(current)} until {prev.since + dwell:.1f} (minDwell {dwell:g}s)"
+                f"holding {', '.join(current)} until {prev.since + dwell:.1f}"
+                f" (minDwell {dwell:g}s); deciding again then"
             )
         elif band is not None:
             chosen, rule = current, "hold.hysteresis"
             details.append(band)
+        else:
+            details.append(f"switching from {', '.join(current)} to {', '.join(best)}")
     elif left:
         rule = "leave"
-        details.append(
-            f"left {', '.join(left)} at once: no longer eligible in the service decision"
-        )
-    weights = apportion(dict.fromkeys(chosen, 1.0))
-    regions = tuple(
-        sorted(((r, w) for r, w in weights.items() if w > 0), key=lambda kv: (-kv[1], order[kv[0]]))
-    )
+        details.append(f"left {', '.join(left)} at once: the service decision no longer serves it")
+    details.append(_decision_line(decision))
+    regions = tuple((r, 100) for r in chosen)
     since = prev.since if prev is not None and {r for r, _ in prev.regions} == set(chosen) else now
-    summary = f"answering {', '.join(r for r, _ in regions)}"
+    fallback = tuple(
+        sorted(
+            (r for r in serving if r not in chosen),
+            key=lambda r: (measured.get(r, float("inf")), order[r]),
+        )
+    )
     return GroupChoice(
         decision.service,
         group,
         regions,
-        Reason(rule, summary, tuple(details)),  # type: ignore[arg-type]
+        Reason(rule, f"answering {', '.join(chosen)}", tuple(details)),
         now,
         since,
         since + dwell,
         measured,
+        fallback,
+        decision.reason.rule,
+        _decision_held(decision),
     )

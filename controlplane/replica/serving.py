@@ -72,7 +72,7 @@ class ReplicaServing:
         self.model = Model.empty()  # the store's newest model
         self._health: dict[str, bool] | None = None
         self._served_key: tuple[object, ...] | None = None
-        self._decided_key: tuple[object, ...] | None = None
+        self._decided: tuple[str, dict[str, Decision]] | None = None  # last handed on
         self.coordinator = Coordinator(
             client,
             prefix,
@@ -127,7 +127,7 @@ class ReplicaServing:
         self.loop.restore(self.model, published.decisions, canaries)
         if self._health is not None:
             self.loop.update_health(self._health)
-        self._served_key = self._decided_key = None
+        self._served_key, self._decided = None, None
 
     async def _follow(self) -> None:
         self.loop.stop()
@@ -140,12 +140,11 @@ class ReplicaServing:
         if served_key != self._served_key:
             self._served_key = served_key
             self.host.serve_model(served)
-        decided_key = (
-            served.hash,
-            tuple(sorted((n, d.placed) for n, d in published.decisions.items())),
-        )
-        if decided_key != self._decided_key:
-            self._decided_key = decided_key
+        # any renewed Decision (not only moved weights: the GTM's group choices read its rule,
+        # verdicts and dwell too) is handed on, as the leader's loop does
+        decided = (served.hash, dict(published.decisions))
+        if decided != self._decided:
+            self._decided = decided
             self.host.serve_decisions(served, published.decisions)
 
     def _state(self) -> LoopState:

@@ -1,8 +1,9 @@
 """`ubiq serve`: a lowestLatency answer held by a minimum dwell moves when the dwell ends.
 
-The better region (us-west) is down at start, so the america group is answered eu-west. When
-us-west turns healthy inside the dwell, the answer stays on eu-west (the dwell holds it), and
-with nothing else changing, the GTM decides again when the dwell ends and moves to us-west.
+The better region (us-west) is down at start, so the placement Decision serves eu-west alone and
+the america group is answered eu-west. When us-west turns healthy inside the dwell, the Decision
+holds eu-west (its minimum dwell), and with nothing else changing, the placement step decides
+again when the dwell ends, the GTM follows and america moves to us-west.
 """
 
 from __future__ import annotations
@@ -88,17 +89,23 @@ def test_the_answer_moves_when_the_minimum_dwell_ends(tmp_path: Path) -> None:
             wait_for(lambda: answer() == [EU], 10, "america answered eu-west")
             us.start()
             wait_for(lambda: health() == {"eu-west": True, "us-west": True}, 10, "us-west up")
-            # the dwell held eu-west against the better us-west when us-west came back ...
-            held = [r for r in explain()["reasons"] if r.startswith("staying on eu-west")]
-            moved = explain()["answer"]["regions"] == ["us-west"]
-            assert held or moved, explain()
+
+            # the placement's dwell held eu-west against the better us-west when us-west came
+            # back (the service decision, which Envoy follows too, says so) ...
+            def held_or_moved() -> bool:
+                why = explain()
+                held = any("(hold.dwell)" in r for r in why["reasons"])
+                return held or why["answer"]["regions"] == ["us-west"]
+
+            wait_for(held_or_moved, 10, "the decision's dwell holds eu-west (or it has ended)")
             # ... and nothing but the end of the dwell moves the answer now
             wait_for(lambda: answer() == [US], DWELL_S + 10, "america moved to us-west")
             after = explain()
             assert after["answer"]["regions"] == ["us-west"]
             assert after["answer"]["dwellUntil"] is None
             assert after["answer"]["answeredForS"] >= 0.0
-            assert any(r.startswith("switching from eu-west to us-west") for r in after["reasons"])
+            assert after["reasons"][0].startswith("placement (lowestLatency): us-west")
+            assert any(r.startswith("group america latency: us-west") for r in after["reasons"])
     finally:
         eu.kill()
         us.kill()

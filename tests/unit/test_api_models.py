@@ -17,7 +17,10 @@ from controlplane.api.models import (
 )
 from controlplane.api.runtime import RuntimeView, to_jsonable
 from controlplane.gtm.explain import explain_dict
+from controlplane.gtm.placed import place_groups
+from controlplane.gtm.plan import GtmConfig, plan_from_model
 from controlplane.gtm.steering import steer
+from tests.support.policy import doc
 from tests.unit.placement_helpers import model, signals
 from tests.unit.test_canary import HEALTHY, run, setup, sig
 from tests.unit.test_gtm_explain import GROUP, POLICY, _health_eu_down
@@ -68,9 +71,27 @@ def test_a_live_placement_decision_matches_the_model() -> None:
     assert {r.region: r.verdict for r in parsed.regions} == {"ra": "serving", "rb": "sloBreach"}
     assert parsed.reason.thresholds["sloSuccessRate"] == 0.95
     assert parsed.model_dump(by_alias=True, exclude_none=True)["madeAt"] == decision["madeAt"]
-    # what the consumers were given may be added per service
-    given = {**decision, "xds": {"clusters": ["web"]}, "gtm": {"names": ["web.gtm.example"]}}
-    assert PlacementDecision.model_validate(given).gtm == {"names": ["web.gtm.example"]}
+    # what the consumers were given: xDS the placed clusters, the GTM a choice per client group
+    gs = doc(
+        "GlobalService",
+        "web",
+        "name: web.gtm.example\nzone: gtm.example\nservice: web\n"
+        "targets: [{cluster: a, address: 127.0.9.1}, {cluster: b, address: 127.0.9.2}]",
+    )
+    with_gtm = model("clusters: [a, b]\n" + SLO, gs)
+    plan = plan_from_model(with_gtm, GtmConfig())
+    choices = place_groups(plan, with_gtm, loop.decisions, now=1001.0)
+    web = loop.decisions["web"]
+    xds = {
+        "web": {
+            "decisionMadeAt": web.made_at,
+            "placed": [
+                {"cluster": p.name, "region": p.region, "weight": p.weight, "priority": p.priority}
+                for p in web.placed
+            ],
+        }
+    }
+    gtm = {n: {g: wire(c.as_dict()) for g, c in per.items()} for n, per in choices.items()}
 
     reply = PlacementReply.model_validate(
         {
@@ -83,12 +104,17 @@ def test_a_live_placement_decision_matches_the_model() -> None:
                 "publishedRevision": 7,
             },
             "decisions": {"web": decision},
+            "xds": xds,
+            "gtm": gtm,
             "signals": {"at": 1001.0, "stale": False, "error": None, "series": 2},
         }
     )
     assert isinstance(reply.replica, ReplicaStatus) and reply.decisions["web"].service == "web"
-    off = PlacementReply.model_validate({"loop": "off", "decisions": {}, "signals": None})
-    assert off.replica is None
+    assert reply.xds["web"].decision_made_at == web.made_at
+    choice = reply.gtm["web.gtm.example"]["default"]
+    assert [r.region for r in choice.regions] == ["ra"] and choice.decision_made_at == web.made_at
+    static = PlacementReply.model_validate({"loop": "static", "decisions": {}, "signals": None})
+    assert static.replica is None and static.xds == {} and static.gtm == {}
 
 
 def test_a_promoted_canary_matches_the_model() -> None:

@@ -104,6 +104,36 @@ def test_serve_rejects_bad_flags() -> None:
             ServeOptions.from_args(build_parser().parse_args(["serve", "pol", *argv]))
 
 
+def test_serve_checks_certificate_and_key_flags_as_pairs(tmp_path: Path) -> None:
+    """The API's and the workload CA's certificate/key flags: both or neither, each a file
+    (one check, ``serve._file_pair``), with a one-line error naming the flag at fault."""
+    from controlplane.cli import build_parser
+    from controlplane.errors import UbiqError
+    from controlplane.serve import ServeOptions
+
+    pem = tmp_path / "c.pem"
+    pem.write_text("not checked here")
+
+    def options(*argv: str) -> ServeOptions:
+        return ServeOptions.from_args(build_parser().parse_args(["serve", "pol", *argv]))
+
+    assert options("--api-tls-cert", str(pem), "--api-tls-key", str(pem)).api_tls == (pem, pem)
+    ca = options("--workload-ca-cert", str(pem), "--workload-ca-key", str(pem)).workload_ca
+    assert ca is not None and (ca.cert, ca.key) == (pem, pem)
+    cases = {
+        ("--api-tls-cert", str(pem)): "--api-tls-key: required with --api-tls-cert",
+        ("--api-tls-key", str(pem)): "--api-tls-cert: required with --api-tls-key",
+        ("--workload-ca-cert", str(pem)): "--workload-ca-key: required with --workload-ca-cert",
+        ("--api-tls-cert", str(pem), "--api-tls-key", str(tmp_path / "none.pem")): (
+            f"--api-tls-key: {tmp_path / 'none.pem'}: no such file"
+        ),
+    }
+    for argv, message in cases.items():
+        with pytest.raises(UbiqError) as raised:
+            options(*argv)
+        assert str(raised.value).startswith(message), raised.value
+
+
 def test_bootstrap_checks_the_cluster_against_the_policy(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

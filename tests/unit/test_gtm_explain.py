@@ -9,7 +9,7 @@ from dataclasses import replace
 from controlplane.gtm.explain import explain, explain_client, explain_dict
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.steering import steer
-from controlplane.gtm.types import ClientGroup, HealthView, SteeringPolicy, Target
+from controlplane.gtm.types import ClientGroup, HealthView, Placed, SteeringPolicy, Target
 
 EU = Target("eu-1", "eu-west", "192.0.2.1", 443)
 US = Target("us-1", "us-west", "192.0.2.2", 443)
@@ -90,15 +90,34 @@ def test_explain_client_finds_the_group_like_the_dns_server() -> None:
 
 
 def test_explain_client_shows_the_minimum_dwell_holding_the_answer() -> None:
+    """The dwell is the placement's (a group's choice held against a better region); explain
+    shows the placement's reasons and when the dwell ends."""
     health = HealthView(frozenset())
-    policy = replace(POLICY, min_dwell_s=30.0)
+    policy = replace(POLICY, service="app")
     groups = ClientGroups([GROUP])
     us_first = replace(policy, latency={"eu": {"eu-west": 140.0, "us-west": 12.0}})
     previous = steer(us_first, GROUP, health, epoch=1, now=1000.0)
-    held = explain_client(policy, groups, health, "203.0.113.7", previous=previous, now=1010.0)
+    hold = Placed(
+        regions=("us-west",),
+        fallback=("eu-west",),
+        rule="hold.dwell",
+        reasons=("holding us-west until 1030.0 (minDwell 30s); deciding again then",),
+        dwell_until=1030.0,
+    )
+    placed = {(policy.name, GROUP.name): hold}
+    held = explain_client(
+        policy, groups, health, "203.0.113.7", previous=previous, now=1010.0, placed=placed
+    )
     assert held.decision.addresses == (US.address,)
-    assert "staying on us-west: answered for 10s, minimum dwell is 30s" in held.text
-    assert held.data["policy"]["min_dwell_s"] == 30.0
+    assert "placement (hold.dwell): us-west (then eu-west)" in held.text
+    assert "holding us-west until 1030.0 (minDwell 30s)" in held.text
+    assert "answered for 10.0s now; minimum dwell ends in 20.0s" in held.text
+    assert held.data["policy"]["service"] == "app"
     assert held.data["answer"]["since"] == 1000.0
-    moved = explain_client(policy, groups, health, "203.0.113.7", previous=previous, now=1030.0)
+    assert held.data["answer"]["dwell_until"] == 1030.0
+    moved_on = {(policy.name, GROUP.name): Placed(regions=("eu-west",), rule="lowestLatency")}
+    moved = explain_client(
+        policy, groups, health, "203.0.113.7", previous=previous, now=1030.0, placed=moved_on
+    )
     assert moved.decision.addresses == (EU.address,)
+    assert moved.data["answer"]["dwell_until"] is None

@@ -20,15 +20,19 @@ from controlplane.gtm.dns.answer import Client, answer
 from controlplane.gtm.from_model import client_groups, geo_databases, geo_regions
 from controlplane.gtm.geo_load import GeoDatabases
 from controlplane.gtm.geoip import MaxMindRegions, RegionSource
+from controlplane.gtm.placed import Choices, as_placed, place_groups
 from controlplane.gtm.plan import (
     DecidedPlan,
     GtmConfig,
     GtmPlan,
     decide,
+    next_dwell_expiry,
     next_rotation,
     plan_from_model,
 )
 from controlplane.gtm.types import HealthView
+from controlplane.placement.consumers import decided_services
+from controlplane.placement.engine import decide_all
 from controlplane.policy.model import Model
 from tests.support.gtm_helpers import write_mmdb
 from tests.support.policy import doc, load
@@ -36,6 +40,7 @@ from tests.support.policy import doc, load
 EU, US = "127.0.0.12", "127.0.0.13"
 EU_KEY, US_KEY = ("eu-west", EU, 8443), ("us-west", US, 8443)
 CONFIG = GtmConfig(ns_addresses=("192.0.2.53", "2001:db8::53"))
+ALL_HEALTHY = HealthView(frozenset())
 
 
 def global_service(*, groups: str | None = None, extra: str = "") -> str:
@@ -387,39 +392,79 @@ def latency_model(eu_ms: int, us_ms: int, *, placement: bool = True) -> Model:
     return load(*docs)
 
 
-def test_placement_hysteresis_sets_the_gtm_dwell_and_threshold() -> None:
-    policy = plan_from_model(latency_model(10, 100), CONFIG).policies["web.gtm.example"]
-    assert (policy.min_dwell_s, policy.latency_switch_pct) == (45.0, 5.0)
-    bare = plan_from_model(latency_model(10, 100, placement=False), CONFIG)
-    assert bare.policies["web.gtm.example"].min_dwell_s == 0.0
+def placed_plan(
+    m: Model,
+    now: float,
+    *,
+    health: HealthView = ALL_HEALTHY,
+    previous: tuple[DecidedPlan, Choices] | None = None,
+) -> tuple[DecidedPlan, Choices]:
+    """What the GTM serves for ``m`` at ``now``: the placement step (no signals), each group's
+    regions from its Decision, then steering within them."""
+    base = plan_from_model(m, CONFIG)
+    decisions = decide_all(m, now=now, services=decided_services(m))
+    choices = place_groups(
+        base, m, decisions, now=now, previous=previous[1] if previous is not None else None
+    )
+    plan = decide(
+        base,
+        health,
+        epoch=1,
+        previous=previous[0].decisions if previous is not None else None,
+        now=now,
+        placed=as_placed(choices),
+    )
+    return plan, choices
+
+
+def test_the_placements_hysteresis_damps_the_gtm_answers() -> None:
+    """The Placement's hysteresis (minDwell 45s, thresholdPercent 5) reaches the GTM through the
+    group choices; a GlobalService without a Placement has no Decision to follow."""
+    first = placed_plan(latency_model(10, 100), 1000.0)
+    europe = first[1]["web.gtm.example"]["europe"]
+    assert europe.regions == (("eu-west", 100),)
+    assert europe.dwell_until - europe.since == 45.0
+    inside = placed_plan(latency_model(100, 96), 2000.0, previous=first)  # 4% better: kept
+    assert ask(inside[0], "203.0.113.9") == [EU]
+    outside = placed_plan(latency_model(100, 94), 2000.0, previous=first)  # 6% better: moves
+    assert ask(outside[0], "203.0.113.9") == [US]
+    bare = latency_model(10, 100, placement=False)
+    assert decided_services(bare) == frozenset()
+    assert placed_plan(bare, 1000.0)[1] == {}
 
 
 def test_min_dwell_holds_the_answer_across_model_changes_until_it_passes() -> None:
-    health = HealthView(frozenset())
-    first = decide(plan_from_model(latency_model(10, 100), CONFIG), health, epoch=1, now=1000.0)
-    assert ask(first, "203.0.113.9") == [EU]
-    flipped = plan_from_model(latency_model(100, 10), CONFIG)
-    plan = first
-    for epoch, now in enumerate([1000.0, 1000.0, 1020.0, 1044.0], start=2):
-        plan = decide(flipped, health, epoch=epoch, previous=plan.decisions, now=now)
-        assert ask(plan, "203.0.113.9") == [EU]
-    plan = decide(flipped, health, epoch=9, previous=plan.decisions, now=1045.0)
-    assert ask(plan, "203.0.113.9") == [US]
+    served = placed_plan(latency_model(10, 100), 1000.0)
+    assert ask(served[0], "203.0.113.9") == [EU]
+    flipped = latency_model(100, 10)
+    for now in [1000.0, 1000.0, 1020.0, 1044.0]:
+        served = placed_plan(flipped, now, previous=served)
+        assert ask(served[0], "203.0.113.9") == [EU]
+    assert next_dwell_expiry(served[0]) == 1045.0
+    served = placed_plan(flipped, 1045.0, previous=served)
+    assert ask(served[0], "203.0.113.9") == [US]
 
 
-async def test_runtime_decides_again_when_the_minimum_dwell_ends() -> None:
-    """The issue's start: eu-west turns healthy a moment before the better us-west; the dwell
-    holds eu-west, and with no other change the runtime decides again when the dwell ends."""
+async def test_runtime_follows_the_decision_when_its_dwell_ends() -> None:
+    """The issue's start: eu-west turns healthy a moment before the better us-west; the
+    placement Decision's dwell holds eu-west (explain says until when); when it ends the
+    placement step decides again (the loop's timer) and the GTM follows."""
     from controlplane.gtm.runtime import GtmRuntime
 
+    m = latency_model(100, 10)
     clock = [1000.0]
     runtime = GtmRuntime(CONFIG, clock=lambda: clock[0])
-    runtime.update_model(latency_model(100, 10))
+    runtime.update_model(m)
     known = frozenset({EU_KEY, US_KEY})
+    d0 = decide_all(m, now=1000.0, health={"eu-west": True, "us-west": False})
+    runtime.update_placement(d0)
     runtime.update_health(HealthView(frozenset({EU_KEY}), known))
     await asyncio.wait_for(runtime.settled(), 10)
     assert runtime.plan is not None and ask(runtime.plan, "203.0.113.9") == [EU]
     clock[0] = 1000.005
+    d1 = decide_all(m, now=clock[0], health={"eu-west": True, "us-west": True}, previous=d0)
+    assert d1["web"].reason.rule == "hold.dwell" and d1["web"].next_decision_at == 1045.0
+    runtime.update_placement(d1)
     runtime.update_health(HealthView(known, known))
     await asyncio.wait_for(runtime.settled(), 10)
     assert ask(runtime.plan, "203.0.113.9") == [EU]  # held by the 45 s dwell
@@ -429,11 +474,40 @@ async def test_runtime_decides_again_when_the_minimum_dwell_ends() -> None:
     why = runtime.explain("web.gtm.example", "203.0.113.9")
     assert isinstance(why, dict)
     assert why["answer"]["answered_for_s"] == 30.0 and why["answer"]["dwell_ends_in_s"] == 15.0
+    assert any(r.startswith("service decision (hold.dwell)") for r in why["reasons"])
     text = runtime.explain_text("web.gtm.example", "203.0.113.9")
     assert "answered for 30.0s now; minimum dwell ends in 15.0s" in str(text)
 
     clock[0] = 1045.0
+    d2 = decide_all(m, now=clock[0], health={"eu-west": True, "us-west": True}, previous=d1)
+    runtime.update_placement(d2)
     runtime.wake()
     await asyncio.wait_for(runtime.settled(), 10)
     assert ask(runtime.plan, "203.0.113.9") == [US]
     assert runtime.next_wake() is None  # nothing is held any more
+    assert runtime.choices["web.gtm.example"]["europe"].source is d2["web"]
+
+
+async def test_runtime_decides_again_when_a_groups_dwell_ends() -> None:
+    """With the Decision unchanged, a group's own dwell (its measured latency moved) is what
+    the runtime's timer re-decides at: ``next_wake``, then ``wake``."""
+    from controlplane.gtm.runtime import GtmRuntime
+
+    m = latency_model(10, 100)
+    clock = [1000.0]
+    runtime = GtmRuntime(CONFIG, clock=lambda: clock[0])
+    runtime.update_model(m)
+    decisions = decide_all(m, now=1000.0)
+    runtime.update_placement(decisions)
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert runtime.plan is not None and ask(runtime.plan, "203.0.113.9") == [EU]
+    clock[0] = 1010.0
+    runtime.update_placement(decisions, {("europe", "eu-west"): 200.0})  # measured, over typed
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert ask(runtime.plan, "203.0.113.9") == [EU]
+    assert runtime.next_wake() == 1045.0
+    clock[0] = 1045.0
+    runtime.wake()
+    await asyncio.wait_for(runtime.settled(), 10)
+    assert ask(runtime.plan, "203.0.113.9") == [US]
+    assert runtime.next_wake() is None

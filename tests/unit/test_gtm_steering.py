@@ -14,6 +14,7 @@ from controlplane.gtm.types import (
     ClientGroup,
     Decision,
     HealthView,
+    Placed,
     SteeringPolicy,
     Target,
 )
@@ -298,81 +299,73 @@ def _prev(region_target: Target, since: int, at: float = 0.0) -> Decision:
     )
 
 
-def test_hysteresis_keeps_previous_region_for_small_gain() -> None:
+def test_previous_carries_since_while_the_first_region_stays() -> None:
+    lat = {"eu": {"eu-west": 100.0, "us-west": 150.0}}
+    p = policy("lowestLatency", EU, US, latency=lat)
+    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1, at=1000.0), now=1010.0)
+    assert d.addresses == (EU.address,)
+    assert (d.since_epoch, d.since) == (1, 1000.0)
+
+
+def test_steering_itself_does_not_damp() -> None:
+    """Hysteresis and minimum dwell are the placement engine's (tests/unit/test_placement_groups.py):
+    on its own, steering answers the lowest latency at once, whatever the previous answer."""
     lat = {"eu": {"eu-west": 100.0, "us-west": 95.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=10.0)
-    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1))
+    p = policy("lowestLatency", EU, US, latency=lat)
+    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1, at=1000.0), now=1000.5)
+    assert d.addresses == (US.address,)
+    assert (d.since_epoch, d.since, d.dwell_until) == (5, 1000.5, None)
+
+
+# --- within the placement decision (Placed) -----------------------------------------------------
+
+
+def placed(*regions: str, **kw: object) -> dict[tuple[str, str], Placed]:
+    return {("app.gtm.example", "eu"): Placed(regions=regions, **kw)}  # type: ignore[arg-type]
+
+
+def test_lowest_latency_answers_the_placement_choice_for_the_group() -> None:
+    """The group's region is chosen (and damped) in placement; steering answers it even when
+    the typed matrix alone would pick another."""
+    row = {"eu-west": 100.0, "us-west": 10.0}
+    p = policy("lowestLatency", EU, US, AP, latency={"eu": row, DEFAULT_GROUP: row})
+    allow = placed("eu-west", fallback=("us-west",), rule="hold.dwell", dwell_until=1030.0)
+    out = steer_all([p], [G_EU], ALL_UP, now=1000.0, placed=allow)
+    d = out[("app.gtm.example", "eu")]
     assert d.addresses == (EU.address,)
-    assert d.since_epoch == 1
-    assert "staying on eu-west: us-west is better by 5ms, less than the 10ms" in d.reasons[-1]
+    assert d.dwell_until == 1030.0  # the runtime decides again when the placement's dwell ends
+    assert d.reasons[0] == "placement (hold.dwell): eu-west (then us-west)"
+    assert out[("app.gtm.example", DEFAULT_GROUP)].addresses == (US.address,)  # no Placed: its own
 
 
-def test_hysteresis_switches_for_large_gain() -> None:
-    lat = {"eu": {"eu-west": 100.0, "us-west": 80.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=10.0)
-    d = steer(p, G_EU, ALL_UP, epoch=5, previous=_prev(EU, 1))
+def test_a_placed_region_without_health_falls_to_the_next_serving_region() -> None:
+    p = policy("lowestLatency", EU, US, AP, latency={"eu": {"ap-south": 1.0}})
+    d = steer(p, G_EU, down(EU), placed=placed("eu-west", fallback=("us-west",))[key_eu()])
     assert d.addresses == (US.address,)
-    assert d.since_epoch == 5
-    assert "switching from eu-west to us-west: better by 20ms" in d.reasons[-1]
+    assert d.dwell_until is None
+    assert "eu-west has no healthy target; answering us-west" in " ".join(d.reasons)
 
 
-def test_hysteresis_absolute_threshold() -> None:
-    lat = {"eu": {"eu-west": 100.0, "us-west": 80.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, latency_switch_pct=0.0, latency_switch_ms=25)
-    assert steer(p, G_EU, ALL_UP, previous=_prev(EU, 0)).addresses == (EU.address,)
-
-
-DWELL_LAT = {"eu": {"eu-west": 100.0, "us-west": 10.0}}
-
-
-def test_minimum_dwell_holds_a_better_region_until_it_passes() -> None:
-    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
-    held = steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0, at=1000.0), now=1029.5)
-    assert held.addresses == (EU.address,)
-    assert held.since == 1000.0
-    assert "staying on eu-west: answered for 29.5s, minimum dwell is 30s" in held.reasons[-1]
-    moved = steer(p, G_EU, ALL_UP, epoch=3, previous=held, now=1030.0)
-    assert moved.addresses == (US.address,)
-    assert (moved.since, moved.since_epoch) == (1030.0, 3)
-    assert "switching from eu-west to us-west" in moved.reasons[-1]
-
-
-def test_minimum_dwell_is_not_shortened_by_unrelated_rebuilds() -> None:
-    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
-    d = steer(p, G_EU, ALL_UP, epoch=1, previous=None, now=1000.0)
+def test_no_healthy_target_in_the_placed_regions_lets_health_decide() -> None:
+    p = policy("failover", EU, US, AP)
+    d = steer(p, G_EU, down(EU), placed=placed("eu-west")[key_eu()])
     assert d.addresses == (US.address,)
-    worse = policy("lowestLatency", EU, US, latency={"eu": {"eu-west": 10.0, "us-west": 100.0}})
-    worse = replace(worse, min_dwell_s=30.0)
-    # many rebuilds (other names' health, model reloads) at the same time and a bit later
-    for epoch, now in enumerate([1000.0] * 5 + [1010.0, 1020.0, 1029.9], start=2):
-        d = steer(worse, G_EU, ALL_UP, epoch=epoch, previous=d, now=now)
-        assert d.addresses == (US.address,), (epoch, now)
-        assert (d.since, d.since_epoch) == (1000.0, 1)
-    d = steer(worse, G_EU, ALL_UP, epoch=100, previous=d, now=1030.0)
-    assert d.addresses == (EU.address,)
+    assert "no healthy target there; health alone decides" in d.reasons[0]
 
 
-def test_minimum_dwell_through_steer_all() -> None:
-    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
-    prev = {("app.gtm.example", "eu"): _prev(EU, 0, at=1000.0)}
-    out = steer_all([p], [G_EU], ALL_UP, epoch=50, previous=prev, now=1010.0)
-    assert out[("app.gtm.example", "eu")].addresses == (EU.address,)
-    out = steer_all([p], [G_EU], ALL_UP, epoch=51, previous=out, now=1031.0)
-    assert out[("app.gtm.example", "eu")].addresses == (US.address,)
+def test_other_strategies_pick_within_the_placed_regions() -> None:
+    allow = placed("us-west", "ap-south")[key_eu()]
+    assert steer(policy("failover"), G_EU, ALL_UP, placed=allow).addresses == (US.address,)
+    rr = policy("roundRobin", max_answers=3)
+    assert steer(rr, G_EU, ALL_UP, placed=allow).addresses == (US.address, AP.address)
+    geo = policy("geo", geo={"eu": ("eu-west", "ap-south")})
+    assert steer(geo, G_EU, ALL_UP, placed=allow).addresses == (AP.address,)
+    weighted = policy("weighted", max_answers=3)
+    assert set(steer(weighted, G_EU, ALL_UP, placed=allow).addresses) == {US.address, AP.address}
 
 
-def test_clock_stepping_back_does_not_hold_the_region() -> None:
-    p = policy("lowestLatency", EU, US, latency=DWELL_LAT, min_dwell_s=30.0)
-    d = steer(p, G_EU, ALL_UP, epoch=2, previous=_prev(EU, 0, at=1000.0), now=900.0)
-    assert d.addresses == (US.address,)
-
-
-def test_health_overrides_hysteresis() -> None:
-    lat = {"eu": {"eu-west": 100.0, "us-west": 99.0}}
-    p = policy("lowestLatency", EU, US, latency=lat, min_dwell_s=3600.0)
-    d = steer(p, G_EU, down(EU), epoch=1, previous=_prev(EU, 0, at=1000.0), now=1001.0)
-    assert d.addresses == (US.address,)
-    assert d.since == 1001.0
+def key_eu() -> tuple[str, str]:
+    return ("app.gtm.example", "eu")
 
 
 def test_previous_for_another_group_is_ignored() -> None:
@@ -489,11 +482,3 @@ def test_steer_all_marks_uniform_answers_client_independent() -> None:
     out = steer_all([p], [G_EU, G_US], ALL_UP)
     assert {d.addresses for d in out.values()} == {(US.address,)}
     assert not any(d.depends_on_client for d in out.values())
-
-
-def test_steer_all_carries_previous_for_hysteresis() -> None:
-    lat = {"eu": {"eu-west": 100.0, "us-west": 95.0}}
-    p = policy("lowestLatency", EU, US, latency=lat)
-    prev = {("app.gtm.example", "eu"): _prev(EU, 0)}
-    out = steer_all([p], [G_EU], ALL_UP, epoch=1, previous=prev)
-    assert out[("app.gtm.example", "eu")].addresses == (EU.address,)

@@ -13,8 +13,12 @@ from prometheus_client import CollectorRegistry
 from controlplane import loop as loop_module
 from controlplane.canary.controller import CanaryStatus, CommandError
 from controlplane.canary.controller import advance_all as real_advance_all
-from controlplane.loop import PlacementLoop, excluded_clusters, loop_driven
-from controlplane.placement.decision import Decision
+from controlplane.gtm.placed import as_placed, place_groups
+from controlplane.gtm.plan import GtmConfig, decide, plan_from_model
+from controlplane.gtm.types import HealthView
+from controlplane.loop import PlacementLoop, loop_driven
+from controlplane.placement.consumers import decided_services, gtm_placed, xds_decisions
+from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.placement.engine import decide_all as real_decide_all
 from controlplane.policy.model import Model
 from tests.support.policy import doc, load
@@ -70,18 +74,86 @@ def test_a_region_under_its_slo_is_left_and_the_gtm_told() -> None:
     with_gtm = load(
         doc("Placement", "web", "service: web\nclusters: [a, b]\n" + SLO), gs, base=BASE
     )
-    assert excluded_clusters(with_gtm, loop.decisions) == {"web.gtm.example": frozenset({"b"})}
+    # the GTM answers from the same decision: rb, which it left, is answered to no group
+    plan = plan_from_model(with_gtm, GtmConfig())
+    choices = place_groups(plan, with_gtm, loop.decisions, now=1001.0)
+    assert {g: c.regions for g, c in choices["web.gtm.example"].items()} == {
+        "default": (("ra", 100),)
+    }
+    assert choices["web.gtm.example"]["default"].source is after
+    decided = decide(plan, HealthView(frozenset()), epoch=1, placed=as_placed(choices))
+    assert {d.addresses for d in decided.decisions.values()} == {("127.0.9.1",)}
+
+
+GS = doc(
+    "GlobalService",
+    "web",
+    "name: web.gtm.example\nzone: gtm.example\nservice: web\n"
+    "targets: [{cluster: a, address: 127.0.9.1}, {cluster: b, address: 127.0.9.2}]",
+)
+
+
+def test_a_placement_the_gtm_steers_to_is_decided_in_both_modes() -> None:
+    static = model("clusters: [a, b]\nstrategy: {type: static}\n", GS)
+    assert gtm_placed(static) == decided_services(static) == {"web"}
+    assert loop_driven(static) == frozenset()
+    assert decided_services(load(GS, base=BASE)) == frozenset()  # no Placement: health alone
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    loop.effective_model(static)
+    assert set(loop.decisions) == {"web"}
+    # Envoy takes a Decision only for loop-driven services, and only while measured
+    assert xds_decisions(static, loop.decisions, measured=True) == {}
+    slo = model("clusters: [a, b]\n" + SLO, GS)
+    assert set(xds_decisions(slo, {"web": loop.decisions["web"]}, measured=True)) == {"web"}
+    assert xds_decisions(slo, {"web": loop.decisions["web"]}, measured=False) == {}
 
 
 def test_stale_signals_hold_the_decision() -> None:
     sink, clock = Sink(), [1000.0]
     loop = sink.loop(clock)
     loop.effective_model(model("clusters: [a, b]\n" + SLO))
-    held = loop.decisions["web"].weights
-    handed = len(sink.decisions)
+    before = loop.decisions["web"]
     loop.update_signals(signals(1001.0, {"rb": (0.1, 50.0)}, stale=True))
-    assert loop.decisions["web"].weights == held
-    assert len(sink.decisions) == handed  # nothing new handed to xDS or the GTM
+    after = loop.decisions["web"]
+    assert after.weights == before.weights and after.reason.rule == "hold.stale"
+    # the held decision is handed on (the GTM's reasons say "stale"); what Envoy reads is the
+    # same, so serve recompiles nothing for xDS
+    assert sink.decisions[-1]["web"] is after
+    assert compiler_decisions({"web": after}) == compiler_decisions({"web": before})
+
+
+def test_without_a_feedback_source_no_canary_runs() -> None:
+    """``canaries=False`` (``ubiq serve`` without --prometheus): the RoutePolicy is served as
+    written and commands find no canary, while placement is still decided."""
+    sink, clock = Sink(), [0.0]
+    loop = PlacementLoop(
+        on_model=sink.models.append,
+        on_decisions=lambda _m, d: sink.decisions.append(dict(d)),
+        clock=lambda: clock[0],
+        canaries=False,
+    )
+    m = load(ROUTE, canary("", ANALYSIS))
+    served = loop.effective_model(m)
+    assert served is m and loop.canaries == {}
+    with pytest.raises(KeyError):
+        loop.pause("web-v2")
+
+
+def test_a_stopped_loop_decides_again_when_restored() -> None:
+    """A replica that led, followed (its loop stopped) and leads again resumes deciding."""
+    sink, clock = Sink(), [1000.0]
+    loop = sink.loop(clock)
+    m = model("clusters: [a, b]\n" + SLO)
+    loop.effective_model(m)
+    published = dict(loop.decisions)
+    loop.stop()
+    handed = len(sink.decisions)
+    loop.restore(m, published, {})
+    assert len(sink.decisions) == handed + 1  # decided and handed on again
+    clock[0] = 1001.0
+    loop.update_signals(signals(1001.0, {"ra": (0.999, 50.0), "rb": (0.5, 50.0)}))
+    assert set(loop.decisions["web"].weights) == {"ra"}
 
 
 def test_canary_weights_reach_the_served_model_and_commands_work() -> None:

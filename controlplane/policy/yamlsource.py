@@ -34,6 +34,9 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+#: an int PyYAML's constructor reads as plain ``int()`` does (no '_', base prefix or sexagesimal)
+_SHORT_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +134,27 @@ class _Converter:
             if node.tag != _SEQ_TAG:
                 raise _YamlShapeError(_line(node), f"unsupported tag {node.tag!r}")
             if self.lines is None:
-                return [self.convert(item, path, depth + 1) for item in node.value]
+                return [self._child(item, path, depth + 1) for item in node.value]
             return [self.convert(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if cls is MappingNode:
             if node.tag != _MAP_TAG:
                 raise _YamlShapeError(_line(node), f"unsupported tag {node.tag!r}")
             return self._mapping(node, path, depth)
         raise _YamlShapeError(_line(node), f"unexpected YAML node {type(node).__name__}")
+
+    def _child(self, node: Node, path: Path, depth: int) -> Any:
+        """``convert`` without line recording; a string or a short decimal number (most values)
+        is taken here, where ``convert``'s checks cannot fail, saving a call per value."""
+        if type(node) is ScalarNode and self.budget > 0 and depth <= MAX_DEPTH:
+            value = node.value
+            tag = node.tag
+            if tag == _STR_TAG or (tag == _INT_TAG and _SHORT_DECIMAL.fullmatch(value)):
+                self.budget -= 1
+                self.bytes_left -= len(value)
+                if self.bytes_left < 0:
+                    raise _too_many_bytes(_line(node))
+                return value if tag == _STR_TAG else int(value)
+        return self.convert(node, path, depth)
 
     def _scalar(self, node: Node) -> Any:
         try:
@@ -174,7 +191,7 @@ class _Converter:
             if key in out:
                 raise _duplicate(node, key_node, key)
             if lines is None:
-                out[key] = self.convert(value_node, path, depth + 1)
+                out[key] = self._child(value_node, path, depth + 1)
             else:
                 below = (*path, key)
                 lines.setdefault(below, _line(key_node))

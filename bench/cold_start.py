@@ -154,6 +154,50 @@ def serve_until_served(root: Path, services: int, limit_s: float = 120.0) -> flo
             proc.wait()
 
 
+def stages(root: Path) -> dict[str, float]:
+    """CPU seconds of each step of ``load_directory`` and of the first snapshots (one round)."""
+    from controlplane.policy import yamlsource
+    from controlplane.policy.advice import policy_warnings
+    from controlplane.policy.crosscheck import Located, cross_check
+    from controlplane.policy.model import Model, SourceRef
+    from controlplane.policy.validate import validate_document
+
+    out: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        start = time.process_time()
+        result = fn()
+        out[name] = time.process_time() - start
+        return result
+
+    gc.collect()
+    gc.disable()
+    try:
+        paths = sorted(root.glob("*.yaml"))
+        texts = step("read + decode files", lambda: [(str(p), p.read_text()) for p in paths])
+        step(
+            "YAML compose (libyaml + PyYAML nodes)",
+            lambda: [list(yaml.compose_all(t, Loader=yamlsource._Loader)) for _, t in texts],
+        )
+        raws = step(
+            "YAML compose + convert (parse_documents)",
+            lambda: [r for n, t in texts for r in yamlsource.parse_documents(t, n)],
+        )
+        docs = step("validate (pydantic)", lambda: [validate_document(r) for r in raws])
+        located = [Located(d, r) for d, r in zip(docs, raws, strict=True)]
+        step("cross_check", lambda: cross_check(located))
+        warnings = step("policy_warnings", lambda: policy_warnings(located))
+        sources = {(i.doc.kind, i.doc.name): SourceRef(i.raw.file, i.raw.line) for i in located}
+        model = step("Model.build (index + hashes)", lambda: Model.build(docs, sources, warnings))  # type: ignore[arg-type]
+        step(
+            "build_groups (compile + snapshot, every group)",
+            lambda: build_groups(model, CompileOptions()),
+        )
+    finally:
+        gc.enable()
+    return out
+
+
 def run(services: int, rounds: int) -> list[dict[str, Any]]:
     by_case: dict[str, list[tuple[float, float]]] = {}
 
@@ -205,6 +249,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rows = run(args.services, args.rounds)
+    with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
+        write_policy(Path(tmp), args.services)
+        cpu = stages(Path(tmp))
+    print(f"{'step (one round, CPU seconds)':<62} {'seconds':>18}")
+    for name, seconds in cpu.items():
+        print(f"{name:<62} {seconds:>18.2f}")
     print(f"{'case':<62} {'seconds (min-max)':>18} {'x baseline':>12}")
     for r in rows:
         secs = f"{r['seconds_min']:.2f}-{r['seconds_max']:.2f}"
@@ -213,7 +263,7 @@ def main() -> None:
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"load average: {' '.join(load)}")
-    print(f"wrote {save('cold_start', args, rows=rows, loadavg=load)}")
+    print(f"wrote {save('cold_start', args, rows=rows, stages=cpu, loadavg=load)}")
 
 
 if __name__ == "__main__":

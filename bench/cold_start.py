@@ -128,7 +128,7 @@ def clusters_served(port: int, timeout: float) -> int:
         return len(response.resources)
 
 
-def serve_until_served(root: Path, services: int, limit_s: float = 120.0) -> float:
+def serve_until_served(root: Path, services: int, limit_s: float = 300.0) -> float:
     """Seconds from exec of ``ubiq serve`` until a client has every service's cluster."""
     port = free_port("127.0.0.1")
     argv = [

@@ -6,7 +6,8 @@ The directory: ``clusters.yaml`` (3 clusters) and the services in files of 10 (e
 Service with 1 port and 3 regions x 3 endpoints, and a RoutePolicy: bench/xds_compile.py's
 ``service_yaml``); 10,000 services are 20,003 documents in 1,001 files.
 
-In-process rows (imports done; each round builds everything anew):
+In-process rows (imports done; each round builds everything anew), in CPU seconds of this
+process:
 
 - baseline: read every file and ``yaml.load_all`` it with PyYAML's C loader (plain data, no
   line numbers, no validation) - the floor a YAML policy pays with PyYAML;
@@ -17,7 +18,7 @@ In-process rows (imports done; each round builds everything anew):
   ``ubiq serve`` publishes before it opens the xDS port;
 - the two together: directory -> first snapshots ready.
 
-Process rows: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
+Process rows, wall clock: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
 ``ubiq`` command), and ``ubiq serve DIR --dns off --api off`` from exec until an ADS client
 (node in eu-west) has received the CDS response with every service's cluster. Ratios are
 against the baseline row of the same round; min-max over rounds.
@@ -82,10 +83,12 @@ def first_snapshots(root: Path) -> Any:
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """CPU seconds of ``fn`` (this process): on a shared, loaded machine the wall clock mostly
+    measures the other processes; the exec rows can only be wall clock."""
     gc.collect()
-    start = time.perf_counter()
+    start = time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.process_time() - start, result
 
 
 def groups_of(model: Any) -> float:

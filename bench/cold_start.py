@@ -1,6 +1,6 @@
 """Cold start: a policy directory of N services -> the first xDS snapshot served.
 
-    .venv/bin/python -m bench.cold_start [--services 10000] [--rounds 3]
+    .venv/bin/python -m bench.cold_start [--services 10000] [--rounds 2]
 
 The directory: ``clusters.yaml`` (3 clusters) and the services in files of 10 (each service a
 Service with 1 port and 3 regions x 3 endpoints, and a RoutePolicy: bench/xds_compile.py's
@@ -249,7 +249,7 @@ def run(services: int, rounds: int) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     rows = run(args.services, args.rounds)
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 BENCHMARKS = (
     "xds_compile",
+    "cold_start",
     "xds_fanout",
     "xds_convergence",
     "dns_qps",

@@ -100,7 +100,7 @@ def _unique_names(located: Iterable[Located]) -> Iterator[Problem]:
 
 def _unique_hosts(located: Iterable[Located]) -> Iterator[Problem]:
     """A host in two places is reported at the second, naming the first's file:line."""
-    owner: dict[str, tuple[str, str]] = {}  # host -> (RoutePolicy, file:line)
+    owner: dict[str, tuple[Located, Path]] = {}  # host -> where it was first listed
     for item in located:
         if not isinstance(item.doc, RoutePolicy):
             continue
@@ -108,9 +108,11 @@ def _unique_hosts(located: Iterable[Located]) -> Iterator[Problem]:
             key = host.rstrip(".")
             path = ("spec", "hosts", i)
             if key not in owner:
-                owner[key] = (item.doc.name, f"{item.raw.file}:{item.raw.line_of(path)}")
+                owner[key] = (item, path)  # located only if reported: lines are made on demand
                 continue
-            name, where = owner[key]
+            first, first_path = owner[key]
+            name = first.doc.name
+            where = f"{first.raw.file}:{first.raw.line_of(first_path)}"
             if name != item.doc.name:
                 yield item.problem(
                     path, f"host {host!r} is already claimed by RoutePolicy {name!r} at {where}"

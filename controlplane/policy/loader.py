@@ -23,7 +23,8 @@ from controlplane.policy.yamlsource import decode, parse_documents
 POLICY_SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 64 * 1024 * 1024  # every file of a policy set together
-MAX_DOCUMENTS = 10_000  # documents (services, routes, clusters, ...) in a policy set
+MAX_DOCUMENTS = 50_000  # documents in a policy set: 10,000 services with a RoutePolicy, a
+# TrafficPolicy and a Placement each fit (the 64 MiB total bounds the memory either way)
 
 
 def is_policy_file(path: Path) -> bool:

@@ -104,6 +104,9 @@ def _path_of(match: HttpMatch) -> tuple[str, str] | None:
 def reordered_pairs(policy: RoutePolicy) -> list[tuple[RouteEntry, RouteEntry]]:
     """(written first, tried first) pairs of routes that may match the same request and that
     precedence tries in the other order than written: where ``firstMatch`` would differ."""
+    rules = policy.spec.http
+    if len(rules) < 2 and all(len(rule.match) < 2 for rule in rules):
+        return []  # one route at most (most policies): no pair to reorder
     position = {e.name: i for i, e in enumerate(effective_order(policy))}
     written = written_order(policy)
     out = []

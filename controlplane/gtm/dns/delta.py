@@ -17,7 +17,6 @@ from controlplane.gtm.dns.encode import WireAnswer
 from controlplane.gtm.dns.table import AnswerTable, Slot
 
 
-
 @dataclass(frozen=True, slots=True)
 class TableDelta:
     base: int  # the generation of the table it applies to

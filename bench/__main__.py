@@ -17,6 +17,7 @@ BENCHMARKS = (
     "xds_fanout",
     "xds_convergence",
     "dns_qps",
+    "dns_rebuild_latency",
     "gtm_table",
     "steering",
     "gtm_failover",

@@ -122,7 +122,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         default=env_default("UBIQ_DNS_WORKERS", "auto"),
         metavar="N",
         help="processes answering DNS over UDP (SO_REUSEPORT); 0 answers in the main process;"
-        " auto: one per CPU this process may use (env UBIQ_DNS_WORKERS; default auto)",
+        " auto: one per CPU this process may use but one, at least 1"
+        " (env UBIQ_DNS_WORKERS; default auto)",
     )
     p.add_argument(
         "--ns-label",
@@ -420,9 +421,12 @@ def _file_pair(
 
 
 def dns_workers(value: str) -> int:
-    """``--dns-workers``: a count, or ``auto`` = the CPUs this process may run on."""
+    """``--dns-workers``: a count, or ``auto`` = the CPUs this process may run on but one (the
+    main process plans, probes and serves xDS and TCP on it), at least 1: on 2 cores one worker
+    answered more, and more steadily, than two (docs/benchmarks.md)."""
     if value == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        return max(1, cpus - 1)
     try:
         count = int(value)
     except ValueError:

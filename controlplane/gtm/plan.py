@@ -19,6 +19,7 @@ from controlplane.gtm.dns.zone import StaticRecord, Zone
 from controlplane.gtm.from_model import client_groups, steering_policies
 from controlplane.gtm.groups import ClientGroups
 from controlplane.gtm.health.state import CheckedTarget, HealthCheck, checked_targets
+from controlplane.gtm.reuse import reusable
 from controlplane.gtm.steering import rotates, rotation_period, steer_all
 from controlplane.gtm.types import ClientGroup, Decision, HealthView, Placed, SteeringPolicy
 from controlplane.policy.globalservice import GtmHealthCheck
@@ -66,6 +67,8 @@ class DecidedPlan:
     decisions: Mapping[tuple[str, str], Decision]
     table: AnswerTable
     health: HealthView  # the health it was decided with
+    #: the placement's regions per (name, group) it was decided with (``gtm.reuse`` compares them)
+    placed: Mapping[tuple[str, str], Placed] = field(default_factory=dict)
 
     @property
     def policies(self) -> Mapping[str, SteeringPolicy]:
@@ -159,15 +162,37 @@ def decide(
     serial: int | None = None,
     now: float = 0.0,
     placed: Mapping[tuple[str, str], Placed] | None = None,
+    reuse: DecidedPlan | None = None,
 ) -> DecidedPlan:
     """Steer every name for every group and precompute the answer table.
+
+    ``reuse``: the plan being served, when ``previous`` is its decisions; the names whose
+    inputs did not change keep their decisions (``gtm.reuse``) and the table rebuilds only the
+    names whose decisions changed (``AnswerTable.build(previous=...)``).
 
     ``serial`` is the zones' SOA serial (the caller keeps it increasing, RFC 1982); the answers
     change with health, so secondaries that transfer the zone need it to move too. ``now``
     (seconds) picks the rotation slot of roundRobin and non-sticky weighted policies.
     ``placed``: per (name, group), the regions the service's placement Decision allows
     (``controlplane.gtm.placed``)."""
-    decisions = steer_all(plan.policies.values(), plan.groups, health, epoch, previous, now, placed)
+    keep: set[str] = set()
+    placed = placed or {}
+    if reuse is not None and previous is reuse.decisions:
+        keep = reusable(
+            plan.policies,
+            tuple(g.name for g in plan.groups),
+            health,
+            placed,
+            reuse.policies,
+            tuple(g.name for g in reuse.groups),
+            reuse.health,
+            reuse.placed,
+            reuse.decisions,
+        )
+    policies = [p for p in plan.policies.values() if p.name not in keep]
+    decisions = steer_all(policies, plan.groups, health, epoch, previous, now, placed)
+    if keep and reuse is not None:
+        decisions.update((k, d) for k, d in reuse.decisions.items() if k[0] in keep)
     zones = plan.zones
     if serial is not None:
         zones = tuple(replace(z, serial=serial % 2**32 or 1) for z in zones)
@@ -178,8 +203,9 @@ def decide(
         plan.policies.values(),
         generation=epoch,
         allow_transfer=tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_transfer),
+        previous=reuse.table if reuse is not None else None,
     )
-    return DecidedPlan(plan, zones, MappingProxyType(decisions), table, health)
+    return DecidedPlan(plan, zones, MappingProxyType(decisions), table, health, placed)
 
 
 def next_rotation(plan: GtmPlan, now: float) -> float | None:

@@ -219,14 +219,14 @@ class GtmRuntime:
         while self._dirty:
             self._dirty = False
             model, self._model = self._model, None
-            previous = self._plan.decisions if self._plan is not None else None
+            served = self._plan
             try:  # the one error boundary: the previous plan keeps serving
                 base, plan, choices = await asyncio.to_thread(
                     self._work,
                     model,
                     self._base,
                     self._health,
-                    previous,
+                    served,
                     self._decisions,
                     self._measured,
                 )
@@ -250,11 +250,12 @@ class GtmRuntime:
         model: Model | None,
         base: GtmPlan | None,
         health: HealthView,
-        previous: Mapping[tuple[str, str], Decision] | None,
+        served: DecidedPlan | None,
         decisions: Mapping[str, PlacementDecision],
         measured: Mapping[tuple[str, str], float],
     ) -> tuple[GtmPlan, DecidedPlan, dict[str, dict[str, GroupChoice]]]:
-        """In the worker thread: plan ``model`` (if any), place each group, then decide."""
+        """In the worker thread: plan ``model`` (if any), place each group, then decide
+        (steering and building again only what changed since ``served``)."""
         if model is not None:
             base = self._plan_model(model)
         planned = model if model is not None else self._planned
@@ -272,11 +273,12 @@ class GtmRuntime:
             base,
             health,
             epoch=self._epoch + 1,
-            previous=previous,
+            previous=served.decisions if served is not None else None,
             config=self.config,
             serial=self._next_serial(),
             now=now,
             placed=as_placed(choices),
+            reuse=served,
         )
         return base, plan, choices
 

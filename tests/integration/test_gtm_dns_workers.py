@@ -1,5 +1,6 @@
 """`ubiq serve --dns-workers 2`: UDP answered by worker processes from the tables the main process
-ships, their counts in /metrics, a killed worker restarted, and no worker outliving ubiq serve.
+ships, their counts in /metrics, a killed worker restarted, no worker outliving ubiq serve, and a
+health change reaching every worker as a table delta.
 
 Each query comes from a fresh source port, so the kernel spreads them over both workers'
 SO_REUSEPORT sockets; "every one of 20 queries" therefore covers both workers.
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.backends import Backend
+from tests.support.dns import dig
+from tests.support.gtm_helpers import TWO_REGIONS
 from tests.support.poll import wait_until
 from tests.support.ubiq_serve import EU, US, query, serving, write_policy
 
@@ -119,3 +123,70 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
         served.proc.kill()
         served.proc.wait(10)
         wait_until(lambda: not any(alive(w) for w in workers), 10, "orphaned workers to exit")
+
+
+HEALTH_POLICY = (
+    TWO_REGIONS
+    + """\
+apiVersion: ubiq.io/v1alpha1
+kind: GlobalService
+metadata: {{name: app}}
+spec:
+  name: app.gtm.example
+  zone: gtm.example
+  service: app
+  ttl: 5s
+  targets:
+  - {{cluster: eu-west, address: {eu}, port: {eu_port}}}
+  - {{cluster: us-west, address: {us}, port: {us_port}, tier: 1}}
+  healthCheck: {{http: {{path: /healthz}}, interval: 300ms, timeout: 300ms, unhealthyThreshold: 1, healthyThreshold: 1}}
+---
+apiVersion: ubiq.io/v1alpha1
+kind: GlobalService
+metadata: {{name: other}}
+spec:
+  name: other.gtm.example
+  zone: gtm.example
+  service: app
+  ttl: 5s
+  aliases: [shop.gtm.example]
+  targets:
+  - {{cluster: us-west, address: {us}, port: 9}}
+"""
+)
+
+
+def dug(port: int, name: str) -> set[str]:
+    """The A answers of ``QUERIES`` dig runs (each from its own source port)."""
+    return {",".join(sorted(dig("127.0.0.1", port, name, "A").rdata("A"))) for _ in range(QUERIES)}
+
+
+def test_a_health_change_reaches_every_worker_as_a_delta(tmp_path: Path) -> None:
+    """One target's health moves one name's answers in every worker (real dig, real probes);
+    the workers get the change as a table delta, and the other names answer as before."""
+    root = tmp_path / "policy"
+    root.mkdir()
+    eu, us = Backend("eu", EU).start(), Backend("us", US).start()
+    try:
+        text = HEALTH_POLICY.format(eu=EU, us=US, eu_port=eu.port, us_port=us.port)
+        (root / "policy.yaml").write_text(text)
+        with serving(root, tmp_path, "--dns-workers", "2", "--log-level", "debug") as served:
+            port = served.dns_port
+            wait_until(lambda: dug(port, "app.gtm.example") == {EU}, 30, "every worker on EU")
+            assert dug(port, "shop.gtm.example") == {US}
+
+            eu.status = 503  # EU's probe fails: app fails over to US
+            wait_until(lambda: dug(port, "app.gtm.example") == {US}, 30, "every worker on US")
+            assert dug(port, "other.gtm.example") == {US}
+
+            eu.status = 200  # and back
+            wait_until(lambda: dug(port, "app.gtm.example") == {EU}, 30, "every worker on EU")
+            assert dug(port, "shop.gtm.example") == {US}
+            assert counter(served.api, "ubiq_dns_worker_restarts_total") == 0
+        log = served.log_text()
+        assert '"delta": true' in log, "no table delta was shipped"
+        assert "dns.worker.delta_rejected" not in log
+        assert "dns.worker.exited" not in log
+    finally:
+        eu.close()
+        us.close()

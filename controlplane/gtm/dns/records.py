@@ -112,16 +112,53 @@ class Records:
                 raise GtmError(f"{name!r}: more than one CNAME")
             self._put(name, code, dns.rrset.from_rdata_list(name + ".", ttls[name, code], rdatas))
 
+    @classmethod
+    def updated(
+        cls,
+        previous: Records,
+        zones: Sequence[Zone],
+        changed: Mapping[str, Mapping[str, Decision]],
+        policies: Mapping[str, SteeringPolicy],
+    ) -> Records:
+        """``previous`` with new zone SOAs (the serial) and new answers for the steered names
+        in ``changed``; the caller guarantees everything else is as ``previous`` was built
+        (same zones but for the serial, groups, policies and steered names)."""
+        new = cls.__new__(cls)
+        new.zones = tuple(zones)
+        new.groups = previous.groups
+        new.data = dict(previous.data)
+        new.depends = dict(previous.depends)
+        new.soa = {}
+        by_origin = {z.origin: z for z in new.zones}
+        new._zone_of = {
+            n: (by_origin[z.origin] if z is not None else None)
+            for n, z in previous._zone_of.items()
+        }
+        new.existing = previous.existing
+        for zone in new.zones:
+            soa = rrset(zone.origin, zone.soa_ttl, SOA, [zone.soa_text()])
+            new.soa[zone.origin] = soa
+            new.data[zone.origin] = {**new.data[zone.origin], SOA: soa}
+        copied: set[str] = set()
+        for name, per_group in changed.items():
+            home = zone_for(name, new.zones)
+            assert home is not None  # the previous build checked it
+            policy = policies.get(name)
+            targets, hosts = _target_hosts(policy, name)
+            for owner, rdtype, variants in new._steered(
+                home, name, dict(per_group), policy, targets, hosts
+            ):
+                if owner not in copied:
+                    new.data[owner] = dict(new.data[owner])
+                    copied.add(owner)
+                new.data[owner][rdtype] = variants
+        return new
+
     def _add_steered(
         self, zone: Zone, name: str, per_group: dict[str, Decision], policy: SteeringPolicy | None
     ) -> None:
         ttl = policy.ttl if policy else zone.default_ttl
-        targets: dict[str, Target] = {}
-        hosts: dict[str, str] = {}  # address -> SRV target host <cluster>.NAME
-        for target in policy.targets if policy else ():
-            targets.setdefault(target.address, target)
-            label = re.sub(r"[^a-z0-9-]", "-", target.cluster.lower()).strip("-")[:63] or "target"
-            hosts.setdefault(target.address, f"{label}.{name}")
+        targets, hosts = _target_hosts(policy, name)
         for rdtype, family in ((A, 4), (AAAA, 6)):
             per_host: dict[str, list[str]] = {}
             for address, host in hosts.items():
@@ -129,6 +166,22 @@ class Records:
                     per_host.setdefault(host, []).append(address)
             for host, addresses in per_host.items():
                 self._put(host, rdtype, rrset(host, ttl, rdtype, addresses))
+        for owner, code, variants in self._steered(zone, name, per_group, policy, targets, hosts):
+            self._put(owner, code, variants)
+
+    def _steered(
+        self,
+        zone: Zone,
+        name: str,
+        per_group: dict[str, Decision],
+        policy: SteeringPolicy | None,
+        targets: Mapping[str, Target],
+        hosts: Mapping[str, str],
+    ) -> list[tuple[str, int, Variants]]:
+        """The per-group RRsets of a steered name (A, AAAA, SRV, TXT by owner); sets
+        ``depends`` for their owners. Everything here follows from the decisions: this is what
+        an incremental build redoes for a name whose decisions changed."""
+        ttl = policy.ttl if policy else zone.default_ttl
         by_type: dict[int, dict[str, dns.rrset.RRset | None]] = {A: {}, AAAA: {}, SRV: {}, TXT: {}}
         depends = False
         for group in self.groups.names:
@@ -139,7 +192,7 @@ class Records:
                 continue
             depends = depends or decision.depends_on_client
             for rdtype, family in ((A, 4), (AAAA, 6)):
-                texts = [a for a in decision.addresses if ipaddress.ip_address(a).version == family]
+                texts = [a for a in decision.addresses if _family(a) == family]
                 by_type[rdtype][group] = rrset(name, ttl, rdtype, texts) if texts else None
             srv: dict[str, str] = {}
             for i, address in enumerate(a for a in decision.addresses if a in targets):
@@ -158,6 +211,7 @@ class Records:
         self.depends[name] = depends
         # the TXT names the group: it differs per group even when the addresses do not
         multi = len(self.groups.names) > 1
+        out: list[tuple[str, int, Variants]] = []
         for rdtype, owner in (
             (A, name),
             (AAAA, name),
@@ -167,7 +221,33 @@ class Records:
             if rdtype == SRV and not policy:
                 continue
             self.depends[owner] = depends or (rdtype == TXT and multi)
-            self._put(owner, rdtype, _servfail_or_nodata(by_type[rdtype], per_group, self.groups))
+            out.append(
+                (owner, rdtype, _servfail_or_nodata(by_type[rdtype], per_group, self.groups))
+            )
+        return out
+
+
+def steered_owners(name: str) -> tuple[str, ...]:
+    """The owner names whose records follow a steered name's decisions."""
+    return (name, f"_http._tcp.{name}", f"_ubiq.{name}")
+
+
+def _target_hosts(
+    policy: SteeringPolicy | None, name: str
+) -> tuple[dict[str, Target], dict[str, str]]:
+    """address -> its target, and address -> its SRV target host ``<cluster>.NAME``."""
+    targets: dict[str, Target] = {}
+    hosts: dict[str, str] = {}
+    for target in policy.targets if policy else ():
+        targets.setdefault(target.address, target)
+        label = re.sub(r"[^a-z0-9-]", "-", target.cluster.lower()).strip("-")[:63] or "target"
+        hosts.setdefault(target.address, f"{label}.{name}")
+    return targets, hosts
+
+
+@functools.lru_cache(maxsize=65536)
+def _family(address: str) -> int:
+    return ipaddress.ip_address(address).version
 
 
 def _servfail_or_nodata(

@@ -77,6 +77,17 @@ class Resolver:
             self._negative[zone.origin] = soa
         return soa
 
+    def chain(self, name: str) -> list[str]:
+        """The names whose records a query for ``name`` reads: itself, then its CNAME chain
+        (as far as ``resolve`` follows it)."""
+        out = [name]
+        cname = self.records.data.get(name, {}).get(CNAME)
+        while isinstance(cname, dns.rrset.RRset) and len(out) <= MAX_CHAIN:
+            target = str(next(iter(cname)).target).rstrip(".").lower()
+            out.append(target)
+            cname = self.records.data.get(target, {}).get(CNAME)
+        return out
+
     def qtypes(self, name: str, depth: int = 0) -> set[int]:
         """The types held at ``name`` or at the end of its CNAME chain."""
         node = self.records.data.get(name, {})

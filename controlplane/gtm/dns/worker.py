@@ -9,7 +9,8 @@ main process never delays an answer.
 
 Control channel (a Unix socket pair, one per worker): frames of a 4-byte big-endian length, a
 1-byte kind and a payload. Main -> worker: ``C`` config (first), ``T`` table (pickled
-AnswerTable; the first one follows the config), ``F`` flush counters (8-byte sequence number),
+AnswerTable; the first one follows the config), ``D`` table delta (pickled ``TableDelta`` from
+the table the worker holds), ``F`` flush counters (8-byte sequence number),
 ``S`` stop. Worker -> main: ``R`` ready (pickled bound addresses), ``M`` counters (8-byte
 sequence number, 0 when unasked, then a pickled ``CountsDelta``). End of file on the channel
 means the main process is gone: the worker stops.
@@ -29,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from controlplane.gtm.dns.delta import TableDelta, apply_delta
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.rrl import ResponseRateLimiter
 from controlplane.gtm.dns.server import DnsServer, new_event_loop
@@ -36,7 +38,8 @@ from controlplane.gtm.dns.table import AnswerTable
 
 log = structlog.get_logger("ubiq.dns.worker")
 
-CONFIG, TABLE, FLUSH, STOP, READY, COUNTS = b"C", b"T", b"F", b"S", b"R", b"M"
+CONFIG, TABLE, DELTA, FLUSH, STOP = b"C", b"T", b"D", b"F", b"S"
+READY, COUNTS = b"R", b"M"
 MAX_FRAME = 1 << 30  # a table larger than 1 GiB is a bug, not a table
 
 
@@ -104,6 +107,13 @@ async def serve(control: socket.socket) -> None:
             if kind == TABLE:
                 # unpickled in a thread: the event loop keeps answering meanwhile
                 server.swap_table(await asyncio.to_thread(pickle.loads, payload))
+            elif kind == DELTA:
+                try:
+                    table = await asyncio.to_thread(_applied, server.table, payload)
+                except ValueError as exc:  # not the delta's base: exit, restarted with the whole
+                    log.error("dns.worker.delta_rejected", error=str(exc))
+                    raise
+                server.swap_table(table)
             elif kind == FLUSH:
                 push(int.from_bytes(payload[:8]))
             elif kind == STOP:
@@ -120,6 +130,11 @@ async def serve(control: socket.socket) -> None:
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 5)
+
+
+def _applied(table: AnswerTable, payload: bytes) -> AnswerTable:
+    delta: TableDelta = pickle.loads(payload)
+    return apply_delta(table, delta)
 
 
 def _configure_logging(config: WorkerConfig) -> None:

@@ -10,8 +10,11 @@ their own cores from the newest table; planning, probing and explaining stay in 
   holds fails the start like the in-process server does (probed without SO_REUSEPORT, so a second
   ``ubiq serve`` cannot silently join the group). TCP stays in the main process (connection limits
   are global; zone transfers are rare).
-* Tables: each new table is pickled once (in a thread) and written to every worker; only the
-  newest pending table is sent. A worker swaps it in after unpickling in its own thread.
+* Tables: each new table goes to every worker as a delta from the table shipped before
+  (``delta``: the slots an incremental build changed, found by identity), or whole when there is
+  no delta (a full build); pickled once, in a thread; only the newest pending table is sent. A
+  worker applies or unpickles it in its own thread and swaps it in. A worker that starts gets the
+  whole table last shipped.
 * Counters: a worker pushes its query counts every second and when asked (``gather_counts``, which
   /metrics awaits before rendering), as deltas merged into the main ``DnsMetrics``: a worker that
   dies loses at most its last second of counts, and totals never go backwards. Its response-rate
@@ -37,12 +40,14 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane.gtm.dns.delta import table_delta
 from controlplane.gtm.dns.metrics import CountsDelta, DnsMetrics
 from controlplane.gtm.dns.server import udp_socket
 from controlplane.gtm.dns.table import AnswerTable
 from controlplane.gtm.dns.worker import (
     CONFIG,
     COUNTS,
+    DELTA,
     FLUSH,
     READY,
     STOP,
@@ -121,7 +126,9 @@ class DnsWorkers:
         self._sockets: list[list[socket.socket]] = []  # per worker: one per listen address
         self._workers: list[_Worker | None] = [None] * count
         self._supervisors: list[asyncio.Task[None]] = []
-        self._payload = b""  # the newest table, pickled
+        self._shipped: AnswerTable | None = None  # the table every ready worker holds
+        self._payload = b""  # a table pickled whole: ``_shipped`` when ``_payload_of`` is it
+        self._payload_of: AnswerTable | None = None
         self._latest: AnswerTable | None = None
         self._changed = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -135,7 +142,7 @@ class DnsWorkers:
     async def start(self, table: AnswerTable) -> None:
         """Bind, start every worker with ``table`` and wait until each answers; raises OSError
         when an address cannot be bound, RuntimeError when a worker does not start."""
-        self._latest = table
+        self._latest = self._shipped = self._payload_of = table
         self._payload = await asyncio.to_thread(pickle.dumps, table, pickle.HIGHEST_PROTOCOL)
         try:
             self._bind()
@@ -218,10 +225,10 @@ class DnsWorkers:
         worker = _Worker(index, proc, exited, reader, writer, loop.create_future(), loop.time())
         level, fmt = _log_settings()
         config = WorkerConfig(index, fds, self.server_options, log_level=level, log_format=fmt)
-        # no await between reading the newest payload and joining the list the sender writes to
-        sent = self._payload
+        # no await between taking the shipped table and joining the list the sender writes to
+        sent = self._shipped
         writer.write(frame(CONFIG, pickle.dumps(config)))
-        writer.write(frame(TABLE, sent))
+        writer.write(frame(TABLE, self._whole()))
         self._workers[index] = worker
         worker.reading = loop.create_task(self._read(worker))
         try:
@@ -230,9 +237,16 @@ class DnsWorkers:
             await self._reap(worker, kill=True)
             self._workers[index] = None
             raise
-        if self._payload is not sent:  # a newer table was decided while it started
-            writer.write(frame(TABLE, self._payload))
+        if self._shipped is not sent:  # a newer table was shipped while it started
+            writer.write(frame(TABLE, self._whole()))
         return worker
+
+    def _whole(self) -> bytes:
+        """The shipped table pickled whole (pickled here when only deltas were sent since)."""
+        if self._payload_of is not self._shipped:
+            self._payload = pickle.dumps(self._shipped, pickle.HIGHEST_PROTOCOL)
+            self._payload_of = self._shipped
+        return self._payload
 
     async def _read(self, worker: _Worker) -> None:
         try:
@@ -312,11 +326,27 @@ class DnsWorkers:
             await self._changed.wait()
             self._changed.clear()
             table = self._latest
-            payload = await asyncio.to_thread(pickle.dumps, table, pickle.HIGHEST_PROTOCOL)
+            base = self._shipped
+            if table is None or table is base:
+                continue
+            delta = table_delta(base, table) if base is not None else None
+            kind = TABLE if delta is None else DELTA
+            payload = await asyncio.to_thread(
+                pickle.dumps, table if delta is None else delta, pickle.HIGHEST_PROTOCOL
+            )
             if self._changed.is_set():
                 continue  # a newer table arrived while pickling: send that one
-            self._payload = payload
-            data = frame(TABLE, payload)
+            self._shipped = table
+            if delta is None:
+                self._payload, self._payload_of = payload, table
+            data = frame(kind, payload)
+            log.debug(
+                "dns.workers.shipped",
+                generation=table.generation,
+                delta=delta is not None,
+                answers=delta.size if delta is not None else table.size,
+                bytes=len(payload),
+            )
             live = [  # a worker still starting gets the newest table once ready (_spawn)
                 w
                 for w in self._workers

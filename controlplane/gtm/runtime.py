@@ -344,18 +344,15 @@ class GtmRuntime:
                 self.failovers.setdefault(key, 0)
             self._regions = regions_by_address(plan.policies)
         self._epoch += 1
-        changed = previous is None or {k: d.addresses for k, d in plan.decisions.items()} != {
-            k: d.addresses for k, d in previous.items()
-        }
+        moved = _moved_answers(previous, plan.decisions)
         self._plan = plan
         self._on_plan(plan)
-        if changed:
+        if moved:
             log.info(
                 "gtm.answers.changed",
                 epoch=self._epoch,
-                answers={
-                    f"{n}@{g}": list(d.addresses) for (n, g), d in sorted(plan.decisions.items())
-                },
+                changed=len(moved),
+                answers={f"{n}@{g}": list(a) for (n, g), a in moved[:LOGGED_ANSWERS]},
             )
 
     def explain(self, name: str, client: str) -> dict[str, Any] | None:
@@ -390,3 +387,23 @@ class GtmRuntime:
             return None
         # the health the plan was decided with, not the newest (a rebuild may be in flight)
         return policy, group, plan.health, decision, served[1]
+
+
+#: How many changed answers one ``gtm.answers.changed`` line lists (the count says how many moved)
+LOGGED_ANSWERS = 20
+
+
+def _moved_answers(
+    previous: Mapping[tuple[str, str], Decision] | None,
+    current: Mapping[tuple[str, str], Decision],
+) -> list[tuple[tuple[str, str], tuple[str, ...]]]:
+    """(name, group) → addresses for each answer that differs from ``previous`` (a gone answer
+    as no addresses), sorted."""
+    before = previous or {}
+    moved = [
+        (key, tuple(d.addresses))
+        for key, d in current.items()
+        if (old := before.get(key)) is None or old.addresses != d.addresses
+    ]
+    moved += [(key, ()) for key in before.keys() - current.keys()]
+    return sorted(moved)

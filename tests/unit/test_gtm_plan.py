@@ -511,3 +511,24 @@ async def test_runtime_decides_again_when_a_groups_dwell_ends() -> None:
     await asyncio.wait_for(runtime.settled(), 10)
     assert ask(runtime.plan, "203.0.113.9") == [US]
     assert runtime.next_wake() is None
+
+
+async def test_answers_changed_line_names_what_moved() -> None:
+    from structlog.testing import capture_logs
+
+    from controlplane.gtm.runtime import GtmRuntime
+
+    runtime = GtmRuntime(CONFIG)
+    known = frozenset({EU_KEY, US_KEY})
+    with capture_logs() as logs:
+        await runtime.start(model())
+        runtime.update_health(HealthView(frozenset({US_KEY}), known))  # eu-west goes down
+        assert runtime._worker is not None
+        await asyncio.wait_for(runtime._worker, 10)
+    lines = [e for e in logs if e["event"] == "gtm.answers.changed"]
+    assert len(lines) == 2
+    first, moved = lines
+    assert first["changed"] == len(first["answers"]) == 3  # the first plan: every answer
+    # America already had US: only the groups answered with eu-west are listed
+    assert moved["answers"] == {"web.gtm.example@default": [US], "web.gtm.example@europe": [US]}
+    assert moved["changed"] == 2

@@ -25,7 +25,7 @@ from tests.support.etcd import etcd_cluster
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary, running, wait_for_port
 from tests.support.prometheus import prometheus
-from tests.support.replicas import API_TOKEN, AUTH, Replica, xds_versions
+from tests.support.replicas import API_TOKEN, AUTH, Replica, logs_on_failure, xds_versions
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +111,7 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
             for i in range(3)
         ]
         procs = {r.name: stack.enter_context(running(r.argv(), log=r.log)) for r in replicas}
+        stack.enter_context(logs_on_failure(replicas))
         for r in replicas:
             wait_for_port("127.0.0.1", r.api_port, 30)
         envoys = {}

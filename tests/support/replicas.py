@@ -87,6 +87,18 @@ class Replica:
         return None
 
 
+@contextmanager
+def logs_on_failure(replicas: Sequence[Replica], lines: int = 40) -> Iterator[None]:
+    """On a failure inside the block, print each replica's last log lines (pytest shows them)."""
+    try:
+        yield
+    except BaseException:
+        for r in replicas:
+            tail = r.log.read_text(errors="replace").splitlines()[-lines:] if r.log.exists() else []
+            print(f"--- {r.name} ({r.log}), last {len(tail)} lines", *tail, sep="\n")
+        raise
+
+
 def xds_version(port: int, cluster: str, type_url: str) -> str:
     """The version_info a replica serves to a node of ``cluster``, over a real ADS stream."""
     metadata = struct_pb2.Struct()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -96,15 +96,18 @@ class Model:
         documents: Iterable[AnyDocument],
         sources: Mapping[tuple[str, str], SourceRef] | None = None,
         warnings: Iterable[Problem] = (),
+        *,
+        hash_of: Callable[[AnyDocument], str] | None = None,
     ) -> Model:
+        """``hash_of``: each document's ``document_hash`` when the caller has it already (the
+        loader's file cache does: a reload then hashes only the documents of changed files)."""
+        hash_of = document_hash if hash_of is None else hash_of
         docs = list(documents)
         by_kind = _by_kind(docs)
         placements: Mapping[str, Placement] = by_kind["Placement"]
         traffic: Mapping[str, TrafficPolicy] = by_kind["TrafficPolicy"]
         hashes = {
-            (kind, name): document_hash(d)
-            for kind in KIND_ORDER
-            for name, d in by_kind[kind].items()
+            (kind, name): hash_of(d) for kind in KIND_ORDER for name, d in by_kind[kind].items()
         }
         services: Mapping[str, Service] = by_kind["Service"]
         return cls(

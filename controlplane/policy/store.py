@@ -1,7 +1,9 @@
 """A directory of policy files, watched: every valid change swaps the model, an invalid one never does.
 
 The store holds the last good Model. Changes are debounced, the whole set is re-validated off the
-event loop, and only a set that passes every check replaces the model (one attribute assignment,
+event loop (files whose content did not change come parsed and validated from the store's
+``FileCache``; the checks across documents always run on the whole set), and only a set that
+passes every check replaces the model (one attribute assignment,
 so readers see the old model or the new one, never a mix). A failed load is logged, counted and
 kept in ``status`` for the API; the model that was serving keeps serving.
 
@@ -26,7 +28,7 @@ import structlog
 import watchfiles
 
 from controlplane.errors import PolicyError, Problem, SourceError
-from controlplane.policy.loader import is_policy_file, load_directory
+from controlplane.policy.loader import FileCache, is_policy_file, load_directory
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.policy")
@@ -176,19 +178,20 @@ class DirectoryStore(ModelKeeper):
         super().__init__(str(root))
         self.root = Path(root)
         self.debounce_ms = debounce_ms
+        self.files = FileCache()  # each file parsed and validated, until its content changes
         self._stop = asyncio.Event()
         self.watch_ready = asyncio.Event()  # set once the first watch is registered
 
     def load(self) -> Model:
         """First load: raises PolicyError/SourceError when the directory is not a valid set."""
-        model = load_directory(self.root)
+        model = load_directory(self.root, self.files)
         self._swap(model)
         return model
 
     async def reload(self) -> bool:
         """Re-read the directory; True when a new model was swapped in. Never raises for bad
         input: whatever goes wrong while loading is a rejected change, and the model stays."""
-        return await self._offer(lambda: load_directory(self.root))
+        return await self._offer(lambda: load_directory(self.root, self.files))
 
     async def watch(self) -> None:
         """Watch the directory until ``stop()``; each batch of changes triggers one reload. A

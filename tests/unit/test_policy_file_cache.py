@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,10 @@ start_files = st.lists(edit, min_size=1, max_size=4).map(
 )
 
 
-def outcome(load: Any) -> tuple[str, Any]:
+def outcome(load: Callable[..., Model], *args: Any) -> tuple[str, Any]:
     """What a load gives, comparable across loads: the model's content or the problems."""
     try:
-        model: Model = load()
+        model = load(*args)
     except PolicyError as exc:
         return ("problems", [str(p) for p in exc.problems])
     return (
@@ -109,7 +110,7 @@ def test_incremental_load_texts_equals_a_full_load(
             else:
                 files[name] = content
         texts = sorted(files.items())
-        assert outcome(lambda: load_texts(texts, cache)) == outcome(lambda: load_texts(texts))
+        assert outcome(load_texts, texts, cache) == outcome(load_texts, texts)
         assert cache.names() == frozenset(files)  # files that vanished are dropped
 
 
@@ -139,7 +140,7 @@ def test_the_store_after_any_edits_serves_what_a_full_load_gives(
                 write(name, content)
             before = store.model
             asyncio.run(store.reload())
-            kind, full = outcome(lambda: load_directory(root))
+            kind, full = outcome(load_directory, root)
             if kind == "model":
                 assert store.status.ok
                 assert outcome(lambda: store.model) == (kind, full)

@@ -12,12 +12,12 @@ whole set, so the result (Model or problems, in order) is the one a load without
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
@@ -103,7 +103,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ParsedFile:
     """One file parsed and each of its documents validated: a function of name and content only.
 
@@ -131,8 +131,8 @@ def parse_file(name: str, content: bytes | str) -> ParsedFile:
         if isinstance(result, list):
             problems.extend(result)
             failed.add(_identity(raw.data))
-        else:
-            located.append(Located(result, raw))
+        else:  # the plain data is not read after validation: the cache does not keep it
+            located.append(Located(result, dataclasses.replace(raw, data=None)))
     hashes = tuple(document_hash(item.doc) for item in located)
     return ParsedFile(tuple(problems), False, len(raws), tuple(located), hashes, frozenset(failed))
 

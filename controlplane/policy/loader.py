@@ -114,6 +114,7 @@ class ParsedFile:
     documents: int  # non-empty YAML documents, valid or not (counted against MAX_DOCUMENTS)
     located: tuple[Located, ...]  # the valid documents, in file order
     hashes: tuple[str, ...]  # document_hash of each of ``located``
+    sources: tuple[tuple[tuple[str, str], SourceRef], ...]  # (kind, name) -> where, per located
     failed: frozenset[tuple[str, str]]  # (kind, name) of the documents that did not validate
 
 
@@ -122,7 +123,7 @@ def parse_file(name: str, content: bytes | str) -> ParsedFile:
         text = decode(content, name) if isinstance(content, bytes) else content
         raws = parse_documents(text, name)
     except PolicyError as exc:
-        return ParsedFile(tuple(exc.problems), True, 0, (), (), frozenset())
+        return ParsedFile(tuple(exc.problems), True, 0, (), (), (), frozenset())
     problems: list[Problem] = []
     located: list[Located] = []
     failed: set[tuple[str, str]] = set()
@@ -134,7 +135,13 @@ def parse_file(name: str, content: bytes | str) -> ParsedFile:
         else:  # the plain data is not read after validation: the cache does not keep it
             located.append(Located(result, dataclasses.replace(raw, data=None)))
     hashes = tuple(document_hash(item.doc) for item in located)
-    return ParsedFile(tuple(problems), False, len(raws), tuple(located), hashes, frozenset(failed))
+    sources = tuple(
+        ((item.doc.kind, item.doc.name), SourceRef(item.raw.file, item.raw.line))
+        for item in located
+    )
+    return ParsedFile(
+        tuple(problems), False, len(raws), tuple(located), hashes, sources, frozenset(failed)
+    )
 
 
 class FileCache:
@@ -197,6 +204,7 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]], cache: FileCache) -> M
     problems: list[Problem] = []
     located: list[Located] = []
     hashes: dict[int, str] = {}  # id(document) -> document_hash, for Model.build
+    sources: dict[tuple[str, str], SourceRef] = {}
     failed: set[tuple[str, str]] = set()
     unreadable = False  # a file we could not parse may define anything: skip cross-checks
     total = documents = 0
@@ -225,13 +233,11 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]], cache: FileCache) -> M
         located.extend(parsed.located)
         for item, digest in zip(parsed.located, parsed.hashes, strict=True):
             hashes[id(item.doc)] = digest
+        sources.update(parsed.sources)
     if not unreadable:
         problems += cross_check(located, frozenset(failed))
     if problems:
         raise PolicyError(problems)
-    sources: dict[tuple[str, str], SourceRef] = {
-        (item.doc.kind, item.doc.name): SourceRef(item.raw.file, item.raw.line) for item in located
-    }
 
     def hash_of(doc: AnyDocument) -> str:
         return hashes[id(doc)]

@@ -118,7 +118,7 @@ class Model:
             placements=placements,
             global_services=by_kind["GlobalService"],
             canaries=by_kind["Canary"],
-            hash=combine_hashes(hashes),
+            hash=_combine_in_order(hashes),  # by_kind is in canonical order already
             document_hashes=MappingProxyType(hashes),
             sources=MappingProxyType(dict(sources or {})),
             _placement_by_service=MappingProxyType(
@@ -206,5 +206,10 @@ def document_hashes(documents: Iterable[AnyDocument]) -> dict[tuple[str, str], s
 def combine_hashes(hashes: Mapping[tuple[str, str], str]) -> str:
     """The model hash: sha256 over the canonical ``kind/name=hash`` lines."""
     keys = sorted(hashes, key=lambda k: _canonical_key(*k))
-    blob = "".join(f"{kind}/{name}={hashes[(kind, name)]}\n" for kind, name in keys)
+    return _combine_in_order({key: hashes[key] for key in keys})
+
+
+def _combine_in_order(hashes: Mapping[tuple[str, str], str]) -> str:
+    """``combine_hashes`` of a mapping already in canonical order (kind, then name)."""
+    blob = "".join(f"{kind}/{name}={digest}\n" for (kind, name), digest in hashes.items())
     return hashlib.sha256(blob.encode()).hexdigest()

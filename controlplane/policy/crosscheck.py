@@ -232,8 +232,10 @@ def _locality_ref(world: _World, item: Located, path: Path, name: str) -> Iterat
 
 
 def _check_service(world: _World, item: Located, d: Service) -> Iterator[Problem]:
+    clusters = world.clusters  # known clusters checked inline: no generator per endpoint
     for i, ep in enumerate(d.spec.endpoints):
-        yield from _cluster_ref(world, item, ("spec", "endpoints", i, "cluster"), ep.cluster)
+        if ep.cluster not in clusters:
+            yield from _cluster_ref(world, item, ("spec", "endpoints", i, "cluster"), ep.cluster)
 
 
 def _check_route(world: _World, item: Located, d: RoutePolicy) -> Iterator[Problem]:

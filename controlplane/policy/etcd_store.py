@@ -34,7 +34,13 @@ from controlplane.etcd.client import (
     put_op,
     range_op,
 )
-from controlplane.policy.loader import load_directory, load_texts, policy_files, read_file
+from controlplane.policy.loader import (
+    FileCache,
+    load_directory,
+    load_texts,
+    policy_files,
+    read_file,
+)
 from controlplane.policy.model import Model
 from controlplane.policy.store import ModelKeeper
 from controlplane.policy.yamlsource import decode, parse_documents
@@ -121,6 +127,9 @@ class EtcdStore(ModelKeeper):
         self.policies = f"{location.prefix}/policies/"
         self.meta_key = f"{location.prefix}/meta/set"
         self.revision = 0  # the etcd revision the current model (or last rejection) was read at
+        self.files = (
+            FileCache()
+        )  # each key's document parsed and validated, until its value changes
         self._stop = asyncio.Event()
 
     @classmethod
@@ -146,7 +155,7 @@ class EtcdStore(ModelKeeper):
     def load(self) -> Model:
         """First load: raises PolicyError/SourceError/EtcdError when the set is not valid."""
         result = self.client.range_sync(self.policies, prefix=True)
-        model = load_texts(self._texts(result.kvs))
+        model = load_texts(self._texts(result.kvs), self.files)
         self.revision = result.revision
         self._swap(model)
         return model
@@ -157,7 +166,7 @@ class EtcdStore(ModelKeeper):
         if result.revision <= self.revision and self._status.generation:
             return False
         self.revision = result.revision
-        return await self._offer(lambda: load_texts(self._texts(result.kvs)))
+        return await self._offer(lambda: load_texts(self._texts(result.kvs), self.files))
 
     async def watch(self) -> None:
         """Follow the prefix until ``stop()``: every batch of events re-reads the set once

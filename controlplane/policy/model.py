@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -96,15 +96,18 @@ class Model:
         documents: Iterable[AnyDocument],
         sources: Mapping[tuple[str, str], SourceRef] | None = None,
         warnings: Iterable[Problem] = (),
+        *,
+        hash_of: Callable[[AnyDocument], str] | None = None,
     ) -> Model:
+        """``hash_of``: each document's ``document_hash`` when the caller has it already (the
+        loader's file cache does: a reload then hashes only the documents of changed files)."""
+        hash_of = document_hash if hash_of is None else hash_of
         docs = list(documents)
         by_kind = _by_kind(docs)
         placements: Mapping[str, Placement] = by_kind["Placement"]
         traffic: Mapping[str, TrafficPolicy] = by_kind["TrafficPolicy"]
         hashes = {
-            (kind, name): document_hash(d)
-            for kind in KIND_ORDER
-            for name, d in by_kind[kind].items()
+            (kind, name): hash_of(d) for kind in KIND_ORDER for name, d in by_kind[kind].items()
         }
         services: Mapping[str, Service] = by_kind["Service"]
         return cls(
@@ -115,7 +118,7 @@ class Model:
             placements=placements,
             global_services=by_kind["GlobalService"],
             canaries=by_kind["Canary"],
-            hash=combine_hashes(hashes),
+            hash=_combine_in_order(hashes),  # by_kind is in canonical order already
             document_hashes=MappingProxyType(hashes),
             sources=MappingProxyType(dict(sources or {})),
             _placement_by_service=MappingProxyType(
@@ -203,5 +206,10 @@ def document_hashes(documents: Iterable[AnyDocument]) -> dict[tuple[str, str], s
 def combine_hashes(hashes: Mapping[tuple[str, str], str]) -> str:
     """The model hash: sha256 over the canonical ``kind/name=hash`` lines."""
     keys = sorted(hashes, key=lambda k: _canonical_key(*k))
-    blob = "".join(f"{kind}/{name}={hashes[(kind, name)]}\n" for kind, name in keys)
+    return _combine_in_order({key: hashes[key] for key in keys})
+
+
+def _combine_in_order(hashes: Mapping[tuple[str, str], str]) -> str:
+    """``combine_hashes`` of a mapping already in canonical order (kind, then name)."""
+    blob = "".join(f"{kind}/{name}={digest}\n" for (kind, name), digest in hashes.items())
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,7 +1,9 @@
 """A directory of policy files, watched: every valid change swaps the model, an invalid one never does.
 
 The store holds the last good Model. Changes are debounced, the whole set is re-validated off the
-event loop, and only a set that passes every check replaces the model (one attribute assignment,
+event loop (files whose content did not change come parsed and validated from the store's
+``FileCache``; the checks across documents always run on the whole set), and only a set that
+passes every check replaces the model (one attribute assignment,
 so readers see the old model or the new one, never a mix). A failed load is logged, counted and
 kept in ``status`` for the API; the model that was serving keeps serving.
 
@@ -26,7 +28,7 @@ import structlog
 import watchfiles
 
 from controlplane.errors import PolicyError, Problem, SourceError
-from controlplane.policy.loader import is_policy_file, load_directory
+from controlplane.policy.loader import FileCache, is_policy_file, load_directory
 from controlplane.policy.model import Model
 
 log = structlog.get_logger("ubiq.policy")
@@ -157,18 +159,38 @@ class ModelKeeper:
                 log.exception("policy.listener.failed", listener=repr(listener))
 
 
+#: a full collection at a swap once this share of what was alive at the last one has been frozen
+#: since
+FROZEN_GROWTH = 0.5
+_frozen_at_collect = 0  # objects frozen by the last full collection
+_frozen_since = 0  # objects frozen by the swaps after it (some have died since: an upper bound)
+
+
 def _keep_long_lived() -> None:
-    """The model just swapped in lives until the next one: collect once, then move everything
-    alive to the GC's permanent generation (``gc.freeze``), so the compile that follows and
-    every later collection do not rescan its millions of objects (``ubiq serve`` at 10,000
-    services: the first compile took 85 s with the GC rescanning the model, 35 s frozen, on a
-    loaded machine; docs/benchmarks.md "Cold start"). Unfrozen first: whatever was frozen last
-    time and has died since is collected now, so nothing leaks across reloads."""
+    """The model just swapped in lives until the next one: move everything alive to the GC's
+    permanent generation (``gc.freeze``), so the compile that follows and every later collection
+    do not rescan its millions of objects (``ubiq serve`` at 10,000 services: the first compile
+    took 85 s with the GC rescanning the model, 35 s frozen, on a loaded machine;
+    docs/benchmarks.md "Cold start").
+
+    A full collection (unfreeze, collect, freeze) scans every object of the process: 80 ms with
+    one service and 10 Envoys connected, and it ran on every reload before the compile. A swap
+    now only freezes what is not frozen yet (counting it costs a walk over those objects only);
+    an object that dies by reference count is freed although frozen, so what stays frozen and
+    dead is cyclic garbage, and a full collection runs once the objects frozen since the last
+    one reach half of what it kept: that garbage stays bounded by half the live set."""
+    global _frozen_at_collect, _frozen_since
     if not gc.isenabled():
         return
+    if _frozen_at_collect:
+        _frozen_since += sum(len(gc.get_objects(generation)) for generation in range(3))
+        if _frozen_since < FROZEN_GROWTH * _frozen_at_collect:
+            gc.freeze()
+            return
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _frozen_at_collect, _frozen_since = gc.get_freeze_count(), 0
 
 
 class DirectoryStore(ModelKeeper):
@@ -176,19 +198,20 @@ class DirectoryStore(ModelKeeper):
         super().__init__(str(root))
         self.root = Path(root)
         self.debounce_ms = debounce_ms
+        self.files = FileCache()  # each file parsed and validated, until its content changes
         self._stop = asyncio.Event()
         self.watch_ready = asyncio.Event()  # set once the first watch is registered
 
     def load(self) -> Model:
         """First load: raises PolicyError/SourceError when the directory is not a valid set."""
-        model = load_directory(self.root)
+        model = load_directory(self.root, self.files)
         self._swap(model)
         return model
 
     async def reload(self) -> bool:
         """Re-read the directory; True when a new model was swapped in. Never raises for bad
         input: whatever goes wrong while loading is a rejected change, and the model stays."""
-        return await self._offer(lambda: load_directory(self.root))
+        return await self._offer(lambda: load_directory(self.root, self.files))
 
     async def watch(self) -> None:
         """Watch the directory until ``stop()``; each batch of changes triggers one reload. A

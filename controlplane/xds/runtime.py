@@ -31,6 +31,7 @@ from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.mtls import workload_secret_names
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.metrics import MeteredStatus, register_metrics
 from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
 from controlplane.xds.resources import SECRET, Resources
@@ -66,6 +67,7 @@ def build_groups(
     the caller publishes with ``set_snapshot(..., checked=True)``."""
     diffs: dict[int, ModelDiff] = {}
     memo = EntryMemo()  # groups sharing compiled messages serialize them once
+    shared = RoundShare(model, decisions, options)  # ... and compile node-independent units once
     out: dict[str, GroupBuild] = {}
     roles = (DEFAULT_ROLE, PROXYLESS_ROLE) if model.grpc_services else (DEFAULT_ROLE,)
     for (name, cluster), role in itertools.product(model.clusters.items(), roles):
@@ -79,14 +81,18 @@ def build_groups(
             or before.compilation.node != node
             or before.compilation.options != options
         ):
-            compilation = compile_node(model, node, options, decisions=decisions, cache=cache)
+            compilation = compile_node(
+                model, node, options, decisions=decisions, cache=cache, shared=shared
+            )
             snapshot = Snapshot.build(_with_secrets(compilation, secrets), memo=memo)
         else:
             old = before.compilation
             changes = diffs.get(id(old.model))
             if changes is None:
                 changes = diffs[id(old.model)] = diff(old.model, model)
-            compilation = recompile_node(old, model, changes, decisions=decisions, cache=cache)
+            compilation = recompile_node(
+                old, model, changes, decisions=decisions, cache=cache, shared=shared
+            )
             snapshot = Snapshot.build(
                 _with_secrets(compilation, secrets),
                 previous=before.snapshot,

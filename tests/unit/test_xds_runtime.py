@@ -122,7 +122,7 @@ async def test_compile_cache_forgets_what_left_the_model() -> None:
     cache = runtime._compile_cache
     assert {key[1] for key in cache.services._entries} == {"eu-west", "us-east"}
     await runtime.update_model(model(("eu-west",)))
-    assert set(cache.services._entries) == {("echo", "eu-west")}
+    assert set(cache.services._entries) == {("echo", "eu-west", "eu-west-a")}
     assert set(cache.virtual_hosts._entries) == {("echo", 10000)}
 
 

@@ -15,7 +15,8 @@ process:
   tests/unit/policy_reference_yaml.py), the rest of the loader as it is now;
 - ``load_directory`` (files -> typed documents -> cross-checks -> Model);
 - ``build_groups``: compile + snapshot for every node group (one per cluster), what
-  ``ubiq serve`` publishes before it opens the xDS port;
+  ``ubiq serve`` publishes before it opens the xDS port; beside it, every group compiled alone
+  (tests/support/xds_per_group.py: what ``build_groups`` did before ``compiler.shared``);
 - the two together: directory -> first snapshots ready.
 
 Process rows, wall clock: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
@@ -93,6 +94,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def groups_of(model: Any) -> float:
     return timed(lambda: build_groups(model, CompileOptions()))[0]
+
+
+def groups_alone(model: Any) -> float:
+    from tests.support.xds_per_group import per_group_snapshots
+
+    return timed(lambda: per_group_snapshots(model, CompileOptions()))[0]
 
 
 def version_exec() -> float:
@@ -220,6 +227,7 @@ def run(services: int, rounds: int) -> list[dict[str, Any]]:
             )
             load_s, model = timed(lambda: loader.load_directory(root))
             add("load_directory (files -> Model)", load_s, base)
+            add("build_groups, every group compiled alone (before)", groups_alone(model), base)
             add("build_groups: compile + snapshot, every group", groups_of(model), base)
             del model
             add(

@@ -32,6 +32,7 @@ import gc
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,8 +123,11 @@ def clusters_served(port: int, timeout: float) -> int:
         node=base_pb2.Node(id="bench-cold", cluster="eu-west"), type_url=CLUSTER
     )
 
+    done = threading.Event()
+
     def requests() -> Iterator[Any]:
         yield request
+        done.wait(timeout)  # keep the stream open (as Envoy does) until the answer came
 
     options = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
@@ -131,9 +135,10 @@ def clusters_served(port: int, timeout: float) -> int:
         call = stub.StreamAggregatedResources(requests(), timeout=timeout, wait_for_ready=False)
         try:
             response = next(iter(call))
-        except grpc.RpcError:
+        except (grpc.RpcError, StopIteration):
             return -1
         finally:
+            done.set()
             call.cancel()
         return len(response.resources)
 

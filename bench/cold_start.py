@@ -22,7 +22,8 @@ process:
 Process rows, wall clock: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
 ``ubiq`` command), and ``ubiq serve DIR --dns off --api off`` from exec until an ADS client
 (node in eu-west) has received the CDS response with every service's cluster. Ratios are
-against the baseline row of the same round; min-max over rounds.
+against the baseline row of the same round; min-max over rounds. ``--before DIR`` (a tree from
+``git archive REV``) adds the two exec rows run from that tree, in the same rounds.
 """
 
 from __future__ import annotations
@@ -103,10 +104,13 @@ def groups_alone(model: Any) -> float:
     return timed(lambda: per_group_snapshots(model, CompileOptions()))[0]
 
 
-def version_exec() -> float:
+def version_exec(tree: Path | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "--version"], check=True, capture_output=True
+        [sys.executable, "-m", "controlplane.cli", "--version"],
+        check=True,
+        capture_output=True,
+        cwd=tree,
     )
     return time.perf_counter() - start
 
@@ -143,15 +147,18 @@ def clusters_served(port: int, timeout: float) -> int:
         return len(response.resources)
 
 
-def serve_until_served(root: Path, services: int, limit_s: float = 300.0) -> float:
-    """Seconds from exec of ``ubiq serve`` until a client has every service's cluster."""
+def serve_until_served(
+    root: Path, services: int, limit_s: float = 300.0, tree: Path | None = None
+) -> float:
+    """Seconds from exec of ``ubiq serve`` (the code in ``tree``, default this checkout) until a
+    client has every service's cluster."""
     port = free_port("127.0.0.1")
     argv = [
         sys.executable, "-m", "controlplane.cli", "serve", str(root),
         "--xds", f"127.0.0.1:{port}", "--dns", "off", "--api", "off",
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree)
     try:
         while time.perf_counter() - start < limit_s:
             if proc.poll() is not None:
@@ -213,7 +220,7 @@ def stages(root: Path) -> dict[str, float]:
     return out
 
 
-def run(services: int, rounds: int) -> list[dict[str, Any]]:
+def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str, Any]]:
     by_case: dict[str, list[tuple[float, float]]] = {}
 
     def add(case: str, seconds: float, base: float) -> None:
@@ -246,6 +253,13 @@ def run(services: int, rounds: int) -> list[dict[str, Any]]:
                 serve_until_served(root, services),
                 base,
             )
+            if before is not None:
+                add("exec: ubiq --version, --before tree", version_exec(before), base)
+                add(
+                    "exec: ubiq serve -> CDS served, --before tree",
+                    serve_until_served(root, services, tree=before),
+                    base,
+                )
     return [
         {
             "services": services,
@@ -263,8 +277,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a source tree of an earlier commit (git archive REV | tar -x -C DIR): its exec"
+        " rows are run in the same rounds, with this venv",
+    )
     args = parser.parse_args()
-    rows = run(args.services, args.rounds)
+    rows = run(args.services, args.rounds, args.before)
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
         write_policy(Path(tmp), args.services)
         cpu = stages(Path(tmp))

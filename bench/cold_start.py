@@ -279,13 +279,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
         "--before",
-        type=Path,
+        type=str,
         default=None,
         help="a source tree of an earlier commit (git archive REV | tar -x -C DIR): its exec"
         " rows are run in the same rounds, with this venv",
     )
     args = parser.parse_args()
-    rows = run(args.services, args.rounds, args.before)
+    rows = run(args.services, args.rounds, Path(args.before) if args.before else None)
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
         write_policy(Path(tmp), args.services)
         cpu = stages(Path(tmp))

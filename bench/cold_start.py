@@ -15,13 +15,15 @@ process:
   tests/unit/policy_reference_yaml.py), the rest of the loader as it is now;
 - ``load_directory`` (files -> typed documents -> cross-checks -> Model);
 - ``build_groups``: compile + snapshot for every node group (one per cluster), what
-  ``ubiq serve`` publishes before it opens the xDS port;
+  ``ubiq serve`` publishes before it opens the xDS port; beside it, every group compiled alone
+  (tests/support/xds_per_group.py: what ``build_groups`` did before ``compiler.shared``);
 - the two together: directory -> first snapshots ready.
 
 Process rows, wall clock: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
 ``ubiq`` command), and ``ubiq serve DIR --dns off --api off`` from exec until an ADS client
 (node in eu-west) has received the CDS response with every service's cluster. Ratios are
-against the baseline row of the same round; min-max over rounds.
+against the baseline row of the same round; min-max over rounds. ``--before DIR`` (a tree from
+``git archive REV``) adds the two exec rows run from that tree, in the same rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import gc
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,10 +98,19 @@ def groups_of(model: Any) -> float:
     return timed(lambda: build_groups(model, CompileOptions()))[0]
 
 
-def version_exec() -> float:
+def groups_alone(model: Any) -> float:
+    from tests.support.xds_per_group import per_group_snapshots
+
+    return timed(lambda: per_group_snapshots(model, CompileOptions()))[0]
+
+
+def version_exec(tree: Path | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "--version"], check=True, capture_output=True
+        [sys.executable, "-m", "controlplane.cli", "--version"],
+        check=True,
+        capture_output=True,
+        cwd=tree,
     )
     return time.perf_counter() - start
 
@@ -115,8 +127,11 @@ def clusters_served(port: int, timeout: float) -> int:
         node=base_pb2.Node(id="bench-cold", cluster="eu-west"), type_url=CLUSTER
     )
 
+    done = threading.Event()
+
     def requests() -> Iterator[Any]:
         yield request
+        done.wait(timeout)  # keep the stream open (as Envoy does) until the answer came
 
     options = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
@@ -124,22 +139,26 @@ def clusters_served(port: int, timeout: float) -> int:
         call = stub.StreamAggregatedResources(requests(), timeout=timeout, wait_for_ready=False)
         try:
             response = next(iter(call))
-        except grpc.RpcError:
+        except (grpc.RpcError, StopIteration):
             return -1
         finally:
+            done.set()
             call.cancel()
         return len(response.resources)
 
 
-def serve_until_served(root: Path, services: int, limit_s: float = 300.0) -> float:
-    """Seconds from exec of ``ubiq serve`` until a client has every service's cluster."""
+def serve_until_served(
+    root: Path, services: int, limit_s: float = 300.0, tree: Path | None = None
+) -> float:
+    """Seconds from exec of ``ubiq serve`` (the code in ``tree``, default this checkout) until a
+    client has every service's cluster."""
     port = free_port("127.0.0.1")
     argv = [
         sys.executable, "-m", "controlplane.cli", "serve", str(root),
         "--xds", f"127.0.0.1:{port}", "--dns", "off", "--api", "off",
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree)
     try:
         while time.perf_counter() - start < limit_s:
             if proc.poll() is not None:
@@ -201,7 +220,7 @@ def stages(root: Path) -> dict[str, float]:
     return out
 
 
-def run(services: int, rounds: int) -> list[dict[str, Any]]:
+def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str, Any]]:
     by_case: dict[str, list[tuple[float, float]]] = {}
 
     def add(case: str, seconds: float, base: float) -> None:
@@ -220,6 +239,7 @@ def run(services: int, rounds: int) -> list[dict[str, Any]]:
             )
             load_s, model = timed(lambda: loader.load_directory(root))
             add("load_directory (files -> Model)", load_s, base)
+            add("build_groups, every group compiled alone (before)", groups_alone(model), base)
             add("build_groups: compile + snapshot, every group", groups_of(model), base)
             del model
             add(
@@ -233,6 +253,13 @@ def run(services: int, rounds: int) -> list[dict[str, Any]]:
                 serve_until_served(root, services),
                 base,
             )
+            if before is not None:
+                add("exec: ubiq --version, --before tree", version_exec(before), base)
+                add(
+                    "exec: ubiq serve -> CDS served, --before tree",
+                    serve_until_served(root, services, tree=before),
+                    base,
+                )
     return [
         {
             "services": services,
@@ -250,8 +277,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--before",
+        type=str,
+        default=None,
+        help="a source tree of an earlier commit (git archive REV | tar -x -C DIR): its exec"
+        " rows are run in the same rounds, with this venv",
+    )
     args = parser.parse_args()
-    rows = run(args.services, args.rounds)
+    rows = run(args.services, args.rounds, Path(args.before) if args.before else None)
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
         write_policy(Path(tmp), args.services)
         cpu = stages(Path(tmp))

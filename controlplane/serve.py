@@ -21,29 +21,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controlplane.api.app import create_app
-from controlplane.api.auth import (
-    ApiSecurity,
-    check_allowed_host,
-    default_allowed_hosts,
-    load_tokens,
-)
-from controlplane.api.dryrun import DiffContext
-from controlplane.api.server import ApiServer
-from controlplane.api.writers import backend_for
-from controlplane.endpoints.etcd_registry import EtcdRegistry
 from controlplane.endpoints.memory import MemoryRegistry
 from controlplane.endpoints.model import merge_registered
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
-from controlplane.etcd.client import EtcdClient
-from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
-from controlplane.feedback.queries import zones_from_model
 from controlplane.gtm.dns.dot import (
     HANDSHAKE_TIMEOUT,
     DotSettings,
@@ -79,7 +65,14 @@ from controlplane.xds.runtime import XdsRuntime
 from controlplane.xds.server import XdsServer
 from controlplane.xds.sync_state import overall, proxy_sync
 from controlplane.xds.tls import ReloadingTls, TlsFiles
-from controlplane.xds.workload_certs import WorkloadCerts
+
+if TYPE_CHECKING:  # imported where used: the API stack (FastAPI, its OpenAPI models) only with
+    # --api on, etcd with an etcd store, the Prometheus poller with --prometheus, cryptography
+    # with a workload CA
+    from controlplane.api.dryrun import DiffContext
+    from controlplane.api.server import ApiServer
+    from controlplane.feedback.poller import FeedbackPoller
+    from controlplane.xds.workload_certs import WorkloadCerts
 
 log = structlog.get_logger("ubiq.serve")
 
@@ -284,6 +277,7 @@ def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
 
 def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
     from controlplane.pki.certs import Authority
+    from controlplane.xds.workload_certs import WorkloadCerts
 
     pems = []
     for flag, path in (("--workload-ca-cert", ca.cert), ("--workload-ca-key", ca.key)):
@@ -381,7 +375,7 @@ class ServeOptions:
             prometheus=args.prometheus,
             feedback_interval=args.feedback_interval,
             api_token_file=args.api_token_file,
-            api_allowed_hosts=tuple(check_allowed_host(h) for h in args.api_allowed_host),
+            api_allowed_hosts=_allowed_hosts(args.api_allowed_host),
             api_tls=_file_pair(
                 ("--api-tls-cert", args.api_tls_cert), ("--api-tls-key", args.api_tls_key)
             ),
@@ -400,6 +394,21 @@ def _dot(args: argparse.Namespace, dns: tuple[tuple[str, int], ...]) -> DotSetti
     if settings is not None and not dns:
         raise UbiqError("--dns-tls: needs the GTM, which --dns off turns off")
     return settings
+
+
+def _etcd_registry(location: Any) -> EndpointRegistry:
+    from controlplane.endpoints.etcd_registry import EtcdRegistry
+    from controlplane.etcd.client import EtcdClient
+
+    return EtcdRegistry(EtcdClient(location.endpoints), location.prefix)
+
+
+def _allowed_hosts(hosts: Sequence[str]) -> tuple[str, ...]:
+    if not hosts:
+        return ()
+    from controlplane.api.auth import check_allowed_host
+
+    return tuple(check_allowed_host(h) for h in hosts)
 
 
 def _file_pair(
@@ -639,9 +648,7 @@ class Ubiq:
         self.replica: ReplicaServing | None = None
         location = getattr(self.store, "location", None)  # an etcd store: shared by replicas
         self.endpoints: EndpointRegistry = (
-            EtcdRegistry(EtcdClient(location.endpoints), location.prefix)
-            if location is not None
-            else MemoryRegistry()
+            _etcd_registry(location) if location is not None else MemoryRegistry()
         )
         self.endpoints.subscribe(self._endpoints_changed)
         self._store_model = Model.empty()
@@ -657,6 +664,8 @@ class Ubiq:
         )
         if location is not None and options.prometheus is not None:
             # etcd with a feedback source: the loop runs on the elected leader only
+            from controlplane.etcd.client import EtcdClient
+
             self.replica = ReplicaServing(
                 self,
                 self.loop,
@@ -674,6 +683,11 @@ class Ubiq:
     def _api_server(self, options: ServeOptions) -> ApiServer | None:
         if options.api is None:
             return None
+        from controlplane.api.app import create_app
+        from controlplane.api.auth import ApiSecurity, default_allowed_hosts, load_tokens
+        from controlplane.api.server import ApiServer
+        from controlplane.api.writers import backend_for
+
         host, port = options.api
         tokens = load_tokens(options.api_token_file)
         allowed = options.api_allowed_hosts or tuple(sorted(default_allowed_hosts(host)))
@@ -696,6 +710,8 @@ class Ubiq:
 
     def diff_context(self) -> DiffContext:
         """How this server compiles and plans, for the API's dry runs."""
+        from controlplane.api.dryrun import DiffContext
+
         gtm = None
         health = HealthView(frozenset())
         if self.gtm is not None:
@@ -752,6 +768,9 @@ class Ubiq:
         """The Prometheus poller feeding the loop (on the leader only, with replicas)."""
         if self.options.prometheus is None or self.poller is not None:
             return
+        from controlplane.feedback.poller import FeedbackMetrics, FeedbackPoller, PollerSettings
+        from controlplane.feedback.queries import zones_from_model
+
         self.poller = FeedbackPoller(
             self.options.prometheus,
             self.loop.update_signals,

@@ -1,7 +1,8 @@
 """The running xDS side: follows the policy model, compiles per cluster, publishes snapshots.
 
 I/O edge. Compilation (pure) and the consistency check run off the event loop; the cache then swaps each group's
-snapshot atomically and only groups whose content changed are pushed. Each group keeps its last
+snapshot atomically and only groups whose content changed are pushed. A group that has no snapshot
+yet (cold start) is published the moment it is built, before the other groups are compiled. Each group keeps its last
 good compilation and snapshot, so the next model is compiled incrementally from the documents
 that changed (``diff``) and only changed resources are serialized again. A compile or consistency
 failure is logged and counted; every group keeps the snapshot it had. Models and placement
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -31,6 +32,7 @@ from controlplane.xds.compiler.incremental import recompile_node
 from controlplane.xds.compiler.memo import CompileCache
 from controlplane.xds.compiler.mtls import workload_secret_names
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.metrics import MeteredStatus, register_metrics
 from controlplane.xds.node import DEFAULT_ROLE, PROXYLESS_ROLE, group_key
 from controlplane.xds.resources import SECRET, Resources
@@ -59,13 +61,16 @@ def build_groups(
     cache: CompileCache | None = None,
     decisions: Decisions | None = None,
     secrets: WorkloadCerts | None = None,
+    on_built: Callable[[str, GroupBuild], None] | None = None,
 ) -> dict[str, GroupBuild]:
     """One compilation + snapshot per Ubiq cluster, incremental from ``previous`` where it has
     the same node and options; ``decisions`` (service -> placed clusters, from the placement
     engine) override the static Placement of the services they name; pure. Every snapshot is checked (InconsistentSnapshotError), so
-    the caller publishes with ``set_snapshot(..., checked=True)``."""
+    the caller publishes with ``set_snapshot(..., checked=True)``; ``on_built(key, build)`` is
+    called with each checked group as soon as it is built (in the calling thread)."""
     diffs: dict[int, ModelDiff] = {}
     memo = EntryMemo()  # groups sharing compiled messages serialize them once
+    shared = RoundShare(model, decisions, options)  # ... and compile node-independent units once
     out: dict[str, GroupBuild] = {}
     roles = (DEFAULT_ROLE, PROXYLESS_ROLE) if model.grpc_services else (DEFAULT_ROLE,)
     for (name, cluster), role in itertools.product(model.clusters.items(), roles):
@@ -79,14 +84,18 @@ def build_groups(
             or before.compilation.node != node
             or before.compilation.options != options
         ):
-            compilation = compile_node(model, node, options, decisions=decisions, cache=cache)
+            compilation = compile_node(
+                model, node, options, decisions=decisions, cache=cache, shared=shared
+            )
             snapshot = Snapshot.build(_with_secrets(compilation, secrets), memo=memo)
         else:
             old = before.compilation
             changes = diffs.get(id(old.model))
             if changes is None:
                 changes = diffs[id(old.model)] = diff(old.model, model)
-            compilation = recompile_node(old, model, changes, decisions=decisions, cache=cache)
+            compilation = recompile_node(
+                old, model, changes, decisions=decisions, cache=cache, shared=shared
+            )
             snapshot = Snapshot.build(
                 _with_secrets(compilation, secrets),
                 previous=before.snapshot,
@@ -95,6 +104,8 @@ def build_groups(
             )
         snapshot.check_consistent(previous=before.snapshot if before is not None else None)
         out[key] = GroupBuild(compilation, snapshot)
+        if on_built is not None:
+            on_built(key, out[key])
     return out
 
 
@@ -154,11 +165,13 @@ class XdsRuntime:
         )
 
     async def start(self, address: str, model: Model) -> int:
-        """Publish ``model``, then serve it on ``address``; returns the bound port."""
+        """Serve on ``address`` and publish ``model``; returns the bound port once every group of
+        ``model`` is published. The port opens first: each group is served as soon as it is
+        built (a proxy of the first group need not wait for the last)."""
         if self.server is None:
             raise RuntimeError("this XdsRuntime was given no server to start")
-        await self.update_model(model)
         self.port = await self.server.start(address)
+        await self.update_model(model)
         if self.workload_certs is not None:
             self._renewer = asyncio.create_task(self._renew_workload_certs())
         return self.port
@@ -219,6 +232,17 @@ class XdsRuntime:
 
     async def _compile(self, model: Model, decisions: Decisions, handed_in: float) -> None:
         started = time.perf_counter()
+        early: list[str] = []
+
+        def publish_new_group(key: str, built: GroupBuild) -> None:
+            """A group with no snapshot yet (cold start, a new cluster) has nothing to keep if a
+            later group fails: it is served as soon as it is built (from the compile thread;
+            the cache hands watchers over to their loop)."""
+            if self.cache.get(key) is None and self.cache.set_snapshot(
+                key, built.snapshot, checked=True
+            ):
+                early.append(key)
+
         try:
             groups = await asyncio.to_thread(
                 build_groups,
@@ -228,6 +252,7 @@ class XdsRuntime:
                 self._compile_cache,
                 decisions,
                 self.workload_certs,
+                publish_new_group,
             )
         except Exception as exc:  # never lose the last good config
             self._compiles.labels("rejected").inc()
@@ -243,7 +268,9 @@ class XdsRuntime:
         self._compile_cache.prune(model)
         snapshots = {key: built.snapshot for key, built in groups.items()}
         pushed = [
-            g for g, s in sorted(snapshots.items()) if self.cache.set_snapshot(g, s, checked=True)
+            g
+            for g, s in sorted(snapshots.items())
+            if self.cache.set_snapshot(g, s, checked=True) or g in early
         ]
         emptied = self._empty_dropped_groups(snapshots)
         if self._timing is not None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
 
 def varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         bits = n & 0x7F

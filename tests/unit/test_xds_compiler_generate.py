@@ -114,7 +114,7 @@ def test_cache_prune_forgets_deleted_services_policies_and_regions() -> None:
     for node in (EU, US):
         compile_all(full, node, cache=cache)
     assert set(cache.services._entries) == {
-        (s, r) for s in ("api", "web") for r in ("eu-west", "us-west")
+        (s, n.region, n.zone) for s in ("api", "web") for n in (EU, US)
     }
     assert set(cache.virtual_hosts._entries) == {("api", 10000), ("web", 10000)}
     assert cache.prune(full) == 0
@@ -122,7 +122,7 @@ def test_cache_prune_forgets_deleted_services_policies_and_regions() -> None:
     web = "\n".join(line for line in WEB.splitlines() if "us-west" not in line)
     smaller = model(routes, base=(clusters, web))
     assert cache.prune(smaller) == 4
-    assert set(cache.services._entries) == {("web", "eu-west")}
+    assert set(cache.services._entries) == {("web", "eu-west", EU.zone)}
     assert set(cache.virtual_hosts._entries) == {("web", 10000)}
     hits = cache.virtual_hosts.hits
     compile_all(smaller, EU, cache=cache)

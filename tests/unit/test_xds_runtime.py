@@ -19,7 +19,7 @@ from controlplane.policy.model import Model
 from controlplane.xds import runtime as runtime_module
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler import CompileOptions
-from controlplane.xds.node import group_key
+from controlplane.xds.node import DEFAULT_ROLE, group_key
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.runtime import XdsRuntime, build_groups
 from controlplane.xds.snapshot import Snapshot
@@ -122,7 +122,7 @@ async def test_compile_cache_forgets_what_left_the_model() -> None:
     cache = runtime._compile_cache
     assert {key[1] for key in cache.services._entries} == {"eu-west", "us-east"}
     await runtime.update_model(model(("eu-west",)))
-    assert set(cache.services._entries) == {("echo", "eu-west")}
+    assert set(cache.services._entries) == {("echo", "eu-west", "eu-west-a")}
     assert set(cache.virtual_hosts._entries) == {("echo", 10000)}
 
 
@@ -208,3 +208,45 @@ async def test_decisions_queued_during_a_compile_coalesce_to_the_newest(
     await asyncio.wait_for(asyncio.gather(running, *waiting), 10)
     assert compiled == [{}, newest]
     assert published_weights(runtime) == [("eu-west", 0, 20)]
+
+
+def test_a_new_group_is_served_as_soon_as_it_is_built() -> None:
+    """Cold start: the first group is in the cache while the last is still to be compiled."""
+    runtime = new_runtime()
+    first, last = group_key("ap-south", DEFAULT_ROLE), group_key("us-east", DEFAULT_ROLE)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def on_first(snapshot: Snapshot) -> None:  # runs in the compile thread (no loop here)
+        seen.append((first, runtime.cache.get(last) is None, not runtime._groups))
+
+    runtime.cache.watch(first, on_first)
+    asyncio.run(runtime.update_model(model(("ap-south", "eu-west", "us-east"))))
+    assert seen == [(first, True, True)]
+    assert runtime.cache.groups() == sorted(runtime._groups) and len(runtime._groups) == 3
+
+
+async def test_a_group_with_a_snapshot_waits_for_the_whole_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recompile publishes nothing before every group is built and checked: a group that
+    fails keeps every group's snapshot (see the rejected-model tests)."""
+    runtime = new_runtime()
+    await runtime.update_model(model(("eu-west", "us-east")))
+    published: list[str] = []
+    keys = sorted(runtime._groups)
+    real = runtime_module.build_groups
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        on_built = args[-1]
+
+        def record(key: str, built: Any) -> None:
+            published.append(key)
+            before = runtime.cache.get(key)
+            on_built(key, built)
+            assert runtime.cache.get(key) is before  # not swapped early
+
+        return real(*args[:-1], record)
+
+    monkeypatch.setattr(runtime_module, "build_groups", spy)
+    await runtime.update_model(model(("eu-west", "us-east"), port=8081))
+    assert published == keys

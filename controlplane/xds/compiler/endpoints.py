@@ -202,3 +202,81 @@ def build_load_assignment(
                 )
             )
     return cla
+
+
+@dataclass(slots=True)
+class EndpointGroups:
+    """One Envoy cluster's endpoints by Ubiq cluster, and each cluster's locality with its
+    LbEndpoints built once (``locality``): the part of an assignment no node changes, shared by
+    the node groups of a round (``shared.RoundShare``). Not for mutual TLS (``RemoteRule``)."""
+
+    service: ServiceSpec
+    port: ServicePort
+    by_cluster: dict[str, list[Endpoint]]
+    totals: dict[str, int]
+    _localities: dict[tuple[str, str, str], ec_pb2.LocalityLbEndpoints]
+
+    @classmethod
+    def of(
+        cls, service: ServiceSpec, port: ServicePort, labels: Mapping[str, str] | None
+    ) -> EndpointGroups:
+        by_cluster: dict[str, list[Endpoint]] = {}
+        for ep in service.endpoints:
+            if labels and any(ep.labels.get(k) != v for k, v in labels.items()):
+                continue
+            by_cluster.setdefault(ep.cluster, []).append(ep)
+        totals = {c: sum(ep.weight for ep in eps) for c, eps in by_cluster.items()}
+        return cls(service, port, by_cluster, totals, {})
+
+    def locality(self, slot: LocalitySlot) -> ec_pb2.LocalityLbEndpoints:
+        """The slot's locality and endpoints, without priority or weight (never mutate it)."""
+        key = (slot.cluster, slot.region, slot.zone)
+        found = self._localities.get(key)
+        if found is not None:
+            return found
+        group = ec_pb2.LocalityLbEndpoints(
+            locality=base_pb2.Locality(region=slot.region, zone=slot.zone, sub_zone=slot.cluster)
+        )
+        for ep in self.by_cluster[slot.cluster]:
+            group.lb_endpoints.append(
+                ec_pb2.LbEndpoint(
+                    endpoint=ec_pb2.Endpoint(
+                        address=address_pb2.Address(
+                            socket_address=address_pb2.SocketAddress(
+                                address=ep.address,
+                                port_value=endpoint_port(ep, self.service, self.port),
+                            )
+                        )
+                    ),
+                    load_balancing_weight=wrappers_pb2.UInt32Value(value=ep.weight),
+                )
+            )
+        self._localities[key] = group
+        return group
+
+
+def assemble_load_assignment(
+    name: str, groups: EndpointGroups, slots: Sequence[LocalitySlot]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """``build_load_assignment(name, ..., slots)`` without mutual TLS, from prepared groups:
+    the same message, with each locality's endpoints copied from ``groups`` (in C)."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    totals = groups.totals
+    share_totals: dict[str, int] = {}
+    for s in slots:
+        share_totals[s.share] = share_totals.get(s.share, 0) + totals.get(s.cluster, 0)
+    kept = sorted((s for s in slots if s.cluster in totals), key=lambda s: (s.priority, s.cluster))
+    dense = {p: i for i, p in enumerate(sorted({s.priority for s in kept}))}
+    for s in kept:
+        total = totals[s.cluster]
+        if s.weight is None:
+            weight = total
+        elif s.exact:
+            weight = s.weight
+        else:
+            weight = max(1, round(s.weight * _WEIGHT_SCALE * total / share_totals[s.share]))
+        group = cla.endpoints.add()
+        group.CopyFrom(groups.locality(s))
+        group.priority = dense[s.priority]
+        group.load_balancing_weight.value = weight
+    return cla

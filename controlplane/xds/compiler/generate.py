@@ -26,6 +26,7 @@ from controlplane.xds.compiler.memo import (
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.route_wire import CompiledHost, route_configuration
 from controlplane.xds.compiler.service import ServiceResources
+from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
@@ -110,15 +111,20 @@ def compile_node(
     *,
     decisions: Decisions | None = None,
     cache: CompileCache | None = None,
+    shared: RoundShare | None = None,
 ) -> NodeCompilation:
-    """A full compile that also keeps what ``recompile_node`` starts from."""
+    """A full compile that also keeps what ``recompile_node`` starts from. ``shared``: the
+    units of this round's other node groups (used only if made for this model, decisions and
+    options); the result is the same with or without it."""
     options = options or CompileOptions()
-    index = ModelIndex(model, decisions)
+    if shared is not None and not shared.fits(model, decisions, options):
+        shared = None
+    index = shared.index if shared is not None else ModelIndex(model, decisions)
     services = {
-        name: build_service_resources(index, name, node, options, cache)
+        name: build_service_resources(index, name, node, options, cache, shared)
         for name in sorted(model.services)
     }
-    hosts = build_virtual_hosts(index, options.port_for(node), cache)
+    hosts = build_virtual_hosts(index, options.port_for(node), cache, shared)
     virtual_hosts = dict(zip(model.route_policies, hosts, strict=True))
     users: dict[str, set[str]] = {}
     for policy in model.route_policies.values():

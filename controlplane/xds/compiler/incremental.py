@@ -36,6 +36,7 @@ from controlplane.xds.compiler.memo import (
 )
 from controlplane.xds.compiler.route_wire import CompiledHost, reuse
 from controlplane.xds.compiler.service import ServiceResources
+from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.node import PROXYLESS_ROLE
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -52,24 +53,33 @@ def recompile_node(
     *,
     decisions: Decisions | None = None,
     cache: CompileCache | None = None,
+    shared: RoundShare | None = None,
 ) -> NodeCompilation:
-    """``previous`` brought up to ``model``, where ``changes`` is ``diff(previous.model, model)``."""
+    """``previous`` brought up to ``model``, where ``changes`` is ``diff(previous.model, model)``;
+    ``shared`` as in ``compile_node``."""
     attributed = _attribute(previous, model, changes)
     if attributed is None:
         return compile_node(
-            model, previous.node, previous.options, decisions=decisions, cache=cache
+            model,
+            previous.node,
+            previous.options,
+            decisions=decisions,
+            cache=cache,
+            shared=shared,
         )
     affected, policies = attributed
     affected |= _changed_decisions(previous.decisions, decisions)
     node, options = previous.node, previous.options
-    index = ModelIndex(model, decisions)
+    if shared is not None and not shared.fits(model, decisions, options):
+        shared = None
+    index = shared.index if shared is not None else ModelIndex(model, decisions)
 
     services: Mapping[str, ServiceResources] = previous.services
     if affected:
         edited = dict(previous.services)
         for name in affected:
             if name in model.services:
-                new = build_service_resources(index, name, node, options, cache)
+                new = build_service_resources(index, name, node, options, cache, shared)
                 edited[name] = _reuse_service(new, previous.services.get(name))
             else:
                 edited.pop(name, None)
@@ -90,7 +100,7 @@ def recompile_node(
         if policy is None:
             hosts.remove(name)
             continue
-        host = cached_virtual_host(index, policy, port, cache)
+        host = cached_virtual_host(index, policy, port, cache, shared)
         hosts.put(name, reuse(previous.virtual_hosts.get(name), host))
     virtual_hosts = hosts.result()
     listeners = previous.resources[LISTENER]

@@ -19,6 +19,7 @@ from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 from controlplane.xds.compiler.route_wire import CompiledHost
 from controlplane.xds.compiler.routes import build_virtual_host
 from controlplane.xds.compiler.service import ServiceInputs, ServiceResources, compile_service
+from controlplane.xds.compiler.shared import RoundShare
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -57,7 +58,8 @@ class _Memo(Generic[K, V]):
 
 @dataclass
 class CompileCache:
-    services: _Memo[tuple[str, str], ServiceResources] = field(default_factory=_Memo)
+    #: (service, region, zone): a distribute rule may name the node's zone
+    services: _Memo[tuple[str, str, str], ServiceResources] = field(default_factory=_Memo)
     virtual_hosts: _Memo[tuple[str, int], CompiledHost] = field(default_factory=_Memo)
 
     def prune(self, model: Model) -> int:
@@ -98,21 +100,45 @@ def build_service_resources(
     node: NodeIdentity,
     options: CompileOptions,
     cache: CompileCache | None = None,
+    shared: RoundShare | None = None,
 ) -> ServiceResources:
+    """``shared``: the round's units, for ``index``'s model, decisions and ``options``."""
+    basis = shared.basis(name) if shared is not None else None
     if cache is None:
-        return compile_service(index, name, node, options)
-    inputs = ServiceInputs.gather(index, name, node, options)
-    key = (name, node.region)
+        return _compile(index, name, node, options, shared)
+    inputs = ServiceInputs.gather(index, name, node, options, basis)
+    key = (name, node.region, node.zone)
     found = cache.services.get(key, inputs)
     if found is not None:
         return found
-    return cache.services.put(key, inputs, compile_service(index, name, node, options))
+    return cache.services.put(key, inputs, _compile(index, name, node, options, shared))
+
+
+def _compile(
+    index: ModelIndex,
+    name: str,
+    node: NodeIdentity,
+    options: CompileOptions,
+    shared: RoundShare | None,
+) -> ServiceResources:
+    if shared is not None and not shared.basis(name).mutual:
+        return shared.service(name, node)
+    return compile_service(index, name, node, options)
 
 
 def cached_virtual_host(
-    index: ModelIndex, policy: RoutePolicy, port: int, cache: CompileCache | None = None
+    index: ModelIndex,
+    policy: RoutePolicy,
+    port: int,
+    cache: CompileCache | None = None,
+    shared: RoundShare | None = None,
 ) -> CompiledHost:
-    """The policy's virtual host with its wire bytes (serialized once, memoised with it)."""
+    """The policy's virtual host with its wire bytes (serialized once, memoised with it;
+    with ``shared``, built once per round and port)."""
+    if shared is not None:
+        return shared.virtual_host(
+            policy.name, port, lambda: cached_virtual_host(index, policy, port, cache)
+        )
     if cache is None:
         return _compile_host(index, policy, port)
     inputs = _vhost_inputs(index, policy, port)
@@ -130,10 +156,13 @@ def _compile_host(index: ModelIndex, policy: RoutePolicy, port: int) -> Compiled
 
 
 def build_virtual_hosts(
-    index: ModelIndex, port: int, cache: CompileCache | None = None
+    index: ModelIndex,
+    port: int,
+    cache: CompileCache | None = None,
+    shared: RoundShare | None = None,
 ) -> list[CompiledHost]:
     """One virtual host per RoutePolicy, in the model's order."""
     return [
-        cached_virtual_host(index, policy, port, cache)
+        cached_virtual_host(index, policy, port, cache, shared)
         for policy in index.model.route_policies.values()
     ]

@@ -36,7 +36,6 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
 
-from controlplane.pki.certs import workload_spiffe_id
 from controlplane.policy.model import Model
 from controlplane.policy.service import ServiceSpec
 from controlplane.policy.traffic import TrafficPolicySpec
@@ -104,6 +103,8 @@ def _validation(matcher: string_pb2.StringMatcher) -> tls_pb2.CommonTlsContext:
 def upstream_socket_match(
     service: str, server_name: str, trust_domain: str
 ) -> cluster_pb2.Cluster.TransportSocketMatch:
+    from controlplane.pki.certs import workload_spiffe_id  # cryptography: only with mutual TLS
+
     context = _validation(string_pb2.StringMatcher(exact=workload_spiffe_id(trust_domain, service)))
     context.tls_certificate_sds_secret_configs.append(_sds(GATEWAY_IDENTITY))
     upstream = tls_pb2.UpstreamTlsContext(sni=server_name, common_tls_context=context)

@@ -6,6 +6,7 @@ This is the unit of incremental compilation: its result depends only on ``Servic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -29,6 +30,9 @@ from controlplane.xds.compiler.mtls import (
     upstream_socket_match,
 )
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
+
+if TYPE_CHECKING:
+    from controlplane.xds.compiler.shared import ServiceBasis
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +59,29 @@ class ServiceInputs:
 
     @classmethod
     def gather(
-        cls, index: ModelIndex, name: str, node: NodeIdentity, options: CompileOptions
+        cls,
+        index: ModelIndex,
+        name: str,
+        node: NodeIdentity,
+        options: CompileOptions,
+        basis: ServiceBasis | None = None,
     ) -> ServiceInputs:
+        """``basis``: the round's node-independent lookups for this service, if shared."""
         service = index.model.services[name]
-        placed = index.placed(name)
         clusters = index.model.clusters
-        mutual = _any_mutual(index, name)
+        if basis is not None:
+            placed, mutual, traffic = basis.placed, basis.mutual, basis.traffic_inputs
+            decided, residency = basis.decided, basis.residency
+        else:
+            placed, mutual = index.placed(name), _any_mutual(index, name)
+            traffic = index.traffic_inputs(name, [s.name for s in service.spec.subsets])
+            decided, residency = index.decided(name), index.residency(name)
         return cls(
             service=service,
-            traffic=index.traffic_inputs(name, [s.name for s in service.spec.subsets]),
+            traffic=traffic,
             placed=placed,
-            decided=index.decided(name),
-            residency=index.residency(name),
+            decided=decided,
+            residency=residency,
             localities=tuple(
                 (p.name, clusters[p.name].spec.region, clusters[p.name].spec.zone or "")
                 for p in placed

@@ -187,21 +187,21 @@ def build_load_assignment(
             address, mtls_port = remote.gateways[s.cluster]
             group.lb_endpoints.append(gateway_endpoint(address, mtls_port, total))
             continue
-        for ep in members:
-            group.lb_endpoints.append(
-                ec_pb2.LbEndpoint(
-                    endpoint=ec_pb2.Endpoint(
-                        address=address_pb2.Address(
-                            socket_address=address_pb2.SocketAddress(
-                                address=ep.address,
-                                port_value=endpoint_port(ep, service, port),
-                            )
-                        )
-                    ),
-                    load_balancing_weight=wrappers_pb2.UInt32Value(value=ep.weight),
+        group.lb_endpoints.extend(lb_endpoint(ep, service, port) for ep in members)
+    return cla
+
+
+def lb_endpoint(ep: Endpoint, service: ServiceSpec, port: ServicePort) -> ec_pb2.LbEndpoint:
+    return ec_pb2.LbEndpoint(
+        endpoint=ec_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(
+                    address=ep.address, port_value=endpoint_port(ep, service, port)
                 )
             )
-    return cla
+        ),
+        load_balancing_weight=wrappers_pb2.UInt32Value(value=ep.weight),
+    )
 
 
 @dataclass(slots=True)
@@ -237,20 +237,9 @@ class EndpointGroups:
         group = ec_pb2.LocalityLbEndpoints(
             locality=base_pb2.Locality(region=slot.region, zone=slot.zone, sub_zone=slot.cluster)
         )
-        for ep in self.by_cluster[slot.cluster]:
-            group.lb_endpoints.append(
-                ec_pb2.LbEndpoint(
-                    endpoint=ec_pb2.Endpoint(
-                        address=address_pb2.Address(
-                            socket_address=address_pb2.SocketAddress(
-                                address=ep.address,
-                                port_value=endpoint_port(ep, self.service, self.port),
-                            )
-                        )
-                    ),
-                    load_balancing_weight=wrappers_pb2.UInt32Value(value=ep.weight),
-                )
-            )
+        group.lb_endpoints.extend(
+            lb_endpoint(ep, self.service, self.port) for ep in self.by_cluster[slot.cluster]
+        )
         self._localities[key] = group
         return group
 

@@ -32,7 +32,7 @@ from controlplane.xds.compiler.mtls import (
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
 
 if TYPE_CHECKING:
-    from controlplane.xds.compiler.shared import ServiceBasis
+    from controlplane.xds.compiler.basis import ServiceBasis
 
 
 @dataclass(frozen=True, slots=True)

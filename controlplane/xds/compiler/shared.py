@@ -12,17 +12,15 @@ before. The result is byte-identical to compiling each group alone
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from controlplane.placement.static import PlacedCluster
 from controlplane.policy.model import Model
-from controlplane.policy.service import ServicePort, ServiceSpec
-from controlplane.policy.traffic import TrafficPolicySpec
+from controlplane.policy.service import ServiceSpec
+from controlplane.xds.compiler.basis import ServiceBasis, Target
 from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.endpoints import (
@@ -39,30 +37,6 @@ from controlplane.xds.compiler.service import ServiceResources
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One Envoy cluster of a service (a port, or a port x subset) and what shapes it."""
-
-    name: str
-    port: ServicePort
-    subset: str | None
-    traffic: TrafficPolicySpec | None
-    labels: Mapping[str, str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceBasis:
-    """What a service's resources draw on that no node changes."""
-
-    spec: ServiceSpec
-    placed: tuple[PlacedCluster, ...]
-    decided: bool
-    residency: frozenset[str] | None
-    traffic_inputs: tuple[object, ...]
-    mutual: bool  # some target speaks mutual TLS: compiled per node, not shared
-    targets: tuple[Target, ...]
 
 
 class RoundShare:

@@ -7,6 +7,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import pytest
+
 from controlplane.malloctrim import _malloc_trim, trim_forever
 
 KEPT: list[bytes] = []
@@ -39,11 +41,21 @@ def test_trim_returns_free_pages_of_a_thread_arena() -> None:
     assert before - after > 20, (before, after)
 
 
-def test_the_task_trims_until_cancelled() -> None:
+def test_the_task_trims_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
+        trimmed = asyncio.Event()
+        calls: list[int] = []
+
+        def counting_trim(pad: int) -> int:
+            calls.append(pad)
+            if len(calls) >= 3:
+                trimmed.set()
+            return 0
+
+        monkeypatch.setattr("controlplane.malloctrim._malloc_trim", lambda: counting_trim)
         task = asyncio.create_task(trim_forever(interval=0.001))
-        await asyncio.sleep(0.05)
-        assert not task.done()
+        await asyncio.wait_for(trimmed.wait(), 30)  # trimmed again and again, still running
+        assert not task.done() and calls[:3] == [0, 0, 0]
         task.cancel()
         await asyncio.wait({task})
         assert task.cancelled()

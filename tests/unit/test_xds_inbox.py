@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from controlplane.xds.inbox import Inbox
+
+
+async def until(blocked: Callable[[], bool]) -> None:
+    """Let other tasks run until ``blocked()`` says the one under test is parked (bounded)."""
+    for _ in range(1000):
+        if blocked():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the task never parked")
 
 
 def test_items_come_out_in_arrival_order_and_requests_are_bounded() -> None:
@@ -14,7 +24,7 @@ def test_items_come_out_in_arrival_order_and_requests_are_bounded() -> None:
         inbox.put_nowait("wake")
         await inbox.put_request("r2")
         third = asyncio.create_task(inbox.put_request("r3"))
-        await asyncio.sleep(0)
+        await until(lambda: inbox._putter is not None)  # parked on the bound
         assert not third.done() and len(inbox) == 3  # two requests waiting: the third waits
         inbox.put_nowait("wake2")  # a wake-up is never held back by the bound
         assert await inbox.get() == "r1"
@@ -29,11 +39,11 @@ def test_a_waiting_get_is_woken_by_a_put_and_survives_cancellation() -> None:
     async def run() -> None:
         inbox = Inbox(limit=1)
         cancelled = asyncio.create_task(inbox.get())
-        await asyncio.sleep(0)
+        await until(lambda: inbox._getter is not None)
         cancelled.cancel()
         await asyncio.gather(cancelled, return_exceptions=True)
         getter = asyncio.create_task(inbox.get())
-        await asyncio.sleep(0)
+        await until(lambda: inbox._getter is not None)
         inbox.put_nowait("end")
         assert await getter == "end"
 

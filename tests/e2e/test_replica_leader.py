@@ -170,29 +170,26 @@ def test_only_the_leader_runs_the_loop_and_a_new_leader_resumes(tmp_path: Path) 
         assert len({xds_versions(r.xds, "eu-west") for r in replicas}) == 1
 
         # losing the etcd member every replica talks to first changes nothing visible: the leader
-        # keeps its lease and goes on publishing, and every replica follows
+        # keeps its lease, a canary command given after the loss is published, and every replica
+        # follows it (the pause is the event that must come after the member's death)
         published = max(replica_state(r)["publishedRevision"] for r in replicas)
         etcd.members[0].kill()
-        wait_until(
-            lambda: all(replica_state(r)["publishedRevision"] > published for r in replicas),
-            20,
-            "state published after losing an etcd member, seen by every replica",
-        )
-        assert one_leader(replicas) == leader.name
-        assert canary(leader)["stepStartedAt"] == before["stepStartedAt"]
-        assert all(api_route_weights(envoys[r.name]) == [30, 70] for r in replicas)
-
-        # canary commands go to the leader; a follower names it
         follower = next(r for r in replicas if r is not leader)
         refused = httpx.post(f"{follower.api}/v1/canaries/{CANARY}/pause", headers=AUTH, timeout=5)
         assert refused.status_code == 409 and leader.name in refused.text, refused.text
         paused = httpx.post(f"{leader.api}/v1/canaries/{CANARY}/pause", headers=AUTH, timeout=5)
         assert paused.status_code == 200, paused.text
         wait_until(
-            lambda: all(canary(r)["phase"] == "paused" for r in replicas),
-            10,
-            "the paused canary published to every replica",
+            lambda: all(
+                canary(r)["phase"] == "paused" and replica_state(r)["publishedRevision"] > published
+                for r in replicas
+            ),
+            20,
+            "the paused canary published after losing an etcd member, seen by every replica",
         )
+        assert one_leader(replicas) == leader.name
+        assert canary(leader)["stepStartedAt"] == before["stepStartedAt"]
+        assert all(api_route_weights(envoys[r.name]) == [30, 70] for r in replicas)
         before = canary(leader)
 
         # the leader dies: another one leads within the lease TTL and resumes the canary

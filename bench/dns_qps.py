@@ -7,6 +7,8 @@ Everything runs on loopback in the same run, on the same machine as dnsperf:
   ``--dns-workers 0`` (UDP in the main process, as before the workers);
 * the bare ``DnsServer`` alone in a process (uvloop), serving the table the same policy gives,
   so the cost of the process around it stays visible;
+* a floor: one uvloop process answering every datagram with fixed bytes (no DNS work), the most
+  one Python process's per-packet path gives on this machine;
 * ``pdns_server`` (bind backend, own config dir) serving a static A and a LUA ``ifportup`` A.
 
 Load: ``--subnets`` dnsperf processes at once, each sending an EDNS Client Subnet option of its
@@ -37,6 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,6 +77,41 @@ def serve_bare(port: int, directory: str, plain_asyncio: bool = False) -> None:
         run(server, loop_factory=asyncio.new_event_loop)
     else:
         run(server)
+
+
+def serve_floor(port: int) -> None:
+    """Child process: the floor of a Python UDP server, no DNS work at all. uvloop answers each
+    datagram with its first two bytes (the query ID) and fixed bytes after them: what one Python
+    process can answer when the answer costs nothing, so the product's distance from PowerDNS
+    splits into the per-packet path (this row) and the DNS work (the bare server's row)."""
+    import asyncio
+
+    import dns.message
+    import dns.rrset
+    import uvloop
+
+    query = dns.message.make_query("checkout.gtm.example.", "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("checkout.gtm.example.", 30, "IN", "A", TARGETS[0]))
+    tail = response.to_wire()[2:]
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.transport.sendto(data[:2] + tail, addr)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", port))
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+def floor_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.dns_qps", "--serve-floor", str(port)]
 
 
 def bare_argv(port: int, policy: Path, plain_asyncio: bool = False) -> list[str]:
@@ -219,11 +257,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every server")
     parser.add_argument("--workers", default="auto", help="ubiq serve --dns-workers")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--plain-asyncio", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare, args.policy, args.plain_asyncio)
+        return 0
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
         return 0
     pdns_binary = require_binary("pdns_server")
     rounds: list[dict[str, dict[str, float | str]]] = []
@@ -234,7 +276,7 @@ def main() -> int:
         shutil.copytree(EXAMPLE, policy)
         clusters = policy / "clusters.yaml"
         clusters.write_text(clusters.read_text().replace("port: 15443", f"port: {health_port}"))
-        ports = {k: free_udp_tcp_port() for k in ("workers", "inproc", "bare", "pdns")}
+        ports = {k: free_udp_tcp_port() for k in ("workers", "inproc", "bare", "floor", "pdns")}
         apis = {k: free_port() for k in ("workers", "inproc")}
         check_port = free_port("127.0.0.10")
         (workdir / "pdns.conf").write_text(PDNS_CONF.format(dir=workdir, port=ports["pdns"]))
@@ -259,12 +301,14 @@ def main() -> int:
                 running(workers_argv, log=workdir / "ubiq-workers.log"),
                 running(inproc_argv, log=workdir / "ubiq-inproc.log"),
                 running(bare_argv(ports["bare"], policy), log=workdir / "bare.log"),
+                running(floor_argv(ports["floor"]), log=workdir / "floor.log"),
                 running(pdns_argv, log=workdir / "pdns.log"),
             ):
                 for api in apis.values():
                     wait_until(partial(all_healthy, api), 60, f"ubiq serve (API {api}) healthy")
-                for key in ports:
+                for key in ports.keys() - {"floor"}:  # the floor has no TCP listener
                     wait_for_port("127.0.0.1", ports[key], 30)
+                wait_until(lambda: dig(ports["floor"], "checkout.gtm.example", None), 30, "floor")
                 time.sleep(1.5)  # ifportup's first checks
                 for key in ("workers", "inproc", "bare"):
                     check_steered(ports[key], key)
@@ -278,6 +322,9 @@ def main() -> int:
                         ),
                         "ubiq serve --dns-workers 0": dnsperf(ports["inproc"], ubiq_file, args),
                         "bare DnsServer (one process)": dnsperf(ports["bare"], ubiq_file, args),
+                        "floor: Python UDP echo (no DNS work)": dnsperf(
+                            ports["floor"], ubiq_file, args
+                        ),
                         "powerdns static": dnsperf(ports["pdns"], static_file, args),
                         "powerdns lua ifportup": dnsperf(ports["pdns"], lua_file, args),
                     }
@@ -301,7 +348,7 @@ def ratios(rows: dict[str, dict[str, float | str]]) -> dict[str, float]:
     lua = float(rows["powerdns lua ifportup"]["qps"])
     out = {}
     for name, row in rows.items():
-        if name.startswith(("ubiq", "bare")):
+        if name.startswith(("ubiq", "bare", "floor")):
             out[f"{name} / static"] = float(row["qps"]) / static
             out[f"{name} / lua"] = float(row["qps"]) / lua
     return out

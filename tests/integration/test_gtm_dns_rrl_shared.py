@@ -89,7 +89,7 @@ def rrl_counts(api: str) -> dict[str, float]:
     out = {}
     for line in httpx.get(f"{api}/metrics", timeout=5).text.splitlines():
         name, _, value = line.rpartition(" ")
-        if name.startswith("ubiq_dns_rrl_") or name.startswith("ubiq_dns_worker_restarts"):
+        if name.startswith(("ubiq_dns_rrl_", "ubiq_dns_worker_restarts")):
             out[name.removeprefix("ubiq_dns_").removesuffix("_total")] = float(value)
     return out
 
@@ -138,8 +138,10 @@ def test_a_prefix_gets_the_rate_in_total_across_workers(tmp_path: Path) -> None:
         killed = min(workers)
         os.kill(killed, signal.SIGKILL)
         wait_until(
-            lambda: rrl_counts(served.api).get("worker_restarts") == 1
-            and len(workers_of(served.proc.pid) - {killed}) == 2,
+            lambda: (
+                rrl_counts(served.api).get("worker_restarts") == 1
+                and len(workers_of(served.proc.pid) - {killed}) == 2
+            ),
             30,
             "the killed DNS worker restarted",
         )

@@ -91,7 +91,11 @@ class RrlTable:
             memory = mmap.mmap(fd, 0)
         finally:
             os.close(fd)
-        return cls(memory, None)
+        try:
+            return cls(memory, None)
+        except ValueError:
+            memory.close()
+            raise
 
     def accounts(self) -> int:
         """Slots holding an account (an O(slots) scan: for metrics, not the query path)."""

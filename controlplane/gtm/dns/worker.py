@@ -3,7 +3,9 @@
 ``ubiq serve --dns-workers N`` starts N of these (``workers.DnsWorkers``). Each serves its own
 SO_REUSEPORT UDP sockets (created by the main process, inherited by file descriptor) with the
 same ``DnsServer`` the main process runs in-process, so answering is one code path; the kernel
-spreads queries over the workers by source address and port. A worker never plans, probes or
+spreads queries over the workers by source address and port. Response-rate limiting charges the
+one account table all workers map (``rrl_table``; its descriptor inherited like the sockets), so
+a prefix gets the rate in total, whichever worker its ports reach. A worker never plans, probes or
 builds: it holds the newest table and answers, so a rebuild, an xDS push or an API call in the
 main process never delays an answer.
 

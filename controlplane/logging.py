@@ -52,14 +52,27 @@ def escape_untrusted(
     rewrite the operator's terminal. A value with any character that is not printable (controls,
     format characters such as bidi overrides, line separators) is shown as its Python repr, in
     which they are escapes (``'a\\nb\\x1b'``), the event name too; a value is cut at
-    MAX_VALUE_CHARS. A traceback keeps its newlines; its other controls are escaped."""
+    MAX_VALUE_CHARS. A traceback (or a stack) stays readable on several lines, but every one of
+    them starts with CONTINUATION and has its controls escaped, so no line of it (an exception
+    message may quote a client) can pass for an event of its own: those start with a timestamp."""
     for key, value in event.items():
         if isinstance(value, str):
-            if key == "exception":
-                event[key] = "\n".join(_escape(line) for line in value.split("\n"))
+            if key in MULTILINE_KEYS:
+                event[key] = _continued(value)
             else:
                 event[key] = _shown(_cut(value))
     return event
+
+
+#: what every line of a traceback starts with in the console format
+CONTINUATION = "  | "
+#: the values the console renderer writes on lines of their own, after the event's line
+MULTILINE_KEYS = ("exception", "stack")
+
+
+def _continued(text: str) -> str:
+    lines = text.rstrip("\n").split("\n")
+    return "\n".join(CONTINUATION + _escape(_cut(line)) for line in lines)
 
 
 class _Repr(str):

@@ -116,3 +116,40 @@ def test_lines_from_several_processes_on_one_stderr_stay_whole() -> None:
     assert {(r["writer"], r["n"]) for r in records} == {
         (str(k), n) for k in range(4) for n in range(300)
     }
+
+
+FORGED = "2026-01-01T00:00:00.000000Z [info     ] api.policy.written             kind=Route"
+EVENT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[")
+#: every way a text can break a line for a terminal, ``str.splitlines`` or a log shipper
+BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_a_hostile_exception_message_cannot_forge_a_console_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An exception message quoting a client's input keeps every line of its traceback behind
+    the continuation prefix: each real event is one line starting with its timestamp, and no
+    other line looks like one, whichever line breaks the message carries."""
+    from controlplane.logging import CONTINUATION
+
+    hostile = "".join(f"bad{brk}{FORGED}" for brk in BREAKS) + "\x1b[2J\n" + "x" * 5000
+    configure_logging("info", "console")
+    try:
+        raise ValueError(hostile)
+    except ValueError:
+        structlog.get_logger().exception("ubiq.failed", n=1)
+        logging.getLogger("some.library").exception("library failed")
+    structlog.get_logger().info("ubiq.after")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    lines = err.splitlines()  # splits on every break in BREAKS
+    events = [line for line in lines if EVENT_LINE.match(line)]
+    assert [line.split("]")[1].split()[0] for line in events] == [
+        "ubiq.failed",
+        "library",
+        "ubiq.after",
+    ]
+    rest = [line for line in lines if not EVENT_LINE.match(line)]
+    assert len(rest) > 6 and all(line.startswith(CONTINUATION) for line in rest)
+    assert sum(line.count(FORGED) for line in rest) == 2 * len(BREAKS)  # shown, behind "  | "
+    assert max(len(line) for line in rest) < 2048 + 200  # each line cut like any value

@@ -106,22 +106,19 @@ class CountsDelta(NamedTuple):
 
 class RrlTotals:
     """The RRL counters of every DNS worker, summed (an ``RrlInfo`` for the main process's
-    /metrics). Accounts are a gauge: the newest figure of each worker, summed."""
+    /metrics). Accounts are a gauge of the one table the workers share: the newest figure any
+    worker sent."""
 
     def __init__(self) -> None:
         self.limited = self.slipped = self.dropped = self.evicted = 0
-        self._accounts: dict[int, int] = {}
+        self.accounts = 0
 
-    @property
-    def accounts(self) -> int:
-        return sum(self._accounts.values())
-
-    def add(self, worker: int, delta: RrlCounts) -> None:
+    def add(self, delta: RrlCounts) -> None:
         self.limited += delta.limited
         self.slipped += delta.slipped
         self.dropped += delta.dropped
         self.evicted += delta.evicted
-        self._accounts[worker] = delta.accounts
+        self.accounts = delta.accounts
 
 
 class DnsMetrics(Collector):
@@ -177,7 +174,7 @@ class DnsMetrics(Collector):
         if delta.rrl is not None:
             if self._worker_rrl is None:
                 self._worker_rrl = RrlTotals()
-            self._worker_rrl.add(worker, delta.rrl)
+            self._worker_rrl.add(delta.rrl)
         for key, n in delta.responses.items():
             self.responses[key] = self.responses.get(key, 0) + n
         for transport, n in delta.dropped.items():
@@ -341,13 +338,13 @@ def _rrl_metrics(rrl: RrlInfo) -> Iterator[Metric]:
         (
             COUNTER,
             "ubiq_dns_rrl_evicted",
-            "RRL accounts evicted (least recently used) to stay within the table size",
+            "RRL accounts replaced by a new prefix's (the least indebted of its set)",
             rrl.evicted,
         ),
         (
             GAUGE,
             "ubiq_dns_rrl_accounts",
-            "RRL accounts held (prefix x kind of response); with DNS workers, the sum over them",
+            "RRL accounts held (prefix x kind of response) in the table the DNS workers share",
             rrl.accounts,
         ),
     )

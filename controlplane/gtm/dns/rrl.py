@@ -14,22 +14,33 @@ every ``slip``-th one, which is sent truncated (TC=1, question only): a real res
 forged-against prefix retries over TCP, which cannot be forged and is not rate limited; a forged
 flood gets nothing bigger than the query. ``slip`` 0 drops all; 1 truncates all.
 
-Memory is bounded: at most ``table_size`` accounts, least recently used evicted first. A flood
-from forged random sources can only evict an account that has been quiet while ``table_size``
-other prefixes were seen, which a limited flooder (busy by definition) never is.
+One table for every DNS worker process (``rrl_table.py``, as Knot DNS keeps one for its
+threads): the kernel spreads one prefix's source ports over the workers, and each of them
+charges the same account, so the prefix gets the rate in total. Updates take no lock: two
+workers charging one account at the same instant can lose one of the two charges, so a prefix
+may get a few responses more than the rate under a flood, never fewer, and never a corrupt slot.
+
+Memory is bounded and fixed: ``table_size`` accounts (24 bytes each) allocated at start. A
+prefix's account (one per kind) lives in one of the ``WAYS`` slots of a set chosen by a keyed
+hash; a new account takes the slot whose account is least in debt (an empty one, or one whose
+credit is full again, first: replacing that loses nothing). A flood from forged random sources
+makes accounts that are barely used, so it replaces those, not a busy flooder's, which is deep
+in debt by definition: the flooder loses its account only when every slot of its set holds a
+flooder deeper in debt.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from hashlib import blake2b
 
 from controlplane.errors import UbiqError
 from controlplane.gtm.dns.rcodes import NOERROR, NXDOMAIN
+from controlplane.gtm.dns.rrl_table import MAX_SLOTS, RrlTable
 
 
 class Verdict(IntEnum):
@@ -73,8 +84,8 @@ class RrlConfig:
             raise UbiqError(f"dns rrl ipv4 prefix: expected 0..32, got {self.ipv4_prefix}")
         if not 0 <= self.ipv6_prefix <= 128:
             raise UbiqError(f"dns rrl ipv6 prefix: expected 0..128, got {self.ipv6_prefix}")
-        if self.rate and self.table_size < 1:
-            raise UbiqError("dns rrl table size: expected >= 1")
+        if self.rate and not 1 <= self.table_size <= MAX_SLOTS:
+            raise UbiqError(f"dns rrl table size: expected 1..{MAX_SLOTS}, got {self.table_size}")
         for network in self.exempt:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -86,27 +97,37 @@ class RrlConfig:
         return self.rate > 0
 
 
-class _Account:
-    __slots__ = ("balance", "last", "limited")
-
-    def __init__(self, balance: float, last: float) -> None:
-        self.balance = balance
-        self.last = last
-        self.limited = 0
+#: slack on "at most one second ahead": the sums of 1/rate carry rounding errors
+_EPSILON = 1e-6
 
 
 class ResponseRateLimiter:
-    """Decides, per UDP response, whether it is sent, slipped (truncated) or dropped."""
+    """Decides, per UDP response, whether it is sent, slipped (truncated) or dropped.
 
-    def __init__(self, config: RrlConfig, clock: Callable[[], float]) -> None:
+    ``table``: where the accounts are; the DNS workers share one (``RrlTable.create_shared`` in
+    the main process, ``attach`` in each worker), without workers the limiter makes a private
+    one. The counters (``limited`` …) are this process's own; /metrics sums the workers'."""
+
+    def __init__(
+        self, config: RrlConfig, clock: Callable[[], float], table: RrlTable | None = None
+    ) -> None:
         self.config = config
         self._clock = clock
-        self._rates = (float(config.rate), float(config.nxdomain_rate), float(config.error_rate))
+        rates = (config.rate, config.nxdomain_rate, config.error_rate)
+        self._intervals = tuple(1.0 / rate if rate > 0 else 0.0 for rate in rates)
+        self._cap = 1.0 + config.window  # the most an account's tat runs ahead of now
         self._shift4 = 32 - config.ipv4_prefix
         self._shift6 = 128 - config.ipv6_prefix
         self._exempt = _networks(config.exempt)
-        self._keys: dict[str, int | None] = {}  # source address -> _key (bounded: _KEYS_LIMIT)
-        self._accounts: OrderedDict[int, _Account] = OrderedDict()
+        self.table = table if table is not None else RrlTable.private(config.table_size)
+        self._key = self.table.key
+        self._sets = self.table.sets
+        self._ways = self.table.ways
+        self._tags = self.table.tags
+        self._tats = self.table.tats
+        self._limited = self.table.limited
+        # source address -> per kind (first slot of its set, tag), None when exempt (bounded)
+        self._slots: dict[str, tuple[tuple[int, int], ...] | None] = {}
         self.limited = 0
         self.slipped = 0
         self.dropped = 0
@@ -114,7 +135,7 @@ class ResponseRateLimiter:
 
     @property
     def accounts(self) -> int:
-        return len(self._accounts)
+        return self.table.accounts()
 
     def filter(self, response: bytes, host: str) -> bytes | None:
         """The one hook a UDP path calls: ``response`` itself, its truncated form, or None."""
@@ -126,61 +147,76 @@ class ResponseRateLimiter:
         return None
 
     def check(self, host: str, rcode: int) -> Verdict:
+        """One response's verdict. The account is a token bucket kept as its theoretical
+        arrival time (GCRA): ``tat - now`` is the bucket's emptiness in seconds (0: a full
+        second of burst left; 1: empty; up to 1 + window: in debt). A response adds 1/rate and
+        is sent while that stays within one second. An account at or behind ``now`` is the same
+        as none, which is what a new prefix replaces first in its set."""
         kind = (
             Kind.ANSWER if rcode == NOERROR else Kind.NXDOMAIN if rcode == NXDOMAIN else Kind.ERROR
         )
-        rate = self._rates[kind]
-        if rate <= 0:
+        interval = self._intervals[kind]
+        if not interval:
             return Verdict.SEND
-        key = self._key(host)
-        if key is None:
+        try:
+            slots = self._slots[host]
+        except KeyError:
+            slots = self._slots_of(host)
+        if slots is None:
             return Verdict.SEND
-        key = (key << 2) | kind
+        first, tag = slots[kind]
         now = self._clock()
-        accounts = self._accounts
-        account = accounts.get(key)
-        if account is None:
-            if len(accounts) >= self.config.table_size:
-                accounts.popitem(last=False)
+        tags, tats = self._tags, self._tats
+        # read-modify-write without a lock: two workers updating one account at once can lose
+        # one of the two updates (one response uncounted), never corrupt a slot (8-byte words)
+        for slot in range(first, first + self._ways):
+            if tags[slot] == tag:
+                break
+        else:
+            slot = min(range(first, first + self._ways), key=tats.__getitem__)
+            if tags[slot]:
                 self.evicted += 1
-            accounts[key] = _Account(rate - 1.0, now)
+            tags[slot] = tag
+            self._limited[slot] = 0
+            tats[slot] = now + interval
             return Verdict.SEND
-        accounts.move_to_end(key)
-        balance = account.balance + max(0.0, now - account.last) * rate
-        if balance > rate:
-            balance = rate
-        balance -= 1.0
-        floor = -rate * self.config.window
-        if balance < floor:
-            balance = floor
-        account.balance = balance
-        account.last = now
-        if balance >= 0.0:
+        tat = tats[slot]
+        if tat < now:
+            tat = now
+        tat += interval
+        if tat > now + self._cap:
+            tat = now + self._cap
+        tats[slot] = tat
+        if tat - now <= 1.0 + _EPSILON:
             return Verdict.SEND
-        account.limited += 1
+        limited = self._limited[slot] + 1
+        self._limited[slot] = limited
         self.limited += 1
         slip = self.config.slip
-        if slip and account.limited % slip == 0:
+        if slip and limited % slip == 0:
             self.slipped += 1
             return Verdict.SLIP
         self.dropped += 1
         return Verdict.DROP
 
-    def _key(self, host: str) -> int | None:
-        """The client's prefix as an int (IPv6 keys above every IPv4 key); None when exempt.
-        Memoised per source address (resolvers repeat theirs): parsing it was 5-7 % of a DNS
-        worker's time under dnsperf."""
-        try:
-            return self._keys[host]
-        except KeyError:
-            pass
-        key = self._parse_key(host)
-        if len(self._keys) >= _KEYS_LIMIT:
-            self._keys.clear()
-        self._keys[host] = key
-        return key
+    def _slots_of(self, host: str) -> tuple[tuple[int, int], ...] | None:
+        """Where the client's prefix keeps its accounts: per kind, the first slot of its set
+        and its tag, from a keyed hash (BLAKE2b with the table's random key, so a client cannot
+        aim its prefixes at one set). Memoised per source address (resolvers repeat theirs):
+        parsing it was 5-7 % of a DNS worker's time under dnsperf."""
+        prefix = self._prefix(host)
+        slots = None
+        if prefix is not None:
+            digest = blake2b(prefix.to_bytes(17), key=self._key, digest_size=24).digest()
+            words = [int.from_bytes(digest[i : i + 8]) for i in (0, 8, 16)]
+            slots = tuple((w % self._sets * self._ways, w | 1) for w in words)
+        if len(self._slots) >= _KEYS_LIMIT:
+            self._slots.clear()
+        self._slots[host] = slots
+        return slots
 
-    def _parse_key(self, host: str) -> int | None:
+    def _prefix(self, host: str) -> int | None:
+        """The client's prefix as an int (IPv6 keys above every IPv4 key); None when exempt."""
         if ":" in host:
             try:
                 packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])

@@ -32,7 +32,8 @@ _FLAGS: tuple[tuple[str, type, str, str], ...] = (
         "table_size",
         int,
         "N",
-        "most accounts (prefix x response kind) held; the least recently used is evicted",
+        "accounts (prefix x response kind) in the one table every DNS worker shares, 24 bytes"
+        " each, allocated at start; a new account replaces the least indebted of its set",
     ),
 )
 

@@ -3,7 +3,9 @@
 ``ubiq serve --dns-workers N`` starts N of these (``workers.DnsWorkers``). Each serves its own
 SO_REUSEPORT UDP sockets (created by the main process, inherited by file descriptor) with the
 same ``DnsServer`` the main process runs in-process, so answering is one code path; the kernel
-spreads queries over the workers by source address and port. A worker never plans, probes or
+spreads queries over the workers by source address and port. Response-rate limiting charges the
+one account table all workers map (``rrl_table``; its descriptor inherited like the sockets), so
+a prefix gets the rate in total, whichever worker its ports reach. A worker never plans, probes or
 builds: it holds the newest table and answers, so a rebuild, an xDS push or an API call in the
 main process never delays an answer.
 
@@ -33,6 +35,7 @@ import structlog
 from controlplane.gtm.dns.delta import TableDelta, apply_delta
 from controlplane.gtm.dns.metrics import DnsMetrics
 from controlplane.gtm.dns.rrl import ResponseRateLimiter
+from controlplane.gtm.dns.rrl_table import RrlTable
 from controlplane.gtm.dns.server import DnsServer, new_event_loop
 from controlplane.gtm.dns.table import AnswerTable
 
@@ -47,6 +50,8 @@ MAX_FRAME = 1 << 30  # a table larger than 1 GiB is a bug, not a table
 class WorkerConfig:
     index: int
     fds: tuple[int, ...]  # inherited UDP sockets, bound with SO_REUSEPORT
+    #: the inherited descriptor of the RRL table all workers share (``rrl_table``); None: no RRL
+    rrl_table_fd: int | None = None
     #: DnsServer keyword options; every UDP-path option (e.g. response-rate limiting) goes here
     server_options: dict[str, Any] = field(default_factory=dict)
     push_interval: float = 1.0  # seconds between unasked counter pushes
@@ -82,8 +87,9 @@ async def serve(control: socket.socket) -> None:
     sockets = [socket.socket(fileno=fd) for fd in config.fds]
     options = dict(config.server_options)
     rrl_config = options.pop("rrl_config", None)
-    if rrl_config is not None:  # each worker limits the sources the kernel hashes to it
-        options["rrl"] = ResponseRateLimiter(rrl_config, time.monotonic)
+    if rrl_config is not None and config.rrl_table_fd is not None:  # one table for all workers
+        shared = RrlTable.attach(config.rrl_table_fd)
+        options["rrl"] = ResponseRateLimiter(rrl_config, time.monotonic, shared)
     server = DnsServer(table, (), metrics=metrics, tcp=False, udp_sockets=sockets, **options)
     await server.start()
     writer.write(frame(READY, pickle.dumps(server.addresses)))

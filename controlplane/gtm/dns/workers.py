@@ -19,6 +19,10 @@ their own cores from the newest table; planning, probing and explaining stay in 
   /metrics awaits before rendering), as deltas merged into the main ``DnsMetrics``: a worker that
   dies loses at most its last second of counts, and totals never go backwards. Its response-rate
   limiter's counters ride along (``CountsDelta.rrl``), so ``ubiq_dns_rrl_*`` are the workers' sums.
+* Response-rate limiting: the main process creates one RRL table in a memory file
+  (``rrl_table``) and every worker, a restarted one too, inherits its descriptor and maps it, so a
+  prefix is limited across workers. The main process holds it until ``stop``; it has no name in
+  /dev/shm, so no crash can leak it.
 * A worker that exits is restarted (after 0.5 s, doubling to 30 s while it keeps dying within
   10 s of its start) with the newest table; ``ubiq_dns_worker_restarts_total`` counts that.
 """
@@ -42,6 +46,8 @@ from prometheus_client.registry import Collector
 
 from controlplane.gtm.dns.delta import table_delta
 from controlplane.gtm.dns.metrics import CountsDelta, DnsMetrics
+from controlplane.gtm.dns.rrl import RrlConfig
+from controlplane.gtm.dns.rrl_table import RrlTable
 from controlplane.gtm.dns.server import udp_socket
 from controlplane.gtm.dns.table import AnswerTable
 from controlplane.gtm.dns.worker import (
@@ -134,6 +140,7 @@ class DnsWorkers:
         self._sender: asyncio.Task[None] | None = None
         self._stopping = False
         self._seq = 0
+        self._rrl_table: RrlTable | None = None  # shared by the workers, held here
 
     @property
     def pids(self) -> list[int]:
@@ -146,6 +153,9 @@ class DnsWorkers:
         self._payload = await asyncio.to_thread(pickle.dumps, table, pickle.HIGHEST_PROTOCOL)
         try:
             self._bind()
+            rrl: RrlConfig | None = self.server_options.get("rrl_config")
+            if rrl is not None:
+                self._rrl_table = RrlTable.create_shared(rrl.table_size)
             await asyncio.gather(*(self._spawn(i) for i in range(self.count)))
         except BaseException:
             await self.stop()
@@ -194,6 +204,9 @@ class DnsWorkers:
             for sock in sockets:
                 sock.close()
         self._sockets.clear()
+        if self._rrl_table is not None:
+            self._rrl_table.close()
+            self._rrl_table = None
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -213,8 +226,10 @@ class DnsWorkers:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
         fds = tuple(s.fileno() for s in self._sockets[index])
+        table_fd = self._rrl_table.fd if self._rrl_table is not None else None
+        inherited = fds if table_fd is None else (*fds, table_fd)
         try:
-            proc = _spawn_process(child.fileno(), fds)
+            proc = _spawn_process(child.fileno(), inherited)
         except BaseException:
             parent.close()
             raise
@@ -224,7 +239,9 @@ class DnsWorkers:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker = _Worker(index, proc, exited, reader, writer, loop.create_future(), loop.time())
         level, fmt = _log_settings()
-        config = WorkerConfig(index, fds, self.server_options, log_level=level, log_format=fmt)
+        config = WorkerConfig(
+            index, fds, table_fd, self.server_options, log_level=level, log_format=fmt
+        )
         # no await between taking the shipped table and joining the list the sender writes to
         sent = self._shipped
         writer.write(frame(CONFIG, pickle.dumps(config)))
@@ -369,10 +386,10 @@ def _ready(worker: _Worker) -> bool:
     return worker.ready.done() and not worker.ready.cancelled() and not worker.ready.exception()
 
 
-def _spawn_process(control: int, sockets: tuple[int, ...]) -> subprocess.Popen[bytes]:
-    """Start a worker with these descriptors. posix_spawn, not fork: gRPC's fork handlers (and
+def _spawn_process(control: int, inherited_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start a worker with these descriptors (its sockets and the RRL table). posix_spawn, not fork: gRPC's fork handlers (and
     their log lines) stay out of it, and nothing of this process is copied."""
-    inherited = (control, *sockets)
+    inherited = (control, *inherited_fds)
     for fd in inherited:
         os.set_inheritable(fd, True)
     try:  # close_fds=False lets subprocess use posix_spawn; only inheritable descriptors pass

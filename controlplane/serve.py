@@ -50,6 +50,7 @@ from controlplane.heaptrace import HeapTrace
 from controlplane.loop import PlacementLoop
 from controlplane.malloctrim import trim_forever
 from controlplane.observability.process import PolicyCollector, register_process_metrics
+from controlplane.pki.files import file_pair
 from controlplane.placement.consumers import xds_decisions
 from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.placement.static import PlacedCluster
@@ -265,7 +266,7 @@ class WorkloadCa:
 
 
 def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
-    pair = _file_pair(
+    pair = file_pair(
         ("--workload-ca-cert", args.workload_ca_cert), ("--workload-ca-key", args.workload_ca_key)
     )
     if pair is None:
@@ -376,7 +377,7 @@ class ServeOptions:
             feedback_interval=args.feedback_interval,
             api_token_file=args.api_token_file,
             api_allowed_hosts=_allowed_hosts(args.api_allowed_host),
-            api_tls=_file_pair(
+            api_tls=file_pair(
                 ("--api-tls-cert", args.api_tls_cert), ("--api-tls-key", args.api_tls_key)
             ),
             replica_name=args.replica_name,
@@ -409,24 +410,6 @@ def _allowed_hosts(hosts: Sequence[str]) -> tuple[str, ...]:
     from controlplane.api.auth import check_allowed_host
 
     return tuple(check_allowed_host(h) for h in hosts)
-
-
-def _file_pair(
-    cert: tuple[str, Path | None], key: tuple[str, Path | None]
-) -> tuple[Path, Path] | None:
-    """A certificate and its key, given as (flag, path): both or neither, each an existing file.
-
-    None when neither is given; otherwise a one-line UbiqError naming the flag at fault."""
-    (cert_flag, cert_path), (key_flag, key_path) = cert, key
-    if cert_path is None and key_path is None:
-        return None
-    if cert_path is None or key_path is None:
-        missing, given = (cert_flag, key_flag) if cert_path is None else (key_flag, cert_flag)
-        raise UbiqError(f"{missing}: required with {given} (a certificate and its key)")
-    for flag, path in ((cert_flag, cert_path), (key_flag, key_path)):
-        if not path.is_file():
-            raise UbiqError(f"{flag}: {path}: no such file")
-    return cert_path, key_path
 
 
 def dns_workers(value: str) -> int:

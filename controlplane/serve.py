@@ -217,45 +217,61 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 # --- xDS mTLS and workload CA options (docs/security.md) ---------------------------------------------------------
 
 
-def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+#: (flag, type, metavar, default, help) of each option, in --help order
+_Flag = tuple[str, type, str, object, str]
+
+_XDS_TLS_FLAGS: tuple[_Flag, ...] = (
+    (
         "--xds-tls-cert",
-        type=Path,
-        metavar="PEM",
-        help="serve xDS over TLS with this certificate (chain); re-read when it changes."
+        Path,
+        "PEM",
+        None,
+        "serve xDS over TLS with this certificate (chain); re-read when it changes."
         " Needs --xds-tls-key and --xds-tls-client-ca (default: plaintext xDS)",
-    )
-    p.add_argument(
-        "--xds-tls-key", type=Path, metavar="PEM", help="the private key of --xds-tls-cert"
-    )
-    p.add_argument(
+    ),
+    ("--xds-tls-key", Path, "PEM", None, "the private key of --xds-tls-cert"),
+    (
         "--xds-tls-client-ca",
-        type=Path,
-        metavar="PEM",
-        help="CA bundle xDS clients' certificates must chain to; each certificate's"
+        Path,
+        "PEM",
+        None,
+        "CA bundle xDS clients' certificates must chain to; each certificate's"
         " spiffe://TD/cluster/CLUSTER/node/NODE must match the node it serves",
-    )
+    ),
+)
+
+_WORKLOAD_CA_FLAGS: tuple[_Flag, ...] = (
+    (
+        "--workload-ca-cert",
+        Path,
+        "PEM",
+        None,
+        "CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
+        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
+        " endpoints)",
+    ),
+    ("--workload-ca-key", Path, "PEM", None, "the private key of --workload-ca-cert"),
+    (
+        "--workload-cert-ttl",
+        float,
+        "SECONDS",
+        3600.0,
+        "lifetime of each workload certificate; re-issued and pushed at half of it",
+    ),
+)
+
+
+def _add_flags(p: argparse.ArgumentParser, flags: Sequence[_Flag]) -> None:
+    for flag, kind, metavar, default, text in flags:
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+
+def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
+    _add_flags(p, _XDS_TLS_FLAGS)
 
 
 def add_workload_ca_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--workload-ca-cert",
-        type=Path,
-        metavar="PEM",
-        help="CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
-        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
-        " endpoints)",
-    )
-    p.add_argument(
-        "--workload-ca-key", type=Path, metavar="PEM", help="the private key of --workload-ca-cert"
-    )
-    p.add_argument(
-        "--workload-cert-ttl",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="lifetime of each workload certificate; re-issued and pushed at half of it",
-    )
+    _add_flags(p, _WORKLOAD_CA_FLAGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,11 +309,7 @@ def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
 
 
 def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
-    given = {
-        "--xds-tls-cert": args.xds_tls_cert,
-        "--xds-tls-key": args.xds_tls_key,
-        "--xds-tls-client-ca": args.xds_tls_client_ca,
-    }
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag, *_ in _XDS_TLS_FLAGS}
     if not any(given.values()):
         return None
     missing = [flag for flag, value in given.items() if value is None]

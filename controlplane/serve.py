@@ -30,6 +30,7 @@ from controlplane.endpoints.memory import MemoryRegistry
 from controlplane.endpoints.model import merge_registered
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
+from controlplane.gcpolicy import keep_long_lived
 from controlplane.gtm.dns.dot import (
     HANDSHAKE_TIMEOUT,
     DotSettings,
@@ -607,6 +608,8 @@ class Ubiq:
         self.store: PolicySource = open_source(
             options.directory, options.store, debounce_ms=options.debounce_ms
         )
+        # first of the store's listeners: each new model is frozen before anything compiles it
+        self.store.subscribe(lambda _model: keep_long_lived())
         self.registry.register(PolicyCollector(lambda: self.store.status))
         cache = SnapshotCache()
         status = MeteredStatus(cache, self.registry)

@@ -16,20 +16,12 @@ import yaml
 from tests.support.envoy import envoy
 from tests.support.poll import wait_until
 from tests.support.procs import free_port
-from tests.support.ubiq_serve import eu_checkout_backends, serving, three_regions
+from tests.support.ubiq_serve import eu_checkout_backends, serving, three_regions, versions
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "e2e-write-token-Zq8sT1xV9c"
 READ_ONLY = "e2e-read-token-K2mW7pQ4nB"
-
-
-def versions(client: httpx.Client, n: int) -> set[str]:
-    seen = set()
-    for _ in range(n):
-        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
-        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
-    return seen
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

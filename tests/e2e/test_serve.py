@@ -18,7 +18,14 @@ from tests.support.dns import dig
 from tests.support.envoy import EnvoyProcess, envoy
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, require_binary
-from tests.support.ubiq_serve import EXAMPLE, Served, eu_checkout_backends, serving, three_regions
+from tests.support.ubiq_serve import (
+    EXAMPLE,
+    Served,
+    eu_checkout_backends,
+    serving,
+    three_regions,
+    versions,
+)
 
 
 @dataclass
@@ -60,14 +67,6 @@ def served(tmp_path: Path, checkout_port: int) -> Iterator[Mesh]:
 def backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
     with eu_checkout_backends(checkout_port) as started:
         yield started
-
-
-def versions(client: httpx.Client, n: int) -> set[str]:
-    seen = set()
-    for _ in range(n):
-        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
-        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
-    return seen
 
 
 def test_live_edits_bad_edits_dns_and_status(served: Mesh, backends: list[DemoBackend]) -> None:

@@ -84,6 +84,16 @@ def eu_checkout_backends(port: int) -> Iterator[list[DemoBackend]]:
             lt.run(b.stop(), 5)
 
 
+def versions(client: httpx.Client, n: int) -> set[str]:
+    """Which checkout versions (``x-ubiq-version``, else the HTTP status) answered ``n``
+    header-canary requests sent through ``client`` (an Envoy listener serving ``three_regions``)."""
+    seen = set()
+    for _ in range(n):
+        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
+        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
+    return seen
+
+
 def write_policy(root: Path, extra: str = "", strategy: str = "failover") -> None:
     """The two-region GTM policy; ``extra`` lines are appended to the GlobalService spec."""
     root.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ process:
 - baseline: read every file and ``yaml.load_all`` it with PyYAML's C loader (plain data, no
   line numbers, no validation) - the floor a YAML policy pays with PyYAML;
 - ``load_directory`` with the YAML reader before the cold-start work (kept in
-  tests/unit/policy_reference_yaml.py), the rest of the loader as it is now;
+  tests/support/policy_reference_yaml.py), the rest of the loader as it is now;
 - ``load_directory`` (files -> typed documents -> cross-checks -> Model);
 - ``build_groups``: compile + snapshot for every node group (one per cluster), what
   ``ubiq serve`` publishes before it opens the xDS port; beside it, every group compiled alone
@@ -71,7 +71,7 @@ def bare_yaml(root: Path) -> int:
 
 
 def load_before(root: Path) -> Any:
-    from tests.unit import policy_reference_yaml as reference
+    from tests.support import policy_reference_yaml as reference
 
     saved = getattr(loader, "parse_documents")  # noqa: B009
     setattr(loader, "parse_documents", reference.parse_documents)  # noqa: B010

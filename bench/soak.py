@@ -47,30 +47,11 @@ from bench._common import save
 SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))
 SAMPLE_EVERY = 5.0
 GRACE = 15.0  # after a region fails or recovers: the time detection and failover may take
-ROUTES = """\
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: checkout}}
-spec:
-  hosts: [checkout.mesh.example]
-  http:
-  - name: health
-    match: [{{path: {{exact: /healthz}}}}]
-    route: [{{service: checkout}}]
-  - name: api
-    route:
-    - {{service: checkout, subset: v1, weight: {v1}}}
-    - {{service: checkout, subset: v2, weight: {v2}}}
-    retries: {{attempts: 3, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure]}}
----
-apiVersion: ubiq.io/v1alpha1
-kind: RoutePolicy
-metadata: {{name: catalog}}
-spec:
-  hosts: [catalog.mesh.example]
-  http:
-  - route: [{{service: catalog}}]
-"""
+#: the api rule's retries (a restarted Envoy resets the requests it had in flight), added to the
+#: routes of tests/support/mesh.py
+API_RETRIES = (
+    "    retries: {{attempts: 3, perTryTimeout: 1s, retryOn: [5xx, reset, connect-failure]}}\n"
+)
 
 
 # -- the server process ------------------------------------------------------------------------
@@ -224,15 +205,14 @@ def dns_load(port: int, tally: Tally, phases: Phases, t0: float, stop: threading
 
 
 def restart_envoy(gw: Gateway, workdir: Path, xds_port: int) -> None:
-    from controlplane.demo.envoys import start_envoy, wait_ready
+    from controlplane.demo.envoys import wait_ready
+    from tests.support.mesh import start_region_envoy
 
     with gw.lock:
         gw.up = False
     if gw.envoy is not None:
         gw.envoy.stop()
-    gw.envoy = start_envoy(
-        workdir, cluster=gw.region, region=gw.region, zone=f"{gw.region}-1a", xds_port=xds_port
-    )
+    gw.envoy = start_region_envoy(workdir, gw.region, xds_port)
     wait_ready(gw.envoy)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # up once its listener (from xDS) answers
@@ -255,12 +235,10 @@ def stop_process(process: Any) -> None:
 
 
 def prometheus_config(gateways: list[Gateway], api_port: int) -> str:
-    from controlplane.prometheus.config import ScrapeJob, ScrapeTarget, envoy_job, render_config
+    from controlplane.prometheus.config import render_config
+    from tests.support.mesh import scrape_jobs
 
-    jobs = [
-        envoy_job({f"127.0.0.1:{g.envoy.admin_port}": (g.region, g.region) for g in gateways}),
-        ScrapeJob("ubiq", (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
-    ]
+    jobs = scrape_jobs([g.envoy for g in gateways], api_port)
     return render_config(jobs, scrape_interval="1s")
 
 
@@ -270,17 +248,12 @@ def _quiet(request: object, address: object) -> None:
 
 @contextlib.contextmanager
 def backends() -> Iterator[dict[str, Any]]:
-    from tests.support.backends import Backend
-    from tests.support.mesh import BACKENDS
+    from tests.support.mesh import started_backends
 
-    made = {n: Backend(n).start() for n in BACKENDS}
-    for backend in made.values():  # an Envoy stopped mid keep-alive resets: not worth a traceback
-        setattr(backend._server, "handle_error", _quiet)  # noqa: B010
-    try:
+    with started_backends() as made:
+        for backend in made.values():  # an Envoy stopped mid keep-alive resets: no traceback
+            setattr(backend._server, "handle_error", _quiet)  # noqa: B010
         yield made
-    finally:
-        for b in made.values():
-            b.close()
 
 
 def schedule(seconds: int) -> tuple[list[float], list[float], tuple[float, float]]:
@@ -294,8 +267,9 @@ def schedule(seconds: int) -> tuple[list[float], list[float], tuple[float, float
 def run(seconds: int) -> dict[str, Any]:
     from controlplane.ports import free_port
     from controlplane.prometheus.process import start_prometheus, wait_ready
-    from tests.support.mesh import pick_gateways, write_policies
+    from tests.support.mesh import pick_gateways, routes_template, write_policies
 
+    routes = routes_template(API_RETRIES)
     workdir = Path(tempfile.mkdtemp(prefix="ubiq-soak-"))
     root = workdir / "policies"
     root.mkdir()
@@ -311,7 +285,7 @@ def run(seconds: int) -> dict[str, Any]:
             root,
             {g.region: (g.address, g.port) for g in gateways},
             {name: b.port for name, b in bk.items()},
-            routes=ROUTES,
+            routes=routes,
         )
         prom = start_prometheus(workdir / "prometheus", "scrape_configs: []\n", port=prom_port)
         wait_ready(prom)
@@ -374,7 +348,7 @@ def run(seconds: int) -> dict[str, Any]:
                 raise SystemExit(f"ubiq serve died at t={now:.0f}s; see {workdir / 'ubiq.log'}")
             tick += 1
             v1 = (90, 80, 70, 100, 50)[tick % 5]
-            (root / "routes.yaml").write_text(ROUTES.format(v1=v1, v2=100 - v1))
+            (root / "routes.yaml").write_text(routes.format(v1=v1, v2=100 - v1))
             if envoy_at and now >= envoy_at[0]:
                 envoy_at.pop(0)
                 gw = gateways[restarts % len(gateways)]

@@ -30,6 +30,7 @@ from controlplane.endpoints.memory import MemoryRegistry
 from controlplane.endpoints.model import merge_registered
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
+from controlplane.gcpolicy import keep_long_lived
 from controlplane.gtm.dns.dot import (
     HANDSHAKE_TIMEOUT,
     DotSettings,
@@ -50,6 +51,7 @@ from controlplane.heaptrace import HeapTrace
 from controlplane.loop import PlacementLoop
 from controlplane.malloctrim import trim_forever
 from controlplane.observability.process import PolicyCollector, register_process_metrics
+from controlplane.pki.files import file_pair
 from controlplane.placement.consumers import xds_decisions
 from controlplane.placement.decision import Decision, compiler_decisions
 from controlplane.placement.static import PlacedCluster
@@ -216,45 +218,61 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 # --- xDS mTLS and workload CA options (docs/security.md) ---------------------------------------------------------
 
 
-def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+#: (flag, type, metavar, default, help) of each option, in --help order
+_Flag = tuple[str, type, str, object, str]
+
+_XDS_TLS_FLAGS: tuple[_Flag, ...] = (
+    (
         "--xds-tls-cert",
-        type=Path,
-        metavar="PEM",
-        help="serve xDS over TLS with this certificate (chain); re-read when it changes."
+        Path,
+        "PEM",
+        None,
+        "serve xDS over TLS with this certificate (chain); re-read when it changes."
         " Needs --xds-tls-key and --xds-tls-client-ca (default: plaintext xDS)",
-    )
-    p.add_argument(
-        "--xds-tls-key", type=Path, metavar="PEM", help="the private key of --xds-tls-cert"
-    )
-    p.add_argument(
+    ),
+    ("--xds-tls-key", Path, "PEM", None, "the private key of --xds-tls-cert"),
+    (
         "--xds-tls-client-ca",
-        type=Path,
-        metavar="PEM",
-        help="CA bundle xDS clients' certificates must chain to; each certificate's"
+        Path,
+        "PEM",
+        None,
+        "CA bundle xDS clients' certificates must chain to; each certificate's"
         " spiffe://TD/cluster/CLUSTER/node/NODE must match the node it serves",
-    )
+    ),
+)
+
+_WORKLOAD_CA_FLAGS: tuple[_Flag, ...] = (
+    (
+        "--workload-ca-cert",
+        Path,
+        "PEM",
+        None,
+        "CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
+        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
+        " endpoints)",
+    ),
+    ("--workload-ca-key", Path, "PEM", None, "the private key of --workload-ca-cert"),
+    (
+        "--workload-cert-ttl",
+        float,
+        "SECONDS",
+        3600.0,
+        "lifetime of each workload certificate; re-issued and pushed at half of it",
+    ),
+)
+
+
+def _add_flags(p: argparse.ArgumentParser, flags: Sequence[_Flag]) -> None:
+    for flag, kind, metavar, default, text in flags:
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+
+def add_xds_tls_arguments(p: argparse.ArgumentParser) -> None:
+    _add_flags(p, _XDS_TLS_FLAGS)
 
 
 def add_workload_ca_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--workload-ca-cert",
-        type=Path,
-        metavar="PEM",
-        help="CA that issues workload certificates for TrafficPolicy tls ISTIO_MUTUAL (served"
-        " over SDS); needs --workload-ca-key (default: none, mutual services get no remote"
-        " endpoints)",
-    )
-    p.add_argument(
-        "--workload-ca-key", type=Path, metavar="PEM", help="the private key of --workload-ca-cert"
-    )
-    p.add_argument(
-        "--workload-cert-ttl",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="lifetime of each workload certificate; re-issued and pushed at half of it",
-    )
+    _add_flags(p, _WORKLOAD_CA_FLAGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +283,7 @@ class WorkloadCa:
 
 
 def workload_ca_from_args(args: argparse.Namespace) -> WorkloadCa | None:
-    pair = _file_pair(
+    pair = file_pair(
         ("--workload-ca-cert", args.workload_ca_cert), ("--workload-ca-key", args.workload_ca_key)
     )
     if pair is None:
@@ -292,11 +310,7 @@ def load_workload_certs(ca: WorkloadCa) -> WorkloadCerts:
 
 
 def xds_tls_from_args(args: argparse.Namespace) -> TlsFiles | None:
-    given = {
-        "--xds-tls-cert": args.xds_tls_cert,
-        "--xds-tls-key": args.xds_tls_key,
-        "--xds-tls-client-ca": args.xds_tls_client_ca,
-    }
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag, *_ in _XDS_TLS_FLAGS}
     if not any(given.values()):
         return None
     missing = [flag for flag, value in given.items() if value is None]
@@ -376,7 +390,7 @@ class ServeOptions:
             feedback_interval=args.feedback_interval,
             api_token_file=args.api_token_file,
             api_allowed_hosts=_allowed_hosts(args.api_allowed_host),
-            api_tls=_file_pair(
+            api_tls=file_pair(
                 ("--api-tls-cert", args.api_tls_cert), ("--api-tls-key", args.api_tls_key)
             ),
             replica_name=args.replica_name,
@@ -409,24 +423,6 @@ def _allowed_hosts(hosts: Sequence[str]) -> tuple[str, ...]:
     from controlplane.api.auth import check_allowed_host
 
     return tuple(check_allowed_host(h) for h in hosts)
-
-
-def _file_pair(
-    cert: tuple[str, Path | None], key: tuple[str, Path | None]
-) -> tuple[Path, Path] | None:
-    """A certificate and its key, given as (flag, path): both or neither, each an existing file.
-
-    None when neither is given; otherwise a one-line UbiqError naming the flag at fault."""
-    (cert_flag, cert_path), (key_flag, key_path) = cert, key
-    if cert_path is None and key_path is None:
-        return None
-    if cert_path is None or key_path is None:
-        missing, given = (cert_flag, key_flag) if cert_path is None else (key_flag, cert_flag)
-        raise UbiqError(f"{missing}: required with {given} (a certificate and its key)")
-    for flag, path in ((cert_flag, cert_path), (key_flag, key_path)):
-        if not path.is_file():
-            raise UbiqError(f"{flag}: {path}: no such file")
-    return cert_path, key_path
 
 
 def dns_workers(value: str) -> int:
@@ -612,6 +608,8 @@ class Ubiq:
         self.store: PolicySource = open_source(
             options.directory, options.store, debounce_ms=options.debounce_ms
         )
+        # first of the store's listeners: each new model is frozen before anything compiles it
+        self.store.subscribe(lambda _model: keep_long_lived())
         self.registry.register(PolicyCollector(lambda: self.store.status))
         cache = SnapshotCache()
         status = MeteredStatus(cache, self.registry)

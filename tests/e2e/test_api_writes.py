@@ -3,8 +3,6 @@ Envoy like a file edit; refused writes change nothing; the token appears in no l
 
 from __future__ import annotations
 
-import shutil
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,25 +13,15 @@ import pytest
 import trustme
 import yaml
 
-from controlplane.demo.backends import DemoBackend
 from tests.support.envoy import envoy
-from tests.support.loop import loop_thread
 from tests.support.poll import wait_until
-from tests.support.procs import free_port, free_udp_tcp_port, running
+from tests.support.procs import free_port
+from tests.support.ubiq_serve import eu_checkout_backends, serving, three_regions, versions
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 TOKEN = "e2e-write-token-Zq8sT1xV9c"
 READ_ONLY = "e2e-read-token-K2mW7pQ4nB"
-
-
-def versions(client: httpx.Client, n: int) -> set[str]:
-    seen = set()
-    for _ in range(n):
-        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
-        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
-    return seen
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,25 +34,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def backends_port() -> Iterator[int]:
     port = free_port("127.0.2.1")
-    backends = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", port),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", port),
-    ]
-    with loop_thread("checkout-backends") as lt:
-        for b in backends:
-            lt.run(b.start(), 5)
+    with eu_checkout_backends(port):
         yield port
-        for b in backends:
-            lt.run(b.stop(), 5)
 
 
 def test_put_through_the_api_reaches_envoy(tmp_path: Path, backends_port: int) -> None:
     root = tmp_path / "policies"
-    shutil.copytree(EXAMPLE, root)
-    services = root / "services.yaml"
-    services.write_text(services.read_text().replace("port: 18001,", f"port: {backends_port},"))
-    gs = root / "global.yaml"
-    gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
+    three_regions(root, backends_port)
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{TOKEN} read,write\n{READ_ONLY} read\n")
     tokens.chmod(0o600)
@@ -72,31 +48,16 @@ def test_put_through_the_api_reaches_envoy(tmp_path: Path, backends_port: int) -
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "api.pem"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    xds, dns, api_port, listener = free_port(), free_udp_tcp_port(), free_port(), free_port()
-    log = tmp_path / "ubiq.log"
-    argv = [
-        sys.executable, "-m", "controlplane.cli", "--log-format", "json", "--log-level", "debug",
-        "serve", str(root), "--xds", f"127.0.0.1:{xds}", "--dns", f"127.0.0.1:{dns}",
-        "--api", f"127.0.0.1:{api_port}", "--listener-address", "127.0.0.1",
-        "--listener-port", str(listener), "--debounce-ms", "20",
-        "--api-token-file", str(tokens),
+    listener = free_port()
+    flags = (
+        "--log-level", "debug", "--listener-address", "127.0.0.1",
+        "--listener-port", str(listener), "--api-token-file", str(tokens),
         "--api-tls-cert", str(tmp_path / "api.pem"), "--api-tls-key", str(tmp_path / "api.pem"),
-    ]  # fmt: skip
-    api = f"https://127.0.0.1:{api_port}"
+    )  # fmt: skip
     outputs: list[str] = []
-    with running(argv, log=log) as proc:
-        tls = httpx.Client(
-            base_url=api, verify=ssl.create_default_context(cafile=tmp_path / "ca.pem"), timeout=15
-        )
-
-        def ready() -> bool:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                return tls.get("/readyz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 30, "ubiq serve answering /readyz over TLS")
+    with serving(root, tmp_path, *flags, api_ca=tmp_path / "ca.pem") as served:
+        api, api_port, xds = served.api, served.api_port, served.xds_port
+        tls = httpx.Client(base_url=api, verify=served.verify(), timeout=15)
         with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port gets no answer
             httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).raise_for_status()
         with (
@@ -151,7 +112,7 @@ def test_put_through_the_api_reaches_envoy(tmp_path: Path, backends_port: int) -
             listed = cli("policy", "list", "--kind", "RoutePolicy", *common, *auth)
             assert listed.returncode == 0 and "RoutePolicy/checkout" in listed.stdout
         tls.close()
-    text = log.read_text()
+    text = served.log_text()
     assert "api.policy.written" in text  # the write was logged...
     assert TOKEN not in text and READ_ONLY not in text  # ...and no token ever was
     assert all(TOKEN not in o and READ_ONLY not in o for o in outputs)

@@ -3,11 +3,11 @@ a broken edit is refused while everything keeps serving, and `ubiq status` shows
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,42 +16,29 @@ import pytest
 from controlplane.demo.backends import DemoBackend
 from tests.support.dns import dig
 from tests.support.envoy import EnvoyProcess, envoy
-from tests.support.loop import loop_thread
 from tests.support.poll import wait_until
-from tests.support.procs import (
-    free_port,
-    free_udp_tcp_port,
-    require_binary,
-    running,
-    wait_for_port,
+from tests.support.procs import free_port, require_binary
+from tests.support.ubiq_serve import (
+    EXAMPLE,
+    Served,
+    eu_checkout_backends,
+    serving,
+    three_regions,
+    versions,
 )
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 
+@dataclass
+class Mesh:
+    """``ubiq serve`` over the example and a real Envoy of eu-west following it."""
 
-class Serve:
-    def __init__(self, root: Path, log: Path) -> None:
-        self.root = root
-        self.log = log
-        self.xds = free_port()
-        self.dns = free_udp_tcp_port()
-        self.api_port = free_port()
-        self.listener = free_port()
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def argv(self) -> list[str]:
-        return [
-            sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve", str(self.root),
-            "--xds", f"127.0.0.1:{self.xds}", "--dns", f"127.0.0.1:{self.dns}",
-            "--api", f"127.0.0.1:{self.api_port}", "--listener-address", "127.0.0.1",
-            "--listener-port", str(self.listener),
-        ]  # fmt: skip
+    root: Path
+    listener: int  # the Envoy's HTTP listener
+    serve: Served
+    proxy: EnvoyProcess
 
     def status(self) -> dict[str, object]:
-        return dict(httpx.get(f"{self.api}/v1/status", timeout=5).json())
+        return dict(httpx.get(f"{self.serve.api}/v1/status", timeout=5).json())
 
 
 @pytest.fixture
@@ -61,60 +48,35 @@ def checkout_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path, checkout_port: int) -> Iterator[tuple[Serve, EnvoyProcess]]:
+def served(tmp_path: Path, checkout_port: int) -> Iterator[Mesh]:
     root = tmp_path / "policies"
-    shutil.copytree(EXAMPLE, root)
-    services = root / "services.yaml"
-    for address in ("127.0.2.1", "127.0.2.2"):
-        old = f"address: {address}, port: 18001,"
-        assert old in services.read_text()
-        services.write_text(
-            services.read_text().replace(old, f"address: {address}, port: {checkout_port},")
-        )
-    # no gateways run here: without health checks the GTM steers by the latency table alone
-    gs = root / "global.yaml"
-    gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
-    serve = Serve(root, tmp_path / "ubiq.log")
-    with running(serve.argv(), log=serve.log):
-        wait_for_port("127.0.0.1", serve.api_port, 20)
-        with envoy(
-            tmp_path, xds_port=serve.xds, node_id="envoy-eu", cluster="eu-west", region="eu-west"
-        ) as proxy:
-            yield serve, proxy
+    three_regions(root, checkout_port)
+    listener = free_port()
+    flags = ("--listener-address", "127.0.0.1", "--listener-port", str(listener))
+    with (
+        serving(root, tmp_path, *flags) as serve,
+        envoy(
+            tmp_path, xds_port=serve.xds_port, node_id="envoy-eu", cluster="eu-west",
+            region="eu-west",
+        ) as proxy,
+    ):  # fmt: skip
+        yield Mesh(root, listener, serve, proxy)
 
 
 @pytest.fixture
-def eu_checkout_backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
-    backends = [
-        DemoBackend("checkout", "eu-west", "v1", "127.0.2.1", checkout_port),
-        DemoBackend("checkout", "eu-west", "v2", "127.0.2.2", checkout_port),
-    ]
-    with loop_thread("checkout-backends") as lt:
-        for b in backends:
-            lt.run(b.start(), 5)
-        yield backends
-        for b in backends:
-            lt.run(b.stop(), 5)
+def backends(checkout_port: int) -> Iterator[list[DemoBackend]]:
+    with eu_checkout_backends(checkout_port) as started:
+        yield started
 
 
-def versions(client: httpx.Client, n: int) -> set[str]:
-    seen = set()
-    for _ in range(n):
-        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
-        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
-    return seen
-
-
-def test_live_edits_bad_edits_dns_and_status(
-    served: tuple[Serve, EnvoyProcess], eu_checkout_backends: list[DemoBackend]
-) -> None:
-    serve, proxy = served
-    base = f"http://127.0.0.1:{serve.listener}"
+def test_live_edits_bad_edits_dns_and_status(served: Mesh, backends: list[DemoBackend]) -> None:
+    serve, proxy = served.serve, served.proxy
+    base = f"http://127.0.0.1:{served.listener}"
     with httpx.Client(base_url=base, timeout=5) as client:
         wait_until(lambda: versions(client, 1) == {"v2"}, 20, "header canary routed to v2")
 
         # live edit: the header canary now goes to v1; Envoy follows without a restart
-        routes = serve.root / "routes.yaml"
+        routes = served.root / "routes.yaml"
         good = routes.read_text()
         routes.write_text(
             good.replace(
@@ -126,14 +88,14 @@ def test_live_edits_bad_edits_dns_and_status(
 
         # a broken edit is rejected; Envoy keeps the last good config, the API says why
         routes.write_text(good.replace("subset: v2}]", "subset: v7}]"))
-        wait_until(lambda: serve.status()["policy"]["ok"] is False, 10, "rejection reported")  # type: ignore[index]
-        problems = serve.status()["policy"]["problems"]  # type: ignore[index]
+        wait_until(lambda: served.status()["policy"]["ok"] is False, 10, "rejection reported")  # type: ignore[index]
+        problems = served.status()["policy"]["problems"]  # type: ignore[index]
         assert any("has no subset 'v7'" in p for p in problems)
         assert versions(client, 10) == {"v1"}
 
     # DNS: steered by client subnet, from the same process
-    europe = dig("127.0.0.1", serve.dns, "checkout.gtm.example", "A", "+subnet=203.0.113.0/24")
-    america = dig("127.0.0.1", serve.dns, "checkout.gtm.example", "A", "+subnet=192.0.2.0/24")
+    europe = dig("127.0.0.1", serve.dns_port, "checkout.gtm.example", "A", "+subnet=203.0.113.0/24")
+    america = dig("127.0.0.1", serve.dns_port, "checkout.gtm.example", "A", "+subnet=192.0.2.0/24")
     assert europe.status == america.status == "NOERROR"
     assert europe.answer != america.answer
 
@@ -162,7 +124,7 @@ def test_live_edits_bad_edits_dns_and_status(
     assert out.returncode == 5, out.stderr  # the server runs, but refused the last change
     assert "REJECTED last change" in out.stdout
     assert "envoy-eu" in out.stdout and "eu-west" in out.stdout
-    proxies = serve.status()["proxies"]
+    proxies = served.status()["proxies"]
     assert [p["nodeId"] for p in proxies] == ["envoy-eu"]  # type: ignore[index,union-attr]
     assert len(proxies[0]["acked"]) == 4  # type: ignore[index]
     assert proxy.ready()

@@ -5,20 +5,18 @@ transport socket that Envoy accepts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from controlplane.pki.certs import server_spiffe_id
 from controlplane.xds.bootstrap import XdsClientTls
-from tests.support.cli import ubiq
+from tests.support.cli import bootstrap, ubiq
 from tests.support.envoy import dynamic_names, envoy
 from tests.support.poll import wait_until
-from tests.support.procs import free_port, free_udp_tcp_port, require_binary, running
+from tests.support.procs import free_port
+from tests.support.ubiq_serve import EXAMPLE, serving
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 TD = "e2e.test"
 
 
@@ -37,16 +35,11 @@ def make_pki(pki: Path) -> None:
 def test_serve_over_mtls_gives_each_proxy_only_its_cluster(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     make_pki(pki)
-    xds, api = free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "controlplane.cli", "--log-format", "json", "serve", str(EXAMPLE),
-        "--xds", f"127.0.0.1:{xds}", "--api", f"127.0.0.1:{api}",
-        "--dns", f"127.0.0.1:{free_udp_tcp_port()}", "--listener-port", str(free_port()),
-        "--listener-address", "127.0.0.1",
+    flags = (
+        "--listener-port", str(free_port()), "--listener-address", "127.0.0.1",
         "--xds-tls-cert", str(pki / "xds.pem"), "--xds-tls-key", str(pki / "xds-key.pem"),
         "--xds-tls-client-ca", str(pki / "ca.pem"),
-    ]  # fmt: skip
-    log = tmp_path / "ubiq.log"
+    )  # fmt: skip
     tls = XdsClientTls(
         cert=str(pki / "eu.pem"),
         key=str(pki / "eu-key.pem"),
@@ -55,13 +48,8 @@ def test_serve_over_mtls_gives_each_proxy_only_its_cluster(tmp_path: Path) -> No
     )
     for workdir in ("eu", "intruder"):
         (tmp_path / workdir).mkdir()
-    with running(argv, log=log) as proc:
-        wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{api}/readyz", timeout=1).status_code == 200,
-            30,
-            "ubiq serve ready",
-        )
-        assert proc.poll() is None
+    with serving(EXAMPLE, tmp_path, *flags) as served:
+        xds, api, log = served.xds_port, served.api, served.log
         with envoy(
             tmp_path / "eu", xds_port=xds, node_id="envoy-eu", cluster="eu-west", tls=tls
         ) as good:
@@ -84,7 +72,7 @@ def test_serve_over_mtls_gives_each_proxy_only_its_cluster(tmp_path: Path) -> No
                 assert intruder.stat("cluster.ubiq_xds.ssl.handshake") >= 1  # it did connect
                 assert dynamic_names(intruder.config_dump(), "clusters") == []
                 assert dynamic_names(intruder.config_dump(), "listeners") == []
-            proxies = httpx.get(f"http://127.0.0.1:{api}/v1/proxies", timeout=5).json()
+            proxies = httpx.get(f"{api}/v1/proxies", timeout=5).json()
             rows = proxies if isinstance(proxies, list) else proxies.get("proxies", [])
             assert {(p["nodeId"], p["group"]) for p in rows} == {("envoy-eu", "eu-west/proxy")}
 
@@ -93,45 +81,22 @@ def test_bootstrap_with_tls_is_accepted_by_envoy(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     make_pki(pki)
     target = tmp_path / "bootstrap.yaml"
-    out = ubiq(
-        "bootstrap", "--node-id", "envoy-eu", "--cluster", "eu-west", "--region", "eu-west",
-        "--xds-tls-cert", str(pki / "eu.pem"), "--xds-tls-key", str(pki / "eu-key.pem"),
-        "--xds-tls-ca", str(pki / "ca.pem"), "-o", str(target),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    text = target.read_text()
-    assert str(pki / "eu-key.pem") in text and server_spiffe_id(TD) in text
-    check = subprocess.run(
-        [require_binary("envoy"), "--mode", "validate", "-c", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-
-    sds = tmp_path / "xds-client-sds.json"
-    out = ubiq(
-        "bootstrap", "--node-id", "envoy-eu", "--cluster", "eu-west", "--region", "eu-west",
-        "--xds-tls-cert", str(pki / "eu.pem"), "--xds-tls-key", str(pki / "eu-key.pem"),
-        "--xds-tls-ca", str(pki / "ca.pem"), "--xds-tls-sds-file", str(sds), "-o", str(target),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert str(sds) in target.read_text() and str(pki / "eu-key.pem") in sds.read_text()
-    check = subprocess.run(
-        [require_binary("envoy"), "--mode", "validate", "-c", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-
-    wrong = ubiq(
-        "bootstrap", "--node-id", "envoy-us", "--cluster", "us-west", "--region", "us-west",
+    eu = ("--node-id", "envoy-eu", "--cluster", "eu-west", "--region", "eu-west")
+    tls = (
         "--xds-tls-cert", str(pki / "eu.pem"), "--xds-tls-key", str(pki / "eu-key.pem"),
         "--xds-tls-ca", str(pki / "ca.pem"),
     )  # fmt: skip
+    bootstrap(target, *eu, *tls)
+    text = target.read_text()
+    assert str(pki / "eu-key.pem") in text and server_spiffe_id(TD) in text
+
+    sds = tmp_path / "xds-client-sds.json"
+    bootstrap(target, *eu, *tls, "--xds-tls-sds-file", str(sds))
+    assert str(sds) in target.read_text() and str(pki / "eu-key.pem") in sds.read_text()
+
+    wrong = ubiq(
+        "bootstrap", "--node-id", "envoy-us", "--cluster", "us-west", "--region", "us-west", *tls
+    )
     assert wrong.returncode == 1
     assert wrong.stderr.strip().startswith("ubiq: error: --xds-tls-cert ")
     assert "issued for node 'envoy-eu' in cluster 'eu-west'" in wrong.stderr

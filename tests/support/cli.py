@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.procs import require_binary
+
 
 def ubiq(
     *args: str, cwd: Path | None = None, timeout: float = 60
@@ -18,3 +20,19 @@ def ubiq(
         check=False,
         cwd=cwd,
     )
+
+
+def bootstrap(target: Path, *args: str) -> str:
+    """``ubiq bootstrap ARGS -o TARGET``, then ``envoy --mode validate`` on what it wrote: both
+    must succeed. Returns Envoy's output."""
+    out = ubiq("bootstrap", *args, "-o", str(target))
+    assert out.returncode == 0, out.stderr
+    check = subprocess.run(
+        [require_binary("envoy"), "--mode", "validate", "-c", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    return check.stdout + check.stderr

@@ -15,7 +15,7 @@ import contextlib
 import random
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +106,7 @@ spec:
   healthCheck: {{http: {{path: /healthz, host: checkout.mesh.example}}, interval: 1s, timeout: 500ms, unhealthyThreshold: 2}}
 """
 
-ROUTES = """\
+_ROUTES = """\
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
 metadata: {{name: checkout}}
@@ -120,7 +120,7 @@ spec:
     route:
     - {{service: checkout, subset: v1, weight: {v1}}}
     - {{service: checkout, subset: v2, weight: {v2}}}
----
+<api-extra>---
 apiVersion: ubiq.io/v1alpha1
 kind: RoutePolicy
 metadata: {{name: catalog}}
@@ -129,6 +129,15 @@ spec:
   http:
   - route: [{{service: catalog}}]
 """
+
+
+def routes_template(api_extra: str = "") -> str:
+    """The two RoutePolicies, a template to format with the ``v1``/``v2`` weights; ``api_extra``:
+    YAML lines (braces doubled) that end the weighted ``api`` rule, such as its ``retries``."""
+    return _ROUTES.replace("<api-extra>", api_extra)
+
+
+ROUTES = routes_template()
 
 
 @dataclass
@@ -256,7 +265,7 @@ def mesh(
     root.mkdir(parents=True)
     loop, thread = _loop_thread()
     with contextlib.ExitStack() as stack:
-        backends = {name: stack.enter_context(_backend(name)) for name in names}
+        backends = stack.enter_context(started_backends(names))
         write_policies(root, gateways, {n: b.port for n, b in backends.items()}, costs=costs)
         if extra_policy:
             (root / "extra.yaml").write_text(extra_policy)
@@ -299,17 +308,12 @@ def mesh(
         )
         assert ubiq.xds_port is not None
         for region in REGIONS:
-            envoy = start_envoy(
-                workdir, cluster=region, region=region, zone=f"{region}-1a", xds_port=ubiq.xds_port
-            )
+            envoy = start_region_envoy(workdir, region, ubiq.xds_port)
             stack.callback(envoy.stop)
             rig.envoys.append(envoy)
         for envoy in rig.envoys:
             wait_envoy(envoy)
-        jobs = [
-            envoy_job({f"127.0.0.1:{e.admin_port}": (e.cluster, e.cluster) for e in rig.envoys}),
-            ScrapeJob(UBIQ_JOB, (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
-        ]
+        jobs = scrape_jobs(rig.envoys, api_port)
         rules = [str(RULES)]  # the shipped alerting and recording rules, evaluated live
         if prom is None:
             rig.prom = stack.enter_context(prometheus(workdir, jobs, rule_files=rules))
@@ -321,6 +325,28 @@ def mesh(
         # ready once every target has been scraped: traffic from now on shows up as a rate
         wait_for_series(rig.prom, f"count(up == 1) == {len(rig.envoys) + 1}", timeout=30)
         yield rig
+
+
+def start_region_envoy(workdir: Path, region: str, xds_port: int) -> EnvoyProcess:
+    """The gateway Envoy of ``region`` (its cluster is named after it), started, not yet ready."""
+    return start_envoy(
+        workdir, cluster=region, region=region, zone=f"{region}-1a", xds_port=xds_port
+    )
+
+
+def scrape_jobs(envoys: Iterable[EnvoyProcess], api_port: int) -> list[ScrapeJob]:
+    """Every Envoy's stats, labelled with its cluster (which is its region), and Ubiq's."""
+    return [
+        envoy_job({f"127.0.0.1:{e.admin_port}": (e.cluster, e.cluster) for e in envoys}),
+        ScrapeJob(UBIQ_JOB, (ScrapeTarget(f"127.0.0.1:{api_port}"),)),
+    ]
+
+
+@contextlib.contextmanager
+def started_backends(names: Iterable[str] = BACKENDS) -> Iterator[dict[str, Backend]]:
+    """A started Backend per name, closed when the block ends."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(_backend(name)) for name in names}
 
 
 @contextlib.contextmanager

@@ -2,11 +2,14 @@
 
 The policy serves ``app.gtm.example`` (two targets, no health checks, so the answer is known at
 once); ``serving`` starts the process on free loopback ports and returns once the API answers.
+``three_regions`` and ``eu_checkout_backends`` are the example mesh the Envoy e2e tests serve.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,7 +25,9 @@ import dns.query
 import dns.rcode
 import httpx
 
+from controlplane.demo.backends import DemoBackend
 from tests.support.gtm_helpers import TWO_REGIONS
+from tests.support.loop import loop_thread
 from tests.support.procs import free_port, free_udp_tcp_port, running
 
 NAME = "app.gtm.example"
@@ -44,6 +49,51 @@ spec:
 {extra}"""
 
 
+EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
+EU_CHECKOUT = ("127.0.2.1", "127.0.2.2")  # the example's eu-west checkout endpoints, v1 and v2
+
+
+def three_regions(root: Path, checkout_port: int) -> None:
+    """The three-regions example in ``root``, its eu-west checkout endpoints on
+    ``checkout_port`` (the example's 18001 may be taken) and no health checks: no gateways run
+    here, so the GTM steers by the latency table alone."""
+    shutil.copytree(EXAMPLE, root)
+    services = root / "services.yaml"
+    for address in EU_CHECKOUT:
+        old = f"address: {address}, port: 18001,"
+        assert old in services.read_text()
+        services.write_text(
+            services.read_text().replace(old, f"address: {address}, port: {checkout_port},")
+        )
+    gs = root / "global.yaml"
+    gs.write_text("\n".join(x for x in gs.read_text().splitlines() if "healthCheck" not in x))
+
+
+@contextlib.contextmanager
+def eu_checkout_backends(port: int) -> Iterator[list[DemoBackend]]:
+    """The eu-west checkout backends of ``three_regions`` (v1, v2) on ``port``."""
+    backends = [
+        DemoBackend("checkout", "eu-west", version, address, port)
+        for version, address in zip(("v1", "v2"), EU_CHECKOUT, strict=True)
+    ]
+    with loop_thread("checkout-backends") as lt:
+        for b in backends:
+            lt.run(b.start(), 5)
+        yield backends
+        for b in backends:
+            lt.run(b.stop(), 5)
+
+
+def versions(client: httpx.Client, n: int) -> set[str]:
+    """Which checkout versions (``x-ubiq-version``, else the HTTP status) answered ``n``
+    header-canary requests sent through ``client`` (an Envoy listener serving ``three_regions``)."""
+    seen = set()
+    for _ in range(n):
+        r = client.get("/api/x", headers={"host": "checkout.mesh.example", "x-canary": "true"})
+        seen.add(r.headers.get("x-ubiq-version", str(r.status_code)))
+    return seen
+
+
 def write_policy(root: Path, extra: str = "", strategy: str = "failover") -> None:
     """The two-region GTM policy; ``extra`` lines are appended to the GlobalService spec."""
     root.mkdir(parents=True, exist_ok=True)
@@ -59,13 +109,20 @@ class Served:
     dns_port: int
     api_port: int
     xds_port: int
+    api_ca: Path | None = None  # the CA of the API's certificate (--api-tls-*); None: plain HTTP
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        scheme = "http" if self.api_ca is None else "https"
+        return f"{scheme}://127.0.0.1:{self.api_port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client of the API verifies its certificate with."""
+        return True if self.api_ca is None else ssl.create_default_context(cafile=self.api_ca)
 
     def status(self) -> dict[str, object]:
-        result: dict[str, object] = httpx.get(f"{self.api}/v1/policy/status", timeout=5).json()
+        url = f"{self.api}/v1/policy/status"
+        result: dict[str, object] = httpx.get(url, timeout=5, verify=self.verify()).json()
         return result
 
     def log_text(self) -> str:
@@ -133,8 +190,14 @@ class Asking:
 
 @contextlib.contextmanager
 def serving(
-    root: Path, workdir: Path, *extra_args: str, log_format: str = "json"
+    root: Path,
+    workdir: Path,
+    *extra_args: str,
+    log_format: str = "json",
+    api_ca: Path | None = None,
 ) -> Iterator[Served]:
+    """``ubiq serve root`` on free loopback ports with ``extra_args``, until /readyz answers 200
+    (over TLS verified by ``api_ca`` when ``extra_args`` give the API a certificate)."""
     dns_port, api_port, xds_port = free_udp_tcp_port(), free_port(), free_port()
     argv = [
         sys.executable, "-m", "controlplane.cli", "--log-format", log_format, "serve", str(root),
@@ -143,13 +206,14 @@ def serving(
     ]  # fmt: skip
     log = workdir / f"ubiq-{dns_port}.log"
     with running(argv, log=log) as proc:
-        served = Served(proc, log, dns_port, api_port, xds_port)
+        served = Served(proc, log, dns_port, api_port, xds_port, api_ca)
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"ubiq serve exited: {served.log_text()[-2000:]}")
             # ready, not only alive: the policy directory is watched, so an edit is seen
-            return httpx.get(f"{served.api}/readyz", timeout=1).status_code == 200
+            ready = httpx.get(f"{served.api}/readyz", timeout=1, verify=served.verify())
+            return ready.status_code == 200
 
         wait_until(ready, 30, "ubiq serve to answer /readyz")
         yield served

@@ -106,7 +106,7 @@ def test_serve_rejects_bad_flags() -> None:
 
 def test_serve_checks_certificate_and_key_flags_as_pairs(tmp_path: Path) -> None:
     """The API's and the workload CA's certificate/key flags: both or neither, each a file
-    (one check, ``serve._file_pair``), with a one-line error naming the flag at fault."""
+    (one check, ``pki.files.file_pair``), with a one-line error naming the flag at fault."""
     from controlplane.cli import build_parser
     from controlplane.errors import UbiqError
     from controlplane.serve import ServeOptions

@@ -1,7 +1,7 @@
 """The fast policy reader gives what the reader before it gave, for any input: the same documents
 and line maps, the same Model (documents, hash, sources, warnings) and the same errors (file,
 line, field, message). The reference is the earlier reader, kept verbatim in
-tests/unit/policy_reference_yaml.py; inputs are generated valid documents, the same with one
+tests/support/policy_reference_yaml.py; inputs are generated valid documents, the same with one
 field replaced by nonsense, and YAML text with anchors, tags, merges, duplicate keys and
 stray syntax spliced in."""
 
@@ -23,7 +23,7 @@ from controlplane.errors import PolicyError
 from controlplane.policy import loader
 from controlplane.policy.common import _address
 from controlplane.policy.yamlsource import parse_documents
-from tests.unit import policy_reference_yaml as reference
+from tests.support import policy_reference_yaml as reference
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 FILES = {p.name: p.read_text() for p in sorted(EXAMPLE.glob("*.yaml"))}

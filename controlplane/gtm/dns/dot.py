@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from controlplane.errors import UbiqError
+from controlplane.pki.files import file_pair
 from controlplane.pki.stamps import file_stamps
 
 log = structlog.get_logger("ubiq.dns.tls")
@@ -58,7 +59,8 @@ def add_dot_arguments(p: argparse.ArgumentParser) -> None:
 def dot_from_args(
     args: argparse.Namespace, parse_hostport: Callable[[str], tuple[str, int]]
 ) -> DotSettings | None:
-    """The DoT settings, or None when no ``--dns-tls*`` option is given; checks the pair loads."""
+    """The DoT settings, or None when no ``--dns-tls*`` option is given; checks the pair exists
+    and loads."""
     given = {"--dns-tls": args.dns_tls, "--dns-tls-cert": args.dns_tls_cert}
     given["--dns-tls-key"] = args.dns_tls_key
     if not any(given.values()):
@@ -69,6 +71,7 @@ def dot_from_args(
             f"{', '.join(missing)}: required for DNS over TLS (with the other --dns-tls*)"
         )
     listen = tuple(parse_hostport(a) for a in args.dns_tls)
+    file_pair(("--dns-tls-cert", args.dns_tls_cert), ("--dns-tls-key", args.dns_tls_key))
     settings = DotSettings(listen, args.dns_tls_cert, args.dns_tls_key)
     server_context(settings.cert, settings.key)  # a clear error now, not at the first client
     return settings

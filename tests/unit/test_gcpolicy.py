@@ -1,6 +1,6 @@
 """A swapped-in model is frozen out of the cyclic GC's scans, and what is frozen and dies does not
 pile up: a swap after the frozen set grew by half since the last full collection collects it, and
-a swap before that does not scan the process."""
+a swap before that does not scan the process. ``ubiq serve`` applies this to its store's swaps."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.policy import store as store_module
+from controlplane import gcpolicy
 from controlplane.policy.store import DirectoryStore
+from controlplane.serve import ServeOptions, Ubiq
 
 CLUSTER = "apiVersion: ubiq.io/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {region: r}\n"
 
@@ -33,9 +34,10 @@ def test_a_swap_freezes_the_model_and_a_later_one_collects_what_died(
 ) -> None:
     (tmp_path / "clusters.yaml").write_text(CLUSTER)
     store = DirectoryStore(tmp_path)
-    monkeypatch.setattr(store_module, "_frozen_at_collect", 0)  # the first swap collects
+    store.subscribe(lambda _model: gcpolicy.keep_long_lived())  # as serve does
+    monkeypatch.setattr(gcpolicy, "_frozen_at_collect", 0)  # the first swap collects
     store.load()
-    assert store_module._frozen_at_collect > 0
+    assert gcpolicy._frozen_at_collect > 0
     cycle = Cycle()
     dead = weakref.ref(cycle)
     (tmp_path / "clusters.yaml").write_text(CLUSTER.replace("region: r", "region: s"))
@@ -47,8 +49,20 @@ def test_a_swap_freezes_the_model_and_a_later_one_collects_what_died(
     assert dead() is not None  # frozen: no collection looks at it
     store.load()  # a swap that adds little to the frozen set: freezes, collects nothing
     assert dead() is not None
-    alive = [Cycle() for _ in range(store_module._frozen_at_collect)]  # more than half again
+    alive = [Cycle() for _ in range(gcpolicy._frozen_at_collect)]  # more than half again
     store.load()
     assert dead() is None  # this swap unfroze, collected, froze again
     assert store.model.clusters["c1"].spec.region == "s"
     assert all(gc.is_tracked(c) for c in alive)
+
+
+def test_serve_freezes_each_model_its_store_swaps_in_the_first_included(
+    tmp_path: Path, unfrozen: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "clusters.yaml").write_text(CLUSTER)
+    ubiq = Ubiq(ServeOptions(directory=tmp_path, dns=(), api=None))
+    monkeypatch.setattr(gcpolicy, "_frozen_at_collect", 0)
+    gc.unfreeze()
+    model = ubiq.store.load()
+    assert gcpolicy._frozen_at_collect > 0 and gc.get_freeze_count() > 0
+    assert model.clusters["c1"].spec.region == "r"

@@ -514,22 +514,24 @@ class GtmService:
     async def start(self, model: Model) -> None:
         plan = await self.planner.start(model)
         rrl = self._rrl
-        limiter = ResponseRateLimiter(rrl, time.monotonic) if rrl and rrl.enabled else None
+        limiter = None
         if self._worker_count:
             # every UDP-path option of DnsServer reaches the workers through server_options;
-            # each worker limits (RRL) the sources the kernel hashes to it
+            # the workers limit (RRL) on one account table the main process shares with them
             options = {"rrl_config": rrl} if rrl and rrl.enabled else {}
             self.workers = DnsWorkers(
                 self._listen, self._worker_count, self.metrics, server_options=options
             )
             await self.workers.start(plan.table)
+        elif rrl and rrl.enabled:
+            limiter = ResponseRateLimiter(rrl, time.monotonic)
         # TCP always here; UDP here only without workers
         self.server = DnsServer(
             plan.table,
             self._listen,
             metrics=self.metrics,
             udp=self.workers is None,
-            rrl=limiter if self.workers is None else None,
+            rrl=limiter,
             tls_listen=self._dot.listen if self._dot is not None else (),
             tls=self.dot_tls.context if self.dot_tls is not None else None,
             tls_handshake_timeout=HANDSHAKE_TIMEOUT,

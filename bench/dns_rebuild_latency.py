@@ -27,26 +27,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import io
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import dns.edns
 import dns.message
 import httpx
 
-from tests.support.backends import Backend
 from tests.support.poll import wait_until
 from tests.support.procs import free_port, free_udp_tcp_port, running
 
 RESULTS = Path(__file__).parent / "results"
 REGIONS = ("eu-west", "us-west", "cn-east")
-EU, US = "127.0.0.21", "127.0.0.22"
 LOST_AFTER = 2.0
 SOCKETS = 4
 
@@ -54,20 +57,33 @@ CLUSTERS = "".join(
     f"apiVersion: ubiq.io/v1alpha1\nkind: Cluster\nmetadata: {{name: {r}}}\nspec: {{region: {r}}}\n---\n"
     for r in REGIONS
 )
-SERVICE = """apiVersion: ubiq.io/v1alpha1
-kind: Service
-metadata: {name: app}
-spec:
-  ports: [{port: 8080}]
-  endpoints:
-  - {cluster: eu-west, address: 127.0.0.21, port: 8080}
----
-"""
 
 
-def policy_text(names: int, groups: int, eu_port: int, us_port: int, ttl: int) -> str:
-    docs = [CLUSTERS, SERVICE]
+def target_host(name: int, region: int) -> str:
+    """Name ``name``'s target in ``REGIONS[region]``: an address of its own."""
+    return f"127.1.{name}.{region + 1}"
+
+
+def policy_text(names: int, groups: int, ports: dict[str, int], ttl: int) -> str:
+    """``names`` geo GlobalServices, each over a Service of its own and three health-checked
+    targets of its own; the first name declares the ``groups`` client groups (one /24 each)."""
+    docs = [CLUSTERS]
     for n in range(names):
+        hosts = [target_host(n, j) for j in range(len(REGIONS))]
+        docs.append(
+            "apiVersion: ubiq.io/v1alpha1\nkind: Service\n"
+            f"metadata: {{name: app{n}}}\nspec:\n  ports: [{{port: 8080}}]\n  endpoints:\n"
+            + "".join(
+                f"  - {{cluster: {r}, address: {h}, port: 8080}}\n"
+                for r, h in zip(REGIONS, hosts, strict=True)
+            )
+            + "---\n"
+        )
+        check = (
+            "interval: 200ms, timeout: 200ms, unhealthyThreshold: 1, healthyThreshold: 1"
+            if n == 0
+            else "interval: 5s, timeout: 1s"
+        )
         lines = [
             "apiVersion: ubiq.io/v1alpha1",
             "kind: GlobalService",
@@ -75,28 +91,22 @@ def policy_text(names: int, groups: int, eu_port: int, us_port: int, ttl: int) -
             "spec:",
             f"  name: n{n}.gtm.example",
             "  zone: gtm.example",
-            "  service: app",
+            f"  service: app{n}",
             "  strategy: geo",
-            f"  ttl: {ttl if n == names - 1 else 30}s",
+            f"  ttl: {ttl}s",
             "  targets:",
+            *(
+                f"  - {{cluster: {r}, address: {h}, port: {ports[h]}}}"
+                for r, h in zip(REGIONS, hosts, strict=True)
+            ),
+            f"  healthCheck: {{http: {{path: /healthz}}, {check}}}",
         ]
         if n == 0:
-            lines += [
-                f"  - {{cluster: eu-west, address: {EU}, port: {eu_port}}}",
-                f"  - {{cluster: us-west, address: {US}, port: {us_port}}}",
-                "  healthCheck: {http: {path: /healthz}, interval: 200ms, timeout: 200ms,"
-                " unhealthyThreshold: 1, healthyThreshold: 1}",
-                "  clientGroups:",
-            ]
+            lines.append("  clientGroups:")
             lines += [
                 f"  - {{name: g{g}, cidrs: [10.{g // 256}.{g % 256}.0/24],"
                 f" region: {REGIONS[g % len(REGIONS)]}}}"
                 for g in range(groups)
-            ]
-        else:
-            lines += [
-                f"  - {{cluster: {r}, address: 127.1.{n}.{j + 1}, port: 443}}"
-                for j, r in enumerate(REGIONS)
             ]
         docs.append("\n".join(lines) + "\n---\n")
     return "".join(docs)
@@ -179,35 +189,60 @@ def rebuilds(api: int) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
-def answers_eu(api: int) -> bool:
-    rows = httpx.get(f"http://127.0.0.1:{api}/v1/gtm/health", timeout=2).json()
-    return bool(rows) and all(r["healthy"] is True for r in rows)
+def all_healthy(api: int, targets: int) -> bool:
+    rows = httpx.get(f"http://127.0.0.1:{api}/v1/gtm/health", timeout=5).json()
+    return len(rows) == targets and all(r["healthy"] is True for r in rows)
+
+
+@contextlib.contextmanager
+def health_backends(hosts: list[str], log: Path) -> Iterator[tuple[dict[str, int], IO[str]]]:
+    """The targets' health endpoints in their own process: (ports by host, its control pipe)."""
+    argv = [sys.executable, "-m", "bench._health_backends", *hosts]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdin is not None and proc.stdout is not None
+        control = io.TextIOWrapper(proc.stdin, line_buffering=True)
+        try:
+            ports: dict[str, int] = json.loads(proc.stdout.readline() or "{}")
+            if len(ports) != len(hosts):
+                raise RuntimeError(f"health backends did not start: {log.read_text()[-2000:]}")
+            yield ports, control
+        finally:
+            with contextlib.suppress(OSError):
+                control.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    eu, us = Backend("eu", EU).start(), Backend("us", US).start()
+    hosts = [target_host(n, j) for n in range(args.names) for j in range(len(REGIONS))]
+    flipped = target_host(0, 0)  # the first name's preferred target for a third of the groups
     root = workdir / f"policy-{workers}"
     root.mkdir()
     policy = root / "policy.yaml"
-    policy.write_text(policy_text(args.names, args.groups, eu.port, us.port, 30))
     dns_port, api = free_udp_tcp_port(), free_port()
     argv = [
-        sys.executable, "-m", "controlplane.cli", "--log-level", "warning", "serve", str(root),
+        sys.executable, "-m", "controlplane.cli", "--log-level", args.log_level, "serve", str(root),
         "--xds", "127.0.0.1:0", "--api", f"127.0.0.1:{api}", "--dns", f"127.0.0.1:{dns_port}",
         "--dns-workers", workers, "--debounce-ms", "20",
     ]  # fmt: skip
     phases: dict[str, tuple[float, float, int]] = {}  # name -> (start, end, changes made)
     counted: dict[str, float] = {}
-    try:
+    backends_log = workdir / f"health-{workers}.log"
+    with health_backends(hosts, backends_log) as (ports, control):
+        policy.write_text(policy_text(args.names, args.groups, ports, 30))
         log = workdir / f"ubiq-{workers}.log"
         with running(argv, log=log) as proc:
 
             def up() -> bool:
                 if proc.poll() is not None:
                     raise RuntimeError(f"ubiq serve exited: {log.read_text()[-2000:]}")
-                return answers_eu(api)
+                return all_healthy(api, len(hosts))
 
-            wait_until(up, 120, "ubiq serve up, the backends healthy")
+            wait_until(up, 180, "ubiq serve up, every target healthy")
 
             async def main() -> list[_Client]:
                 loop = asyncio.get_running_loop()
@@ -218,18 +253,19 @@ def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 await asyncio.sleep(seconds)
                 t1 = time.perf_counter()
                 phases["idle"] = (t0, t1, 0)
-                flips = 0
+                flips, status = 0, 200
                 while time.perf_counter() - t1 < seconds:
-                    eu.status = 503 if eu.status == 200 else 200
+                    status = 503 if status == 200 else 200
+                    control.write(f"{flipped} {status}\n")
                     flips += 1
                     await asyncio.sleep(0.4)
-                eu.status = 200
+                control.write(f"{flipped} 200\n")
                 t2 = time.perf_counter()
                 phases["health"] = (t1, t2, flips)
                 ttl, writes = 30, 0
                 while time.perf_counter() - t2 < seconds:
-                    ttl = 31 if ttl == 30 else 30
-                    text = policy_text(args.names, args.groups, eu.port, us.port, ttl)
+                    ttl = 31 if ttl == 30 else 30  # every name's TTL: a full rebuild
+                    text = policy_text(args.names, args.groups, ports, ttl)
                     await asyncio.to_thread(policy.write_text, text)
                     writes += 1
                     await asyncio.sleep(1.5)
@@ -240,9 +276,6 @@ def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 return clients
 
             clients = asyncio.run(main())
-    finally:
-        eu.close()
-        us.close()
     out: dict[str, object] = {}
     idle_p99 = 0.0
     for name, (begin, end, count) in phases.items():
@@ -262,11 +295,15 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1500, help="queries per second, in all")
     parser.add_argument("--seconds", type=float, default=8.0, help="per phase")
     parser.add_argument("--workers", nargs="+", default=["auto", "0"])
+    parser.add_argument("--log-level", default="warning", help="ubiq serve's")
+    parser.add_argument("--keep", type=Path, help="write policies and logs here (kept)")
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ubiq-rebuild-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for workers in args.workers:
-            rows = run_one(workers, args, Path(tmp))
+            rows = run_one(workers, args, workdir)
             results[f"--dns-workers {workers}"] = rows
             print(f"ubiq serve --dns-workers {workers}")
             print(
@@ -286,7 +323,7 @@ def main() -> int:
                 )
     RESULTS.mkdir(exist_ok=True)
     out = {"args": vars(args), "results": results, "time": time.time()}
-    (RESULTS / "dns_rebuild_latency.json").write_text(json.dumps(out, indent=2))
+    (RESULTS / "dns_rebuild_latency.json").write_text(json.dumps(out, indent=2, default=str))
     return 0
 
 

@@ -1,26 +1,32 @@
 """DNS answer latency through `ubiq serve` while the answer table changes, vs idle (same run).
 
     .venv/bin/python -m bench.dns_rebuild_latency [--names 100] [--groups 200] [--rate 1500]
-        [--seconds 8] [--workers auto 0]
+        [--seconds 4] [--rounds 3] [--workers auto 0] [--baseline-src DIR]
 
-For each ``--workers`` value, one ``ubiq serve --dns-workers W`` on a generated policy (``--names``
-geo GlobalServices over three regions, ``--groups`` client groups of one /24 each; the first name
-health-checks two real HTTP backends, the others have no health check) is queried by an
-open-loop asyncio UDP client: ``--rate`` queries per second spread over 4 sockets, each with an
-EDNS Client Subnet from a different group, names drawn round-robin; every query is timed from
-send to answer, and one unanswered after 2 s is lost. Three phases of ``--seconds`` each:
+For each ``--workers`` value, one ``ubiq serve --dns-workers W`` on a generated policy:
+``--names`` geo GlobalServices, each over a Service of its own with three targets of its own
+(one per region, each an address of its own on loopback), all health-checked over HTTP by the
+GTM (the first name every 200 ms with thresholds 1, the others every 5 s); ``--groups`` client
+groups of one /24 each. The health endpoints are served by a process of their own
+(``bench._health_backends``). An open-loop asyncio UDP client sends ``--rate`` queries per
+second over 4 sockets, each with an EDNS Client Subnet from a different group, names drawn
+round-robin; every query is timed from send to answer, and one unanswered after 2 s is lost.
+``--rounds`` times, three phases of ``--seconds`` each:
 
-* ``idle``: nothing changes;
-* ``health``: the first name's preferred backend fails and recovers every 0.4 s (probes every
-  200 ms, thresholds 1): each change rebuilds incrementally (one name);
-* ``policy``: the policy file is rewritten every 1.5 s (one TTL changes): each change is a model
-  reload and a full rebuild of every name.
+* ``idle``: nothing changes (the baseline);
+* ``health``: the first name's preferred target fails and recovers every 0.4 s: each change
+  touches that name only (its own Service's placement, its own answers): an incremental rebuild
+  and a delta to the workers;
+* ``policy``: the policy file is rewritten every 1.5 s with every name's TTL changed: a model
+  reload and a full rebuild of every name, the whole table to the workers.
 
-Reported per phase: the changes made (health flips, policy writes), answered, lost, p50/p99/max
-latency, and p99 over the idle phase's p99 (the target: within 2x); the table rebuilds
-(``ubiq_gtm_rebuilds_total``) are counted over the whole run, scraped before the load starts and
-after it ends (a scrape of /metrics renders one ``ubiq_gtm_answer`` series per name x group x
-address, which would stall an in-process DNS server inside a phase).
+A second after each health phase and 4 s after each policy phase are not measured (the last
+change lands). Phases alternate so that the machine's other load falls on all three alike.
+Reported per phase: the changes made, answered, lost, p50/p99/max latency, and p99 over the
+idle phase's p99 (the target: within 2x); the table rebuilds (``ubiq_gtm_rebuilds_total``) are
+counted over the whole run, scraped before the load starts and after it ends. With
+``--baseline-src DIR`` each worker count is run a second time from the source tree ``DIR``
+(an older commit), right after, on the same policy and load.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ from tests.support.procs import free_port, free_udp_tcp_port, running
 RESULTS = Path(__file__).parent / "results"
 REGIONS = ("eu-west", "us-west", "cn-east")
 LOST_AFTER = 2.0
+PHASES = ("idle", "health", "policy")
+HEALTH_SETTLE = 1.0  # seconds after a health phase, not measured (its last change lands)
+POLICY_SETTLE = 4.0  # after a policy phase (a full rebuild under load takes seconds)
 SOCKETS = 4
 
 CLUSTERS = "".join(
@@ -169,9 +178,12 @@ async def drive(port: int, args: argparse.Namespace, seconds: float) -> list[_Cl
     return clients
 
 
-def stats(clients: list[_Client], begin: float, end: float) -> dict[str, float]:
-    lat = sorted(lat for c in clients for sent, lat in c.timings if begin <= sent < end)
-    lost = sum(1 for c in clients for sent in c.sent.values() if begin <= sent < end)
+def stats(clients: list[_Client], spans: list[tuple[float, float]]) -> dict[str, float]:
+    def within(sent: float) -> bool:
+        return any(begin <= sent < end for begin, end in spans)
+
+    lat = sorted(lat for c in clients for sent, lat in c.timings if within(sent))
+    lost = sum(1 for c in clients for sent in c.sent.values() if within(sent))
     if not lat:
         return {"answered": 0, "lost": lost}
     return {
@@ -217,10 +229,14 @@ def health_backends(hosts: list[str], log: Path) -> Iterator[tuple[dict[str, int
                 proc.wait()
 
 
-def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+def run_one(
+    workers: str, args: argparse.Namespace, workdir: Path, src: Path | None = None
+) -> dict[str, object]:
+    """One ``ubiq serve --dns-workers workers`` (from ``src``, a source tree, when given)."""
     hosts = [target_host(n, j) for n in range(args.names) for j in range(len(REGIONS))]
     flipped = target_host(0, 0)  # the first name's preferred target for a third of the groups
-    root = workdir / f"policy-{workers}"
+    label = f"{workers}-{'baseline' if src else 'this'}"
+    root = workdir / f"policy-{label}"
     root.mkdir()
     policy = root / "policy.yaml"
     dns_port, api = free_udp_tcp_port(), free_port()
@@ -229,13 +245,15 @@ def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         "--xds", "127.0.0.1:0", "--api", f"127.0.0.1:{api}", "--dns", f"127.0.0.1:{dns_port}",
         "--dns-workers", workers, "--debounce-ms", "20",
     ]  # fmt: skip
-    phases: dict[str, tuple[float, float, int]] = {}  # name -> (start, end, changes made)
+    windows: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}  # measured spans
+    changes = dict.fromkeys(PHASES, 0)
     counted: dict[str, float] = {}
-    backends_log = workdir / f"health-{workers}.log"
+    backends_log = workdir / f"health-{label}.log"
     with health_backends(hosts, backends_log) as (ports, control):
         policy.write_text(policy_text(args.names, args.groups, ports, 30))
-        log = workdir / f"ubiq-{workers}.log"
-        with running(argv, log=log) as proc:
+        log = workdir / f"ubiq-{label}.log"
+        env = {"PYTHONPATH": str(src.resolve())} if src else None
+        with running(argv, log=log, env=env, cwd=src) as proc:
 
             def up() -> bool:
                 if proc.poll() is not None:
@@ -248,29 +266,31 @@ def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 loop = asyncio.get_running_loop()
                 seconds = args.seconds
                 counted["before"] = await asyncio.to_thread(rebuilds, api)  # outside the phases
-                load = loop.create_task(drive(dns_port, args, 3 * seconds))
-                t0 = time.perf_counter()
-                await asyncio.sleep(seconds)
-                t1 = time.perf_counter()
-                phases["idle"] = (t0, t1, 0)
-                flips, status = 0, 200
-                while time.perf_counter() - t1 < seconds:
-                    status = 503 if status == 200 else 200
-                    control.write(f"{flipped} {status}\n")
-                    flips += 1
-                    await asyncio.sleep(0.4)
-                control.write(f"{flipped} 200\n")
-                t2 = time.perf_counter()
-                phases["health"] = (t1, t2, flips)
-                ttl, writes = 30, 0
-                while time.perf_counter() - t2 < seconds:
-                    ttl = 31 if ttl == 30 else 30  # every name's TTL: a full rebuild
-                    text = policy_text(args.names, args.groups, ports, ttl)
-                    await asyncio.to_thread(policy.write_text, text)
-                    writes += 1
-                    await asyncio.sleep(1.5)
-                t3 = time.perf_counter()
-                phases["policy"] = (t2, t3, writes)
+                per_round = 3 * seconds + HEALTH_SETTLE + POLICY_SETTLE
+                load = loop.create_task(drive(dns_port, args, args.rounds * per_round))
+                ttl = 30
+                for _ in range(args.rounds):
+                    start = time.perf_counter()
+                    await asyncio.sleep(seconds)
+                    windows["idle"].append((start, time.perf_counter()))
+                    start, status = time.perf_counter(), 200
+                    while time.perf_counter() - start < seconds:
+                        status = 503 if status == 200 else 200
+                        control.write(f"{flipped} {status}\n")
+                        changes["health"] += 1
+                        await asyncio.sleep(0.4)
+                    control.write(f"{flipped} 200\n")
+                    windows["health"].append((start, time.perf_counter()))
+                    await asyncio.sleep(HEALTH_SETTLE)  # the last flip back: not measured
+                    start = time.perf_counter()
+                    while time.perf_counter() - start < seconds:
+                        ttl = 31 if ttl == 30 else 30  # every name's TTL: a full rebuild
+                        text = policy_text(args.names, args.groups, ports, ttl)
+                        await asyncio.to_thread(policy.write_text, text)
+                        changes["policy"] += 1
+                        await asyncio.sleep(1.5)
+                    windows["policy"].append((start, time.perf_counter()))
+                    await asyncio.sleep(POLICY_SETTLE)  # the last rebuild ends: not measured
                 clients = await load
                 counted["after"] = await asyncio.to_thread(rebuilds, api)
                 return clients
@@ -278,8 +298,8 @@ def run_one(workers: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
             clients = asyncio.run(main())
     out: dict[str, object] = {}
     idle_p99 = 0.0
-    for name, (begin, end, count) in phases.items():
-        row: dict[str, float] = {**stats(clients, begin, end), "changes": count}
+    for name, spans in windows.items():
+        row: dict[str, float] = {**stats(clients, spans), "changes": changes[name]}
         if name == "idle":
             idle_p99 = row.get("p99_ms", 0.0)
         row["p99_over_idle"] = row.get("p99_ms", float("nan")) / idle_p99 if idle_p99 else 0.0
@@ -293,19 +313,28 @@ def main() -> int:
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--rate", type=int, default=1500, help="queries per second, in all")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per phase")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per phase and round")
+    parser.add_argument("--rounds", type=int, default=3, help="idle, health, policy: repeated")
     parser.add_argument("--workers", nargs="+", default=["auto", "0"])
     parser.add_argument("--log-level", default="warning", help="ubiq serve's")
     parser.add_argument("--keep", type=Path, help="write policies and logs here (kept)")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run ubiq serve from this source tree (e.g. `git worktree add` of an older"
+        " commit), right after each run of this one",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ubiq-rebuild-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        for workers in args.workers:
-            rows = run_one(workers, args, workdir)
-            results[f"--dns-workers {workers}"] = rows
-            print(f"ubiq serve --dns-workers {workers}")
+        sources = [None] if args.baseline_src is None else [None, args.baseline_src]
+        for workers, src in [(w, s) for w in args.workers for s in sources]:
+            rows = run_one(workers, args, workdir, src)
+            title = f"ubiq serve --dns-workers {workers}" + (f" (from {src})" if src else "")
+            results[title] = rows
+            print(title)
             print(
                 f"  {'phase':8} {'changes':>8} {'answered':>9} {'lost':>5} "
                 f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99/idle':>8}"

@@ -10,7 +10,11 @@ with one /24 per client group. Rows, best of ``--repeat`` (each measured in the 
 * ``decide`` in full for a one-target health change (steer everything, build everything): what
   every health change cost before the incremental build;
 * ``decide`` with ``reuse`` for the same change (steer and build only the name it touches);
-* shipping to the DNS workers: pickling the whole table vs the delta of that change.
+* shipping to the DNS workers: pickling the whole table vs the delta of that change;
+* a worker taking the whole table in: one unpickle of it in one pickle (how it was shipped
+  before), against the table in ``pieces``: all of them, one on average (what the worker's event
+  loop waits for at a time, its GC off as in the worker) and the longest (on a loaded machine
+  mostly the scheduler's doing).
 
 The incremental rows flip a different name's first target each round, so every round is a real
 change from the plan before it.
@@ -19,6 +23,7 @@ change from the plan before it.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import pickle
 import time
@@ -28,6 +33,7 @@ from dataclasses import replace
 from bench._common import best_of, save
 from bench.steering import build
 from controlplane.gtm.dns.delta import table_delta
+from controlplane.gtm.dns.pieces import Assembly, to_pieces
 from controlplane.gtm.dns.table import AnswerTable
 from controlplane.gtm.dns.zone import Zone
 from controlplane.gtm.plan import DecidedPlan, GtmPlan, decide
@@ -102,6 +108,27 @@ def main() -> None:
     delta_bytes = len(pickle.dumps(delta, pickle.HIGHEST_PROTOCOL))
     pickle_whole = best_of(lambda: pickle.dumps(after.table, pickle.HIGHEST_PROTOCOL), args.repeat)
     pickle_delta = best_of(lambda: pickle.dumps(delta, pickle.HIGHEST_PROTOCOL), args.repeat)
+    whole = pickle.dumps(after.table, pickle.HIGHEST_PROTOCOL)
+    unpickle_whole = best_of(lambda: pickle.loads(whole), args.repeat)
+    pieces = to_pieces(after.table)
+    piece_count = int.from_bytes(pieces[:4])
+
+    def take_in() -> float:
+        """All pieces, as the worker does; returns the longest single step."""
+        assembly, longest = Assembly(pieces), 0.0
+        gc.disable()
+        try:
+            while True:
+                start = time.perf_counter()
+                done = assembly.step()
+                longest = max(longest, time.perf_counter() - start)
+                if done:
+                    return longest
+        finally:
+            gc.enable()
+
+    all_pieces = best_of(take_in, args.repeat)
+    longest_piece = min(take_in() for _ in range(args.repeat))
     rows: list[dict[str, str | float | int]] = [
         {"case": "steer_all lowestLatency (baseline)", "seconds": base, "ratio": 1.0},
         {"case": "AnswerTable.build (full)", "seconds": full_table, "ratio": full_table / base},
@@ -109,6 +136,14 @@ def main() -> None:
         {"case": "health change: decide, incremental", "seconds": incremental},
         {"case": "ship: pickle whole table", "seconds": pickle_whole, "bytes": whole_bytes},
         {"case": "ship: pickle delta", "seconds": pickle_delta, "bytes": delta_bytes},
+        {"case": "worker: unpickle whole table, 1 call", "seconds": unpickle_whole},
+        {
+            "case": f"worker: all {piece_count} pieces",
+            "seconds": all_pieces,
+            "bytes": len(pieces),
+        },
+        {"case": "worker: one piece, mean", "seconds": all_pieces / piece_count},
+        {"case": "worker: longest piece (+ scheduling)", "seconds": longest_piece},
     ]
     for row in rows[2:]:
         row["ratio"] = float(row["seconds"]) / base
@@ -119,7 +154,9 @@ def main() -> None:
         print(f"{row['case']:<40} {row['seconds']:>9.4f} {row['ratio']:>12.2f}x {size}")
     ratio = full_change / incremental
     print(f"health change, full / incremental: {ratio:.1f}x; delta {delta.size} answers")
-    save("gtm_table", args, rows=rows, full_over_incremental=ratio)
+    held = unpickle_whole / (all_pieces / piece_count)
+    print(f"the worker's wait for a whole table, one unpickle / a mean piece: {held:.0f}x")
+    save("gtm_table", args, rows=rows, full_over_incremental=ratio, one_call_over_piece=held)
 
 
 if __name__ == "__main__":

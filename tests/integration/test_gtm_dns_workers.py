@@ -185,7 +185,7 @@ def test_a_health_change_reaches_every_worker_as_a_delta(tmp_path: Path) -> None
             assert counter(served.api, "ubiq_dns_worker_restarts_total") == 0
         log = served.log_text()
         assert '"delta": true' in log, "no table delta was shipped"
-        assert "dns.worker.delta_rejected" not in log
+        assert "dns.worker.table_rejected" not in log
         assert "dns.worker.exited" not in log
     finally:
         eu.close()

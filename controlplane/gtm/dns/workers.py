@@ -12,9 +12,10 @@ their own cores from the newest table; planning, probing and explaining stay in 
   are global; zone transfers are rare).
 * Tables: each new table goes to every worker as a delta from the table shipped before
   (``delta``: the slots an incremental build changed, found by identity), or whole when there is
-  no delta (a full build); pickled once, in a thread; only the newest pending table is sent. A
-  worker applies or unpickles it in its own thread and swaps it in. A worker that starts gets the
-  whole table last shipped.
+  no delta (a full build); pickled once, in a thread, in pieces of a few names each (``pieces``);
+  only the newest pending table is sent. A worker takes in one piece per turn of its event loop,
+  answering from the table it holds meanwhile, and swaps the new one in once complete. A worker
+  that starts gets the whole table last shipped.
 * Counters: a worker pushes its query counts every second and when asked (``gather_counts``, which
   /metrics awaits before rendering), as deltas merged into the main ``DnsMetrics``: a worker that
   dies loses at most its last second of counts, and totals never go backwards. Its response-rate
@@ -46,6 +47,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.gtm.dns.delta import table_delta
 from controlplane.gtm.dns.metrics import CountsDelta, DnsMetrics
+from controlplane.gtm.dns.pieces import to_pieces
 from controlplane.gtm.dns.rrl import RrlConfig
 from controlplane.gtm.dns.rrl_table import RrlTable
 from controlplane.gtm.dns.server import udp_socket
@@ -150,7 +152,7 @@ class DnsWorkers:
         """Bind, start every worker with ``table`` and wait until each answers; raises OSError
         when an address cannot be bound, RuntimeError when a worker does not start."""
         self._latest = self._shipped = self._payload_of = table
-        self._payload = await asyncio.to_thread(pickle.dumps, table, pickle.HIGHEST_PROTOCOL)
+        self._payload = await asyncio.to_thread(to_pieces, table)
         try:
             self._bind()
             rrl: RrlConfig | None = self.server_options.get("rrl_config")
@@ -259,9 +261,10 @@ class DnsWorkers:
         return worker
 
     def _whole(self) -> bytes:
-        """The shipped table pickled whole (pickled here when only deltas were sent since)."""
+        """The shipped table whole, in pieces (pickled here when only deltas were sent since)."""
         if self._payload_of is not self._shipped:
-            self._payload = pickle.dumps(self._shipped, pickle.HIGHEST_PROTOCOL)
+            assert self._shipped is not None
+            self._payload = to_pieces(self._shipped)
             self._payload_of = self._shipped
         return self._payload
 
@@ -348,9 +351,7 @@ class DnsWorkers:
                 continue
             delta = table_delta(base, table) if base is not None else None
             kind = TABLE if delta is None else DELTA
-            payload = await asyncio.to_thread(
-                pickle.dumps, table if delta is None else delta, pickle.HIGHEST_PROTOCOL
-            )
+            payload = await asyncio.to_thread(to_pieces, table if delta is None else delta)
             if self._changed.is_set():
                 continue  # a newer table arrived while pickling: send that one
             self._shipped = table

@@ -14,9 +14,9 @@ process:
 - ``load_directory`` with the YAML reader before the cold-start work (kept in
   tests/unit/policy_reference_yaml.py), the rest of the loader as it is now;
 - ``load_directory`` (files -> typed documents -> cross-checks -> Model) in this thread only;
-  then, wall clock, the same and with the parse worker processes of a cold start
-  (``policy.parallel_parse``: one fewer than the CPUs), and the CPU of this process and the
-  workers together;
+  then, wall clock, the same and with the parse worker processes an idle machine would start
+  (``policy.parallel_parse``: one fewer than the CPUs; ``ubiq serve`` starts them only for idle
+  CPUs, by load average), and the CPU of this process and the workers together;
 - ``build_groups``: compile + snapshot for every node group (one per cluster), what
   ``ubiq serve`` publishes before it opens the xDS port; beside it, every group compiled alone
   (tests/support/xds_per_group.py: what ``build_groups`` did before ``compiler.shared``);
@@ -49,7 +49,7 @@ import yaml
 from bench._common import save
 from bench.xds_compile import REGIONS, service_yaml
 from controlplane.policy import loader
-from controlplane.policy.parallel_parse import default_workers
+from controlplane.policy.parallel_parse import usable_cpus
 from controlplane.ports import free_port
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.runtime import build_groups
@@ -265,6 +265,7 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
         root = Path(tmp)
         write_policy(root, services)
+        workers = max(1, usable_cpus() - 1)  # what an idle machine would start
         for _ in range(rounds):
             base, docs = timed(lambda: bare_yaml(root))
             add(f"baseline: read + yaml.load_all (C loader), {docs} documents", base, base)
@@ -278,8 +279,7 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
             del model
             wall, cpu, _ = wall_and_cpu(lambda: loader.load_directory(root, workers=0))
             add("load_directory, this thread only: wall", wall, base)
-            wall, cpu, model = wall_and_cpu(lambda: loader.load_directory(root))
-            workers = default_workers(len(list(root.glob("*.yaml"))))
+            wall, cpu, model = wall_and_cpu(lambda: loader.load_directory(root, workers=workers))
             add(f"load_directory, {workers} parse worker(s): wall", wall, base)
             add("load_directory, parse worker(s): CPU incl. workers", cpu, base)
             add("build_groups, every group compiled alone (before)", groups_alone(model), base)

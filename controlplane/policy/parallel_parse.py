@@ -1,50 +1,69 @@
 """``parse_file`` over many files with more than one core: the cold start of a large policy set.
 
 Parsing and validating is pure CPU per file (YAML compose, conversion, pydantic), ~3 ms for a
-file of 10 services here, so 1,000 files hold one core for seconds. ``parse_files`` lets worker
-processes (``parse_worker``: a fresh interpreter, not a fork of the threaded server) take chunks
-from the back of the list while the calling thread parses from the front, so no one waits for a
-slow worker: a worker that starts late or dies only takes fewer chunks (a chunk it failed on is
-parsed here). Results come back pickled and are the same ``ParsedFile`` values a loop would give,
-in order (tests/unit/test_policy_parallel_parse.py). Below ``MIN_FILES`` files, or with one CPU,
-no process is started.
+file of 10 services here, so 1,000 files hold one core for seconds. ``parse_files`` hands chunks
+from the back of the list to worker processes (``parse_worker``: a fresh interpreter, not a fork
+of the threaded server) while this thread parses from the front; between two of its own chunks
+it collects what the workers sent back and tops them up. One thread does all of it: a feeder
+thread unpickling results fought the parsing thread for the GIL and, on a loaded machine, made
+the whole slower than parsing alone. A worker that starts late or dies only takes fewer chunks
+(what it held is parsed here). Results come back pickled and are the same ``ParsedFile``
+values a loop gives, in order (tests/unit/test_policy_parallel_parse.py). Below ``MIN_FILES``
+files, or without an idle CPU (``default_workers``), no process is started.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pickle
+import select
 import subprocess
 import sys
-import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controlplane.policy.parse_worker import READY, read_frame, write_frame
+from controlplane.policy.parse_worker import LENGTH_BYTES, MAX_FRAME_BYTES, READY, write_frame
 
 if TYPE_CHECKING:
     from controlplane.policy.loader import ParsedFile
 
 Item = tuple[str, bytes | str]
+Chunk = tuple[int, int]  # items[start:end]
 
 MIN_FILES = 256  # a worker costs ~0.5 s of start (interpreter + pydantic models): ~150 files
 CHUNK_FILES = 16
+CHUNK_BYTES = 256 * 1024  # a chunk also ends at this much content: it fits the worker's pipe
 MAX_WORKERS = 4
+IN_FLIGHT = 2  # chunks held by a worker: it parses one while the next waits in its pipe
+STALL_S = 30.0  # a worker silent this long while starting or holding chunks is dropped
+PIPE_BYTES = 1 << 20  # each way: a chunk and its pickled result fit, so no one waits
 WORKER_ARGV = (sys.executable, "-m", "controlplane.policy.parse_worker")
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def default_workers(files: int) -> int:
-    """Worker processes for ``files`` files to parse: one fewer than the usable CPUs, at most
-    ``MAX_WORKERS``, none below ``MIN_FILES`` files."""
+    """Worker processes for ``files`` files to parse: none below ``MIN_FILES`` files; else one
+    per idle CPU (usable CPUs less the 1-minute load average, this thread's CPU aside), at most
+    ``MAX_WORKERS``. A worker on a busy CPU takes time from the parse it should shorten: on a
+    2-core machine shared with other work (and Linux's autogroup scheduling, where processes of
+    one session share one CPU share), a worker made the parse slower (docs/benchmarks.md)."""
     if files < MIN_FILES:
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(cpus - 1, MAX_WORKERS))
+    cpus = usable_cpus()
+    idle = int(cpus - os.getloadavg()[0])
+    return max(0, min(cpus - 1, idle, MAX_WORKERS))
 
 
 @dataclass
@@ -60,132 +79,166 @@ def parse_files(
     workers: int | None = None,
     chunk: int = CHUNK_FILES,
     stats: ParseStats | None = None,
+    *,
+    local: bool = True,
 ) -> list[ParsedFile]:
     """``[parse_file(name, content) for name, content in items]``, with up to ``workers`` worker
-    processes beside this thread (default ``default_workers``)."""
+    processes beside this thread (default ``default_workers``). ``local=False``: this thread
+    parses only what a dead or stalled worker left (tests: the workers' results are used)."""
     from controlplane.policy.loader import parse_file
 
     count = default_workers(len(items)) if workers is None else workers
     if count <= 0:
         return [parse_file(name, content) for name, content in items]
-    results: list[ParsedFile | None] = [None] * len(items)
-    starts: deque[int] = deque(range(0, len(items), chunk))
-    busy = threading.Condition()
-    in_flight = [0]
     stats = ParseStats() if stats is None else stats
-
-    def parse_here(start: int) -> None:
-        part = items[start : start + chunk]
-        results[start : start + len(part)] = [parse_file(name, content) for name, content in part]
-
-    feeders = [
-        _Feeder(items, chunk, starts, busy, in_flight, results, parse_here, stats)
-        for _ in range(count)
-    ]
-    for feeder in feeders:
-        feeder.start()
+    results: list[ParsedFile | None] = [None] * len(items)
+    starts = deque(_chunks(items, chunk))
+    pool = [_Worker(items, results, stats) for _ in range(count)]
     try:
-        while True:
-            with busy:
-                if not starts:
-                    break
-                start = starts.popleft()
-            parse_here(start)
-        with busy:
-            busy.wait_for(lambda: in_flight[0] == 0)
+        while starts or any(w.pending for w in pool):
+            live = [w for w in pool if w.alive]
+            for worker in live:
+                worker.collect(starts)
+                worker.top_up(starts)
+            if starts and (local or not any(w.alive for w in pool)):
+                start, end = starts.popleft()
+                results[start:end] = [parse_file(n, c) for n, c in items[start:end]]
+            elif any(w.pending for w in pool) or (starts and not local):
+                _wait(w for w in pool if w.alive)
     finally:
-        for feeder in feeders:
-            feeder.stop()
+        for worker in pool:
+            worker.close()
     missing = [i for i, r in enumerate(results) if r is None]
-    if missing:  # a feeder died between taking a chunk and giving it back: cannot happen
+    if missing:  # every chunk is parsed by a worker or here: cannot happen
         raise RuntimeError(f"parse_files: no result for item {missing[0]}")
     return results  # type: ignore[return-value]
 
 
-class _Feeder:
-    """One worker process and the thread that feeds it chunks taken from the back."""
+def _chunks(items: Sequence[Item], files: int) -> list[Chunk]:
+    """(start, end) ranges of at most ``files`` files and, unless one file is larger, at most
+    ``CHUNK_BYTES`` of content."""
+    out: list[Chunk] = []
+    start = size = 0
+    for i, (_, content) in enumerate(items):
+        if i > start and (i - start >= files or size + len(content) > CHUNK_BYTES):
+            out.append((start, i))
+            start, size = i, 0
+        size += len(content)
+    if start < len(items):
+        out.append((start, len(items)))
+    return out
 
-    def __init__(
-        self,
-        items: Sequence[Item],
-        chunk: int,
-        starts: deque[int],
-        busy: threading.Condition,
-        in_flight: list[int],
-        results: list[ParsedFile | None],
-        parse_here: Callable[[int], None],
-        stats: ParseStats,
-    ) -> None:
-        self.stats = stats
-        self.items = items
-        self.chunk = chunk
-        self.starts = starts
-        self.busy = busy
-        self.in_flight = in_flight
-        self.results = results
-        self.parse_here = parse_here
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="ubiq-parse-feeder", daemon=True)
 
-    def start(self) -> None:
+def _wait(workers: Iterable[_Worker]) -> None:
+    fds = [w.fd for w in workers]
+    if fds:
+        select.select(fds, [], [], 1.0)
+
+
+@dataclass
+class _Worker:
+    """One worker process: chunk starts sent to it (in order) and the bytes it sent back."""
+
+    items: Sequence[Item]
+    results: list[ParsedFile | None]
+    stats: ParseStats
+    pending: deque[Chunk] = field(default_factory=deque)
+    ready: bool = False
+    alive: bool = True
+    buffer: bytearray = field(default_factory=bytearray)
+    heard: float = field(default_factory=time.monotonic)
+    proc: subprocess.Popen[bytes] = field(init=False)
+    fd: int = field(init=False)
+
+    def __post_init__(self) -> None:
         self.proc = subprocess.Popen(
             list(WORKER_ARGV),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self.thread.start()
+        assert self.proc.stdout is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        assert self.proc.stdin is not None
+        for fd in (self.fd, self.proc.stdin.fileno()):
+            with contextlib.suppress(OSError):  # a smaller pipe only makes one side wait
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
 
-    def stop(self) -> None:
-        """End the worker (a worker still starting is killed: nothing is left for it)."""
-        proc = self.proc
-        if proc is None:
-            return
-        self.stopping = True
-        if proc.poll() is None:
-            proc.kill()
-        self.thread.join()
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
-
-    def _take(self) -> int | None:
-        with self.busy:
-            if not self.starts:
-                return None
-            self.in_flight[0] += 1
-            return self.starts.pop()
-
-    def _done(self) -> None:
-        with self.busy:
-            self.in_flight[0] -= 1
-            self.busy.notify_all()
-
-    def _run(self) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        try:
-            ready = proc.stdout.read(len(READY)) == READY
-        except (OSError, ValueError):
-            ready = False
-        if ready:
-            with self.busy:
-                self.stats.started += 1
-        while ready and (start := self._take()) is not None:
-            part = list(self.items[start : start + self.chunk])
+    def collect(self, starts: deque[Chunk]) -> None:
+        """Read what the worker sent; file each whole result; a dead or stalled worker gives
+        its chunks back to ``starts``."""
+        eof = False
+        while True:
             try:
-                write_frame(proc.stdin, part)
-                parsed = read_frame(proc.stdout)
-                if not isinstance(parsed, list) or len(parsed) != len(part):
-                    raise ValueError("worker answered out of protocol")
-                self.results[start : start + len(part)] = parsed
-                with self.busy:
-                    self.stats.files_by_workers += len(part)
-            except (OSError, ValueError, EOFError, pickle.UnpicklingError):
-                ready = False
-                if not self.stopping:
-                    self.parse_here(start)
-            finally:
-                self._done()
+                data = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                break
+            except OSError:
+                eof = True
+                break
+            if not data:
+                eof = True
+                break
+            self.buffer += data
+            self.heard = time.monotonic()
+        if not self.ready and self.buffer[: len(READY)] == READY:
+            self.ready = True
+            self.stats.started += 1
+            del self.buffer[: len(READY)]
+        try:
+            while self.ready and self._one_result():
+                pass
+        except (ValueError, EOFError, pickle.UnpicklingError):
+            eof = True
+        quiet = time.monotonic() - self.heard > STALL_S
+        stalled = quiet and (bool(self.pending) or not self.ready)
+        if eof or stalled:
+            self._drop(starts)
+
+    def _one_result(self) -> bool:
+        if len(self.buffer) < LENGTH_BYTES:
+            return False
+        size = int.from_bytes(self.buffer[:LENGTH_BYTES], "little")
+        if size > MAX_FRAME_BYTES or not self.pending:
+            raise ValueError("worker answered out of protocol")
+        if len(self.buffer) < LENGTH_BYTES + size:
+            return False
+        parsed = pickle.loads(self.buffer[LENGTH_BYTES : LENGTH_BYTES + size])  # our own child
+        del self.buffer[: LENGTH_BYTES + size]
+        start, end = self.pending[0]
+        if not isinstance(parsed, list) or len(parsed) != end - start:
+            raise ValueError("worker answered out of protocol")
+        self.pending.popleft()
+        self.results[start:end] = parsed
+        self.stats.files_by_workers += end - start
+        return True
+
+    def top_up(self, starts: deque[Chunk]) -> None:
+        assert self.proc.stdin is not None
+        while self.alive and self.ready and starts and len(self.pending) < IN_FLIGHT:
+            taken = starts.pop()
+            try:
+                write_frame(self.proc.stdin, list(self.items[taken[0] : taken[1]]))
+            except OSError:
+                starts.append(taken)
+                self._drop(starts)
+                return
+            if not self.pending:
+                self.heard = time.monotonic()
+            self.pending.append(taken)
+
+    def _drop(self, starts: deque[Chunk]) -> None:
+        starts.extend(self.pending)
+        self.pending.clear()
+        self.alive = False
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()

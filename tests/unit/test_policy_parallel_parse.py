@@ -13,10 +13,9 @@ import pytest
 from bench.xds_compile import service_yaml
 from bench.xds_compile import texts as bench_texts
 from controlplane.errors import PolicyError
-from controlplane.policy import loader, parallel_parse
-from controlplane.policy.loader import FileCache, ParsedFile, load_texts, parse_file
+from controlplane.policy import parallel_parse
+from controlplane.policy.loader import FileCache, load_texts, parse_file
 from controlplane.policy.parallel_parse import ParseStats, default_workers, parse_files
-from tests.support.poll import wait_until
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -43,21 +42,13 @@ def test_worker_results_equal_in_thread_results(workers: int, chunk: int) -> Non
     assert parse_files(MIXED, workers=workers, chunk=chunk) == expected
 
 
-def test_workers_parse_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This thread waits, before its first file, until a worker has answered a chunk: the
-    results are then partly the workers' (pickled back), and still equal."""
+def test_workers_parse_chunks() -> None:
+    """With ``local=False`` every chunk comes back from a worker (pickled), and is equal."""
     expected = [parse_file(name, content) for name, content in MIXED]
     stats = ParseStats()
-    here = loader.parse_file
-
-    def after_a_worker(name: str, content: bytes | str) -> ParsedFile:
-        wait_until(lambda: stats.files_by_workers > 0, what="a worker's first chunk")
-        return here(name, content)
-
-    monkeypatch.setattr(loader, "parse_file", after_a_worker)
-    assert parse_files(MIXED, workers=2, chunk=3, stats=stats) == expected
+    assert parse_files(MIXED, workers=2, chunk=3, stats=stats, local=False) == expected
     assert stats.started >= 1
-    assert stats.files_by_workers >= 3
+    assert stats.files_by_workers == len(MIXED)
 
 
 def test_a_worker_that_dies_leaves_its_chunks_to_this_thread(
@@ -67,6 +58,10 @@ def test_a_worker_that_dies_leaves_its_chunks_to_this_thread(
     monkeypatch.setattr(parallel_parse, "WORKER_ARGV", (sys.executable, "-c", dies))
     expected = [parse_file(name, content) for name, content in MIXED]
     assert parse_files(MIXED, workers=2, chunk=2) == expected
+    stats = ParseStats()
+    assert parse_files(MIXED, workers=2, chunk=2, stats=stats, local=False) == expected
+    assert stats.started == 2  # both said ready, then died holding a chunk each
+    assert stats.files_by_workers == 0
 
 
 def test_a_worker_that_never_starts_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:

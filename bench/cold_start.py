@@ -266,7 +266,7 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
         root = Path(tmp)
         write_policy(root, services)
         workers = max(1, usable_cpus() - 1)  # what an idle machine would start
-        for _ in range(rounds):
+        for number in range(rounds):
             base, docs = timed(lambda: bare_yaml(root))
             add(f"baseline: read + yaml.load_all (C loader), {docs} documents", base, base)
             add(
@@ -292,6 +292,8 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
             )
             add("exec: ubiq --version (interpreter + imports)", version_exec(), base)
             trees = [("", None)] + ([(", --before tree", before)] if before is not None else [])
+            if number % 2:  # the load moves: each tree runs first in every other round
+                trees.reverse()
             for label, tree in trees:
                 if tree is not None:
                     add(f"exec: ubiq --version{label}", version_exec(tree), base)

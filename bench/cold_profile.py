@@ -36,7 +36,10 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "YAML parse (libyaml compose + convert)",
         ("compose_all", "parse_documents", "_Converter", "_Loader."),
     ),
-    ("parse workers: results (unpickle)", ("_Worker.", "parallel_parse")),
+    (
+        "parse workers: feeding, results (unpickle)",
+        ("_Worker.", "_wait (controlplane/policy/parallel_parse"),
+    ),
     ("file read + digest", ("read_file", "read_policy_file", "_digest", "policy_files")),
     ("cross-checks + warnings", ("cross_check", "policy_warnings")),
     ("Model.build", ("Model.build",)),

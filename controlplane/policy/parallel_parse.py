@@ -114,6 +114,13 @@ def parse_files(
     return results  # type: ignore[return-value]
 
 
+def _worker_env() -> dict[str, str]:
+    """This process's environment with its ``sys.path`` as ``PYTHONPATH``: the worker imports
+    the same ``controlplane`` (and pydantic, PyYAML) as the process whose files it parses."""
+    paths = [p or os.getcwd() for p in sys.path]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def _chunks(items: Sequence[Item], files: int) -> list[Chunk]:
     """(start, end) ranges of at most ``files`` files and, unless one file is larger, at most
     ``CHUNK_BYTES`` of content."""
@@ -156,6 +163,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env=_worker_env(),
         )
         assert self.proc.stdout is not None
         self.fd = self.proc.stdout.fileno()

@@ -5,11 +5,13 @@ worker starts, answers or dies."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import controlplane
 from bench.xds_compile import service_yaml
 from bench.xds_compile import texts as bench_texts
 from controlplane.errors import PolicyError
@@ -101,3 +103,13 @@ def test_cache_parses_only_changed_files_with_workers() -> None:
 def test_default_workers() -> None:
     assert default_workers(parallel_parse.MIN_FILES - 1) == 0
     assert 0 <= default_workers(parallel_parse.MIN_FILES) <= parallel_parse.MAX_WORKERS
+
+
+def test_workers_import_the_code_of_this_process() -> None:
+    """The worker's ``sys.path`` is this process's: it parses with the same ``controlplane``."""
+    env = parallel_parse._worker_env()
+    probe = "import controlplane, sys; sys.stdout.write(controlplane.__file__)"
+    found = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
+    assert found == controlplane.__file__

@@ -13,7 +13,10 @@ process:
   line numbers, no validation) - the floor a YAML policy pays with PyYAML;
 - ``load_directory`` with the YAML reader before the cold-start work (kept in
   tests/support/policy_reference_yaml.py), the rest of the loader as it is now;
-- ``load_directory`` (files -> typed documents -> cross-checks -> Model);
+- ``load_directory`` (files -> typed documents -> cross-checks -> Model) in this thread only;
+  then, wall clock, the same and with the parse worker processes an idle machine would start
+  (``policy.parallel_parse``: one fewer than the CPUs; ``ubiq serve`` starts them only for idle
+  CPUs, by load average), and the CPU of this process and the workers together;
 - ``build_groups``: compile + snapshot for every node group (one per cluster), what
   ``ubiq serve`` publishes before it opens the xDS port; beside it, every group compiled alone
   (tests/support/xds_per_group.py: what ``build_groups`` did before ``compiler.shared``);
@@ -21,7 +24,8 @@ process:
 
 Process rows, wall clock: ``python -m controlplane.cli --version`` (interpreter + imports, the floor of any
 ``ubiq`` command), and ``ubiq serve DIR --dns off --api off`` from exec until an ADS client
-(node in eu-west) has received the CDS response with every service's cluster. Ratios are
+has received the CDS response with every service's cluster: first a node in ap-south (the first
+group built: the first snapshot served), then one in eu-west (the second group). Ratios are
 against the baseline row of the same round; min-max over rounds. ``--before DIR`` (a tree from
 ``git archive REV``) adds the two exec rows run from that tree, in the same rounds.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +49,7 @@ import yaml
 from bench._common import save
 from bench.xds_compile import REGIONS, service_yaml
 from controlplane.policy import loader
+from controlplane.policy.parallel_parse import usable_cpus
 from controlplane.ports import free_port
 from controlplane.xds.compiler import CompileOptions
 from controlplane.xds.runtime import build_groups
@@ -81,6 +87,24 @@ def load_before(root: Path) -> Any:
         setattr(loader, "parse_documents", saved)  # noqa: B010
 
 
+def wall_and_cpu(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process and of the children it waited for, result):
+    the parse workers' CPU is their own process's."""
+    gc.collect()
+    before = _cpu_with_children()
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, _cpu_with_children() - before, result
+
+
+def _cpu_with_children() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def first_snapshots(root: Path) -> Any:
     return build_groups(loader.load_directory(root), CompileOptions())
 
@@ -115,8 +139,13 @@ def version_exec(tree: Path | None = None) -> float:
     return time.perf_counter() - start
 
 
-def clusters_served(port: int, timeout: float) -> int:
-    """Resources in the first CDS response to a node in eu-west, or -1 if none came in time."""
+FIRST_GROUP = "ap-south"  # the first node group ``build_groups`` builds (clusters by name)
+CLIENT_GROUPS = (FIRST_GROUP, "eu-west")
+
+
+def clusters_served(port: int, timeout: float, region: str = "eu-west") -> int:
+    """Resources in the first CDS response to a node in ``region``, or -1 if none came in
+    time."""
     import grpc
     from envoy.config.core.v3 import base_pb2
     from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -124,7 +153,7 @@ def clusters_served(port: int, timeout: float) -> int:
     from controlplane.xds.resources import CLUSTER
 
     request = discovery_pb2.DiscoveryRequest(
-        node=base_pb2.Node(id="bench-cold", cluster="eu-west"), type_url=CLUSTER
+        node=base_pb2.Node(id=f"bench-cold-{region}", cluster=region), type_url=CLUSTER
     )
 
     done = threading.Event()
@@ -149,9 +178,9 @@ def clusters_served(port: int, timeout: float) -> int:
 
 def serve_until_served(
     root: Path, services: int, limit_s: float = 300.0, tree: Path | None = None
-) -> float:
+) -> dict[str, float]:
     """Seconds from exec of ``ubiq serve`` (the code in ``tree``, default this checkout) until a
-    client has every service's cluster."""
+    client of each of ``CLIENT_GROUPS`` (in turn) has every service's cluster."""
     port = free_port("127.0.0.1")
     argv = [
         sys.executable, "-m", "controlplane.cli", "serve", str(root),
@@ -159,14 +188,21 @@ def serve_until_served(
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree)
+    served: dict[str, float] = {}
     try:
-        while time.perf_counter() - start < limit_s:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ubiq serve exited: {proc.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
-            if clusters_served(port, timeout=2.0) >= services:
-                return time.perf_counter() - start
-            time.sleep(0.02)
-        raise RuntimeError(f"ubiq serve did not serve {services} clusters in {limit_s} s")
+        for region in CLIENT_GROUPS:
+            while region not in served:
+                if time.perf_counter() - start > limit_s:
+                    raise RuntimeError(
+                        f"ubiq serve did not serve {services} clusters in {limit_s} s"
+                    )
+                if proc.poll() is not None:
+                    raise RuntimeError(f"ubiq serve exited: {proc.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+                if clusters_served(port, timeout=2.0, region=region) >= services:
+                    served[region] = time.perf_counter() - start
+                else:
+                    time.sleep(0.02)
+        return served
     finally:
         proc.terminate()
         try:
@@ -229,7 +265,8 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
     with tempfile.TemporaryDirectory(prefix="ubiq-cold-") as tmp:
         root = Path(tmp)
         write_policy(root, services)
-        for _ in range(rounds):
+        workers = max(1, usable_cpus() - 1)  # what an idle machine would start
+        for number in range(rounds):
             base, docs = timed(lambda: bare_yaml(root))
             add(f"baseline: read + yaml.load_all (C loader), {docs} documents", base, base)
             add(
@@ -237,8 +274,14 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
                 timed(lambda: load_before(root))[0],
                 base,
             )
-            load_s, model = timed(lambda: loader.load_directory(root))
-            add("load_directory (files -> Model)", load_s, base)
+            load_s, model = timed(lambda: loader.load_directory(root, workers=0))
+            add("load_directory (files -> Model), this thread only", load_s, base)
+            del model
+            wall, cpu, _ = wall_and_cpu(lambda: loader.load_directory(root, workers=0))
+            add("load_directory, this thread only: wall", wall, base)
+            wall, cpu, model = wall_and_cpu(lambda: loader.load_directory(root, workers=workers))
+            add(f"load_directory, {workers} parse worker(s): wall", wall, base)
+            add("load_directory, parse worker(s): CPU incl. workers", cpu, base)
             add("build_groups, every group compiled alone (before)", groups_alone(model), base)
             add("build_groups: compile + snapshot, every group", groups_of(model), base)
             del model
@@ -248,18 +291,15 @@ def run(services: int, rounds: int, before: Path | None = None) -> list[dict[str
                 base,
             )
             add("exec: ubiq --version (interpreter + imports)", version_exec(), base)
-            add(
-                "exec: ubiq serve -> CDS served to a client",
-                serve_until_served(root, services),
-                base,
-            )
-            if before is not None:
-                add("exec: ubiq --version, --before tree", version_exec(before), base)
-                add(
-                    "exec: ubiq serve -> CDS served, --before tree",
-                    serve_until_served(root, services, tree=before),
-                    base,
-                )
+            trees = [("", None)] + ([(", --before tree", before)] if before is not None else [])
+            if number % 2:  # the load moves: each tree runs first in every other round
+                trees.reverse()
+            for label, tree in trees:
+                if tree is not None:
+                    add(f"exec: ubiq --version{label}", version_exec(tree), base)
+                for region, seconds in serve_until_served(root, services, tree=tree).items():
+                    first = " (first group built)" if region == FIRST_GROUP else ""
+                    add(f"exec: ubiq serve -> CDS served in {region}{first}{label}", seconds, base)
     return [
         {
             "services": services,

@@ -17,7 +17,7 @@ import gc
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
@@ -26,6 +26,7 @@ from controlplane.policy.crosscheck import Located, cross_check
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
 from controlplane.policy.model import Model, SourceRef, document_hash
+from controlplane.policy.parallel_parse import parse_files
 from controlplane.policy.validate import validate_document
 from controlplane.policy.yamlsource import decode, parse_documents
 
@@ -169,13 +170,28 @@ class FileCache:
         self.parsed_last = 0
 
     def get(self, name: str, content: bytes | str) -> ParsedFile:
-        digest = _digest(content)
-        entry = self._entries.get(name)
-        if entry is None or entry[0] != digest:
-            entry = (digest, parse_file(name, content))
-            self.parsed_last += 1
-        self._seen[name] = entry
-        return entry[1]
+        return self.get_all([(name, content)])[0]
+
+    def get_all(
+        self, items: Sequence[tuple[str, bytes | str]], workers: int | None = None
+    ) -> list[ParsedFile]:
+        """Each item's ParsedFile, in order; the files not in the cache are parsed together
+        (``parallel_parse.parse_files``: in worker processes when they are many)."""
+        digests = [_digest(content) for _, content in items]
+        missing: list[int] = []
+        for i, (name, _) in enumerate(items):
+            entry = self._entries.get(name)
+            if entry is None or entry[0] != digests[i]:
+                missing.append(i)
+        fresh = dict(zip(missing, parse_files([items[i] for i in missing], workers), strict=True))
+        self.parsed_last += len(missing)
+        out: list[ParsedFile] = []
+        for i, (name, _) in enumerate(items):
+            parsed = fresh.get(i)
+            entry = (digests[i], parsed) if parsed is not None else self._entries[name]
+            self._seen[name] = entry
+            out.append(entry[1])
+        return out
 
     def end(self) -> None:
         """Keep the files of this load only."""
@@ -188,25 +204,33 @@ def _digest(content: bytes | str) -> bytes:
     return b"s" + hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()
 
 
-def load_texts(texts: Iterable[tuple[str, bytes | str]], cache: FileCache | None = None) -> Model:
+def load_texts(
+    texts: Iterable[tuple[str, bytes | str]],
+    cache: FileCache | None = None,
+    workers: int | None = None,
+) -> Model:
     """Build a Model from (file name, content) pairs; raises PolicyError with every problem.
-    With ``cache``, unchanged files come from it (same result as without)."""
+    With ``cache``, unchanged files come from it (same result as without). ``workers``: worker
+    processes for the files to parse (default: ``parallel_parse.default_workers``; 0: none)."""
     cache = FileCache() if cache is None else cache
     with cache.lock, _gc_paused():
         cache.begin()
         try:
-            return _load_texts(texts, cache)
+            return _load_texts(texts, cache, workers)
         finally:
             cache.end()
 
 
-def _load_texts(texts: Iterable[tuple[str, bytes | str]], cache: FileCache) -> Model:
+def _load_texts(
+    texts: Iterable[tuple[str, bytes | str]], cache: FileCache, workers: int | None
+) -> Model:
     problems: list[Problem] = []
     located: list[Located] = []
     hashes: dict[int, str] = {}  # id(document) -> document_hash, for Model.build
     sources: dict[tuple[str, str], SourceRef] = {}
     failed: set[tuple[str, str]] = set()
     unreadable = False  # a file we could not parse may define anything: skip cross-checks
+    items: list[tuple[str, bytes | str]] = []
     total = documents = 0
     for name, content in texts:
         total += len(content)
@@ -218,7 +242,8 @@ def _load_texts(texts: Iterable[tuple[str, bytes | str]], cache: FileCache) -> M
                     )
                 ]
             )
-        parsed = cache.get(name, content)
+        items.append((name, content))
+    for (name, _), parsed in zip(items, cache.get_all(items, workers), strict=True):
         if parsed.unreadable:
             problems.extend(parsed.problems)
             unreadable = True
@@ -255,9 +280,12 @@ def _identity(data: object) -> tuple[str, str]:
     return ("", "")
 
 
-def load_directory(root: Path | str, cache: FileCache | None = None) -> Model:
+def load_directory(
+    root: Path | str, cache: FileCache | None = None, workers: int | None = None
+) -> Model:
     """Every policy file below ``root`` (or ``root`` itself, a file), all-or-nothing; with
-    ``cache``, only the files whose content changed since its last load are parsed again."""
+    ``cache``, only the files whose content changed since its last load are parsed again
+    (``workers``: as ``load_texts``)."""
     root = Path(root)
     files, problems = policy_files(root)
     inside_of = root if root.is_dir() else None
@@ -272,7 +300,7 @@ def load_directory(root: Path | str, cache: FileCache | None = None) -> Model:
                 problems.extend(exc.problems)
 
     try:
-        model = load_texts(contents(), cache)
+        model = load_texts(contents(), cache, workers)
     except PolicyError as exc:
         raise PolicyError([*problems, *exc.problems]) from None
     if problems:

@@ -9,7 +9,8 @@ are memoised per Model object (models are immutable), keeping the last few model
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from controlplane.placement.static import PlacedCluster, place
 from controlplane.policy.model import Model
@@ -46,6 +47,13 @@ class ServicePlan:
     step_interval: float
     forget_after: float
     thresholds: Mapping[str, float | str | None]
+    region_index: Mapping[str, int]  # region -> its position in ``regions``
+    region_set: frozenset[str]
+    all_eligible: Mapping[
+        str, str
+    ]  # the verdicts when every region is eligible (shared, read-only)
+    # per-plan results the batch tick computes once (a signal-free choice, an empty block)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _CACHE: dict[int, tuple[Model, dict[str, ServicePlan]]] = {}
@@ -89,13 +97,14 @@ def _build(model: Model, service: str) -> ServicePlan:
             )
         )
     d, h, slo = strategy.damping, strategy.hysteresis, strategy.slo
+    names = tuple(r.name for r in regions)
     dwell = h.min_dwell / 1000.0
     return ServicePlan(
         service=service,
         strategy=strategy,
         spread=spread,
         regions=tuple(regions),
-        region_names=tuple(r.name for r in regions),
+        region_names=names,
         cluster_names=frozenset(p.name for r in regions for p in r.clusters),
         dwell=dwell,
         step_interval=d.step_interval / 1000.0,
@@ -117,4 +126,7 @@ def _build(model: Model, service: str) -> ServicePlan:
             "minRegions": float(spread.min_regions),
             "maxSharePercent": spread.max_share_percent,
         },
+        region_index={n: i for i, n in enumerate(names)},
+        region_set=frozenset(names),
+        all_eligible=dict.fromkeys(names, "eligible"),
     )

@@ -6,7 +6,7 @@ Every function returns weights that sum to exactly ``total`` (100) whenever any 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 
 def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
@@ -75,7 +75,7 @@ def step_towards(
     return apportion({k: current.get(k, 0) + delta[k] * factor for k in keys})
 
 
-def renormalize(weights: Mapping[str, int], keep: set[str] | frozenset[str]) -> dict[str, int]:
+def renormalize(weights: Mapping[str, int], keep: Set[str]) -> dict[str, int]:
     """``weights`` restricted to ``keep`` and scaled back to 100 (empty when nothing is left)."""
     kept = {k: float(v) for k, v in weights.items() if k in keep and v > 0}
     if not kept:

@@ -52,23 +52,12 @@ __all__ = ["decide_batch"]
 
 Floats = npt.NDArray[np.float64]
 
-# RegionSignal fields in the order of a block's first rows (the ones smoothing reads come first)
-FIELDS = (
-    "success_rate",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "requests",
-    "request_rate",
-    "active_connections",
-    "circuit_breaker_overflows",
-    "outlier_ejections",
-    "healthy_endpoint_share",
-)
+# the RegionSignal fields the engine reads, in the order of a block's first columns
+FIELDS = ("success_rate", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "requests")
 S_OK, S_P50, S_P90, S_P99, S_REQ = range(5)
 N_RAW = len(FIELDS)
 PRESENT = N_RAW  # 1: the poll had a signal for the pair
-SEEN = N_RAW + 1  # 1: the raw rows are a poll's (the Decision was made with signals, not stale)
+SEEN = N_RAW + 1  # 1: the raw columns are a poll's (the Decision was made with signals, not stale)
 HAS_MEM = N_RAW + 2  # 1: a smoothed value exists
 M_OK, M_P50, M_P90, M_P99, M_REQ, M_UPD = range(N_RAW + 3, N_RAW + 9)
 FRESH = N_RAW + 9  # 1: judged this poll (enough volume)
@@ -86,30 +75,25 @@ def _none(x: float) -> float | None:
 
 
 class Block:
-    """One service's columns after a tick (its own copy: a Decision keeps no other tick alive)."""
+    """One service's pairs after a tick, one row per region (its own copy: a Decision keeps no
+    other tick's arrays alive), and the poll's signals for them (``Decision.seen``)."""
 
-    __slots__ = ("data", "names")
+    __slots__ = ("data", "names", "seen")
 
-    def __init__(self, names: tuple[str, ...], data: Floats) -> None:
+    def __init__(
+        self, names: tuple[str, ...], data: Floats, seen: tuple[RegionSignal | None, ...]
+    ) -> None:
         self.names = names
         self.data = data
+        self.seen = seen
 
     def smoothed(self) -> dict[str, Smoothed]:
-        rows = self.data[[HAS_MEM, M_OK, M_P50, M_P90, M_P99, M_REQ, M_UPD]].T.tolist()
+        rows = self.data[:, [HAS_MEM, M_OK, M_P50, M_P90, M_P99, M_REQ, M_UPD]].tolist()
         return {
             name: Smoothed(_none(ok), _none(p50), _none(p90), _none(p99), _none(req), upd)
             for name, (has, ok, p50, p90, p99, req, upd) in zip(self.names, rows, strict=True)
             if has
         }
-
-    def seen(self) -> tuple[RegionSignal | None, ...]:
-        rows = self.data[: N_RAW + 1].T.tolist()
-        return tuple(
-            RegionSignal(**{f: _none(v) for f, v in zip(FIELDS, row, strict=False)})
-            if row[PRESENT]
-            else None
-            for row in rows
-        )
 
 
 class SmoothedView(Mapping[str, Smoothed]):
@@ -136,40 +120,6 @@ class SmoothedView(Mapping[str, Smoothed]):
         return len(self._all())
 
 
-class SeenView(Sequence[RegionSignal | None]):
-    """``Decision.seen`` of a batch decision: the poll's signals, rebuilt from the block."""
-
-    __slots__ = ("_items", "block")
-
-    def __init__(self, block: Block) -> None:
-        self.block = block
-        self._items: tuple[RegionSignal | None, ...] | None = None
-
-    def _all(self) -> tuple[RegionSignal | None, ...]:
-        if self._items is None:
-            self._items = self.block.seen()
-        return self._items
-
-    @overload
-    def __getitem__(self, i: int) -> RegionSignal | None: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[RegionSignal | None]: ...
-    def __getitem__(self, i: int | slice) -> Any:
-        return self._all()[i]
-
-    def __len__(self) -> int:
-        return len(self.block.names)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SeenView):
-            return self._all() == other._all()
-        if isinstance(other, tuple):
-            return self._all() == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 class LazyFacts(Sequence[RegionFacts]):
     """``Decision.facts`` of a batch decision (every region eligible, none down)."""
 
@@ -184,7 +134,7 @@ class LazyFacts(Sequence[RegionFacts]):
     def _all(self) -> tuple[RegionFacts, ...]:
         if self._items is None:
             sm = self.smoothed
-            fresh = self.block.data[FRESH].tolist()
+            fresh = self.block.data[:, FRESH].tolist()
             self._items = tuple(
                 RegionFacts(
                     r.name,
@@ -292,9 +242,9 @@ def layout_for(model: Model, names: tuple[str, ...]) -> Layout:
 def _empty(plan: ServicePlan) -> Floats:
     block = plan.memo.get("empty")
     if block is None:
-        block = plan.memo["empty"] = np.zeros((ROWS, len(plan.regions)))
-        block[:N_RAW] = np.nan
-        block[M_OK : M_UPD + 1] = np.nan
+        block = plan.memo["empty"] = np.zeros((len(plan.regions), ROWS))
+        block[:, :N_RAW] = np.nan
+        block[:, M_OK : M_UPD + 1] = np.nan
     return block
 
 
@@ -304,8 +254,8 @@ def _from_decision(prev: Decision, plan: ServicePlan) -> Floats:
     for i, name in enumerate(plan.region_names):
         m = prev.smoothed.get(name)
         if m is not None:
-            data[HAS_MEM, i] = 1.0
-            data[M_OK : M_UPD + 1, i] = (
+            data[i, HAS_MEM] = 1.0
+            data[i, M_OK : M_UPD + 1] = (
                 m.success_rate,
                 m.latency_p50_ms,
                 m.latency_p90_ms,
@@ -315,11 +265,11 @@ def _from_decision(prev: Decision, plan: ServicePlan) -> Floats:
             )
     seen = prev.seen
     if len(seen) == len(plan.regions) and not prev.stale:
-        data[SEEN] = 1.0
+        data[:, SEEN] = 1.0
         for i, sig in enumerate(seen):
             if sig is not None:
-                data[PRESENT, i] = 1.0
-                data[:N_RAW, i] = _values_of(sig)
+                data[i, PRESENT] = 1.0
+                data[i, :N_RAW] = _values_of(sig)
     return data
 
 
@@ -350,12 +300,12 @@ def _lowest_latency(
     plan: ServicePlan,
     k: int,
     previous: Mapping[str, int],
-    lat: Sequence[float | None],
+    lat: Sequence[float],
     ranked: Sequence[int],
     measured: int,
 ) -> Choice:
     """``strategies.lowest_latency`` over every region of the plan, from the sorted pairs:
-    ``lat`` per region (None: no data), ``ranked`` the first measured regions by (latency, order),
+    ``lat`` per region (NaN: no data), ``ranked`` the first measured regions by (latency, order),
     at least ``CHAIN_SHOWN`` and ``k`` + len(previous) of them when there are as many."""
     strategy = plan.strategy
     pct = strategy.latency_percentile
@@ -371,7 +321,7 @@ def _lowest_latency(
             )
         return Choice(dict.fromkeys(names, 1.0), [f"no {pct} latency data yet: equal shares"])
     unmeasured = (
-        [n for n, v in zip(names, lat, strict=True) if v is None] if measured < len(names) else []
+        [n for n, v in zip(names, lat, strict=True) if v != v] if measured < len(names) else []
     )
     held = set(current)
     keep = 1.0 - strategy.damping.stickiness_bonus_percent / 100.0
@@ -381,11 +331,13 @@ def _lowest_latency(
             break
         if names[i] not in held:
             picks.append(i)
-    picks += [index[r] for r in current if lat[index[r]] is not None]
+    for r in current:
+        i = index[r]
+        if lat[i] == lat[i]:
+            picks.append(i)
 
     def score(i: int) -> tuple[float, int]:
         v = lat[i]
-        assert v is not None
         return (v * keep if names[i] in held else v, i)
 
     best = ([names[i] for i in sorted(picks, key=score)[:k]] + unmeasured)[:k]
@@ -398,13 +350,13 @@ def _lowest_latency(
             f"current regions ranked with a {strategy.damping.stickiness_bonus_percent:g}% bonus"
         )
     if current and len(current) == min(k, len(names)) and set(best) != set(current):
-        missing = [n for n in current if lat[index[n]] is None]
+        missing = [n for n in current if (v := lat[index[n]]) != v]
         if missing:
             details.append(
                 f"no latency data for current {', '.join(missing)}: keeping the current regions"
             )
             return Choice(dict.fromkeys(current, 1.0), details, "hold.noData")
-        known = {n: v for n in (*current, *best) if (v := lat[index[n]]) is not None}
+        known = {n: v for n in (*current, *best) if (v := lat[index[n]]) == v}
         band = inside_band(known, current, [n for n in best if n in known], strategy)
         if band is not None:
             details.append(band)
@@ -412,10 +364,11 @@ def _lowest_latency(
     return Choice(dict.fromkeys(best, 1.0), details)
 
 
-def _poll(layout: Layout, signals: Signals) -> tuple[Floats, Floats]:
-    """The poll's values per pair (rows = FIELDS; NaN = None) and which pairs had a signal."""
+def _poll(layout: Layout, signals: Signals) -> tuple[Floats, Floats, npt.NDArray[np.object_]]:
+    """Per pair: the poll's values of FIELDS (NaN = None), whether it had a signal, the signal."""
     raw = np.full((N_RAW, layout.size), np.nan)
     present = np.zeros(layout.size)
+    objects = np.full(layout.size, None, dtype=object)
     values = signals.values
     if values:
         where = np.fromiter(
@@ -423,12 +376,14 @@ def _poll(layout: Layout, signals: Signals) -> tuple[Floats, Floats]:
             dtype=np.intp,
             count=len(values),
         )
-        got = np.array(list(map(_values_of, values.values())), dtype=np.float64)
+        polled = list(values.values())
+        got = np.array(list(map(_values_of, polled)), dtype=np.float64)
         keep = where >= 0
         cols = where[keep]
         raw[:, cols] = got[keep].T
         present[cols] = 1.0
-    return raw, present
+        objects[cols] = np.fromiter(polled, dtype=object, count=len(polled))[keep]
+    return raw, present, objects
 
 
 def decide_batch(
@@ -450,12 +405,14 @@ def decide_batch(
     prevs: list[Decision | None] = []
     covered: list[bool] = []
     blocks: list[Floats] = []
+    seens: list[Sequence[RegionSignal | None]] = []
     for name, plan in zip(layout.services, layout.plans, strict=True):
         prev = previous.get(name)
         if prev is not None and prev.service != name:
             prev = None
         ok = not down_all or plan.cluster_names.isdisjoint(down_all)
         block = _empty(plan)
+        seen: Sequence[RegionSignal | None] = ()
         if prev is not None:
             ok = ok and _covered(prev, plan)
             if ok:
@@ -464,14 +421,14 @@ def decide_batch(
                     block = sm.block.data
                 else:
                     block = _from_decision(prev, plan)
+                seen = prev.seen
         prevs.append(prev)
         covered.append(ok)
         blocks.append(block)
-    if layout.size:
-        past = np.concatenate(blocks, axis=1)
-        new = _tick(layout, past, signals, now)
-    else:
-        past = new = np.zeros((ROWS, 0))
+        seens.append(seen)
+    raw, present, objects = _poll(layout, signals)
+    past = np.concatenate(blocks).T if layout.size else np.zeros((ROWS, 0))
+    new = _tick(layout, past, raw, present, now)
     same_raw = (new[:N_RAW] == past[:N_RAW]) | (np.isnan(new[:N_RAW]) & np.isnan(past[:N_RAW]))
     differs = ~(same_raw.all(axis=0) & (new[PRESENT] == past[PRESENT]) & (past[SEEN] > 0))
     fresh = new[FRESH] > 0
@@ -489,26 +446,31 @@ def decide_batch(
         else []
     )
     ranked_all: npt.NDArray[np.intp] | None = None
-    lat_list: list[float | None] = []
+    lat_nan: Floats = lat
+    pair_major: Floats | None = None
     offsets = layout.offsets
     for si, (name, plan) in enumerate(zip(layout.services, layout.plans, strict=True)):
         prev = prevs[si]
         if not covered[si]:
             continue
+        a, b = offsets[si], offsets[si + 1]
+        seen = tuple(objects[a:b].tolist())
         if (
             prev is not None
-            and not changed[si]
+            and not changed[si]  # the fields read are equal: are the others too?
             and not prev.stale
             and not prev.down
             and (prev.next_decision_at is None or now < prev.next_decision_at)
+            and seens[si] == seen
         ):
             out[name] = prev if prev.plan is plan else replace(prev, plan=plan)
             continue
         if judged_out[si]:
             covered[si] = False
             continue
-        a, b = offsets[si], offsets[si + 1]
-        kept = Block(plan.region_names, new[:, a:b].copy())
+        if pair_major is None:
+            pair_major = np.ascontiguousarray(new.T)
+        kept = Block(plan.region_names, pair_major[a:b].copy(), seen)
         smoothed = SmoothedView(kept)
         prev_target = previous_target(prev, plan)
         k = min(plan.spread.min_regions, max(1, b - a))
@@ -516,11 +478,11 @@ def decide_batch(
             if ranked_all is None:
                 filled = np.where(measured, lat, 0.0)
                 ranked_all = np.lexsort((layout.order, filled, ~measured, layout.seg))
-                lat_list = np.where(measured, lat, np.nan).tolist()
-                lat_list = [None if v != v else v for v in lat_list]
+                lat_nan = np.where(measured, lat, np.nan)
             top = min(measured_n[si], max(CHAIN_SHOWN, k + len(prev_target)))
             ranked = (ranked_all[a : a + top] - a).tolist()
-            choice = _lowest_latency(plan, k, prev_target, lat_list[a:b], ranked, measured_n[si])
+            lat_here = lat_nan[a:b].tolist()
+            choice = _lowest_latency(plan, k, prev_target, lat_here, ranked, measured_n[si])
         else:
             choice = _plan_choice(plan, k)
         out[name] = conclude(
@@ -538,7 +500,7 @@ def decide_batch(
             prev_target=prev_target,
             choice=choice,
             smoothed=smoothed,
-            seen=SeenView(kept),
+            seen=seen,
             units=_units(plan),
         )
     values = signals.values
@@ -566,9 +528,8 @@ def _units(plan: ServicePlan) -> Any:
     return units
 
 
-def _tick(layout: Layout, past: Floats, signals: Signals, now: float) -> Floats:
-    """The columns after this poll: the poll's values, the volume gate, the EWMA."""
-    raw, present = _poll(layout, signals)
+def _tick(layout: Layout, past: Floats, raw: Floats, present: Floats, now: float) -> Floats:
+    """The pairs after this poll: the poll's values, the volume gate, the EWMA."""
     new = past.copy()
     new[:N_RAW] = raw
     new[PRESENT] = present

@@ -15,6 +15,9 @@ def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
     out = dict.fromkeys(shares, 0)
     if not positive:
         return out
+    if len(positive) == 1:  # what the arithmetic below gives for one share, without it
+        out[next(iter(positive))] = total
+        return out
     top = max(positive.values())
     unit = {k: v / top for k, v in positive.items()}  # tiny or huge shares stay finite
     scale = total / sum(unit.values())

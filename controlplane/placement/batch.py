@@ -66,8 +66,13 @@ _SMOOTHED = (M_OK, M_P50, M_P90, M_P99)
 _SAMPLE = (S_OK, S_P50, S_P90, S_P99)
 _LAT_ROW = {"p50": M_P50, "p90": M_P90, "p99": M_P99}
 
-_key_of = attrgetter("service", "region", "subset")
 _values_of = attrgetter(*FIELDS)
+_COLUMNS = tuple(attrgetter(f) for f in FIELDS)
+_service_of = attrgetter("service")
+_region_of = attrgetter("region")
+_subset_of = attrgetter("subset")
+_NAN_FOR_NONE: dict[object, float] = {None: np.nan}
+_NOWHERE: dict[str, int] = {}
 
 
 def _none(x: float) -> float | None:
@@ -169,15 +174,14 @@ class Layout:
         self.names = names
         self.services: list[str] = []
         self.plans: list[ServicePlan] = []
-        self.pairs: dict[tuple[str, str, str], int] = {}
+        self.pairs: dict[str, dict[str, int]] = {}  # service -> region -> pair
         offsets = [0]
         for name in dict.fromkeys(names):
             plan = plan_for(model, name)
             if not plan.regions:
                 continue
             base = offsets[-1]
-            for i, region in enumerate(plan.region_names):
-                self.pairs[(name, region, "")] = base + i
+            self.pairs[name] = {region: base + i for i, region in enumerate(plan.region_names)}
             self.services.append(name)
             self.plans.append(plan)
             offsets.append(base + len(plan.regions))
@@ -185,9 +189,8 @@ class Layout:
         self.size = offsets[-1]
         counts = np.asarray(offsets[1:], dtype=np.intp) - np.asarray(offsets[:-1], dtype=np.intp)
         self.seg = np.repeat(np.arange(len(self.plans), dtype=np.intp), counts)
-        self.order = np.arange(self.size, dtype=np.intp) - np.repeat(
-            np.asarray(offsets[:-1], dtype=np.intp), counts
-        )
+        self.start = np.repeat(np.asarray(offsets[:-1], dtype=np.intp), counts)
+        self.latency_services = any(p.strategy.type == "lowestLatency" for p in self.plans)
 
         def per_pair(values: Iterable[float]) -> Floats:
             return np.repeat(np.fromiter(values, dtype=np.float64, count=len(self.plans)), counts)
@@ -371,18 +374,22 @@ def _poll(layout: Layout, signals: Signals) -> tuple[Floats, Floats, npt.NDArray
     objects = np.full(layout.size, None, dtype=object)
     values = signals.values
     if values:
+        # C-level maps over the keys and values (one Python call per pair is the whole budget)
+        keys, n = list(values), len(values)
+        by_service = map(layout.pairs.get, map(_service_of, keys), repeat(_NOWHERE))
         where = np.fromiter(
-            map(layout.pairs.get, map(_key_of, values), repeat(-1)),
-            dtype=np.intp,
-            count=len(values),
+            map(dict.get, by_service, map(_region_of, keys), repeat(-1)), dtype=np.intp, count=n
         )
-        polled = list(values.values())
-        got = np.array(list(map(_values_of, polled)), dtype=np.float64)
+        where[np.fromiter(map(bool, map(_subset_of, keys)), dtype=bool, count=n)] = -1
         keep = where >= 0
         cols = where[keep]
-        raw[:, cols] = got[keep].T
+        polled = list(values.values())
+        for row, field in enumerate(_COLUMNS):
+            column = list(map(field, polled))
+            got = np.fromiter(map(_NAN_FOR_NONE.get, column, column), dtype=np.float64, count=n)
+            raw[row, cols] = got[keep]
         present[cols] = 1.0
-        objects[cols] = np.fromiter(polled, dtype=object, count=len(polled))[keep]
+        objects[cols] = np.fromiter(polled, dtype=object, count=n)[keep]
     return raw, present, objects
 
 
@@ -445,16 +452,23 @@ def decide_batch(
         if layout.size
         else []
     )
-    ranked_all: npt.NDArray[np.intp] | None = None
-    lat_nan: Floats = lat
-    pair_major: Floats | None = None
+    ranked: list[int] = []
+    lat_list: list[float] = []
+    if layout.latency_services:
+        # per service, the measured regions by (latency, candidate order): a stable sort of the
+        # pairs by (service, unmeasured, latency) keeps the candidate order among equals
+        by_latency = np.lexsort((np.where(measured, lat, 0.0), ~measured, layout.seg))
+        ranked = (by_latency - layout.start).tolist()
+        lat_list = np.where(measured, lat, np.nan).tolist()
+    pair_major = np.ascontiguousarray(new.T)
+    polled = objects.tolist()
     offsets = layout.offsets
     for si, (name, plan) in enumerate(zip(layout.services, layout.plans, strict=True)):
         prev = prevs[si]
         if not covered[si]:
             continue
         a, b = offsets[si], offsets[si + 1]
-        seen = tuple(objects[a:b].tolist())
+        seen = tuple(polled[a:b])
         if (
             prev is not None
             and not changed[si]  # the fields read are equal: are the others too?
@@ -468,21 +482,15 @@ def decide_batch(
         if judged_out[si]:
             covered[si] = False
             continue
-        if pair_major is None:
-            pair_major = np.ascontiguousarray(new.T)
         kept = Block(plan.region_names, pair_major[a:b].copy(), seen)
         smoothed = SmoothedView(kept)
         prev_target = previous_target(prev, plan)
         k = min(plan.spread.min_regions, max(1, b - a))
         if plan.strategy.type == "lowestLatency":
-            if ranked_all is None:
-                filled = np.where(measured, lat, 0.0)
-                ranked_all = np.lexsort((layout.order, filled, ~measured, layout.seg))
-                lat_nan = np.where(measured, lat, np.nan)
             top = min(measured_n[si], max(CHAIN_SHOWN, k + len(prev_target)))
-            ranked = (ranked_all[a : a + top] - a).tolist()
-            lat_here = lat_nan[a:b].tolist()
-            choice = _lowest_latency(plan, k, prev_target, lat_here, ranked, measured_n[si])
+            choice = _lowest_latency(
+                plan, k, prev_target, lat_list[a:b], ranked[a : a + top], measured_n[si]
+            )
         else:
             choice = _plan_choice(plan, k)
         out[name] = conclude(

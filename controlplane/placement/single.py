@@ -24,6 +24,7 @@ timer due keeps its previous Decision object.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import replace
 
@@ -213,13 +214,10 @@ def conclude(
     strategy = plan.strategy
     all_excluded = not eligible_names
     details: list[str] = list(choice.details)
-    shares, feasible = cap_shares(choice.shares, plan.spread.max_share_percent / 100.0)
-    if not feasible:
-        details.append(
-            f"maxSharePercent {plan.spread.max_share_percent:g} cannot hold with"
-            f" {sum(1 for v in shares.values() if v > 0)} region(s): cap given up"
-        )
-    computed = positive(apportion(shares))
+    computed, infeasible = _shape(plan, choice.shares)
+    if infeasible:
+        details.append(infeasible)
+    computed = dict(computed)
 
     forced = sorted(r for r in (prev.weights if prev else {}) if r not in eligible_names)
     dwell_hold = False
@@ -241,7 +239,12 @@ def conclude(
             target, since, dwell_hold = prev_target, prev.since, True
         else:
             target, since = computed, now
-        base = renormalize(prev.weights, eligible_names if not all_excluded else set(target))
+        keep = eligible_names if not all_excluded else set(target)
+        base = (
+            dict(_settled(tuple(prev.weights.items())))
+            if keep is plan.region_set and plan.region_set.issuperset(prev.weights)
+            else renormalize(prev.weights, keep)
+        )
         if not base:
             base = dict(target)
         if base != target and not stale and now - prev.changed_at >= plan.step_interval:
@@ -426,10 +429,42 @@ def _rule(
 
 
 def _fmt(weights: Mapping[str, int]) -> str:
+    return _fmt_items(tuple(weights.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _fmt_items(weights: tuple[tuple[str, int], ...]) -> str:
     return (
-        ", ".join(f"{r} {w}%" for r, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])))
-        or "none"
+        ", ".join(f"{r} {w}%" for r, w in sorted(weights, key=lambda kv: (-kv[1], kv[0]))) or "none"
     )
+
+
+def _shape(plan: ServicePlan, shares: Mapping[str, float]) -> tuple[dict[str, int], str | None]:
+    """The strategy's shares capped by ``maxSharePercent`` and rounded to whole percent (and the
+    detail when the cap cannot hold); a pure function of the plan and the shares, kept per plan."""
+    key = ("shape", tuple(shares.items()))
+    found: tuple[dict[str, int], str | None] | None = plan.memo.get(key)
+    if found is None:
+        capped, feasible = cap_shares(shares, plan.spread.max_share_percent / 100.0)
+        infeasible = (
+            None
+            if feasible
+            else f"maxSharePercent {plan.spread.max_share_percent:g} cannot hold with"
+            f" {sum(1 for v in capped.values() if v > 0)} region(s): cap given up"
+        )
+        found = (positive(apportion(capped)), infeasible)
+        if len(plan.memo) < _MEMO_PER_PLAN:
+            plan.memo[key] = found
+    return found
+
+
+_MEMO_PER_PLAN = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _settled(weights: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    """``renormalize`` of weights that keep every region (read-only: callers copy it)."""
+    return renormalize(dict(weights), {r for r, _ in weights})
 
 
 def _summary(

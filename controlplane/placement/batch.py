@@ -18,6 +18,7 @@ NaN (``feedback.parse`` turns non-finite values into None), so the two cannot be
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import repeat
@@ -67,6 +68,8 @@ _SAMPLE = (S_OK, S_P50, S_P90, S_P99)
 _LAT_ROW = {"p50": M_P50, "p90": M_P90, "p99": M_P99}
 
 _values_of = attrgetter(*FIELDS)
+# the fields the engine does not read: equal polls are "unchanged" only if these are equal too
+_rest_of = attrgetter(*(f.name for f in dataclasses.fields(RegionSignal) if f.name not in FIELDS))
 _COLUMNS = tuple(attrgetter(f) for f in FIELDS)
 _service_of = attrgetter("service")
 _region_of = attrgetter("region")
@@ -475,7 +478,7 @@ def decide_batch(
             and not prev.stale
             and not prev.down
             and (prev.next_decision_at is None or now < prev.next_decision_at)
-            and seens[si] == seen
+            and _same_rest(seens[si], seen)
         ):
             out[name] = prev if prev.plan is plan else replace(prev, plan=plan)
             continue
@@ -527,6 +530,12 @@ def decide_batch(
             )
         result[name] = found
     return result
+
+
+def _same_rest(before: Sequence[RegionSignal | None], now: Sequence[RegionSignal | None]) -> bool:
+    """``before == now`` for two polls already known to have signals for the same regions with
+    equal read fields: compares only the other fields, without a Python call per signal."""
+    return list(map(_rest_of, filter(None, before))) == list(map(_rest_of, filter(None, now)))
 
 
 def _units(plan: ServicePlan) -> Any:

@@ -45,6 +45,11 @@ STRATEGIES: list[dict[str, Any]] = [
     {"type": "capacity", "damping": DAMP},
     {"type": "failover", "order": ["c3", "c1", "c0"], "hysteresis": FAST},
     {"type": "static", "slo": {"successRate": 0.9}},
+    {
+        "type": "lowestLatency",
+        "hysteresis": {"minDwell": "1s", "thresholdPercent": 0},
+        "damping": {"stickinessBonusPercent": 15, "minRequests": 5, "stepInterval": "1s"},
+    },
 ]
 SPREADS: list[dict[str, Any] | None] = [
     None,
@@ -93,6 +98,7 @@ MODELS = [
     build([(0, 0, False), (0, 1, False), (1, 0, True), (2, 2, False), (3, 0, False), None]),
     build([(4, 2, False), (5, 0, False), (6, 0, True), (0, 3, False), (2, 1, True), (3, 1, True)]),
     build([(0, 0, False), (0, 0, False), (0, 0, True), (1, 1, False), (2, 0, False)]),
+    build([(7, 0, False), (7, 1, False), (7, 0, True), (0, 0, False)]),
 ]
 
 maybe = st.one_of(st.none(), st.sampled_from((0.0, 12.5, 40.0, 99.9, 100.0, 250.0)))
@@ -101,7 +107,9 @@ region_signal = st.builds(
     success_rate=st.one_of(st.none(), st.sampled_from((1.0, 0.999, 0.98, 0.96, 0.9, 0.5))),
     latency_p50_ms=maybe,
     latency_p90_ms=maybe,
-    latency_p99_ms=st.one_of(st.none(), st.floats(1, 400)),
+    latency_p99_ms=st.one_of(
+        st.none(), st.sampled_from((40.0, 42.0, 44.0, 46.0, 50.0)), st.floats(1, 400)
+    ),
     requests=st.sampled_from((None, 0.0, 5.0, 20.0, 500.0)),
     active_connections=st.sampled_from((None, 1.0, 2.0)),
 )
@@ -203,3 +211,41 @@ def test_a_moving_poll_is_decided_on_the_batch_path_and_an_equal_one_keeps_every
         assert moved[name] is not first[name]
     again = decide_all(model, now=1.2, signals=steady_signals(1.2, 0.5, services), previous=moved)
     assert all(again[name] is moved[name] for name in services)
+
+
+def scripted(at: float, service: str, p99: dict[str, float]) -> Signals:
+    return Signals(
+        at=at,
+        values={
+            SignalKey(service, r): RegionSignal(requests=500.0, success_rate=1.0, latency_p99_ms=v)
+            for r, v in p99.items()
+        },
+    )
+
+
+def test_the_bonus_band_and_dwell_agree_on_a_scripted_run() -> None:
+    """A current region within the stickiness bonus stays; one beyond it is left after the dwell,
+    in paced steps; a breach leaves at once (reference path) and the batch picks up after it."""
+    model = MODELS[3]
+    polls = [
+        {"r0": 46.0},
+        {"r0": 46.0, "r1": 42.0, "r2": 100.0},  # inside the 15 % bonus: stays on r0
+        {"r0": 46.0, "r1": 30.0, "r2": 100.0},  # r1 smoothed 36, beyond it: r1, paced
+        {"r0": 46.0, "r1": 30.0, "r2": 100.0},
+        {"r0": 46.0, "r1": 30.5, "r2": 100.0},
+        {"r0": 46.0, "r1": 31.0, "r2": 100.0},
+        {"r0": 46.0, "r1": 31.0, "r2": 100.0},
+    ]
+    previous: dict[str, Decision] = {}
+    rules = []
+    for i, p99 in enumerate(polls):
+        now = 1000.0 + 1.5 * i
+        signals = scripted(now, "s0", p99)
+        batch = decide_all(model, now=now, signals=signals, previous=previous)
+        ref = decide_all_each(model, now=now, signals=signals, previous=previous)
+        for name in model.services:
+            agree(batch[name], ref[name], previous.get(name))
+        rules.append(batch["s0"].reason.rule)
+        previous = batch
+    assert rules[1] == "lowestLatency"  # r0 kept: 46 x 0.85 < 42
+    assert batch["s0"].target == {"r1": 100} and "step" in rules

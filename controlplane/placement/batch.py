@@ -18,7 +18,6 @@ NaN (``feedback.parse`` turns non-finite values into None), so the two cannot be
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import repeat
@@ -30,7 +29,7 @@ import numpy.typing as npt
 
 from controlplane.feedback.signals import RegionSignal, SignalKey, Signals
 from controlplane.placement.decision import Decision
-from controlplane.placement.plan import ServicePlan, plan_for
+from controlplane.placement.plan import ServicePlan, plan_for, plans_of
 from controlplane.placement.single import (
     Health,
     Unit,
@@ -58,18 +57,14 @@ FIELDS = ("success_rate", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", 
 S_OK, S_P50, S_P90, S_P99, S_REQ = range(5)
 N_RAW = len(FIELDS)
 PRESENT = N_RAW  # 1: the poll had a signal for the pair
-SEEN = N_RAW + 1  # 1: the raw columns are a poll's (the Decision was made with signals, not stale)
-HAS_MEM = N_RAW + 2  # 1: a smoothed value exists
-M_OK, M_P50, M_P90, M_P99, M_REQ, M_UPD = range(N_RAW + 3, N_RAW + 9)
-FRESH = N_RAW + 9  # 1: judged this poll (enough volume)
-ROWS = N_RAW + 10
+HAS_MEM = N_RAW + 1  # 1: a smoothed value exists
+M_OK, M_P50, M_P90, M_P99, M_REQ, M_UPD = range(N_RAW + 2, N_RAW + 8)
+FRESH = N_RAW + 8  # 1: judged this poll (enough volume)
+ROWS = N_RAW + 9
 _SMOOTHED = (M_OK, M_P50, M_P90, M_P99)
 _SAMPLE = (S_OK, S_P50, S_P90, S_P99)
 _LAT_ROW = {"p50": M_P50, "p90": M_P90, "p99": M_P99}
 
-_values_of = attrgetter(*FIELDS)
-# the fields the engine does not read: equal polls are "unchanged" only if these are equal too
-_rest_of = attrgetter(*(f.name for f in dataclasses.fields(RegionSignal) if f.name not in FIELDS))
 _COLUMNS = tuple(attrgetter(f) for f in FIELDS)
 _service_of = attrgetter("service")
 _region_of = attrgetter("region")
@@ -175,6 +170,7 @@ class Layout:
     def __init__(self, model: Model, names: tuple[str, ...]) -> None:
         self.model = model
         self.names = names
+        self.source = plans_of(model)  # the plans it holds are this memo's
         self.services: list[str] = []
         self.plans: list[ServicePlan] = []
         self.pairs: dict[str, dict[str, int]] = {}  # service -> region -> pair
@@ -237,7 +233,12 @@ _KEEP_LAYOUTS = 3
 
 def layout_for(model: Model, names: tuple[str, ...]) -> Layout:
     found = _LAYOUTS.get(id(model))
-    if found is not None and found.model is model and found.names == names:
+    if (
+        found is not None
+        and found.model is model
+        and found.source is plans_of(model)
+        and found.names == names
+    ):
         return found
     if len(_LAYOUTS) >= _KEEP_LAYOUTS:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
@@ -255,7 +256,7 @@ def _empty(plan: ServicePlan) -> Floats:
 
 
 def _from_decision(prev: Decision, plan: ServicePlan) -> Floats:
-    """The columns of a Decision made on the reference path."""
+    """The smoothed memory of a Decision made on the reference path, as a block."""
     data = _empty(plan).copy()
     for i, name in enumerate(plan.region_names):
         m = prev.smoothed.get(name)
@@ -269,13 +270,6 @@ def _from_decision(prev: Decision, plan: ServicePlan) -> Floats:
                 m.requests,
                 m.updated_at,
             )
-    seen = prev.seen
-    if len(seen) == len(plan.regions) and not prev.stale:
-        data[:, SEEN] = 1.0
-        for i, sig in enumerate(seen):
-            if sig is not None:
-                data[i, PRESENT] = 1.0
-                data[i, :N_RAW] = _values_of(sig)
     return data
 
 
@@ -370,30 +364,43 @@ def _lowest_latency(
     return Choice(dict.fromkeys(best, 1.0), details)
 
 
-def _poll(layout: Layout, signals: Signals) -> tuple[Floats, Floats, npt.NDArray[np.object_]]:
-    """Per pair: the poll's values of FIELDS (NaN = None), whether it had a signal, the signal."""
-    raw = np.full((N_RAW, layout.size), np.nan)
-    present = np.zeros(layout.size)
-    objects = np.full(layout.size, None, dtype=object)
-    values = signals.values
-    if values:
-        # C-level maps over the keys and values (one Python call per pair is the whole budget)
-        keys, n = list(values), len(values)
-        by_service = map(layout.pairs.get, map(_service_of, keys), repeat(_NOWHERE))
-        where = np.fromiter(
-            map(dict.get, by_service, map(_region_of, keys), repeat(-1)), dtype=np.intp, count=n
-        )
-        where[np.fromiter(map(bool, map(_subset_of, keys)), dtype=bool, count=n)] = -1
-        keep = where >= 0
-        cols = where[keep]
-        polled = list(values.values())
-        for row, field in enumerate(_COLUMNS):
-            column = list(map(field, polled))
-            got = np.fromiter(map(_NAN_FOR_NONE.get, column, column), dtype=np.float64, count=n)
-            raw[row, cols] = got[keep]
-        present[cols] = 1.0
-        objects[cols] = np.fromiter(polled, dtype=object, count=n)[keep]
-    return raw, present, objects
+class Poll:
+    """One poll laid over the pairs: which pair each signal belongs to (read once, C-level maps
+    over the keys: one Python call per signal is the whole budget)."""
+
+    def __init__(self, layout: Layout, signals: Signals) -> None:
+        self.size = layout.size
+        self.objects = np.full(layout.size, None, dtype=object)
+        self.polled: list[RegionSignal] = []
+        self.keep: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
+        self.cols: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        values = signals.values
+        if values:
+            keys, n = list(values), len(values)
+            by_service = map(layout.pairs.get, map(_service_of, keys), repeat(_NOWHERE))
+            where = np.fromiter(
+                map(dict.get, by_service, map(_region_of, keys), repeat(-1)),
+                dtype=np.intp,
+                count=n,
+            )
+            where[np.fromiter(map(bool, map(_subset_of, keys)), dtype=bool, count=n)] = -1
+            self.keep = where >= 0
+            self.cols = where[self.keep]
+            self.polled = list(values.values())
+            self.objects[self.cols] = np.fromiter(self.polled, dtype=object, count=n)[self.keep]
+
+    def fields(self) -> tuple[Floats, Floats]:
+        """Per pair: the values of FIELDS (NaN = None) and whether the poll had a signal."""
+        raw = np.full((N_RAW, self.size), np.nan)
+        present = np.zeros(self.size)
+        n = len(self.polled)
+        if n:
+            for row, field in enumerate(_COLUMNS):
+                column = list(map(field, self.polled))
+                got = np.fromiter(map(_NAN_FOR_NONE.get, column, column), dtype=np.float64, count=n)
+                raw[row, self.cols] = got[self.keep]
+            present[self.cols] = 1.0
+        return raw, present
 
 
 def decide_batch(
@@ -414,47 +421,87 @@ def decide_batch(
     out: dict[str, Decision] = {}
     prevs: list[Decision | None] = []
     covered: list[bool] = []
-    blocks: list[Floats] = []
-    seens: list[Sequence[RegionSignal | None]] = []
     for name, plan in zip(layout.services, layout.plans, strict=True):
         prev = previous.get(name)
         if prev is not None and prev.service != name:
             prev = None
-        ok = not down_all or plan.cluster_names.isdisjoint(down_all)
-        block = _empty(plan)
-        seen: Sequence[RegionSignal | None] = ()
-        if prev is not None:
-            ok = ok and _covered(prev, plan)
-            if ok:
-                sm = prev.smoothed
-                if isinstance(sm, SmoothedView) and sm.block.names == plan.region_names:
-                    block = sm.block.data
-                else:
-                    block = _from_decision(prev, plan)
-                seen = prev.seen
         prevs.append(prev)
-        covered.append(ok)
-        blocks.append(block)
+        covered.append(
+            (not down_all or plan.cluster_names.isdisjoint(down_all))
+            and (prev is None or _covered(prev, plan))
+        )
+    if any(covered):
+        _decide_covered(layout, signals, now, prevs, covered, out)
+    values = signals.values
+    result: dict[str, Decision] = {}
+    for name in order:
+        found = out.get(name)
+        if found is None:
+            plan = plan_for(model, name)
+            own = {
+                r: sig
+                for r in plan.region_names
+                if (sig := values.get(SignalKey(name, r))) is not None
+            }
+            found = out[name] = decide_one(
+                model, name, now, signals, down_all, previous.get(name), own
+            )
+        result[name] = found
+    return result
+
+
+def _decide_covered(
+    layout: Layout,
+    signals: Signals,
+    now: float,
+    prevs: list[Decision | None],
+    covered: list[bool],
+    out: dict[str, Decision],
+) -> None:
+    """Decide the covered services into ``out`` (those it finds judged out stay undecided)."""
+    poll = Poll(layout, signals)
+    polled = poll.objects.tolist()
+    offsets = layout.offsets
+    seens: list[tuple[RegionSignal | None, ...]] = []
+    todo: list[int] = []
+    for si, (name, plan) in enumerate(zip(layout.services, layout.plans, strict=True)):
+        seen = tuple(polled[offsets[si] : offsets[si + 1]])
         seens.append(seen)
-    raw, present, objects = _poll(layout, signals)
-    past = np.concatenate(blocks).T if layout.size else np.zeros((ROWS, 0))
-    new = _tick(layout, past, raw, present, now)
-    same_raw = (new[:N_RAW] == past[:N_RAW]) | (np.isnan(new[:N_RAW]) & np.isnan(past[:N_RAW]))
-    differs = ~(same_raw.all(axis=0) & (new[PRESENT] == past[PRESENT]) & (past[SEEN] > 0))
+        if not covered[si]:
+            continue
+        prev = prevs[si]
+        if (  # the reference's "inputs unchanged" (covered: the same plan)
+            prev is not None
+            and not prev.stale
+            and not prev.down
+            and (prev.next_decision_at is None or now < prev.next_decision_at)
+            and prev.seen == seen
+        ):
+            out[name] = prev if prev.plan is plan else replace(prev, plan=plan)
+        else:
+            todo.append(si)
+    if not todo:
+        return
+    blocks = [_empty(plan) for plan in layout.plans]
+    for si in todo:
+        prev, plan = prevs[si], layout.plans[si]
+        if prev is not None:
+            sm = prev.smoothed
+            if isinstance(sm, SmoothedView) and sm.block.names == plan.region_names:
+                blocks[si] = sm.block.data
+            else:
+                blocks[si] = _from_decision(prev, plan)
+    raw, present = poll.fields()
+    new = _tick(layout, np.concatenate(blocks).T, raw, present, now)
     fresh = new[FRESH] > 0
     has = new[HAS_MEM] > 0
     with np.errstate(invalid="ignore"):
         breach = fresh & (new[M_OK] < layout.floor)
         over = has & (new[M_P99] > layout.limit)
-    changed = layout.any_per_service(differs)
     judged_out = layout.any_per_service(breach | over)
     lat = new[layout.lat_row, layout.columns]
     measured = has & ~np.isnan(lat)
-    measured_n = (
-        np.add.reduceat(measured.astype(np.intp), layout.offsets[:-1]).tolist()
-        if layout.size
-        else []
-    )
+    measured_n = np.add.reduceat(measured.astype(np.intp), offsets[:-1]).tolist()
     ranked: list[int] = []
     lat_list: list[float] = []
     if layout.latency_services:
@@ -464,28 +511,12 @@ def decide_batch(
         ranked = (by_latency - layout.start).tolist()
         lat_list = np.where(measured, lat, np.nan).tolist()
     pair_major = np.ascontiguousarray(new.T)
-    polled = objects.tolist()
-    offsets = layout.offsets
-    for si, (name, plan) in enumerate(zip(layout.services, layout.plans, strict=True)):
-        prev = prevs[si]
-        if not covered[si]:
-            continue
-        a, b = offsets[si], offsets[si + 1]
-        seen = tuple(polled[a:b])
-        if (
-            prev is not None
-            and not changed[si]  # the fields read are equal: are the others too?
-            and not prev.stale
-            and not prev.down
-            and (prev.next_decision_at is None or now < prev.next_decision_at)
-            and _same_rest(seens[si], seen)
-        ):
-            out[name] = prev if prev.plan is plan else replace(prev, plan=plan)
-            continue
+    for si in todo:
         if judged_out[si]:
-            covered[si] = False
-            continue
-        kept = Block(plan.region_names, pair_major[a:b].copy(), seen)
+            continue  # a breach or an overLatencySlo: the reference path decides it
+        name, plan, prev = layout.services[si], layout.plans[si], prevs[si]
+        a, b = offsets[si], offsets[si + 1]
+        kept = Block(plan.region_names, pair_major[a:b].copy(), seens[si])
         smoothed = SmoothedView(kept)
         prev_target = previous_target(prev, plan)
         k = min(plan.spread.min_regions, max(1, b - a))
@@ -511,31 +542,9 @@ def decide_batch(
             prev_target=prev_target,
             choice=choice,
             smoothed=smoothed,
-            seen=seen,
+            seen=seens[si],
             units=_units(plan),
         )
-    values = signals.values
-    result: dict[str, Decision] = {}
-    for name in order:
-        found = out.get(name)
-        if found is None:
-            plan = plan_for(model, name)
-            own = {
-                r: sig
-                for r in plan.region_names
-                if (sig := values.get(SignalKey(name, r))) is not None
-            }
-            found = out[name] = decide_one(
-                model, name, now, signals, down_all, previous.get(name), own
-            )
-        result[name] = found
-    return result
-
-
-def _same_rest(before: Sequence[RegionSignal | None], now: Sequence[RegionSignal | None]) -> bool:
-    """``before == now`` for two polls already known to have signals for the same regions with
-    equal read fields: compares only the other fields, without a Python call per signal."""
-    return list(map(_rest_of, filter(None, before))) == list(map(_rest_of, filter(None, now)))
 
 
 def _units(plan: ServicePlan) -> Any:
@@ -550,7 +559,6 @@ def _tick(layout: Layout, past: Floats, raw: Floats, present: Floats, now: float
     new = past.copy()
     new[:N_RAW] = raw
     new[PRESENT] = present
-    new[SEEN] = 1.0
     requests = raw[S_REQ]
     with np.errstate(invalid="ignore"):
         enough = np.where(

@@ -16,7 +16,7 @@ from controlplane.placement.static import PlacedCluster, place
 from controlplane.policy.model import Model
 from controlplane.policy.placement import Spread, Strategy
 
-__all__ = ["FORGET_AFTER_MIN_S", "RegionPlan", "ServicePlan", "plan_for"]
+__all__ = ["FORGET_AFTER_MIN_S", "RegionPlan", "ServicePlan", "plan_for", "plans_of"]
 
 FORGET_AFTER_MIN_S = 10.0  # a smoothed value older than max(2 x minDwell, this) restarts
 _DEFAULT_STRATEGY = Strategy()
@@ -59,14 +59,19 @@ class ServicePlan:
 _CACHE: dict[int, tuple[Model, dict[str, ServicePlan]]] = {}
 
 
-def plan_for(model: Model, service: str) -> ServicePlan:
+def plans_of(model: Model) -> dict[str, ServicePlan]:
+    """The model's memo of plans (a new one when the model was evicted: its plans are rebuilt)."""
     entry = _CACHE.get(id(model))
     if entry is None or entry[0] is not model:
         if len(_CACHE) >= _KEEP_MODELS:
             _CACHE.pop(next(iter(_CACHE)))
         entry = (model, {})
         _CACHE[id(model)] = entry
-    plans = entry[1]
+    return entry[1]
+
+
+def plan_for(model: Model, service: str) -> ServicePlan:
+    plans = plans_of(model)
     found = plans.get(service)
     if found is None:
         found = plans[service] = _build(model, service)

@@ -244,7 +244,7 @@ def main() -> None:
     print(
         f"placement decisions: {args.services} services x {args.regions} regions (best of {args.repeat})"
     )
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    print(f"load average at the end (1, 5 min): {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     print("| case | wall ms | CPU ms | CPU us/service | vs static.place | speed-up over old path |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -259,7 +259,6 @@ def main() -> None:
         f"\ntarget: every value moved <= {TARGET_MS:.0f} ms of CPU: {verdict}"
         f" ({tick['cpu_ms']:.1f} ms CPU, {tick['ms']:.1f} ms wall)"
     )
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "placement_decide.json"
     out.write_text(

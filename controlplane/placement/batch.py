@@ -33,6 +33,7 @@ from controlplane.placement.plan import ServicePlan, plan_for, plans_of
 from controlplane.placement.single import (
     Health,
     Unit,
+    by_service,
     conclude,
     decide_one,
     down_set,
@@ -433,21 +434,23 @@ def decide_batch(
     if any(covered):
         _decide_covered(layout, signals, now, prevs, covered, out)
     values = signals.values
-    result: dict[str, Decision] = {}
-    for name in order:
-        found = out.get(name)
-        if found is None:
-            plan = plan_for(model, name)
+    rest = [name for name in order if name not in out]
+    # many services left for the reference path (an incident): group the poll once, as it does
+    grouped = by_service(signals) if len(rest) > _GROUP_FROM else None
+    for name in rest:
+        if grouped is not None:
+            own = grouped.get(name, {})
+        else:
             own = {
                 r: sig
-                for r in plan.region_names
+                for r in plan_for(model, name).region_names
                 if (sig := values.get(SignalKey(name, r))) is not None
             }
-            found = out[name] = decide_one(
-                model, name, now, signals, down_all, previous.get(name), own
-            )
-        result[name] = found
-    return result
+        out[name] = decide_one(model, name, now, signals, down_all, previous.get(name), own)
+    return {name: out[name] for name in order}
+
+
+_GROUP_FROM = 32
 
 
 def _decide_covered(

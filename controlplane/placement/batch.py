@@ -397,8 +397,13 @@ class Poll:
         n = len(self.polled)
         if n:
             for row, field in enumerate(_COLUMNS):
-                column = list(map(field, self.polled))
-                got = np.fromiter(map(_NAN_FOR_NONE.get, column, column), dtype=np.float64, count=n)
+                try:  # a column without None converts in one pass
+                    got = np.fromiter(map(field, self.polled), dtype=np.float64, count=n)
+                except TypeError:
+                    column = list(map(field, self.polled))
+                    got = np.fromiter(
+                        map(_NAN_FOR_NONE.get, column, column), dtype=np.float64, count=n
+                    )
                 raw[row, self.cols] = got[self.keep]
             present[self.cols] = 1.0
         return raw, present

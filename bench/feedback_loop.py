@@ -198,16 +198,17 @@ def main() -> None:
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
-    rounds = []
+    rounds = []  # --rounds 0: the tick at size only (no e2e rig)
     for i in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="ubiq-bench-loop-") as tmp:
             rounds.append(reaction_round(Path(tmp)))
         print(f"round {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in rounds[-1].items()))
-    print()
-    print("| interval | rounds | median s | max s | median / 10 s target |")
-    print("|---|---:|---:|---:|---:|")
     reaction: dict[str, Any] = {}
-    for key in rounds[0]:
+    if rounds:
+        print()
+        print("| interval | rounds | median s | max s | median / 10 s target |")
+        print("|---|---:|---:|---:|---:|")
+    for key in rounds[0] if rounds else ():
         values = [r[key] for r in rounds]
         median, worst = statistics.median(values), max(values)
         reaction[key] = {"median_s": median, "max_s": worst, "values": values}

@@ -8,7 +8,7 @@ the xDS compiler already reads (``controlplane.xds.compiler.effective.Decisions`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -117,11 +117,11 @@ class Decision:
     verdicts: Mapping[str, str] = field(default_factory=dict)  # region -> Verdict, candidate order
     latency_percentile: str = "p99"
     # the engine's memory and change detection; not part of what was decided
-    facts: tuple[RegionFacts, ...] = field(default=(), compare=False, repr=False)
+    facts: Sequence[RegionFacts] = field(default=(), compare=False, repr=False)
     smoothed: Mapping[str, Smoothed] = field(default_factory=dict, compare=False, repr=False)
     plan: ServicePlan | None = field(default=None, compare=False, repr=False)
     down: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
-    seen: tuple[RegionSignal | None, ...] = field(default=(), compare=False, repr=False)
+    seen: Sequence[RegionSignal | None] = field(default=(), compare=False, repr=False)
 
     @property
     def regions(self) -> tuple[RegionInput, ...]:

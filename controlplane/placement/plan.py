@@ -9,13 +9,14 @@ are memoised per Model object (models are immutable), keeping the last few model
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from controlplane.placement.static import PlacedCluster, place
 from controlplane.policy.model import Model
 from controlplane.policy.placement import Spread, Strategy
 
-__all__ = ["FORGET_AFTER_MIN_S", "RegionPlan", "ServicePlan", "plan_for"]
+__all__ = ["FORGET_AFTER_MIN_S", "RegionPlan", "ServicePlan", "plan_for", "plans_of"]
 
 FORGET_AFTER_MIN_S = 10.0  # a smoothed value older than max(2 x minDwell, this) restarts
 _DEFAULT_STRATEGY = Strategy()
@@ -46,19 +47,31 @@ class ServicePlan:
     step_interval: float
     forget_after: float
     thresholds: Mapping[str, float | str | None]
+    region_index: Mapping[str, int]  # region -> its position in ``regions``
+    region_set: frozenset[str]
+    all_eligible: Mapping[
+        str, str
+    ]  # the verdicts when every region is eligible (shared, read-only)
+    # per-plan results the batch tick computes once (a signal-free choice, an empty block)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _CACHE: dict[int, tuple[Model, dict[str, ServicePlan]]] = {}
 
 
-def plan_for(model: Model, service: str) -> ServicePlan:
+def plans_of(model: Model) -> dict[str, ServicePlan]:
+    """The model's memo of plans (a new one when the model was evicted: its plans are rebuilt)."""
     entry = _CACHE.get(id(model))
     if entry is None or entry[0] is not model:
         if len(_CACHE) >= _KEEP_MODELS:
             _CACHE.pop(next(iter(_CACHE)))
         entry = (model, {})
         _CACHE[id(model)] = entry
-    plans = entry[1]
+    return entry[1]
+
+
+def plan_for(model: Model, service: str) -> ServicePlan:
+    plans = plans_of(model)
     found = plans.get(service)
     if found is None:
         found = plans[service] = _build(model, service)
@@ -89,13 +102,14 @@ def _build(model: Model, service: str) -> ServicePlan:
             )
         )
     d, h, slo = strategy.damping, strategy.hysteresis, strategy.slo
+    names = tuple(r.name for r in regions)
     dwell = h.min_dwell / 1000.0
     return ServicePlan(
         service=service,
         strategy=strategy,
         spread=spread,
         regions=tuple(regions),
-        region_names=tuple(r.name for r in regions),
+        region_names=names,
         cluster_names=frozenset(p.name for r in regions for p in r.clusters),
         dwell=dwell,
         step_interval=d.step_interval / 1000.0,
@@ -117,4 +131,7 @@ def _build(model: Model, service: str) -> ServicePlan:
             "minRegions": float(spread.min_regions),
             "maxSharePercent": spread.max_share_percent,
         },
+        region_index={n: i for i, n in enumerate(names)},
+        region_set=frozenset(names),
+        all_eligible=dict.fromkeys(names, "eligible"),
     )

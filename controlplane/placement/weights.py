@@ -6,7 +6,7 @@ Every function returns weights that sum to exactly ``total`` (100) whenever any 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 
 def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
@@ -14,6 +14,9 @@ def apportion(shares: Mapping[str, float], total: int = 100) -> dict[str, int]:
     positive = {k: v for k, v in shares.items() if v > 0}
     out = dict.fromkeys(shares, 0)
     if not positive:
+        return out
+    if len(positive) == 1:  # what the arithmetic below gives for one share, without it
+        out[next(iter(positive))] = total
         return out
     top = max(positive.values())
     unit = {k: v / top for k, v in positive.items()}  # tiny or huge shares stay finite
@@ -75,7 +78,7 @@ def step_towards(
     return apportion({k: current.get(k, 0) + delta[k] * factor for k in keys})
 
 
-def renormalize(weights: Mapping[str, int], keep: set[str] | frozenset[str]) -> dict[str, int]:
+def renormalize(weights: Mapping[str, int], keep: Set[str]) -> dict[str, int]:
     """``weights`` restricted to ``keep`` and scaled back to 100 (empty when nothing is left)."""
     kept = {k: float(v) for k, v in weights.items() if k in keep and v > 0}
     if not kept:

@@ -132,12 +132,14 @@ def test_a_prefix_gets_the_rate_in_total_across_workers(tmp_path: Path) -> None:
         counts = rrl_counts(served.api)  # a scrape gathers every worker's counts first
         assert counts["rrl_limited"] - before["rrl_limited"] == QUERIES - first.full
         assert counts["rrl_slipped"] - before["rrl_slipped"] == first.slipped
-        assert counts["rrl_accounts"] == 2  # the flooder's answers and its NXDOMAIN markers
+        # the flooder's answers and its NXDOMAIN markers; a new account made by both workers at
+        # the same instant can take two slots of its set (docs/security.md), at most one more each
+        assert 2 <= counts["rrl_accounts"] <= 4
 
         # another /24 has its own account: its burst and rate, whatever the flooder's debt
         second = flood(served.dns_port, SECOND, QUERIES)
         assert_about_the_rate(second)
-        assert rrl_counts(served.api)["rrl_accounts"] == 4
+        assert rrl_counts(served.api)["rrl_accounts"] >= counts["rrl_accounts"] + 2
 
         # a killed worker is restarted and maps the same table: the flooder, 60 s in debt
         # (the window), gets no full answer from either worker

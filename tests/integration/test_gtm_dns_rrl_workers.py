@@ -60,7 +60,8 @@ def test_worker_limiters_count_into_serve_metrics(tmp_path: Path) -> None:
         assert limited >= QUERIES // 2  # a burst of 5 and 5/s refill, for both workers
         assert limited == after["ubiq_dns_rrl_slipped_total"] + after["ubiq_dns_rrl_dropped_total"]
         assert after["ubiq_dns_rrl_slipped_total"] > 0 and after["ubiq_dns_rrl_dropped_total"] > 0
-        assert after["ubiq_dns_rrl_accounts"] == 1  # the prefix's, in the table both share
+        # the prefix's, in the table both share (two if both workers made it at one instant)
+        assert 1 <= after["ubiq_dns_rrl_accounts"] <= 2
         # a real resolver in the flooded prefix: limited (slipped or dropped), dig retries; it is
         # answered in the end over TCP, which is never limited
         result = dig("127.0.0.1", served.dns_port, NAME, "A", "-b", FLOODER, "+tries=5")

@@ -163,7 +163,8 @@ def dug(port: int, name: str) -> set[str]:
 
 def test_a_health_change_reaches_every_worker_as_a_delta(tmp_path: Path) -> None:
     """One target's health moves one name's answers in every worker (real dig, real probes);
-    the workers get the change as a table delta, and the other names answer as before."""
+    the workers get the change as a table delta, and the other names answer as before, though
+    the same queries, repeated, are answered from the workers' packet caches."""
     root = tmp_path / "policy"
     root.mkdir()
     eu, us = Backend("eu", EU).start(), Backend("us", US).start()
@@ -183,6 +184,14 @@ def test_a_health_change_reaches_every_worker_as_a_delta(tmp_path: Path) -> None
             wait_until(lambda: dug(port, "app.gtm.example") == {EU}, 30, "every worker on EU")
             assert dug(port, "shop.gtm.example") == {US}
             assert counter(served.api, "ubiq_dns_worker_restarts_total") == 0
+            # the same query bytes again (dig sends a new EDNS cookie each run, a resolver the
+            # same one): answered from the workers' packet caches, which every health change
+            # above emptied (a new table) since the answers moved with it
+            before = counter(served.api, "ubiq_dns_packet_cache_hits_total")
+            for _ in range(QUERIES):
+                assert query(port, timeout=5, name="app.gtm.example") == [EU]
+            assert counter(served.api, "ubiq_dns_packet_cache_hits_total") >= before + QUERIES // 2
+            assert counter(served.api, "ubiq_dns_packet_cache_misses_total") >= 3 * QUERIES
         log = served.log_text()
         assert '"delta": true' in log, "no table delta was shipped"
         assert "dns.worker.table_rejected" not in log

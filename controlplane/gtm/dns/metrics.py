@@ -69,6 +69,13 @@ class RrlInfo(Protocol):
     def accounts(self) -> int: ...
 
 
+class PacketCacheInfo(Protocol):
+    """What the packet cache metrics read (``packet_cache.PacketCache``)."""
+
+    hits: int
+    misses: int
+
+
 class TableInfo(Protocol):
     """What the gauges read from the live table."""
 
@@ -102,6 +109,7 @@ class CountsDelta(NamedTuple):
     truncated: int
     buckets: dict[int, list[float]]
     rrl: RrlCounts | None = None
+    cache: tuple[int, int] = (0, 0)  # packet cache (hits, misses) of the interval
 
 
 class RrlTotals:
@@ -137,6 +145,9 @@ class DnsMetrics(Collector):
         self._rrl: RrlInfo | None = None  # this process's rate limiter
         self._rrl_sent = RrlCounts()  # what ``take`` has shipped of it
         self._worker_rrl: RrlTotals | None = None  # the workers' rate limiters (``merge``)
+        self._cache: PacketCacheInfo | None = None  # this process's packet cache
+        self._cache_sent = (0, 0)  # (hits, misses) ``take`` has shipped of it
+        self._worker_cache = (0, 0)  # the workers' packet caches, summed (``merge``)
         self._region_of: Callable[[str], str] = _no_region
         if registry is not None:
             registry.register(self)
@@ -146,6 +157,9 @@ class DnsMetrics(Collector):
 
     def watch_rrl(self, rrl: RrlInfo) -> None:
         self._rrl = rrl
+
+    def watch_packet_cache(self, cache: PacketCacheInfo) -> None:
+        self._cache = cache
 
     def watch_regions(self, region_of: Callable[[str], str]) -> None:
         """``region_of(address)``: the region of the target with that address ("" if none)."""
@@ -165,7 +179,12 @@ class DnsMetrics(Collector):
                 now.accounts,
             )
             self._rrl_sent = now
-        delta = CountsDelta(self.responses, self.dropped, self.truncated, self._buckets, rrl)
+        cache = (0, 0)
+        if self._cache is not None:
+            now_hits, now_misses = self._cache.hits, self._cache.misses
+            cache = (now_hits - self._cache_sent[0], now_misses - self._cache_sent[1])
+            self._cache_sent = (now_hits, now_misses)
+        delta = CountsDelta(self.responses, self.dropped, self.truncated, self._buckets, rrl, cache)
         self.responses, self.dropped, self.truncated, self._buckets = {}, {}, 0, {}
         return delta
 
@@ -175,6 +194,8 @@ class DnsMetrics(Collector):
             if self._worker_rrl is None:
                 self._worker_rrl = RrlTotals()
             self._worker_rrl.add(delta.rrl)
+        hits, misses = self._worker_cache
+        self._worker_cache = (hits + delta.cache[0], misses + delta.cache[1])
         for key, n in delta.responses.items():
             self.responses[key] = self.responses.get(key, 0) + n
         for transport, n in delta.dropped.items():
@@ -286,6 +307,24 @@ class DnsMetrics(Collector):
         rrl = self._rrl if self._rrl is not None else self._worker_rrl
         if rrl is not None:
             yield from _rrl_metrics(rrl)
+        hits, misses = self._worker_cache
+        if self._cache is not None:
+            hits, misses = hits + self._cache.hits, misses + self._cache.misses
+        yield from _scalars(
+            (
+                COUNTER,
+                "ubiq_dns_packet_cache_hits",
+                "UDP queries answered from the packet cache (the same query bytes from the same "
+                "source, answered by the same table)",
+                hits,
+            ),
+            (
+                COUNTER,
+                "ubiq_dns_packet_cache_misses",
+                "UDP queries answered from the table",
+                misses,
+            ),
+        )
         if self._table is not None:
             yield GaugeMetricFamily(
                 "ubiq_dns_table_entries",

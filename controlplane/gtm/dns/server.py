@@ -28,6 +28,7 @@ import structlog
 
 from controlplane.gtm.dns.answer import Client, Transfer, answer
 from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.packet_cache import PacketCache
 from controlplane.gtm.dns.rrl import ResponseRateLimiter
 from controlplane.gtm.dns.table import AnswerTable
 
@@ -82,13 +83,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         DnsServer's options (which ``WorkerConfig.server_options`` carries to the workers)."""
         server = self._server
         start = time.perf_counter()
-        try:
-            response = answer(data, server.table, Client(addr[0]))
-        except Exception:
-            log.exception("dns.answer_failed", transport="udp", client=addr[0])
-            response = None
+        host = addr[0]
+        table = server.table
+        response = server.packet_cache.get(data, host, table)
+        if response is None:
+            try:
+                response = answer(data, table, Client(host))
+            except Exception:
+                log.exception("dns.answer_failed", transport="udp", client=host)
+                response = None
+            if response is not None:
+                server.packet_cache.put(data, host, table, response)
         if response is not None and server.rrl is not None:
-            response = server.rrl.filter(response, addr[0])
+            response = server.rrl.filter(response, host)
         server.metrics.observe("udp", response, time.perf_counter() - start)
         if response is not None and self._transport is not None:
             self._transport.sendto(response, addr)
@@ -245,6 +252,8 @@ class DnsServer:
         self.metrics = metrics or DnsMetrics()
         self.metrics.watch_table(lambda: self.table)
         self.rrl = rrl  # UDP response-rate limiting (rrl.py); None: off
+        self.packet_cache = PacketCache()  # UDP answers by query bytes, per table
+        self.metrics.watch_packet_cache(self.packet_cache)
         if rrl is not None:
             self.metrics.watch_rrl(rrl)
         self.tcp_idle_timeout = tcp_idle_timeout

@@ -26,6 +26,15 @@ class Inbox:
         self._items.append(item)
         _wake(self._getter)
 
+    def offer_request(self, request: object) -> bool:
+        """Put a request if there is room (no coroutine, no wait: the usual case); False if
+        the caller must ``await put_request``."""
+        if self._requests >= self._limit:
+            return False
+        self._requests += 1
+        self.put_nowait(request)
+        return True
+
     async def put_request(self, request: object) -> None:
         """Put a request once fewer than ``limit`` are waiting (``request_done`` frees one)."""
         while self._requests >= self._limit:

@@ -195,7 +195,8 @@ class XdsServer:
         async def read() -> None:
             try:
                 async for request in requests:
-                    await inbox.put_request(request)
+                    if not inbox.offer_request(request):
+                        await inbox.put_request(request)
             except DecodeError as exc:  # grpc hands the request_deserializer's error on
                 inbox.put_nowait(_Undecodable(str(exc) or type(exc).__name__))
             finally:

@@ -48,3 +48,20 @@ def test_a_waiting_get_is_woken_by_a_put_and_survives_cancellation() -> None:
         assert await getter == "end"
 
     asyncio.run(run())
+
+
+def test_offer_takes_a_request_only_while_there_is_room() -> None:
+    async def run() -> None:
+        inbox = Inbox(limit=1)
+        assert inbox.offer_request("r1")
+        assert not inbox.offer_request("r2")  # full: the caller awaits put_request instead
+        waiting = asyncio.create_task(inbox.put_request("r2"))
+        await until(lambda: inbox._putter is not None)
+        assert await inbox.get() == "r1"
+        inbox.request_done()
+        await waiting
+        assert await inbox.get() == "r2"
+        inbox.request_done()
+        assert inbox.offer_request("r3")  # room again
+
+    asyncio.run(run())

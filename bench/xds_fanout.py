@@ -148,7 +148,10 @@ async def _clients(
             while True:
                 yield await queue.get()
 
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # its own connection, as every Envoy has: without this option gRPC's global subchannel
+        # pool carries every channel of a process to the same target over one connection
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = stub.StreamAggregatedResources(requests())
             seen: set[str] = set()

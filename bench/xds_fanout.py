@@ -18,7 +18,7 @@ per N. Ratios are against N = 1 measured in the same run (p50: p99 of a handful 
 single-client rounds is one sample).
 
     .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5] [--tracemalloc]
-        [--loop uvloop|asyncio] [--py-spy DIR [--native]]
+        [--loop uvloop|asyncio] [--py-spy DIR [--native]] [--delta]
 """
 
 from __future__ import annotations
@@ -114,15 +114,22 @@ def _snapshot(round_no: int) -> Any:
 
 
 def _client_process(
-    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any, loop: str
+    port: int,
+    first: int,
+    count: int,
+    names: list[str],
+    stop: Any,
+    ready: Any,
+    loop: str,
+    delta: bool = False,
 ) -> None:
     _raise_fd_limit()
     with asyncio.Runner(loop_factory=lambda: _new_loop(loop)) as runner:
-        runner.run(_clients(port, first, count, names, stop, ready))
+        runner.run(_clients(port, first, count, names, stop, ready, delta))
 
 
 async def _clients(
-    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any, delta: bool
 ) -> None:
     import grpc
     from envoy.config.core.v3 import base_pb2
@@ -137,7 +144,13 @@ async def _clients(
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for type_url, subscribed in wanted.items():
             queue.put_nowait(
-                discovery_pb2.DiscoveryRequest(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    node=node if type_url == CLUSTER else None,
+                    type_url=type_url,
+                    resource_names_subscribe=subscribed,
+                )
+                if delta
+                else discovery_pb2.DiscoveryRequest(
                     node=node if type_url == CLUSTER else None,
                     type_url=type_url,
                     resource_names=subscribed,
@@ -153,7 +166,11 @@ async def _clients(
         options = [("grpc.use_local_subchannel_pool", 1)]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = stub.StreamAggregatedResources(requests())
+            call = (
+                stub.DeltaAggregatedResources(requests())
+                if delta
+                else stub.StreamAggregatedResources(requests())
+            )
             seen: set[str] = set()
             async for response in call:
                 if not synced.is_set():
@@ -161,7 +178,11 @@ async def _clients(
                     if len(seen) == len(wanted):
                         synced.set()
                 queue.put_nowait(
-                    discovery_pb2.DiscoveryRequest(
+                    discovery_pb2.DeltaDiscoveryRequest(
+                        type_url=response.type_url, response_nonce=response.nonce
+                    )
+                    if delta
+                    else discovery_pb2.DiscoveryRequest(
                         type_url=response.type_url,
                         resource_names=wanted[response.type_url],
                         version_info=response.version_info,
@@ -210,6 +231,7 @@ class Options:
     loop: str = "uvloop"
     py_spy: str = ""  # directory for py-spy profiles of the rounds (server and clients)
     native: bool = False  # py-spy --native: C frames (gRPC core) too
+    delta: bool = False  # the clients speak Delta xDS instead of SotW
 
 
 async def _serve(count: int, opts: Options) -> dict[str, Any]:
@@ -256,7 +278,7 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
     clients = [
         ctx.Process(
             target=_client_process,
-            args=(port, first, share, names, stop, ready, opts.loop),
+            args=(port, first, share, names, stop, ready, opts.loop, opts.delta),
             daemon=True,  # a failed run must not wait forever for its clients
         )
         for first, share, ready in zip(firsts, shares, readies, strict=True)
@@ -341,6 +363,7 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
         "server_cpu_per_round_s": server_cpu_s / rounds,
         "clients_cpu_per_round_s": clients_cpu_s / rounds,
         "loop": opts.loop,
+        "delta": opts.delta,
         "load_average": os.getloadavg(),
         "push_p99_s": quantiles[98],
         "all_acked_max_s": max(all_acked),
@@ -388,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     parser.add_argument(
+        "--delta", action="store_true", help="clients speak Delta xDS (only changes are sent)"
+    )
+    parser.add_argument(
         "--client-procs",
         type=int,
         default=2,
@@ -415,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         loop=args.loop,
         py_spy=args.py_spy,
         native=args.native,
+        delta=args.delta,
     )
     counts = [int(c) for c in args.clients.split(",")]
     rows = [_run_one(count, opts) for count in counts]

@@ -72,6 +72,8 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 def _py_spy(pid: int, out: Path, native: bool) -> subprocess.Popen[bytes]:
     """Sample ``pid`` with py-spy (raw collapsed stacks) until SIGINT."""
     exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        raise SystemExit(f"--py-spy needs py-spy next to {sys.executable}: pip install py-spy")
     command = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
     command += ["--native"] if native else []
     return subprocess.Popen(
@@ -407,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         "--py-spy",
         default="",
         metavar="DIR",
-        help="profile the rounds with py-spy (server and each client process) into DIR",
+        help="profile the rounds with py-spy (server and each client process) into DIR"
+        " (not a dependency: .venv/bin/pip install py-spy)",
     )
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     parser.add_argument(

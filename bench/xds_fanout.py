@@ -18,6 +18,7 @@ per N. Ratios are against N = 1 measured in the same run (p50: p99 of a handful 
 single-client rounds is one sample).
 
     .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5] [--tracemalloc]
+        [--loop uvloop|asyncio] [--py-spy DIR [--native]] [--delta]
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,44 @@ RAMP_WAIT_S = 20.0  # at most this long for a batch's first responses before the
 def _raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """``uvloop``: the loop ``ubiq serve`` runs on (when installed); ``asyncio``: the default."""
+    if kind == "uvloop":
+        from controlplane.gtm.dns.server import new_event_loop
+
+        return new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _py_spy(pid: int, out: Path, native: bool) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` with py-spy (raw collapsed stacks) until SIGINT."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        raise SystemExit(f"--py-spy needs py-spy next to {sys.executable}: pip install py-spy")
+    command = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    command += ["--native"] if native else []
+    return subprocess.Popen(
+        [*command, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _stop_py_spy(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
 
 
 def _rss_bytes() -> int:
@@ -75,14 +116,22 @@ def _snapshot(round_no: int) -> Any:
 
 
 def _client_process(
-    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+    port: int,
+    first: int,
+    count: int,
+    names: list[str],
+    stop: Any,
+    ready: Any,
+    loop: str,
+    delta: bool = False,
 ) -> None:
     _raise_fd_limit()
-    asyncio.run(_clients(port, first, count, names, stop, ready))
+    with asyncio.Runner(loop_factory=lambda: _new_loop(loop)) as runner:
+        runner.run(_clients(port, first, count, names, stop, ready, delta))
 
 
 async def _clients(
-    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any
+    port: int, first: int, count: int, names: list[str], stop: Any, ready: Any, delta: bool
 ) -> None:
     import grpc
     from envoy.config.core.v3 import base_pb2
@@ -97,7 +146,13 @@ async def _clients(
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for type_url, subscribed in wanted.items():
             queue.put_nowait(
-                discovery_pb2.DiscoveryRequest(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    node=node if type_url == CLUSTER else None,
+                    type_url=type_url,
+                    resource_names_subscribe=subscribed,
+                )
+                if delta
+                else discovery_pb2.DiscoveryRequest(
                     node=node if type_url == CLUSTER else None,
                     type_url=type_url,
                     resource_names=subscribed,
@@ -108,9 +163,16 @@ async def _clients(
             while True:
                 yield await queue.get()
 
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # its own connection, as every Envoy has: without this option gRPC's global subchannel
+        # pool carries every channel of a process to the same target over one connection
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = stub.StreamAggregatedResources(requests())
+            call = (
+                stub.DeltaAggregatedResources(requests())
+                if delta
+                else stub.StreamAggregatedResources(requests())
+            )
             seen: set[str] = set()
             async for response in call:
                 if not synced.is_set():
@@ -118,7 +180,11 @@ async def _clients(
                     if len(seen) == len(wanted):
                         synced.set()
                 queue.put_nowait(
-                    discovery_pb2.DiscoveryRequest(
+                    discovery_pb2.DeltaDiscoveryRequest(
+                        type_url=response.type_url, response_nonce=response.nonce
+                    )
+                    if delta
+                    else discovery_pb2.DiscoveryRequest(
                         type_url=response.type_url,
                         resource_names=wanted[response.type_url],
                         version_info=response.version_info,
@@ -159,7 +225,18 @@ def _traced_growth(before: Any, after: Any, count: int, top: int = 15) -> dict[s
     return {"python_bytes_per_client": total / count, "top": rows}
 
 
-async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    rounds: int = 5
+    trace: bool = False
+    procs: int = 2
+    loop: str = "uvloop"
+    py_spy: str = ""  # directory for py-spy profiles of the rounds (server and clients)
+    native: bool = False  # py-spy --native: C frames (gRPC core) too
+    delta: bool = False  # the clients speak Delta xDS instead of SotW
+
+
+async def _serve(count: int, opts: Options) -> dict[str, Any]:
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.events import Event
     from controlplane.xds.node import group_key
@@ -189,6 +266,7 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
     target.update({t: first.type_version(t) for t in ORDER})
     gc.collect()
     rss_before = _rss_bytes()
+    rounds, trace, procs = opts.rounds, opts.trace, opts.procs
     if trace:
         tracemalloc.start()
         traced_before = tracemalloc.take_snapshot()
@@ -202,7 +280,7 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
     clients = [
         ctx.Process(
             target=_client_process,
-            args=(port, first, share, names, stop, ready),
+            args=(port, first, share, names, stop, ready, opts.loop, opts.delta),
             daemon=True,  # a failed run must not wait forever for its clients
         )
         for first, share, ready in zip(firsts, shares, readies, strict=True)
@@ -235,6 +313,17 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
 
     latencies: list[float] = []
     all_acked: list[float] = []
+    spies: list[subprocess.Popen[bytes]] = []
+    if opts.py_spy:
+        out = Path(opts.py_spy)
+        os.makedirs(out, exist_ok=True)
+        spies.append(_py_spy(os.getpid(), out / f"server-{count}.txt", opts.native))
+        spies += [
+            _py_spy(p.pid or 0, out / f"client-{count}-{i}.txt", opts.native)
+            for i, p in enumerate(clients)
+        ]
+        await asyncio.sleep(2)  # py-spy attaches
+    clients_cpu_started = sum(_cpu_seconds(p.pid or 0) for p in clients)
     cpu_started = time.process_time()
     profile = os.environ.get("XDS_FANOUT_PROFILE")
     profiler = None
@@ -256,6 +345,8 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
         await asyncio.sleep(0.2)
 
     server_cpu_s = time.process_time() - cpu_started
+    clients_cpu_s = sum(_cpu_seconds(p.pid or 0) for p in clients) - clients_cpu_started
+    _stop_py_spy(spies)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile or "")
@@ -272,6 +363,10 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
         "initial_sync_s": connect_seconds,
         "push_p50_s": statistics.median(latencies),
         "server_cpu_per_round_s": server_cpu_s / rounds,
+        "clients_cpu_per_round_s": clients_cpu_s / rounds,
+        "loop": opts.loop,
+        "delta": opts.delta,
+        "load_average": os.getloadavg(),
         "push_p99_s": quantiles[98],
         "all_acked_max_s": max(all_acked),
         "rss_before_mib": rss_before / 2**20,
@@ -281,12 +376,11 @@ async def _serve(count: int, rounds: int, trace: bool = False, procs: int = 2) -
     }
 
 
-def _run_one(count: int, rounds: int, trace: bool, procs: int) -> dict[str, Any]:
-    extra = ["--tracemalloc"] if trace else []
-    extra += ["--client-procs", str(procs)]
+def _run_one(count: int, opts: Options) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.xds_fanout", "--serve", str(count)]
+    command += ["--options", json.dumps(asdict(opts))]
     out = subprocess.run(
-        [*command, "--rounds", str(rounds), *extra],
+        command,
         check=False,
         capture_output=True,
         text=True,
@@ -304,6 +398,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,100,1000")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--options", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of the server and the clients (uvloop: what `ubiq serve` runs on)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        default="",
+        metavar="DIR",
+        help="profile the rounds with py-spy (server and each client process) into DIR"
+        " (not a dependency: .venv/bin/pip install py-spy)",
+    )
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
+    parser.add_argument(
+        "--delta", action="store_true", help="clients speak Delta xDS (only changes are sent)"
+    )
     parser.add_argument(
         "--client-procs",
         type=int,
@@ -319,12 +431,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.serve is not None:
-        result = asyncio.run(_serve(args.serve, args.rounds, args.tracemalloc, args.client_procs))
+        opts = Options(**json.loads(args.options))
+        with asyncio.Runner(loop_factory=lambda: _new_loop(opts.loop)) as runner:
+            result = runner.run(_serve(args.serve, opts))
         print(json.dumps(result), flush=True)
         return 0
 
+    opts = Options(
+        rounds=args.rounds,
+        trace=args.tracemalloc,
+        procs=args.client_procs,
+        loop=args.loop,
+        py_spy=args.py_spy,
+        native=args.native,
+        delta=args.delta,
+    )
     counts = [int(c) for c in args.clients.split(",")]
-    rows = [_run_one(count, args.rounds, args.tracemalloc, args.client_procs) for count in counts]
+    rows = [_run_one(count, opts) for count in counts]
     base = rows[0]
     print(
         f"xDS fan-out: {CLUSTERS} EDS clusters; each round changes RDS + {CHANGED_PER_ROUND} CLAs"
@@ -332,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         "clients", "initial sync s", "push p50 ms", "push p99 ms", "last ACK ms",
         "p50 vs N=1", "last ACK / client us", "RSS MiB", "KiB/client",
+        "server CPU ms/round", "clients CPU ms/round",
     )  # fmt: skip
     print(" | ".join(header))
     for row in rows:
@@ -350,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['all_acked_max_s'] / row['clients'] * 1e6:.0f}",
                     f"{row['rss_after_mib']:.1f}",
                     f"{row['bytes_per_client'] / 1024:.1f}" if row["clients"] > 1 else "-",
+                    f"{row['server_cpu_per_round_s'] * 1e3:.0f}",
+                    f"{row['clients_cpu_per_round_s'] * 1e3:.0f}",
                 ]
             )
         )

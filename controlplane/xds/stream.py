@@ -26,7 +26,7 @@ the responses it returns. Invariants, per type on the stream:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +48,7 @@ from controlplane.xds.snapshot import Entry, Snapshot, version_of
 
 WILDCARD = "*"
 _NONE: frozenset[str] = frozenset()
+_EMPTY_VERSION = version_of({})  # the version of a type the snapshot does not have
 
 # Envoy warms a new cluster until its endpoints arrive, and holds the CDS ACK meanwhile (likewise
 # a listener waits for its routes): EDS must not wait for the CDS ACK, nor RDS for the LDS ACK.
@@ -150,6 +151,15 @@ def _check_names(type_url: str, names: Iterable[str], count: int) -> None:
             )
 
 
+def _same_subscription(st: _TypeState, requested: frozenset[str]) -> bool:
+    """A SotW request for ``requested`` would leave ``st``'s subscription as it is: the same
+    names, and no ``*`` (given or taken away)."""
+    if st.wildcard != st.legacy_wildcard:  # an explicit "*" that this request may drop
+        return False
+    # st.names never holds "*"; a legacy wildcard holds no names, so equal names keep it too
+    return requested == st.names
+
+
 def _own(st: _TypeState) -> dict[str, Entry]:
     if not isinstance(st.acked, dict):
         st.acked = dict(st.acked)
@@ -185,6 +195,26 @@ def _changes(held: Mapping[str, Entry], desired: Mapping[str, Entry]) -> _Change
             _CHANGES.clear()
         _CHANGES[(id(held), id(desired))] = (held, desired, result)
     return result
+
+
+MAX_TUPLES = 256  # read-only mappings whose names/entries tuples are remembered
+_TUPLES: dict[int, tuple[Mapping[str, Entry], tuple[str, ...], tuple[Entry, ...]]] = {}
+
+
+def _tuples(entries: Mapping[str, Entry]) -> tuple[tuple[str, ...], tuple[Entry, ...]]:
+    """(names, entries) of ``entries`` as tuples. Every stream of a group is sent and ACKs the
+    same read-only mappings, so for those the tuples are made once, not once per stream."""
+    shared = type(entries) is MappingProxyType
+    if shared:
+        found = _TUPLES.get(id(entries))
+        if found is not None and found[0] is entries:
+            return found[1], found[2]
+    names, values = tuple(entries), tuple(entries.values())
+    if shared:
+        if len(_TUPLES) >= MAX_TUPLES:
+            _TUPLES.clear()
+        _TUPLES[id(entries)] = (entries, names, values)
+    return names, values
 
 
 class XdsStream:
@@ -235,7 +265,7 @@ class XdsStream:
         if self.delta:
             self._delta_subscriptions(st, request)
         else:
-            self._sotw_subscriptions(st, list(request.resource_names))
+            self._sotw_subscriptions(st, request.resource_names)
         st.awaiting = _NONE  # the client has stated its subscription after the clusters came
         st.watched = True
         st.settled_at = None
@@ -255,8 +285,13 @@ class XdsStream:
 
     # -- subscriptions --------------------------------------------------------------------
 
-    def _sotw_subscriptions(self, st: _TypeState, requested: list[str]) -> None:
-        _check_names(st.type_url, requested, len(requested))
+    def _sotw_subscriptions(self, st: _TypeState, requested: Sequence[str]) -> None:
+        count = len(requested)
+        if count > MAX_NAMES_PER_TYPE:
+            _check_names(st.type_url, (), count)
+        if st.watched and _same_subscription(st, frozenset(requested)):
+            return  # an ACK naming what the stream already holds: the usual case, nothing to do
+        _check_names(st.type_url, requested, count)
         names = set(requested)
         first = not st.watched
         if first:
@@ -331,7 +366,7 @@ class XdsStream:
         flight = st.in_flight
         assert flight is not None
         st.in_flight = None
-        names = tuple(flight.entries)
+        names = _tuples(flight.entries)[0]
         if request.HasField("error_detail"):
             for name, entry in flight.entries.items():
                 had = st.acked.get(name)
@@ -354,18 +389,15 @@ class XdsStream:
             held.update(flight.entries)
             for name in flight.removed:
                 held.pop(name, None)
-        for name in flight.entries:
-            st.nacked.pop(name, None)
+        if st.nacked:
+            for name in flight.entries:
+                st.nacked.pop(name, None)
         st.acked_version = flight.version_info
         if st.type_url == CLUSTER:
             self._await_endpoints(flight.entries)
         return Acked(st.type_url, flight.version_info, flight.nonce, names)
 
     # -- deciding what to send ------------------------------------------------------------
-
-    def _desired(self, st: _TypeState, snapshot: Snapshot) -> Mapping[str, Entry]:
-        ts = snapshot.get(st.type_url)
-        return ts.entries if st.wildcard else ts.subset(st.names)
 
     def _plan(self, st: _TypeState, desired: Mapping[str, Entry]) -> _Plan:
         if st.nacked:  # only what is still wanted can be blocked: the map cannot grow
@@ -391,37 +423,51 @@ class XdsStream:
 
     def _ordered(self) -> list[_TypeState]:
         """Watched types in push order (``on_request`` keeps no state for other types)."""
-        states = (self._types.get(t) for t in PUSH_ORDER)
-        return [st for st in states if st is not None and (st.watched or st.awaiting)]
+        found = self._types
+        out = []
+        for t in PUSH_ORDER:
+            st = found.get(t)
+            if st is not None and (st.watched or st.awaiting):
+                out.append(st)
+        return out
 
     def _pump(self) -> list[Response]:
         snapshot = self.snapshot
         if snapshot is None:
             return []
         states = self._ordered()
-        plans: dict[str, _Plan] = {}
-        desired: dict[str, Mapping[str, Entry]] = {}
+        types = snapshot.types
+        # per state: None when settled at its type's version with nothing in flight
+        work: list[tuple[str, Mapping[str, Entry], _Plan] | None] = []
+        hold_removals = False
         for st in states:
-            if st.settled_at == snapshot.type_version(st.type_url) and st.in_flight is None:
+            ts = types.get(st.type_url)
+            version = ts.version if ts is not None else _EMPTY_VERSION
+            if st.settled_at == version and st.in_flight is None:
+                work.append(None)
                 continue
-            desired[st.type_url] = self._desired(st, snapshot)
-            plans[st.type_url] = self._plan(st, desired[st.type_url])
-        hold_removals = any(p.pending(self._types[t]) for t, p in plans.items())
+            if ts is None:
+                ts = snapshot.get(st.type_url)
+            desired = ts.entries if st.wildcard else ts.subset(st.names)
+            planned = self._plan(st, desired)
+            work.append((version, desired, planned))
+            hold_removals = hold_removals or planned.pending(st)
         out: list[Response] = []
         waiting: set[str] = set()  # types with work in flight or unsent: later types wait
-        for st in states:
-            plan = plans.get(st.type_url)
-            if plan is not None and st.type_url == ENDPOINT and st.forced:
-                plan = self._plan(st, desired[st.type_url])  # CDS was just sent in this pump
-            blocked = any(t != _PARENT.get(st.type_url) for t in waiting)
-            if plan is not None and st.in_flight is None and not blocked:
-                removals = [] if hold_removals else plan.removals
-                if plan.upserts or removals or st.must_respond:
-                    out.append(
-                        self._respond(st, desired[st.type_url], plan.upserts, removals, snapshot)
-                    )
-                elif not plan.removals and not st.awaiting:
-                    self._settled(st, desired[st.type_url], snapshot.type_version(st.type_url))
+        for st, todo in zip(states, work, strict=True):
+            plan = None
+            if todo is not None:
+                version, desired, plan = todo
+                if st.type_url == ENDPOINT and st.forced:
+                    plan = self._plan(st, desired)  # CDS was just sent in this pump
+                # blocked while a type other than its parent (_PARENT) is waiting
+                blocked = len(waiting) > (1 if _PARENT.get(st.type_url) in waiting else 0)
+                if st.in_flight is None and not blocked:
+                    removals = [] if hold_removals else plan.removals
+                    if plan.upserts or removals or st.must_respond:
+                        out.append(self._respond(st, desired, plan.upserts, removals, snapshot))
+                    elif not plan.removals and not st.awaiting:
+                        self._settled(st, desired, version)
             if st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st)):
                 waiting.add(st.type_url)
         return out
@@ -450,7 +496,7 @@ class XdsStream:
             sent = desired if len(upserts) == len(desired) else {e.name: e for e in upserts}
             version_info = snapshot.type_version(st.type_url)
             response = Response(
-                st.type_url, nonce, version_info, tuple(sent.values()), tuple(removals), True
+                st.type_url, nonce, version_info, _tuples(sent)[1], tuple(removals), True
             )
         else:
             kept: dict[str, Entry] = {}
@@ -469,9 +515,7 @@ class XdsStream:
                 joined = whole.sotw_resources()
             else:
                 version_info = version_of({name: e.version for name, e in sent.items()})
-            response = Response(
-                st.type_url, nonce, version_info, tuple(sent.values()), joined=joined
-            )
+            response = Response(st.type_url, nonce, version_info, _tuples(sent)[1], joined=joined)
         st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
         st.last_nonce = nonce
         st.must_respond = False

@@ -32,7 +32,12 @@ def field(number: int, data: bytes) -> bytes:
 
 
 def text(number: int, value: str) -> bytes:
-    return field(number, value.encode()) if value else b""
+    if not value:
+        return b""
+    data = value.encode()
+    if len(data) < 0x80 and number < 16:  # one-byte tag and length: versions, nonces, type URLs
+        return bytes(((number << 3) | 2, len(data))) + data
+    return field(number, data)
 
 
 def any_message(type_url: str, value: bytes) -> bytes:
@@ -54,7 +59,7 @@ def sotw_response(
     version_info: str, resources: Iterable[bytes], type_url: str, nonce: str
 ) -> bytes:
     """DiscoveryResponse: version_info = 1, resources = 2, type_url = 4, nonce = 5."""
-    return text(1, version_info) + b"".join(resources) + text(4, type_url) + text(5, nonce)
+    return b"".join((text(1, version_info), *resources, text(4, type_url), text(5, nonce)))
 
 
 def delta_response(

@@ -13,7 +13,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.node import group_key
-from controlplane.xds.resources import CLUSTER, ROUTE
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.server import XdsServer
 from controlplane.xds.status import StatusRegistry
 from tests.support.poll import until
@@ -122,3 +122,40 @@ async def test_undecodable_request_is_refused_and_frees_the_stream(
     await until(lambda: len(server.status.proxies()) == 1 and server.cache.watcher_count() == 1)
     call.cancel()
     await until(lambda: server.status.proxies() == [] and server.cache.watcher_count() == 0)
+
+
+async def test_snapshots_pushed_while_the_stream_writes_its_answers(
+    served: tuple[XdsServer, grpc.aio.Channel],
+) -> None:
+    """A new snapshot is written by the stream's writer task while the stream task writes the
+    answers to ACKs: the two never write at once (gRPC would fail the call), nothing is lost and
+    the client ends holding the last snapshot."""
+    server, channel = served
+    snapshots = [snapshot({"a": [9000 + i], "b": [9100 + i]}, tag=f"v{i}") for i in range(12)]
+    wanted = {CLUSTER: [], ENDPOINT: ["a", "b"], LISTENER: [], ROUTE: ["main"]}
+    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+    for type_url, names in wanted.items():
+        await call.write(sotw(type_url, names))
+    final = snapshots[-1]
+    held: dict[str, str] = {}
+    nonces: set[str] = set()
+    pushed = 0
+    while any(held.get(t) != final.type_version(t) for t in wanted):
+        response = await asyncio.wait_for(call.read(), 10)
+        assert response is not grpc.aio.EOF and response.nonce not in nonces
+        nonces.add(response.nonce)
+        if pushed < len(snapshots):  # a push lands between a response and its ACK
+            server.cache.set_snapshot(GROUP, snapshots[pushed])
+            pushed += 1
+        held[response.type_url] = response.version_info
+        await call.write(
+            sotw(
+                response.type_url,
+                wanted[response.type_url],
+                nonce=response.nonce,
+                version=response.version_info,
+            )
+        )
+    assert pushed == len(snapshots)
+    await until(lambda: server.status.proxies()[0].acked.get(ROUTE) == final.type_version(ROUTE))
+    call.cancel()

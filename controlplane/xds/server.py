@@ -209,6 +209,7 @@ class _Stream:
         "server",
         "snapshot_pending",
         "stream_id",
+        "task",
         "watch",
         "writer",
         "writing",
@@ -235,9 +236,11 @@ class _Stream:
         self.closed = False
         self.watch: Cancellable | None = None
         self.group = ""
+        self.task: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
         context, machine = self.context, self.machine
+        self.task = asyncio.current_task()
         try:
             while True:
                 try:
@@ -349,7 +352,15 @@ class _Stream:
         current = self.server.cache.get(self.group)
         if self.closed or current is None or current is self.machine.snapshot:
             return
-        self._emit(self.machine.on_snapshot(current))
+        try:
+            self._emit(self.machine.on_snapshot(current))
+        except Exception:
+            # a bug in the state machine: end the stream (the proxy reconnects and starts from
+            # a clean state) rather than go on from a state half applied
+            log.exception("xds.stream.failed", stream=self.stream_id, group=self.group)
+            if self.task is not None:
+                self.task.cancel()
+            return
         if self._claim_drain():
             self.writer = self.loop.create_task(self._write_in_background())
 

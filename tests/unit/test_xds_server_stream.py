@@ -118,3 +118,28 @@ def test_an_answer_waits_for_the_push_being_written() -> None:
         assert status.proxies() == [] and cache.watcher_count() == 0
 
     asyncio.run(run())
+
+
+def test_a_snapshot_the_stream_cannot_apply_ends_the_stream() -> None:
+    """A bug while applying a pushed snapshot ends the stream (the proxy reconnects from a clean
+    state) instead of leaving it on a state half applied; the stream's bookkeeping is undone."""
+
+    def broken(_: object) -> object:
+        raise RuntimeError("bug")
+
+    async def run() -> None:
+        cache = SnapshotCache()
+        cache.set_snapshot(GROUP, snapshot())
+        status, ctx = StatusRegistry(), GatedContext()
+        stream = _Stream(XdsServer(cache, status=status), ctx, delta=False, type_url=None)  # type: ignore[arg-type]
+        task = asyncio.create_task(stream.run())
+        ctx.requests.put_nowait(sotw(ENDPOINT, ["a", "b"]))
+        await until(lambda: len(ctx.written) == 1)
+        assert len(status.proxies()) == 1
+        stream.machine.on_snapshot = broken  # type: ignore[method-assign, assignment]
+        cache.set_snapshot(GROUP, snapshot({"a": [9011]}, tag="v2"))
+        await asyncio.wait({task}, timeout=10)
+        assert task.cancelled()
+        assert status.proxies() == [] and cache.watcher_count() == 0
+
+    asyncio.run(run())

@@ -236,17 +236,11 @@ class Options:
     delta: bool = False  # the clients speak Delta xDS instead of SotW
 
 
-async def _serve(count: int, opts: Options) -> dict[str, Any]:
-    from controlplane.xds.cache import SnapshotCache
+def ack_tracker(target: dict[str, str], done: dict[int, float]) -> Any:
+    """A StatusRegistry that records in ``done`` when each stream has ACKed every type's
+    version in ``target`` (the moment the bench's "all ACKed" counts)."""
     from controlplane.xds.events import Event
-    from controlplane.xds.node import group_key
-    from controlplane.xds.resources import ORDER
-    from controlplane.xds.server import XdsServer
     from controlplane.xds.status import StatusRegistry
-
-    group = group_key("bench")
-    target: dict[str, str] = {}
-    done: dict[int, float] = {}
 
     class Tracker(StatusRegistry):
         def record(self, stream_id: int, event: Event) -> None:
@@ -256,10 +250,23 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
                 if all(acked.get(t) == v for t, v in target.items()):
                     done[stream_id] = time.perf_counter()
 
+    return Tracker()
+
+
+async def _serve(count: int, opts: Options) -> dict[str, Any]:
+    from controlplane.xds.cache import SnapshotCache
+    from controlplane.xds.node import group_key
+    from controlplane.xds.resources import ORDER
+    from controlplane.xds.server import XdsServer
+
+    group = group_key("bench")
+    target: dict[str, str] = {}
+    done: dict[int, float] = {}
+
     started = time.perf_counter()
     first = _snapshot(0)
     build_seconds = time.perf_counter() - started
-    cache, status = SnapshotCache(), Tracker()
+    cache, status = SnapshotCache(), ack_tracker(target, done)
     cache.set_snapshot(group, first)
     server = XdsServer(cache, status=status)
     port = await server.start("127.0.0.1:0")

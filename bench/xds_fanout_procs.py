@@ -30,6 +30,7 @@ from bench.xds_fanout import (
     _new_loop,
     _raise_fd_limit,
     _snapshot,
+    ack_tracker,
 )
 
 ROUND_TIMEOUT_S = 60.0
@@ -46,26 +47,16 @@ async def _work(index: int, port: int, rounds: int, commands: Any, replies: Any)
     import grpc
 
     from controlplane.xds.cache import SnapshotCache
-    from controlplane.xds.events import Event
     from controlplane.xds.node import group_key
     from controlplane.xds.resources import ORDER
     from controlplane.xds.server import XdsServer
-    from controlplane.xds.status import StatusRegistry
 
     group = group_key("bench")
     target: dict[str, str] = {}
     done: dict[int, float] = {}
 
-    class Tracker(StatusRegistry):
-        def record(self, stream_id: int, event: Event) -> None:
-            super().record(stream_id, event)
-            if stream_id not in done:
-                acked = self.acked_versions(stream_id)
-                if all(acked.get(t) == v for t, v in target.items()):
-                    done[stream_id] = time.perf_counter()
-
     snapshots = [_snapshot(r) for r in range(rounds + 1)]
-    cache, status = SnapshotCache(), Tracker()
+    cache, status = SnapshotCache(), ack_tracker(target, done)
     cache.set_snapshot(group, snapshots[0])
     target.update({t: snapshots[0].type_version(t) for t in ORDER})
     xds = XdsServer(cache, status=status)

@@ -183,7 +183,9 @@ class FileCache:
             entry = self._entries.get(name)
             if entry is None or entry[0] != digests[i]:
                 missing.append(i)
-        fresh = dict(zip(missing, parse_files([items[i] for i in missing], workers), strict=True))
+        fresh = dict(
+            zip(missing, parse_files([items[i] for i in missing], parse_file, workers), strict=True)
+        )
         self.parsed_last += len(missing)
         out: list[ParsedFile] = []
         for i, (name, _) in enumerate(items):

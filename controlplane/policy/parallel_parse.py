@@ -23,14 +23,13 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
-from controlplane.policy.parse_worker import LENGTH_BYTES, MAX_FRAME_BYTES, READY, write_frame
+from controlplane.policy.parse_frames import LENGTH_BYTES, MAX_FRAME_BYTES, READY, write_frame
 
-if TYPE_CHECKING:
-    from controlplane.policy.loader import ParsedFile
+Parsed = TypeVar("Parsed")
 
 Item = tuple[str, bytes | str]
 Chunk = tuple[int, int]  # items[start:end]
@@ -76,22 +75,24 @@ class ParseStats:
 
 def parse_files(
     items: Sequence[Item],
+    parse: Callable[[str, bytes | str], Parsed],
     workers: int | None = None,
     chunk: int = CHUNK_FILES,
     stats: ParseStats | None = None,
     *,
     local: bool = True,
-) -> list[ParsedFile]:
-    """``[parse_file(name, content) for name, content in items]``, with up to ``workers`` worker
-    processes beside this thread (default ``default_workers``). ``local=False``: this thread
-    parses only what a dead or stalled worker left (tests: the workers' results are used)."""
-    from controlplane.policy.loader import parse_file
-
+) -> list[Parsed]:
+    """``[parse(name, content) for name, content in items]``, with up to ``workers`` worker
+    processes beside this thread (default ``default_workers``). ``parse`` must be what the
+    workers run, ``loader.parse_file`` (passed in, so that this module does not import the
+    loader that imports it). ``local=False``: this thread parses only what a dead or stalled
+    worker left (tests: the workers' results are used)."""
+    parse_file = parse
     count = default_workers(len(items)) if workers is None else workers
     if count <= 0:
         return [parse_file(name, content) for name, content in items]
     stats = ParseStats() if stats is None else stats
-    results: list[ParsedFile | None] = [None] * len(items)
+    results: list[Any] = [None] * len(items)
     starts = deque(_chunks(items, chunk))
     pool = [_Worker(items, results, stats) for _ in range(count)]
     try:
@@ -111,7 +112,7 @@ def parse_files(
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:  # every chunk is parsed by a worker or here: cannot happen
         raise RuntimeError(f"parse_files: no result for item {missing[0]}")
-    return results  # type: ignore[return-value]
+    return results
 
 
 def _worker_env() -> dict[str, str]:
@@ -147,7 +148,7 @@ class _Worker:
     """One worker process: chunk starts sent to it (in order) and the bytes it sent back."""
 
     items: Sequence[Item]
-    results: list[ParsedFile | None]
+    results: list[Any]
     stats: ParseStats
     pending: deque[Chunk] = field(default_factory=deque)
     ready: bool = False

@@ -41,14 +41,14 @@ MIXED = example_files("three-regions") + example_files("bad") + BROKEN + SERVICE
 @pytest.mark.parametrize(("workers", "chunk"), [(1, 1), (1, 5), (2, 3), (2, 64)])
 def test_worker_results_equal_in_thread_results(workers: int, chunk: int) -> None:
     expected = [parse_file(name, content) for name, content in MIXED]
-    assert parse_files(MIXED, workers=workers, chunk=chunk) == expected
+    assert parse_files(MIXED, parse_file, workers=workers, chunk=chunk) == expected
 
 
 def test_workers_parse_chunks() -> None:
     """With ``local=False`` every chunk comes back from a worker (pickled), and is equal."""
     expected = [parse_file(name, content) for name, content in MIXED]
     stats = ParseStats()
-    assert parse_files(MIXED, workers=2, chunk=3, stats=stats, local=False) == expected
+    assert parse_files(MIXED, parse_file, workers=2, chunk=3, stats=stats, local=False) == expected
     assert stats.started >= 1
     assert stats.files_by_workers == len(MIXED)
 
@@ -59,9 +59,9 @@ def test_a_worker_that_dies_leaves_its_chunks_to_this_thread(
     dies = "import sys; sys.stdout.buffer.write(b'R'); sys.stdout.flush(); sys.stdin.buffer.read(9)"
     monkeypatch.setattr(parallel_parse, "WORKER_ARGV", (sys.executable, "-c", dies))
     expected = [parse_file(name, content) for name, content in MIXED]
-    assert parse_files(MIXED, workers=2, chunk=2) == expected
+    assert parse_files(MIXED, parse_file, workers=2, chunk=2) == expected
     stats = ParseStats()
-    assert parse_files(MIXED, workers=2, chunk=2, stats=stats, local=False) == expected
+    assert parse_files(MIXED, parse_file, workers=2, chunk=2, stats=stats, local=False) == expected
     assert stats.started == 2  # both said ready, then died holding a chunk each
     assert stats.files_by_workers == 0
 
@@ -70,7 +70,7 @@ def test_a_worker_that_never_starts_is_not_waited_for(monkeypatch: pytest.Monkey
     silent = "import sys; sys.stdin.buffer.read()"  # never writes READY: killed when done
     monkeypatch.setattr(parallel_parse, "WORKER_ARGV", (sys.executable, "-c", silent))
     expected = [parse_file(name, content) for name, content in MIXED]
-    assert parse_files(MIXED, workers=1, chunk=4) == expected
+    assert parse_files(MIXED, parse_file, workers=1, chunk=4) == expected
 
 
 def test_load_texts_same_model_with_workers() -> None:

@@ -87,10 +87,9 @@ def parse_files(
     workers run, ``loader.parse_file`` (passed in, so that this module does not import the
     loader that imports it). ``local=False``: this thread parses only what a dead or stalled
     worker left (tests: the workers' results are used)."""
-    parse_file = parse
     count = default_workers(len(items)) if workers is None else workers
     if count <= 0:
-        return [parse_file(name, content) for name, content in items]
+        return [parse(name, content) for name, content in items]
     stats = ParseStats() if stats is None else stats
     results: list[Any] = [None] * len(items)
     starts = deque(_chunks(items, chunk))
@@ -103,7 +102,7 @@ def parse_files(
                 worker.top_up(starts)
             if starts and (local or not any(w.alive for w in pool)):
                 start, end = starts.popleft()
-                results[start:end] = [parse_file(n, c) for n, c in items[start:end]]
+                results[start:end] = [parse(n, c) for n, c in items[start:end]]
             elif any(w.pending for w in pool) or (starts and not local):
                 _wait(w for w in pool if w.alive)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
@@ -89,3 +90,14 @@ def snapshot(
 ) -> Snapshot:
     chosen = dict(backends) if backends is not None else {"a": [9001], "b": [9002]}
     return Snapshot.build(make_resources(listener_port, chosen, route_to, tag))
+
+
+@functools.cache
+def sample_snapshots() -> list[Snapshot]:
+    """Three snapshots that differ in endpoints, routes and listener port: the fuzz tests'
+    sequences move between them."""
+    return [
+        snapshot(),
+        snapshot({"a": [9001]}, tag="v2"),
+        snapshot({"c": [9003], "d": [9004]}, route_to="c", tag="v3", listener_port=8081),
+    ]

@@ -8,7 +8,6 @@ stray syntax spliced in."""
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.errors import PolicyError
@@ -24,15 +23,12 @@ from controlplane.policy import loader
 from controlplane.policy.common import _address
 from controlplane.policy.yamlsource import parse_documents
 from tests.support import policy_reference_yaml as reference
+from tests.support.fuzz import fuzz_settings
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 FILES = {p.name: p.read_text() for p in sorted(EXAMPLE.glob("*.yaml"))}
 DOCS = {name: list(yaml.safe_load_all(text)) for name, text in FILES.items()}
-SAME = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SAME = fuzz_settings(60)
 
 Reader = Callable[[str, str], list[Any]]
 

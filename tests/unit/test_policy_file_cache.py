@@ -6,26 +6,22 @@ content changed are parsed again, and the cache holds the files of the last load
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from controlplane.errors import PolicyError
 from controlplane.policy.loader import FileCache, load_directory, load_texts
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
+from tests.support.fuzz import fuzz_settings
 from tests.support.policy import cluster, doc, join, route, service
 
-SAME = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+SAME = fuzz_settings(60, HealthCheck.function_scoped_fixture)
 
 #: documents that make a valid set together (unless one is there twice, or what it names is not)
 VALID = [

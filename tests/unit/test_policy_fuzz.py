@@ -6,27 +6,23 @@ never another exception, never a hang (every input is bounded)."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.errors import PolicyError
 from controlplane.policy.loader import load_texts
 from controlplane.policy.yamlsource import MAX_DEPTH
+from tests.support.fuzz import fuzz_settings
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "three-regions"
 FILES = {p.name: p.read_text() for p in sorted(EXAMPLE.glob("*.yaml"))}
 DOCS = {name: list(yaml.safe_load_all(text)) for name, text in FILES.items()}
 KINDS = sorted({d["kind"] for docs in DOCS.values() for d in docs if d} | {"Nonsense", ""})
-FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(60)
 
 scalars = st.one_of(
     st.none(),

@@ -8,13 +8,12 @@ one without; every response, event and the state the stream keeps per type must 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from controlplane.errors import XdsRequestError
@@ -22,18 +21,11 @@ from controlplane.xds import stream as stream_module
 from controlplane.xds.events import Step
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from controlplane.xds.stream import XdsStream, _tuples
-from tests.support.xds_replay import decode_sotw, snapshot, sotw
+from tests.support.fuzz import fuzz_settings
+from tests.support.xds_replay import decode_sotw, sample_snapshots, sotw
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-SNAPSHOTS = [
-    snapshot(),
-    snapshot({"a": [9001]}, tag="v2"),
-    snapshot({"c": [9003], "d": [9004]}, route_to="c", tag="v3", listener_port=8081),
-]
+FUZZ = fuzz_settings(150)
+SNAPSHOTS = sample_snapshots()
 TYPES = [CLUSTER, ENDPOINT, LISTENER, ROUTE]
 names = st.lists(st.sampled_from(["a", "b", "*", "main", "listener"]), max_size=3)
 ops = st.lists(

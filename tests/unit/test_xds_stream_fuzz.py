@@ -6,27 +6,25 @@ decodes; state stays bounded (one entry per served type); closing frees the shar
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.errors import XdsRequestError
 from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 from controlplane.xds.stream import MAX_NAME_CHARS, NAME_SETS, XdsStream
-from tests.support.xds_replay import decode_delta, decode_sotw, delta, snapshot, sotw
-
-FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+from tests.support.fuzz import fuzz_settings
+from tests.support.xds_replay import (
+    decode_delta,
+    decode_sotw,
+    delta,
+    sample_snapshots,
+    sotw,
 )
-SNAPSHOTS = [
-    snapshot(),
-    snapshot({"a": [9001]}, tag="v2"),
-    snapshot({"c": [9003], "d": [9004]}, route_to="c", tag="v3", listener_port=8081),
-]
+
+FUZZ = fuzz_settings(150)
+SNAPSHOTS = sample_snapshots()
 type_urls = st.one_of(
     st.sampled_from([*PUSH_ORDER, "", "type.googleapis.com/envoy.nonsense", "x" * 300]),
     st.text(max_size=30),

@@ -29,6 +29,7 @@ import contextlib
 import http.server
 import ipaddress
 import json
+import linecache
 import re
 import shutil
 import socket
@@ -304,16 +305,38 @@ def profile(args: argparse.Namespace) -> None:
         print(f"  {part:40} {share:>6.1%}")
 
 
-#: (part of the UDP path, a frame that marks it) in order: a sample counts for the first match
+#: (part of the UDP path, what marks its frame); a frame of the UDP callback counts as
+#: "sendto" when its source line calls ``sendto``
 PROFILE_PARTS = (
-    ("sendto", "sendto"),
-    ("packet cache lookup", "get (controlplane/gtm/dns/packet_cache.py"),
+    ("sendto (uvloop: syscall, loopback delivery)", ".sendto("),
     ("packet cache store", "put (controlplane/gtm/dns/packet_cache.py"),
+    ("packet cache lookup", "controlplane/gtm/dns/packet_cache.py"),
     ("answer()", "answer (controlplane/gtm/dns/answer.py"),
     ("RRL filter", "filter (controlplane/gtm/dns/rrl.py"),
     ("metrics", "controlplane/gtm/dns/metrics.py"),
     ("datagram_received (own lines)", "datagram_received (controlplane/gtm/dns/server.py"),
 )
+FRAME = re.compile(r"\((?P<file>[^():]+):(?P<line>\d+)\)$")
+
+
+def _with_source(frame: str) -> str:
+    """``frame`` ("function (file:line)"), with the source line appended when it is ours."""
+    match = FRAME.search(frame)
+    if match is None or not match["file"].startswith("controlplane/"):
+        return frame
+    root = Path(__file__).parents[1]
+    return frame + " " + linecache.getline(str(root / match["file"]), int(match["line"])).strip()
+
+
+def _part(frames: list[str]) -> str:
+    """The part of ``PROFILE_PARTS`` of the deepest frame that has one: without pausing the
+    process (``--nonblocking``) py-spy can pair a callee with a stale line of its caller."""
+    for frame in reversed(frames):
+        text = _with_source(frame)
+        for name, mark in PROFILE_PARTS:
+            if mark in text:
+                return name
+    return "event loop, idle, other"
 
 
 def profile_shares(path: Path) -> dict[str, float]:
@@ -326,13 +349,7 @@ def profile_shares(path: Path) -> dict[str, float]:
         if not stack or not n.isdigit():
             continue
         total += int(n)
-        frames = stack.split(";")
-        for name, mark in PROFILE_PARTS:
-            if any(mark in f for f in frames):
-                counts[name] += int(n)
-                break
-        else:
-            counts["event loop, idle, other"] += int(n)
+        counts[_part(stack.split(";"))] += int(n)
     return {name: n / total for name, n in counts.items()} if total else {}
 
 

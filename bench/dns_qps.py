@@ -30,6 +30,7 @@ import http.server
 import ipaddress
 import json
 import linecache
+import os
 import re
 import shutil
 import socket
@@ -353,6 +354,95 @@ def profile_shares(path: Path) -> dict[str, float]:
     return {name: n / total for name, n in counts.items()} if total else {}
 
 
+#: Run with ``python -c`` in a source tree (this one or ``--baseline-tree``): seconds per query
+#: of the UDP callback alone on packet-cache hits, printed as JSON. Only APIs both trees have.
+HIT_PATH_CHILD = """
+import asyncio, json, sys, time
+import dns.edns, dns.message
+from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
+from controlplane.gtm.dns.server import DnsServer, _UdpProtocol
+from controlplane.gtm.plan import GtmConfig
+from controlplane.gtm.runtime import GtmRuntime
+from controlplane.policy.loader import load_directory
+
+directory, lines, subnets, n, rounds = json.loads(sys.argv[1])
+
+async def plan_table():
+    runtime = GtmRuntime(GtmConfig(ns_addresses=("127.0.0.1",)))
+    return (await runtime.start(load_directory(directory))).table
+
+class Null:
+    def sendto(self, data, addr):
+        pass
+
+server = DnsServer(asyncio.run(plan_table()), listen=[])
+server.rrl = ResponseRateLimiter(RrlConfig(), time.monotonic)  # ubiq serve's default
+protocol = _UdpProtocol(server)
+protocol.connection_made(Null())
+queries = []
+for subnet in subnets:
+    address, _, prefix = subnet.partition("/")
+    option = dns.edns.ECSOption(address, int(prefix))
+    for line in lines:
+        name, rtype = line.split()
+        queries.append(dns.message.make_query(name, rtype, use_edns=0, options=[option]).to_wire())
+addr = ("127.0.0.1", 40000)
+for q in queries:
+    protocol.datagram_received(q, addr)
+best = float("inf")
+for _ in range(rounds):
+    start = time.perf_counter()
+    for i in range(n):
+        protocol.datagram_received(queries[i % len(queries)], addr)
+    best = min(best, (time.perf_counter() - start) / n)
+print(json.dumps(best))
+"""
+
+
+def hit_path(tree: Path, policy: Path, queries: int, rounds: int) -> float:
+    """Seconds per query of ``tree``'s UDP callback on cache hits (``HIT_PATH_CHILD``)."""
+    lines = UBIQ_QUERIES.splitlines()
+    argv = [
+        sys.executable,
+        "-c",
+        HIT_PATH_CHILD,
+        json.dumps([str(policy), lines, SUBNETS, queries, rounds]),
+    ]
+    out = subprocess.run(
+        argv,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1]))
+
+
+def compare_hit_path(args: argparse.Namespace) -> None:
+    """The UDP callback alone (no sockets, no event loop), this tree against
+    ``--baseline-tree``, alternating, ``--repeat`` times: CPU work per query, which the
+    machine's load disturbs far less than a qps figure."""
+    here = Path(__file__).parents[1]
+    baseline = Path(args.baseline_tree).resolve()
+    with tempfile.TemporaryDirectory(prefix="ubiq-hitpath-") as tmp:
+        policy = prepare_policy(Path(tmp), free_port(TARGETS[0]))
+        rows = []
+        for _ in range(args.repeat):
+            before = hit_path(baseline, policy, args.hit_path, 5)
+            after = hit_path(here, policy, args.hit_path, 5)
+            rows.append({"baseline_us": before * 1e6, "this_us": after * 1e6})
+            print(
+                f"baseline {before * 1e6:.2f} us/query, this tree {after * 1e6:.2f} us/query,"
+                f" {after / before:.2f}x",
+                flush=True,
+            )
+    RESULTS.mkdir(exist_ok=True)
+    out = {"hit_path": rows, "args": vars(args), "time": time.time()}
+    (RESULTS / "dns_hit_path.json").write_text(json.dumps(out, indent=2))
+
+
 def all_healthy(api: int) -> bool:
     rows = httpx.get(f"http://127.0.0.1:{api}/v1/gtm/health", timeout=2).json()
     return bool(rows) and all(r["healthy"] is True for r in rows)
@@ -378,6 +468,13 @@ def main() -> int:
         help="instead of the comparison: py-spy (raw) the first DNS worker of `ubiq serve"
         " --dns-workers WORKERS` under the load for --seconds, print the hot path's shares",
     )
+    parser.add_argument(
+        "--hit-path",
+        type=int,
+        metavar="QUERIES",
+        help="instead of the comparison: time the UDP callback alone on packet-cache hits,"
+        " QUERIES calls per measure, this tree against --baseline-tree, --repeat times",
+    )
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
@@ -391,6 +488,11 @@ def main() -> int:
         return 0
     if args.profile:
         profile(args)
+        return 0
+    if args.hit_path:
+        if not args.baseline_tree:
+            parser.error("--hit-path needs --baseline-tree")
+        compare_hit_path(args)
         return 0
     pdns_binary = require_binary("pdns_server")
     rounds: list[dict[str, dict[str, float | str]]] = []

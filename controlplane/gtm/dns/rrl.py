@@ -143,6 +143,8 @@ class ResponseRateLimiter:
 
     def filter(self, response: bytes, host: str) -> bytes | None:
         """The one hook a UDP path calls: ``response`` itself, its truncated form, or None."""
+        if self._slots.get(host, _UNSEEN) is None:  # an exempt source (memoised): no account
+            return response
         verdict = self.check(host, response[3] & 0x0F)
         if verdict is SEND:
             return response
@@ -242,6 +244,7 @@ class ResponseRateLimiter:
 
 
 _KEYS_LIMIT = 65536
+_UNSEEN = ((0, 0),)  # not a source's slots: a source ``_slots`` has not seen yet
 
 
 def _networks(texts: Sequence[str]) -> tuple[tuple[int, int, int], ...]:

@@ -267,9 +267,11 @@ def worker_pids(parent: int) -> list[int]:
 
 
 def profile(args: argparse.Namespace) -> None:
-    """py-spy records the first DNS worker of ``ubiq serve --dns-workers WORKERS`` while the
-    usual load runs for ``--seconds``; raw (collapsed) stacks go to ``args.profile``, and the
-    shares of the hot path's parts are printed (``profile_shares``)."""
+    """py-spy records the first DNS worker of ``ubiq serve --dns-workers WORKERS`` (from
+    ``--baseline-tree`` when given) while the usual load runs for ``--seconds``; raw (collapsed)
+    stacks go to ``args.profile``, and the shares of the hot path's parts are printed
+    (``profile_shares``)."""
+    tree = Path(args.baseline_tree).resolve() if args.baseline_tree else Path(__file__).parents[1]
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or require_binary(
         "py-spy"
     )
@@ -282,7 +284,8 @@ def profile(args: argparse.Namespace) -> None:
         queries.write_text(UBIQ_QUERIES)
         argv = ubiq_serve_argv(policy, port, api, args.workers)
         try:
-            with running(argv, log=workdir / "ubiq.log") as proc:
+            env = {"PYTHONPATH": str(tree)}
+            with running(argv, log=workdir / "ubiq.log", env=env, cwd=tree) as proc:
                 wait_until(partial(all_healthy, api), 60, "ubiq serve healthy")
                 wait_for_port("127.0.0.1", port, 30)
                 check_steered(port, "ubiq serve")
@@ -302,7 +305,7 @@ def profile(args: argparse.Namespace) -> None:
                 server.shutdown()
                 server.server_close()
     print(f"{load['qps']:.0f} qps, rcodes {load['rcodes']}")
-    for part, share in profile_shares(Path(args.profile)).items():
+    for part, share in profile_shares(Path(args.profile), tree).items():
         print(f"  {part:40} {share:>6.1%}")
 
 
@@ -320,27 +323,26 @@ PROFILE_PARTS = (
 FRAME = re.compile(r"\((?P<file>[^():]+):(?P<line>\d+)\)$")
 
 
-def _with_source(frame: str) -> str:
+def _with_source(frame: str, tree: Path) -> str:
     """``frame`` ("function (file:line)"), with the source line appended when it is ours."""
     match = FRAME.search(frame)
     if match is None or not match["file"].startswith("controlplane/"):
         return frame
-    root = Path(__file__).parents[1]
-    return frame + " " + linecache.getline(str(root / match["file"]), int(match["line"])).strip()
+    return frame + " " + linecache.getline(str(tree / match["file"]), int(match["line"])).strip()
 
 
-def _part(frames: list[str]) -> str:
+def _part(frames: list[str], tree: Path) -> str:
     """The part of ``PROFILE_PARTS`` of the deepest frame that has one: without pausing the
     process (``--nonblocking``) py-spy can pair a callee with a stale line of its caller."""
     for frame in reversed(frames):
-        text = _with_source(frame)
+        text = _with_source(frame, tree)
         for name, mark in PROFILE_PARTS:
             if mark in text:
                 return name
     return "event loop, idle, other"
 
 
-def profile_shares(path: Path) -> dict[str, float]:
+def profile_shares(path: Path, tree: Path) -> dict[str, float]:
     """Shares of the samples in a py-spy raw file, by ``PROFILE_PARTS``; the rest is the event
     loop (uvloop's receive and callbacks) and whatever else the worker runs, idle included."""
     counts = dict.fromkeys([name for name, _ in PROFILE_PARTS] + ["event loop, idle, other"], 0)
@@ -350,7 +352,7 @@ def profile_shares(path: Path) -> dict[str, float]:
         if not stack or not n.isdigit():
             continue
         total += int(n)
-        counts[_part(stack.split(";"))] += int(n)
+        counts[_part(stack.split(";"), tree)] += int(n)
     return {name: n / total for name, n in counts.items()} if total else {}
 
 
@@ -466,7 +468,8 @@ def main() -> int:
         "--profile",
         metavar="FILE",
         help="instead of the comparison: py-spy (raw) the first DNS worker of `ubiq serve"
-        " --dns-workers WORKERS` under the load for --seconds, print the hot path's shares",
+        " --dns-workers WORKERS` (from --baseline-tree if given) under the load for --seconds,"
+        " print the hot path's shares",
     )
     parser.add_argument(
         "--hit-path",

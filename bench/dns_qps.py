@@ -19,7 +19,13 @@ servers are measured in turn, round after round (``--repeat``), so the ratios of
 from the same minutes of a shared machine.
 
     .venv/bin/python -m bench.dns_qps [--seconds 8] [--subnets 4] [--clients 8]
-        [--outstanding 25] [--repeat 1] [--workers auto]
+        [--outstanding 25] [--repeat 1] [--workers auto] [--baseline-tree DIR]
+
+``--baseline-tree DIR`` (a ``git archive`` of another commit, unpacked) adds a row: ``ubiq
+serve`` from that tree, measured right before this tree's in every round. Two more modes:
+``--profile FILE`` records one DNS worker under the load with py-spy and prints where its time
+goes; ``--hit-path QUERIES --baseline-tree DIR`` times the UDP callback alone on packet-cache
+hits, this tree against the other (CPU per query, which a loaded machine disturbs far less).
 """
 
 from __future__ import annotations

@@ -19,15 +19,24 @@ servers are measured in turn, round after round (``--repeat``), so the ratios of
 from the same minutes of a shared machine.
 
     .venv/bin/python -m bench.dns_qps [--seconds 8] [--subnets 4] [--clients 8]
-        [--outstanding 25] [--repeat 1] [--workers auto]
+        [--outstanding 25] [--repeat 1] [--workers auto] [--baseline-tree DIR]
+
+``--baseline-tree DIR`` (a ``git archive`` of another commit, unpacked) adds a row: ``ubiq
+serve`` from that tree, measured right before this tree's in every round. Two more modes:
+``--profile FILE`` records one DNS worker under the load with py-spy and prints where its time
+goes; ``--hit-path QUERIES --baseline-tree DIR`` times the UDP callback alone on packet-cache
+hits, this tree against the other (CPU per query, which a loaded machine disturbs far less).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import ipaddress
 import json
+import linecache
+import os
 import re
 import shutil
 import socket
@@ -243,6 +252,205 @@ def ubiq_serve_argv(policy: Path, dns: int, api: int, workers: str) -> list[str]
     ]  # fmt: skip
 
 
+def prepare_policy(workdir: Path, health_port: int) -> Path:
+    """A copy of the example policy whose health checks go to ``health_port``."""
+    policy = workdir / "policy"
+    shutil.copytree(EXAMPLE, policy)
+    clusters = policy / "clusters.yaml"
+    clusters.write_text(clusters.read_text().replace("port: 15443", f"port: {health_port}"))
+    return policy
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The DNS worker processes of the ``ubiq serve`` whose pid is ``parent``."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(parent), "-f", "controlplane.gtm.dns.worker"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def profile(args: argparse.Namespace) -> None:
+    """py-spy records the first DNS worker of ``ubiq serve --dns-workers WORKERS`` (from
+    ``--baseline-tree`` when given) while the usual load runs for ``--seconds``; raw (collapsed)
+    stacks go to ``args.profile``, and the shares of the hot path's parts are printed
+    (``profile_shares``)."""
+    tree = Path(args.baseline_tree).resolve() if args.baseline_tree else Path(__file__).parents[1]
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or require_binary(
+        "py-spy"
+    )
+    with tempfile.TemporaryDirectory(prefix="ubiq-dnsprof-") as tmp:
+        workdir = Path(tmp)
+        health_port, backends = health_backends()
+        policy = prepare_policy(workdir, health_port)
+        port, api = free_udp_tcp_port(), free_port()
+        queries = workdir / "ubiq.txt"
+        queries.write_text(UBIQ_QUERIES)
+        argv = ubiq_serve_argv(policy, port, api, args.workers)
+        try:
+            env = {"PYTHONPATH": str(tree)}
+            with running(argv, log=workdir / "ubiq.log", env=env, cwd=tree) as proc:
+                wait_until(partial(all_healthy, api), 60, "ubiq serve healthy")
+                wait_for_port("127.0.0.1", port, 30)
+                check_steered(port, "ubiq serve")
+                wait_until(lambda: worker_pids(proc.pid), 30, "a DNS worker")
+                pids = worker_pids(proc.pid)
+                record = [
+                    py_spy, "record", "-r", "500", "-d", str(args.seconds), "-f", "raw",
+                    "-o", args.profile, "--nonblocking", "-p", str(pids[0]),
+                ]  # fmt: skip
+                spy = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                load = dnsperf(port, queries, args)
+                _, err = spy.communicate(timeout=args.seconds + 60)
+                if spy.returncode:
+                    raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')}")
+        finally:
+            for server in backends:
+                server.shutdown()
+                server.server_close()
+    print(f"{load['qps']:.0f} qps, rcodes {load['rcodes']}")
+    for part, share in profile_shares(Path(args.profile), tree).items():
+        print(f"  {part:40} {share:>6.1%}")
+
+
+#: (part of the UDP path, what marks its frame); a frame of the UDP callback counts as
+#: "sendto" when its source line calls ``sendto``
+PROFILE_PARTS = (
+    ("sendto (uvloop: syscall, loopback delivery)", ".sendto("),
+    ("packet cache store", "put (controlplane/gtm/dns/packet_cache.py"),
+    ("packet cache lookup", "controlplane/gtm/dns/packet_cache.py"),
+    ("answer()", "answer (controlplane/gtm/dns/answer.py"),
+    ("RRL filter", "filter (controlplane/gtm/dns/rrl.py"),
+    ("metrics", "controlplane/gtm/dns/metrics.py"),
+    ("datagram_received (own lines)", "datagram_received (controlplane/gtm/dns/server.py"),
+)
+FRAME = re.compile(r"\((?P<file>[^():]+):(?P<line>\d+)\)$")
+
+
+def _with_source(frame: str, tree: Path) -> str:
+    """``frame`` ("function (file:line)"), with the source line appended when it is ours."""
+    match = FRAME.search(frame)
+    if match is None or not match["file"].startswith("controlplane/"):
+        return frame
+    return frame + " " + linecache.getline(str(tree / match["file"]), int(match["line"])).strip()
+
+
+def _part(frames: list[str], tree: Path) -> str:
+    """The part of ``PROFILE_PARTS`` of the deepest frame that has one: without pausing the
+    process (``--nonblocking``) py-spy can pair a callee with a stale line of its caller."""
+    for frame in reversed(frames):
+        text = _with_source(frame, tree)
+        for name, mark in PROFILE_PARTS:
+            if mark in text:
+                return name
+    return "event loop, idle, other"
+
+
+def profile_shares(path: Path, tree: Path) -> dict[str, float]:
+    """Shares of the samples in a py-spy raw file, by ``PROFILE_PARTS``; the rest is the event
+    loop (uvloop's receive and callbacks) and whatever else the worker runs, idle included."""
+    counts = dict.fromkeys([name for name, _ in PROFILE_PARTS] + ["event loop, idle, other"], 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        total += int(n)
+        counts[_part(stack.split(";"), tree)] += int(n)
+    return {name: n / total for name, n in counts.items()} if total else {}
+
+
+#: Run with ``python -c`` in a source tree (this one or ``--baseline-tree``): seconds per query
+#: of the UDP callback alone on packet-cache hits, printed as JSON. Only APIs both trees have.
+HIT_PATH_CHILD = """
+import asyncio, json, sys, time
+import dns.edns, dns.message
+from controlplane.gtm.dns.rrl import ResponseRateLimiter, RrlConfig
+from controlplane.gtm.dns.server import DnsServer, _UdpProtocol
+from controlplane.gtm.plan import GtmConfig
+from controlplane.gtm.runtime import GtmRuntime
+from controlplane.policy.loader import load_directory
+
+directory, lines, subnets, n, rounds = json.loads(sys.argv[1])
+
+async def plan_table():
+    runtime = GtmRuntime(GtmConfig(ns_addresses=("127.0.0.1",)))
+    return (await runtime.start(load_directory(directory))).table
+
+class Null:
+    def sendto(self, data, addr):
+        pass
+
+server = DnsServer(asyncio.run(plan_table()), listen=[])
+server.rrl = ResponseRateLimiter(RrlConfig(), time.monotonic)  # ubiq serve's default
+protocol = _UdpProtocol(server)
+protocol.connection_made(Null())
+queries = []
+for subnet in subnets:
+    address, _, prefix = subnet.partition("/")
+    option = dns.edns.ECSOption(address, int(prefix))
+    for line in lines:
+        name, rtype = line.split()
+        queries.append(dns.message.make_query(name, rtype, use_edns=0, options=[option]).to_wire())
+addr = ("127.0.0.1", 40000)
+for q in queries:
+    protocol.datagram_received(q, addr)
+best = float("inf")
+for _ in range(rounds):
+    start = time.perf_counter()
+    for i in range(n):
+        protocol.datagram_received(queries[i % len(queries)], addr)
+    best = min(best, (time.perf_counter() - start) / n)
+print(json.dumps(best))
+"""
+
+
+def hit_path(tree: Path, policy: Path, queries: int, rounds: int) -> float:
+    """Seconds per query of ``tree``'s UDP callback on cache hits (``HIT_PATH_CHILD``)."""
+    lines = UBIQ_QUERIES.splitlines()
+    argv = [
+        sys.executable,
+        "-c",
+        HIT_PATH_CHILD,
+        json.dumps([str(policy), lines, SUBNETS, queries, rounds]),
+    ]
+    out = subprocess.run(
+        argv,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    return float(json.loads(out.strip().splitlines()[-1]))
+
+
+def compare_hit_path(args: argparse.Namespace) -> None:
+    """The UDP callback alone (no sockets, no event loop), this tree against
+    ``--baseline-tree``, alternating, ``--repeat`` times: CPU work per query, which the
+    machine's load disturbs far less than a qps figure."""
+    here = Path(__file__).parents[1]
+    baseline = Path(args.baseline_tree).resolve()
+    with tempfile.TemporaryDirectory(prefix="ubiq-hitpath-") as tmp:
+        policy = prepare_policy(Path(tmp), free_port(TARGETS[0]))
+        rows = []
+        for _ in range(args.repeat):
+            before = hit_path(baseline, policy, args.hit_path, 5)
+            after = hit_path(here, policy, args.hit_path, 5)
+            rows.append({"baseline_us": before * 1e6, "this_us": after * 1e6})
+            print(
+                f"baseline {before * 1e6:.2f} us/query, this tree {after * 1e6:.2f} us/query,"
+                f" {after / before:.2f}x",
+                flush=True,
+            )
+    RESULTS.mkdir(exist_ok=True)
+    out = {"hit_path": rows, "args": vars(args), "time": time.time()}
+    (RESULTS / "dns_hit_path.json").write_text(json.dumps(out, indent=2))
+
+
 def all_healthy(api: int) -> bool:
     rows = httpx.get(f"http://127.0.0.1:{api}/v1/gtm/health", timeout=2).json()
     return bool(rows) and all(r["healthy"] is True for r in rows)
@@ -256,6 +464,26 @@ def main() -> int:
     parser.add_argument("--outstanding", type=int, default=25, help="dnsperf -q, per process")
     parser.add_argument("--repeat", type=int, default=1, help="rounds over every server")
     parser.add_argument("--workers", default="auto", help="ubiq serve --dns-workers")
+    parser.add_argument(
+        "--baseline-tree",
+        metavar="DIR",
+        help="also run `ubiq serve --dns-workers WORKERS` from this source tree (e.g. `git archive`"
+        " of the base commit, unpacked), as a row of every round",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="instead of the comparison: py-spy (raw) the first DNS worker of `ubiq serve"
+        " --dns-workers WORKERS` (from --baseline-tree if given) under the load for --seconds,"
+        " print the hot path's shares",
+    )
+    parser.add_argument(
+        "--hit-path",
+        type=int,
+        metavar="QUERIES",
+        help="instead of the comparison: time the UDP callback alone on packet-cache hits,"
+        " QUERIES calls per measure, this tree against --baseline-tree, --repeat times",
+    )
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
@@ -267,17 +495,25 @@ def main() -> int:
     if args.serve_floor:
         serve_floor(args.serve_floor)
         return 0
+    if args.profile:
+        profile(args)
+        return 0
+    if args.hit_path:
+        if not args.baseline_tree:
+            parser.error("--hit-path needs --baseline-tree")
+        compare_hit_path(args)
+        return 0
     pdns_binary = require_binary("pdns_server")
     rounds: list[dict[str, dict[str, float | str]]] = []
     with tempfile.TemporaryDirectory(prefix="ubiq-dnsperf-") as tmp:
         workdir = Path(tmp)
         health_port, backends = health_backends()
-        policy = workdir / "policy"
-        shutil.copytree(EXAMPLE, policy)
-        clusters = policy / "clusters.yaml"
-        clusters.write_text(clusters.read_text().replace("port: 15443", f"port: {health_port}"))
+        policy = prepare_policy(workdir, health_port)
         ports = {k: free_udp_tcp_port() for k in ("workers", "inproc", "bare", "floor", "pdns")}
         apis = {k: free_port() for k in ("workers", "inproc")}
+        baseline = Path(args.baseline_tree).resolve() if args.baseline_tree else None
+        if baseline is not None:
+            ports["baseline"], apis["baseline"] = free_udp_tcp_port(), free_port()
         check_port = free_port("127.0.0.10")
         (workdir / "pdns.conf").write_text(PDNS_CONF.format(dir=workdir, port=ports["pdns"]))
         (workdir / "named.conf").write_text(
@@ -297,26 +533,45 @@ def main() -> int:
         workers_argv = ubiq_serve_argv(policy, ports["workers"], apis["workers"], args.workers)
         inproc_argv = ubiq_serve_argv(policy, ports["inproc"], apis["inproc"], "0")
         try:
-            with (
-                running(workers_argv, log=workdir / "ubiq-workers.log"),
-                running(inproc_argv, log=workdir / "ubiq-inproc.log"),
-                running(bare_argv(ports["bare"], policy), log=workdir / "bare.log"),
-                running(floor_argv(ports["floor"]), log=workdir / "floor.log"),
-                running(pdns_argv, log=workdir / "pdns.log"),
-            ):
+            with contextlib.ExitStack() as stack:
+                if baseline is not None:  # its own sources first on the path, the same venv
+                    stack.enter_context(
+                        running(
+                            ubiq_serve_argv(
+                                policy, ports["baseline"], apis["baseline"], args.workers
+                            ),
+                            log=workdir / "ubiq-baseline.log",
+                            env={"PYTHONPATH": str(baseline)},
+                            cwd=baseline,
+                        )
+                    )
+                stack.enter_context(
+                    running(workers_argv, log=workdir / "ubiq-workers.log"),
+                )
+                stack.enter_context(running(inproc_argv, log=workdir / "ubiq-inproc.log"))
+                stack.enter_context(
+                    running(bare_argv(ports["bare"], policy), log=workdir / "bare.log")
+                )
+                stack.enter_context(running(floor_argv(ports["floor"]), log=workdir / "floor.log"))
+                stack.enter_context(running(pdns_argv, log=workdir / "pdns.log"))
                 for api in apis.values():
                     wait_until(partial(all_healthy, api), 60, f"ubiq serve (API {api}) healthy")
                 for key in ports.keys() - {"floor"}:  # the floor has no TCP listener
                     wait_for_port("127.0.0.1", ports[key], 30)
                 wait_until(lambda: dig(ports["floor"], "checkout.gtm.example", None), 30, "floor")
                 time.sleep(1.5)  # ifportup's first checks
-                for key in ("workers", "inproc", "bare"):
+                for key in ports.keys() - {"floor", "pdns"}:
                     check_steered(ports[key], key)
                 for qname in ("static.pdns.bench", "lua.pdns.bench"):
                     if not dig(ports["pdns"], qname).strip():
                         raise RuntimeError(f"PowerDNS: no answer for {qname}")
                 for _ in range(args.repeat):
-                    rows = {
+                    rows = {}
+                    if baseline is not None:
+                        rows[f"ubiq serve --dns-workers {args.workers}, baseline tree"] = dnsperf(
+                            ports["baseline"], ubiq_file, args
+                        )
+                    rows |= {
                         f"ubiq serve --dns-workers {args.workers}": dnsperf(
                             ports["workers"], ubiq_file, args
                         ),

@@ -62,7 +62,7 @@ def test_cached_answers_equal_answer(
 ) -> None:
     """Queries repeated with new IDs from several sources across table swaps: the cache's
     response is always answer()'s for the table that serves."""
-    cache = PacketCache()
+    cache: PacketCache[None] = PacketCache()
     for index, qid, source, which in steps:
         wire = qid.to_bytes(2) + pool[index % len(pool)][2:]
         host, table = HOSTS[source], TABLES[which]
@@ -71,18 +71,18 @@ def test_cached_answers_equal_answer(
         if got is None:
             got = answer(wire, table, Client(host))
             if got is not None:
-                cache.put(wire, host, table, got)
+                cache.put(wire, host, table, got, None)
         assert got == expected
 
 
 def test_a_repeated_query_hits_and_a_new_table_empties_the_cache() -> None:
-    cache = PacketCache()
+    cache: PacketCache[None] = PacketCache()
     first = query(1, f"app.{ORIGIN}", "A", "10.1.0.0/24", True, True)
     again = query(2, f"app.{ORIGIN}", "A", "10.1.0.0/24", True, True)
     response = answer(first, TABLES[0], Client("127.0.0.2"))
     assert response is not None
     assert cache.get(first, "127.0.0.2", TABLES[0]) is None
-    cache.put(first, "127.0.0.2", TABLES[0], response)
+    cache.put(first, "127.0.0.2", TABLES[0], response, None)
     hit = cache.get(again, "127.0.0.2", TABLES[0])
     assert hit is not None and hit[:2] == again[:2] and hit[2:] == response[2:]
     assert cache.get(again, "127.0.0.3", TABLES[0]) is None  # another source: its own entry
@@ -92,18 +92,18 @@ def test_a_repeated_query_hits_and_a_new_table_empties_the_cache() -> None:
 
 
 def test_bounded_in_bytes_and_oversized_entries_are_not_kept() -> None:
-    cache = PacketCache(max_bytes=4096)
+    cache: PacketCache[None] = PacketCache(max_bytes=4096)
     table = TABLES[0]
     cache.get(b"", "h", table)  # binds the table
     for i in range(200):
         wire = query(i, f"n{i}.{ORIGIN}", "A", None, False, True)
-        cache.put(wire, "127.0.0.2", table, wire[:2] + b"\x81\x80" + bytes(40))
+        cache.put(wire, "127.0.0.2", table, wire[:2] + b"\x81\x80" + bytes(40), None)
         assert cache.size_bytes <= 4096
     assert cache.clears > 0 and len(cache) > 0
     big = bytes(2) + bytes(MAX_QUERY_BYTES)
     before = len(cache)
-    cache.put(big, "127.0.0.2", table, big[:2] + b"\x81\x80")
+    cache.put(big, "127.0.0.2", table, big[:2] + b"\x81\x80", None)
     wire = query(7, f"app.{ORIGIN}", "A", None, False, True)
-    cache.put(wire, "127.0.0.2", table, wire[:2] + bytes(2000))
-    cache.put(wire, "127.0.0.2", table, b"\xff\xff" + bytes(20))  # not this query's ID
+    cache.put(wire, "127.0.0.2", table, wire[:2] + bytes(2000), None)
+    cache.put(wire, "127.0.0.2", table, b"\xff\xff" + bytes(20), None)  # not this query's ID
     assert len(cache) == before

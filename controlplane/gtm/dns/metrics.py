@@ -57,6 +57,32 @@ OTHER_QTYPE = -1
 LATENCY_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005)
 
 
+#: (transport, qtype or OTHER_QTYPE, rcode, first A/AAAA rdata of a NOERROR answer or None)
+ResponseKey = tuple[str, int, int, bytes | None]
+#: what a sent response adds to the counts: its ``ResponseKey`` and whether it has TC set
+Tally = tuple[ResponseKey, bool]
+
+
+def tally(transport: str, response: bytes) -> Tally:
+    """What ``response`` (as sent over ``transport``) adds to the counts; it depends on the
+    bytes after the ID only, so it holds for every response the packet cache makes of it."""
+    qtype, end = _question(response)
+    rcode = response[3] & 0x0F
+    address = None
+    if rcode == 0 and end and (response[7] or response[6]):
+        i = end + 5
+        if (
+            len(response) >= i + 16
+            and response[i] == 0xC0
+            and response[i + 2 : i + 4] == b"\x00\x01"
+        ):  # the usual answer: A at a compressed name
+            address = response[i + 12 : i + 16]
+        else:
+            address = _first_address(response, i)
+    key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, rcode, address)
+    return key, bool(response[2] & 0x02)
+
+
 class RrlInfo(Protocol):
     """What the RRL metrics read from the rate limiter."""
 
@@ -104,7 +130,7 @@ class CountsDelta(NamedTuple):
     counters of the worker's rate limiter since the last delta, and ``accounts`` as it stands
     now (None without RRL)."""
 
-    responses: dict[tuple[str, int, int, bytes | None], int]
+    responses: dict[ResponseKey, int]
     dropped: dict[str, int]
     truncated: int
     buckets: dict[int, list[float]]
@@ -133,7 +159,7 @@ class DnsMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # (transport, qtype or OTHER_QTYPE, rcode, first A/AAAA rdata of a NOERROR answer or
         # None) -> n. rcode is 4 bits; addresses come from the table, so the keys are bounded.
-        self.responses: dict[tuple[str, int, int, bytes | None], int] = {}
+        self.responses: dict[ResponseKey, int] = {}
         self.dropped: dict[str, int] = {}
         self.truncated = 0
         self.tcp_connections = 0
@@ -210,27 +236,21 @@ class DnsMetrics(Collector):
                     mine[i] += value
 
     def observe(self, transport: str, response: bytes | None, seconds: float) -> None:
-        # runs once per query: one dict operation per family, the answered address folded into
-        # the response key (no second lookup)
+        """Count one query: ``response`` as sent (None: dropped, nothing sent)."""
         if response is None:
             self.dropped[transport] = self.dropped.get(transport, 0) + 1
             return
-        qtype, end = _question(response)
-        rcode = response[3] & 0x0F
-        address = None
-        if rcode == 0 and end and (response[7] or response[6]):
-            i = end + 5
-            if (
-                len(response) >= i + 16
-                and response[i] == 0xC0
-                and response[i + 2 : i + 4] == b"\x00\x01"
-            ):  # the usual answer: A at a compressed name
-                address = response[i + 12 : i + 16]
-            else:
-                address = _first_address(response, i)
-        key = (transport, qtype if qtype in QTYPES else OTHER_QTYPE, rcode, address)
-        self.responses[key] = self.responses.get(key, 0) + 1
-        if response[2] & 0x02:
+        self.count(tally(transport, response), seconds)
+
+    def count(self, counted: Tally, seconds: float) -> None:
+        """Count one query whose sent response has the tally ``counted`` (``tally``): what
+        ``observe`` does once the response is parsed, so a response kept with its tally (the
+        packet cache) is counted without parsing it again."""
+        # runs once per query: one dict operation per family
+        key, truncated = counted
+        responses = self.responses
+        responses[key] = responses.get(key, 0) + 1
+        if truncated:
             self.truncated += 1
         buckets = self._buckets.get(key[1])
         if buckets is None:

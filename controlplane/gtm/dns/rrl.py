@@ -57,6 +57,10 @@ class Kind(IntEnum):
     ERROR = 2
 
 
+# module constants: the hot path reads them without an attribute lookup on the enum
+SEND, SLIP = Verdict.SEND, Verdict.SLIP
+ANSWER, NXDOMAIN_KIND, ERROR = Kind.ANSWER, Kind.NXDOMAIN, Kind.ERROR
+
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
@@ -139,10 +143,12 @@ class ResponseRateLimiter:
 
     def filter(self, response: bytes, host: str) -> bytes | None:
         """The one hook a UDP path calls: ``response`` itself, its truncated form, or None."""
-        verdict = self.check(host, response[3] & 0x0F)
-        if verdict is Verdict.SEND:
+        if self._slots.get(host, _UNSEEN) is None:  # an exempt source (memoised): no account
             return response
-        if verdict is Verdict.SLIP:
+        verdict = self.check(host, response[3] & 0x0F)
+        if verdict is SEND:
+            return response
+        if verdict is SLIP:
             return truncate(response)
         return None
 
@@ -152,18 +158,16 @@ class ResponseRateLimiter:
         second of burst left; 1: empty; up to 1 + window: in debt). A response adds 1/rate and
         is sent while that stays within one second. An account at or behind ``now`` is the same
         as none, which is what a new prefix replaces first in its set."""
-        kind = (
-            Kind.ANSWER if rcode == NOERROR else Kind.NXDOMAIN if rcode == NXDOMAIN else Kind.ERROR
-        )
-        interval = self._intervals[kind]
-        if not interval:
-            return Verdict.SEND
-        try:
+        try:  # first the source: an exempt one (loopback) is sent whatever the response
             slots = self._slots[host]
         except KeyError:
             slots = self._slots_of(host)
         if slots is None:
-            return Verdict.SEND
+            return SEND
+        kind = ANSWER if rcode == NOERROR else NXDOMAIN_KIND if rcode == NXDOMAIN else ERROR
+        interval = self._intervals[kind]
+        if not interval:
+            return SEND
         first, tag = slots[kind]
         now = self._clock()
         tags, tats = self._tags, self._tats
@@ -240,6 +244,7 @@ class ResponseRateLimiter:
 
 
 _KEYS_LIMIT = 65536
+_UNSEEN = ((0, 0),)  # not a source's slots: a source ``_slots`` has not seen yet
 
 
 def _networks(texts: Sequence[str]) -> tuple[tuple[int, int, int], ...]:

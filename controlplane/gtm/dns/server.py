@@ -20,14 +20,14 @@ import contextlib
 import signal
 import socket
 import ssl
-import time
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any, cast
 
 import structlog
 
 from controlplane.gtm.dns.answer import Client, Transfer, answer
-from controlplane.gtm.dns.metrics import DnsMetrics
+from controlplane.gtm.dns.metrics import DnsMetrics, Tally, tally
 from controlplane.gtm.dns.packet_cache import PacketCache
 from controlplane.gtm.dns.rrl import ResponseRateLimiter
 from controlplane.gtm.dns.table import AnswerTable
@@ -82,21 +82,33 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         per-query hooks such as response-rate limiting belong here, their settings in
         DnsServer's options (which ``WorkerConfig.server_options`` carries to the workers)."""
         server = self._server
-        start = time.perf_counter()
+        start = perf_counter()
         host = addr[0]
         table = server.table
-        response = server.packet_cache.get(data, host, table)
-        if response is None:
+        cache = server.packet_cache
+        entry = cache.lookup(data, host, table)
+        if entry is not None:
+            response: bytes | None = data[:2] + entry[0]
+            counted: Tally | None = entry[1]
+        else:
             try:
                 response = answer(data, table, Client(host))
             except Exception:
                 log.exception("dns.answer_failed", transport="udp", client=host)
                 response = None
+            counted = None
             if response is not None:
-                server.packet_cache.put(data, host, table, response)
-        if response is not None and server.rrl is not None:
-            response = server.rrl.filter(response, host)
-        server.metrics.observe("udp", response, time.perf_counter() - start)
+                counted = tally("udp", response)
+                cache.put(data, host, table, response, counted)
+        rrl = server.rrl
+        if response is not None and rrl is not None:
+            sent = rrl.filter(response, host)
+            if sent is not response:  # slipped (truncated) or dropped: count what is sent
+                response, counted = sent, None
+        if counted is None:
+            server.metrics.observe("udp", response, perf_counter() - start)
+        else:
+            server.metrics.count(counted, perf_counter() - start)
         if response is not None and self._transport is not None:
             self._transport.sendto(response, addr)
 
@@ -156,13 +168,13 @@ class _TcpProtocol(asyncio.Protocol):
             self._timer = loop.call_later(server.tcp_message_timeout, self._check_idle)
         out: list[bytes] = []
         for message in messages:
-            start = time.perf_counter()
+            start = perf_counter()
             try:
                 response = answer(message, server.table, self._client)
             except Exception:
                 log.exception("dns.answer_failed", transport=self._kind, client=self._client.host)
                 response = None
-            server.metrics.observe(self._kind, response, time.perf_counter() - start)
+            server.metrics.observe(self._kind, response, perf_counter() - start)
             if response is None:
                 continue
             if type(response) is Transfer:
@@ -252,7 +264,8 @@ class DnsServer:
         self.metrics = metrics or DnsMetrics()
         self.metrics.watch_table(lambda: self.table)
         self.rrl = rrl  # UDP response-rate limiting (rrl.py); None: off
-        self.packet_cache = PacketCache()  # UDP answers by query bytes, per table
+        # UDP answers by query bytes, per table, each with what it adds to the metrics
+        self.packet_cache: PacketCache[Tally] = PacketCache()
         self.metrics.watch_packet_cache(self.packet_cache)
         if rrl is not None:
             self.metrics.watch_rrl(rrl)

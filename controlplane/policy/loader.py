@@ -23,6 +23,7 @@ from pathlib import Path
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
 from controlplane.policy.crosscheck import Located, cross_check
+from controlplane.policy.docmemo import DocMemo
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
 from controlplane.policy.model import Model, SourceRef, document_hash
@@ -158,6 +159,9 @@ class FileCache:
         self._seen: dict[str, tuple[bytes, ParsedFile]] = {}
         self.lock = threading.Lock()
         self.parsed_last = 0  # files parsed (not taken from the cache) by the last load
+        #: per-document cross-check problems and warnings of the last load (``docmemo``)
+        self.problems = DocMemo()
+        self.warnings = DocMemo()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -261,17 +265,19 @@ def _load_texts(
         for item, digest in zip(parsed.located, parsed.hashes, strict=True):
             hashes[id(item.doc)] = digest
         sources.update(parsed.sources)
-    if not unreadable:
-        problems += cross_check(located, frozenset(failed))
-    if problems:
-        raise PolicyError(problems)
 
     def hash_of(doc: AnyDocument) -> str:
         return hashes[id(doc)]
 
-    return Model.build(
-        (item.doc for item in located), sources, policy_warnings(located), hash_of=hash_of
-    )
+    if unreadable:
+        cache.problems.keep_only(located, hash_of)
+    else:
+        problems += cross_check(located, frozenset(failed), cache.problems, hash_of)
+    if problems:
+        cache.warnings.keep_only(located, hash_of)
+        raise PolicyError(problems)
+    warnings = policy_warnings(located, cache.warnings, hash_of)
+    return Model.build((item.doc for item in located), sources, warnings, hash_of=hash_of)
 
 
 def _identity(data: object) -> tuple[str, str]:

@@ -1,0 +1,136 @@
+"""Per-document check results kept from one load to the next, re-made only where they can change.
+
+A per-document check (``crosscheck``: references, weights; ``advice``: warnings) reads its
+document and a few facts about the rest of the set: whether a Service or Cluster of some name
+exists and what it holds, which regions and zones exist, a service's residency, which documents
+failed to validate. The check notes each fact it reads as a ``Token``; ``DocMemo`` keeps, per
+document, the problems found and those tokens, with the ``Facts`` of the load they were made in.
+At the next load a document's problems are taken again when the document is the same and no
+token it read changed between the two ``Facts``; otherwise it is checked again. A document is
+the same when it is the very object of the last load (its file unchanged: the file cache gives
+the same objects, so its lines are the same too), or, for a document without problems (nothing
+located to go stale), when its file, kind, name and ``document_hash`` are the same.
+
+Bounded by the documents of the last run: each run keeps only the entries of its documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from controlplane.errors import Problem
+
+if TYPE_CHECKING:
+    from controlplane.policy.crosscheck import Located
+    from controlplane.policy.documents import AnyDocument
+
+#: ("Service" | "Cluster" | "RoutePolicy" | any kind, name): that document (first of its name)
+#: and whether a document of that kind and name failed to validate; ("region", r): whether a
+#: cluster is in r and in which zones; ("residency", service); ("known", kind or "region"): every
+#: name of that kind (a message lists the first); A_CLUSTER_FAILED: whether any Cluster failed
+Token = tuple[str, ...]
+A_CLUSTER_FAILED: Token = ("a Cluster failed",)
+NAMED_KINDS = ("Cluster", "Service", "RoutePolicy")
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What per-document checks may read about the rest of the set, as comparable values."""
+
+    names: Mapping[str, Mapping[str, str]]  # kind -> name -> document_hash of the first
+    failed: frozenset[tuple[str, str]] = frozenset()
+    regions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # region -> zones
+    residency: Mapping[str, frozenset[str]] = field(default_factory=dict)  # service -> regions
+
+
+def changed_tokens(old: Facts, new: Facts) -> set[Token]:
+    """Every token whose value differs between two loads."""
+    out: set[Token] = set()
+    for kind in NAMED_KINDS:
+        before, after = old.names.get(kind, {}), new.names.get(kind, {})
+        out.update((kind, name) for name, _ in before.items() ^ after.items())
+        if before.keys() != after.keys():
+            out.add(("known", kind))
+    if old.failed != new.failed:
+        out.update(old.failed ^ new.failed)
+        if any(k == "Cluster" for k, _ in old.failed) != any(k == "Cluster" for k, _ in new.failed):
+            out.add(A_CLUSTER_FAILED)
+    if old.regions != new.regions:
+        out.update(("region", r) for r, _ in old.regions.items() ^ new.regions.items())
+        if old.regions.keys() != new.regions.keys():
+            out.add(("known", "region"))
+    if old.residency != new.residency:
+        out.update(("residency", s) for s, _ in old.residency.items() ^ new.residency.items())
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    item: Located  # held so that its id() names it as long as the entry lives
+    found: tuple[Problem, ...]
+    deps: frozenset[Token]
+
+
+Check = Callable[["Located"], tuple[list[Problem], frozenset[Token]]]
+_Key = tuple[str, str, str, str]  # file, kind, name, document_hash
+
+
+class DocMemo:
+    """One per-document check's results from the last run (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._facts: Facts | None = None
+        self._entries: dict[int, _Entry] = {}  # id(Located) -> entry
+        self._clean: dict[_Key, frozenset[Token]] = {}  # documents without problems -> deps
+        self.checked_last = 0  # documents checked (not taken from the last run) by the last run
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def run(
+        self,
+        located: Sequence[Located],
+        facts: Facts,
+        hash_of: Callable[[AnyDocument], str],
+        check: Check,
+        kinds: tuple[type, ...],
+    ) -> list[Problem]:
+        """The problems of ``check`` over every document of ``kinds`` in ``located``, in order."""
+        first = self._facts is None  # nothing kept yet: check everything
+        changed = set() if self._facts is None else changed_tokens(self._facts, facts)
+        entries: dict[int, _Entry] = {}
+        clean: dict[_Key, frozenset[Token]] = {}
+        out: list[Problem] = []
+        checked = 0
+        for item in located:
+            doc = item.doc
+            if not isinstance(doc, kinds):
+                continue
+            key = (item.raw.file, doc.kind, doc.name, hash_of(doc))
+            entry = None if first else self._entries.get(id(item))
+            if entry is None or entry.item is not item or not entry.deps.isdisjoint(changed):
+                deps = None if first else self._clean.get(key)
+                if deps is not None and deps.isdisjoint(changed):
+                    entry = _Entry(item, (), deps)
+                else:
+                    found, deps = check(item)
+                    entry = _Entry(item, tuple(found), deps)
+                    checked += 1
+            entries[id(item)] = entry
+            if entry.found:
+                out += entry.found
+            else:
+                clean[key] = entry.deps
+        self._facts, self._entries, self._clean = facts, entries, clean
+        self.checked_last = checked
+        return out
+
+    def keep_only(self, located: Sequence[Located], hash_of: Callable[[AnyDocument], str]) -> None:
+        """Drop what is not about a document of ``located`` (a load that did not run the check,
+        or stopped before it): still right for the ``Facts`` kept, and bounded by this load."""
+        ids = {id(item) for item in located}
+        self._entries = {i: e for i, e in self._entries.items() if i in ids}
+        keys = {(i.raw.file, i.doc.kind, i.doc.name, hash_of(i.doc)) for i in located}
+        self._clean = {k: d for k, d in self._clean.items() if k in keys}

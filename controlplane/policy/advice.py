@@ -13,10 +13,10 @@ Not errors (the set loads and serves); ``ubiq validate`` prints them, located li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from controlplane.errors import Problem
-from controlplane.policy.crosscheck import Located
+from controlplane.policy.crosscheck import Located, SetIndex
 from controlplane.policy.docmemo import DocMemo, Facts, Token
 from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service, TrafficPolicy
 from controlplane.policy.route import HttpRule
@@ -36,9 +36,14 @@ class _Seen:
     """The Services and Clusters the warnings look up; each look-up is noted in ``reads``
     (``docmemo`` tokens) so that a document's warnings can be kept until one of them changes."""
 
-    def __init__(self, located: list[Located]) -> None:
-        self.services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
-        self.clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
+    def __init__(self, located: list[Located], index: SetIndex | None = None) -> None:
+        self.index = index
+        if index is not None:  # the first of a name, not the last: the same in a valid set
+            self.services: dict[str, Service] = index.named["Service"]  # type: ignore[assignment]
+            self.clusters: dict[str, Cluster] = index.named["Cluster"]  # type: ignore[assignment]
+        else:
+            self.services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
+            self.clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
         self.reads: set[Token] = set()
 
     def service(self, name: str) -> Service | None:
@@ -54,6 +59,8 @@ class _Seen:
         return svc is not None and any(p.protocol == "GRPC" for p in svc.spec.ports)
 
     def facts(self, hash_of: Callable[[AnyDocument], str]) -> Facts:
+        if self.index is not None:
+            return Facts(names=self.index.hashes)
         return Facts(
             names={
                 "Service": {n: hash_of(d) for n, d in self.services.items()},
@@ -66,10 +73,13 @@ def policy_warnings(
     located: list[Located],
     memo: DocMemo | None = None,
     hash_of: Callable[[AnyDocument], str] | None = None,
+    index: SetIndex | None = None,
+    files: Sequence[tuple[str, Sequence[Located]]] | None = None,
 ) -> list[Problem]:
     """The warnings, in document order. With ``memo`` and ``hash_of``, a document's warnings
-    are taken from the last run unless it or a Service/Cluster it looked up changed."""
-    seen = _Seen(located)
+    are taken from the last run unless it or a Service/Cluster it looked up changed.
+    ``index``: the documents' ``crosscheck.SetIndex`` (of a set that passed the checks)."""
+    seen = _Seen(located, index)
     if memo is None or hash_of is None:
         out: list[Problem] = []
         for item in located:
@@ -81,7 +91,8 @@ def policy_warnings(
         found = list(_document_warnings(seen, item))
         return found, frozenset(seen.reads)
 
-    return memo.run(located, seen.facts(hash_of), hash_of, check, (TrafficPolicy, RoutePolicy))
+    groups = [("", located)] if files is None else files
+    return memo.run(groups, seen.facts(hash_of), hash_of, check, (TrafficPolicy, RoutePolicy))
 
 
 def _document_warnings(seen: _Seen, item: Located) -> Iterator[Problem]:

@@ -6,11 +6,11 @@ line map of the document it came from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from controlplane.errors import Problem
-from controlplane.policy.docmemo import A_CLUSTER_FAILED, DocMemo, Facts, Token
+from controlplane.policy.docmemo import A_CLUSTER_FAILED, NAMED_KINDS, DocMemo, Facts, Token
 from controlplane.policy.documents import (
     AnyDocument,
     Canary,
@@ -37,28 +37,115 @@ class Located:
         return f"{self.raw.file}:{self.raw.line_of(('metadata', 'name'))}"
 
 
+@dataclass(frozen=True, slots=True)
+class FileIndex:
+    """One file's share of what the checks over the whole set read, made once per parsed file
+    (``index_file``) so that a reload merges a few dicts per file instead of walking every
+    document. Within a file the first document of a name wins, as across files."""
+
+    keys: tuple[tuple[str, str], ...]  # (kind, name) of every document, in order
+    named: Mapping[str, Mapping[str, AnyDocument]]  # Cluster/Service/RoutePolicy -> name -> doc
+    hashes: Mapping[str, Mapping[str, str]]  # the same -> document_hash
+    residency: Mapping[str, frozenset[str]]  # Placement's service -> regions (the last wins)
+    hosts: tuple[str, ...]  # every RoutePolicy host, without a trailing dot
+    networks: tuple[str, ...]  # every client-group network of every GlobalService
+    targets: tuple[tuple[str | None, ...], ...]  # TrafficPolicy, Placement and DNS-name targets
+
+
+def index_file(located: Sequence[Located], hashes: Sequence[str]) -> FileIndex:
+    named: dict[str, dict[str, AnyDocument]] = {kind: {} for kind in NAMED_KINDS}
+    digests: dict[str, dict[str, str]] = {kind: {} for kind in NAMED_KINDS}
+    residency: dict[str, frozenset[str]] = {}
+    hosts: list[str] = []
+    networks: list[str] = []
+    targets: list[tuple[str | None, ...]] = []
+    for item, digest in zip(located, hashes, strict=True):
+        d = item.doc
+        if d.kind in named and d.name not in named[d.kind]:
+            named[d.kind][d.name] = d
+            digests[d.kind][d.name] = digest
+        if isinstance(d, RoutePolicy):
+            hosts += (host.rstrip(".") for host in d.spec.hosts)
+        elif isinstance(d, TrafficPolicy):
+            targets.append(("TrafficPolicy", d.spec.service, d.spec.subset))
+        elif isinstance(d, Placement):
+            targets.append(("Placement", d.spec.service))
+            if d.spec.residency is not None:
+                residency[d.spec.service] = frozenset(d.spec.residency.regions)
+        elif isinstance(d, GlobalService):
+            for name in (d.spec.name, *d.spec.aliases):
+                targets.append(("GlobalService", name.rstrip(".")))
+            networks += (n for group in d.spec.client_groups for n in group.cidrs)
+    return FileIndex(
+        keys=tuple((item.doc.kind, item.doc.name) for item in located),
+        named=named,
+        hashes=digests,
+        residency=residency,
+        hosts=tuple(hosts),
+        networks=tuple(networks),
+        targets=tuple(targets),
+    )
+
+
+class SetIndex:
+    """The files' ``FileIndex``es merged, in file order: the named documents (first wins), their
+    hashes, residencies, and whether names, hosts, networks and targets are all distinct (then
+    the checks for clashes have nothing to report and need not walk the documents)."""
+
+    def __init__(self, files: Sequence[FileIndex]) -> None:
+        self.named: dict[str, dict[str, AnyDocument]] = {kind: {} for kind in NAMED_KINDS}
+        self.hashes: dict[str, dict[str, str]] = {kind: {} for kind in NAMED_KINDS}
+        for f in reversed(files):  # the first file's documents are set last: the first wins
+            for kind in NAMED_KINDS:
+                self.named[kind].update(f.named[kind])
+                self.hashes[kind].update(f.hashes[kind])
+        self.residency: dict[str, frozenset[str]] = {}
+        for f in files:
+            self.residency.update(f.residency)
+        self.distinct_names = _distinct([f.keys for f in files])
+        self.distinct_hosts = _distinct([f.hosts for f in files])
+        self.distinct_networks = _distinct([f.networks for f in files])
+        self.distinct_targets = _distinct([f.targets for f in files])
+
+
+def _distinct(parts: Sequence[Sequence[Hashable]]) -> bool:
+    return sum(len(p) for p in parts) == len(set().union(*parts))
+
+
 class _World:
     """The indexes the per-document checks read. Every read goes through a method that notes
     what it read (``reads``: ``docmemo`` tokens), so a check's result can be kept until one of
     those facts changes."""
 
-    def __init__(self, located: list[Located], failed: frozenset[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        located: list[Located],
+        failed: frozenset[tuple[str, str]],
+        index: SetIndex | None = None,
+    ) -> None:
         self.failed = failed  # (kind, name) of documents that did not validate: not "unknown"
         self.reads: set[Token] = set()
+        self.index = index
         clusters: dict[str, Cluster] = {}
         services: dict[str, Service] = {}
         routes: dict[str, RoutePolicy] = {}
         residency: dict[str, frozenset[str]] = {}
-        for item in located:
-            d = item.doc
-            if isinstance(d, Cluster):
-                clusters.setdefault(d.name, d)
-            elif isinstance(d, Service):
-                services.setdefault(d.name, d)
-            elif isinstance(d, RoutePolicy):
-                routes.setdefault(d.name, d)
-            elif isinstance(d, Placement) and d.spec.residency is not None:
-                residency[d.spec.service] = frozenset(d.spec.residency.regions)
+        if index is not None:
+            clusters = index.named["Cluster"]  # type: ignore[assignment]
+            services = index.named["Service"]  # type: ignore[assignment]
+            routes = index.named["RoutePolicy"]  # type: ignore[assignment]
+            residency = index.residency
+        else:
+            for item in located:
+                d = item.doc
+                if isinstance(d, Cluster):
+                    clusters.setdefault(d.name, d)
+                elif isinstance(d, Service):
+                    services.setdefault(d.name, d)
+                elif isinstance(d, RoutePolicy):
+                    routes.setdefault(d.name, d)
+                elif isinstance(d, Placement) and d.spec.residency is not None:
+                    residency[d.spec.service] = frozenset(d.spec.residency.regions)
         self.clusters = clusters
         self.services = services
         self.routes = routes
@@ -69,6 +156,13 @@ class _World:
         self.zones: dict[str, frozenset[str]] = {r: frozenset(z) for r, z in zones.items()}
 
     def facts(self, hash_of: Callable[[AnyDocument], str]) -> Facts:
+        if self.index is not None:
+            return Facts(
+                names=self.index.hashes,
+                failed=self.failed,
+                regions=self.zones,
+                residency=self.residency,
+            )
         return Facts(
             names={
                 "Cluster": {n: hash_of(d) for n, d in self.clusters.items()},
@@ -130,16 +224,22 @@ def cross_check(
     failed: frozenset[tuple[str, str]] = frozenset(),
     memo: DocMemo | None = None,
     hash_of: Callable[[AnyDocument], str] | None = None,
+    index: SetIndex | None = None,
+    files: Sequence[tuple[str, Sequence[Located]]] | None = None,
 ) -> list[Problem]:
     """Problems across documents; references to ``failed`` documents are not reported again.
+    ``index``: the same documents' ``SetIndex``, so that the indexes are merged, not built.
 
     With ``memo`` (and ``hash_of``, each document's ``document_hash``), a document's own
     problems are taken from the last check when neither it nor any fact its check read changed
     (``docmemo``); the checks over the whole set (unique names, hosts, targets, client-group
     networks) run every time. Same problems, same order."""
-    world = _World(located, failed)
-    problems = list(_unique_names(located))
-    problems += _unique_hosts(located)
+    world = _World(located, failed, index)
+    problems: list[Problem] = []
+    if index is None or not index.distinct_names:
+        problems += _unique_names(located)
+    if index is None or not index.distinct_hosts:
+        problems += _unique_hosts(located)
     if memo is None or hash_of is None:
         for item in located:
             problems += _check_document(world, item)
@@ -150,9 +250,12 @@ def cross_check(
             found = list(_check_document(world, item))
             return found, frozenset(world.reads)
 
-        problems += memo.run(located, world.facts(hash_of), hash_of, check, _CHECKED)
-    problems += _unique_targets(located)
-    problems += _client_group_networks(located)
+        groups = [("", located)] if files is None else files
+        problems += memo.run(groups, world.facts(hash_of), hash_of, check, _CHECKED)
+    if index is None or not index.distinct_targets:
+        problems += _unique_targets(located)
+    if index is None or not index.distinct_networks:
+        problems += _client_group_networks(located)
     return problems
 
 

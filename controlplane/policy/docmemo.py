@@ -66,15 +66,28 @@ def changed_tokens(old: Facts, new: Facts) -> set[Token]:
     return out
 
 
+Check = Callable[["Located"], tuple[list[Problem], frozenset[Token]]]
+_Key = tuple[str, str, str, str]  # file, kind, name, document_hash
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     item: Located  # held so that its id() names it as long as the entry lives
+    key: _Key
     found: tuple[Problem, ...]
     deps: frozenset[Token]
 
 
-Check = Callable[["Located"], tuple[list[Problem], frozenset[Token]]]
-_Key = tuple[str, str, str, str]  # file, kind, name, document_hash
+@dataclass(frozen=True, slots=True)
+class _File:
+    """One file's entries, and what they found and read together: an unchanged file none of
+    whose reads changed is taken whole, without a look at each document."""
+
+    located: Sequence[Located]  # the very sequence of the load (the file cache keeps it)
+    entries: Mapping[int, _Entry]  # id(Located) -> entry
+    clean: Mapping[_Key, frozenset[Token]]  # documents without problems -> deps
+    found: tuple[Problem, ...]
+    deps: frozenset[Token]
 
 
 class DocMemo:
@@ -82,55 +95,66 @@ class DocMemo:
 
     def __init__(self) -> None:
         self._facts: Facts | None = None
-        self._entries: dict[int, _Entry] = {}  # id(Located) -> entry
-        self._clean: dict[_Key, frozenset[Token]] = {}  # documents without problems -> deps
+        self._files: dict[str, _File] = {}
         self.checked_last = 0  # documents checked (not taken from the last run) by the last run
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(f.entries) for f in self._files.values())
 
     def run(
         self,
-        located: Sequence[Located],
+        files: Sequence[tuple[str, Sequence[Located]]],
         facts: Facts,
         hash_of: Callable[[AnyDocument], str],
         check: Check,
         kinds: tuple[type, ...],
     ) -> list[Problem]:
-        """The problems of ``check`` over every document of ``kinds`` in ``located``, in order."""
+        """The problems of ``check`` over every document of ``kinds`` in ``files`` (name and
+        valid documents of each), in order."""
         first = self._facts is None  # nothing kept yet: check everything
         changed = set() if self._facts is None else changed_tokens(self._facts, facts)
-        entries: dict[int, _Entry] = {}
-        clean: dict[_Key, frozenset[Token]] = {}
+        kept: dict[str, _File] = {}
         out: list[Problem] = []
         checked = 0
-        for item in located:
-            doc = item.doc
-            if not isinstance(doc, kinds):
+        for name, located in files:
+            old = None if first else self._files.get(name)
+            if old is not None and old.located is located and old.deps.isdisjoint(changed):
+                kept[name] = old
+                out += old.found
                 continue
-            key = (item.raw.file, doc.kind, doc.name, hash_of(doc))
-            entry = None if first else self._entries.get(id(item))
-            if entry is None or entry.item is not item or not entry.deps.isdisjoint(changed):
-                deps = None if first else self._clean.get(key)
-                if deps is not None and deps.isdisjoint(changed):
-                    entry = _Entry(item, (), deps)
+            same = old is not None and old.located is located
+            entries: dict[int, _Entry] = {}
+            clean: dict[_Key, frozenset[Token]] = {}
+            found: list[Problem] = []
+            for item in located:
+                doc = item.doc
+                if not isinstance(doc, kinds):
+                    continue
+                entry = old.entries.get(id(item)) if same and old is not None else None
+                if entry is None or not entry.deps.isdisjoint(changed):
+                    key = (item.raw.file, doc.kind, doc.metadata.name, hash_of(doc))
+                    deps = None if old is None else old.clean.get(key)
+                    if deps is not None and deps.isdisjoint(changed):
+                        entry = _Entry(item, key, (), deps)
+                    else:
+                        problems, deps = check(item)
+                        entry = _Entry(item, key, tuple(problems), deps)
+                        checked += 1
+                entries[id(item)] = entry
+                if entry.found:
+                    found += entry.found
                 else:
-                    found, deps = check(item)
-                    entry = _Entry(item, tuple(found), deps)
-                    checked += 1
-            entries[id(item)] = entry
-            if entry.found:
-                out += entry.found
-            else:
-                clean[key] = entry.deps
-        self._facts, self._entries, self._clean = facts, entries, clean
+                    clean[entry.key] = entry.deps
+            deps_all = frozenset().union(*(e.deps for e in entries.values()))
+            kept[name] = _File(located, entries, clean, tuple(found), deps_all)
+            out += found
+        self._facts, self._files = facts, kept
         self.checked_last = checked
         return out
 
-    def keep_only(self, located: Sequence[Located], hash_of: Callable[[AnyDocument], str]) -> None:
-        """Drop what is not about a document of ``located`` (a load that did not run the check,
-        or stopped before it): still right for the ``Facts`` kept, and bounded by this load."""
-        ids = {id(item) for item in located}
-        self._entries = {i: e for i, e in self._entries.items() if i in ids}
-        keys = {(i.raw.file, i.doc.kind, i.doc.name, hash_of(i.doc)) for i in located}
-        self._clean = {k: d for k, d in self._clean.items() if k in keys}
+    def keep_only(self, files: Sequence[tuple[str, Sequence[Located]]]) -> None:
+        """Drop what is not about a file of ``files`` as it is now (a load that did not run the
+        check, or stopped before it): still right for the ``Facts`` kept, and bounded by this
+        load."""
+        now = dict(files)
+        self._files = {n: f for n, f in self._files.items() if now.get(n) is f.located}

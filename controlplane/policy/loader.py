@@ -22,7 +22,7 @@ from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
-from controlplane.policy.crosscheck import Located, cross_check
+from controlplane.policy.crosscheck import FileIndex, Located, SetIndex, cross_check, index_file
 from controlplane.policy.docmemo import DocMemo
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
@@ -154,7 +154,10 @@ class FileCache:
     entries of at most MAX_TOTAL_BYTES of content together. Loads that share a cache run one at
     a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, incremental_checks: bool = True) -> None:
+        """``incremental_checks=False``: the cross-checks and warnings run on the whole set at
+        every load (only parsing is cached); the benchmark's "before"."""
+        self.incremental_checks = incremental_checks
         self._entries: dict[str, tuple[bytes, ParsedFile]] = {}
         self._seen: dict[str, tuple[bytes, ParsedFile]] = {}
         self.lock = threading.Lock()
@@ -162,6 +165,7 @@ class FileCache:
         #: per-document cross-check problems and warnings of the last load (``docmemo``)
         self.problems = DocMemo()
         self.warnings = DocMemo()
+        self._indexes: dict[str, tuple[ParsedFile, FileIndex]] = {}  # of the last load's files
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -202,6 +206,15 @@ class FileCache:
     def end(self) -> None:
         """Keep the files of this load only."""
         self._entries, self._seen = self._seen, {}
+        self._indexes = {n: i for n, i in self._indexes.items() if n in self._entries}
+
+    def index_of(self, name: str, parsed: ParsedFile) -> FileIndex:
+        """``crosscheck.index_file`` of a file of this load, made again only when it changed."""
+        kept = self._indexes.get(name)
+        if kept is None or kept[0] is not parsed:
+            kept = (parsed, index_file(parsed.located, parsed.hashes))
+            self._indexes[name] = kept
+        return kept[1]
 
 
 def _digest(content: bytes | str) -> bytes:
@@ -236,6 +249,8 @@ def _load_texts(
     sources: dict[tuple[str, str], SourceRef] = {}
     failed: set[tuple[str, str]] = set()
     unreadable = False  # a file we could not parse may define anything: skip cross-checks
+    indexes: list[FileIndex] = []
+    files: list[tuple[str, Sequence[Located]]] = []  # each readable file's valid documents
     items: list[tuple[str, bytes | str]] = []
     total = documents = 0
     for name, content in texts:
@@ -262,6 +277,8 @@ def _load_texts(
         problems.extend(parsed.problems)
         failed |= parsed.failed
         located.extend(parsed.located)
+        indexes.append(cache.index_of(name, parsed))
+        files.append((name, parsed.located))
         for item, digest in zip(parsed.located, parsed.hashes, strict=True):
             hashes[id(item.doc)] = digest
         sources.update(parsed.sources)
@@ -269,14 +286,18 @@ def _load_texts(
     def hash_of(doc: AnyDocument) -> str:
         return hashes[id(doc)]
 
+    incremental = cache.incremental_checks
+    index = SetIndex(indexes) if incremental else None
     if unreadable:
-        cache.problems.keep_only(located, hash_of)
+        cache.problems.keep_only(files)
     else:
-        problems += cross_check(located, frozenset(failed), cache.problems, hash_of)
+        memo = cache.problems if incremental else None
+        problems += cross_check(located, frozenset(failed), memo, hash_of, index, files)
     if problems:
-        cache.warnings.keep_only(located, hash_of)
+        cache.warnings.keep_only(files)
         raise PolicyError(problems)
-    warnings = policy_warnings(located, cache.warnings, hash_of)
+    memo = cache.warnings if incremental else None
+    warnings = policy_warnings(located, memo, hash_of, index, files)
     return Model.build((item.doc for item in located), sources, warnings, hash_of=hash_of)
 
 

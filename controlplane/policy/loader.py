@@ -26,7 +26,7 @@ from controlplane.policy.crosscheck import FileIndex, Located, SetIndex, cross_c
 from controlplane.policy.docmemo import DocMemo
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
-from controlplane.policy.model import Model, SourceRef, document_hash
+from controlplane.policy.model import KIND_ORDER, Model, SourceRef, document_hash
 from controlplane.policy.parallel_parse import parse_files
 from controlplane.policy.validate import validate_document
 from controlplane.policy.yamlsource import decode, parse_documents
@@ -166,6 +166,8 @@ class FileCache:
         self.problems = DocMemo()
         self.warnings = DocMemo()
         self._indexes: dict[str, tuple[ParsedFile, FileIndex]] = {}  # of the last load's files
+        #: the last Model made and the files it was made of (``Model.build(reuse=...)``)
+        self._model: tuple[Model, dict[str, ParsedFile]] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -207,6 +209,24 @@ class FileCache:
         """Keep the files of this load only."""
         self._entries, self._seen = self._seen, {}
         self._indexes = {n: i for n, i in self._indexes.items() if n in self._entries}
+
+    def reuse(self, files: dict[str, ParsedFile]) -> tuple[Model, frozenset[str]] | None:
+        """The last Model and the kinds of document no file changed since it (a file that
+        changed, came or went changes the kinds of its documents, before and after)."""
+        if self._model is None or not self.incremental_checks:
+            return None
+        model, before = self._model
+        touched: set[str] = set()
+        for name in before.keys() | files.keys():
+            old, new = before.get(name), files.get(name)
+            if old is not new:
+                for parsed in (old, new):
+                    if parsed is not None:
+                        touched.update(item.doc.kind for item in parsed.located)
+        return model, frozenset(KIND_ORDER) - touched
+
+    def made(self, model: Model, files: dict[str, ParsedFile]) -> None:
+        self._model = (model, files)
 
     def index_of(self, name: str, parsed: ParsedFile) -> FileIndex:
         """``crosscheck.index_file`` of a file of this load, made again only when it changed."""
@@ -264,7 +284,8 @@ def _load_texts(
                 ]
             )
         items.append((name, content))
-    for (name, _), parsed in zip(items, cache.get_all(items, workers), strict=True):
+    all_parsed = cache.get_all(items, workers)
+    for (name, _), parsed in zip(items, all_parsed, strict=True):
         if parsed.unreadable:
             problems.extend(parsed.problems)
             unreadable = True
@@ -298,7 +319,16 @@ def _load_texts(
         raise PolicyError(problems)
     memo = cache.warnings if incremental else None
     warnings = policy_warnings(located, memo, hash_of, index, files)
-    return Model.build((item.doc for item in located), sources, warnings, hash_of=hash_of)
+    parsed_files = dict(zip((name for name, _ in items), all_parsed, strict=True))
+    model = Model.build(
+        (item.doc for item in located),
+        sources,
+        warnings,
+        hash_of=hash_of,
+        reuse=cache.reuse(parsed_files),
+    )
+    cache.made(model, parsed_files)
+    return model
 
 
 def _identity(data: object) -> tuple[str, str]:

@@ -214,6 +214,15 @@ def outcome(load: Callable[..., Model], *args: Any) -> tuple[str, Any]:
             dict(model.document_hashes),
             dict(model.sources),
             model.warnings,
+            model.summary(),
+            model.grpc_services,
+            {name: model.placement_for(name) for name in model.services},
+            {
+                (t.spec.service, t.spec.subset): model.traffic_policy_for(
+                    t.spec.service, t.spec.subset
+                )
+                for t in model.traffic_policies.values()
+            },
         ),
     )
 
@@ -286,9 +295,12 @@ def test_a_reload_parses_only_the_file_that_changed(tmp_path: Path) -> None:
     second = load_directory(tmp_path, cache)
     assert cache.parsed_last == 1
     assert second.hash == load_directory(tmp_path).hash != first.hash
-    # documents of unchanged files are the very objects of the last load
+    # documents of unchanged files are the very objects of the last load, and the kinds no
+    # changed file holds are the very mappings of the last Model
     assert second.services["web"] is first.services["web"]
     assert second.clusters["c2"] is first.clusters["c2"]
+    assert second.services is first.services
+    assert second.route_policies is not first.route_policies
     (tmp_path / "clusters.yaml").unlink()
     try:
         load_directory(tmp_path, cache)

@@ -228,12 +228,14 @@ def cross_check(
     files: Sequence[tuple[str, Sequence[Located]]] | None = None,
 ) -> list[Problem]:
     """Problems across documents; references to ``failed`` documents are not reported again.
-    ``index``: the same documents' ``SetIndex``, so that the indexes are merged, not built.
+    ``index``: the same documents' ``SetIndex``, so that the indexes are merged, not built;
+    ``files``: the same documents by file (name, documents), for ``memo`` to keep per file.
 
     With ``memo`` (and ``hash_of``, each document's ``document_hash``), a document's own
     problems are taken from the last check when neither it nor any fact its check read changed
     (``docmemo``); the checks over the whole set (unique names, hosts, targets, client-group
-    networks) run every time. Same problems, same order."""
+    networks) run every time (with ``index``: walk the documents only if a clash exists). Same
+    problems, same order."""
     world = _World(located, failed, index)
     problems: list[Problem] = []
     if index is None or not index.distinct_names:

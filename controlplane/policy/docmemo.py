@@ -11,7 +11,11 @@ the same when it is the very object of the last load (its file unchanged: the fi
 the same objects, so its lines are the same too), or, for a document without problems (nothing
 located to go stale), when its file, kind, name and ``document_hash`` are the same.
 
-Bounded by the documents of the last run: each run keeps only the entries of its documents.
+Entries are kept per file: a file whose documents are the same objects and none of whose
+documents' tokens changed is taken whole (its problems in one step), so a reload that changed one
+small file looks at that file's documents and at the files whose facts changed, not at each of
+the other documents. Bounded by the documents of the last run: each run keeps only the entries of
+its files.
 """
 
 from __future__ import annotations

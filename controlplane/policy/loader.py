@@ -5,8 +5,11 @@ check passes; otherwise it raises PolicyError listing every problem found (not j
 
 Given a ``FileCache`` (the watched store keeps one), a file whose name and content are unchanged
 since the last load is not parsed or validated again: its documents, their problems and hashes come
-from the cache. The checks across documents, the warnings and the Model are still made from the
-whole set, so the result (Model or problems, in order) is the one a load without cache gives.
+from the cache. The cache also keeps each document's cross-check problems and warnings
+(``docmemo``: checked again only when the document or a fact its check read changed), each file's
+share of the whole-set indexes (``crosscheck.FileIndex``) and the last Model (whose kinds no
+changed file holds are taken again), so the result (Model or problems, in order) is the one a load
+without cache gives.
 """
 
 from __future__ import annotations
@@ -151,8 +154,10 @@ class FileCache:
     reload parses and validates only the files that changed (1,000 services: the whole set took
     0.3-2 s, one changed file a few ms). Bounded by the policy set itself: after each load only
     the files of that load are kept (a file that vanished is dropped), so at most MAX_FILES
-    entries of at most MAX_TOTAL_BYTES of content together. Loads that share a cache run one at
-    a time."""
+    entries of at most MAX_TOTAL_BYTES of content together. The per-document check results
+    (``problems``, ``warnings``: ``docmemo.DocMemo``) and the per-file indexes are kept for the
+    documents of the last load only, and the last Model made (the one serving) with its files.
+    Loads that share a cache run one at a time."""
 
     def __init__(self, *, incremental_checks: bool = True) -> None:
         """``incremental_checks=False``: the cross-checks and warnings run on the whole set at

@@ -50,6 +50,8 @@ class FileIndex:
     hosts: tuple[str, ...]  # every RoutePolicy host, without a trailing dot
     networks: tuple[str, ...]  # every client-group network of every GlobalService
     targets: tuple[tuple[str | None, ...], ...]  # TrafficPolicy, Placement and DNS-name targets
+    hash_by_id: Mapping[int, str]  # id(document) -> document_hash (the file cache keeps them)
+    by_kind: Mapping[str, tuple[AnyDocument, ...]]  # kind -> documents, in order
 
 
 def index_file(located: Sequence[Located], hashes: Sequence[str]) -> FileIndex:
@@ -76,7 +78,12 @@ def index_file(located: Sequence[Located], hashes: Sequence[str]) -> FileIndex:
             for name in (d.spec.name, *d.spec.aliases):
                 targets.append(("GlobalService", name.rstrip(".")))
             networks += (n for group in d.spec.client_groups for n in group.cidrs)
+    by_kind: dict[str, list[AnyDocument]] = {}
+    for item in located:
+        by_kind.setdefault(item.doc.kind, []).append(item.doc)
     return FileIndex(
+        hash_by_id={id(item.doc): digest for item, digest in zip(located, hashes, strict=True)},
+        by_kind={kind: tuple(docs) for kind, docs in by_kind.items()},
         keys=tuple((item.doc.kind, item.doc.name) for item in located),
         named=named,
         hashes=digests,

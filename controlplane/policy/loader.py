@@ -303,10 +303,10 @@ def _load_texts(
         problems.extend(parsed.problems)
         failed |= parsed.failed
         located.extend(parsed.located)
-        indexes.append(cache.index_of(name, parsed))
+        file_index = cache.index_of(name, parsed)
+        indexes.append(file_index)
         files.append((name, parsed.located))
-        for item, digest in zip(parsed.located, parsed.hashes, strict=True):
-            hashes[id(item.doc)] = digest
+        hashes.update(file_index.hash_by_id)
         sources.update(parsed.sources)
 
     def hash_of(doc: AnyDocument) -> str:
@@ -325,13 +325,16 @@ def _load_texts(
     memo = cache.warnings if incremental else None
     warnings = policy_warnings(located, memo, hash_of, index, files)
     parsed_files = dict(zip((name for name, _ in items), all_parsed, strict=True))
-    model = Model.build(
-        (item.doc for item in located),
-        sources,
-        warnings,
-        hash_of=hash_of,
-        reuse=cache.reuse(parsed_files),
-    )
+    reuse = cache.reuse(parsed_files)
+    same = reuse[1] if reuse is not None else frozenset[str]()
+    to_build = [  # the kinds taken from the last Model are left out (Model.build skips them)
+        doc
+        for kind in KIND_ORDER
+        if kind not in same
+        for file_index in indexes
+        for doc in file_index.by_kind.get(kind, ())
+    ]
+    model = Model.build(to_build, sources, warnings, hash_of=hash_of, reuse=reuse)
     cache.made(model, parsed_files)
     return model
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from controlplane.errors import Problem
-from controlplane.policy.crosscheck import Located, SetIndex
+from controlplane.policy.crosscheck import SetIndex
 from controlplane.policy.docmemo import DocMemo, Facts, Token
 from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service, TrafficPolicy
+from controlplane.policy.located import Located
 from controlplane.policy.route import HttpRule
 from controlplane.policy.route_order import effective_order, reordered_pairs
 from controlplane.policy.yamlsource import Path

@@ -21,20 +21,8 @@ from controlplane.policy.documents import (
     Service,
     TrafficPolicy,
 )
-from controlplane.policy.validate import format_path
-from controlplane.policy.yamlsource import Path, RawDocument
-
-
-@dataclass(frozen=True, slots=True)
-class Located:
-    doc: AnyDocument
-    raw: RawDocument
-
-    def problem(self, path: Path, message: str) -> Problem:
-        return Problem(self.raw.file, self.raw.line_of(path), format_path(path), message)
-
-    def where(self) -> str:
-        return f"{self.raw.file}:{self.raw.line_of(('metadata', 'name'))}"
+from controlplane.policy.located import Located as Located  # re-exported: bench.cold_start
+from controlplane.policy.yamlsource import Path
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from controlplane.errors import Problem
 
 if TYPE_CHECKING:
-    from controlplane.policy.crosscheck import Located
     from controlplane.policy.documents import AnyDocument
+    from controlplane.policy.located import Located
 
 #: ("Service" | "Cluster" | "RoutePolicy" | any kind, name): that document (first of its name)
 #: and whether a document of that kind and name failed to validate; ("region", r): whether a

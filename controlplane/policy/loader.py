@@ -25,10 +25,11 @@ from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
-from controlplane.policy.crosscheck import FileIndex, Located, SetIndex, cross_check, index_file
+from controlplane.policy.crosscheck import FileIndex, SetIndex, cross_check, index_file
 from controlplane.policy.docmemo import DocMemo
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
+from controlplane.policy.located import Located
 from controlplane.policy.model import KIND_ORDER, Model, SourceRef, document_hash
 from controlplane.policy.parallel_parse import parse_files
 from controlplane.policy.validate import validate_document

@@ -105,6 +105,10 @@ class DocMemo:
     def __len__(self) -> int:
         return sum(len(f.entries) for f in self._files.values())
 
+    def files(self) -> frozenset[str]:
+        """The files entries are kept for (those of the last run)."""
+        return frozenset(self._files)
+
     def run(
         self,
         files: Sequence[tuple[str, Sequence[Located]]],

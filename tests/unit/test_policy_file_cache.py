@@ -243,6 +243,9 @@ def test_incremental_load_texts_equals_a_full_load(
         texts = sorted(files.items())
         assert outcome(load_texts, texts, cache) == outcome(load_texts, texts)
         assert cache.names() == frozenset(files)  # files that vanished are dropped
+        # the check results kept are about files of this load only
+        assert cache.problems.files() <= frozenset(files)
+        assert cache.warnings.files() <= frozenset(files)
 
 
 @SAME

@@ -13,11 +13,13 @@ Not errors (the set loads and serves); ``ubiq validate`` prints them, located li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from controlplane.errors import Problem
-from controlplane.policy.crosscheck import Located
-from controlplane.policy.documents import Cluster, RoutePolicy, Service, TrafficPolicy
+from controlplane.policy.crosscheck import SetIndex
+from controlplane.policy.docmemo import DocMemo, Facts, Token
+from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service, TrafficPolicy
+from controlplane.policy.located import Located
 from controlplane.policy.route import HttpRule
 from controlplane.policy.route_order import effective_order, reordered_pairs
 from controlplane.policy.yamlsource import Path
@@ -31,23 +33,78 @@ GRPC_ALGORITHMS = frozenset({"ROUND_ROBIN", "RING_HASH", "LEAST_REQUEST"})
 PROXYLESS = "proxyless gRPC clients ignore"
 
 
-def policy_warnings(located: list[Located]) -> list[Problem]:
-    services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
-    grpc = {
-        name for name, svc in services.items() if any(p.protocol == "GRPC" for p in svc.spec.ports)
-    }
-    clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
-    out: list[Problem] = []
-    for item in located:
-        if isinstance(item.doc, TrafficPolicy):
-            out += _mutual_without_gateway(item, item.doc, services, clusters)
-        if isinstance(item.doc, RoutePolicy):
-            out += _rule_order(item, item.doc)
-            if _served_to_grpc(item.doc, services):
-                out += _proxyless_route(item, item.doc)
-        elif isinstance(item.doc, TrafficPolicy) and item.doc.spec.service in grpc:
-            out += _proxyless_traffic(item, item.doc)
-    return out
+class _Seen:
+    """The Services and Clusters the warnings look up; each look-up is noted in ``reads``
+    (``docmemo`` tokens) so that a document's warnings can be kept until one of them changes."""
+
+    def __init__(self, located: list[Located], index: SetIndex | None = None) -> None:
+        self.index = index
+        if index is not None:  # the first of a name, not the last: the same in a valid set
+            self.services: dict[str, Service] = index.named["Service"]  # type: ignore[assignment]
+            self.clusters: dict[str, Cluster] = index.named["Cluster"]  # type: ignore[assignment]
+        else:
+            self.services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
+            self.clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
+        self.reads: set[Token] = set()
+
+    def service(self, name: str) -> Service | None:
+        self.reads.add(("Service", name))
+        return self.services.get(name)
+
+    def cluster(self, name: str) -> Cluster | None:
+        self.reads.add(("Cluster", name))
+        return self.clusters.get(name)
+
+    def is_grpc(self, name: str) -> bool:
+        svc = self.service(name)
+        return svc is not None and any(p.protocol == "GRPC" for p in svc.spec.ports)
+
+    def facts(self, hash_of: Callable[[AnyDocument], str]) -> Facts:
+        if self.index is not None:
+            return Facts(names=self.index.hashes)
+        return Facts(
+            names={
+                "Service": {n: hash_of(d) for n, d in self.services.items()},
+                "Cluster": {n: hash_of(d) for n, d in self.clusters.items()},
+            }
+        )
+
+
+def policy_warnings(
+    located: list[Located],
+    memo: DocMemo | None = None,
+    hash_of: Callable[[AnyDocument], str] | None = None,
+    index: SetIndex | None = None,
+    files: Sequence[tuple[str, Sequence[Located]]] | None = None,
+) -> list[Problem]:
+    """The warnings, in document order. With ``memo`` and ``hash_of``, a document's warnings
+    are taken from the last run unless it or a Service/Cluster it looked up changed.
+    ``index``: the documents' ``crosscheck.SetIndex`` (of a set that passed the checks)."""
+    seen = _Seen(located, index)
+    if memo is None or hash_of is None:
+        out: list[Problem] = []
+        for item in located:
+            out += _document_warnings(seen, item)
+        return out
+
+    def check(item: Located) -> tuple[list[Problem], frozenset[Token]]:
+        seen.reads = set()
+        found = list(_document_warnings(seen, item))
+        return found, frozenset(seen.reads)
+
+    groups = [("", located)] if files is None else files
+    return memo.run(groups, seen.facts(hash_of), hash_of, check, (TrafficPolicy, RoutePolicy))
+
+
+def _document_warnings(seen: _Seen, item: Located) -> Iterator[Problem]:
+    if isinstance(item.doc, TrafficPolicy):
+        yield from _mutual_without_gateway(item, item.doc, seen)
+        if seen.is_grpc(item.doc.spec.service):
+            yield from _proxyless_traffic(item, item.doc)
+    elif isinstance(item.doc, RoutePolicy):
+        yield from _rule_order(item, item.doc)
+        if _served_to_grpc(item.doc, seen):
+            yield from _proxyless_route(item, item.doc)
 
 
 def _rule_order(item: Located, policy: RoutePolicy) -> Iterator[Problem]:
@@ -65,10 +122,10 @@ def _rule_order(item: Located, policy: RoutePolicy) -> Iterator[Problem]:
         )
 
 
-def _served_to_grpc(policy: RoutePolicy, services: dict[str, Service]) -> bool:
+def _served_to_grpc(policy: RoutePolicy, seen: _Seen) -> bool:
     for rule in policy.spec.http:
         for dest in rule.route:
-            svc = services.get(dest.service)
+            svc = seen.service(dest.service)
             if svc is None:
                 continue
             ports = svc.spec.ports
@@ -151,20 +208,20 @@ def _proxyless_traffic(item: Located, policy: TrafficPolicy) -> Iterator[Problem
             )
 
 
-def _mutual_without_gateway(
-    item: Located, policy: TrafficPolicy, services: dict[str, Service], clusters: dict[str, Cluster]
-) -> Iterator[Problem]:
+def _mutual_without_gateway(item: Located, policy: TrafficPolicy, seen: _Seen) -> Iterator[Problem]:
     tls = policy.spec.tls
-    service = services.get(policy.spec.service)
-    if tls is None or tls.mode != "ISTIO_MUTUAL" or service is None:
+    if tls is None or tls.mode != "ISTIO_MUTUAL":
+        return
+    service = seen.service(policy.spec.service)
+    if service is None:
         return
 
-    def no_port(name: str) -> bool:
-        gateway = clusters[name].spec.gateway
+    def no_port(cluster: Cluster) -> bool:
+        gateway = cluster.spec.gateway
         return gateway is None or gateway.mtls_port is None
 
-    closed = sorted({ep.cluster for ep in service.spec.endpoints if ep.cluster in clusters})
-    closed = [name for name in closed if no_port(name)]
+    found = {name: seen.cluster(name) for name in {ep.cluster for ep in service.spec.endpoints}}
+    closed = sorted(name for name, c in found.items() if c is not None and no_port(c))
     if closed:
         yield item.problem(
             ("spec", "tls", "mode"),

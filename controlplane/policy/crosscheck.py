@@ -6,10 +6,11 @@ line map of the document it came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from controlplane.errors import Problem
+from controlplane.policy.docmemo import A_CLUSTER_FAILED, NAMED_KINDS, DocMemo, Facts, Token
 from controlplane.policy.documents import (
     AnyDocument,
     Canary,
@@ -20,69 +21,259 @@ from controlplane.policy.documents import (
     Service,
     TrafficPolicy,
 )
-from controlplane.policy.validate import format_path
-from controlplane.policy.yamlsource import Path, RawDocument
+from controlplane.policy.located import Located as Located  # re-exported: bench.cold_start
+from controlplane.policy.yamlsource import Path
 
 
 @dataclass(frozen=True, slots=True)
-class Located:
-    doc: AnyDocument
-    raw: RawDocument
+class FileIndex:
+    """One file's share of what the checks over the whole set read, made once per parsed file
+    (``index_file``) so that a reload merges a few dicts per file instead of walking every
+    document. Within a file the first document of a name wins, as across files."""
 
-    def problem(self, path: Path, message: str) -> Problem:
-        return Problem(self.raw.file, self.raw.line_of(path), format_path(path), message)
+    keys: tuple[tuple[str, str], ...]  # (kind, name) of every document, in order
+    named: Mapping[str, Mapping[str, AnyDocument]]  # Cluster/Service/RoutePolicy -> name -> doc
+    hashes: Mapping[str, Mapping[str, str]]  # the same -> document_hash
+    residency: Mapping[str, frozenset[str]]  # Placement's service -> regions (the last wins)
+    hosts: tuple[str, ...]  # every RoutePolicy host, without a trailing dot
+    networks: tuple[str, ...]  # every client-group network of every GlobalService
+    targets: tuple[tuple[str | None, ...], ...]  # TrafficPolicy, Placement and DNS-name targets
+    hash_by_id: Mapping[int, str]  # id(document) -> document_hash (the file cache keeps them)
+    by_kind: Mapping[str, tuple[AnyDocument, ...]]  # kind -> documents, in order
 
-    def where(self) -> str:
-        return f"{self.raw.file}:{self.raw.line_of(('metadata', 'name'))}"
+
+def index_file(located: Sequence[Located], hashes: Sequence[str]) -> FileIndex:
+    named: dict[str, dict[str, AnyDocument]] = {kind: {} for kind in NAMED_KINDS}
+    digests: dict[str, dict[str, str]] = {kind: {} for kind in NAMED_KINDS}
+    residency: dict[str, frozenset[str]] = {}
+    hosts: list[str] = []
+    networks: list[str] = []
+    targets: list[tuple[str | None, ...]] = []
+    for item, digest in zip(located, hashes, strict=True):
+        d = item.doc
+        if d.kind in named and d.name not in named[d.kind]:
+            named[d.kind][d.name] = d
+            digests[d.kind][d.name] = digest
+        if isinstance(d, RoutePolicy):
+            hosts += (host.rstrip(".") for host in d.spec.hosts)
+        elif isinstance(d, TrafficPolicy):
+            targets.append(("TrafficPolicy", d.spec.service, d.spec.subset))
+        elif isinstance(d, Placement):
+            targets.append(("Placement", d.spec.service))
+            if d.spec.residency is not None:
+                residency[d.spec.service] = frozenset(d.spec.residency.regions)
+        elif isinstance(d, GlobalService):
+            for name in (d.spec.name, *d.spec.aliases):
+                targets.append(("GlobalService", name.rstrip(".")))
+            networks += (n for group in d.spec.client_groups for n in group.cidrs)
+    by_kind: dict[str, list[AnyDocument]] = {}
+    for item in located:
+        by_kind.setdefault(item.doc.kind, []).append(item.doc)
+    return FileIndex(
+        hash_by_id={id(item.doc): digest for item, digest in zip(located, hashes, strict=True)},
+        by_kind={kind: tuple(docs) for kind, docs in by_kind.items()},
+        keys=tuple((item.doc.kind, item.doc.name) for item in located),
+        named=named,
+        hashes=digests,
+        residency=residency,
+        hosts=tuple(hosts),
+        networks=tuple(networks),
+        targets=tuple(targets),
+    )
+
+
+class SetIndex:
+    """The files' ``FileIndex``es merged, in file order: the named documents (first wins), their
+    hashes, residencies, and whether names, hosts, networks and targets are all distinct (then
+    the checks for clashes have nothing to report and need not walk the documents)."""
+
+    def __init__(self, files: Sequence[FileIndex]) -> None:
+        self.named: dict[str, dict[str, AnyDocument]] = {kind: {} for kind in NAMED_KINDS}
+        self.hashes: dict[str, dict[str, str]] = {kind: {} for kind in NAMED_KINDS}
+        for f in reversed(files):  # the first file's documents are set last: the first wins
+            for kind in NAMED_KINDS:
+                self.named[kind].update(f.named[kind])
+                self.hashes[kind].update(f.hashes[kind])
+        self.residency: dict[str, frozenset[str]] = {}
+        for f in files:
+            self.residency.update(f.residency)
+        self.distinct_names = _distinct([f.keys for f in files])
+        self.distinct_hosts = _distinct([f.hosts for f in files])
+        self.distinct_networks = _distinct([f.networks for f in files])
+        self.distinct_targets = _distinct([f.targets for f in files])
+
+
+def _distinct(parts: Sequence[Sequence[Hashable]]) -> bool:
+    return sum(len(p) for p in parts) == len(set().union(*parts))
 
 
 class _World:
-    def __init__(self, located: list[Located], failed: frozenset[tuple[str, str]]) -> None:
-        self.located = located
+    """The indexes the per-document checks read. Every read goes through a method that notes
+    what it read (``reads``: ``docmemo`` tokens), so a check's result can be kept until one of
+    those facts changes."""
+
+    def __init__(
+        self,
+        located: list[Located],
+        failed: frozenset[tuple[str, str]],
+        index: SetIndex | None = None,
+    ) -> None:
         self.failed = failed  # (kind, name) of documents that did not validate: not "unknown"
-        self.clusters: dict[str, Cluster] = {}
-        self.services: dict[str, Service] = {}
-        self.routes: dict[str, RoutePolicy] = {}
-        for item in located:
-            d = item.doc
-            if isinstance(d, Cluster):
-                self.clusters.setdefault(d.name, d)
-            elif isinstance(d, Service):
-                self.services.setdefault(d.name, d)
-            elif isinstance(d, RoutePolicy):
-                self.routes.setdefault(d.name, d)
-        self.regions = {c.spec.region for c in self.clusters.values()}
-        self.residency: dict[str, frozenset[str]] = {
-            item.doc.spec.service: frozenset(item.doc.spec.residency.regions)
-            for item in located
-            if isinstance(item.doc, Placement) and item.doc.spec.residency is not None
-        }
+        self.reads: set[Token] = set()
+        self.index = index
+        clusters: dict[str, Cluster] = {}
+        services: dict[str, Service] = {}
+        routes: dict[str, RoutePolicy] = {}
+        residency: dict[str, frozenset[str]] = {}
+        if index is not None:
+            clusters = index.named["Cluster"]  # type: ignore[assignment]
+            services = index.named["Service"]  # type: ignore[assignment]
+            routes = index.named["RoutePolicy"]  # type: ignore[assignment]
+            residency = index.residency
+        else:
+            for item in located:
+                d = item.doc
+                if isinstance(d, Cluster):
+                    clusters.setdefault(d.name, d)
+                elif isinstance(d, Service):
+                    services.setdefault(d.name, d)
+                elif isinstance(d, RoutePolicy):
+                    routes.setdefault(d.name, d)
+                elif isinstance(d, Placement) and d.spec.residency is not None:
+                    residency[d.spec.service] = frozenset(d.spec.residency.regions)
+        self.clusters = clusters
+        self.services = services
+        self.routes = routes
+        self.residency = residency
+        zones: dict[str, set[str]] = {}
+        for c in clusters.values():
+            zones.setdefault(c.spec.region, set()).add(c.spec.zone or "")
+        self.zones: dict[str, frozenset[str]] = {r: frozenset(z) for r, z in zones.items()}
+
+    def facts(self, hash_of: Callable[[AnyDocument], str]) -> Facts:
+        if self.index is not None:
+            return Facts(
+                names=self.index.hashes,
+                failed=self.failed,
+                regions=self.zones,
+                residency=self.residency,
+            )
+        return Facts(
+            names={
+                "Cluster": {n: hash_of(d) for n, d in self.clusters.items()},
+                "Service": {n: hash_of(d) for n, d in self.services.items()},
+                "RoutePolicy": {n: hash_of(d) for n, d in self.routes.items()},
+            },
+            failed=self.failed,
+            regions=self.zones,
+            residency=self.residency,
+        )
+
+    def service(self, name: str) -> Service | None:
+        self.reads.add(("Service", name))
+        return self.services.get(name)
+
+    def cluster(self, name: str) -> Cluster | None:
+        self.reads.add(("Cluster", name))
+        return self.clusters.get(name)
+
+    def route(self, name: str) -> RoutePolicy | None:
+        self.reads.add(("RoutePolicy", name))
+        return self.routes.get(name)
+
+    def did_fail(self, kind: str, name: str) -> bool:
+        self.reads.add((kind, name))
+        return (kind, name) in self.failed
+
+    def a_cluster_failed(self) -> bool:
+        self.reads.add(A_CLUSTER_FAILED)
+        return any(k == "Cluster" for k, _ in self.failed)
+
+    def has_region(self, region: str) -> bool:
+        self.reads.add(("region", region))
+        return region in self.zones
+
+    def zones_of(self, region: str) -> frozenset[str]:
+        self.reads.add(("region", region))
+        return self.zones.get(region, frozenset())
+
+    def residency_of(self, service: str) -> frozenset[str] | None:
+        self.reads.add(("residency", service))
+        return self.residency.get(service)
+
+    def known(self, kind: str) -> str:
+        """`` (known: a, b, …)`` for a message: the first names of ``kind`` (or of regions)."""
+        self.reads.add(("known", kind))
+        names: Mapping[str, object] = self.zones
+        if kind == "Cluster":
+            names = self.clusters
+        elif kind == "Service":
+            names = self.services
+        elif kind == "RoutePolicy":
+            names = self.routes
+        return _known(names)
 
 
 def cross_check(
-    located: list[Located], failed: frozenset[tuple[str, str]] = frozenset()
+    located: list[Located],
+    failed: frozenset[tuple[str, str]] = frozenset(),
+    memo: DocMemo | None = None,
+    hash_of: Callable[[AnyDocument], str] | None = None,
+    index: SetIndex | None = None,
+    files: Sequence[tuple[str, Sequence[Located]]] | None = None,
 ) -> list[Problem]:
-    """Problems across documents; references to ``failed`` documents are not reported again."""
-    world = _World(located, failed)
-    problems = list(_unique_names(located))
-    problems += _unique_hosts(located)
-    for item in located:
-        d = item.doc
-        if isinstance(d, Service):
-            problems += _check_service(world, item, d)
-        elif isinstance(d, RoutePolicy):
-            problems += _check_route(world, item, d)
-        elif isinstance(d, TrafficPolicy):
-            problems += _check_traffic(world, item, d)
-        elif isinstance(d, Placement):
-            problems += _check_placement(world, item, d)
-        elif isinstance(d, GlobalService):
-            problems += _check_global(world, item, d)
-        elif isinstance(d, Canary):
-            problems += _check_canary(world, item, d)
-    problems += _unique_targets(located)
-    problems += _client_group_networks(located)
+    """Problems across documents; references to ``failed`` documents are not reported again.
+    ``index``: the same documents' ``SetIndex``, so that the indexes are merged, not built;
+    ``files``: the same documents by file (name, documents), for ``memo`` to keep per file.
+
+    With ``memo`` (and ``hash_of``, each document's ``document_hash``), a document's own
+    problems are taken from the last check when neither it nor any fact its check read changed
+    (``docmemo``); the checks over the whole set (unique names, hosts, targets, client-group
+    networks) run every time (with ``index``: walk the documents only if a clash exists). Same
+    problems, same order."""
+    world = _World(located, failed, index)
+    problems: list[Problem] = []
+    if index is None or not index.distinct_names:
+        problems += _unique_names(located)
+    if index is None or not index.distinct_hosts:
+        problems += _unique_hosts(located)
+    if memo is None or hash_of is None:
+        for item in located:
+            problems += _check_document(world, item)
+    else:
+
+        def check(item: Located) -> tuple[list[Problem], frozenset[Token]]:
+            world.reads = set()
+            found = list(_check_document(world, item))
+            return found, frozenset(world.reads)
+
+        groups = [("", located)] if files is None else files
+        problems += memo.run(groups, world.facts(hash_of), hash_of, check, _CHECKED)
+    if index is None or not index.distinct_targets:
+        problems += _unique_targets(located)
+    if index is None or not index.distinct_networks:
+        problems += _client_group_networks(located)
     return problems
+
+
+_CHECKED = (Service, RoutePolicy, TrafficPolicy, Placement, GlobalService, Canary)
+
+
+def _check_document(world: _World, item: Located) -> Iterator[Problem]:
+    d = item.doc
+    if isinstance(d, Service):
+        return _check_service(world, item, d)
+    if isinstance(d, RoutePolicy):
+        return _check_route(world, item, d)
+    if isinstance(d, TrafficPolicy):
+        return _check_traffic(world, item, d)
+    if isinstance(d, Placement):
+        return _check_placement(world, item, d)
+    if isinstance(d, GlobalService):
+        return _check_global(world, item, d)
+    if isinstance(d, Canary):
+        return _check_canary(world, item, d)
+    return iter(())
 
 
 def _unique_names(located: Iterable[Located]) -> Iterator[Problem]:
@@ -183,12 +374,12 @@ def _service_ref(
     *,
     subset_field: str = "subset",
 ) -> Iterator[Problem]:
-    svc = world.services.get(service)
-    if svc is None and ("Service", service) in world.failed:
+    svc = world.service(service)
+    if svc is None and world.did_fail("Service", service):
         return
     if svc is None:
         yield item.problem(
-            (*path, "service"), f"unknown service {service!r}{_known(world.services)}"
+            (*path, "service"), f"unknown service {service!r}{world.known('Service')}"
         )
         return
     if subset is not None and svc.spec.subset(subset) is None:
@@ -208,22 +399,22 @@ def _known(names: Iterable[str]) -> str:
 
 
 def _cluster_ref(world: _World, item: Located, path: Path, name: str) -> Iterator[Problem]:
-    if name not in world.clusters and ("Cluster", name) not in world.failed:
-        yield item.problem(path, f"unknown cluster {name!r}{_known(world.clusters)}")
+    if world.cluster(name) is None and not world.did_fail("Cluster", name):
+        yield item.problem(path, f"unknown cluster {name!r}{world.known('Cluster')}")
 
 
 def _region_ref(world: _World, item: Located, path: Path, region: str) -> Iterator[Problem]:
-    if region not in world.regions and not any(k == "Cluster" for k, _ in world.failed):
-        yield item.problem(path, f"no cluster is in region {region!r}{_known(world.regions)}")
+    if not world.has_region(region) and not world.a_cluster_failed():
+        yield item.problem(path, f"no cluster is in region {region!r}{world.known('region')}")
 
 
 def _locality_ref(world: _World, item: Located, path: Path, name: str) -> Iterator[Problem]:
     """A region, or ``region/zone``: some cluster must be in that zone of that region."""
     region, _, zone = name.partition("/")
-    if not zone or region not in world.regions:
+    if not zone or not world.has_region(region):
         yield from _region_ref(world, item, path, region)
         return
-    zones = sorted({c.spec.zone or "" for c in world.clusters.values() if c.spec.region == region})
+    zones = sorted(world.zones_of(region))
     if zone not in zones:
         listed = ", ".join(z for z in zones if z) or "none"
         yield item.problem(
@@ -233,6 +424,7 @@ def _locality_ref(world: _World, item: Located, path: Path, name: str) -> Iterat
 
 def _check_service(world: _World, item: Located, d: Service) -> Iterator[Problem]:
     clusters = world.clusters  # known clusters checked inline: no generator per endpoint
+    world.reads.update([("Cluster", ep.cluster) for ep in d.spec.endpoints])
     for i, ep in enumerate(d.spec.endpoints):
         if ep.cluster not in clusters:
             yield from _cluster_ref(world, item, ("spec", "endpoints", i, "cluster"), ep.cluster)
@@ -294,7 +486,7 @@ def _check_placement(world: _World, item: Located, d: Placement) -> Iterator[Pro
     explicit = set(spec.clusters) if spec.clusters and spec.cluster_selector is None else None
     for name in spec.strategy.weights:
         yield from _cluster_ref(world, item, ("spec", "strategy", "weights", name), name)
-        if explicit is not None and name not in explicit and name in world.clusters:
+        if explicit is not None and name not in explicit and world.cluster(name):
             yield item.problem(
                 ("spec", "strategy", "weights", name),
                 f"cluster {name!r} is not one of spec.clusters, so it never gets traffic",
@@ -305,7 +497,7 @@ def _check_placement(world: _World, item: Located, d: Placement) -> Iterator[Pro
         )
     for i, name in enumerate(spec.strategy.order):
         yield from _cluster_ref(world, item, ("spec", "strategy", "order", i), name)
-        if explicit is not None and name not in explicit and name in world.clusters:
+        if explicit is not None and name not in explicit and world.cluster(name):
             yield item.problem(
                 ("spec", "strategy", "order", i),
                 f"cluster {name!r} is not one of spec.clusters",
@@ -315,7 +507,7 @@ def _check_placement(world: _World, item: Located, d: Placement) -> Iterator[Pro
         for i, region in enumerate(spec.residency.regions):
             yield from _region_ref(world, item, ("spec", "residency", "regions", i), region)
         for i, name in enumerate(spec.clusters):
-            cluster = world.clusters.get(name)
+            cluster = world.cluster(name)
             if cluster is not None and cluster.spec.region not in allowed:
                 yield item.problem(
                     ("spec", "clusters", i),
@@ -329,13 +521,13 @@ def _check_global(world: _World, item: Located, d: GlobalService) -> Iterator[Pr
     for i, target in enumerate(spec.targets):
         path: Path = ("spec", "targets", i)
         yield from _cluster_ref(world, item, (*path, "cluster"), target.cluster)
-        cluster = world.clusters.get(target.cluster)
+        cluster = world.cluster(target.cluster)
         if target.address is None and cluster is not None and cluster.spec.gateway is None:
             yield item.problem(
                 (*path, "address"),
                 f"cluster {target.cluster!r} has no gateway address; give the target an address",
             )
-        allowed = world.residency.get(spec.service)
+        allowed = world.residency_of(spec.service)
         if cluster is not None and allowed is not None and cluster.spec.region not in allowed:
             yield item.problem(
                 (*path, "cluster"),
@@ -365,7 +557,7 @@ def _check_global(world: _World, item: Located, d: GlobalService) -> Iterator[Pr
 def _check_canary(world: _World, item: Located, d: Canary) -> Iterator[Problem]:
     spec = d.spec
     yield from _service_ref(world, item, ("spec",), spec.service)
-    if spec.service in world.services:
+    if world.service(spec.service) is not None:
         for field, subset in (
             ("stableSubset", spec.stable_subset),
             ("canarySubset", spec.canary_subset),
@@ -373,13 +565,13 @@ def _check_canary(world: _World, item: Located, d: Canary) -> Iterator[Problem]:
             yield from _service_ref(
                 world, item, ("spec",), spec.service, subset, subset_field=field
             )
-    route = world.routes.get(spec.route_policy)
-    if route is None and ("RoutePolicy", spec.route_policy) in world.failed:
+    route = world.route(spec.route_policy)
+    if route is None and world.did_fail("RoutePolicy", spec.route_policy):
         return
     if route is None:
         yield item.problem(
             ("spec", "routePolicy"),
-            f"unknown RoutePolicy {spec.route_policy!r}{_known(world.routes)}",
+            f"unknown RoutePolicy {spec.route_policy!r}{world.known('RoutePolicy')}",
         )
         return
     used = {

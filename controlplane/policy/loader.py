@@ -5,8 +5,11 @@ check passes; otherwise it raises PolicyError listing every problem found (not j
 
 Given a ``FileCache`` (the watched store keeps one), a file whose name and content are unchanged
 since the last load is not parsed or validated again: its documents, their problems and hashes come
-from the cache. The checks across documents, the warnings and the Model are still made from the
-whole set, so the result (Model or problems, in order) is the one a load without cache gives.
+from the cache. The cache also keeps each document's cross-check problems and warnings
+(``docmemo``: checked again only when the document or a fact its check read changed), each file's
+share of the whole-set indexes (``crosscheck.FileIndex``) and the last Model (whose kinds no
+changed file holds are taken again), so the result (Model or problems, in order) is the one a load
+without cache gives.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from pathlib import Path
 
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
-from controlplane.policy.crosscheck import Located, cross_check
+from controlplane.policy.crosscheck import FileIndex, SetIndex, cross_check, index_file
+from controlplane.policy.docmemo import DocMemo
 from controlplane.policy.documents import AnyDocument
 from controlplane.policy.filecheck import inside, read_policy_file
-from controlplane.policy.model import Model, SourceRef, document_hash
+from controlplane.policy.located import Located
+from controlplane.policy.model import KIND_ORDER, Model, SourceRef, document_hash
 from controlplane.policy.parallel_parse import parse_files
 from controlplane.policy.validate import validate_document
 from controlplane.policy.yamlsource import decode, parse_documents
@@ -150,14 +155,25 @@ class FileCache:
     reload parses and validates only the files that changed (1,000 services: the whole set took
     0.3-2 s, one changed file a few ms). Bounded by the policy set itself: after each load only
     the files of that load are kept (a file that vanished is dropped), so at most MAX_FILES
-    entries of at most MAX_TOTAL_BYTES of content together. Loads that share a cache run one at
-    a time."""
+    entries of at most MAX_TOTAL_BYTES of content together. The per-document check results
+    (``problems``, ``warnings``: ``docmemo.DocMemo``) and the per-file indexes are kept for the
+    documents of the last load only, and the last Model made (the one serving) with its files.
+    Loads that share a cache run one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, incremental_checks: bool = True) -> None:
+        """``incremental_checks=False``: the cross-checks and warnings run on the whole set at
+        every load (only parsing is cached); the benchmark's "before"."""
+        self.incremental_checks = incremental_checks
         self._entries: dict[str, tuple[bytes, ParsedFile]] = {}
         self._seen: dict[str, tuple[bytes, ParsedFile]] = {}
         self.lock = threading.Lock()
         self.parsed_last = 0  # files parsed (not taken from the cache) by the last load
+        #: per-document cross-check problems and warnings of the last load (``docmemo``)
+        self.problems = DocMemo()
+        self.warnings = DocMemo()
+        self._indexes: dict[str, tuple[ParsedFile, FileIndex]] = {}  # of the last load's files
+        #: the last Model made and the files it was made of (``Model.build(reuse=...)``)
+        self._model: tuple[Model, dict[str, ParsedFile]] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -198,6 +214,33 @@ class FileCache:
     def end(self) -> None:
         """Keep the files of this load only."""
         self._entries, self._seen = self._seen, {}
+        self._indexes = {n: i for n, i in self._indexes.items() if n in self._entries}
+
+    def reuse(self, files: dict[str, ParsedFile]) -> tuple[Model, frozenset[str]] | None:
+        """The last Model and the kinds of document no file changed since it (a file that
+        changed, came or went changes the kinds of its documents, before and after)."""
+        if self._model is None or not self.incremental_checks:
+            return None
+        model, before = self._model
+        touched: set[str] = set()
+        for name in before.keys() | files.keys():
+            old, new = before.get(name), files.get(name)
+            if old is not new:
+                for parsed in (old, new):
+                    if parsed is not None:
+                        touched.update(item.doc.kind for item in parsed.located)
+        return model, frozenset(KIND_ORDER) - touched
+
+    def made(self, model: Model, files: dict[str, ParsedFile]) -> None:
+        self._model = (model, files)
+
+    def index_of(self, name: str, parsed: ParsedFile) -> FileIndex:
+        """``crosscheck.index_file`` of a file of this load, made again only when it changed."""
+        kept = self._indexes.get(name)
+        if kept is None or kept[0] is not parsed:
+            kept = (parsed, index_file(parsed.located, parsed.hashes))
+            self._indexes[name] = kept
+        return kept[1]
 
 
 def _digest(content: bytes | str) -> bytes:
@@ -232,6 +275,8 @@ def _load_texts(
     sources: dict[tuple[str, str], SourceRef] = {}
     failed: set[tuple[str, str]] = set()
     unreadable = False  # a file we could not parse may define anything: skip cross-checks
+    indexes: list[FileIndex] = []
+    files: list[tuple[str, Sequence[Located]]] = []  # each readable file's valid documents
     items: list[tuple[str, bytes | str]] = []
     total = documents = 0
     for name, content in texts:
@@ -245,7 +290,8 @@ def _load_texts(
                 ]
             )
         items.append((name, content))
-    for (name, _), parsed in zip(items, cache.get_all(items, workers), strict=True):
+    all_parsed = cache.get_all(items, workers)
+    for (name, _), parsed in zip(items, all_parsed, strict=True):
         if parsed.unreadable:
             problems.extend(parsed.problems)
             unreadable = True
@@ -258,20 +304,40 @@ def _load_texts(
         problems.extend(parsed.problems)
         failed |= parsed.failed
         located.extend(parsed.located)
-        for item, digest in zip(parsed.located, parsed.hashes, strict=True):
-            hashes[id(item.doc)] = digest
+        file_index = cache.index_of(name, parsed)
+        indexes.append(file_index)
+        files.append((name, parsed.located))
+        hashes.update(file_index.hash_by_id)
         sources.update(parsed.sources)
-    if not unreadable:
-        problems += cross_check(located, frozenset(failed))
-    if problems:
-        raise PolicyError(problems)
 
     def hash_of(doc: AnyDocument) -> str:
         return hashes[id(doc)]
 
-    return Model.build(
-        (item.doc for item in located), sources, policy_warnings(located), hash_of=hash_of
-    )
+    incremental = cache.incremental_checks
+    index = SetIndex(indexes) if incremental else None
+    if unreadable:
+        cache.problems.keep_only(files)
+    else:
+        memo = cache.problems if incremental else None
+        problems += cross_check(located, frozenset(failed), memo, hash_of, index, files)
+    if problems:
+        cache.warnings.keep_only(files)
+        raise PolicyError(problems)
+    memo = cache.warnings if incremental else None
+    warnings = policy_warnings(located, memo, hash_of, index, files)
+    parsed_files = dict(zip((name for name, _ in items), all_parsed, strict=True))
+    reuse = cache.reuse(parsed_files)
+    same = reuse[1] if reuse is not None else frozenset[str]()
+    to_build = [  # the kinds taken from the last Model are left out (Model.build skips them)
+        doc
+        for kind in KIND_ORDER
+        if kind not in same
+        for file_index in indexes
+        for doc in file_index.by_kind.get(kind, ())
+    ]
+    model = Model.build(to_build, sources, warnings, hash_of=hash_of, reuse=reuse)
+    cache.made(model, parsed_files)
+    return model
 
 
 def _identity(data: object) -> tuple[str, str]:

@@ -89,6 +89,12 @@ class Model:
     grpc_services: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     #: located warnings about a valid set (``controlplane.policy.advice``), for ``ubiq validate``
     warnings: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
+    #: per kind: its part of ``document_hashes`` and its ``kind/name=hash`` lines, kept so that
+    #: the next Model can take the kinds no file change touched (``Model.build(reuse=...)``)
+    _kind_hashes: Mapping[str, Mapping[tuple[str, str], str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _kind_lines: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -98,17 +104,34 @@ class Model:
         warnings: Iterable[Problem] = (),
         *,
         hash_of: Callable[[AnyDocument], str] | None = None,
+        reuse: tuple[Model, frozenset[str]] | None = None,
     ) -> Model:
         """``hash_of``: each document's ``document_hash`` when the caller has it already (the
-        loader's file cache does: a reload then hashes only the documents of changed files)."""
+        loader's file cache does: a reload then hashes only the documents of changed files).
+        ``reuse``: (the last Model, kinds whose documents are the very same objects as in it):
+        those kinds' mappings, hashes and lookups are taken from it, not made again."""
         hash_of = document_hash if hash_of is None else hash_of
+        previous, same = reuse if reuse is not None else (None, frozenset[str]())
         docs = list(documents)
+        if same:
+            docs = [d for d in docs if d.kind not in same]
         by_kind = _by_kind(docs)
+        kind_hashes: dict[str, Mapping[tuple[str, str], str]] = {}
+        kind_lines: dict[str, str] = {}
+        for kind in KIND_ORDER:
+            if previous is not None and kind in same:
+                by_kind[kind] = previous._by_kind_name(kind)
+                kind_hashes[kind] = previous._kind_hashes[kind]
+                kind_lines[kind] = previous._kind_lines[kind]
+                continue
+            digests = {(kind, name): hash_of(d) for name, d in by_kind[kind].items()}
+            kind_hashes[kind] = digests
+            kind_lines[kind] = "".join(f"{k}/{n}={digest}\n" for (k, n), digest in digests.items())
+        hashes: dict[tuple[str, str], str] = {}
+        for kind in KIND_ORDER:  # by_kind is in canonical order already
+            hashes.update(kind_hashes[kind])
         placements: Mapping[str, Placement] = by_kind["Placement"]
         traffic: Mapping[str, TrafficPolicy] = by_kind["TrafficPolicy"]
-        hashes = {
-            (kind, name): hash_of(d) for kind in KIND_ORDER for name, d in by_kind[kind].items()
-        }
         services: Mapping[str, Service] = by_kind["Service"]
         return cls(
             clusters=by_kind["Cluster"],
@@ -118,20 +141,47 @@ class Model:
             placements=placements,
             global_services=by_kind["GlobalService"],
             canaries=by_kind["Canary"],
-            hash=_combine_in_order(hashes),  # by_kind is in canonical order already
+            hash=hashlib.sha256("".join(kind_lines.values()).encode()).hexdigest(),
             document_hashes=MappingProxyType(hashes),
             sources=MappingProxyType(dict(sources or {})),
-            _placement_by_service=MappingProxyType(
-                {p.spec.service: p for p in reversed(list(placements.values()))}
+            _placement_by_service=(
+                previous._placement_by_service
+                if previous is not None and "Placement" in same
+                else MappingProxyType(
+                    {p.spec.service: p for p in reversed(list(placements.values()))}
+                )
             ),
-            _traffic_by_target=MappingProxyType(
-                {(t.spec.service, t.spec.subset): t for t in reversed(list(traffic.values()))}
+            _traffic_by_target=(
+                previous._traffic_by_target
+                if previous is not None and "TrafficPolicy" in same
+                else MappingProxyType(
+                    {(t.spec.service, t.spec.subset): t for t in reversed(list(traffic.values()))}
+                )
             ),
-            grpc_services=frozenset(
-                n for n, s in services.items() if any(p.protocol == "GRPC" for p in s.spec.ports)
+            grpc_services=(
+                previous.grpc_services
+                if previous is not None and "Service" in same
+                else frozenset(
+                    n
+                    for n, s in services.items()
+                    if any(p.protocol == "GRPC" for p in s.spec.ports)
+                )
             ),
             warnings=tuple(warnings),
+            _kind_hashes=MappingProxyType(kind_hashes),
+            _kind_lines=MappingProxyType(kind_lines),
         )
+
+    def _by_kind_name(self, kind: str) -> Mapping[str, Any]:
+        return {
+            "Cluster": self.clusters,
+            "Service": self.services,
+            "TrafficPolicy": self.traffic_policies,
+            "Placement": self.placements,
+            "RoutePolicy": self.route_policies,
+            "GlobalService": self.global_services,
+            "Canary": self.canaries,
+        }[kind]
 
     @classmethod
     def empty(cls) -> Model:

@@ -2,7 +2,8 @@
 
 The store holds the last good Model. Changes are debounced, the whole set is re-validated off the
 event loop (files whose content did not change come parsed and validated from the store's
-``FileCache``; the checks across documents always run on the whole set), and only a set that
+``FileCache``, which also keeps each document's cross-check problems and warnings until the
+document or a fact its check read changes: ``policy.docmemo``), and only a set that
 passes every check replaces the model (one attribute assignment,
 so readers see the old model or the new one, never a mix). A failed load is logged, counted and
 kept in ``status`` for the API; the model that was serving keeps serving.

@@ -19,43 +19,166 @@ from controlplane.policy.loader import FileCache, load_directory, load_texts
 from controlplane.policy.model import Model
 from controlplane.policy.store import DirectoryStore
 from tests.support.fuzz import fuzz_settings
-from tests.support.policy import cluster, doc, join, route, service
+from tests.support.policy import GRPC_PORT, cluster, doc, join, route, service
 
 SAME = fuzz_settings(60, HealthCheck.function_scoped_fixture)
 
-#: documents that make a valid set together (unless one is there twice, or what it names is not)
-VALID = [
-    cluster("c1"),
-    cluster("c2"),
-    service("web", "[{port: 8080}]", "[{cluster: c1, address: 127.0.1.1}]"),
-    service("api", "[{port: 9090}]", "[{cluster: c2, address: 127.0.1.2}]"),  # c2 may be missing
-    route("web", "web.example", "web"),
-    route("api", "api.example", "api"),
-    doc("TrafficPolicy", "web", "service: web\nloadBalancer: {simple: ROUND_ROBIN}"),
-]
+WEB = service(
+    "web",
+    "[{port: 8080}]",
+    "[{cluster: c1, address: 127.0.1.1, labels: {v: '1'}},"
+    " {cluster: c2, address: 127.0.1.2, labels: {v: '2'}}]",
+    "subsets: [{name: v1, labels: {v: '1'}}, {name: v2, labels: {v: '2'}}]",
+)
+ROUTE_WEB = doc(
+    "RoutePolicy",
+    "web",
+    "hosts: [web.example]\nhttp:\n- route: [{service: web, subset: v1, weight: 90},"
+    " {service: web, subset: v2, weight: 10}]",
+)
+
+#: each file name's own documents: together a valid set whose documents refer to each other
+#: across files (services to clusters, routes to services and subsets, traffic policies to
+#: regions and zones, a placement's residency, a GlobalService's targets, a Canary's route),
+#: with warnings (rule order, proxyless gRPC, ISTIO_MUTUAL without mtlsPort)
+OWN = {
+    "a.yaml": [cluster("c1", zone="z1"), cluster("c2")],
+    "b.yaml": [WEB, service("api", GRPC_PORT, "[{cluster: c2, address: 127.0.1.3}]")],
+    "c.yml": [
+        ROUTE_WEB,
+        doc(
+            "RoutePolicy",
+            "api",
+            "hosts: [api.example]\nhttp:\n- route: [{service: api}]\n"
+            "  retries: {attempts: 2, retryOn: 5xx}",
+        ),
+        doc(
+            "RoutePolicy",
+            "ordered",
+            "hosts: [ordered.example]\nhttp:\n"
+            "- {name: wide, match: [{path: {prefix: /a}}], route: [{service: web}]}\n"
+            "- {name: narrow, match: [{path: {prefix: /a/b}}], route: [{service: api}]}",
+        ),
+    ],
+    "d/e.yaml": [
+        doc(
+            "TrafficPolicy",
+            "web",
+            "service: web\ntls: {mode: ISTIO_MUTUAL}\n"
+            "locality: {distribute: [{from: c1/z1, to: {c2: 100}}]}",
+        ),
+        doc(
+            "TrafficPolicy", "web-v2", "service: web\nsubset: v2\nlocality: {failoverRegions: [c2]}"
+        ),
+        doc("Placement", "web", "service: web\nclusters: [c1, c2]\nresidency: {regions: [c1, c2]}"),
+    ],
+    "f.yaml": [
+        doc(
+            "GlobalService",
+            "web",
+            "name: web.gtm.example\nzone: gtm.example\nservice: web\n"
+            "targets: [{cluster: c1, address: 127.0.2.1}]\n"
+            "clientGroups: [{name: eu, cidrs: [10.1.0.0/16], region: c1}]",
+        ),
+        doc(
+            "Canary",
+            "web",
+            "service: web\nroutePolicy: web\nstableSubset: v1\ncanarySubset: v2\n"
+            "steps: [10, 50, 100]\ninterval: 1m\nanalysis: {minSuccessRate: 0.99}",
+        ),
+        doc(
+            "TrafficPolicy",
+            "api",
+            "service: api\nloadBalancer: {algorithm: RANDOM}\nconnectionPool: {maxConnections: 10}",
+        ),
+    ],
+}
+#: other versions of a file's documents, valid on their own, that make documents of the other
+#: (unchanged) files valid or invalid, or change their warnings
+ALT = {
+    "a.yaml": [
+        cluster("c2", region="c9"),  # region c2 gone: failoverRegions, residency dangle
+        cluster("c3", zone="z3", region="c1"),  # a second zone in region c1
+        cluster("c1"),  # zone z1 gone: distribute from c1/z1 dangles
+        doc("Cluster", "c2", "{regoin: c2}"),  # c2 fails: references to it are not reported
+        doc(
+            "Cluster",
+            "c1",
+            "{region: c1, zone: z1, gateway: {address: 127.0.0.9, mtlsPort: 15443}}",
+        ),  # the ISTIO_MUTUAL warning names c2 only
+    ],
+    "b.yaml": [
+        service("web", "[{port: 8080}]", "[{cluster: c1, address: 127.0.1.1}]"),  # no subsets
+        service("web", GRPC_PORT, "[{cluster: c3, address: 127.0.1.1}]"),  # gRPC, cluster c3
+        doc("Service", "web", "ports: [{port: 8080}]\nendpoints: []\nsubsetz: []"),  # fails
+        service("api", "[{port: 9000}]", "[{cluster: c2, address: 127.0.1.3}]"),  # not gRPC
+    ],
+    "c.yml": [
+        route("api-too", "web.example", "api"),  # the same host as route web
+        route("lost", "lost.example", "nowhere"),  # names no Service
+        route("web", "web.example", "web"),  # no subsets: the Canary's never get traffic
+        doc("RoutePolicy", "web", "hosts: [web.example]\nhttp: [{rout: []}]"),  # fails
+    ],
+    "d/e.yaml": [
+        doc("Placement", "web", "service: web\nclusters: [c1, c2]\nresidency: {regions: [c1]}"),
+        doc(
+            "TrafficPolicy",
+            "web",
+            "service: web\nlocality: {distribute: [{from: c1, to: {c1/z9: 100}}]}",
+        ),
+        doc("TrafficPolicy", "web-v2", "service: web\nsubset: v3"),
+    ],
+    "f.yaml": [
+        doc(
+            "GlobalService",
+            "web",
+            "name: web.gtm.example\nzone: gtm.example\nservice: web\ntargets: [{cluster: c2}]",
+        ),
+        doc(
+            "Canary",
+            "web",
+            "service: web\nroutePolicy: nowhere\nstableSubset: v1\ncanarySubset: v2\n"
+            "steps: [10, 100]\ninterval: 1m\nanalysis: {minSuccessRate: 0.99}",
+        ),
+    ],
+}
 #: and documents that clash or dangle, or do not validate
 FRAGMENTS = [
-    *VALID,
+    *(d for docs in OWN.values() for d in docs),
+    *(d for docs in ALT.values() for d in docs),
     cluster("c1", region="elsewhere"),  # the same name again: a duplicate when both are present
-    route("api-too", "web.example", "api"),  # the same host as route web
-    route("lost", "lost.example", "nowhere"),  # names no Service
     doc("RoutePolicy", "bad", "hosts: [x.example]\nhttp: [{rout: []}]"),  # unknown field
     doc("Servce", "typo", "ports: []"),  # unknown kind
     "apiVersion: ubiq.io/v1alpha1\nkind: Cluster\nmetadata: {name: c3}\nspec: {region: [\n",
 ]
 BROKEN: list[bytes] = [b"", b"\xff\xfe not utf-8\n", b"a: 1\na: 2\n", b"- just\n- a list\n"]
-NAMES = ["a.yaml", "b.yaml", "c.yml", "d/e.yaml"]
+NAMES = list(OWN)
 
-#: each file name has its own share of VALID: a set of own shares is valid unless one dangles
-OWN = {"a.yaml": VALID[0:2], "b.yaml": VALID[2:4], "c.yml": VALID[4:6], "d/e.yaml": VALID[6:]}
+
+def _identity(text: str) -> str:
+    return text.split("metadata:")[0] + text.split("metadata:")[1].split("}")[0]
+
+
+def variants(name: str) -> list[bytes]:
+    """The file's own share with one document swapped for an ALT version of it (or added)."""
+    out = []
+    for alt in ALT[name]:
+        docs = [alt if _identity(d) == _identity(alt) else d for d in OWN[name]]
+        out.append(join(*(docs if alt in docs else [*docs, alt])).encode())
+    return out
 
 
 def content_for(name: str) -> st.SearchStrategy[bytes]:
-    own = st.lists(st.sampled_from(OWN[name]), min_size=1, unique=True)
+    own = st.lists(st.sampled_from(OWN[name] + ALT[name]), min_size=1, unique=True)
     anything = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=4)
     own_text = own.map(lambda docs: join(*docs).encode())
+    whole = st.just(join(*OWN[name]).encode())  # back to the valid share
+    swapped = st.sampled_from(variants(name))
     return st.one_of(
-        own_text,
+        whole,
+        whole,
+        swapped,
+        swapped,
         own_text,
         own_text,
         own_text,
@@ -69,8 +192,11 @@ edit = st.sampled_from(NAMES).flatmap(
     lambda name: st.tuples(st.just(name), st.none() | content_for(name))
 )
 edits = st.lists(edit, max_size=12)
-start_files = st.lists(edit, min_size=1, max_size=4).map(
-    lambda pairs: {name: content for name, content in pairs if content is not None}
+start_files = st.one_of(
+    st.just({name: join(*docs).encode() for name, docs in OWN.items()}),  # the valid set
+    st.lists(edit, min_size=1, max_size=6).map(
+        lambda pairs: {name: content for name, content in pairs if content is not None}
+    ),
 )
 
 
@@ -88,6 +214,15 @@ def outcome(load: Callable[..., Model], *args: Any) -> tuple[str, Any]:
             dict(model.document_hashes),
             dict(model.sources),
             model.warnings,
+            model.summary(),
+            model.grpc_services,
+            {name: model.placement_for(name) for name in model.services},
+            {
+                (t.spec.service, t.spec.subset): model.traffic_policy_for(
+                    t.spec.service, t.spec.subset
+                )
+                for t in model.traffic_policies.values()
+            },
         ),
     )
 
@@ -108,6 +243,9 @@ def test_incremental_load_texts_equals_a_full_load(
         texts = sorted(files.items())
         assert outcome(load_texts, texts, cache) == outcome(load_texts, texts)
         assert cache.names() == frozenset(files)  # files that vanished are dropped
+        # the check results kept are about files of this load only
+        assert cache.problems.files() <= frozenset(files)
+        assert cache.warnings.files() <= frozenset(files)
 
 
 @SAME
@@ -160,9 +298,12 @@ def test_a_reload_parses_only_the_file_that_changed(tmp_path: Path) -> None:
     second = load_directory(tmp_path, cache)
     assert cache.parsed_last == 1
     assert second.hash == load_directory(tmp_path).hash != first.hash
-    # documents of unchanged files are the very objects of the last load
+    # documents of unchanged files are the very objects of the last load, and the kinds no
+    # changed file holds are the very mappings of the last Model
     assert second.services["web"] is first.services["web"]
     assert second.clusters["c2"] is first.clusters["c2"]
+    assert second.services is first.services
+    assert second.route_policies is not first.route_policies
     (tmp_path / "clusters.yaml").unlink()
     try:
         load_directory(tmp_path, cache)
@@ -172,3 +313,64 @@ def test_a_reload_parses_only_the_file_that_changed(tmp_path: Path) -> None:
         raise AssertionError("a Service naming a removed Cluster must not load")
     assert cache.parsed_last == 0
     assert cache.names() == {str(tmp_path / "services.yaml"), str(tmp_path / "routes.yaml")}
+
+
+def test_a_reload_checks_again_only_changed_documents_and_those_that_name_them(
+    tmp_path: Path,
+) -> None:
+    """A changed RoutePolicy is checked again with the Canary that names it, not the others; a
+    Service that goes away makes the unchanged documents that name it dangle, and coming back
+    fixes them: each step as a load from scratch gives it."""
+    for name, docs in OWN.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(join(*docs))
+    cache = FileCache()
+    assert outcome(load_directory, tmp_path, cache) == outcome(load_directory, tmp_path)
+    assert cache.problems.checked_last == len(cache.problems) == 11  # all but the Clusters
+    routes = [ROUTE_WEB.replace("90}", "80}").replace("10}", "20}"), *OWN["c.yml"][1:]]
+    (tmp_path / "c.yml").write_text(join(*routes))
+    assert outcome(load_directory, tmp_path, cache) == outcome(load_directory, tmp_path)
+    assert cache.problems.checked_last == 2  # RoutePolicy web and Canary web
+    (tmp_path / "b.yaml").write_text(OWN["b.yaml"][0])  # Service api removed
+    kind, found = outcome(load_directory, tmp_path, cache)
+    assert (kind, found) == outcome(load_directory, tmp_path)
+    assert kind == "problems"
+    assert [p for p in found if "unknown service 'api'" in p] == [
+        f"{tmp_path / 'c.yml'}:15: spec.http[0].route[0].service: unknown service 'api'"
+        " (known: web)",
+        f"{tmp_path / 'c.yml'}:25: spec.http[1].route[0].service: unknown service 'api'"
+        " (known: web)",
+        f"{tmp_path / 'f.yaml'}:27: spec.service: unknown service 'api' (known: web)",
+    ]
+    (tmp_path / "b.yaml").write_text(join(*OWN["b.yaml"]))  # and back
+    assert outcome(load_directory, tmp_path, cache) == outcome(load_directory, tmp_path)
+    assert cache.problems.checked_last == 4  # the three that named api, and Service api
+
+
+def test_every_pair_of_swapped_documents_in_two_files_equals_a_full_load() -> None:
+    """From the valid set, swap a document of one file for another version (``ALT``), then one
+    of a second file, then put each back: the documents of the files left alone become valid or
+    invalid, or their warnings change. Every step, with one cache all along, is what a load from
+    scratch gives."""
+    own = {name: join(*docs).encode() for name, docs in OWN.items()}
+    swaps = [(name, text) for name in NAMES for text in variants(name)]
+    files = dict(own)
+    cache = FileCache()
+    seen: set[str] = set()
+
+    def step(name: str, content: bytes) -> None:
+        files[name] = content
+        texts = sorted(files.items())
+        found = outcome(load_texts, texts, cache)
+        assert found == outcome(load_texts, texts, FileCache())
+        seen.add(found[0] if found[0] == "problems" or not found[1][4] else "warnings")
+
+    for i, (first, first_text) in enumerate(swaps):
+        for second, second_text in swaps[i + 1 :]:
+            if second == first:
+                continue
+            step(first, first_text)
+            step(second, second_text)
+            step(first, own[first])
+            step(second, own[second])
+    assert seen == {"problems", "warnings"}

@@ -62,14 +62,16 @@ class StreamCallbacks(Protocol):
 
 log = structlog.get_logger(__name__)
 
-# (service, SotW method, Delta method, type_url or None for ADS)
-SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
+# (service, SotW method or None, Delta method, type_url or None for ADS)
+SERVICES: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("envoy.service.discovery.v3.AggregatedDiscoveryService", "StreamAggregatedResources", "DeltaAggregatedResources", None),
     ("envoy.service.cluster.v3.ClusterDiscoveryService", "StreamClusters", "DeltaClusters", rs.CLUSTER),
     ("envoy.service.endpoint.v3.EndpointDiscoveryService", "StreamEndpoints", "DeltaEndpoints", rs.ENDPOINT),
     ("envoy.service.listener.v3.ListenerDiscoveryService", "StreamListeners", "DeltaListeners", rs.LISTENER),
     ("envoy.service.route.v3.RouteDiscoveryService", "StreamRoutes", "DeltaRoutes", rs.ROUTE),
     ("envoy.service.secret.v3.SecretDiscoveryService", "StreamSecrets", "DeltaSecrets", rs.SECRET),
+    # VHDS is Delta only: the service has no SotW method
+    ("envoy.service.route.v3.VirtualHostDiscoveryService", None, "DeltaVirtualHosts", rs.VIRTUAL_HOST),
 )  # fmt: skip
 
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # context.read(): the client is done
@@ -105,17 +107,18 @@ class XdsServer:
         handlers = []
         for service, sotw, delta, type_url in SERVICES:
             methods = {
-                sotw: grpc.stream_stream_rpc_method_handler(
-                    self._handler(delta=False, type_url=type_url),
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                    response_serializer=_identity,
-                ),
                 delta: grpc.stream_stream_rpc_method_handler(
                     self._handler(delta=True, type_url=type_url),
                     request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                     response_serializer=_identity,
                 ),
             }
+            if sotw is not None:
+                methods[sotw] = grpc.stream_stream_rpc_method_handler(
+                    self._handler(delta=False, type_url=type_url),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_identity,
+                )
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         server.add_generic_rpc_handlers(handlers)
 

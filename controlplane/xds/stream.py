@@ -38,11 +38,15 @@ from controlplane.errors import XdsRequestError
 from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored, Step
 from controlplane.xds.resources import (
     CLUSTER,
+    DELTA_ONLY_TYPES,
     ENDPOINT,
     LISTENER,
+    NAMESPACED_TYPES,
     PUSH_ORDER,
     ROUTE,
+    VIRTUAL_HOST,
     WILDCARD_TYPES,
+    namespace_of,
 )
 from controlplane.xds.snapshot import Entry, Snapshot, version_of
 
@@ -52,7 +56,8 @@ _EMPTY_VERSION = version_of({})  # the version of a type the snapshot does not h
 
 # Envoy warms a new cluster until its endpoints arrive, and holds the CDS ACK meanwhile (likewise
 # a listener waits for its routes): EDS must not wait for the CDS ACK, nor RDS for the LDS ACK.
-_PARENT = {ENDPOINT: CLUSTER, ROUTE: LISTENER}
+# VHDS likewise waits for nothing but the RouteConfiguration it fills.
+_PARENT = {ENDPOINT: CLUSTER, ROUTE: LISTENER, VIRTUAL_HOST: ROUTE}
 
 
 @dataclass(slots=True)
@@ -247,9 +252,9 @@ class XdsStream:
         type_url = request.type_url or self.fixed_type or ""
         st = self._types.get(type_url)
         if st is None:
-            if type_url not in PUSH_ORDER:
-                # a type Ubiq does not serve (RTDS, ECDS, ...): no state, no answer, so a client
-                # cannot grow a stream's memory with made-up type URLs
+            if type_url not in PUSH_ORDER or (not self.delta and type_url in DELTA_ONLY_TYPES):
+                # a type Ubiq does not serve (RTDS, ECDS, ..., VHDS over SotW): no state, no
+                # answer, so a client cannot grow a stream's memory with made-up type URLs
                 return Step((), ())
             st = self._types[type_url] = _TypeState(type_url)
         events: list[Event] = []
@@ -333,6 +338,8 @@ class XdsStream:
         if WILDCARD in request.resource_names_unsubscribe:
             self._forget(st, set(st.acked) - st.names)  # the client drops them itself
         elif not st.wildcard:
+            if st.type_url in NAMESPACED_TYPES and unsubscribe:
+                unsubscribe |= {n for n in st.acked if namespace_of(n) in unsubscribe}
             self._forget(st, unsubscribe)
 
     @staticmethod
@@ -448,7 +455,12 @@ class XdsStream:
                 continue
             if ts is None:
                 ts = snapshot.get(st.type_url)
-            desired = ts.entries if st.wildcard else ts.subset(st.names)
+            if st.wildcard:
+                desired = ts.entries
+            elif st.type_url in NAMESPACED_TYPES:
+                desired = ts.in_namespaces(st.names)
+            else:
+                desired = ts.subset(st.names)
             planned = self._plan(st, desired)
             work.append((version, desired, planned))
             hold_removals = hold_removals or planned.pending(st)

@@ -38,7 +38,7 @@ from controlplane.xds.compiler.route_wire import CompiledHost, reuse
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.node import PROXYLESS_ROLE
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST
 
 M = TypeVar("M")
 
@@ -121,6 +121,9 @@ def recompile_node(
         virtual_hosts=virtual_hosts,
         routes_by_service=users,
         routes=previous.resources[ROUTE] if virtual_hosts is previous.virtual_hosts else None,
+        vhds=previous.resources.get(VIRTUAL_HOST)
+        if virtual_hosts is previous.virtual_hosts
+        else None,
     )
 
 

@@ -156,7 +156,7 @@ def _process(ctx: Any, target: Any, *args: Any) -> Iterator[Any]:
     proc = ctx.Process(target=target, args=(*args, ready, stop), daemon=True)
     proc.start()
     try:
-        if not ready.wait(30):
+        if not ready.wait(90):  # a cold start of 1,000 services on a loaded machine
             raise RuntimeError(f"{target.__name__} did not start")
         yield proc
     finally:

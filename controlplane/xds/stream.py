@@ -284,6 +284,31 @@ class XdsStream:
     def tracked_types(self) -> list[str]:
         return [t for t, st in self._types.items() if st.watched]
 
+    def holds(self, snapshot: Snapshot, type_urls: Iterable[str] = (CLUSTER, ENDPOINT)) -> bool:
+        """Whether the client holds, for each of ``type_urls`` it watches, every resource of
+        ``snapshot`` it subscribes to (ACKed, or rejected at that version), with nothing in
+        flight or awaited. A VHDS stream waits for this on the node's ADS stream, so a virtual
+        host never reaches Envoy before the clusters it routes to (make-before-break across the
+        two streams)."""
+        current = self.snapshot
+        if current is None or current.version != snapshot.version:
+            return False
+        for type_url in type_urls:
+            st = self._types.get(type_url)
+            if st is None:
+                continue
+            if st.in_flight is not None or st.awaiting:
+                return False
+            if not st.watched:
+                continue
+            ts = current.get(type_url)
+            desired = ts.entries if st.wildcard else ts.subset(st.names)
+            for name, e in desired.items():
+                held = st.acked.get(name)
+                if (held is None or held.version != e.version) and st.nacked.get(name) != e.version:
+                    return False
+        return True
+
     def acked_version(self, type_url: str) -> str:
         st = self._types.get(type_url)
         return st.acked_version if st else ""

@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 
 ENVOYS: dict[str, Mode] = {"eu-west": "ads-sotw", "us-west": "ads-delta"}
 NAMES = ("a", "b", "c", "d")
+NEW = "e"  # a backend whose Service only the make-before-break test adds
 
 
 class RecordingStatus(StatusRegistry):
@@ -63,10 +64,12 @@ class RecordingStatus(StatusRegistry):
             return list(self.vhds[mark:])
 
 
-def make_model(started: Mapping[str, Backend], routes: Mapping[str, str]) -> Model:
-    """Services a..d (endpoints in both clusters); ``routes``: host name -> service."""
+def make_model(
+    started: Mapping[str, Backend], routes: Mapping[str, str], services: tuple[str, ...] = NAMES
+) -> Model:
+    """``services`` (endpoints in both clusters); ``routes``: host name -> service."""
     docs = [cluster(r, f"{r}-1a") for r in ENVOYS]
-    for name in NAMES:
+    for name in services:
         port = started[name].port
         eps = ", ".join(f"{{cluster: {r}, address: 127.0.0.1, port: {port}}}" for r in ENVOYS)
         docs.append(service(name, "[{port: 8080}]", f"[{eps}]"))
@@ -83,8 +86,8 @@ class Rig:
     ports: dict[str, int]
     started: Mapping[str, Backend]
 
-    def publish(self, routes: Mapping[str, str]) -> None:
-        update = self.runtime.update_model(make_model(self.started, routes))
+    def publish(self, routes: Mapping[str, str], services: tuple[str, ...] = NAMES) -> None:
+        update = self.runtime.update_model(make_model(self.started, routes, services))
         asyncio.run_coroutine_threadsafe(update, self.loop).result(20)
         for r in ENVOYS:
             self.wait_synced(r, self.snapshot(r))
@@ -133,7 +136,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     )
     status = RecordingStatus()
     with (
-        backends(*NAMES) as started,
+        backends(*NAMES, NEW) as started,
         contextlib.ExitStack() as stack,
     ):
         first = make_model(started, {"a": "a", "b": "b", "c": "c"})
@@ -216,3 +219,42 @@ def test_envoys_on_sotw_and_delta_ads_take_virtual_hosts_one_at_a_time(tmp_path:
         # the next good change is taken
         r.publish({"a": "a", "b": "a", "c": "c"})
         r.wait_served("b.test", "a")
+
+
+def test_a_host_never_reaches_envoy_before_the_cluster_it_routes_to(tmp_path: Path) -> None:
+    """One change adds a Service and moves a route to it: the VHDS stream waits until the
+    node's ADS stream has given Envoy the new cluster and its endpoints, so no request to the
+    moving host fails (without the wait Envoy answers 503, no cluster, for a moment)."""
+    with rig(tmp_path) as r:
+        for region in ENVOYS:
+            r.wait_synced(region, r.snapshot(region))
+        r.wait_served("b.test", "b")
+        failures: list[str] = []
+        served: set[str] = set()
+        flowing: set[str] = set()
+        stop = threading.Event()
+
+        def hammer(region: str) -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{r.ports[region]}", timeout=5) as c:
+                for _ in range(20_000):  # bounded; ends when told to
+                    if stop.is_set():
+                        return
+                    reply = c.get("/", headers={"host": "b.test"})
+                    served.add(reply.headers.get("x-backend", ""))
+                    flowing.add(region)
+                    if reply.status_code != 200:
+                        failures.append(f"{region}: {reply.status_code} {reply.text[:80]}")
+
+        threads = [threading.Thread(target=hammer, args=(g,)) for g in ENVOYS]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: flowing == set(ENVOYS), 20, "requests flowing through both Envoys")
+            r.publish({"a": "a", "b": NEW, "c": "c"}, (*NAMES, NEW))
+            r.wait_served("b.test", NEW)  # the event that must come after the move
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(20)
+        assert served >= {"b", NEW}, served
+        assert failures == []

@@ -102,8 +102,9 @@ class XdsServer:
         self.status: StreamCallbacks = status if status is not None else StatusRegistry()
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
-        #: node id -> its ADS stream, which that node's VHDS stream waits on (``_Stream.gated``)
-        self._ads: dict[str, _Stream] = {}
+        #: (node id, group) -> its ADS stream, which that node's VHDS stream waits on
+        #: (``_Stream.gated``)
+        self._ads: dict[tuple[str, str], _Stream] = {}
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handlers = []
@@ -281,8 +282,8 @@ class _Stream:
                 self.watch.cancel()
             machine.close()
             node = machine.node
-            if node is not None and self.server._ads.get(node.id) is self:
-                del self.server._ads[node.id]
+            if node is not None and self.server._ads.get((node.id, self.group)) is self:
+                del self.server._ads[node.id, self.group]
             self._wake_waiters()
             self.server.status.disconnect(self.stream_id)
             if self.writer is not None:
@@ -304,7 +305,7 @@ class _Stream:
         self.group = server.grouper(machine.node)
         server.status.connect(self.stream_id, machine.node, self.group, _mode(self.delta))
         if machine.fixed_type is None:
-            server._ads[machine.node.id] = self
+            server._ads[machine.node.id, self.group] = self
         self.watch = server.cache.watch(self.group, self._on_snapshot)
         current = server.cache.get(self.group)
         if current is not None:
@@ -329,7 +330,7 @@ class _Stream:
         node = self.machine.node
         if self.machine.fixed_type != rs.VIRTUAL_HOST or node is None:
             return False
-        ads = self.server._ads.get(node.id)
+        ads = self.server._ads.get((node.id, self.group))
         if ads is None or ads.closed or ads.machine.holds(snapshot):
             return False
         if ads.waiters is None:

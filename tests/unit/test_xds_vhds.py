@@ -200,3 +200,32 @@ def test_a_namespace_subscription_selects_its_hosts_and_sotw_gets_nothing() -> N
     ask.node.id = "envoy-1"
     assert sotw.on_request(ask).responses == ()
     assert sotw.on_snapshot(snapshot).responses == ()
+
+
+def ads_request(
+    type_url: str, names: tuple[str, ...] = (), nonce: str = ""
+) -> discovery_pb2.DeltaDiscoveryRequest:
+    out = discovery_pb2.DeltaDiscoveryRequest(
+        type_url=type_url, resource_names_subscribe=names, response_nonce=nonce
+    )
+    out.node.id = "envoy-1"
+    return out
+
+
+def test_holds_once_the_ads_stream_has_every_cluster_and_endpoint_of_the_snapshot() -> None:
+    """What a VHDS stream waits for on the node's ADS stream (server ``_Stream.gated``)."""
+    snapshot = vhds_snapshot(model(*BASE))
+    ads = XdsStream(delta=True)
+    assert not ads.holds(snapshot)  # no snapshot yet
+    ads.on_request(ads_request(CLUSTER))
+    (cds,) = ads.on_snapshot(snapshot).responses
+    assert not ads.holds(snapshot)  # CDS in flight
+    ads.on_request(ads_request(CLUSTER, nonce=cds.nonce))
+    assert not ads.holds(snapshot)  # Envoy has not asked for the new clusters' endpoints yet
+    names = tuple(snapshot.get(ENDPOINT).entries)
+    (eds,) = ads.on_request(ads_request(ENDPOINT, names)).responses
+    assert not ads.holds(snapshot)  # EDS in flight
+    ads.on_request(ads_request(ENDPOINT, nonce=eds.nonce))
+    assert ads.holds(snapshot)
+    other = vhds_snapshot(model(("a", "a.test", "b"), BASE[1], BASE[2]))
+    assert not ads.holds(other)  # a snapshot the stream has not taken yet

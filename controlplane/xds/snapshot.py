@@ -133,6 +133,7 @@ MakeEntry = Callable[[str, str, Message], Entry]
 _EMPTY: Mapping[str, Entry] = MappingProxyType({})
 _EMPTY_MESSAGES: Mapping[str, Message] = MappingProxyType({})
 _NAME_VERSION = operator.attrgetter("name", "version")
+_SOTW_BYTES = operator.attrgetter("sotw_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ class TypeSnapshot:
     def size(self) -> int:
         """Bytes of every entry's SotW resource (what one response carries), summed once."""
         if not self._size:
-            self._size.append(sum(len(e.sotw_bytes) for e in self.entries.values()))
+            self._size.append(sum(map(len, map(_SOTW_BYTES, self.entries.values()))))
         return self._size[0]
 
     def subset(self, names: frozenset[str]) -> Mapping[str, Entry]:
@@ -300,12 +301,10 @@ class Snapshot:
         if hosts is None:
             return []
         wanted = self.references.vhds_names
-        if (
-            previous is not None
-            and hosts is previous.types.get(VIRTUAL_HOST)
-            and wanted == previous.references.vhds_names
-        ):
-            return []
+        if previous is not None and wanted == previous.references.vhds_names:
+            before = previous.types.get(VIRTUAL_HOST)
+            if before is not None and hosts.entries.keys() == before.entries.keys():
+                return []  # the same names passed the check before
         return [
             f"VirtualHost {name!r} belongs to no RouteConfiguration with vhds"
             for name in hosts.entries
@@ -368,6 +367,22 @@ def _preserialized_entries(
     """Entries from the held bytes (the messages are never built); an item that is the same
     object as the previous build's keeps its old Entry."""
     was = old_by_name if isinstance(old_by_name, PreSerialized) else None
+    if was is not None and old is not None:
+        items, old_items = by_name.held(), was.held()
+        names = list(items)
+        if names == list(old_items) and names == list(old.entries):
+            # same names in the same (sorted) order (VHDS after a RoutePolicy change): find the
+            # new items in C, as ``_entries`` does
+            entries = dict(old.entries)
+            fresh = map(operator.is_not, items.values(), old_items.values())
+            for name in compress(names, fresh):
+                item = items[name]
+                entries[name] = (
+                    memo.of_item(type_url, name, item)
+                    if memo is not None
+                    else Entry.of_bytes(type_url, name, item.serialized())
+                )
+            return entries
     out: dict[str, Entry] = {}
     for name in sorted(by_name):
         item = by_name.item(name)

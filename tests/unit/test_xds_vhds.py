@@ -229,3 +229,28 @@ def test_holds_once_the_ads_stream_has_every_cluster_and_endpoint_of_the_snapsho
     assert ads.holds(snapshot)
     other = vhds_snapshot(model(("a", "a.test", "b"), BASE[1], BASE[2]))
     assert not ads.holds(other)  # a snapshot the stream has not taken yet
+
+
+def test_incremental_vhds_equals_a_full_compile_through_adds_and_removals() -> None:
+    steps = [
+        BASE,
+        (*BASE, ("d", "d.test", "a")),  # a host added (sorted among the others)
+        (("a", "a.test", "b"), BASE[1], ("d", "d.test", "a")),  # one changed, one removed
+        (("0first", "first.test", "c"), ("a", "a.test", "b")),  # added first, one removed
+        BASE,
+    ]
+    compiled = compile_node(model(*steps[0]), NODE, VHDS)
+    snapshot = Snapshot.build(compiled.resources)
+    for routes in steps[1:]:
+        new_model = model(*routes)
+        new = recompile_node(compiled, new_model, diff(compiled.model, new_model))
+        full = compile_node(new_model, NODE, VHDS)
+        assert list(new.resources[VIRTUAL_HOST]) == list(full.resources[VIRTUAL_HOST])
+        for t in full.resources:
+            assert serialized(dict(new.resources[t])) == serialized(dict(full.resources[t]))
+        built = Snapshot.build(
+            new.resources, previous=snapshot, previous_resources=compiled.resources
+        )
+        built.check_consistent(previous=snapshot)
+        assert built.version == Snapshot.build(full.resources).version
+        compiled, snapshot = new, built

@@ -12,7 +12,7 @@ message built whole).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
@@ -119,6 +119,27 @@ def vhds_resources(route_config_name: str, hosts: Iterable[CompiledHost]) -> Pre
         item = host.vhds_resource(route_config_name)
         items[f"{route_config_name}/{host.message.name}"] = item
     return PreSerialized(dict(sorted(items.items())))
+
+
+def patch_vhds_resources(
+    old: PreSerialized,
+    route_config_name: str,
+    hosts: Mapping[str, CompiledHost],
+    names: Iterable[str],
+) -> PreSerialized:
+    """``vhds_resources(route_config_name, hosts.values())`` given ``old``, that map before the
+    hosts ``names`` (policy names) changed, appeared or went: a copy with those swapped."""
+    items = dict(old.held())
+    grown = False
+    for name in names:
+        key = f"{route_config_name}/{name}"
+        host = hosts.get(name)
+        if host is None:
+            items.pop(key, None)
+            continue
+        grown = grown or key not in items
+        items[key] = host.vhds_resource(route_config_name)
+    return PreSerialized(dict(sorted(items.items())) if grown else items)
 
 
 def _parse(data: bytes) -> Message:

@@ -302,6 +302,8 @@ class XdsStream:
             if not st.watched:
                 continue
             ts = current.get(type_url)
+            if st.settled_at == ts.version:
+                continue  # nothing was left to send at this version (the usual case)
             desired = ts.entries if st.wildcard else ts.subset(st.names)
             for name, e in desired.items():
                 held = st.acked.get(name)

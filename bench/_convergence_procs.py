@@ -110,12 +110,23 @@ def ubiq_process(
     listener_ports: dict[str, int],
     debounce_ms: int,
     watch_step_ms: int | None,
+    vhds: bool,
     events: Any,
     ready: Any,
     stop: Any,
 ) -> None:
     asyncio.run(
-        _ubiq(directory, xds_port, listener_ports, debounce_ms, watch_step_ms, events, ready, stop)
+        _ubiq(
+            directory,
+            xds_port,
+            listener_ports,
+            debounce_ms,
+            watch_step_ms,
+            vhds,
+            events,
+            ready,
+            stop,
+        )
     )
 
 
@@ -125,15 +136,18 @@ async def _ubiq(
     listener_ports: dict[str, int],
     debounce_ms: int,
     watch_step_ms: int | None,
+    vhds: bool,
     events: Any,
     ready: Any,
     stop: Any,
 ) -> None:
-    """``ubiq serve DIR --dns off --api off --listener-address 127.0.0.1``, per-cluster ports.
+    """``ubiq serve DIR --dns off --api off --listener-address 127.0.0.1``, per-cluster ports
+    (and ``--xds-vhds`` with ``vhds``).
 
     Timing wrappers around the stages put ``(stage, monotonic time, detail)`` on ``events``:
     watch (watchfiles yielded a batch), loaded (load + validate + swap done), compiled,
-    published (one group's snapshot swapped in), sent / acked (RDS response to / ACK from a node).
+    published (one group's snapshot swapped in), sent / acked (RDS or VHDS response to / ACK
+    from a node: with VHDS the RouteConfiguration never changes, the virtual host does).
     """
     import watchfiles
 
@@ -141,9 +155,12 @@ async def _ubiq(
     from controlplane.logging import configure_logging
     from controlplane.policy.store import DirectoryStore
     from controlplane.serve import ServeOptions, Ubiq
+    from controlplane.xds.bootstrap import XDS_CLUSTER
     from controlplane.xds.compiler.options import CompileOptions
     from controlplane.xds.events import Acked, Response
-    from controlplane.xds.resources import ROUTE
+    from controlplane.xds.resources import ROUTE, VIRTUAL_HOST
+
+    routes = (ROUTE, VIRTUAL_HOST)
 
     configure_logging("warning")
 
@@ -168,7 +185,11 @@ async def _ubiq(
         xds=("127.0.0.1", xds_port),
         dns=(),
         api=None,
-        compile=CompileOptions(listener_address="127.0.0.1", listener_ports=listener_ports),
+        compile=CompileOptions(
+            listener_address="127.0.0.1",
+            listener_ports=listener_ports,
+            vhds_cluster=XDS_CLUSTER if vhds else None,
+        ),
         debounce_ms=debounce_ms,
     )
     ubiq = Ubiq(options)
@@ -196,12 +217,12 @@ async def _ubiq(
         connect(stream_id, node, group, mode)
 
     def timed_record(stream_id: int, event: Any) -> None:
-        if isinstance(event, Acked) and event.type_url == ROUTE:
+        if isinstance(event, Acked) and event.type_url in routes:
             emit("acked", nodes.get(stream_id, ""))
         record(stream_id, event)
 
     def timed_sent(stream_id: int, response: Response) -> None:
-        if response.type_url == ROUTE:
+        if response.type_url in routes:
             emit("sent", nodes.get(stream_id, ""))
         sent(stream_id, response)
 

@@ -15,7 +15,9 @@ validated, compiled, published, the route pushed to and ACKed by each Envoy: the
 
 Configurations (all in the same run; ratios against the first, SotW with ``--debounce-ms 100``):
 SotW and Delta ADS, ``--debounce-ms`` 100 and 20, and (``--watch-step-ms``) the store's
-watchfiles step patched in the Ubiq process to show what that one constant costs.
+watchfiles step patched in the Ubiq process to show what that one constant costs; with
+``--vhds`` each ``--services`` config runs again with ``serve --xds-vhds`` (the "sent" and
+"acked" stages are then the last VirtualHost sent and ACKed).
 
     .venv/bin/python -m bench.xds_convergence [--envoys 10] [--rounds 20]
 """
@@ -54,12 +56,14 @@ class Config:
     debounce_ms: int
     watch_step_ms: int | None = None  # None: the store's own step
     services: int = 0  # extra services loaded beside ``web`` (each with its RoutePolicy)
+    vhds: bool = False  # ``serve --xds-vhds``: virtual hosts over VHDS
 
     @property
     def label(self) -> str:
         step = f", step {self.watch_step_ms} ms (patched)" if self.watch_step_ms else ""
         loaded = f", {self.services} services" if self.services else ""
-        return f"{self.mode} debounce {self.debounce_ms}{step}{loaded}"
+        vhds = ", VHDS" if self.vhds else ""
+        return f"{self.mode} debounce {self.debounce_ms}{step}{loaded}{vhds}"
 
 
 class Poller:
@@ -152,7 +156,7 @@ def _process(ctx: Any, target: Any, *args: Any) -> Iterator[Any]:
     proc = ctx.Process(target=target, args=(*args, ready, stop), daemon=True)
     proc.start()
     try:
-        if not ready.wait(30):
+        if not ready.wait(90):  # a cold start of 1,000 services on a loaded machine
             raise RuntimeError(f"{target.__name__} did not start")
         yield proc
     finally:
@@ -176,7 +180,15 @@ async def run_config(
     ports = {c: free_port() for c in clusters}
     xds_port = free_port()
     events = ctx.Queue()
-    args = (str(policies), xds_port, ports, config.debounce_ms, config.watch_step_ms, events)
+    args = (
+        str(policies),
+        xds_port,
+        ports,
+        config.debounce_ms,
+        config.watch_step_ms,
+        config.vhds,
+        events,
+    )
     started: list[EnvoyProcess] = []
     with _process(ctx, ubiq_process, *args):
         try:
@@ -221,7 +233,7 @@ async def run_config(
                 envoy.stop()
     shutil.rmtree(work, ignore_errors=True)  # kept, with the Envoy logs, when something failed
     return {"config": config.label, "mode": config.mode, "debounce_ms": config.debounce_ms,
-            "services": config.services,
+            "services": config.services, "vhds": config.vhds,
             "watch_step_ms": config.watch_step_ms, "rounds": results}  # fmt: skip
 
 
@@ -302,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         help="extra configs (the first mode and debounce) with this many more services loaded,"
         " each with a RoutePolicy (a virtual host in every Envoy's routes); comma-separated",
     )
+    parser.add_argument(
+        "--vhds",
+        action="store_true",
+        help="also run each --services config with serve --xds-vhds (virtual hosts over VHDS)",
+    )
     args = parser.parse_args(argv)
     configs = [
         Config(mode, int(d)) for d in args.debounce_ms.split(",") for mode in args.modes.split(",")
@@ -311,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     for count in (int(n) for n in args.services.split(",") if n.strip()):
         if count:
             configs.append(Config(configs[0].mode, configs[0].debounce_ms, services=count))
+            if args.vhds:
+                configs.append(
+                    Config(configs[0].mode, configs[0].debounce_ms, services=count, vhds=True)
+                )
     ctx = mp.get_context("spawn")
     backend_port = free_port()
     runs = []

@@ -60,6 +60,7 @@ from controlplane.policy.sources import open_source
 from controlplane.policy.store import PolicySource
 from controlplane.replica.leader import DEFAULT_TTL_S
 from controlplane.replica.serving import ReplicaServing
+from controlplane.xds.bootstrap import XDS_CLUSTER
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.compiler.options import CompileOptions
 from controlplane.xds.metrics import MeteredStatus
@@ -172,6 +173,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listener-port", type=int, default=10000, help="Envoy HTTP listener port")
     p.add_argument(
         "--listener-address", default="0.0.0.0", help="address Envoy's HTTP listener binds"
+    )
+    p.add_argument(
+        "--xds-vhds",
+        action="store_true",
+        help="send Envoys their virtual hosts over VHDS, one resource each (default: off, every"
+        " host inside the RouteConfiguration)",
     )
     p.add_argument("--debounce-ms", type=int, default=100, help="wait this long after a change")
     p.add_argument(
@@ -382,7 +389,9 @@ class ServeOptions:
             dns=dns,
             api=None if args.api == "off" else parse_hostport(args.api),
             compile=CompileOptions(
-                listener_port=args.listener_port, listener_address=args.listener_address
+                listener_port=args.listener_port,
+                listener_address=args.listener_address,
+                vhds_cluster=XDS_CLUSTER if args.xds_vhds else None,
             ),
             debounce_ms=args.debounce_ms,
             store=args.store,

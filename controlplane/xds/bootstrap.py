@@ -13,6 +13,8 @@ from controlplane.templating import render
 from controlplane.xds.node import CLUSTER_KEY, DEFAULT_ROLE, PROXYLESS_ROLE, ROLE_KEY
 
 TEMPLATE = "envoy-bootstrap.yaml.j2"
+#: the bootstrap's static cluster reaching Ubiq's xDS (ADS, and VHDS with ``serve --xds-vhds``)
+XDS_CLUSTER = "ubiq_xds"
 Mode = Literal["ads-sotw", "ads-delta"]
 _API_TYPES: dict[str, str] = {"ads-sotw": "GRPC", "ads-delta": "DELTA_GRPC"}
 #: Buckets (ms) of Envoy's ``upstream_rq_time`` histograms: steps of at most 25 % between 10 ms and
@@ -105,6 +107,7 @@ def render_bootstrap(
         rq_time_buckets_ms=RQ_TIME_BUCKETS_MS,
         tls=tls,
         sds_secret_name=SDS_SECRET_NAME,
+        xds_cluster=XDS_CLUSTER,
     )
 
 

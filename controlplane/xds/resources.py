@@ -14,6 +14,9 @@ ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 CLUSTER = _PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+#: VHDS: the virtual hosts of a RouteConfiguration that carries ``vhds``, each named
+#: ``<route configuration name>/<virtual host name>``; Delta xDS only (Envoy's own rule)
+VIRTUAL_HOST = _PREFIX + "envoy.config.route.v3.VirtualHost"
 
 HTTP_CONNECTION_MANAGER = (
     _PREFIX + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -22,11 +25,21 @@ HTTP_CONNECTION_MANAGER = (
 #: Make-before-break push order on ADS (Envoy xDS protocol, "eventual consistency considerations").
 #: Secrets go first: clusters and listeners that reference them warm until they arrive.
 ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
-PUSH_ORDER: tuple[str, ...] = (SECRET, *ORDER)
+PUSH_ORDER: tuple[str, ...] = (SECRET, *ORDER, VIRTUAL_HOST)
+
+#: Types served over Delta xDS only: a SotW request for them gets no answer.
+DELTA_ONLY_TYPES: frozenset[str] = frozenset({VIRTUAL_HOST})
+
+#: Types whose subscribed names are namespaces: a subscription to ``N`` selects every resource
+#: named ``N/<anything>`` (and one named ``N`` itself). Envoy subscribes to VHDS with the route
+#: configuration's name (``SubscriptionOptions.use_namespace_matching_``).
+NAMESPACED_TYPES: frozenset[str] = frozenset({VIRTUAL_HOST})
 
 #: Types whose SotW responses are the complete set: a resource left out is removed.
-#: The other types only ever carry the names the client asked for.
-WILDCARD_TYPES: frozenset[str] = frozenset({LISTENER, CLUSTER})
+#: The other types only ever carry the names the client asked for. A first request for one of
+#: these that names nothing is a (legacy) wildcard subscription: Envoy's VHDS asks that way
+#: (its namespace, the route configuration's name, stays in Envoy; measured with Envoy 1.40).
+WILDCARD_TYPES: frozenset[str] = frozenset({LISTENER, CLUSTER, VIRTUAL_HOST})
 
 SHORT_NAMES: Mapping[str, str] = {
     LISTENER: "LDS",
@@ -34,6 +47,7 @@ SHORT_NAMES: Mapping[str, str] = {
     CLUSTER: "CDS",
     ENDPOINT: "EDS",
     SECRET: "SDS",
+    VIRTUAL_HOST: "VHDS",
 }
 
 #: type_url -> resource name -> proto message
@@ -42,6 +56,11 @@ Resources = Mapping[str, Mapping[str, Message]]
 
 def short_name(type_url: str) -> str:
     return SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1])
+
+
+def namespace_of(name: str) -> str:
+    """``ubiq-http/checkout`` -> ``ubiq-http`` (a VHDS resource's route configuration)."""
+    return name.rpartition("/")[0]
 
 
 # -- resources that already hold their wire bytes ------------------------------------------
@@ -102,6 +121,10 @@ class PreSerialized(Mapping[str, Message]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items  # Mapping's own would parse the message to find out
+
+    def held(self) -> Mapping[str, Spliced[Message]]:
+        """name -> held item (read it, never change it)."""
+        return self._items
 
     def item(self, name: str) -> Spliced[Message]:
         """The held item: the same object means the same bytes (a snapshot reuses its Entry)."""

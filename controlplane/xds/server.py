@@ -62,14 +62,16 @@ class StreamCallbacks(Protocol):
 
 log = structlog.get_logger(__name__)
 
-# (service, SotW method, Delta method, type_url or None for ADS)
-SERVICES: tuple[tuple[str, str, str, str | None], ...] = (
+# (service, SotW method or None, Delta method, type_url or None for ADS)
+SERVICES: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("envoy.service.discovery.v3.AggregatedDiscoveryService", "StreamAggregatedResources", "DeltaAggregatedResources", None),
     ("envoy.service.cluster.v3.ClusterDiscoveryService", "StreamClusters", "DeltaClusters", rs.CLUSTER),
     ("envoy.service.endpoint.v3.EndpointDiscoveryService", "StreamEndpoints", "DeltaEndpoints", rs.ENDPOINT),
     ("envoy.service.listener.v3.ListenerDiscoveryService", "StreamListeners", "DeltaListeners", rs.LISTENER),
     ("envoy.service.route.v3.RouteDiscoveryService", "StreamRoutes", "DeltaRoutes", rs.ROUTE),
     ("envoy.service.secret.v3.SecretDiscoveryService", "StreamSecrets", "DeltaSecrets", rs.SECRET),
+    # VHDS is Delta only: the service has no SotW method
+    ("envoy.service.route.v3.VirtualHostDiscoveryService", None, "DeltaVirtualHosts", rs.VIRTUAL_HOST),
 )  # fmt: skip
 
 _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # context.read(): the client is done
@@ -100,22 +102,26 @@ class XdsServer:
         self.status: StreamCallbacks = status if status is not None else StatusRegistry()
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
+        #: (node id, group) -> its ADS stream, which that node's VHDS stream waits on
+        #: (``_Stream.gated``)
+        self._ads: dict[tuple[str, str], _Stream] = {}
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handlers = []
         for service, sotw, delta, type_url in SERVICES:
             methods = {
-                sotw: grpc.stream_stream_rpc_method_handler(
-                    self._handler(delta=False, type_url=type_url),
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                    response_serializer=_identity,
-                ),
                 delta: grpc.stream_stream_rpc_method_handler(
                     self._handler(delta=True, type_url=type_url),
                     request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                     response_serializer=_identity,
                 ),
             }
+            if sotw is not None:
+                methods[sotw] = grpc.stream_stream_rpc_method_handler(
+                    self._handler(delta=False, type_url=type_url),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_identity,
+                )
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         server.add_generic_rpc_handlers(handlers)
 
@@ -210,6 +216,7 @@ class _Stream:
         "snapshot_pending",
         "stream_id",
         "task",
+        "waiters",
         "watch",
         "writer",
         "writing",
@@ -237,6 +244,7 @@ class _Stream:
         self.watch: Cancellable | None = None
         self.group = ""
         self.task: asyncio.Task[Any] | None = None
+        self.waiters: set[_Stream] | None = None  # VHDS streams waiting on this ADS stream
 
     async def run(self) -> None:
         context, machine = self.context, self.machine
@@ -264,6 +272,7 @@ class _Stream:
                 if self.watch is None:
                     step = _merge(step, await self._start(machine))
                 self._emit(step)
+                self._wake_waiters()
                 if self._claim_drain():
                     await self._drain()
         finally:
@@ -272,6 +281,10 @@ class _Stream:
             if self.watch is not None:
                 self.watch.cancel()
             machine.close()
+            node = machine.node
+            if node is not None and self.server._ads.get((node.id, self.group)) is self:
+                del self.server._ads[node.id, self.group]
+            self._wake_waiters()
             self.server.status.disconnect(self.stream_id)
             if self.writer is not None:
                 self.writer.cancel()
@@ -291,9 +304,13 @@ class _Stream:
             await server._authorize(machine.node, self.context, self.stream_id)
         self.group = server.grouper(machine.node)
         server.status.connect(self.stream_id, machine.node, self.group, _mode(self.delta))
+        if machine.fixed_type is None:
+            server._ads[machine.node.id, self.group] = self
         self.watch = server.cache.watch(self.group, self._on_snapshot)
         current = server.cache.get(self.group)
         if current is not None:
+            if self.gated(current):
+                return Step()
             return machine.on_snapshot(current)
         log.warning(
             "xds.unknown_group",
@@ -304,6 +321,27 @@ class _Stream:
             " ubiq.cluster (or node.cluster) a Cluster in the policy?",
         )
         return Step()
+
+    def gated(self, snapshot: Snapshot) -> bool:
+        """A VHDS stream holds ``snapshot`` back while the node's ADS stream has not yet given
+        Envoy that snapshot's clusters and endpoints (``XdsStream.holds``): VHDS has a stream of
+        its own, so without this a virtual host could route to a cluster Envoy does not have
+        yet. It is woken when that ADS stream moves on or ends."""
+        node = self.machine.node
+        if self.machine.fixed_type != rs.VIRTUAL_HOST or node is None:
+            return False
+        ads = self.server._ads.get((node.id, self.group))
+        if ads is None or ads.closed or ads.machine.holds(snapshot):
+            return False
+        if ads.waiters is None:
+            ads.waiters = set()
+        ads.waiters.add(self)
+        return True
+
+    def _wake_waiters(self) -> None:
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            waiter._on_snapshot(None)
 
     def _emit(self, step: Step) -> None:
         status = self.server.status
@@ -342,7 +380,7 @@ class _Stream:
         except (asyncio.CancelledError, Exception):  # the stream ended under the write
             self.outbox.clear()
 
-    def _on_snapshot(self, _: Snapshot) -> None:
+    def _on_snapshot(self, _: Snapshot | None) -> None:
         if not self.snapshot_pending:  # coalesce: the stream always takes the newest one
             self.snapshot_pending = True
             self.loop.call_soon(self._apply_snapshot)
@@ -352,8 +390,11 @@ class _Stream:
         current = self.server.cache.get(self.group)
         if self.closed or current is None or current is self.machine.snapshot:
             return
+        if self.gated(current):
+            return
         try:
             self._emit(self.machine.on_snapshot(current))
+            self._wake_waiters()
         except Exception:
             # a bug in the state machine: end the stream (the proxy reconnects and starts from
             # a clean state) rather than go on from a state half applied

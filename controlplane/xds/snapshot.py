@@ -24,6 +24,7 @@ from types import MappingProxyType
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -37,9 +38,11 @@ from controlplane.xds.resources import (
     HTTP_CONNECTION_MANAGER,
     LISTENER,
     ROUTE,
+    VIRTUAL_HOST,
     PreSerialized,
     Resources,
     Spliced,
+    namespace_of,
     short_name,
 )
 
@@ -130,6 +133,7 @@ MakeEntry = Callable[[str, str, Message], Entry]
 _EMPTY: Mapping[str, Entry] = MappingProxyType({})
 _EMPTY_MESSAGES: Mapping[str, Message] = MappingProxyType({})
 _NAME_VERSION = operator.attrgetter("name", "version")
+_SOTW_BYTES = operator.attrgetter("sotw_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,10 @@ class TypeSnapshot:
     _subsets: dict[frozenset[str], Mapping[str, Entry]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # the same for namespaced types (VHDS): subscribed namespaces -> the entries in them
+    _namespaced: dict[frozenset[str], Mapping[str, Entry]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -151,7 +159,7 @@ class TypeSnapshot:
     def size(self) -> int:
         """Bytes of every entry's SotW resource (what one response carries), summed once."""
         if not self._size:
-            self._size.append(sum(len(e.sotw_bytes) for e in self.entries.values()))
+            self._size.append(sum(map(len, map(_SOTW_BYTES, self.entries.values()))))
         return self._size[0]
 
     def subset(self, names: frozenset[str]) -> Mapping[str, Entry]:
@@ -171,6 +179,24 @@ class TypeSnapshot:
         self._subsets[names] = chosen
         return chosen
 
+    def in_namespaces(self, names: frozenset[str]) -> Mapping[str, Entry]:
+        """The entries named ``N/...`` (or ``N``) for a namespace ``N`` in ``names``, in name
+        order; ``entries`` itself when that is all of them. Worked out once per distinct set."""
+        found = self._namespaced.get(names)
+        if found is not None:
+            return found
+        entries = self.entries
+        picked = [n for n in entries if n in names or namespace_of(n) in names]
+        chosen: Mapping[str, Entry] = (
+            entries
+            if len(picked) == len(entries)
+            else MappingProxyType({n: entries[n] for n in picked})
+        )
+        if len(self._namespaced) >= MAX_SUBSETS:
+            self._namespaced.clear()
+        self._namespaced[names] = chosen
+        return chosen
+
     def sotw_resources(self) -> bytes:
         """Every entry's SotW resource bytes joined, once per type snapshot: the streams that
         are sent the whole type share these bytes instead of each joining them."""
@@ -187,6 +213,7 @@ class References:
     eds_by_cluster: Mapping[str, str] = field(default_factory=dict)  # EDS cluster -> CLA name
     eds_over_ads: frozenset[str] = frozenset()  # EDS clusters whose endpoints come over ADS
     rds_names: frozenset[str] = frozenset()  # route configuration names wanted by listeners
+    vhds_names: frozenset[str] = frozenset()  # route configurations whose hosts come over VHDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +289,27 @@ class Snapshot:
         routes = self.get(ROUTE).entries
         for name in sorted(self.references.rds_names - routes.keys()):
             problems.append(f"listener wants RouteConfiguration {name!r}, which is missing")
+        problems.extend(self._virtual_host_problems(previous))
         if problems:
             raise InconsistentSnapshotError(f"snapshot {self.version}: " + "; ".join(problems))
         self.check_size()
+
+    def _virtual_host_problems(self, previous: Snapshot | None) -> list[str]:
+        """Every VHDS virtual host must belong to a RouteConfiguration that asks for VHDS
+        (else no Envoy ever asks for it); not checked again when shared with ``previous``."""
+        hosts = self.types.get(VIRTUAL_HOST)
+        if hosts is None:
+            return []
+        wanted = self.references.vhds_names
+        if previous is not None and wanted == previous.references.vhds_names:
+            before = previous.types.get(VIRTUAL_HOST)
+            if before is not None and hosts.entries.keys() == before.entries.keys():
+                return []  # the same names passed the check before
+        return [
+            f"VirtualHost {name!r} belongs to no RouteConfiguration with vhds"
+            for name in hosts.entries
+            if namespace_of(name) not in wanted
+        ]
 
     def check_size(self) -> None:
         """Raise SnapshotTooLargeError when one type has too many resources or bytes to send."""
@@ -322,6 +367,22 @@ def _preserialized_entries(
     """Entries from the held bytes (the messages are never built); an item that is the same
     object as the previous build's keeps its old Entry."""
     was = old_by_name if isinstance(old_by_name, PreSerialized) else None
+    if was is not None and old is not None:
+        items, old_items = by_name.held(), was.held()
+        names = list(items)
+        if names == list(old_items) and names == list(old.entries):
+            # same names in the same (sorted) order (VHDS after a RoutePolicy change): find the
+            # new items in C, as ``_entries`` does
+            entries = dict(old.entries)
+            fresh = map(operator.is_not, items.values(), old_items.values())
+            for name in compress(names, fresh):
+                item = items[name]
+                entries[name] = (
+                    memo.of_item(type_url, name, item)
+                    if memo is not None
+                    else Entry.of_bytes(type_url, name, item.serialized())
+                )
+            return entries
     out: dict[str, Entry] = {}
     for name in sorted(by_name):
         item = by_name.item(name)
@@ -362,7 +423,22 @@ def _references(resources: Resources, previous: Snapshot | None, before: Resourc
         rds_names = old.rds_names
     else:
         rds_names = frozenset(_rds_names(listeners))
-    return References(eds_by_cluster, eds_over_ads, rds_names)
+    routes = resources.get(ROUTE, _EMPTY_MESSAGES)
+    if previous is not None and routes is before.get(ROUTE):
+        vhds_names = old.vhds_names
+    else:
+        vhds_names = frozenset(_vhds_names(routes))
+    return References(eds_by_cluster, eds_over_ads, rds_names, vhds_names)
+
+
+def _vhds_names(routes: Mapping[str, Message]) -> Iterator[str]:
+    """Route configurations that carry ``vhds``. Spliced ones (``PreSerialized``) are a name and
+    virtual hosts only, never ``vhds``: not parsed to find out."""
+    if isinstance(routes, PreSerialized):
+        return
+    for name, message in routes.items():
+        if isinstance(message, route_pb2.RouteConfiguration) and message.HasField("vhds"):
+            yield name
 
 
 def _eds_names(clusters: Mapping[str, Message]) -> Iterator[tuple[str, str]]:

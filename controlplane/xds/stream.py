@@ -11,11 +11,11 @@ the responses it returns. Invariants, per type on the stream:
   before; the rejected ``(name, version)`` pairs (those it did not already hold at that
   version) are remembered, while still wanted, and never sent again; the next response goes out
   only when content changes;
-- ADS ordering (make-before-break): types go in ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS); a type
-  waits while an earlier type has a response in flight or still to send, except that EDS does
-  not wait for CDS nor RDS for LDS (Envoy holds a CDS ACK until the new clusters have their
-  endpoints). So LDS/RDS leave only once the clusters they may name are ACKed, i.e. warm; and
-  after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for Envoy's EDS request
+- ADS ordering (make-before-break): types go in ``PUSH_ORDER`` (SDS, CDS, EDS, LDS, RDS,
+  VHDS); a type waits while an earlier type has a response in flight or still to send, except
+  that EDS does not wait for CDS, RDS for LDS, nor VHDS for RDS (Envoy holds a CDS ACK until
+  the new clusters have their endpoints). So LDS/RDS leave only once the clusters they may name
+  are ACKed, i.e. warm; and after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for Envoy's EDS request
   for them. Removals go last: while any type still has something to send or in flight, SotW
   responses keep the resources the client holds and Delta withholds ``removed_resources``;
 - a Cluster sent again forces its ClusterLoadAssignment to follow, even if unchanged: Envoy
@@ -38,11 +38,15 @@ from controlplane.errors import XdsRequestError
 from controlplane.xds.events import Acked, Event, InSync, Nacked, Response, StaleIgnored, Step
 from controlplane.xds.resources import (
     CLUSTER,
+    DELTA_ONLY_TYPES,
     ENDPOINT,
     LISTENER,
+    NAMESPACED_TYPES,
     PUSH_ORDER,
     ROUTE,
+    VIRTUAL_HOST,
     WILDCARD_TYPES,
+    namespace_of,
 )
 from controlplane.xds.snapshot import Entry, Snapshot, version_of
 
@@ -52,7 +56,8 @@ _EMPTY_VERSION = version_of({})  # the version of a type the snapshot does not h
 
 # Envoy warms a new cluster until its endpoints arrive, and holds the CDS ACK meanwhile (likewise
 # a listener waits for its routes): EDS must not wait for the CDS ACK, nor RDS for the LDS ACK.
-_PARENT = {ENDPOINT: CLUSTER, ROUTE: LISTENER}
+# VHDS likewise waits for nothing but the RouteConfiguration it fills.
+_PARENT = {ENDPOINT: CLUSTER, ROUTE: LISTENER, VIRTUAL_HOST: ROUTE}
 
 
 @dataclass(slots=True)
@@ -247,9 +252,9 @@ class XdsStream:
         type_url = request.type_url or self.fixed_type or ""
         st = self._types.get(type_url)
         if st is None:
-            if type_url not in PUSH_ORDER:
-                # a type Ubiq does not serve (RTDS, ECDS, ...): no state, no answer, so a client
-                # cannot grow a stream's memory with made-up type URLs
+            if type_url not in PUSH_ORDER or (not self.delta and type_url in DELTA_ONLY_TYPES):
+                # a type Ubiq does not serve (RTDS, ECDS, ..., VHDS over SotW): no state, no
+                # answer, so a client cannot grow a stream's memory with made-up type URLs
                 return Step((), ())
             st = self._types[type_url] = _TypeState(type_url)
         events: list[Event] = []
@@ -278,6 +283,33 @@ class XdsStream:
 
     def tracked_types(self) -> list[str]:
         return [t for t, st in self._types.items() if st.watched]
+
+    def holds(self, snapshot: Snapshot, type_urls: Iterable[str] = (CLUSTER, ENDPOINT)) -> bool:
+        """Whether the client holds, for each of ``type_urls`` it watches, every resource of
+        ``snapshot`` it subscribes to (ACKed, or rejected at that version), with nothing in
+        flight or awaited. A VHDS stream waits for this on the node's ADS stream, so a virtual
+        host never reaches Envoy before the clusters it routes to (make-before-break across the
+        two streams)."""
+        current = self.snapshot
+        if current is None or current.version != snapshot.version:
+            return False
+        for type_url in type_urls:
+            st = self._types.get(type_url)
+            if st is None:
+                continue
+            if st.in_flight is not None or st.awaiting:
+                return False
+            if not st.watched:
+                continue
+            ts = current.get(type_url)
+            if st.settled_at == ts.version:
+                continue  # nothing was left to send at this version (the usual case)
+            desired = ts.entries if st.wildcard else ts.subset(st.names)
+            for name, e in desired.items():
+                held = st.acked.get(name)
+                if (held is None or held.version != e.version) and st.nacked.get(name) != e.version:
+                    return False
+        return True
 
     def acked_version(self, type_url: str) -> str:
         st = self._types.get(type_url)
@@ -333,6 +365,8 @@ class XdsStream:
         if WILDCARD in request.resource_names_unsubscribe:
             self._forget(st, set(st.acked) - st.names)  # the client drops them itself
         elif not st.wildcard:
+            if st.type_url in NAMESPACED_TYPES and unsubscribe:
+                unsubscribe |= {n for n in st.acked if namespace_of(n) in unsubscribe}
             self._forget(st, unsubscribe)
 
     @staticmethod
@@ -448,7 +482,12 @@ class XdsStream:
                 continue
             if ts is None:
                 ts = snapshot.get(st.type_url)
-            desired = ts.entries if st.wildcard else ts.subset(st.names)
+            if st.wildcard:
+                desired = ts.entries
+            elif st.type_url in NAMESPACED_TYPES:
+                desired = ts.in_namespaces(st.names)
+            else:
+                desired = ts.subset(st.names)
             planned = self._plan(st, desired)
             work.append((version, desired, planned))
             hold_removals = hold_removals or planned.pending(st)

@@ -45,11 +45,17 @@ def xds_server_thread(server: XdsServer, port: int = 0) -> Iterator[XdsServerThr
 
 @contextlib.contextmanager
 def runtime_thread(
-    model: Model, options: CompileOptions | None = None, *, tls: ReloadingTls | None = None
+    model: Model,
+    options: CompileOptions | None = None,
+    *,
+    tls: ReloadingTls | None = None,
+    status: StatusRegistry | None = None,
 ) -> Iterator[tuple[XdsRuntime, int, asyncio.AbstractEventLoop]]:
-    """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it."""
+    """Ubiq's xDS runtime on its own event loop in a thread, as ``ubiq serve`` runs it;
+    ``status``: the registry it reports to (a new one by default)."""
     with loop_thread("xds-runtime") as lt:
-        cache, status = SnapshotCache(), StatusRegistry()
+        cache = SnapshotCache()
+        status = status if status is not None else StatusRegistry()
         runtime = XdsRuntime(
             cache, status, XdsServer(cache, status=status, tls=tls), options or CompileOptions()
         )

@@ -24,10 +24,15 @@ from controlplane.xds.compiler.memo import (
     build_virtual_hosts,
 )
 from controlplane.xds.compiler.options import CompileOptions, NodeIdentity
-from controlplane.xds.compiler.route_wire import CompiledHost, route_configuration
+from controlplane.xds.compiler.route_wire import (
+    CompiledHost,
+    route_configuration,
+    vhds_resources,
+)
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.compiler.shared import RoundShare
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.compiler.vhds import uses_vhds, vhds_route_configuration
+from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST
 
 
 def compile_node_resources(
@@ -75,17 +80,34 @@ class NodeCompilation:
         virtual_hosts: Mapping[str, CompiledHost],
         routes_by_service: Mapping[str, frozenset[str]],
         routes: Mapping[str, Message] | None = None,
+        vhds: Mapping[str, Message] | None = None,
     ) -> NodeCompilation:
         """The compilation of these parts; ``routes`` (the RouteConfiguration map) is spliced
-        from ``virtual_hosts`` unless given (an unchanged one is passed on as is)."""
-        if routes is None:
-            routes = route_configuration(options.route_config_name, virtual_hosts.values())
-        resources: dict[str, Mapping[str, Message]] = {
-            LISTENER: listeners,
-            ROUTE: routes,
-            CLUSTER: clusters,
-            ENDPOINT: assignments,
-        }
+        from ``virtual_hosts`` unless given (an unchanged one is passed on as is). With VHDS
+        (``vhds.uses_vhds``) the RouteConfiguration only names the VHDS source and the hosts
+        are VirtualHost resources (``vhds``, likewise passed on when unchanged)."""
+        name = options.route_config_name
+        resources: dict[str, Mapping[str, Message]]
+        if uses_vhds(options, node):
+            assert options.vhds_cluster is not None
+            resources = {
+                LISTENER: listeners,
+                ROUTE: vhds_route_configuration(name, options.vhds_cluster),
+                CLUSTER: clusters,
+                ENDPOINT: assignments,
+                VIRTUAL_HOST: vhds
+                if vhds is not None
+                else vhds_resources(name, virtual_hosts.values()),
+            }
+        else:
+            if routes is None:
+                routes = route_configuration(name, virtual_hosts.values())
+            resources = {
+                LISTENER: listeners,
+                ROUTE: routes,
+                CLUSTER: clusters,
+                ENDPOINT: assignments,
+            }
         return cls(
             model=model,
             node=node,

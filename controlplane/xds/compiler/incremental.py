@@ -34,11 +34,18 @@ from controlplane.xds.compiler.memo import (
     build_service_resources,
     cached_virtual_host,
 )
-from controlplane.xds.compiler.route_wire import CompiledHost, reuse
+from controlplane.xds.compiler.route_wire import CompiledHost, patch_vhds_resources, reuse
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.node import PROXYLESS_ROLE
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from controlplane.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    VIRTUAL_HOST,
+    PreSerialized,
+)
 
 M = TypeVar("M")
 
@@ -121,7 +128,22 @@ def recompile_node(
         virtual_hosts=virtual_hosts,
         routes_by_service=users,
         routes=previous.resources[ROUTE] if virtual_hosts is previous.virtual_hosts else None,
+        vhds=_patch_vhds(previous, virtual_hosts, rebuild),
     )
+
+
+def _patch_vhds(
+    previous: NodeCompilation, virtual_hosts: Mapping[str, CompiledHost], rebuilt: Iterable[str]
+) -> Mapping[str, Message] | None:
+    """The VHDS map with the rebuilt hosts swapped in (the previous map when none changed);
+    None when the previous compile had none (``assemble`` then builds it whole if needed)."""
+    old = previous.resources.get(VIRTUAL_HOST)
+    if not isinstance(old, PreSerialized):
+        return None
+    if virtual_hosts is previous.virtual_hosts:
+        return old
+    name = previous.options.route_config_name
+    return patch_vhds_resources(old, name, virtual_hosts, sorted(rebuilt))
 
 
 def _attribute(

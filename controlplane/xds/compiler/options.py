@@ -39,6 +39,10 @@ class CompileOptions:
     #: SPIFFE trust domain of the workload CA (``serve --workload-ca-cert``); "" (none): services
     #: with ``tls: {mode: ISTIO_MUTUAL}`` get no endpoints in other clusters (fail closed)
     workload_trust_domain: str = ""
+    #: Envoy cluster (in the bootstrap: ``ubiq_xds``) to fetch virtual hosts from over VHDS;
+    #: None (default): each Envoy's RouteConfiguration carries every virtual host (RDS only).
+    #: Proxyless gRPC groups always get whole RouteConfigurations.
+    vhds_cluster: str | None = None
 
     def port_for(self, node: NodeIdentity) -> int:
         return self.listener_ports.get(node.cluster, self.listener_port)

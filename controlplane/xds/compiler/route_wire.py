@@ -11,7 +11,8 @@ message built whole).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
@@ -31,11 +32,31 @@ class CompiledHost:
 
     message: rc_pb2.VirtualHost
     field: bytes
+    # (route configuration name, this host as a VHDS resource), made on first use
+    _vhds: tuple[str, Spliced[Message]] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, host: rc_pb2.VirtualHost) -> CompiledHost:
         data = host.SerializeToString(deterministic=True)
         return cls(host, _field(_VIRTUAL_HOSTS_FIELD, data))
+
+    def vhds_resource(self, route_config_name: str) -> Spliced[Message]:
+        """This host as the VHDS resource ``<route_config_name>/<name>``: the same message with
+        that name (Envoy keys VHDS hosts by ``VirtualHost.name`` and removes them by resource
+        name, so the two must be equal). Spliced from the held bytes: the new ``name`` field,
+        then every field after the old one (deterministic order puts ``name``, field 1, first).
+        Made once per host object and kept, so unchanged hosts keep their snapshot Entry."""
+        held = self._vhds
+        if held is not None and held[0] == route_config_name:
+            return held[1]
+        body = _payload(self.field)
+        rest = _skip_field(body, _NAME_FIELD)
+        name = f"{route_config_name}/{self.message.name}"
+        item: Spliced[Message] = Spliced(_field(_NAME_FIELD, name.encode()), [rest], _parse_host)
+        object.__setattr__(self, "_vhds", (route_config_name, item))
+        return item
 
 
 def reuse(old: CompiledHost | None, new: CompiledHost) -> CompiledHost:
@@ -55,6 +76,70 @@ def _varint(n: int) -> bytes:
 def _field(number: int, data: bytes) -> bytes:
     """A length-delimited protobuf field: tag, length, bytes."""
     return _varint((number << 3) | 2) + _varint(len(data)) + data
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    """(value, offset after it) of the varint at ``data[at:]``."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _payload(tagged: bytes) -> bytes:
+    """The bytes inside one length-delimited field (tag and length stripped)."""
+    _, at = _read_varint(tagged, 0)
+    length, at = _read_varint(tagged, at)
+    return tagged[at : at + length]
+
+
+def _skip_field(data: bytes, number: int) -> bytes:
+    """``data`` without its leading length-delimited field ``number``."""
+    tag, at = _read_varint(data, 0)
+    if tag != (number << 3) | 2:
+        raise ValueError(f"expected field {number} first, found tag {tag}")
+    length, at = _read_varint(data, at)
+    return data[at + length :]
+
+
+def _parse_host(data: bytes) -> Message:
+    message: Message = rc_pb2.VirtualHost()
+    message.ParseFromString(data)
+    return message
+
+
+def vhds_resources(route_config_name: str, hosts: Iterable[CompiledHost]) -> PreSerialized:
+    """``{<route_config_name>/<host name>: VirtualHost}`` for VHDS, held as spliced bytes."""
+    items: dict[str, Spliced[Message]] = {}
+    for host in hosts:
+        item = host.vhds_resource(route_config_name)
+        items[f"{route_config_name}/{host.message.name}"] = item
+    return PreSerialized(dict(sorted(items.items())))
+
+
+def patch_vhds_resources(
+    old: PreSerialized,
+    route_config_name: str,
+    hosts: Mapping[str, CompiledHost],
+    names: Iterable[str],
+) -> PreSerialized:
+    """``vhds_resources(route_config_name, hosts.values())`` given ``old``, that map before the
+    hosts ``names`` (policy names) changed, appeared or went: a copy with those swapped."""
+    items = dict(old.held())
+    grown = False
+    for name in names:
+        key = f"{route_config_name}/{name}"
+        host = hosts.get(name)
+        if host is None:
+            items.pop(key, None)
+            continue
+        grown = grown or key not in items
+        items[key] = host.vhds_resource(route_config_name)
+    return PreSerialized(dict(sorted(items.items())) if grown else items)
 
 
 def _parse(data: bytes) -> Message:

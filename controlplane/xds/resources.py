@@ -103,6 +103,10 @@ class PreSerialized(Mapping[str, Message]):
     def __contains__(self, name: object) -> bool:
         return name in self._items  # Mapping's own would parse the message to find out
 
+    def held(self) -> Mapping[str, Spliced[Message]]:
+        """Every held item by name (read-only: the mapping is shared)."""
+        return self._items
+
     def item(self, name: str) -> Spliced[Message]:
         """The held item: the same object means the same bytes (a snapshot reuses its Entry)."""
         return self._items[name]

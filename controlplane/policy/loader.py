@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from controlplane import gcpolicy
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
 from controlplane.policy.crosscheck import Located, cross_check
@@ -94,14 +95,19 @@ def read_file(path: Path, root: Path | None = None) -> bytes:
 def _gc_paused() -> Iterator[None]:
     """Loading allocates millions of long-lived objects (YAML nodes, documents) and no cycles
     worth collecting; the cyclic GC would rescan them again and again (measured: more than half
-    of the load time of 10k services). Pause it for the load and let it run once after."""
+    of the load time of 10k services). Pause it for the load; a load that succeeded ends in
+    ``gcpolicy.end_pause`` (in ``ubiq serve``: a freeze, not a pass over every new object), a
+    failed one in an enabled GC (its garbage, tracebacks included, is collected as usual)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
-    finally:
+    except BaseException:
         if was_enabled:
             gc.enable()
+        raise
+    if was_enabled:
+        gcpolicy.end_pause()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

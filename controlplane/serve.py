@@ -995,7 +995,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     heap = HeapTrace.from_env(os.environ)  # UBIQ_TRACEMALLOC_DIR: leak hunting, off by default
     if heap is not None:
         heap.start()
-    manage()  # this process's loads end in a freeze (gcpolicy.end_pause), the first uncollected
+    manage()  # loads and compiles end in a freeze (gcpolicy.paused), the first one uncollected
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

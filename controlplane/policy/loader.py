@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import hashlib
 import os
 import threading
@@ -91,23 +90,12 @@ def read_file(path: Path, root: Path | None = None) -> bytes:
     return read_policy_file(path, root)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused() -> contextlib.AbstractContextManager[None]:
     """Loading allocates millions of long-lived objects (YAML nodes, documents) and no cycles
     worth collecting; the cyclic GC would rescan them again and again (measured: more than half
-    of the load time of 10k services). Pause it for the load; a load that succeeded ends in
-    ``gcpolicy.end_pause`` (in ``ubiq serve``: a freeze, not a pass over every new object), a
-    failed one in an enabled GC (its garbage, tracebacks included, is collected as usual)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    except BaseException:
-        if was_enabled:
-            gc.enable()
-        raise
-    if was_enabled:
-        gcpolicy.end_pause()
+    of the load time of 10k services). Paused for the load (``gcpolicy.paused``: in ``ubiq
+    serve`` a load that succeeded ends in a freeze, not a pass over every new object)."""
+    return gcpolicy.paused()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -111,3 +111,28 @@ def test_serve_freezes_each_model_its_store_swaps_in_the_first_included(
     model = ubiq.store.load()
     assert gcpolicy._frozen_at_collect > 0 and gc.get_freeze_count() > 0
     assert model.clusters["c1"].spec.region == "r"
+
+
+def test_a_compile_runs_with_the_gc_paused_and_nested_pauses_end_once(
+    unfrozen: None, fresh: None
+) -> None:
+    from controlplane.xds.compiler import CompileOptions
+    from controlplane.xds.runtime import build_groups
+
+    model = load_texts([("clusters.yaml", CLUSTER)])
+    seen: list[bool] = []
+    groups = build_groups(model, CompileOptions(), on_built=lambda *_: seen.append(gc.isenabled()))
+    assert seen == [False] and gc.isenabled() and gc.get_freeze_count() == 0  # unmanaged
+    gcpolicy.manage()
+    with gcpolicy.paused():
+        with gcpolicy.paused():
+            pass
+        assert not gc.isenabled()  # the inner block's end does not end the outer pause
+        groups = build_groups(model, CompileOptions())
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    assert gc.isenabled() and frozen(
+        next(iter(groups.values())).snapshot
+    )  # managed: ends in a freeze
+    with pytest.raises(RuntimeError), gcpolicy.paused():
+        raise RuntimeError("a failed compile")
+    assert gc.isenabled()

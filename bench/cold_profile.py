@@ -29,7 +29,7 @@ from controlplane.ports import free_port
 
 RATE = 200  # samples per second
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("GC: full collection + freeze at the first swap (store)", ("_keep_long_lived",)),
+    ("GC: gcpolicy (freezes at the load's end and the swaps, full collections)", ("gcpolicy.py",)),
     ("validation (pydantic)", ("validate_document", "model_validate")),
     ("document hashes", ("document_hash",)),
     (
@@ -49,6 +49,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "assemble_load_assignment",
             "EndpointGroups",
+            "eds_wire.py",
             "plan_localities",
             "RoundShare._plan",
             "lb_endpoint",

@@ -30,7 +30,7 @@ from controlplane.endpoints.memory import MemoryRegistry
 from controlplane.endpoints.model import merge_registered
 from controlplane.endpoints.registry import EndpointRegistry
 from controlplane.errors import ListenError, UbiqError
-from controlplane.gcpolicy import keep_long_lived
+from controlplane.gcpolicy import keep_long_lived, manage
 from controlplane.gtm.dns.dot import (
     HANDSHAKE_TIMEOUT,
     DotSettings,
@@ -1004,6 +1004,7 @@ async def serve(options: ServeOptions, *, ready: asyncio.Event | None = None) ->
     heap = HeapTrace.from_env(os.environ)  # UBIQ_TRACEMALLOC_DIR: leak hunting, off by default
     if heap is not None:
         heap.start()
+    manage()  # loads and compiles end in a freeze (gcpolicy.paused), the first one uncollected
     ubiq = Ubiq(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

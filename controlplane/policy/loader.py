@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from controlplane import gcpolicy
 from controlplane.errors import PolicyError, Problem, SourceError
 from controlplane.policy.advice import policy_warnings
 from controlplane.policy.crosscheck import FileIndex, SetIndex, cross_check, index_file
@@ -95,18 +95,12 @@ def read_file(path: Path, root: Path | None = None) -> bytes:
     return read_policy_file(path, root)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused() -> contextlib.AbstractContextManager[None]:
     """Loading allocates millions of long-lived objects (YAML nodes, documents) and no cycles
     worth collecting; the cyclic GC would rescan them again and again (measured: more than half
-    of the load time of 10k services). Pause it for the load and let it run once after."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    of the load time of 10k services). Paused for the load (``gcpolicy.paused``: in ``ubiq
+    serve`` a load that succeeded ends in a freeze, not a pass over every new object)."""
+    return gcpolicy.paused()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ class PreSerialized(Mapping[str, Message]):
         return name in self._items  # Mapping's own would parse the message to find out
 
     def held(self) -> Mapping[str, Spliced[Message]]:
-        """name -> held item (read it, never change it)."""
+        """Every held item by name (read-only: the mapping is shared)."""
         return self._items
 
     def item(self, name: str) -> Spliced[Message]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from controlplane import gcpolicy
 from controlplane.errors import InconsistentSnapshotError
 from controlplane.placement.static import PlacedCluster
 from controlplane.policy.diff import ModelDiff, diff
@@ -67,7 +68,21 @@ def build_groups(
     the same node and options; ``decisions`` (service -> placed clusters, from the placement
     engine) override the static Placement of the services they name; pure. Every snapshot is checked (InconsistentSnapshotError), so
     the caller publishes with ``set_snapshot(..., checked=True)``; ``on_built(key, build)`` is
-    called with each checked group as soon as it is built (in the calling thread)."""
+    called with each checked group as soon as it is built (in the calling thread). The cyclic
+    GC is paused meanwhile (``gcpolicy.paused``: the compile's objects are long-lived)."""
+    with gcpolicy.paused():
+        return _build_groups(model, options, previous, cache, decisions, secrets, on_built)
+
+
+def _build_groups(
+    model: Model,
+    options: CompileOptions,
+    previous: Mapping[str, GroupBuild] | None,
+    cache: CompileCache | None,
+    decisions: Decisions | None,
+    secrets: WorkloadCerts | None,
+    on_built: Callable[[str, GroupBuild], None] | None,
+) -> dict[str, GroupBuild]:
     diffs: dict[int, ModelDiff] = {}
     memo = EntryMemo()  # groups sharing compiled messages serialize them once
     shared = RoundShare(model, decisions, options)  # ... and compile node-independent units once

@@ -367,21 +367,21 @@ def _preserialized_entries(
     """Entries from the held bytes (the messages are never built); an item that is the same
     object as the previous build's keeps its old Entry."""
     was = old_by_name if isinstance(old_by_name, PreSerialized) else None
+
+    def make(name: str, item: Spliced[Message]) -> Entry:
+        if memo is not None:
+            return memo.of_item(type_url, name, item)
+        return Entry.of_bytes(type_url, name, item.serialized())
+
     if was is not None and old is not None:
-        items, old_items = by_name.held(), was.held()
-        names = list(items)
-        if names == list(old_items) and names == list(old.entries):
-            # same names in the same (sorted) order (VHDS after a RoutePolicy change): find the
-            # new items in C, as ``_entries`` does
+        held, old_held = by_name.held(), was.held()
+        names = list(held)
+        if names == list(old.entries) and names == list(old_held):
+            # same names in the same (sorted) order (EDS after one service changed): find the
+            # new items in C
             entries = dict(old.entries)
-            fresh = map(operator.is_not, items.values(), old_items.values())
-            for name in compress(names, fresh):
-                item = items[name]
-                entries[name] = (
-                    memo.of_item(type_url, name, item)
-                    if memo is not None
-                    else Entry.of_bytes(type_url, name, item.serialized())
-                )
+            for name in compress(names, map(operator.is_not, held.values(), old_held.values())):
+                entries[name] = make(name, held[name])
             return entries
     out: dict[str, Entry] = {}
     for name in sorted(by_name):
@@ -391,10 +391,7 @@ def _preserialized_entries(
             if found is not None:
                 out[name] = found
                 continue
-        if memo is not None:
-            out[name] = memo.of_item(type_url, name, item)
-        else:
-            out[name] = Entry.of_bytes(type_url, name, item.serialized())
+        out[name] = make(name, item)
     return out
 
 

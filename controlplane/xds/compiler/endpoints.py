@@ -36,6 +36,7 @@ from controlplane.placement.static import PlacedCluster
 from controlplane.policy.documents import Cluster
 from controlplane.policy.service import Endpoint, ServicePort, ServiceSpec
 from controlplane.policy.traffic import Locality
+from controlplane.xds.compiler.eds_wire import WireAssignment, assignment, locality_field
 from controlplane.xds.compiler.options import NodeIdentity
 
 _WEIGHT_SCALE = 1000
@@ -207,14 +208,15 @@ def lb_endpoint(ep: Endpoint, service: ServiceSpec, port: ServicePort) -> ec_pb2
 @dataclass(slots=True)
 class EndpointGroups:
     """One Envoy cluster's endpoints by Ubiq cluster, and each cluster's locality with its
-    LbEndpoints built once (``locality``): the part of an assignment no node changes, shared by
-    the node groups of a round (``shared.RoundShare``). Not for mutual TLS (``RemoteRule``)."""
+    LbEndpoints serialized once (``locality``): the part of an assignment no node changes,
+    shared by the node groups of a round (``shared.RoundShare``). Not for mutual TLS
+    (``RemoteRule``)."""
 
     service: ServiceSpec
     port: ServicePort
     by_cluster: dict[str, list[Endpoint]]
     totals: dict[str, int]
-    _localities: dict[tuple[str, str, str], ec_pb2.LocalityLbEndpoints]
+    _localities: dict[tuple[str, str, str], bytes]
 
     @classmethod
     def of(
@@ -228,8 +230,9 @@ class EndpointGroups:
         totals = {c: sum(ep.weight for ep in eps) for c, eps in by_cluster.items()}
         return cls(service, port, by_cluster, totals, {})
 
-    def locality(self, slot: LocalitySlot) -> ec_pb2.LocalityLbEndpoints:
-        """The slot's locality and endpoints, without priority or weight (never mutate it)."""
+    def locality(self, slot: LocalitySlot) -> bytes:
+        """The slot's ``LocalityLbEndpoints`` (locality and endpoints, without priority or
+        weight), serialized once."""
         key = (slot.cluster, slot.region, slot.zone)
         found = self._localities.get(key)
         if found is not None:
@@ -240,22 +243,23 @@ class EndpointGroups:
         group.lb_endpoints.extend(
             lb_endpoint(ep, self.service, self.port) for ep in self.by_cluster[slot.cluster]
         )
-        self._localities[key] = group
-        return group
+        data: bytes = group.SerializeToString(deterministic=True)
+        self._localities[key] = data
+        return data
 
 
 def assemble_load_assignment(
     name: str, groups: EndpointGroups, slots: Sequence[LocalitySlot]
-) -> endpoint_pb2.ClusterLoadAssignment:
+) -> WireAssignment:
     """``build_load_assignment(name, ..., slots)`` without mutual TLS, from prepared groups:
-    the same message, with each locality's endpoints copied from ``groups`` (in C)."""
-    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    the same message's bytes, spliced from each locality's bytes (no message is built)."""
     totals = groups.totals
     share_totals: dict[str, int] = {}
     for s in slots:
         share_totals[s.share] = share_totals.get(s.share, 0) + totals.get(s.cluster, 0)
     kept = sorted((s for s in slots if s.cluster in totals), key=lambda s: (s.priority, s.cluster))
     dense = {p: i for i, p in enumerate(sorted({s.priority for s in kept}))}
+    fields = []
     for s in kept:
         total = totals[s.cluster]
         if s.weight is None:
@@ -264,8 +268,5 @@ def assemble_load_assignment(
             weight = s.weight
         else:
             weight = max(1, round(s.weight * _WEIGHT_SCALE * total / share_totals[s.share]))
-        group = cla.endpoints.add()
-        group.CopyFrom(groups.locality(s))
-        group.priority = dense[s.priority]
-        group.load_balancing_weight.value = weight
-    return cla
+        fields.append(locality_field(groups.locality(s), dense[s.priority], weight))
+    return assignment(name, fields)

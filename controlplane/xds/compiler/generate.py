@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from controlplane.policy.documents import RoutePolicy
 from controlplane.policy.model import Model
 from controlplane.xds.compiler.api_listeners import build_node_listeners
+from controlplane.xds.compiler.eds_wire import WireAssignment
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.memo import (
     CompileCache,
@@ -32,7 +33,14 @@ from controlplane.xds.compiler.route_wire import (
 from controlplane.xds.compiler.service import ServiceResources
 from controlplane.xds.compiler.shared import RoundShare
 from controlplane.xds.compiler.vhds import uses_vhds, vhds_route_configuration
-from controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST
+from controlplane.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    VIRTUAL_HOST,
+    PreSerialized,
+)
 
 
 def compile_node_resources(
@@ -75,7 +83,7 @@ class NodeCompilation:
         *,
         listeners: Mapping[str, Message],
         clusters: Mapping[str, Message],
-        assignments: Mapping[str, Message],
+        assignments: PreSerialized,
         services: Mapping[str, ServiceResources],
         virtual_hosts: Mapping[str, CompiledHost],
         routes_by_service: Mapping[str, frozenset[str]],
@@ -85,7 +93,8 @@ class NodeCompilation:
         """The compilation of these parts; ``routes`` (the RouteConfiguration map) is spliced
         from ``virtual_hosts`` unless given (an unchanged one is passed on as is). With VHDS
         (``vhds.uses_vhds``) the RouteConfiguration only names the VHDS source and the hosts
-        are VirtualHost resources (``vhds``, likewise passed on when unchanged)."""
+        are VirtualHost resources (``vhds``, likewise passed on when unchanged). The EDS map
+        ``assignments`` holds each ClusterLoadAssignment as bytes (``eds_wire``)."""
         name = options.route_config_name
         resources: dict[str, Mapping[str, Message]]
         if uses_vhds(options, node):
@@ -153,7 +162,7 @@ def compile_node(
         for service in routed_services(policy):
             users.setdefault(service, set()).add(policy.name)
     clusters: dict[str, Message] = {}
-    assignments: dict[str, Message] = {}
+    assignments: dict[str, WireAssignment] = {}
     for result in services.values():
         clusters.update((c.name, c) for c in result.clusters)
         assignments.update((a.cluster_name, a) for a in result.assignments)
@@ -164,7 +173,7 @@ def compile_node(
         decisions,
         listeners={x.name: x for x in build_node_listeners(model, node, options)},
         clusters=dict(sorted(clusters.items())),
-        assignments=dict(sorted(assignments.items())),
+        assignments=PreSerialized(dict(sorted(assignments.items()))),
         services=services,
         virtual_hosts=virtual_hosts,
         routes_by_service={s: frozenset(p) for s, p in users.items()},

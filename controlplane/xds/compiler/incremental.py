@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from controlplane.policy.diff import ModelDiff
 from controlplane.policy.model import Model
 from controlplane.xds.compiler.api_listeners import build_node_listeners
+from controlplane.xds.compiler.eds_wire import WireAssignment
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.generate import NodeCompilation, compile_node, routed_services
 from controlplane.xds.compiler.memo import (
@@ -45,6 +46,7 @@ from controlplane.xds.resources import (
     ROUTE,
     VIRTUAL_HOST,
     PreSerialized,
+    Spliced,
 )
 
 M = TypeVar("M")
@@ -187,6 +189,10 @@ def _pick(old: M | None, new: M) -> M:
     return old if old is not None and old == new else new
 
 
+def _pick_wire(old: WireAssignment | None, new: WireAssignment) -> WireAssignment:
+    return old if old is not None and new.same(old) else new
+
+
 def _reuse_service(new: ServiceResources, old: ServiceResources | None) -> ServiceResources:
     """``new``, with every message equal to one of ``old`` replaced by that object."""
     if old is None or old is new:
@@ -194,13 +200,13 @@ def _reuse_service(new: ServiceResources, old: ServiceResources | None) -> Servi
     old_clusters = {c.name: c for c in old.clusters}
     old_assignments = {a.cluster_name: a for a in old.assignments}
     clusters = tuple(_pick(old_clusters.get(c.name), c) for c in new.clusters)
-    assignments = tuple(_pick(old_assignments.get(a.cluster_name), a) for a in new.assignments)
+    assignments = tuple(_pick_wire(old_assignments.get(a.cluster_name), a) for a in new.assignments)
     if _same_items(clusters, old.clusters) and _same_items(assignments, old.assignments):
         return old
     return ServiceResources(clusters, assignments)
 
 
-def _same_items(a: tuple[Message, ...], b: tuple[Message, ...]) -> bool:
+def _same_items(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
@@ -242,10 +248,12 @@ class _Patch(Generic[M]):
 
 def _patch_services(
     previous: NodeCompilation, services: Mapping[str, ServiceResources], affected: Iterable[str]
-) -> tuple[Mapping[str, Message], Mapping[str, Message]]:
-    """CDS and EDS maps with the affected services' messages swapped in."""
+) -> tuple[Mapping[str, Message], PreSerialized]:
+    """CDS and EDS maps with the affected services' messages (EDS: held bytes) swapped in."""
     clusters: _Patch[Message] = _Patch(previous.resources[CLUSTER])
-    assignments: _Patch[Message] = _Patch(previous.resources[ENDPOINT])
+    eds = previous.resources[ENDPOINT]
+    assert isinstance(eds, PreSerialized), "the compiler holds EDS as bytes"
+    assignments: _Patch[Spliced[Message]] = _Patch(eds.held())
     for name in sorted(affected):
         old, new = previous.services.get(name), services.get(name)
         if old is new:
@@ -262,7 +270,8 @@ def _patch_services(
             clusters.put(c.name, c)
         for a in new_a:
             assignments.put(a.cluster_name, a)
-    return clusters.result(), assignments.result()
+    held = assignments.result()
+    return clusters.result(), eds if held is eds.held() else PreSerialized(held)
 
 
 def _patch_users(

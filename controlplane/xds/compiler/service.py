@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 
 from controlplane.placement.static import PlacedCluster
 from controlplane.policy.documents import Service
 from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
+from controlplane.xds.compiler.eds_wire import WireAssignment
 from controlplane.xds.compiler.effective import ModelIndex
 from controlplane.xds.compiler.endpoints import (
     RemoteRule,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class ServiceResources:
     clusters: tuple[cluster_pb2.Cluster, ...]
-    assignments: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+    assignments: tuple[WireAssignment, ...]  # held as bytes (``eds_wire``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def compile_service(
     decided = index.decided(name)
     clusters: list[cluster_pb2.Cluster] = []
     inbound: list[cluster_pb2.Cluster] = []
-    assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
+    assignments: list[WireAssignment] = []
     for cname, port, subset in cluster_targets(name, spec):
         traffic = index.traffic(name, subset)
         locality = traffic.locality if traffic is not None else None
@@ -138,5 +138,9 @@ def compile_service(
             if td and local and node.cluster in remote.gateways:
                 inbound.append(build_inbound_cluster(cname, local, options))
         clusters.append(cluster)
-        assignments.append(build_load_assignment(cname, spec, port, labels, slots, remote=remote))
+        assignments.append(
+            WireAssignment.of_message(
+                build_load_assignment(cname, spec, port, labels, slots, remote=remote)
+            )
+        )
     return ServiceResources(tuple(clusters + inbound), tuple(assignments))

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 
 from controlplane.policy.model import Model
 from controlplane.policy.service import ServiceSpec
 from controlplane.xds.compiler.basis import ServiceBasis, Target
 from controlplane.xds.compiler.clusters import build_cluster, cluster_targets
+from controlplane.xds.compiler.eds_wire import WireAssignment
 from controlplane.xds.compiler.effective import Decisions, ModelIndex
 from controlplane.xds.compiler.endpoints import (
     EndpointGroups,
@@ -49,9 +49,7 @@ class RoundShare:
         self._bases: dict[str, ServiceBasis] = {}
         self._groups: dict[str, EndpointGroups] = {}
         self._clusters: dict[tuple[str, bool], cluster_pb2.Cluster] = {}
-        self._assignments: dict[
-            tuple[str, tuple[LocalitySlot, ...]], endpoint_pb2.ClusterLoadAssignment
-        ] = {}
+        self._assignments: dict[tuple[str, tuple[LocalitySlot, ...]], WireAssignment] = {}
         self._hosts: dict[tuple[str, int], CompiledHost] = {}
         self._plans: dict[tuple[object, ...], tuple[tuple[LocalitySlot, ...], bool]] = {}
 
@@ -92,7 +90,7 @@ class RoundShare:
         basis = self.basis(name)
         assert not basis.mutual, "a mutual-TLS service is compiled per node"
         clusters: list[cluster_pb2.Cluster] = []
-        assignments: list[endpoint_pb2.ClusterLoadAssignment] = []
+        assignments: list[WireAssignment] = []
         for target in basis.targets:
             slots, weighted = self._plan(basis, target, node)
             cluster = self._clusters.get((target.name, weighted))

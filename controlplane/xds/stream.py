@@ -66,6 +66,7 @@ class _InFlight:
     version_info: str
     entries: Mapping[str, Entry]
     removed: tuple[str, ...]
+    adds: bool = True  # carries a name the client did not hold when it was sent
 
 
 @dataclass(slots=True)
@@ -169,6 +170,18 @@ def _own(st: _TypeState) -> dict[str, Entry]:
     if not isinstance(st.acked, dict):
         st.acked = dict(st.acked)
     return st.acked
+
+
+def _warm_endpoints_only(st: _TypeState, plan: _Plan | None) -> bool:
+    """EDS work that only changes the endpoints of clusters the client already holds: LDS and
+    RDS need not wait for it (make-before-break is about clusters that are not warm yet; an
+    Envoy keeps serving a held cluster while its new endpoints arrive)."""
+    if st.awaiting or st.forced or st.must_respond:
+        return False
+    if st.in_flight is not None and st.in_flight.adds:
+        return False
+    held = st.acked
+    return plan is None or all(e.name in held for e in plan.upserts)
 
 
 def _placeholder(name: str, version: str) -> Entry:
@@ -507,7 +520,10 @@ class XdsStream:
                         out.append(self._respond(st, desired, plan.upserts, removals, snapshot))
                     elif not plan.removals and not st.awaiting:
                         self._settled(st, desired, version)
-            if st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st)):
+            busy = (
+                st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st))
+            )
+            if busy and (st.type_url != ENDPOINT or not _warm_endpoints_only(st, plan)):
                 waiting.add(st.type_url)
         return out
 
@@ -555,7 +571,9 @@ class XdsStream:
             else:
                 version_info = version_of({name: e.version for name, e in sent.items()})
             response = Response(st.type_url, nonce, version_info, _tuples(sent)[1], joined=joined)
-        st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
+        held = st.acked
+        adds = any(e.name not in held for e in upserts)
+        st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals), adds)
         st.last_nonce = nonce
         st.must_respond = False
         st.forced = _NONE

@@ -319,7 +319,11 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
     cache, status = SnapshotCache(), ack_tracker(target, done)
     cache.set_snapshot(group, first)
     server = XdsServer(cache, status=status)
-    port = await server.start("127.0.0.1:0", opts.server_options)
+    # without variant options, start() as older trees have it (run against main's controlplane/)
+    address = "127.0.0.1:0"
+    port = await (
+        server.start(address, opts.server_options) if opts.server_options else server.start(address)
+    )
     target.update({t: first.type_version(t) for t in ORDER})
     gc.collect()
     _trim()  # as `ubiq serve` does every minute: what the snapshot build freed is not counted

@@ -15,8 +15,10 @@ the responses it returns. Invariants, per type on the stream:
   VHDS); a type waits while an earlier type has a response in flight or still to send, except
   that EDS does not wait for CDS, RDS for LDS, nor VHDS for RDS (Envoy holds a CDS ACK until
   the new clusters have their endpoints). So LDS/RDS leave only once the clusters they may name
-  are ACKed, i.e. warm; and after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for Envoy's EDS request
-  for them. Removals go last: while any type still has something to send or in flight, SotW
+  are ACKed, i.e. warm; and after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for
+  Envoy's EDS request for them; EDS that only changes endpoints of clusters the client holds
+  does not hold the later types (nothing to warm). Removals go last: while any type still has
+  something to send or in flight, SotW
   responses keep the resources the client holds and Delta withholds ``removed_resources``;
 - a Cluster sent again forces its ClusterLoadAssignment to follow, even if unchanged: Envoy
   keeps an updated EDS cluster warming until it receives its endpoints;

@@ -17,8 +17,14 @@ overflow the listen backlog). Bounded: 180 s to get every client in sync, 60 s p
 per N. Ratios are against N = 1 measured in the same run (p50: p99 of a handful of
 single-client rounds is one sample).
 
+Memory is also reported after ``malloc_trim`` (freed C heap given back), as glibc's C heap in
+use and free-but-kept per client, after the rounds and after a trim following them. Server
+settings are compared in the same run with ``--variant 'NAME opt:KEY=VALUE env:KEY=VALUE'``:
+each N runs with the product's gRPC server options (``GRPC_SERVER_OPTIONS``) and then with each
+variant's options over them and its environment (``MALLOC_ARENA_MAX``, ``GRPC_EXPERIMENTS``).
+
     .venv/bin/python -m bench.xds_fanout [--clients 1,100,1000] [--rounds 5] [--tracemalloc]
-        [--loop uvloop|asyncio] [--py-spy DIR [--native]] [--delta]
+        [--loop uvloop|asyncio] [--py-spy DIR [--native]] [--delta] [--variant SPEC ...]
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +100,47 @@ def _stop_py_spy(spies: list[subprocess.Popen[bytes]]) -> None:
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _c_heap() -> dict[str, int]:
+    """glibc's view of the C heap (all arenas): bytes in use, free but kept, mmapped, arenas."""
+    import ctypes
+    import re
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+            )
+        ]  # fmt: skip
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        libc.open_memstream.restype = ctypes.c_void_p
+        buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+        stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+        libc.malloc_info(0, ctypes.c_void_p(stream))
+        libc.fclose(ctypes.c_void_p(stream))
+        xml = (buf.value or b"").decode()
+        libc.free(buf)
+    except (OSError, AttributeError):
+        return {}
+    return {
+        "in_use": info.uordblks + info.hblkhd,
+        "free_kept": info.fordblks,
+        "mmapped": info.hblkhd,
+        "arenas": len(re.findall(r"<heap nr=", xml)),
+    }
+
+
+def _trim() -> None:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(ctypes.c_size_t(0))
 
 
 def _snapshot(round_no: int) -> Any:
@@ -234,6 +281,9 @@ class Options:
     py_spy: str = ""  # directory for py-spy profiles of the rounds (server and clients)
     native: bool = False  # py-spy --native: C frames (gRPC core) too
     delta: bool = False  # the clients speak Delta xDS instead of SotW
+    variant: str = "current"  # name of the server settings below
+    server_options: dict[str, int | str] = field(default_factory=dict)  # over the product's
+    server_env: dict[str, str] = field(default_factory=dict)  # e.g. MALLOC_ARENA_MAX
 
 
 def ack_tracker(target: dict[str, str], done: dict[int, float]) -> Any:
@@ -269,10 +319,15 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
     cache, status = SnapshotCache(), ack_tracker(target, done)
     cache.set_snapshot(group, first)
     server = XdsServer(cache, status=status)
-    port = await server.start("127.0.0.1:0")
+    # without variant options, start() as older trees have it (run against main's controlplane/)
+    address = "127.0.0.1:0"
+    port = await (
+        server.start(address, opts.server_options) if opts.server_options else server.start(address)
+    )
     target.update({t: first.type_version(t) for t in ORDER})
     gc.collect()
-    rss_before = _rss_bytes()
+    _trim()  # as `ubiq serve` does every minute: what the snapshot build freed is not counted
+    rss_before, heap_before = _rss_bytes(), _c_heap()
     rounds, trace, procs = opts.rounds, opts.trace, opts.procs
     if trace:
         tracemalloc.start()
@@ -312,7 +367,9 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
     connect_seconds = time.perf_counter() - connect_started
     await asyncio.sleep(0.5)
     gc.collect()
-    rss_after = _rss_bytes()
+    rss_after, heap_after = _rss_bytes(), _c_heap()
+    _trim()
+    rss_trimmed, heap_trimmed = _rss_bytes(), _c_heap()
     traced: dict[str, Any] = {}
     if trace:
         traced = _traced_growth(traced_before, tracemalloc.take_snapshot(), count)
@@ -352,6 +409,12 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
         await asyncio.sleep(0.2)
 
     server_cpu_s = time.process_time() - cpu_started
+    gc.collect()
+    rss_rounds, heap_rounds = _rss_bytes(), _c_heap()  # per-stream state after the pushes
+    trim_started = time.perf_counter()
+    _trim()  # what `ubiq serve`'s periodic trim gives back after the pushes, and what it costs
+    trim_seconds = time.perf_counter() - trim_started
+    rss_rounds_trimmed = _rss_bytes()
     clients_cpu_s = sum(_cpu_seconds(p.pid or 0) for p in clients) - clients_cpu_started
     _stop_py_spy(spies)
     if profiler is not None:
@@ -379,8 +442,36 @@ async def _serve(count: int, opts: Options) -> dict[str, Any]:
         "rss_before_mib": rss_before / 2**20,
         "rss_after_mib": rss_after / 2**20,
         "bytes_per_client": (rss_after - rss_before) / count,
+        "bytes_per_client_trimmed": (rss_trimmed - rss_before) / count,
+        "variant": opts.variant,
+        "server_options": opts.server_options,
+        "server_env": opts.server_env,
+        "c_heap_before": heap_before,
+        "c_heap_after": heap_after,
+        "c_heap_trimmed": heap_trimmed,
+        "bytes_per_client_after_rounds": (rss_rounds - rss_before) / count,
+        "c_heap_after_rounds": heap_rounds,
+        "bytes_per_client_after_rounds_trimmed": (rss_rounds_trimmed - rss_before) / count,
+        "trim_after_rounds_s": trim_seconds,
         **({"tracemalloc": traced} if trace else {}),
     }
+
+
+def _variant(opts: Options, spec: str) -> Options:
+    """``NAME opt:KEY=VALUE env:KEY=VALUE ...``: server settings to compare with the current."""
+    name, *tokens = spec.split()
+    options: dict[str, int | str] = {}
+    env: dict[str, str] = {}
+    for token in tokens:
+        kind, _, setting = token.partition(":")
+        key, sep, value = setting.partition("=")
+        if kind not in ("opt", "env") or not sep:
+            raise SystemExit(f"--variant {spec!r}: {token!r} is not opt:KEY=VALUE or env:KEY=VALUE")
+        if kind == "env":
+            env[key] = value
+        else:
+            options[key] = int(value) if value.lstrip("-").isdigit() else value
+    return replace(opts, variant=name, server_options=options, server_env=env)
 
 
 def _run_one(count: int, opts: Options) -> dict[str, Any]:
@@ -388,6 +479,7 @@ def _run_one(count: int, opts: Options) -> dict[str, Any]:
     command += ["--options", json.dumps(asdict(opts))]
     out = subprocess.run(
         command,
+        env={**os.environ, **opts.server_env},
         check=False,
         capture_output=True,
         text=True,
@@ -435,6 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also report where the server's Python heap grows per client (slower, and the"
         " latency figures of such a run are not comparable)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'NAME [opt:KEY=VALUE] [env:KEY=VALUE] ...'",
+        help="also run each N with these gRPC server options (over the product's) and server"
+        " environment, right after the current settings (repeatable)",
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.serve is not None:
@@ -454,34 +554,49 @@ def main(argv: list[str] | None = None) -> int:
         delta=args.delta,
     )
     counts = [int(c) for c in args.clients.split(",")]
-    rows = [_run_one(count, opts) for count in counts]
+    variants = [opts] + [_variant(opts, spec) for spec in args.variant]
+    rows = [_run_one(count, v) for count in counts for v in variants]
     base = rows[0]
+    current = {row["clients"]: row for row in rows if row.get("variant", "current") == "current"}
     print(
         f"xDS fan-out: {CLUSTERS} EDS clusters; each round changes RDS + {CHANGED_PER_ROUND} CLAs"
     )
     header = (
-        "clients", "initial sync s", "push p50 ms", "push p99 ms", "last ACK ms",
-        "p50 vs N=1", "last ACK / client us", "RSS MiB", "KiB/client",
-        "server CPU ms/round", "clients CPU ms/round",
+        "clients", "variant", "initial sync s", "push p50 ms", "push p99 ms", "last ACK ms",
+        "p50 vs N=1", "RSS MiB", "KiB/client", "KiB/client trimmed", "vs current",
+        "KiB/client after rounds", "trimmed", "trim ms",
+        "C heap in use KiB/client", "C heap free kept KiB/client", "arenas",
+        "server CPU ms/round", "vs current", "clients CPU ms/round",
     )  # fmt: skip
     print(" | ".join(header))
     for row in rows:
         if "failed" in row:
             print(f"{row['clients']} | failed: {row['failed']}")
             continue
+        n, ref = row["clients"], current.get(row["clients"], row)
+        after, before = row["c_heap_after"], row["c_heap_before"]
         print(
             " | ".join(
                 [
-                    f"{row['clients']}",
+                    f"{n}",
+                    row["variant"],
                     f"{row['initial_sync_s']:.2f}",
                     f"{row['push_p50_s'] * 1e3:.1f}",
                     f"{row['push_p99_s'] * 1e3:.1f}",
                     f"{row['all_acked_max_s'] * 1e3:.1f}",
                     f"{row['push_p50_s'] / base['push_p50_s']:.1f}x",
-                    f"{row['all_acked_max_s'] / row['clients'] * 1e6:.0f}",
                     f"{row['rss_after_mib']:.1f}",
-                    f"{row['bytes_per_client'] / 1024:.1f}" if row["clients"] > 1 else "-",
+                    f"{row['bytes_per_client'] / 1024:.1f}" if n > 1 else "-",
+                    f"{row['bytes_per_client_trimmed'] / 1024:.1f}" if n > 1 else "-",
+                    f"{row['bytes_per_client'] / ref['bytes_per_client']:.2f}x" if n > 1 else "-",
+                    f"{row['bytes_per_client_after_rounds'] / 1024:.1f}" if n > 1 else "-",
+                    f"{row['bytes_per_client_after_rounds_trimmed'] / 1024:.1f}" if n > 1 else "-",
+                    f"{row['trim_after_rounds_s'] * 1e3:.1f}",
+                    f"{(after.get('in_use', 0) - before.get('in_use', 0)) / n / 1024:.1f}",
+                    f"{(after.get('free_kept', 0) - before.get('free_kept', 0)) / n / 1024:.1f}",
+                    f"{after.get('arenas', 0)}",
                     f"{row['server_cpu_per_round_s'] * 1e3:.0f}",
+                    f"{row['server_cpu_per_round_s'] / ref['server_cpu_per_round_s']:.2f}x",
                     f"{row['clients_cpu_per_round_s'] * 1e3:.0f}",
                 ]
             )

@@ -14,7 +14,7 @@ import errno
 import itertools
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import grpc
@@ -78,6 +78,23 @@ _EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # context.read(): the
 MAX_REQUEST_BYTES = 8 * 1024 * 1024  # one (Delta)DiscoveryRequest; 50,000 names fit easily
 MAX_STREAMS = 10_000  # concurrent xDS streams (RPCs) per server; more get RESOURCE_EXHAUSTED
 
+# Every option of the xDS gRPC server, written out (docs/xds.md "Memory and work per stream").
+GRPC_SERVER_OPTIONS: dict[str, int | str] = {
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.http2.max_pings_without_data": 0,
+    # One xDS stream per connection sends its headers once: a dynamic HPACK table per
+    # connection and direction buys nothing. With channelz off, no per-socket and per-call
+    # channelz nodes (Ubiq serves no channelz). ~1 KiB less per connected client, measured.
+    "grpc.http2.hpack_table_size.decoder": 0,
+    "grpc.http2.hpack_table_size.encoder": 0,
+    "grpc.enable_channelz": 0,
+    # gRPC sets SO_REUSEPORT by default: a second `ubiq serve` on the same address would start
+    # cleanly and take half the Envoys. Bind exclusively.
+    "grpc.so_reuseport": 0,
+}
+
 
 def _identity(data: bytes) -> bytes:
     return data
@@ -125,19 +142,12 @@ class XdsServer:
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         server.add_generic_rpc_handlers(handlers)
 
-    async def start(self, address: str) -> int:
-        """Listen on ``address`` (``host:port``, port 0 for any); returns the bound port."""
+    async def start(self, address: str, options: Mapping[str, int | str] | None = None) -> int:
+        """Listen on ``address`` (``host:port``, port 0 for any); returns the bound port.
+        ``options``: gRPC server options over ``GRPC_SERVER_OPTIONS`` (benchmarks)."""
         server = grpc.aio.server(
             maximum_concurrent_rpcs=MAX_STREAMS,
-            options=[
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.http2.max_pings_without_data", 0),
-                # gRPC sets SO_REUSEPORT by default: a second `ubiq serve` on the same address
-                # would start cleanly and take half the Envoys. Bind exclusively.
-                ("grpc.so_reuseport", 0),
-            ],
+            options=list({**GRPC_SERVER_OPTIONS, **(options or {})}.items()),
         )
         self.add_to_server(server)
         _check_free(address)

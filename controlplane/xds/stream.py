@@ -15,8 +15,10 @@ the responses it returns. Invariants, per type on the stream:
   VHDS); a type waits while an earlier type has a response in flight or still to send, except
   that EDS does not wait for CDS, RDS for LDS, nor VHDS for RDS (Envoy holds a CDS ACK until
   the new clusters have their endpoints). So LDS/RDS leave only once the clusters they may name
-  are ACKed, i.e. warm; and after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for Envoy's EDS request
-  for them. Removals go last: while any type still has something to send or in flight, SotW
+  are ACKed, i.e. warm; and after a CDS ACK that brought new EDS clusters, LDS/RDS also wait for
+  Envoy's EDS request for them; EDS that only changes endpoints of clusters the client holds
+  does not hold the later types (nothing to warm). Removals go last: while any type still has
+  something to send or in flight, SotW
   responses keep the resources the client holds and Delta withholds ``removed_resources``;
 - a Cluster sent again forces its ClusterLoadAssignment to follow, even if unchanged: Envoy
   keeps an updated EDS cluster warming until it receives its endpoints;
@@ -66,6 +68,7 @@ class _InFlight:
     version_info: str
     entries: Mapping[str, Entry]
     removed: tuple[str, ...]
+    adds: bool = True  # carries a name the client did not hold when it was sent
 
 
 @dataclass(slots=True)
@@ -169,6 +172,18 @@ def _own(st: _TypeState) -> dict[str, Entry]:
     if not isinstance(st.acked, dict):
         st.acked = dict(st.acked)
     return st.acked
+
+
+def _warm_endpoints_only(st: _TypeState, plan: _Plan | None) -> bool:
+    """EDS work that only changes the endpoints of clusters the client already holds: LDS and
+    RDS need not wait for it (make-before-break is about clusters that are not warm yet; an
+    Envoy keeps serving a held cluster while its new endpoints arrive)."""
+    if st.awaiting or st.forced or st.must_respond:
+        return False
+    if st.in_flight is not None and st.in_flight.adds:
+        return False
+    held = st.acked
+    return plan is None or all(e.name in held for e in plan.upserts)
 
 
 def _placeholder(name: str, version: str) -> Entry:
@@ -507,7 +522,10 @@ class XdsStream:
                         out.append(self._respond(st, desired, plan.upserts, removals, snapshot))
                     elif not plan.removals and not st.awaiting:
                         self._settled(st, desired, version)
-            if st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st)):
+            busy = (
+                st.in_flight is not None or st.awaiting or (plan is not None and plan.pending(st))
+            )
+            if busy and (st.type_url != ENDPOINT or not _warm_endpoints_only(st, plan)):
                 waiting.add(st.type_url)
         return out
 
@@ -555,7 +573,9 @@ class XdsStream:
             else:
                 version_info = version_of({name: e.version for name, e in sent.items()})
             response = Response(st.type_url, nonce, version_info, _tuples(sent)[1], joined=joined)
-        st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals))
+        held = st.acked
+        adds = any(e.name not in held for e in upserts)
+        st.in_flight = _InFlight(nonce, version_info, sent, tuple(removals), adds)
         st.last_nonce = nonce
         st.must_respond = False
         st.forced = _NONE

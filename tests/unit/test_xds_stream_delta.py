@@ -162,3 +162,17 @@ def test_per_type_delta_stream_ignores_other_type_urls() -> None:
     assert stream.tracked_types() == []
     eds = only(stream.on_request(delta(ENDPOINT, ["a"])))
     assert [r.name for r in decode_delta(eds).resources] == ["a"]
+
+
+def test_new_endpoints_of_held_clusters_and_the_route_go_together() -> None:
+    stream, _ = connected()
+    new = snapshot({"a": [9101], "b": [9002]}, route_to="b", tag="v2")
+    step = stream.on_snapshot(new)
+    assert [(r.type_url, r.names) for r in step.responses] == [
+        (ENDPOINT, ("a",)),
+        (ROUTE, ("main",)),
+    ]
+    eds, rds = step.responses
+    assert stream.on_request(delta(ROUTE, nonce=rds.nonce)).responses == ()
+    assert stream.on_request(delta(ENDPOINT, nonce=eds.nonce)).responses == ()
+    assert stream.acked_version(ROUTE) == new.type_version(ROUTE)

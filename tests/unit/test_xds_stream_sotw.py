@@ -291,3 +291,33 @@ def test_streams_sent_a_whole_type_share_its_joined_bytes() -> None:
     unjoined = dataclasses.replace(a, joined=None)
     assert a.encode() == unjoined.encode()
     assert [r.type_url for r in decode_sotw(a).resources] == [CLUSTER, CLUSTER]
+
+
+def test_new_endpoints_of_held_clusters_and_the_route_go_together() -> None:
+    """Only endpoints of clusters the Envoy holds changed: the route does not wait for the EDS
+    ACK (nothing to warm); each type still has one response in flight."""
+    stream, _ = connected()
+    new = snapshot({"a": [9101], "b": [9002]}, route_to="b", tag="v2")
+    step = stream.on_snapshot(new)
+    assert [r.type_url for r in step.responses] == [ENDPOINT, ROUTE]
+    eds, rds = step.responses
+    assert eds.names == ("a", "b")
+    assert stream.on_request(ack(rds, ["main"])).responses == ()
+    assert stream.on_request(ack(eds, ALL_CLAS)).responses == ()
+    assert stream.acked_version(ENDPOINT) == new.type_version(ENDPOINT)
+    assert stream.acked_version(ROUTE) == new.type_version(ROUTE)
+
+
+def test_the_route_still_waits_for_endpoints_of_a_cluster_being_added() -> None:
+    stream, _ = connected()
+    new = snapshot({"a": [9101], "b": [9002], "c": [9003]}, route_to="a", tag="v2")
+    step = stream.on_snapshot(new)
+    assert [r.type_url for r in step.responses] == [CLUSTER, ENDPOINT]  # no route: "c" not warm
+    cds, eds_a = step.responses
+    assert eds_a.names == ("a", "b")
+    assert stream.on_request(ack(eds_a, ALL_CLAS)).responses == ()  # CDS still in flight
+    assert stream.on_request(ack(cds)).responses == ()  # ... then the route waits for EDS of "c"
+    eds = only(stream.on_request(sotw(ENDPOINT, ["a", "b", "c"], nonce=eds_a.nonce)))
+    assert "c" in eds.names
+    rds = only(stream.on_request(ack(eds, ["a", "b", "c"])))  # only once "c" is warm
+    assert rds.type_url == ROUTE

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from controlplane.errors import Problem
 from controlplane.policy.crosscheck import SetIndex
-from controlplane.policy.docmemo import DocMemo, Facts, Token
+from controlplane.policy.docmemo import DocMemo, Facts, RecordedLookups, Token
 from controlplane.policy.documents import AnyDocument, Cluster, RoutePolicy, Service, TrafficPolicy
 from controlplane.policy.located import Located
 from controlplane.policy.route import HttpRule
@@ -33,7 +33,7 @@ GRPC_ALGORITHMS = frozenset({"ROUND_ROBIN", "RING_HASH", "LEAST_REQUEST"})
 PROXYLESS = "proxyless gRPC clients ignore"
 
 
-class _Seen:
+class _Seen(RecordedLookups):
     """The Services and Clusters the warnings look up; each look-up is noted in ``reads``
     (``docmemo`` tokens) so that a document's warnings can be kept until one of them changes."""
 
@@ -46,14 +46,6 @@ class _Seen:
             self.services = {i.doc.name: i.doc for i in located if isinstance(i.doc, Service)}
             self.clusters = {i.doc.name: i.doc for i in located if isinstance(i.doc, Cluster)}
         self.reads: set[Token] = set()
-
-    def service(self, name: str) -> Service | None:
-        self.reads.add(("Service", name))
-        return self.services.get(name)
-
-    def cluster(self, name: str) -> Cluster | None:
-        self.reads.add(("Cluster", name))
-        return self.clusters.get(name)
 
     def is_grpc(self, name: str) -> bool:
         svc = self.service(name)

@@ -10,7 +10,14 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from dataclasses import dataclass
 
 from controlplane.errors import Problem
-from controlplane.policy.docmemo import A_CLUSTER_FAILED, NAMED_KINDS, DocMemo, Facts, Token
+from controlplane.policy.docmemo import (
+    A_CLUSTER_FAILED,
+    NAMED_KINDS,
+    DocMemo,
+    Facts,
+    RecordedLookups,
+    Token,
+)
 from controlplane.policy.documents import (
     AnyDocument,
     Canary,
@@ -107,7 +114,7 @@ def _distinct(parts: Sequence[Sequence[Hashable]]) -> bool:
     return sum(len(p) for p in parts) == len(set().union(*parts))
 
 
-class _World:
+class _World(RecordedLookups):
     """The indexes the per-document checks read. Every read goes through a method that notes
     what it read (``reads``: ``docmemo`` tokens), so a check's result can be kept until one of
     those facts changes."""
@@ -168,14 +175,6 @@ class _World:
             regions=self.zones,
             residency=self.residency,
         )
-
-    def service(self, name: str) -> Service | None:
-        self.reads.add(("Service", name))
-        return self.services.get(name)
-
-    def cluster(self, name: str) -> Cluster | None:
-        self.reads.add(("Cluster", name))
-        return self.clusters.get(name)
 
     def route(self, name: str) -> RoutePolicy | None:
         self.reads.add(("RoutePolicy", name))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from controlplane.errors import Problem
 
 if TYPE_CHECKING:
-    from controlplane.policy.documents import AnyDocument
+    from controlplane.policy.documents import AnyDocument, Cluster, Service
     from controlplane.policy.located import Located
 
 #: ("Service" | "Cluster" | "RoutePolicy" | any kind, name): that document (first of its name)
@@ -37,6 +37,23 @@ if TYPE_CHECKING:
 Token = tuple[str, ...]
 A_CLUSTER_FAILED: Token = ("a Cluster failed",)
 NAMED_KINDS = ("Cluster", "Service", "RoutePolicy")
+
+
+class RecordedLookups:
+    """Services and Clusters by name for a per-document check; each look-up is noted in
+    ``reads`` as a Token, so the check's result can be kept until one of them changes."""
+
+    services: Mapping[str, Service]
+    clusters: Mapping[str, Cluster]
+    reads: set[Token]
+
+    def service(self, name: str) -> Service | None:
+        self.reads.add(("Service", name))
+        return self.services.get(name)
+
+    def cluster(self, name: str) -> Cluster | None:
+        self.reads.add(("Cluster", name))
+        return self.clusters.get(name)
 
 
 @dataclass(frozen=True, slots=True)

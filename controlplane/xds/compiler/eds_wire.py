@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 
+from controlplane.xds.compiler.protowire import field, varint
 from controlplane.xds.resources import Spliced
 
 _CLUSTER_NAME_FIELD = 1  # ClusterLoadAssignment.cluster_name
@@ -25,23 +26,6 @@ _WEIGHT_TAG = bytes([(3 << 3) | 2])  # LocalityLbEndpoints.load_balancing_weight
 _PRIORITY_TAG = bytes([(5 << 3) | 0])  # LocalityLbEndpoints.priority (varint)
 _VALUE_TAG = bytes([(1 << 3) | 0])  # UInt32Value.value (varint)
 _UINT32_MAX = 0xFFFFFFFF
-_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
-
-
-def varint(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def field(number: int, data: bytes) -> bytes:
-    """A length-delimited field: tag, length, bytes (the compiler does not import ``xds.wire``)."""
-    return varint((number << 3) | 2) + varint(len(data)) + data
 
 
 def _parse(data: bytes) -> endpoint_pb2.ClusterLoadAssignment:

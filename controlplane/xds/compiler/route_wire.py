@@ -19,6 +19,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
+from controlplane.xds.compiler.protowire import field
 from controlplane.xds.resources import PreSerialized, Spliced
 
 _NAME_FIELD = 1  # RouteConfiguration.name
@@ -40,7 +41,7 @@ class CompiledHost:
     @classmethod
     def of(cls, host: rc_pb2.VirtualHost) -> CompiledHost:
         data = host.SerializeToString(deterministic=True)
-        return cls(host, _field(_VIRTUAL_HOSTS_FIELD, data))
+        return cls(host, field(_VIRTUAL_HOSTS_FIELD, data))
 
     def vhds_resource(self, route_config_name: str) -> Spliced[Message]:
         """This host as the VHDS resource ``<route_config_name>/<name>``: the same message with
@@ -54,7 +55,7 @@ class CompiledHost:
         body = _payload(self.field)
         rest = _skip_field(body, _NAME_FIELD)
         name = f"{route_config_name}/{self.message.name}"
-        item: Spliced[Message] = Spliced(_field(_NAME_FIELD, name.encode()), [rest], _parse_host)
+        item: Spliced[Message] = Spliced(field(_NAME_FIELD, name.encode()), [rest], _parse_host)
         object.__setattr__(self, "_vhds", (route_config_name, item))
         return item
 
@@ -62,20 +63,6 @@ class CompiledHost:
 def reuse(old: CompiledHost | None, new: CompiledHost) -> CompiledHost:
     """``old`` when its bytes equal ``new``'s (equal bytes, equal messages), else ``new``."""
     return old if old is not None and old.field == new.field else new
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited protobuf field: tag, length, bytes."""
-    return _varint((number << 3) | 2) + _varint(len(data)) + data
 
 
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:
@@ -152,5 +139,5 @@ def route_configuration(name: str, hosts: Iterable[CompiledHost]) -> PreSerializ
     """``{name: RouteConfiguration(name, hosts in order)}``, held as spliced bytes."""
     parts = [host.field for host in hosts]
     return PreSerialized(
-        {name: Spliced(_field(_NAME_FIELD, name.encode()) if name else b"", parts, _parse)}
+        {name: Spliced(field(_NAME_FIELD, name.encode()) if name else b"", parts, _parse)}
     )

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.cold_start import FIRST_GROUP, clusters_served, write_policy
-from controlplane.ports import free_port
+from bench.cold_start import FIRST_GROUP, serve_until_served, write_policy
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _IN_PROCESS = """
 import gc, json, sys, time
 from pathlib import Path
@@ -48,35 +44,12 @@ print(json.dumps({"load": load, "build_groups": time.process_time() - start}))
 """
 
 
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
-
-
-def serve_first(
-    root: Path, services: int, tree: Path | None, limit_s: float = 300.0
-) -> dict[str, float]:
-    port = free_port("127.0.0.1")
-    argv = [
-        sys.executable, "-m", "controlplane.cli", "serve", str(root),
-        "--xds", f"127.0.0.1:{port}", "--dns", "off", "--api", "off",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tree)
-    try:
-        while True:
-            if proc.poll() is not None or time.perf_counter() - start > limit_s:
-                raise RuntimeError("ubiq serve exited or never served")
-            if clusters_served(port, timeout=2.0, region=FIRST_GROUP) >= services:
-                return {"wall": time.perf_counter() - start, "cpu": _cpu_of(proc.pid)}
-            time.sleep(0.02)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def serve_first(root: Path, services: int, tree: Path | None) -> dict[str, float]:
+    """Wall and server CPU seconds from exec of ``ubiq serve`` (in ``tree``) until the first
+    group built (``FIRST_GROUP``) has every cluster."""
+    cpu: dict[str, float] = {}
+    wall = serve_until_served(root, services, tree=tree, groups=(FIRST_GROUP,), cpu=cpu)
+    return {"wall": wall[FIRST_GROUP], "cpu": cpu[FIRST_GROUP]}
 
 
 def in_process(root: Path, tree: Path | None) -> dict[str, float]:

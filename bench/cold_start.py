@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +177,26 @@ def clusters_served(port: int, timeout: float, region: str = "eu-west") -> int:
         return len(response.resources)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15)
+
+
 def serve_until_served(
-    root: Path, services: int, limit_s: float = 300.0, tree: Path | None = None
+    root: Path,
+    services: int,
+    limit_s: float = 300.0,
+    tree: Path | None = None,
+    groups: Sequence[str] = CLIENT_GROUPS,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Seconds from exec of ``ubiq serve`` (the code in ``tree``, default this checkout) until a
-    client of each of ``CLIENT_GROUPS`` (in turn) has every service's cluster."""
+    client of each of ``groups`` (in turn) has every service's cluster; ``cpu``, if given, gets
+    the server's CPU seconds at each of those moments."""
     port = free_port("127.0.0.1")
     argv = [
         sys.executable, "-m", "controlplane.cli", "serve", str(root),
@@ -190,7 +206,7 @@ def serve_until_served(
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree)
     served: dict[str, float] = {}
     try:
-        for region in CLIENT_GROUPS:
+        for region in groups:
             while region not in served:
                 if time.perf_counter() - start > limit_s:
                     raise RuntimeError(
@@ -200,6 +216,8 @@ def serve_until_served(
                     raise RuntimeError(f"ubiq serve exited: {proc.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
                 if clusters_served(port, timeout=2.0, region=region) >= services:
                     served[region] = time.perf_counter() - start
+                    if cpu is not None:
+                        cpu[region] = cpu_of(proc.pid)
                 else:
                     time.sleep(0.02)
         return served

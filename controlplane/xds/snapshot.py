@@ -19,8 +19,10 @@ import hashlib
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import compress
 from types import MappingProxyType
+from typing import TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -129,6 +131,13 @@ class EntryMemo:
 
 
 MakeEntry = Callable[[str, str, Message], Entry]
+MakeHeldEntry = Callable[[str, str, Spliced[Message]], Entry]
+T = TypeVar("T")
+
+
+def _entry_of_item(type_url: str, name: str, item: Spliced[Message]) -> Entry:
+    return Entry.of_bytes(type_url, name, item.serialized())
+
 
 _EMPTY: Mapping[str, Entry] = MappingProxyType({})
 _EMPTY_MESSAGES: Mapping[str, Message] = MappingProxyType({})
@@ -234,6 +243,7 @@ class Snapshot:
         """Serialize ``resources``, reusing what ``previous`` holds for identical messages and,
         with a ``memo``, what other snapshots of the same round already serialized."""
         make: MakeEntry = memo.make if memo is not None else Entry.make
+        held: MakeHeldEntry = memo.of_item if memo is not None else _entry_of_item
         before: Resources = previous_resources if previous_resources is not None else {}
         if previous_resources is None:
             previous = None
@@ -245,10 +255,11 @@ class Snapshot:
             if old is not None and by_name is old_by_name:
                 types[type_url] = old
                 continue
-            if isinstance(by_name, PreSerialized):
-                entries = _preserialized_entries(type_url, by_name, old, old_by_name, memo)
+            if isinstance(by_name, PreSerialized):  # entries from the held bytes, no message
+                was = old_by_name.held() if isinstance(old_by_name, PreSerialized) else None
+                entries = _reused_entries(by_name.held(), old, was, partial(held, type_url))
             else:
-                entries = _entries(type_url, by_name, old, old_by_name, make)
+                entries = _reused_entries(by_name, old, old_by_name, partial(make, type_url))
             pairs = map(_NAME_VERSION, entries.values())
             types[type_url] = TypeSnapshot(
                 type_url, _version_of_sorted(pairs), MappingProxyType(entries)
@@ -330,68 +341,28 @@ class Snapshot:
         return {short_name(t): len(ts) for t, ts in self.types.items()}
 
 
-def _entries(
-    type_url: str,
-    by_name: Mapping[str, Message],
+def _reused_entries(
+    items: Mapping[str, T],
     old: TypeSnapshot | None,
-    old_by_name: Mapping[str, Message] | None,
-    make: MakeEntry = Entry.make,
+    old_items: Mapping[str, T] | None,
+    make: Callable[[str, T], Entry],
 ) -> dict[str, Entry]:
-    """Entries in name order; an identical message keeps its old Entry."""
-    if old is not None and old_by_name is not None:
-        names = list(by_name)
-        if names == list(old.entries) and names == list(old_by_name):
-            # same names in the same (sorted) order: find the new objects in C
-            entries = dict(old.entries)
-            fresh = map(operator.is_not, by_name.values(), old_by_name.values())
-            for name in compress(names, fresh):
-                entries[name] = make(type_url, name, by_name[name])
-            return entries
-    reuse = old.entries if old is not None and old_by_name is not None else _EMPTY
-    was = old_by_name if old_by_name is not None else _EMPTY_MESSAGES
+    """Entries in name order; an item (a message, or a PreSerialized's held bytes) that is the
+    very object of the previous build keeps its old Entry."""
+    if old is None or old_items is None:
+        return {name: make(name, items[name]) for name in sorted(items)}
+    names = list(items)
+    if names == list(old.entries) and names == list(old_items):
+        # same names in the same (sorted) order: find the new objects in C
+        entries = dict(old.entries)
+        for name in compress(names, map(operator.is_not, items.values(), old_items.values())):
+            entries[name] = make(name, items[name])
+        return entries
     out: dict[str, Entry] = {}
-    for name in sorted(by_name):
-        message = by_name[name]
-        entry = reuse.get(name) if was.get(name) is message else None
-        out[name] = entry or make(type_url, name, message)
-    return out
-
-
-def _preserialized_entries(
-    type_url: str,
-    by_name: PreSerialized,
-    old: TypeSnapshot | None,
-    old_by_name: Mapping[str, Message] | None,
-    memo: EntryMemo | None,
-) -> dict[str, Entry]:
-    """Entries from the held bytes (the messages are never built); an item that is the same
-    object as the previous build's keeps its old Entry."""
-    was = old_by_name if isinstance(old_by_name, PreSerialized) else None
-
-    def make(name: str, item: Spliced[Message]) -> Entry:
-        if memo is not None:
-            return memo.of_item(type_url, name, item)
-        return Entry.of_bytes(type_url, name, item.serialized())
-
-    if was is not None and old is not None:
-        held, old_held = by_name.held(), was.held()
-        names = list(held)
-        if names == list(old.entries) and names == list(old_held):
-            # same names in the same (sorted) order (EDS after one service changed): find the
-            # new items in C
-            entries = dict(old.entries)
-            for name in compress(names, map(operator.is_not, held.values(), old_held.values())):
-                entries[name] = make(name, held[name])
-            return entries
-    out: dict[str, Entry] = {}
-    for name in sorted(by_name):
-        item = by_name.item(name)
-        if was is not None and old is not None and name in was and was.item(name) is item:
-            found = old.entries.get(name)
-            if found is not None:
-                out[name] = found
-                continue
-        out[name] = make(name, item)
+    for name in sorted(items):
+        item = items[name]
+        entry = old.entries.get(name) if old_items.get(name) is item else None
+        out[name] = entry if entry is not None else make(name, item)
     return out
 
 

@@ -1,4 +1,6 @@
-"""Envoy v3 resource type URLs, the ADS push order, and the resource mapping the compiler hands us."""
+"""Envoy v3 resource type URLs, the ADS push order, the resource mapping the compiler hands us,
+and the protobuf wire pieces written around pre-serialized bytes (``varint``, ``field``: the
+compiler's ``route_wire``/``eds_wire`` and ``xds.wire``'s responses)."""
 
 from __future__ import annotations
 
@@ -132,3 +134,22 @@ class PreSerialized(Mapping[str, Message]):
 
     def serialized(self, name: str) -> bytes:
         return self._items[name].serialized()
+
+
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+def varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(number: int, data: bytes) -> bytes:
+    """A length-delimited field (string, bytes or message): tag, length, bytes."""
+    return varint((number << 3) | 2) + varint(len(data)) + data

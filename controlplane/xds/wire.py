@@ -9,26 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
-
-
-def varint(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while True:
-        bits = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def field(number: int, data: bytes) -> bytes:
-    """A length-delimited field (string, bytes or message)."""
-    return varint((number << 3) | 2) + varint(len(data)) + data
+from controlplane.xds.resources import field
 
 
 def text(number: int, value: str) -> bytes:

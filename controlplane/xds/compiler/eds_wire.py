@@ -17,8 +17,7 @@ from collections.abc import Iterable
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from controlplane.xds.compiler.protowire import field, varint
-from controlplane.xds.resources import Spliced
+from controlplane.xds.resources import Spliced, field, varint
 
 _CLUSTER_NAME_FIELD = 1  # ClusterLoadAssignment.cluster_name
 _ENDPOINTS_FIELD = 2  # ClusterLoadAssignment.endpoints

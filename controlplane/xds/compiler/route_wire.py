@@ -19,8 +19,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
-from controlplane.xds.compiler.protowire import field
-from controlplane.xds.resources import PreSerialized, Spliced
+from controlplane.xds.resources import PreSerialized, Spliced, field
 
 _NAME_FIELD = 1  # RouteConfiguration.name
 _VIRTUAL_HOSTS_FIELD = 2  # RouteConfiguration.virtual_hosts

@@ -30,24 +30,29 @@ def manage() -> None:
 
 
 _pause_lock = threading.Lock()
-_pauses = 0  # paused() blocks running now (the loader and the compile may overlap in threads)
+_pauses = 0  # paused() blocks running now (the loader, the compile, the tick overlap in threads)
 _enable_after = False  # the GC was enabled when the first of them began
+_freeze_after = False  # a block that keeps what it made ended well during this pause
+_failed = False  # a block raised during this pause
 
 
 @contextlib.contextmanager
-def paused() -> Iterator[None]:
+def paused(*, freeze: bool = True) -> Iterator[None]:
     """No automatic collection inside: loading a policy set or compiling every node group
     allocates millions of long-lived objects and little cyclic garbage, and the GC would rescan
     them again and again (more than half of a 10k-service load; 5-6 full passes, ~1.6 s, in a
-    10k compile). When the last running block ends, without an exception, in a managed process
-    what they made is frozen (with the same bound as a swap) instead of the automatic pass that
-    would otherwise scan every new object once; after an exception, or elsewhere (tests, the
-    CLI's validate), the GC is only enabled again (a failed load's garbage, tracebacks included,
-    is collected as usual)."""
-    global _pauses, _enable_after
+    10k compile). Blocks may overlap across threads; the GC comes back when the last one ends.
+    Then, in a managed process, if a block with ``freeze`` ended well and none raised, what they
+    made is frozen (with the same bound as a swap) instead of the automatic pass that would
+    otherwise scan every new object once; after an exception, or elsewhere (tests, the CLI's
+    validate), the GC is only enabled again (a failed load's garbage, tracebacks included, is
+    collected as usual). ``freeze=False``: a block whose objects are short-lived (a placement
+    tick) pauses without asking for a freeze."""
+    global _pauses, _enable_after, _freeze_after, _failed
     with _pause_lock:
         if _pauses == 0:
             _enable_after = gc.isenabled()
+            _freeze_after = _failed = False
             gc.disable()
         _pauses += 1
     succeeded = False
@@ -57,8 +62,10 @@ def paused() -> Iterator[None]:
     finally:
         with _pause_lock:
             _pauses -= 1
+            _failed = _failed or not succeeded
+            _freeze_after = _freeze_after or (succeeded and freeze)
             if _pauses == 0 and _enable_after:
-                if succeeded and _managed:
+                if _freeze_after and not _failed and _managed:
                     _freeze_new()
                 gc.enable()
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import gc
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controlplane import gcpolicy
 from controlplane.canary.controller import CanaryStatus, advance_all, pause, resume
 from controlplane.canary.controller import abort as abort_canary
 from controlplane.canary.routes import apply_canaries
@@ -323,26 +322,15 @@ class _Inputs:
 _Result = tuple[dict[str, Decision], dict[str, CanaryStatus]]
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic GC paused for one tick. A tick allocates hundreds of thousands of short-lived,
-    acyclic objects; the full collections they trigger walk the whole heap (models included) and
-    stop every thread, the event loop too. Measured with bench/feedback_loop.py's tick (50 regions
-    x 1,000 services, every value moved), back to back on this machine: GC running, the worker's
-    tick 2.0 s and the event loop stalled up to 0.13 s; GC off, 0.44 s and 0.012 s. Re-enabled only
-    if it was enabled (the policy loader pauses it the same way)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _compute(inputs: _Inputs) -> _Result | None:
     """The pure part of a tick (runs on the worker thread); None when it raised."""
-    with _gc_paused():
+    # A tick allocates hundreds of thousands of short-lived, acyclic objects; the full
+    # collections they trigger walk the whole heap (models included) and stop every thread, the
+    # event loop too. bench/feedback_loop.py's tick (50 regions x 1,000 services, every value
+    # moved), back to back: GC running, the tick 2.0 s and the event loop stalled up to 0.13 s;
+    # GC off, 0.44 s and 0.012 s. Paused through gcpolicy, so a compile or load overlapping the
+    # tick in another thread keeps its own pause.
+    with gcpolicy.paused(freeze=False):
         return _compute_now(inputs)
 
 

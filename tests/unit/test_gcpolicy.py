@@ -136,3 +136,26 @@ def test_a_compile_runs_with_the_gc_paused_and_nested_pauses_end_once(
     with pytest.raises(RuntimeError), gcpolicy.paused():
         raise RuntimeError("a failed compile")
     assert gc.isenabled()
+
+
+def test_a_tick_pause_overlapping_a_compile_neither_ends_it_early_nor_freezes_alone(
+    unfrozen: None, fresh: None
+) -> None:
+    """The placement tick pauses through ``paused(freeze=False)``: inside a compile's pause it
+    does not turn the GC back on, alone it ends without a freeze, and a block that raised keeps
+    the window from freezing whatever else ended well in it."""
+    gcpolicy.manage()
+    with gcpolicy.paused(freeze=False):
+        kept = Cycle()
+    assert gc.isenabled() and not frozen(kept)  # a tick alone: no freeze
+    with gcpolicy.paused():  # a compile ...
+        with gcpolicy.paused(freeze=False):  # ... and a tick inside it
+            pass
+        assert not gc.isenabled()  # the tick's end does not end the compile's pause
+        made = Cycle()
+    assert gc.isenabled() and frozen(made)  # the compile ended well: frozen
+    with pytest.raises(RuntimeError), gcpolicy.paused():
+        with gcpolicy.paused():
+            garbage = Cycle()
+        raise RuntimeError("a failed load around a compile that ended well")
+    assert gc.isenabled() and not frozen(garbage)
